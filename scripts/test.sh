@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Runs every hubcast test on a fresh Debian machine: installs the system packages the tests
+# need (only those missing), checks the README's quick-start command, then runs the whole
+# suite. Usage: ./scripts/test.sh [extra cargo test args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/hubcast-target}"
+
+# System packages the suite uses: a real redis-server (multi-node tests), Debian's Chromium
+# and chromedriver (browser tests, never a downloaded browser), iproute2 (network namespaces),
+# curl (the quick-start check).
+packages=(redis-server chromium chromium-driver iproute2 curl)
+missing=()
+for pkg in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  echo "test.sh: installing ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The README's run command, on a free port with a throwaway data dir: /healthz must answer.
+echo "test.sh: quick-start check (cargo run --release -- serve)"
+cargo build --release --quiet
+tmp="$(mktemp -d)"
+trap 'kill "${hub_pid:-0}" 2>/dev/null || true; rm -rf "$tmp"' EXIT
+cargo run --release --quiet -- serve --listen 127.0.0.1:0 --data-dir "$tmp/data" >"$tmp/out" 2>"$tmp/err" &
+hub_pid=$!
+for _ in $(seq 1 300); do
+  grep -q '^hubcast listening on ' "$tmp/out" 2>/dev/null && break
+  sleep 0.1
+done
+url="$(sed -n 's/^hubcast listening on //p' "$tmp/out")"
+[ -n "$url" ] || { echo "hub did not start:"; cat "$tmp/err"; exit 1; }
+curl -fsS "$url/healthz" | grep -q '"ok"'
+curl -fsS "$url/metrics" | grep -q '^hubcast_build_info{'
+kill -TERM "$hub_pid"
+wait "$hub_pid"
+hub_pid=""
+echo "test.sh: quick-start check passed ($url)"
+
+# Doc examples first, then every unit, integration and bench-in-test-mode target. nextest
+# (shipped with the machine's toolchain) runs each test in its own process and ends with one
+# summary line; plain cargo test is the fallback.
+cargo test --workspace --doc --quiet
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --all-targets --no-fail-fast "$@"
+else
+  cargo test --workspace --all-targets --no-fail-fast "$@"
+fi

@@ -1,0 +1,98 @@
+//! Wiring: from validated [`Settings`] to a running hub (keys, token verifier, metrics, router,
+//! TLS, listener). `hubcast serve` and the in-process tests both start the hub through
+//! [`start`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use tiers::TokenVerifier;
+use tokio::task::JoinHandle;
+
+use crate::config::{ConfigError, Settings, TlsMode};
+use crate::http::{AppState, router};
+use crate::metrics::Metrics;
+use crate::shutdown::Shutdown;
+
+/// A running hub.
+#[derive(Debug)]
+pub struct Hub {
+    /// The bound listener address (the real port when configured with port 0).
+    pub local_addr: SocketAddr,
+    /// The certificate served, when TLS is on with a generated certificate.
+    pub self_signed_cert: Option<PathBuf>,
+    /// Whether the listener speaks TLS.
+    pub tls: bool,
+    state: AppState,
+    shutdown: Shutdown,
+    task: JoinHandle<usize>,
+}
+
+impl Hub {
+    /// The base URL, e.g. `http://127.0.0.1:8080`.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.local_addr)
+    }
+
+    /// The shutdown handle (trigger it to stop the hub).
+    pub fn shutdown_handle(&self) -> &Shutdown {
+        &self.shutdown
+    }
+
+    /// Waits until the hub stopped; returns how many connections or tasks the grace period cut
+    /// off.
+    pub async fn wait(self) -> anyhow::Result<usize> {
+        let cut = self.task.await.context("server task failed")?;
+        self.state.set_ready(false);
+        Ok(cut)
+    }
+}
+
+/// Starts the hub described by `settings`, listening for `shutdown`.
+pub async fn start(settings: &Settings, shutdown: Shutdown) -> anyhow::Result<Hub> {
+    settings.prepare_data_dir()?;
+    let key = crate::keys::load_or_generate(settings).context("loading the signing key")?;
+    let verifier = TokenVerifier::new(&key, settings.leeway_secs, settings.regions.clone())
+        .context("building the token verifier")?;
+    let metrics = Metrics::new().context("registering metrics")?;
+    let (tls, self_signed_cert) = match &settings.tls {
+        TlsMode::Off => (None, None),
+        TlsMode::Files(config) => (Some(config.clone()), None),
+        TlsMode::SelfSigned => {
+            let (config, cert) = crate::tls::self_signed(&settings.data_dir)
+                .context("generating the self-signed certificate")?;
+            (Some(config), Some(cert))
+        }
+    };
+    let state = AppState::new(
+        metrics.clone(),
+        verifier,
+        settings.regions.clone(),
+        settings.http.clone(),
+        shutdown.clone(),
+    );
+    let app = router(state.clone());
+    let listener = crate::server::bind(settings.listen, settings.http.backlog).map_err(|err| {
+        ConfigError::new(
+            "listen",
+            format!("cannot listen on {}: {err}", settings.listen),
+        )
+    })?;
+    let local_addr = listener.local_addr().context("reading the bound address")?;
+    let is_tls = tls.is_some();
+    let http = settings.http.clone();
+    let task_shutdown = shutdown.clone();
+    let task = tokio::spawn(async move {
+        crate::server::serve(listener, tls, app, &http, metrics, task_shutdown).await
+    });
+    state.set_ready(true);
+    Ok(Hub {
+        local_addr,
+        self_signed_cert,
+        tls: is_tls,
+        state,
+        shutdown,
+        task,
+    })
+}

@@ -1,0 +1,112 @@
+//! Command-line interface: `serve`, `check-config`, `token`, `regions`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::FlagOverrides;
+
+/// hubcast: real-time operations hub (tiered video meetings, public alerts, command-center
+/// dashboards) for a provincial market-regulation administration.
+#[derive(Debug, Parser)]
+#[command(name = "hubcast", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the hub: one HTTP(S) listener for every page, API and WebSocket.
+    Serve(ConfigArgs),
+    /// Print the effective configuration (secrets redacted), or the first error (exit 2).
+    CheckConfig(ConfigArgs),
+    /// Mint a JWT signed with the data dir's key (the key `serve` uses with the same data dir).
+    Token(TokenArgs),
+    /// Print the region tree, or the subtree under CODE.
+    Regions(RegionsArgs),
+}
+
+/// Flags that override configuration (highest precedence: flag > env > file > default).
+#[derive(Debug, Clone, Default, Args)]
+pub struct ConfigArgs {
+    /// TOML configuration file (also `HUBCAST_CONFIG`).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Listener address, IP:PORT [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Data directory [default: ./hubcast-data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// PEM certificate chain for TLS.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for TLS.
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve TLS with a development certificate generated into the data dir.
+    #[arg(long)]
+    pub tls_self_signed: bool,
+    /// Log format: text or json.
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// Log filter, e.g. info or hubcast=debug.
+    #[arg(long, value_name = "FILTER")]
+    pub log_level: Option<String>,
+    /// Region data file instead of the built-in Zhejiang tree.
+    #[arg(long, value_name = "FILE")]
+    pub regions_file: Option<PathBuf>,
+}
+
+impl ConfigArgs {
+    /// The flags that were given, as config overrides.
+    pub fn overrides(&self) -> FlagOverrides {
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        let mut flags = FlagOverrides::default();
+        flags.set("listen", self.listen.clone());
+        flags.set("data_dir", path(&self.data_dir));
+        flags.set("tls.cert", path(&self.tls_cert));
+        flags.set("tls.key", path(&self.tls_key));
+        flags.set("tls.self_signed", self.tls_self_signed.then_some(true));
+        flags.set("log.format", self.log_format.clone());
+        flags.set("log.level", self.log_level.clone());
+        flags.set("regions.file", path(&self.regions_file));
+        flags
+    }
+}
+
+/// `hubcast token`.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// Role: province-admin, city-admin, county-operator, wall or public.
+    #[arg(long)]
+    pub role: String,
+    /// GB/T 2260 region code the principal is bound to, e.g. 330100.
+    #[arg(long)]
+    pub region: String,
+    /// Lifetime, e.g. 90s, 15m, 8h, 7d [default: auth.default_ttl, 8h].
+    #[arg(long)]
+    pub ttl: Option<String>,
+    /// Subject (who the token is for) [default: ROLE@REGION].
+    #[arg(long)]
+    pub sub: Option<String>,
+    /// Bind the token to one meeting id.
+    #[arg(long)]
+    pub meeting: Option<String>,
+    /// Configuration.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+/// `hubcast regions`.
+#[derive(Debug, Args)]
+pub struct RegionsArgs {
+    /// Root of the subtree to print [default: the whole tree].
+    pub code: Option<String>,
+    /// Configuration.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}

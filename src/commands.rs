@@ -1,0 +1,115 @@
+//! The non-serving subcommands: `check-config`, `token`, `regions`.
+
+use std::fmt::Write as _;
+
+use anyhow::Context as _;
+use tiers::{Principal, RegionCode, RegionTree, Role, TokenIssuer};
+
+use crate::config::{ConfigError, Settings, TlsMode, parse_duration_secs};
+
+/// Text of `hubcast check-config`: the merged configuration as TOML, secrets redacted, followed
+/// by what it resolves to.
+pub fn check_config(settings: &Settings) -> anyhow::Result<String> {
+    let mut config = settings.config.clone();
+    if config.auth.secret.is_some() {
+        config.auth.secret = Some("<redacted>".to_owned());
+    }
+    let mut out = String::from("# effective configuration (flag > env > file > default)\n");
+    out.push_str(&toml::to_string_pretty(&config).context("rendering the config")?);
+    let tls = match &settings.tls {
+        TlsMode::Off => "off (plain HTTP)".to_owned(),
+        TlsMode::Files(_) => "on (certificate files, loaded and checked)".to_owned(),
+        TlsMode::SelfSigned => format!(
+            "on (self-signed, {})",
+            settings.data_dir.join("tls/self-signed-cert.pem").display()
+        ),
+    };
+    let counts = level_counts(&settings.regions);
+    let _ = write!(
+        out,
+        "\n# resolved\n# listen:  {}\n# tls:     {tls}\n# regions: {} ({} regions: {} province, {} cities, {} counties)\n",
+        settings.listen,
+        settings.regions_source,
+        settings.regions.len(),
+        counts.0,
+        counts.1,
+        counts.2,
+    );
+    Ok(out)
+}
+
+fn level_counts(tree: &RegionTree) -> (usize, usize, usize) {
+    tree.iter()
+        .fold((0, 0, 0), |(p, c, d), region| match region.level {
+            tiers::Level::Province => (p + 1, c, d),
+            tiers::Level::City => (p, c + 1, d),
+            tiers::Level::County => (p, c, d + 1),
+        })
+}
+
+/// `hubcast token`: a JWT for the principal described by the flags.
+pub fn mint_token(
+    settings: &Settings,
+    role: &str,
+    region: &str,
+    ttl: Option<&str>,
+    subject: Option<String>,
+    meeting: Option<String>,
+) -> anyhow::Result<String> {
+    let role: Role = role.parse().map_err(|_| {
+        ConfigError::new(
+            "role",
+            format!(
+                "{role:?} is not one of province-admin, city-admin, county-operator, wall, public"
+            ),
+        )
+    })?;
+    let region =
+        RegionCode::parse(region).map_err(|err| ConfigError::new("region", err.to_string()))?;
+    let ttl_secs = match ttl {
+        Some(text) => parse_duration_secs(text).map_err(|msg| ConfigError::new("ttl", msg))?,
+        None => settings.default_ttl_secs,
+    };
+    let subject = subject.unwrap_or_else(|| format!("{role}@{region}"));
+    let principal = Principal::new(&settings.regions, subject, role, region, meeting)
+        .map_err(|err| ConfigError::new("region", err.to_string()))?;
+    settings.prepare_data_dir()?;
+    let key = crate::keys::load_or_generate(settings).context("loading the signing key")?;
+    let issuer = TokenIssuer::new(&key).context("building the token issuer")?;
+    issuer
+        .mint(&principal, crate::clock::unix_now(), ttl_secs)
+        .context("minting the token")
+}
+
+/// `hubcast regions [CODE]`: the tree or a subtree, indented by level.
+pub fn regions(settings: &Settings, code: Option<&str>) -> anyhow::Result<String> {
+    let tree = &settings.regions;
+    let root = match code {
+        Some(text) => {
+            let code =
+                RegionCode::parse(text).map_err(|err| ConfigError::new("code", err.to_string()))?;
+            if tree.get(code).is_none() {
+                return Err(
+                    ConfigError::new("code", format!("{code} is not in the region tree")).into(),
+                );
+            }
+            code
+        }
+        None => tree.root(),
+    };
+    let base = tree.ancestors(root).count();
+    let mut out = String::new();
+    for region in tree.subtree(root) {
+        let depth = tree.ancestors(region.code).count() - base;
+        let _ = writeln!(
+            out,
+            "{:indent$}{} {} {}",
+            "",
+            region.code,
+            region.name_zh,
+            region.name_en,
+            indent = depth * 2
+        );
+    }
+    Ok(out)
+}

@@ -1,0 +1,206 @@
+//! Typed configuration of the hub: one struct per subsystem, each default documented with where
+//! its number comes from.
+//!
+//! Sources, lowest precedence first: built-in defaults, the TOML file (`--config` /
+//! `HUBCAST_CONFIG`), environment variables `HUBCAST_…` (nested keys joined with `__`, e.g.
+//! `HUBCAST_TLS__CERT`), command-line flags. [`load`] merges them; [`Settings`] is the validated
+//! result the rest of the binary uses. Unknown keys are errors, so a typo never silently falls
+//! back to a default.
+
+pub mod load;
+mod settings;
+
+pub use load::{ConfigError, FlagOverrides, Loaded, load};
+pub use settings::{Settings, TlsMode};
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration as read from its sources, before validation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address of the one HTTP(S) listener for every page, API and WebSocket.
+    /// Default `127.0.0.1:8080`: loopback only, so a first start exposes nothing.
+    pub listen: String,
+    /// Directory for the signing key, generated certificates and (later) the alert store.
+    pub data_dir: PathBuf,
+    /// Logging.
+    pub log: LogConfig,
+    /// HTTP server limits and shutdown.
+    pub http: HttpConfig,
+    /// TLS for the listener.
+    pub tls: TlsConfig,
+    /// Token signing and verification.
+    pub auth: AuthConfig,
+    /// The region tree.
+    pub regions: RegionsConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".to_owned(),
+            data_dir: PathBuf::from("./hubcast-data"),
+            log: LogConfig::default(),
+            http: HttpConfig::default(),
+            tls: TlsConfig::default(),
+            auth: AuthConfig::default(),
+            regions: RegionsConfig::default(),
+        }
+    }
+}
+
+/// Log output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` (human readable, default) or `json` (one object per line, for log shippers).
+    pub format: String,
+    /// A `tracing` filter such as `info` or `hubcast=debug,tower=warn`; `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: "text".to_owned(),
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// HTTP listener limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// How long shutdown waits for in-flight requests and WebSockets to finish. Default 10 s:
+    /// inside the 30 s that systemd (`TimeoutStopSec`) and Kubernetes
+    /// (`terminationGracePeriodSeconds`) allow before they kill the process.
+    pub grace_period_secs: u64,
+    /// Most connections served at once (TCP + TLS + WebSocket). Default 19 000: one process here
+    /// may hold 20 000 file descriptors (shared/TESTING.md), leaving room for the store and UDP.
+    pub max_connections: usize,
+    /// Listen backlog. Default 4096, the machine's `somaxconn`; tokio's default of 128 drops
+    /// connection storms.
+    pub backlog: u32,
+    /// Time allowed for a client to send request headers (slowloris guard). Default 30 s.
+    pub header_read_timeout_secs: u64,
+    /// Time allowed for a TLS handshake. Default 10 s.
+    pub tls_handshake_timeout_secs: u64,
+    /// Interval of the `/ws/health` status push. Default 5 s, a wall display's refresh rate.
+    pub health_push_secs: u64,
+    /// Serve `/debug/*` diagnostic routes (e.g. `/debug/delay?ms=`). Off by default; tests and
+    /// operators probing shutdown behaviour turn it on.
+    pub debug_routes: bool,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            grace_period_secs: 10,
+            max_connections: 19_000,
+            backlog: 4096,
+            header_read_timeout_secs: 30,
+            tls_handshake_timeout_secs: 10,
+            health_push_secs: 5,
+            debug_routes: false,
+        }
+    }
+}
+
+/// TLS for the listener. Plain HTTP is the default on loopback; production names a cert.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain. Needs `key`.
+    pub cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<PathBuf>,
+    /// Generate (once) a self-signed development certificate in `<data_dir>/tls/` and serve TLS
+    /// with it. Ignored when `cert`/`key` are given.
+    pub self_signed: bool,
+}
+
+/// Token signing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// `HS256` (default, one shared secret) or `EdDSA` (Ed25519; verifiers need only the public
+    /// key).
+    pub algorithm: String,
+    /// HS256 secret, base64 (at least 32 bytes decoded, RFC 7518 § 3.2). When unset, a random
+    /// key is generated into `<data_dir>/jwt-hs256.key` (mode 0600) on first start and reused.
+    pub secret: Option<String>,
+    /// Clock skew tolerated on `exp`/`iat`. Default 60 s: bureau PCs on government networks
+    /// are NTP-synced but not always tightly.
+    pub leeway_secs: u64,
+    /// Default lifetime of tokens minted by `hubcast token`. Default 8 h, one working day.
+    pub default_ttl: String,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            algorithm: "HS256".to_owned(),
+            secret: None,
+            leeway_secs: 60,
+            default_ttl: "8h".to_owned(),
+        }
+    }
+}
+
+/// Where the region tree comes from.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegionsConfig {
+    /// A region data file (format: `tiers/data/zhejiang.tsv`). Unset: the built-in Zhejiang
+    /// tree.
+    pub file: Option<PathBuf>,
+}
+
+/// Parses a duration such as `90s`, `15m`, `8h`, `7d` or a bare number of seconds.
+pub fn parse_duration_secs(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let value: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (examples: 90s, 15m, 8h, 7d)"))?;
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        other => {
+            return Err(format!(
+                "unknown duration unit {other:?} (use s, m, h or d)"
+            ));
+        }
+    };
+    value
+        .checked_mul(scale)
+        .filter(|secs| *secs > 0)
+        .ok_or_else(|| format!("{text:?} is out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_secs("8h"), Ok(8 * 3600));
+        assert_eq!(parse_duration_secs("90"), Ok(90));
+        assert_eq!(parse_duration_secs("15m"), Ok(900));
+        assert_eq!(parse_duration_secs("2d"), Ok(172_800));
+        assert!(parse_duration_secs("").is_err());
+        assert!(parse_duration_secs("0s").is_err());
+        assert!(parse_duration_secs("8 hours").is_err());
+        assert!(parse_duration_secs("h").is_err());
+        assert!(parse_duration_secs("99999999999999999999d").is_err());
+    }
+}

@@ -1,0 +1,323 @@
+//! Validation: turns a [`Config`] into [`Settings`], reading every file it names (TLS material,
+//! region tree) so that a bad value stops the process at start with the setting's name, never
+//! later under load.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use tiers::{Algorithm, RegionTree};
+
+use super::{Config, ConfigError, HttpConfig, parse_duration_secs};
+
+/// How the listener speaks.
+#[derive(Debug, Clone)]
+pub enum TlsMode {
+    /// Plain HTTP (the default on loopback).
+    Off,
+    /// TLS with operator-provided PEM files, already loaded and checked.
+    Files(Arc<rustls::ServerConfig>),
+    /// TLS with a development certificate generated into the data dir.
+    SelfSigned,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Listener address (port 0 picks a free port; the bound address is logged and printed).
+    pub listen: SocketAddr,
+    /// Data directory (created on start when missing).
+    pub data_dir: PathBuf,
+    /// JSON log lines instead of text.
+    pub log_json: bool,
+    /// Log filter.
+    pub log_level: String,
+    /// HTTP limits, validated.
+    pub http: HttpConfig,
+    /// TLS mode.
+    pub tls: TlsMode,
+    /// Token algorithm.
+    pub algorithm: Algorithm,
+    /// HS256 secret from config, if given (else the data-dir key is used).
+    pub secret: Option<Vec<u8>>,
+    /// Clock skew tolerance for tokens.
+    pub leeway_secs: u64,
+    /// Default token lifetime for `hubcast token`.
+    pub default_ttl_secs: u64,
+    /// The region tree in force.
+    pub regions: RegionTree,
+    /// Where the tree came from (file path or "built-in").
+    pub regions_source: String,
+    /// The merged configuration these settings came from (for `check-config`).
+    pub config: Config,
+}
+
+impl Settings {
+    /// Validates `config`, reading the files it names.
+    pub fn from_config(config: Config) -> Result<Settings, ConfigError> {
+        let listen = parse_listen(&config.listen)?;
+        let log_json = match config.log.format.as_str() {
+            "text" => false,
+            "json" => true,
+            other => {
+                return Err(ConfigError::new(
+                    "log.format",
+                    format!("{other:?} is not one of \"text\", \"json\""),
+                ));
+            }
+        };
+        if tracing_subscriber::EnvFilter::try_new(&config.log.level).is_err() {
+            return Err(ConfigError::new(
+                "log.level",
+                format!(
+                    "{:?} is not a log filter (examples: info, hubcast=debug)",
+                    config.log.level
+                ),
+            ));
+        }
+        validate_http(&config.http)?;
+        let algorithm: Algorithm = config.auth.algorithm.parse().map_err(|_| {
+            ConfigError::new(
+                "auth.algorithm",
+                format!(
+                    "{:?} is not one of \"HS256\", \"EdDSA\"",
+                    config.auth.algorithm
+                ),
+            )
+        })?;
+        let secret = match &config.auth.secret {
+            None => None,
+            Some(_) if algorithm != Algorithm::Hs256 => {
+                return Err(ConfigError::new(
+                    "auth.secret",
+                    "a shared secret only applies to HS256; EdDSA keys live in the data dir",
+                ));
+            }
+            Some(text) => Some(decode_secret(text)?),
+        };
+        let default_ttl_secs = parse_duration_secs(&config.auth.default_ttl)
+            .map_err(|msg| ConfigError::new("auth.default_ttl", msg))?;
+        let (regions, regions_source) = load_regions(config.regions.file.as_ref())?;
+        let tls = match (&config.tls.cert, &config.tls.key) {
+            (Some(cert), Some(key)) => TlsMode::Files(crate::tls::load_pem_files(cert, key)?),
+            (Some(_), None) => {
+                return Err(ConfigError::new(
+                    "tls.key",
+                    "tls.cert is set, tls.key is missing",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::new(
+                    "tls.cert",
+                    "tls.key is set, tls.cert is missing",
+                ));
+            }
+            (None, None) if config.tls.self_signed => TlsMode::SelfSigned,
+            (None, None) => TlsMode::Off,
+        };
+        Ok(Settings {
+            listen,
+            data_dir: config.data_dir.clone(),
+            log_json,
+            log_level: config.log.level.clone(),
+            http: config.http.clone(),
+            tls,
+            algorithm,
+            secret,
+            leeway_secs: config.auth.leeway_secs,
+            default_ttl_secs,
+            regions,
+            regions_source,
+            config,
+        })
+    }
+
+    /// Creates the data directory (mode 0700) if missing and checks it is writable.
+    pub fn prepare_data_dir(&self) -> Result<(), ConfigError> {
+        let dir = &self.data_dir;
+        let fail = |what: &str, err: std::io::Error| {
+            ConfigError::new("data_dir", format!("{what} {}: {err}", dir.display()))
+        };
+        if !dir.exists() {
+            std::fs::create_dir_all(dir).map_err(|e| fail("cannot create", e))?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                    .map_err(|e| fail("cannot set permissions on", e))?;
+            }
+        }
+        if !dir.is_dir() {
+            return Err(ConfigError::new(
+                "data_dir",
+                format!("{} exists and is not a directory", dir.display()),
+            ));
+        }
+        let probe = dir.join(".write-probe");
+        std::fs::write(&probe, b"ok").map_err(|e| fail("cannot write into", e))?;
+        std::fs::remove_file(&probe).map_err(|e| fail("cannot write into", e))?;
+        Ok(())
+    }
+
+    /// Whether the listener serves TLS.
+    pub fn tls_enabled(&self) -> bool {
+        !matches!(self.tls, TlsMode::Off)
+    }
+}
+
+fn parse_listen(text: &str) -> Result<SocketAddr, ConfigError> {
+    let bad = |why: String| ConfigError::new("listen", format!("{text:?}: {why}"));
+    let (host, port) = text
+        .rsplit_once(':')
+        .ok_or_else(|| bad("expected IP:PORT, e.g. 127.0.0.1:8080 or [::]:443".to_owned()))?;
+    let port: u16 = port.parse().map_err(|_| {
+        bad(format!(
+            "port {port:?} is not a number from 0 to 65535 (0 picks a free port)"
+        ))
+    })?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let ip: IpAddr = host.parse().map_err(|_| {
+        bad(format!(
+            "{host:?} is not an IP address (use 127.0.0.1, 0.0.0.0 or ::)"
+        ))
+    })?;
+    Ok(SocketAddr::new(ip, port))
+}
+
+fn validate_http(http: &HttpConfig) -> Result<(), ConfigError> {
+    let positive = |name: &str, value: u64| {
+        if value == 0 {
+            Err(ConfigError::new(
+                format!("http.{name}"),
+                "must be greater than 0",
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    positive("grace_period_secs", http.grace_period_secs)?;
+    positive("header_read_timeout_secs", http.header_read_timeout_secs)?;
+    positive(
+        "tls_handshake_timeout_secs",
+        http.tls_handshake_timeout_secs,
+    )?;
+    positive("health_push_secs", http.health_push_secs)?;
+    positive("backlog", u64::from(http.backlog))?;
+    if http.max_connections == 0 || http.max_connections > 1_000_000 {
+        return Err(ConfigError::new(
+            "http.max_connections",
+            "must be between 1 and 1000000",
+        ));
+    }
+    Ok(())
+}
+
+fn decode_secret(text: &str) -> Result<Vec<u8>, ConfigError> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text.trim()))
+        .map_err(|_| ConfigError::new("auth.secret", "is not base64"))?;
+    if bytes.len() < 32 {
+        return Err(ConfigError::new(
+            "auth.secret",
+            format!(
+                "decodes to {} bytes; HS256 needs at least 32 (RFC 7518 § 3.2)",
+                bytes.len()
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
+fn load_regions(file: Option<&PathBuf>) -> Result<(RegionTree, String), ConfigError> {
+    let Some(path) = file else {
+        return Ok((RegionTree::zhejiang(), "built-in (Zhejiang)".to_owned()));
+    };
+    let text = std::fs::read_to_string(path).map_err(|err| {
+        ConfigError::new(
+            "regions.file",
+            format!("cannot read {}: {err}", path.display()),
+        )
+    })?;
+    let tree = RegionTree::parse(&text)
+        .map_err(|err| ConfigError::new("regions.file", format!("{}: {err}", path.display())))?;
+    Ok((tree, path.display().to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(edit: impl FnOnce(&mut Config)) -> Result<Settings, ConfigError> {
+        let mut config = Config::default();
+        edit(&mut config);
+        Settings::from_config(config)
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let settings = with(|_| {}).expect("defaults");
+        assert_eq!(settings.listen, "127.0.0.1:8080".parse().expect("addr"));
+        assert!(!settings.tls_enabled());
+        assert_eq!(settings.default_ttl_secs, 8 * 3600);
+    }
+
+    #[test]
+    fn each_bad_value_names_its_setting() {
+        type Edit = Box<dyn FnOnce(&mut Config)>;
+        let cases: Vec<(&str, Edit)> = vec![
+            ("listen", Box::new(|c| c.listen = "127.0.0.1:70000".into())),
+            ("listen", Box::new(|c| c.listen = "localhost".into())),
+            ("listen", Box::new(|c| c.listen = "example:80".into())),
+            ("log.format", Box::new(|c| c.log.format = "xml".into())),
+            (
+                "log.level",
+                Box::new(|c| c.log.level = "hubcast=loud".into()),
+            ),
+            (
+                "http.grace_period_secs",
+                Box::new(|c| c.http.grace_period_secs = 0),
+            ),
+            (
+                "http.max_connections",
+                Box::new(|c| c.http.max_connections = 0),
+            ),
+            (
+                "auth.algorithm",
+                Box::new(|c| c.auth.algorithm = "RS256".into()),
+            ),
+            (
+                "auth.secret",
+                Box::new(|c| c.auth.secret = Some("c2hvcnQ=".into())),
+            ),
+            (
+                "auth.secret",
+                Box::new(|c| c.auth.secret = Some("!!".into())),
+            ),
+            (
+                "auth.default_ttl",
+                Box::new(|c| c.auth.default_ttl = "forever".into()),
+            ),
+            (
+                "regions.file",
+                Box::new(|c| c.regions.file = Some("/nonexistent.tsv".into())),
+            ),
+            (
+                "tls.cert",
+                Box::new(|c| {
+                    c.tls.cert = Some("/nonexistent/cert.pem".into());
+                    c.tls.key = Some("/nonexistent/key.pem".into());
+                }),
+            ),
+            (
+                "tls.key",
+                Box::new(|c| c.tls.cert = Some("/nonexistent/cert.pem".into())),
+            ),
+        ];
+        for (setting, edit) in cases {
+            let err = with(edit).expect_err(setting);
+            assert_eq!(err.setting, setting, "{err}");
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! The HTTP surface: one axum router for every page, API and WebSocket.
+//!
+//! Layout: `error` (the one `IntoResponse` error type), `auth` (bearer-token extractor),
+//! `health` (liveness, readiness, `/ws/health`, debug routes), `observe` (metrics middleware and
+//! `/metrics`), `api` (`/api/v1/…`). Subsystems add their routes here as they land.
+
+mod api;
+mod auth;
+mod error;
+mod health;
+mod observe;
+
+pub use auth::Authenticated;
+pub use error::ApiError;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use axum::Router;
+use axum::routing::get;
+use tiers::{RegionTree, TokenVerifier};
+
+use crate::config::HttpConfig;
+use crate::metrics::Metrics;
+use crate::shutdown::Shutdown;
+
+/// State shared by every handler (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct AppState(Arc<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    metrics: Metrics,
+    verifier: TokenVerifier,
+    regions: RegionTree,
+    http: HttpConfig,
+    shutdown: Shutdown,
+    ready: AtomicBool,
+    started: Instant,
+}
+
+impl AppState {
+    /// Builds the state; not ready until [`AppState::set_ready`].
+    pub fn new(
+        metrics: Metrics,
+        verifier: TokenVerifier,
+        regions: RegionTree,
+        http: HttpConfig,
+        shutdown: Shutdown,
+    ) -> Self {
+        AppState(Arc::new(Inner {
+            metrics,
+            verifier,
+            regions,
+            http,
+            shutdown,
+            ready: AtomicBool::new(false),
+            started: Instant::now(),
+        }))
+    }
+
+    /// Marks the hub ready (or not: while draining).
+    pub fn set_ready(&self, ready: bool) {
+        self.0.ready.store(ready, Ordering::SeqCst);
+        self.0.metrics.ready.set(i64::from(ready));
+    }
+
+    /// Whether every subsystem started and shutdown has not begun.
+    pub fn is_ready(&self) -> bool {
+        self.0.ready.load(Ordering::SeqCst) && !self.0.shutdown.is_triggered()
+    }
+
+    /// Process metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+
+    /// Token verifier.
+    pub fn verifier(&self) -> &TokenVerifier {
+        &self.0.verifier
+    }
+
+    /// The region tree.
+    pub fn regions(&self) -> &RegionTree {
+        &self.0.regions
+    }
+
+    /// The shutdown handle.
+    pub fn shutdown(&self) -> &Shutdown {
+        &self.0.shutdown
+    }
+
+    /// HTTP settings.
+    pub fn http(&self) -> &HttpConfig {
+        &self.0.http
+    }
+
+    /// Seconds since the state was built.
+    pub fn uptime_secs(&self) -> u64 {
+        self.0.started.elapsed().as_secs()
+    }
+}
+
+/// The router for `state`.
+pub fn router(state: AppState) -> Router {
+    let mut router = Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(observe::metrics))
+        .route("/ws/health", get(health::ws_health))
+        .route("/api/v1/whoami", get(api::whoami))
+        .route("/api/v1/regions", get(api::regions))
+        .route("/api/v1/regions/{code}", get(api::region));
+    if state.http().debug_routes {
+        router = router.route("/debug/delay", get(health::debug_delay));
+    }
+    router
+        .fallback(observe::not_found)
+        .method_not_allowed_fallback(observe::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            observe::track,
+        ))
+        .with_state(state)
+}

@@ -1,0 +1,26 @@
+//! hubcast: the real-time operations hub of a provincial market-regulation administration.
+//!
+//! # Layout
+//! - `cli`, `commands`: the command line (`serve`, `check-config`, `token`, `regions`).
+//! - `config`: typed configuration, merged from defaults, file, env and flags, validated once.
+//! - `app`: wiring from settings to a running hub; `server`: the listener (plain or TLS,
+//!   connection cap, graceful shutdown); `shutdown`: the one shutdown signal.
+//! - `http`: the axum router, its error type, auth extractor, health and metrics endpoints.
+//! - `keys`, `tls`: key material generated into the data dir (never shipped).
+//! - `metrics`, `telemetry`: Prometheus registry and structured logs.
+//!
+//! Subsystem crates: `tiers` (regions, roles, tokens, permissions), `signaling`, `sfu`,
+//! `alerts`, `dashboard`. See ARCHITECTURE.md.
+
+pub mod app;
+pub mod cli;
+pub mod clock;
+pub mod commands;
+pub mod config;
+pub mod http;
+pub mod keys;
+pub mod metrics;
+pub mod server;
+pub mod shutdown;
+pub mod telemetry;
+pub mod tls;

@@ -1,0 +1,101 @@
+//! The `hubcast` binary: parses the command line and dispatches. Exit codes: 0 success,
+//! 1 runtime failure, 2 invalid configuration or usage (one line naming the setting).
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use hubcast::cli::{Cli, Command, ConfigArgs};
+use hubcast::config::{ConfigError, Settings, load};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            if let Some(config) = err.downcast_ref::<ConfigError>() {
+                eprintln!("hubcast: {config}");
+                ExitCode::from(2)
+            } else {
+                eprintln!("hubcast: {err:#}");
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+fn settings(args: &ConfigArgs) -> Result<(Settings, Vec<String>), ConfigError> {
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let path = hubcast::config::load::config_path(args.config.clone(), &env);
+    let loaded = load(path.as_deref(), &env, &args.overrides())?;
+    Ok((Settings::from_config(loaded.config)?, loaded.warnings))
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => {
+            let (settings, warnings) = settings(&args)?;
+            hubcast::telemetry::init(settings.log_json, &settings.log_level);
+            for warning in warnings {
+                tracing::warn!("{warning}");
+            }
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("hubcast")
+                .build()?;
+            runtime.block_on(serve(settings))
+        }
+        Command::CheckConfig(args) => {
+            let (settings, warnings) = settings(&args)?;
+            for warning in warnings {
+                eprintln!("hubcast: warning: {warning}");
+            }
+            print!("{}", hubcast::commands::check_config(&settings)?);
+            Ok(())
+        }
+        Command::Token(args) => {
+            let (settings, _) = settings(&args.config)?;
+            let token = hubcast::commands::mint_token(
+                &settings,
+                &args.role,
+                &args.region,
+                args.ttl.as_deref(),
+                args.sub,
+                args.meeting,
+            )?;
+            println!("{token}");
+            Ok(())
+        }
+        Command::Regions(args) => {
+            let (settings, _) = settings(&args.config)?;
+            print!(
+                "{}",
+                hubcast::commands::regions(&settings, args.code.as_deref())?
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let shutdown = hubcast::shutdown::Shutdown::new();
+    shutdown.listen_for_signals();
+    let hub = hubcast::app::start(&settings, shutdown).await?;
+    tracing::info!(
+        url = %hub.url(),
+        data_dir = %settings.data_dir.display(),
+        regions = %settings.regions_source,
+        "hubcast ready"
+    );
+    // One machine-readable line on stdout, for scripts and tests that bind port 0.
+    println!("hubcast listening on {}", hub.url());
+    let cut = hub.wait().await?;
+    if cut > 0 {
+        tracing::warn!(
+            cut,
+            "stopped; some connections were cut off at the grace deadline"
+        );
+    } else {
+        tracing::info!("stopped cleanly");
+    }
+    Ok(())
+}

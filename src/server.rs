@@ -1,0 +1,180 @@
+//! The listener: one TCP port serving HTTP/1.1 and HTTP/2 (plain or TLS) for every page, API
+//! and WebSocket, with a connection cap, a large listen backlog, a header-read timeout and
+//! graceful shutdown.
+//!
+//! This is a thin driver: it accepts, handshakes and hands each connection to hyper with the
+//! axum router; every decision about requests lives in `http`.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt as _;
+
+use crate::config::HttpConfig;
+use crate::metrics::Metrics;
+use crate::shutdown::Shutdown;
+
+/// Binds `addr` with `SO_REUSEADDR` and the configured backlog.
+pub fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
+}
+
+/// Everything a connection task needs, shared.
+#[derive(Clone)]
+struct ConnContext {
+    router: Router,
+    builder: Builder<TokioExecutor>,
+    tls: Option<TlsAcceptor>,
+    handshake_timeout: Duration,
+    metrics: Metrics,
+    shutdown: Shutdown,
+}
+
+/// Serves `router` on `listener` until `shutdown` triggers, then drains in-flight requests and
+/// tracked tasks for up to `http.grace_period_secs`. Returns how many connections or tasks were
+/// cut off at the deadline (0 on a clean drain).
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    router: Router,
+    http: &HttpConfig,
+    metrics: Metrics,
+    shutdown: Shutdown,
+) -> usize {
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(http.header_read_timeout_secs));
+    let context = ConnContext {
+        router,
+        builder,
+        tls: tls.map(TlsAcceptor::from),
+        handshake_timeout: Duration::from_secs(http.tls_handshake_timeout_secs),
+        metrics,
+        shutdown: shutdown.clone(),
+    };
+    let limit = Arc::new(Semaphore::new(http.max_connections));
+    let graceful = GracefulShutdown::new();
+    let token = shutdown.token().clone();
+    loop {
+        let permit = tokio::select! {
+            () = token.cancelled() => break,
+            permit = limit.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            () = token.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // EMFILE/ENFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let context = context.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            context.connection(stream, peer, watcher).await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tracing::info!(
+        connections = graceful.count(),
+        "stopped accepting; draining in-flight requests"
+    );
+    let grace = Duration::from_secs(http.grace_period_secs);
+    let drained = tokio::time::timeout(grace, async {
+        tokio::join!(graceful.shutdown(), shutdown.drain(grace))
+    })
+    .await;
+    match drained {
+        Ok(((), 0)) => 0,
+        Ok(((), tasks)) => tasks,
+        Err(_) => {
+            tracing::warn!("grace period over; cutting off what is still running");
+            1
+        }
+    }
+}
+
+impl ConnContext {
+    async fn connection(self, stream: TcpStream, peer: SocketAddr, watcher: Watcher) {
+        match self.tls.clone() {
+            None => {
+                let gauge = self.metrics.http_connections.with_label_values(&["tcp"]);
+                gauge.inc();
+                self.serve_io(stream, peer, watcher).await;
+                gauge.dec();
+            }
+            Some(acceptor) => {
+                let handshake =
+                    tokio::time::timeout(self.handshake_timeout, acceptor.accept(stream));
+                let stream = tokio::select! {
+                    () = self.shutdown.token().cancelled() => return,
+                    done = handshake => match done {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(err)) => {
+                            tracing::debug!(%peer, error = %err, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    },
+                };
+                let gauge = self.metrics.http_connections.with_label_values(&["tls"]);
+                gauge.inc();
+                self.serve_io(stream, peer, watcher).await;
+                gauge.dec();
+            }
+        }
+    }
+
+    async fn serve_io<S>(&self, stream: S, peer: SocketAddr, watcher: Watcher)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let router = self.router.clone();
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            let router = router.clone();
+            async move {
+                Ok::<_, Infallible>(router.oneshot(request).await.unwrap_or_else(|e| match e {}))
+            }
+        });
+        let connection = self
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service);
+        if let Err(err) = watcher.watch(connection.into_owned()).await {
+            tracing::debug!(%peer, error = %err, "connection ended with an error");
+        }
+    }
+}

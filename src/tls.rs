@@ -1,0 +1,117 @@
+//! TLS for the listener (rustls, ring provider): operator PEM files, or a self-signed
+//! development certificate generated once into `<data_dir>/tls/` and reused. Private keys are
+//! written with mode 0600 and never committed (the repository ships no key material).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::ServerConfig;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::config::ConfigError;
+
+/// Names the generated development certificate is valid for.
+const SELF_SIGNED_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+
+/// Loads a PEM certificate chain and key, checking they belong together.
+pub fn load_pem_files(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, ConfigError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|err| {
+            ConfigError::new("tls.cert", format!("cannot read {}: {err}", cert.display()))
+        })?
+        .collect::<Result<_, _>>()
+        .map_err(|err| {
+            ConfigError::new("tls.cert", format!("{}: bad PEM: {err}", cert.display()))
+        })?;
+    if certs.is_empty() {
+        return Err(ConfigError::new(
+            "tls.cert",
+            format!("{} holds no CERTIFICATE block", cert.display()),
+        ));
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|err| {
+        ConfigError::new(
+            "tls.key",
+            format!("cannot load a private key from {}: {err}", key.display()),
+        )
+    })?;
+    server_config(certs, key_der).map_err(|err| {
+        ConfigError::new(
+            "tls.key",
+            format!("{} does not fit {}: {err}", key.display(), cert.display()),
+        )
+    })
+}
+
+/// Returns the self-signed development certificate in `<data_dir>/tls/`, generating it first
+/// when absent. Returns the config and the certificate's path (for clients to trust).
+pub fn self_signed(data_dir: &Path) -> anyhow::Result<(Arc<ServerConfig>, std::path::PathBuf)> {
+    let dir = data_dir.join("tls");
+    let cert_path = dir.join("self-signed-cert.pem");
+    let key_path = dir.join("self-signed-key.pem");
+    if !(cert_path.exists() && key_path.exists()) {
+        std::fs::create_dir_all(&dir)?;
+        let names: Vec<String> = SELF_SIGNED_NAMES.iter().map(|s| (*s).to_owned()).collect();
+        let generated = rcgen::generate_simple_self_signed(names)?;
+        std::fs::write(&cert_path, generated.cert.pem())?;
+        crate::keys::write_private(&key_path, generated.signing_key.serialize_pem().as_bytes())?;
+        tracing::info!(cert = %cert_path.display(), "generated a self-signed development certificate");
+    }
+    let config = load_pem_files(&cert_path, &key_path).map_err(|err| anyhow::anyhow!("{err}"))?;
+    Ok((config, cert_path))
+}
+
+fn server_config(
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<Arc<ServerConfig>, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn self_signed_is_generated_once_and_reused() {
+        let dir = std::env::temp_dir().join(format!("hubcast-tls-{}", std::process::id()));
+        let (_, cert) = self_signed(&dir).expect("generate");
+        let first = std::fs::read(&cert).expect("read");
+        let (_, again) = self_signed(&dir).expect("reuse");
+        assert_eq!(
+            first,
+            std::fs::read(again).expect("read"),
+            "reused, not regenerated"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.join("tls/self-signed-key.pem"))
+                .expect("key")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn garbage_pem_names_the_file_setting() {
+        let dir = std::env::temp_dir().join(format!("hubcast-tlsbad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let cert = dir.join("c.pem");
+        let key = dir.join("k.pem");
+        std::fs::write(&cert, "not a pem").expect("w");
+        std::fs::write(&key, "not a pem").expect("w");
+        let err = load_pem_files(&cert, &key).expect_err("garbage");
+        assert_eq!(err.setting, "tls.cert");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

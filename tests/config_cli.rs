@@ -1,0 +1,240 @@
+//! Configuration errors exit 2 with one line naming the setting; `check-config` shows the
+//! effective values (secrets redacted) with flag > env > file > default; `regions` prints the
+//! tree.
+
+mod common;
+
+use common::run;
+
+fn assert_config_error(args: &[&str], env: &[(&str, &str)], setting: &str) {
+    let (status, _out, err) = run(args, env);
+    assert_eq!(status.code(), Some(2), "{args:?}: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one clear line, got: {err}");
+    assert!(
+        lines[0].starts_with(&format!("hubcast: invalid config: {setting}: ")),
+        "{args:?} should name {setting}: {err}"
+    );
+}
+
+#[test]
+fn bad_values_exit_2_naming_the_setting() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("d");
+    let data = data.to_str().expect("path");
+    assert_config_error(
+        &["serve", "--data-dir", data, "--listen", "127.0.0.1:70000"],
+        &[],
+        "listen",
+    );
+    assert_config_error(
+        &["serve", "--data-dir", data],
+        &[("HUBCAST_LISTEN", "127.0.0.1:99999")],
+        "listen",
+    );
+    assert_config_error(
+        &[
+            "serve",
+            "--data-dir",
+            data,
+            "--tls-cert",
+            "/nonexistent/cert.pem",
+            "--tls-key",
+            "/nonexistent/key.pem",
+        ],
+        &[],
+        "tls.cert",
+    );
+    let unreadable = tmp.path().join("cert-dir");
+    std::fs::create_dir_all(&unreadable).expect("dir");
+    assert_config_error(
+        &[
+            "serve",
+            "--data-dir",
+            data,
+            "--tls-cert",
+            unreadable.to_str().expect("p"),
+            "--tls-key",
+            "/nonexistent",
+        ],
+        &[],
+        "tls.cert",
+    );
+    assert_config_error(
+        &[
+            "serve",
+            "--data-dir",
+            data,
+            "--regions-file",
+            "/nonexistent/regions.tsv",
+        ],
+        &[],
+        "regions.file",
+    );
+    let garbage = tmp.path().join("regions.tsv");
+    std::fs::write(&garbage, "this is not a region file\n").expect("write");
+    assert_config_error(
+        &[
+            "serve",
+            "--data-dir",
+            data,
+            "--regions-file",
+            garbage.to_str().expect("p"),
+        ],
+        &[],
+        "regions.file",
+    );
+    assert_config_error(
+        &["serve", "--data-dir", data],
+        &[("HUBCAST_HTTP__GRACE_PERIOD_SECS", "soon")],
+        "http.grace_period_secs",
+    );
+    let typo = tmp.path().join("typo.toml");
+    std::fs::write(&typo, "[http]\ngrace_perido_secs = 3\n").expect("write");
+    assert_config_error(
+        &[
+            "serve",
+            "--data-dir",
+            data,
+            "--config",
+            typo.to_str().expect("p"),
+        ],
+        &[],
+        "http.grace_perido_secs",
+    );
+    // An environment variable that names no setting is only a warning: platforms set
+    // HUBCAST_* variables of their own (Kubernetes service links such as HUBCAST_PORT).
+    let (status, _, err) = run(
+        &["check-config", "--data-dir", data],
+        &[("HUBCAST_PORT", "tcp://10.0.0.1:80")],
+    );
+    assert!(status.success(), "{err}");
+    assert!(
+        err.contains("ignoring environment variable HUBCAST_PORT"),
+        "{err}"
+    );
+    assert_config_error(
+        &["serve", "--data-dir", data, "--log-format", "xml"],
+        &[],
+        "log.format",
+    );
+    let file = tmp.path().join("hub.toml");
+    std::fs::write(&file, "[auth]\nsecret = \"c2hvcnQ=\"\n").expect("write");
+    assert_config_error(
+        &["serve", "--config", file.to_str().expect("p")],
+        &[],
+        "auth.secret",
+    );
+    assert_config_error(
+        &["serve", "--config", "/nonexistent/hub.toml"],
+        &[],
+        "config",
+    );
+    assert_config_error(
+        &[
+            "token",
+            "--role",
+            "mayor",
+            "--region",
+            "330100",
+            "--data-dir",
+            data,
+        ],
+        &[],
+        "role",
+    );
+    assert_config_error(
+        &[
+            "token",
+            "--role",
+            "city-admin",
+            "--region",
+            "330106",
+            "--data-dir",
+            data,
+        ],
+        &[],
+        "region",
+    );
+}
+
+#[test]
+fn check_config_shows_precedence_and_redacts() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let file = tmp.path().join("hub.toml");
+    std::fs::write(
+        &file,
+        "listen = \"127.0.0.1:9001\"\n[http]\nmax_connections = 500\ngrace_period_secs = 7\n[auth]\nsecret = \"c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldC1zZWNyZXQ=\"\n",
+    )
+    .expect("write");
+    let (status, out, err) = run(
+        &[
+            "check-config",
+            "--config",
+            file.to_str().expect("p"),
+            "--listen",
+            "127.0.0.1:9003",
+        ],
+        &[
+            ("HUBCAST_LISTEN", "127.0.0.1:9002"),
+            ("HUBCAST_HTTP__GRACE_PERIOD_SECS", "9"),
+        ],
+    );
+    assert!(status.success(), "{err}");
+    let parsed: toml::Table = toml::from_str(&out).expect("check-config prints TOML");
+    assert_eq!(
+        parsed["listen"].as_str(),
+        Some("127.0.0.1:9003"),
+        "flag > env > file"
+    );
+    assert_eq!(
+        parsed["http"]["grace_period_secs"].as_integer(),
+        Some(9),
+        "env > file"
+    );
+    assert_eq!(
+        parsed["http"]["max_connections"].as_integer(),
+        Some(500),
+        "file > default"
+    );
+    assert_eq!(
+        parsed["http"]["backlog"].as_integer(),
+        Some(4096),
+        "default"
+    );
+    assert_eq!(parsed["auth"]["secret"].as_str(), Some("<redacted>"));
+    assert!(!out.contains("c2VjcmV0"), "secret leaked: {out}");
+    assert!(
+        out.contains("102 regions: 1 province, 11 cities, 90 counties"),
+        "{out}"
+    );
+}
+
+#[test]
+fn regions_prints_the_tree() {
+    let (status, out, err) = run(&["regions"], &[]);
+    assert!(status.success(), "{err}");
+    assert_eq!(out.lines().count(), 102);
+    assert!(
+        out.lines()
+            .next()
+            .is_some_and(|l| l.starts_with("330000 浙江省")),
+        "{out}"
+    );
+    let (status, out, _) = run(&["regions", "330100"], &[]);
+    assert!(status.success());
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("330100 杭州市"), "{out}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.trim_start().starts_with("330106 西湖区")),
+        "{out}"
+    );
+    assert!(
+        lines.iter().skip(1).all(|l| l.starts_with("  3301")),
+        "{out}"
+    );
+    let (status, _, err) = run(&["regions", "320000"], &[]);
+    assert_eq!(status.code(), Some(2), "{err}");
+}

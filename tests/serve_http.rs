@@ -1,0 +1,113 @@
+//! `hubcast serve` end to end: health, readiness, metrics in Prometheus text, JSON errors.
+
+mod common;
+
+use common::{Hub, get};
+
+#[tokio::test]
+async fn health_ready_and_metrics() {
+    let hub = Hub::start(&[], &[]);
+
+    let health = get(hub.addr, "/healthz", &[]).await;
+    assert_eq!(health.status, 200);
+    assert_eq!(health.json()["status"], "ok");
+
+    let ready = get(hub.addr, "/readyz", &[]).await;
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    assert_eq!(ready.json()["status"], "ready");
+
+    // Generate some traffic with known labels, including an unmatched route.
+    let missing = get(hub.addr, "/no/such/page", &[]).await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.json()["error"], "not_found");
+    let wrong_method = common::request(
+        tokio::net::TcpStream::connect(hub.addr)
+            .await
+            .expect("connect"),
+        "POST",
+        "/healthz",
+        &[("Content-Length", "0")],
+    )
+    .await;
+    assert_eq!(wrong_method.status, 405);
+    assert_eq!(wrong_method.json()["error"], "method_not_allowed");
+
+    let metrics = get(hub.addr, "/metrics", &[]).await;
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics
+            .header("content-type")
+            .is_some_and(|v| v.starts_with("text/plain; version=0.0.4")),
+        "{:?}",
+        metrics.headers
+    );
+    let lines = metrics.body.lines().map(|l| Ok(l.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("Prometheus text format");
+    let samples = &scrape.samples;
+    let find = |name: &'static str| samples.iter().filter(move |s| s.metric == name);
+
+    let build: Vec<_> = find("hubcast_build_info").collect();
+    assert_eq!(build.len(), 1, "one build_info series");
+    assert_eq!(
+        build[0].labels.get("version"),
+        Some(env!("CARGO_PKG_VERSION"))
+    );
+    for process in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+    ] {
+        assert!(find(process).next().is_some(), "{process} missing");
+    }
+    let health_hits = find("hubcast_http_requests_total")
+        .filter(|s| {
+            s.labels.get("route") == Some("/healthz") && s.labels.get("status") == Some("200")
+        })
+        .count();
+    assert_eq!(health_hits, 1, "healthz counted by route and status");
+    let unmatched = find("hubcast_http_requests_total")
+        .find(|s| s.labels.get("route") == Some("unmatched"))
+        .expect("unknown paths share one label value");
+    assert_eq!(unmatched.labels.get("status"), Some("404"));
+    assert!(
+        !metrics.body.contains("/no/such/page"),
+        "raw paths must never become label values"
+    );
+    assert!(
+        find("hubcast_ready")
+            .any(|s| matches!(s.value, prometheus_parse::Value::Gauge(v) if v == 1.0))
+    );
+
+    // Text exposition format, line by line: every sample line is `name{labels} value`.
+    for line in metrics
+        .body
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let (_, value) = line.rsplit_once(' ').expect("sample line");
+        assert!(
+            value.parse::<f64>().is_ok() || value == "+Inf" || value == "NaN",
+            "{line}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn regions_api() {
+    let hub = Hub::start(&[], &[]);
+    let xihu = get(hub.addr, "/api/v1/regions/330106", &[]).await;
+    assert_eq!(xihu.status, 200);
+    let body = xihu.json();
+    assert_eq!(body["name_zh"], "西湖区");
+    assert_eq!(body["parent"], "330100");
+    assert_eq!(body["level"], "county");
+
+    let all = get(hub.addr, "/api/v1/regions", &[]).await.json();
+    assert_eq!(all.as_array().map(Vec::len), Some(102));
+
+    let bad = get(hub.addr, "/api/v1/regions/33x", &[]).await;
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.json()["error"], "bad_region");
+    let absent = get(hub.addr, "/api/v1/regions/320000", &[]).await;
+    assert_eq!(absent.status, 404);
+}

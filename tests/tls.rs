@@ -1,0 +1,91 @@
+//! `--tls-self-signed`: an HTTPS client trusting the generated certificate gets `/healthz` 200
+//! over TLS 1.3; plain HTTP on the TLS port is refused; operator PEM files work the same way.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::Hub;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+
+async fn https_get(
+    hub: &Hub,
+    cert_pem: &std::path::Path,
+    path: &str,
+) -> (common::Response, rustls::ProtocolVersion) {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(cert_pem).expect("cert file") {
+        roots.add(cert.expect("cert")).expect("add root");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(hub.addr)
+        .await
+        .expect("connect");
+    let name = ServerName::try_from("localhost").expect("name");
+    let tls = connector.connect(name, tcp).await.expect("TLS handshake");
+    let version = tls.get_ref().1.protocol_version().expect("negotiated");
+    (common::request(tls, "GET", path, &[]).await, version)
+}
+
+#[tokio::test]
+async fn self_signed_serves_tls13() {
+    let hub = Hub::start(&["--tls-self-signed"], &[]);
+    assert!(hub.url.starts_with("https://"), "{}", hub.url);
+    let cert = hub.data_dir.join("tls/self-signed-cert.pem");
+    let (response, version) = https_get(&hub, &cert, "/healthz").await;
+    assert_eq!(response.status, 200);
+    assert_eq!(version, rustls::ProtocolVersion::TLSv1_3);
+
+    // A plain-HTTP client on the TLS port gets no HTTP answer, and the hub keeps serving.
+    let plain = tokio::net::TcpStream::connect(hub.addr)
+        .await
+        .expect("connect");
+    let raw = tokio::time::timeout(std::time::Duration::from_secs(15), async {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut plain = plain;
+        plain
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .ok();
+        let mut buf = Vec::new();
+        plain.read_to_end(&mut buf).await.ok();
+        buf
+    })
+    .await
+    .expect("closed, not hung");
+    assert!(
+        !raw.starts_with(b"HTTP/1.1 200"),
+        "no plaintext service on the TLS port"
+    );
+    let (again, _) = https_get(&hub, &cert, "/readyz").await;
+    assert_eq!(again.status, 200);
+}
+
+#[tokio::test]
+async fn operator_pem_files() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("cert");
+    let cert = tmp.path().join("cert.pem");
+    let key = tmp.path().join("key.pem");
+    std::fs::write(&cert, generated.cert.pem()).expect("write");
+    std::fs::write(&key, generated.signing_key.serialize_pem()).expect("write");
+    let hub = Hub::start(
+        &[
+            "--tls-cert",
+            cert.to_str().expect("path"),
+            "--tls-key",
+            key.to_str().expect("path"),
+        ],
+        &[],
+    );
+    let (response, version) = https_get(&hub, &cert, "/healthz").await;
+    assert_eq!(response.status, 200);
+    assert_eq!(version, rustls::ProtocolVersion::TLSv1_3);
+}
