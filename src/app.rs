@@ -65,12 +65,20 @@ pub async fn start(settings: &Settings, shutdown: Shutdown) -> anyhow::Result<Hu
             (Some(config), Some(cert))
         }
     };
+    let sfu = sfu::driver::Sfu::start(&settings.sfu, metrics.registry()).map_err(|err| {
+        let setting = match err {
+            sfu::driver::StartError::Tcp { .. } => "sfu.tcp_listen",
+            _ => "sfu.udp_listen",
+        };
+        anyhow::Error::from(ConfigError::new(setting, err.to_string()))
+    })?;
     let state = AppState::new(
         metrics.clone(),
         verifier,
         settings.regions.clone(),
         settings.http.clone(),
         shutdown.clone(),
+        Some(sfu.clone()),
     );
     let app = router(state.clone());
     let listener = crate::server::bind(settings.listen, settings.http.backlog).map_err(|err| {
@@ -84,7 +92,10 @@ pub async fn start(settings: &Settings, shutdown: Shutdown) -> anyhow::Result<Hu
     let http = settings.http.clone();
     let task_shutdown = shutdown.clone();
     let task = tokio::spawn(async move {
-        crate::server::serve(listener, tls, app, &http, metrics, task_shutdown).await
+        let cut = crate::server::serve(listener, tls, app, &http, metrics, task_shutdown).await;
+        // Media sessions end with the process: close them once HTTP has drained.
+        let _ = tokio::task::spawn_blocking(move || sfu.shutdown()).await;
+        cut
     });
     state.set_ready(true);
     Ok(Hub {

@@ -36,6 +36,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// The region tree.
     pub regions: RegionsConfig,
+    /// The media plane (SFU).
+    pub sfu: SfuSection,
 }
 
 impl Default for Config {
@@ -48,6 +50,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             auth: AuthConfig::default(),
             regions: RegionsConfig::default(),
+            sfu: SfuSection::default(),
         }
     }
 }
@@ -158,6 +161,48 @@ pub struct RegionsConfig {
     /// A region data file (format: `tiers/data/zhejiang.tsv`). Unset: the built-in Zhejiang
     /// tree.
     pub file: Option<PathBuf>,
+}
+
+/// The media plane: one UDP port for every peer, one TCP port for ICE-TCP.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SfuSection {
+    /// UDP address every peer's media uses. Default `127.0.0.1:7882` (LiveKit's default UDP
+    /// port), loopback like the HTTP listener; production binds a public address.
+    pub udp_listen: String,
+    /// TCP address for passive ICE-TCP candidates (networks that block UDP); empty disables.
+    /// Default `127.0.0.1:7881` (LiveKit's default TCP port).
+    pub tcp_listen: String,
+    /// IPs advertised in candidates when they differ from the bound ones (NAT, load
+    /// balancer). Empty: the bound address.
+    pub public_ips: Vec<String>,
+    /// Worker threads (a room is pinned to one). 0: one per core.
+    pub workers: usize,
+    /// Peer connections on this node. Default 2000 (a 102-site meeting with walls and
+    /// observers fits several times); beyond it WHIP/WHEP answer 503.
+    pub max_peers: usize,
+    /// Peer connections in one room. Default 400 (102 sites + walls + observers).
+    pub max_peers_per_room: usize,
+    /// Remove peers that have not completed ICE and DTLS after this long. Default 15 s.
+    pub connect_timeout_secs: u64,
+    /// Minimum interval between keyframe requests per track layer. Default 500 ms (Jitsi
+    /// 200 ms, mediasoup 1 s).
+    pub keyframe_interval_ms: u64,
+}
+
+impl Default for SfuSection {
+    fn default() -> Self {
+        SfuSection {
+            udp_listen: "127.0.0.1:7882".to_owned(),
+            tcp_listen: "127.0.0.1:7881".to_owned(),
+            public_ips: Vec::new(),
+            workers: 0,
+            max_peers: 2000,
+            max_peers_per_room: 400,
+            connect_timeout_secs: 15,
+            keyframe_interval_ms: 500,
+        }
+    }
 }
 
 /// Parses a duration such as `90s`, `15m`, `8h`, `7d` or a bare number of seconds.

@@ -49,6 +49,8 @@ pub struct Settings {
     pub regions: RegionTree,
     /// Where the tree came from (file path or "built-in").
     pub regions_source: String,
+    /// Media plane settings.
+    pub sfu: sfu::driver::SfuConfig,
     /// The merged configuration these settings came from (for `check-config`).
     pub config: Config,
 }
@@ -116,7 +118,9 @@ impl Settings {
             (None, None) if config.tls.self_signed => TlsMode::SelfSigned,
             (None, None) => TlsMode::Off,
         };
+        let sfu = sfu_settings(&config.sfu)?;
         Ok(Settings {
+            sfu,
             listen,
             data_dir: config.data_dir.clone(),
             log_json,
@@ -166,8 +170,63 @@ impl Settings {
     }
 }
 
+fn sfu_settings(section: &super::SfuSection) -> Result<sfu::driver::SfuConfig, ConfigError> {
+    let defaults = sfu::driver::SfuConfig::default();
+    let udp_listen = parse_addr("sfu.udp_listen", &section.udp_listen)?;
+    let tcp_listen = if section.tcp_listen.trim().is_empty() {
+        None
+    } else {
+        Some(parse_addr("sfu.tcp_listen", &section.tcp_listen)?)
+    };
+    let public_ips = section
+        .public_ips
+        .iter()
+        .map(|ip| {
+            ip.parse::<IpAddr>().map_err(|_| {
+                ConfigError::new("sfu.public_ips", format!("{ip:?} is not an IP address"))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let positive = |name: &str, value: u64| {
+        if value == 0 {
+            Err(ConfigError::new(
+                format!("sfu.{name}"),
+                "must be greater than 0",
+            ))
+        } else {
+            Ok(value)
+        }
+    };
+    Ok(sfu::driver::SfuConfig {
+        udp_listen,
+        tcp_listen,
+        public_ips,
+        workers: if section.workers == 0 {
+            defaults.workers
+        } else {
+            section.workers
+        },
+        max_peers: positive("max_peers", section.max_peers as u64)? as usize,
+        max_peers_per_room: positive("max_peers_per_room", section.max_peers_per_room as u64)?
+            as usize,
+        connect_timeout: std::time::Duration::from_secs(positive(
+            "connect_timeout_secs",
+            section.connect_timeout_secs,
+        )?),
+        keyframe_interval: std::time::Duration::from_millis(positive(
+            "keyframe_interval_ms",
+            section.keyframe_interval_ms,
+        )?),
+        ..defaults
+    })
+}
+
 fn parse_listen(text: &str) -> Result<SocketAddr, ConfigError> {
-    let bad = |why: String| ConfigError::new("listen", format!("{text:?}: {why}"));
+    parse_addr("listen", text)
+}
+
+fn parse_addr(setting: &str, text: &str) -> Result<SocketAddr, ConfigError> {
+    let bad = |why: String| ConfigError::new(setting, format!("{text:?}: {why}"));
     let (host, port) = text
         .rsplit_once(':')
         .ok_or_else(|| bad("expected IP:PORT, e.g. 127.0.0.1:8080 or [::]:443".to_owned()))?;
@@ -270,6 +329,19 @@ mod tests {
             ("listen", Box::new(|c| c.listen = "127.0.0.1:70000".into())),
             ("listen", Box::new(|c| c.listen = "localhost".into())),
             ("listen", Box::new(|c| c.listen = "example:80".into())),
+            (
+                "sfu.udp_listen",
+                Box::new(|c| c.sfu.udp_listen = "127.0.0.1:99999".into()),
+            ),
+            (
+                "sfu.tcp_listen",
+                Box::new(|c| c.sfu.tcp_listen = "nowhere".into()),
+            ),
+            (
+                "sfu.public_ips",
+                Box::new(|c| c.sfu.public_ips = vec!["1.2.3".into()]),
+            ),
+            ("sfu.max_peers", Box::new(|c| c.sfu.max_peers = 0)),
             ("log.format", Box::new(|c| c.log.format = "xml".into())),
             (
                 "log.level",

@@ -72,3 +72,18 @@ pub async fn region(
         .ok_or_else(|| ApiError::not_found(format!("region {code} is not in this hub's tree")))?;
     Ok(Json(RegionView::of(&state, region)))
 }
+
+/// `GET /assets/{path}`: the embedded web pages and their scripts.
+pub async fn asset(Path(path): Path<String>) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse as _;
+    let (content_type, bytes) =
+        dashboard::asset(&path).ok_or_else(|| ApiError::not_found(format!("no asset {path:?}")))?;
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, content_type),
+            (axum::http::header::CACHE_CONTROL, "no-cache"),
+        ],
+        bytes,
+    )
+        .into_response())
+}

@@ -8,6 +8,7 @@ mod api;
 mod auth;
 mod error;
 mod health;
+mod media;
 mod observe;
 
 pub use auth::Authenticated;
@@ -18,12 +19,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{delete, get, post};
 use tiers::{RegionTree, TokenVerifier};
 
 use crate::config::HttpConfig;
+
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
+pub use media::RoomRegistry;
 
 /// State shared by every handler (cheap to clone).
 #[derive(Debug, Clone)]
@@ -38,6 +41,8 @@ struct Inner {
     shutdown: Shutdown,
     ready: AtomicBool,
     started: Instant,
+    sfu: Option<sfu::driver::Sfu>,
+    media_rooms: media::RoomRegistry,
 }
 
 impl AppState {
@@ -48,6 +53,7 @@ impl AppState {
         regions: RegionTree,
         http: HttpConfig,
         shutdown: Shutdown,
+        sfu: Option<sfu::driver::Sfu>,
     ) -> Self {
         AppState(Arc::new(Inner {
             metrics,
@@ -57,7 +63,19 @@ impl AppState {
             shutdown,
             ready: AtomicBool::new(false),
             started: Instant::now(),
+            sfu,
+            media_rooms: media::RoomRegistry::default(),
         }))
+    }
+
+    /// The media plane, when running.
+    pub fn sfu(&self) -> Option<&sfu::driver::Sfu> {
+        self.0.sfu.as_ref()
+    }
+
+    /// Room → convening region.
+    pub fn media_rooms(&self) -> &media::RoomRegistry {
+        &self.0.media_rooms
     }
 
     /// Marks the hub ready (or not: while draining).
@@ -111,7 +129,21 @@ pub fn router(state: AppState) -> Router {
         .route("/ws/health", get(health::ws_health))
         .route("/api/v1/whoami", get(api::whoami))
         .route("/api/v1/regions", get(api::regions))
-        .route("/api/v1/regions/{code}", get(api::region));
+        .route("/api/v1/regions/{code}", get(api::region))
+        .route("/api/v1/rooms/{room}", get(media::room_info))
+        .route("/whip/{room}", post(media::whip))
+        .route(
+            "/whip/{room}/sessions/{id}",
+            delete(media::end).patch(media::patch),
+        )
+        .route("/whep/{room}", post(media::whep_floor))
+        .route("/whep/{room}/{publisher}", post(media::whep_publisher))
+        .route(
+            "/whep/{room}/sessions/{id}",
+            delete(media::end).patch(media::patch),
+        )
+        .route("/whep/{room}/sessions/{id}/layer", post(media::layer))
+        .route("/assets/{*path}", get(api::asset));
     if state.http().debug_routes {
         router = router.route("/debug/delay", get(health::debug_delay));
     }

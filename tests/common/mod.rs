@@ -56,6 +56,9 @@ impl Hub {
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(args)
+            // Parallel hubs: media ports picked by the kernel unless a test says otherwise.
+            .env("HUBCAST_SFU__UDP_LISTEN", "127.0.0.1:0")
+            .env("HUBCAST_SFU__TCP_LISTEN", "127.0.0.1:0")
             .envs(env.iter().copied())
             .env_remove("RUST_LOG")
             .stdout(Stdio::piped())
@@ -166,10 +169,21 @@ pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Resp
 
 /// One HTTP/1.1 request (`Connection: close`) over any stream; reads until EOF.
 pub async fn request<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Response {
+    request_with_body(stream, method, path, headers, b"").await
+}
+
+/// Like [`request`], with a body (the caller sets Content-Length).
+pub async fn request_with_body<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
+    body: &[u8],
 ) -> Response {
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
     for (k, v) in headers {
@@ -177,6 +191,7 @@ pub async fn request<S: AsyncRead + AsyncWrite + Unpin>(
     }
     head.push_str("\r\n");
     stream.write_all(head.as_bytes()).await.expect("write");
+    stream.write_all(body).await.expect("write body");
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).await.expect("read");
     parse_response(&raw)

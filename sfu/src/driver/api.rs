@@ -1,0 +1,128 @@
+//! The commands the HTTP side sends to the media plane, and their answers.
+
+use std::time::Duration;
+
+/// What a new session does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionKind {
+    /// WHIP: the peer sends audio/video into the room.
+    Publish,
+    /// WHEP: the peer receives from `source`.
+    Play(PlaySource),
+}
+
+/// What a viewer receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlaySource {
+    /// Whoever holds the floor, else the loudest speaker, else the first publisher.
+    Floor,
+    /// One publisher session.
+    Publisher(u64),
+}
+
+/// Simulcast layer a viewer asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerChoice {
+    /// Lowest (rid `q`, thumbnails).
+    Low,
+    /// Middle (rid `h`).
+    Mid,
+    /// Highest (rid `f`, the floor).
+    High,
+    /// Best that fits the bandwidth estimate.
+    Auto,
+}
+
+impl LayerChoice {
+    /// Parses the rid names used on the wire (`q`, `h`, `f`, `auto`).
+    pub fn from_rid(rid: &str) -> Option<Self> {
+        match rid {
+            "q" | "low" => Some(Self::Low),
+            "h" | "mid" => Some(Self::Mid),
+            "f" | "high" => Some(Self::High),
+            "auto" => Some(Self::Auto),
+            _ => None,
+        }
+    }
+}
+
+/// A session-creation request.
+#[derive(Debug, Clone)]
+pub struct SessionRequest {
+    /// Room name.
+    pub room: String,
+    /// Publish or play.
+    pub kind: SessionKind,
+    /// Who it is (shown in room listings), e.g. the token subject.
+    pub label: String,
+    /// The SDP offer.
+    pub offer: String,
+}
+
+/// A created session.
+#[derive(Debug, Clone)]
+pub struct SessionCreated {
+    /// Session id (unique on this node).
+    pub session: u64,
+    /// The SDP answer.
+    pub answer: String,
+}
+
+/// A publisher as listed in a room.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PublisherInfo {
+    /// Session id (use with `POST /whep/{room}/{id}`).
+    pub id: String,
+    /// Label given at publish time.
+    pub label: String,
+    /// Whether ICE+DTLS completed.
+    pub connected: bool,
+    /// Media kinds published (`audio`, `video`).
+    pub kinds: Vec<&'static str>,
+    /// Simulcast layers seen on its video (rids).
+    pub layers: Vec<String>,
+}
+
+/// A room as listed.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RoomInfo {
+    /// Room name.
+    pub room: String,
+    /// Publishers.
+    pub publishers: Vec<PublisherInfo>,
+    /// Viewers.
+    pub viewers: usize,
+    /// Current active speaker's session id, if any.
+    pub speaker: Option<String>,
+    /// Forwarded packets since the room started.
+    pub forwarded_packets: u64,
+}
+
+/// Errors of the media plane, each mapping to one HTTP status.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SfuError {
+    /// The SDP offer could not be parsed or is not acceptable (400).
+    #[error("bad SDP offer: {0}")]
+    BadOffer(String),
+    /// No audio/video codec in the offer that the SFU forwards (406).
+    #[error("no common codec: the SFU forwards Opus, VP8, VP9 and H.264")]
+    NoCommonCodec,
+    /// Unknown session (404).
+    #[error("no such session")]
+    NoSuchSession,
+    /// Unknown room (404).
+    #[error("no such room")]
+    NoSuchRoom,
+    /// Unknown publisher to play (404).
+    #[error("no such publisher in this room")]
+    NoSuchPublisher,
+    /// The room or node is at its peer cap (503).
+    #[error("peer limit reached ({0})")]
+    Full(&'static str),
+    /// The worker's inbox is full or it is shutting down (503).
+    #[error("media plane busy or stopping; retry")]
+    Busy,
+    /// The worker did not answer in time (503).
+    #[error("media plane did not answer within {0:?}")]
+    Timeout(Duration),
+}

@@ -1,0 +1,56 @@
+//! Configuration of the media plane: ports, advertised addresses, workers and limits. Every
+//! default says where its number comes from.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+/// Settings of the SFU driver.
+#[derive(Debug, Clone)]
+pub struct SfuConfig {
+    /// The one UDP socket all peers share. Default `127.0.0.1:7882` (LiveKit's default UDP
+    /// port; loopback like the HTTP listener, production names its address).
+    pub udp_listen: SocketAddr,
+    /// The one TCP port for passive ICE-TCP candidates (networks that block UDP). Default
+    /// `127.0.0.1:7881` (LiveKit's default TCP port). `None` disables ICE-TCP.
+    pub tcp_listen: Option<SocketAddr>,
+    /// Addresses advertised in host candidates. Empty: the bound addresses (after port 0 is
+    /// resolved). Behind NAT or a load balancer, the public IPs go here.
+    pub public_ips: Vec<IpAddr>,
+    /// Worker threads; a room is pinned to one. Default: the number of cores.
+    pub workers: usize,
+    /// Peers (publishers + viewers) across the node. Default 2000: 102 sites × ~20 viewers
+    /// each is the province-wide meeting with walls; beyond it the answer is 503.
+    pub max_peers: usize,
+    /// Peers in one room. Default 400 (102 publishing sites + walls + observers).
+    pub max_peers_per_room: usize,
+    /// A peer that has not completed ICE and DTLS by then is removed. Default 15 s, Chrome's
+    /// own ICE checking timeout is about 15 s too.
+    pub connect_timeout: Duration,
+    /// Capacity of each worker's inbox (datagrams + commands). Full: datagrams are dropped
+    /// (counted, like a full socket buffer) and commands answer "busy". Default 8192 packets:
+    /// ~80 ms of a loaded worker's ingress.
+    pub worker_queue: usize,
+    /// Initial bandwidth estimate toward a viewer, bits/s. Default 1.5 Mbit/s: enough for the
+    /// middle simulcast layer, so a new viewer starts sharp and probes upward.
+    pub initial_bwe_bps: u64,
+    /// Minimum interval between keyframe requests per (track, layer). Default 500 ms (Jitsi
+    /// uses 200 ms minimum, mediasoup 1 s).
+    pub keyframe_interval: Duration,
+}
+
+impl Default for SfuConfig {
+    fn default() -> Self {
+        SfuConfig {
+            udp_listen: SocketAddr::from(([127, 0, 0, 1], 7882)),
+            tcp_listen: Some(SocketAddr::from(([127, 0, 0, 1], 7881))),
+            public_ips: Vec::new(),
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            max_peers: 2000,
+            max_peers_per_room: 400,
+            connect_timeout: Duration::from_secs(15),
+            worker_queue: 8192,
+            initial_bwe_bps: 1_500_000,
+            keyframe_interval: Duration::from_millis(500),
+        }
+    }
+}

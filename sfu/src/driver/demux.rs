@@ -1,0 +1,201 @@
+//! Finding the peer a datagram belongs to, in O(1).
+//!
+//! Before ICE completes, a STUN binding request names the peer by the USERNAME attribute
+//! `serverUfrag:clientUfrag` (RFC 8445 § 7.2.2); our ufrag is unique per session. Once a remote
+//! address is known, the address alone routes every later packet (DTLS, SRTP, SRTCP). The
+//! address table is owned by the receiving thread (no lock per packet); the ufrag table is
+//! shared and only consulted for packets from addresses not yet seen.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+/// Where a session lives: its worker and its id there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Route {
+    /// Worker index.
+    pub worker: usize,
+    /// Session id, unique on the node.
+    pub session: u64,
+}
+
+/// Sessions by our ICE ufrag, shared between workers (insert/remove) and receivers (lookup on
+/// unknown addresses only).
+#[derive(Debug, Clone, Default)]
+pub struct UfragTable {
+    inner: Arc<Mutex<HashMap<String, Route>>>,
+}
+
+impl UfragTable {
+    /// Registers a session's ufrag.
+    pub fn insert(&self, ufrag: &str, route: Route) {
+        if let Ok(mut map) = self.inner.lock() {
+            map.insert(ufrag.to_owned(), route);
+        }
+    }
+
+    /// Forgets a session.
+    pub fn remove(&self, ufrag: &str) {
+        if let Ok(mut map) = self.inner.lock() {
+            map.remove(ufrag);
+        }
+    }
+
+    /// Ids of every registered session.
+    pub fn sessions(&self) -> std::collections::HashSet<u64> {
+        self.inner
+            .lock()
+            .map(|map| map.values().map(|r| r.session).collect())
+            .unwrap_or_default()
+    }
+
+    /// The session whose ufrag is `ufrag`.
+    pub fn get(&self, ufrag: &[u8]) -> Option<Route> {
+        let ufrag = std::str::from_utf8(ufrag).ok()?;
+        self.inner.lock().ok()?.get(ufrag).copied()
+    }
+}
+
+/// Remote address → session, owned by one receiving thread.
+#[derive(Debug, Default)]
+pub struct AddrTable {
+    routes: HashMap<SocketAddr, Route>,
+}
+
+/// What to do with a datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Demuxed {
+    /// Deliver to this session.
+    Route(Route),
+    /// Unknown sender and not a STUN request naming a session: drop (and count).
+    Unknown,
+}
+
+impl AddrTable {
+    /// Routes `datagram` from `source`, learning the address from a STUN USERNAME.
+    pub fn route(&mut self, source: SocketAddr, datagram: &[u8], ufrags: &UfragTable) -> Demuxed {
+        if let Some(route) = self.routes.get(&source) {
+            // A known address may start a new session (ICE restart, or a client reusing a
+            // port): a STUN request naming another session re-routes it.
+            if let Some(other) = stun_local_ufrag(datagram).and_then(|u| ufrags.get(u))
+                && other != *route
+            {
+                self.routes.insert(source, other);
+                return Demuxed::Route(other);
+            }
+            return Demuxed::Route(*route);
+        }
+        match stun_local_ufrag(datagram).and_then(|ufrag| ufrags.get(ufrag)) {
+            Some(route) => {
+                self.routes.insert(source, route);
+                Demuxed::Route(route)
+            }
+            None => Demuxed::Unknown,
+        }
+    }
+
+    /// Drops addresses whose session no longer exists (its ufrag was removed).
+    pub fn retain_live(&mut self, ufrags: &UfragTable) {
+        let live = ufrags.sessions();
+        self.routes.retain(|_, route| live.contains(&route.session));
+    }
+}
+
+const STUN_HEADER: usize = 20;
+const MAGIC_COOKIE: [u8; 4] = [0x21, 0x12, 0xA4, 0x42];
+const ATTR_USERNAME: u16 = 0x0006;
+
+/// Our ufrag from a STUN message's USERNAME (`ours:theirs`), if `datagram` is STUN with one.
+/// Never panics; any malformed input gives `None`.
+pub fn stun_local_ufrag(datagram: &[u8]) -> Option<&[u8]> {
+    // RFC 7983 demultiplexing: STUN messages start with a byte 0..=3.
+    if datagram.len() < STUN_HEADER || datagram[0] > 3 || datagram[4..8] != MAGIC_COOKIE {
+        return None;
+    }
+    let length = usize::from(u16::from_be_bytes([datagram[2], datagram[3]]));
+    let body = datagram.get(STUN_HEADER..STUN_HEADER.checked_add(length)?)?;
+    let mut rest = body;
+    while rest.len() >= 4 {
+        let kind = u16::from_be_bytes([rest[0], rest[1]]);
+        let len = usize::from(u16::from_be_bytes([rest[2], rest[3]]));
+        let value = rest.get(4..4 + len)?;
+        if kind == ATTR_USERNAME {
+            let colon = value.iter().position(|&b| b == b':')?;
+            return Some(&value[..colon]);
+        }
+        let padded = (len + 3) & !3;
+        rest = rest.get(4 + padded..)?;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binding_request(username: &str) -> Vec<u8> {
+        let mut attr = Vec::new();
+        attr.extend_from_slice(&ATTR_USERNAME.to_be_bytes());
+        attr.extend_from_slice(&(username.len() as u16).to_be_bytes());
+        attr.extend_from_slice(username.as_bytes());
+        while attr.len() % 4 != 0 {
+            attr.push(0);
+        }
+        let mut msg = vec![0x00, 0x01];
+        msg.extend_from_slice(&(attr.len() as u16).to_be_bytes());
+        msg.extend_from_slice(&MAGIC_COOKIE);
+        msg.extend_from_slice(&[7; 12]);
+        msg.extend_from_slice(&attr);
+        msg
+    }
+
+    #[test]
+    fn username_routes_then_address_routes() {
+        let ufrags = UfragTable::default();
+        let route = Route {
+            worker: 1,
+            session: 42,
+        };
+        ufrags.insert("srvA", route);
+        let mut table = AddrTable::default();
+        let addr: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
+        assert_eq!(
+            stun_local_ufrag(&binding_request("srvA:cli")),
+            Some(&b"srvA"[..])
+        );
+        assert_eq!(
+            table.route(addr, &[0x80, 0, 0, 0], &ufrags),
+            Demuxed::Unknown
+        );
+        assert_eq!(
+            table.route(addr, &binding_request("srvA:cli"), &ufrags),
+            Demuxed::Route(route)
+        );
+        // Later SRTP from the same address needs no STUN.
+        assert_eq!(
+            table.route(addr, &[0x80, 0x60, 0, 1], &ufrags),
+            Demuxed::Route(route)
+        );
+        ufrags.remove("srvA");
+        table.retain_live(&ufrags);
+        assert_eq!(
+            table.route(addr, &[0x80, 0x60, 0, 1], &ufrags),
+            Demuxed::Unknown
+        );
+    }
+
+    #[test]
+    fn malformed_stun_is_none() {
+        let good = binding_request("a:b");
+        for cut in 0..good.len() {
+            let _ = stun_local_ufrag(&good[..cut]);
+        }
+        let mut lying = good.clone();
+        lying[3] = 0xff; // length beyond the datagram
+        assert_eq!(stun_local_ufrag(&lying), None);
+        let mut attr_overflow = good;
+        attr_overflow[23] = 0xff; // attribute length beyond the body
+        assert_eq!(stun_local_ufrag(&attr_overflow), None);
+        assert_eq!(stun_local_ufrag(&binding_request("nocolon")), None);
+    }
+}

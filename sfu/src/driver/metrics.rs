@@ -1,0 +1,117 @@
+//! Prometheus metrics of the media plane. Labels have fixed, small value sets.
+
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+/// Counters and gauges of the SFU.
+#[derive(Debug, Clone)]
+pub struct SfuMetrics {
+    /// `hubcast_sfu_peers`: sessions (publishers + viewers) on this node.
+    pub peers: IntGauge,
+    /// `hubcast_sfu_tracks`: incoming tracks being forwarded.
+    pub tracks: IntGauge,
+    /// `hubcast_sfu_forwarded_packets_total`.
+    pub forwarded_packets: IntCounter,
+    /// `hubcast_sfu_forwarded_bytes_total` (RTP payload bytes).
+    pub forwarded_bytes: IntCounter,
+    /// `hubcast_sfu_keyframe_requests_total{direction}`: `from_viewers` and `to_publishers`.
+    pub keyframe_requests: IntCounterVec,
+    /// `hubcast_sfu_layer_switches_total`.
+    pub layer_switches: IntCounter,
+    /// `hubcast_sfu_ice_failures_total`: sessions reaped before ICE/DTLS completed.
+    pub ice_failures: IntCounter,
+    /// `hubcast_sfu_dropped_packets_total{reason}`: invalid or unroutable input.
+    pub dropped_packets: IntCounterVec,
+    /// `hubcast_sfu_send_errors_total`.
+    pub send_errors: IntCounter,
+    /// `hubcast_sfu_speaker_changes_total`.
+    pub speaker_changes: IntCounter,
+}
+
+/// Reasons a packet is dropped (the label's whole value set).
+pub const DROP_REASONS: [&str; 7] = [
+    "unknown_sender",
+    "unknown_session",
+    "unparseable",
+    "not_accepted",
+    "rejected",
+    "queue_full",
+    "oversize",
+];
+
+impl SfuMetrics {
+    /// Creates the metrics and registers them into `registry`.
+    pub fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let peers = IntGauge::new("hubcast_sfu_peers", "Peer connections on this node.")?;
+        let tracks = IntGauge::new("hubcast_sfu_tracks", "Incoming media tracks.")?;
+        let forwarded_packets = IntCounter::new(
+            "hubcast_sfu_forwarded_packets_total",
+            "RTP packets forwarded to viewers.",
+        )?;
+        let forwarded_bytes = IntCounter::new(
+            "hubcast_sfu_forwarded_bytes_total",
+            "RTP payload bytes forwarded to viewers.",
+        )?;
+        let keyframe_requests = IntCounterVec::new(
+            Opts::new(
+                "hubcast_sfu_keyframe_requests_total",
+                "Keyframe requests (PLI/FIR).",
+            ),
+            &["direction"],
+        )?;
+        let layer_switches = IntCounter::new(
+            "hubcast_sfu_layer_switches_total",
+            "Simulcast layer or source switches completed.",
+        )?;
+        let ice_failures = IntCounter::new(
+            "hubcast_sfu_ice_failures_total",
+            "Sessions removed because ICE/DTLS did not complete in time.",
+        )?;
+        let dropped_packets = IntCounterVec::new(
+            Opts::new(
+                "hubcast_sfu_dropped_packets_total",
+                "Datagrams dropped, by reason.",
+            ),
+            &["reason"],
+        )?;
+        let send_errors = IntCounter::new("hubcast_sfu_send_errors_total", "Failed sends.")?;
+        let speaker_changes = IntCounter::new(
+            "hubcast_sfu_speaker_changes_total",
+            "Active speaker changes.",
+        )?;
+        for reason in DROP_REASONS {
+            dropped_packets.with_label_values(&[reason]);
+        }
+        for direction in ["from_viewers", "to_publishers"] {
+            keyframe_requests.with_label_values(&[direction]);
+        }
+        let metrics = SfuMetrics {
+            peers,
+            tracks,
+            forwarded_packets,
+            forwarded_bytes,
+            keyframe_requests,
+            layer_switches,
+            ice_failures,
+            dropped_packets,
+            send_errors,
+            speaker_changes,
+        };
+        registry.register(Box::new(metrics.peers.clone()))?;
+        registry.register(Box::new(metrics.tracks.clone()))?;
+        registry.register(Box::new(metrics.forwarded_packets.clone()))?;
+        registry.register(Box::new(metrics.forwarded_bytes.clone()))?;
+        registry.register(Box::new(metrics.keyframe_requests.clone()))?;
+        registry.register(Box::new(metrics.layer_switches.clone()))?;
+        registry.register(Box::new(metrics.ice_failures.clone()))?;
+        registry.register(Box::new(metrics.dropped_packets.clone()))?;
+        registry.register(Box::new(metrics.send_errors.clone()))?;
+        registry.register(Box::new(metrics.speaker_changes.clone()))?;
+        Ok(metrics)
+    }
+
+    /// Counts a dropped datagram. `reason` must be one of [`DROP_REASONS`].
+    pub fn dropped(&self, reason: &'static str) {
+        debug_assert!(DROP_REASONS.contains(&reason));
+        self.dropped_packets.with_label_values(&[reason]).inc();
+    }
+}

@@ -1,0 +1,274 @@
+//! The driver: sockets, threads and timers around the sans-IO room core.
+//!
+//! Layout: `config` (settings), `api` (commands and answers for the HTTP side), `net` (the
+//! shared UDP socket's receiving thread and the ICE-TCP listener), `demux` (datagram → session
+//! in O(1)), `worker` (one thread per core owning sessions and rooms), `session` (one str0m
+//! `Rtc` and SDP handling), `room` (glue between str0m events and `crate::core::Room`),
+//! `metrics`.
+//!
+//! Threads: one UDP receiver, one TCP acceptor (+ a reader and writer per ICE-TCP connection),
+//! `workers` workers. A room is pinned to `hash(room) % workers`, so all its sessions, and
+//! all forwarding between them, stay on one thread: no lock on the media path. Every channel
+//! is bounded except the per-TCP-connection writer (bounded by the worker's output rate).
+
+mod api;
+mod config;
+mod demux;
+mod metrics;
+mod net;
+mod room;
+mod session;
+mod worker;
+
+pub use api::{
+    LayerChoice, PlaySource, PublisherInfo, RoomInfo, SessionCreated, SessionKind, SessionRequest,
+    SfuError,
+};
+pub use config::SfuConfig;
+pub use demux::stun_local_ufrag;
+pub use metrics::SfuMetrics;
+
+use std::hash::{Hash as _, Hasher as _};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use worker::{Command, Reply, Shared, Worker, WorkerMsg};
+
+/// How long the HTTP side waits for a worker's answer.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Handle to the running media plane (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct Sfu {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    workers: Arc<Vec<SyncSender<WorkerMsg>>>,
+    udp_addr: SocketAddr,
+    tcp_addr: Option<SocketAddr>,
+    next_session: AtomicU64,
+    stop: Arc<AtomicBool>,
+    threads: std::sync::Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// Failure to start the media plane.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The UDP port could not be bound.
+    #[error("cannot bind UDP {addr}: {source}")]
+    Udp {
+        /// Address tried.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The ICE-TCP port could not be bound.
+    #[error("cannot bind TCP {addr}: {source}")]
+    Tcp {
+        /// Address tried.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A thread could not be spawned or a metric registered.
+    #[error("cannot start the media plane: {0}")]
+    Other(String),
+}
+
+impl Sfu {
+    /// Binds the sockets and starts the threads.
+    pub fn start(config: &SfuConfig, registry: &prometheus::Registry) -> Result<Sfu, StartError> {
+        str0m::crypto::from_feature_flags().install_process_default();
+        let socket = UdpSocket::bind(config.udp_listen).map_err(|source| StartError::Udp {
+            addr: config.udp_listen,
+            source,
+        })?;
+        let udp_addr = socket
+            .local_addr()
+            .map_err(|e| StartError::Other(e.to_string()))?;
+        let tcp = match config.tcp_listen {
+            Some(addr) => {
+                Some(TcpListener::bind(addr).map_err(|source| StartError::Tcp { addr, source })?)
+            }
+            None => None,
+        };
+        let tcp_addr = match &tcp {
+            Some(listener) => Some(
+                listener
+                    .local_addr()
+                    .map_err(|e| StartError::Other(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let metrics = SfuMetrics::new(registry).map_err(|e| StartError::Other(e.to_string()))?;
+        let socket = Arc::new(socket);
+        let ufrags = demux::UfragTable::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let shared = Shared {
+            config: config.clone(),
+            socket: socket.clone(),
+            udp_addr,
+            tcp_addr,
+            ufrags: ufrags.clone(),
+            metrics: metrics.clone(),
+            peers: Arc::new(AtomicUsize::new(0)),
+        };
+        let mut threads = Vec::new();
+        let mut senders = Vec::new();
+        for index in 0..config.workers.max(1) {
+            let (tx, rx) = std::sync::mpsc::sync_channel(config.worker_queue.max(16));
+            senders.push(tx);
+            let worker = Worker::new(index, shared.clone());
+            threads.push(spawn(&format!("sfu-worker-{index}"), move || {
+                worker.run(&rx)
+            })?);
+        }
+        let workers = Arc::new(senders);
+        {
+            let workers = workers.clone();
+            let ufrags = ufrags.clone();
+            let metrics = metrics.clone();
+            let stop = stop.clone();
+            threads.push(spawn("sfu-udp-recv", move || {
+                net::udp_receive_loop(&socket, &workers, &ufrags, &metrics, &stop);
+            })?);
+        }
+        if let Some(listener) = tcp {
+            let workers = workers.clone();
+            let stop = stop.clone();
+            threads.push(spawn("sfu-tcp-accept", move || {
+                net::tcp_accept_loop(&listener, &workers, &ufrags, &metrics, &stop);
+            })?);
+        }
+        tracing::info!(udp = %udp_addr, tcp = ?tcp_addr, workers = config.workers, "media plane started");
+        Ok(Sfu {
+            inner: Arc::new(Inner {
+                workers,
+                udp_addr,
+                tcp_addr,
+                next_session: AtomicU64::new(1),
+                stop,
+                threads: std::sync::Mutex::new(threads),
+            }),
+        })
+    }
+
+    /// The bound UDP address.
+    pub fn udp_addr(&self) -> SocketAddr {
+        self.inner.udp_addr
+    }
+
+    /// The bound ICE-TCP address.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.inner.tcp_addr
+    }
+
+    /// Creates a publishing or playing session from an SDP offer.
+    pub async fn create_session(&self, req: SessionRequest) -> Result<SessionCreated, SfuError> {
+        let id = self.inner.next_session.fetch_add(1, Ordering::Relaxed);
+        let room = req.room.clone();
+        self.ask(&room, |reply| Command::Create { id, req, reply })
+            .await
+    }
+
+    /// Ends a session (WHIP/WHEP `DELETE`).
+    pub async fn end_session(&self, room: &str, id: u64) -> Result<(), SfuError> {
+        let room_owned = room.to_owned();
+        self.ask(room, |reply| Command::End {
+            room: room_owned,
+            id,
+            reply,
+        })
+        .await
+    }
+
+    /// Sets a viewer's preferred simulcast layer.
+    pub async fn set_layer(
+        &self,
+        room: &str,
+        id: u64,
+        choice: LayerChoice,
+    ) -> Result<(), SfuError> {
+        let room_owned = room.to_owned();
+        self.ask(room, |reply| Command::SetLayer {
+            room: room_owned,
+            id,
+            choice,
+            reply,
+        })
+        .await
+    }
+
+    /// Describes a room.
+    pub async fn room(&self, room: &str) -> Result<RoomInfo, SfuError> {
+        let room_owned = room.to_owned();
+        self.ask(room, |reply| Command::Room {
+            room: room_owned,
+            reply,
+        })
+        .await
+    }
+
+    /// Stops every thread (sessions are closed) and waits for them.
+    pub fn shutdown(&self) {
+        self.inner.stop.store(true, Ordering::Relaxed);
+        let threads = self
+            .inner
+            .threads
+            .lock()
+            .map(|mut t| std::mem::take(&mut *t))
+            .unwrap_or_default();
+        // Workers exit when their inbox closes; the receivers hold senders, so the receivers
+        // stop first (stop flag), then the workers see the last sender dropped with `Inner`.
+        for handle in threads {
+            if handle
+                .thread()
+                .name()
+                .is_some_and(|n| n.starts_with("sfu-worker"))
+            {
+                continue;
+            }
+            let _ = handle.join();
+        }
+    }
+
+    async fn ask<T>(
+        &self,
+        room: &str,
+        make: impl FnOnce(Reply<T>) -> Command,
+    ) -> Result<T, SfuError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let worker = &self.inner.workers[worker_for(room, self.inner.workers.len())];
+        match worker.try_send(WorkerMsg::Command(make(tx))) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                return Err(SfuError::Busy);
+            }
+        }
+        match tokio::time::timeout(ANSWER_TIMEOUT, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(SfuError::Busy),
+            Err(_) => Err(SfuError::Timeout(ANSWER_TIMEOUT)),
+        }
+    }
+}
+
+/// The worker a room is pinned to.
+fn worker_for(room: &str, workers: usize) -> usize {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    room.hash(&mut hasher);
+    (hasher.finish() % workers.max(1) as u64) as usize
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, StartError> {
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(f)
+        .map_err(|e| StartError::Other(format!("spawning {name}: {e}")))
+}

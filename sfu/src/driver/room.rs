@@ -1,0 +1,466 @@
+//! Glue between str0m events and the sans-IO room core: turns incoming RTP into
+//! `core::Incoming`, the core's forwards into `write_rtp` on viewers' send streams, and the
+//! core's keyframe requests into PLIs toward publishers.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use str0m::media::{KeyframeRequest, KeyframeRequestKind, MediaAdded, MediaKind, Rid};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Vp8Descriptor};
+
+use super::api::{LayerChoice, PlaySource, PublisherInfo, RoomInfo, SessionKind, SfuError};
+use super::config::SfuConfig;
+use super::session::{RxStream, TxStream};
+use super::worker::Worker;
+use crate::core;
+
+/// A room on a worker: the core plus the session ids in it.
+pub(crate) struct RoomSlot {
+    pub core: core::Room,
+    sessions: Vec<u64>,
+    next_track: u64,
+    speaker: Option<u64>,
+}
+
+impl RoomSlot {
+    pub(crate) fn new(config: &SfuConfig) -> Self {
+        let room_config = core::RoomConfig {
+            keyframe_request_interval: config.keyframe_interval,
+            ..core::RoomConfig::default()
+        };
+        RoomSlot {
+            core: core::Room::new(room_config),
+            sessions: Vec::new(),
+            next_track: 1,
+            speaker: None,
+        }
+    }
+
+    pub(crate) fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub(crate) fn add_session(&mut self, id: u64) {
+        self.sessions.push(id);
+    }
+
+    pub(crate) fn remove_session(&mut self, id: u64, now: Instant) {
+        self.sessions.retain(|s| *s != id);
+        self.core.remove_peer(id, now);
+        if self.speaker == Some(id) {
+            self.speaker = None;
+        }
+    }
+
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        self.core.poll_timeout()
+    }
+}
+
+/// Quality rank of a rid by the usual names (`q`/`h`/`f`, `l`/`m`/`h`, `0`/`1`/`2`).
+fn rid_rank(rid: &str) -> u8 {
+    match rid {
+        "q" | "l" | "low" | "0" => 0,
+        "h" | "m" | "mid" | "1" => 1,
+        "f" | "high" | "2" => 2,
+        _ => 3,
+    }
+}
+
+fn core_codec(codec: str0m::format::Codec) -> Option<core::Codec> {
+    use str0m::format::Codec as C;
+    match codec {
+        C::Opus => Some(core::Codec::Opus),
+        C::Vp8 => Some(core::Codec::Vp8),
+        C::Vp9 => Some(core::Codec::Vp9),
+        C::H264 => Some(core::Codec::H264),
+        _ => None,
+    }
+}
+
+fn str0m_codec(codec: core::Codec) -> str0m::format::Codec {
+    use str0m::format::Codec as C;
+    match codec {
+        core::Codec::Opus => C::Opus,
+        core::Codec::Vp8 => C::Vp8,
+        core::Codec::Vp9 => C::Vp9,
+        core::Codec::H264 => C::H264,
+    }
+}
+
+impl Worker {
+    /// A media line was negotiated: a publisher's track (announced to the room at its first
+    /// packet, when the codec is known) or a viewer's send stream (subscribed now).
+    pub(crate) fn media_added(&mut self, id: u64, added: &MediaAdded) {
+        let now = Instant::now();
+        let Some(session) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        let Some(slot) = self.rooms.get_mut(&session.room) else {
+            return;
+        };
+        let kind = if added.kind == MediaKind::Audio {
+            core::Kind::Audio
+        } else {
+            core::Kind::Video
+        };
+        match session.kind {
+            SessionKind::Publish => {
+                let track = slot.next_track;
+                slot.next_track += 1;
+                // The publisher's `a=simulcast:send` is what we receive.
+                let mut rids: Vec<Rid> = added
+                    .simulcast
+                    .as_ref()
+                    .map(|s| if s.recv.is_empty() { &s.send } else { &s.recv })
+                    .map(|layers| layers.iter().map(|l| l.rid).collect())
+                    .unwrap_or_default();
+                rids.sort_by_key(|r| rid_rank(r));
+                session.tracks.insert(added.mid, (track, added.kind));
+                session.layers.insert(track, rids);
+            }
+            SessionKind::Play(source) => {
+                let mut api = session.rtc.direct_api();
+                let Some(ssrc) = api.stream_tx_by_mid(added.mid, None).map(|s| s.ssrc()) else {
+                    tracing::debug!(session = id, mid = %added.mid, "no send stream for viewer media");
+                    return;
+                };
+                let tx = TxStream {
+                    mid: added.mid,
+                    ssrc,
+                };
+                let out_track = u64::from(*tx.ssrc);
+                if added.kind == MediaKind::Audio {
+                    session.tx_audio = Some(tx);
+                } else {
+                    session.tx_video = Some(tx);
+                }
+                let source = match source {
+                    PlaySource::Floor => core::Source::Floor,
+                    PlaySource::Publisher(p) => match self.sessions.get(&p) {
+                        Some(publisher) => {
+                            match publisher.tracks.values().find(|(_, k)| *k == added.kind) {
+                                Some((track, _)) => core::Source::Track(*track),
+                                None => return,
+                            }
+                        }
+                        None => return,
+                    },
+                };
+                let Some(slot) = self.rooms.get_mut(&self.sessions[&id].room) else {
+                    return;
+                };
+                slot.core.subscribe(id, out_track, source, kind, now);
+            }
+        }
+        let room = self.sessions[&id].room.clone();
+        self.pump_room(&room);
+    }
+
+    /// One RTP packet from a publisher into its room.
+    pub(crate) fn rtp_in(&mut self, id: u64, packet: RtpPacket) {
+        let Some(session) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        if session.kind != SessionKind::Publish {
+            return;
+        }
+        let ssrc = packet.header.ssrc;
+        let stream = match session.rx.get(&ssrc) {
+            Some(s) => *s,
+            None => {
+                let mut api = session.rtc.direct_api();
+                let Some((mid, rid)) = api.stream_rx(&ssrc).map(|rx| (rx.mid(), rx.rid())) else {
+                    return;
+                };
+                let Some(&(track, _)) = session.tracks.get(&mid) else {
+                    return;
+                };
+                let Some(codec) = session
+                    .codec_of(packet.header.payload_type)
+                    .and_then(core_codec)
+                else {
+                    return;
+                };
+                let rids = session.layers.get(&track).cloned().unwrap_or_default();
+                let layer = rid
+                    .and_then(|r| rids.iter().position(|x| *x == r))
+                    .unwrap_or(0) as u8;
+                if let Some(rid) = rid {
+                    let name = rid.to_string();
+                    if !session.rids_seen.contains(&name) {
+                        session.rids_seen.push(name);
+                    }
+                }
+                if !session.announced.contains(&track) {
+                    let layers: Vec<core::Layer> =
+                        rids.iter().map(|r| core::Layer { rid: Some(*r) }).collect();
+                    if let Some(slot) = self.rooms.get_mut(&session.room) {
+                        slot.core
+                            .add_publisher_track(id, track, codec, &layers, packet.timestamp);
+                        self.shared.metrics.tracks.inc();
+                    }
+                    session.announced.push(track);
+                }
+                let s = RxStream {
+                    track,
+                    layer,
+                    codec,
+                };
+                session.rx.insert(ssrc, s);
+                s
+            }
+        };
+        let Some(slot) = self.rooms.get_mut(&session.room) else {
+            return;
+        };
+        let now = packet.timestamp;
+        let payload = packet.payload;
+        let incoming = core::Incoming {
+            track: stream.track,
+            layer: stream.layer,
+            ssrc: *ssrc,
+            seq: *packet.seq_no,
+            rtp_time: packet.time.numer(),
+            marker: packet.header.marker,
+            keyframe: core::is_keyframe(stream.codec, &payload),
+            audio_level: packet
+                .header
+                .ext_vals
+                .audio_level
+                .map(|level| core::AudioLevel {
+                    voice: packet.header.ext_vals.voice_activity.unwrap_or(false),
+                    level: level.unsigned_abs().min(127),
+                }),
+            vp8: if stream.codec == core::Codec::Vp8 {
+                core::parse_vp8_descriptor(&payload)
+            } else {
+                None
+            },
+            payload,
+            arrival: now,
+        };
+        slot.core.handle_rtp(&incoming, now);
+        let room = session.room.clone();
+        self.pump_room(&room);
+    }
+
+    /// A viewer asked for a keyframe (PLI/FIR): the room merges and throttles.
+    pub(crate) fn keyframe_requested(&mut self, id: u64, request: &KeyframeRequest) {
+        let Some(session) = self.sessions.get(&id) else {
+            return;
+        };
+        let Some(video) = session.tx_video.filter(|v| v.mid == request.mid) else {
+            return;
+        };
+        let room = session.room.clone();
+        if let Some(slot) = self.rooms.get_mut(&room) {
+            self.shared
+                .metrics
+                .keyframe_requests
+                .with_label_values(&["from_viewers"])
+                .inc();
+            slot.core
+                .handle_keyframe_request(id, u64::from(*video.ssrc), Instant::now());
+        }
+        self.pump_room(&room);
+    }
+
+    /// str0m's egress bandwidth estimate toward a viewer.
+    pub(crate) fn estimate(&mut self, id: u64, bps: u64) {
+        let Some(session) = self.sessions.get(&id) else {
+            return;
+        };
+        let room = session.room.clone();
+        if let Some(slot) = self.rooms.get_mut(&room) {
+            slot.core.set_estimate(id, bps, Instant::now());
+        }
+        self.pump_room(&room);
+    }
+
+    pub(crate) fn set_layer(
+        &mut self,
+        room: &str,
+        id: u64,
+        choice: LayerChoice,
+    ) -> Result<(), SfuError> {
+        let Some(session) = self.sessions.get(&id) else {
+            return Err(SfuError::NoSuchSession);
+        };
+        if &*session.room != room || session.kind == SessionKind::Publish {
+            return Err(SfuError::NoSuchSession);
+        }
+        let Some(video) = session.tx_video else {
+            return Err(SfuError::NoSuchSession);
+        };
+        let room = session.room.clone();
+        let pref = match choice {
+            LayerChoice::Low => core::LayerPref::Low,
+            LayerChoice::Mid => core::LayerPref::Mid,
+            LayerChoice::High => core::LayerPref::High,
+            LayerChoice::Auto => core::LayerPref::Auto,
+        };
+        if let Some(slot) = self.rooms.get_mut(&room) {
+            slot.core
+                .set_preferred_layer(id, u64::from(*video.ssrc), pref, Instant::now());
+        }
+        self.pump_room(&room);
+        Ok(())
+    }
+
+    pub(crate) fn room_info(&self, room: &str) -> Result<RoomInfo, SfuError> {
+        let slot = self.rooms.get(room).ok_or(SfuError::NoSuchRoom)?;
+        let mut publishers = Vec::new();
+        let mut viewers = 0;
+        for id in &slot.sessions {
+            let Some(s) = self.sessions.get(id) else {
+                continue;
+            };
+            match s.kind {
+                SessionKind::Publish => {
+                    let mut kinds: Vec<&'static str> = s
+                        .tracks
+                        .values()
+                        .map(|(_, k)| {
+                            if *k == MediaKind::Audio {
+                                "audio"
+                            } else {
+                                "video"
+                            }
+                        })
+                        .collect();
+                    kinds.sort_unstable();
+                    kinds.dedup();
+                    publishers.push(PublisherInfo {
+                        id: id.to_string(),
+                        label: s.label.clone(),
+                        connected: s.connected,
+                        kinds,
+                        layers: s.rids_seen.clone(),
+                    });
+                }
+                SessionKind::Play(_) => viewers += 1,
+            }
+        }
+        Ok(RoomInfo {
+            room: room.to_owned(),
+            publishers,
+            viewers,
+            speaker: slot.speaker.map(|s| s.to_string()),
+            forwarded_packets: slot.core.stats().forwarded_packets,
+        })
+    }
+
+    /// Room timers (layer allocation tick, keyframe retries, speaker evaluation).
+    pub(crate) fn room_timeout(&mut self, room: &Arc<str>, now: Instant) {
+        if let Some(slot) = self.rooms.get_mut(room)
+            && slot.core.poll_timeout().is_some_and(|t| t <= now)
+        {
+            slot.core.handle_timeout(now);
+        }
+        self.pump_room(room);
+    }
+
+    /// Drains the room core: forwards become `write_rtp` on viewers' streams (the payload `Arc`
+    /// is shared, never copied), events become PLIs toward publishers and speaker updates.
+    pub(crate) fn pump_room(&mut self, room: &Arc<str>) {
+        let Some(slot) = self.rooms.get_mut(room) else {
+            return;
+        };
+        let metrics = &self.shared.metrics;
+        for f in slot.core.drain_forwards() {
+            let Some(sub) = self.sessions.get_mut(&f.sub) else {
+                continue;
+            };
+            let kind = f.codec.kind();
+            let tx = if kind == core::Kind::Audio {
+                sub.tx_audio
+            } else {
+                sub.tx_video
+            };
+            let Some(tx) = tx else { continue };
+            let Some(pt) = sub.pt_for(str0m_codec(f.codec)) else {
+                continue;
+            };
+            let mut ext = ExtensionValues::default();
+            if let Some(level) = f.audio_level {
+                ext.audio_level = Some(-(level.level.min(127) as i8));
+                ext.voice_activity = Some(level.voice);
+            }
+            let mut write = RtpWrite::new(
+                pt,
+                f.seq.into(),
+                f.rtp_time as u32,
+                f.arrival,
+                f.payload.clone(),
+            )
+            .marker(f.marker)
+            .ext_vals(ext)
+            .nackable(kind == core::Kind::Video);
+            if let Some(patch) = f.vp8_rewrite.and_then(|r| vp8_patch(&f.payload, r)) {
+                write = write.vp8_patch(patch);
+            }
+            let mut api = sub.rtc.direct_api();
+            let Some(stream) = api.stream_tx(&tx.ssrc) else {
+                continue;
+            };
+            stream.write_rtp(write);
+            metrics.forwarded_packets.inc();
+            metrics.forwarded_bytes.inc_by(f.payload.len() as u64);
+            if !sub.queued {
+                sub.queued = true;
+                self.dirty.push(f.sub);
+            }
+        }
+        while let Some(event) = slot.core.poll_event() {
+            match event {
+                core::RoomEvent::KeyframeRequest {
+                    peer, track, rid, ..
+                } => {
+                    tracing::debug!(peer, track, ?rid, "keyframe request to publisher");
+                    let Some(publisher) = self.sessions.get_mut(&peer) else {
+                        continue;
+                    };
+                    let Some((&mid, _)) = publisher.tracks.iter().find(|(_, (t, _))| *t == track)
+                    else {
+                        continue;
+                    };
+                    let mut api = publisher.rtc.direct_api();
+                    if let Some(stream) = api.stream_rx_by_mid(mid, rid) {
+                        stream.request_keyframe(KeyframeRequestKind::Pli);
+                        metrics
+                            .keyframe_requests
+                            .with_label_values(&["to_publishers"])
+                            .inc();
+                        if !publisher.queued {
+                            publisher.queued = true;
+                            self.dirty.push(peer);
+                        }
+                    }
+                }
+                core::RoomEvent::SpeakerChanged { peer, .. } => {
+                    slot.speaker = peer;
+                    metrics.speaker_changes.inc();
+                }
+                core::RoomEvent::LayerSwitched { sub, from, to, .. } => {
+                    tracing::debug!(sub, ?from, ?to, "layer switched");
+                    metrics.layer_switches.inc();
+                }
+                core::RoomEvent::SubscriptionIdle { .. } => {}
+            }
+        }
+    }
+}
+
+/// The str0m patch that writes the rewritten VP8 picture id / TL0PICIDX while serializing.
+fn vp8_patch(payload: &[u8], rewrite: core::Vp8Rewrite) -> Option<str0m::rtp::Vp8Patch> {
+    let descriptor = Vp8Descriptor::parse(payload).ok()?;
+    let mut builder = descriptor.patch();
+    if let Some(id) = rewrite.picture_id {
+        builder = builder.picture_id(id);
+    }
+    if let Some(idx) = rewrite.tl0picidx {
+        builder = builder.tl0_pic_idx(idx);
+    }
+    builder.build().ok()
+}

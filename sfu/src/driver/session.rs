@@ -1,0 +1,230 @@
+//! One peer connection: a str0m `Rtc` in RTP mode plus what the worker needs to route its
+//! packets (which incoming SSRC is which track and layer; which outgoing stream carries
+//! audio or video). Building it from an SDP offer lives here too.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use str0m::bwe::Bitrate;
+use str0m::change::SdpOffer;
+use str0m::format::Codec;
+use str0m::media::{MediaKind, Mid, Pt};
+use str0m::net::TcpType;
+use str0m::rtp::Ssrc;
+use str0m::{Candidate, IceCreds, Rtc};
+
+use super::api::{SessionKind, SfuError};
+use super::config::SfuConfig;
+
+/// An incoming stream as the room knows it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RxStream {
+    /// Track id in the room.
+    pub track: u64,
+    /// Simulcast layer index (0 = lowest).
+    pub layer: u8,
+    /// Codec of the stream.
+    pub codec: crate::core::Codec,
+}
+
+/// An outgoing stream toward a viewer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TxStream {
+    /// Media line.
+    pub mid: Mid,
+    /// Our SSRC for it.
+    pub ssrc: Ssrc,
+}
+
+/// A peer connection on a worker.
+pub(crate) struct Session {
+    pub id: u64,
+    pub room: Arc<str>,
+    pub kind: SessionKind,
+    pub label: String,
+    pub ufrag: String,
+    pub rtc: Rtc,
+    pub created: Instant,
+    pub connected: bool,
+    /// When `rtc` next wants `Input::Timeout`.
+    pub next_timeout: Instant,
+    /// Publisher: incoming SSRC → track/layer (filled as streams appear).
+    pub rx: HashMap<Ssrc, RxStream>,
+    /// Publisher: media line → track id.
+    pub tracks: HashMap<Mid, (u64, MediaKind)>,
+    /// Publisher: each track's simulcast rids, lowest quality first (empty: no simulcast).
+    pub layers: HashMap<u64, Vec<str0m::media::Rid>>,
+    /// Publisher: tracks already announced to the room (at their first packet).
+    pub announced: Vec<u64>,
+    /// Publisher: rids seen on video.
+    pub rids_seen: Vec<String>,
+    /// Already in the worker's dirty list.
+    pub queued: bool,
+    /// Viewer: outgoing audio and video streams.
+    pub tx_audio: Option<TxStream>,
+    pub tx_video: Option<TxStream>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.id)
+            .field("room", &self.room)
+            .field("kind", &self.kind)
+            .field("connected", &self.connected)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Codecs the SFU forwards (by their SDP names).
+const FORWARDED: [&str; 4] = ["opus/", "vp8/", "vp9/", "h264/"];
+
+/// Builds the `Rtc` for `offer` and returns it with the SDP answer.
+pub(crate) fn accept(
+    config: &SfuConfig,
+    kind: &SessionKind,
+    offer: &str,
+    creds: IceCreds,
+    udp: SocketAddr,
+    tcp: Option<SocketAddr>,
+    now: Instant,
+) -> Result<(Rtc, String), SfuError> {
+    check_offer(kind, offer)?;
+    let parsed = SdpOffer::from_sdp_string(offer).map_err(|e| SfuError::BadOffer(e.to_string()))?;
+    let mut builder = Rtc::builder()
+        .set_ice_lite(true)
+        .set_rtp_mode(true)
+        .set_local_ice_credentials(creds)
+        .clear_codecs()
+        .enable_opus(true, false)
+        .enable_vp8(true)
+        .enable_vp9(true)
+        .enable_h264(true);
+    if matches!(kind, SessionKind::Play(_)) {
+        builder = builder.enable_bwe(Some(Bitrate::bps(config.initial_bwe_bps)));
+    }
+    let mut rtc = builder.build(now);
+    for ip in advertised(config, udp) {
+        let cand = Candidate::host(SocketAddr::new(ip, udp.port()), "udp")
+            .map_err(|e| SfuError::BadOffer(format!("local candidate: {e}")))?;
+        rtc.add_local_candidate(cand);
+    }
+    if let Some(tcp) = tcp {
+        for ip in advertised(config, tcp) {
+            let cand = Candidate::builder()
+                .tcp()
+                .host(SocketAddr::new(ip, tcp.port()))
+                .tcptype(TcpType::Passive)
+                .build()
+                .map_err(|e| SfuError::BadOffer(format!("local TCP candidate: {e}")))?;
+            rtc.add_local_candidate(cand);
+        }
+    }
+    let answer = rtc
+        .sdp_api()
+        .accept_offer(parsed)
+        .map_err(|e| SfuError::BadOffer(e.to_string()))?;
+    Ok((rtc, answer.to_sdp_string()))
+}
+
+fn advertised(config: &SfuConfig, bound: SocketAddr) -> Vec<std::net::IpAddr> {
+    if config.public_ips.is_empty() {
+        vec![bound.ip()]
+    } else {
+        config.public_ips.clone()
+    }
+}
+
+/// Cheap structural checks before str0m parses the offer, so the client learns exactly what
+/// is wrong: a media section of the right direction, a codec we forward.
+fn check_offer(kind: &SessionKind, offer: &str) -> Result<(), SfuError> {
+    if offer.len() > 64 * 1024 {
+        return Err(SfuError::BadOffer("offer larger than 64 KiB".into()));
+    }
+    if !offer.starts_with("v=0") {
+        return Err(SfuError::BadOffer(
+            "not an SDP offer (must start with v=0)".into(),
+        ));
+    }
+    let mut media = 0;
+    let mut usable_direction = false;
+    let mut codec = false;
+    for section in offer.split("\nm=").skip(1) {
+        let is_av = section.starts_with("audio") || section.starts_with("video");
+        if !is_av {
+            continue;
+        }
+        media += 1;
+        let lower = section.to_ascii_lowercase();
+        let direction = ["a=sendrecv", "a=sendonly", "a=recvonly", "a=inactive"]
+            .into_iter()
+            .find(|d| lower.contains(d))
+            .unwrap_or("a=sendrecv");
+        usable_direction |= match kind {
+            SessionKind::Publish => matches!(direction, "a=sendonly" | "a=sendrecv"),
+            SessionKind::Play(_) => matches!(direction, "a=recvonly" | "a=sendrecv"),
+        };
+        codec |= lower
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("a=rtpmap:"))
+            .filter_map(|l| l.split_once(' ').map(|(_, name)| name))
+            .any(|name| FORWARDED.iter().any(|c| name.starts_with(c)));
+    }
+    if media == 0 {
+        return Err(SfuError::BadOffer("no audio or video media section".into()));
+    }
+    if !usable_direction {
+        let want = match kind {
+            SessionKind::Publish => "sendonly or sendrecv (WHIP publishes)",
+            SessionKind::Play(_) => "recvonly or sendrecv (WHEP plays)",
+        };
+        return Err(SfuError::BadOffer(format!("no media section is {want}")));
+    }
+    if !codec {
+        return Err(SfuError::NoCommonCodec);
+    }
+    Ok(())
+}
+
+impl Session {
+    /// Payload type of `codec` as negotiated with this peer.
+    pub fn pt_for(&self, codec: Codec) -> Option<Pt> {
+        self.rtc
+            .codec_config()
+            .find(|p| p.spec().codec == codec)
+            .map(|p| p.pt())
+    }
+
+    /// Codec of payload type `pt` as negotiated with this peer.
+    pub fn codec_of(&self, pt: Pt) -> Option<Codec> {
+        self.rtc
+            .codec_config()
+            .find(|p| p.pt() == pt)
+            .map(|p| p.spec().codec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offer_checks_name_the_problem() {
+        let play = SessionKind::Play(super::super::api::PlaySource::Floor);
+        let bad =
+            |kind: &SessionKind, sdp: &str| check_offer(kind, sdp).expect_err(sdp).to_string();
+        assert!(bad(&SessionKind::Publish, "hello").contains("v=0"));
+        assert!(bad(&SessionKind::Publish, "v=0\r\ns=-\r\n").contains("no audio or video"));
+        let recv =
+            "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=recvonly\r\na=rtpmap:96 VP8/90000\r\n";
+        assert!(bad(&SessionKind::Publish, recv).contains("sendonly"));
+        assert!(check_offer(&play, recv).is_ok());
+        let g711 = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=sendonly\r\na=rtpmap:0 PCMU/8000\r\n";
+        assert!(matches!(
+            check_offer(&SessionKind::Publish, g711),
+            Err(SfuError::NoCommonCodec)
+        ));
+    }
+}

@@ -1,0 +1,327 @@
+//! WHIP (RFC 9725) publish and WHEP play, plus room listing and viewer layer choice.
+//!
+//! `POST /whip/{room}` (offer → 201 + answer + `Location`), `DELETE` that location;
+//! `POST /whep/{room}` (the floor / loudest speaker) or `/whep/{room}/{publisher}`;
+//! `POST {whep location}/layer` `{"rid":"q"|"h"|"f"|"auto"}`; `GET /api/v1/rooms/{room}`.
+//! Every call needs `Authorization: Bearer`; permissions come from `tiers::authorize` against
+//! the room's region (the convening region: the creator's, or `?region=` within its subtree).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use sfu::driver::{LayerChoice, PlaySource, SessionKind, SessionRequest, SfuError};
+use tiers::{Action, Principal, RegionCode, authorize};
+
+use super::{ApiError, AppState, Authenticated};
+
+/// Most rooms remembered by the HTTP side (beyond: 503, see `RoomRegistry::region_for`).
+const MAX_ROOMS: usize = 10_000;
+
+/// Which region convened each room (the HTTP side's only room state).
+#[derive(Debug, Default)]
+pub struct RoomRegistry {
+    rooms: Mutex<HashMap<String, RegionCode>>,
+}
+
+impl RoomRegistry {
+    fn get(&self, room: &str) -> Option<RegionCode> {
+        self.rooms.lock().ok()?.get(room).copied()
+    }
+
+    fn insert(&self, room: &str, region: RegionCode) -> Result<(), ApiError> {
+        let mut rooms = self
+            .rooms
+            .lock()
+            .map_err(|_| ApiError::internal(&"room registry poisoned"))?;
+        if rooms.len() >= MAX_ROOMS && !rooms.contains_key(room) {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too_many_rooms",
+                format!("at most {MAX_ROOMS} rooms"),
+            ));
+        }
+        rooms.insert(room.to_owned(), region);
+        Ok(())
+    }
+}
+
+/// Query of `POST /whip/{room}`.
+#[derive(Debug, Deserialize)]
+pub struct WhipQuery {
+    /// Convening region for a new room (default: the publisher's own).
+    region: Option<String>,
+}
+
+/// Body of `POST …/layer`.
+#[derive(Debug, Deserialize)]
+pub struct LayerBody {
+    rid: String,
+}
+
+impl From<SfuError> for ApiError {
+    fn from(err: SfuError) -> Self {
+        let (status, code) = match &err {
+            SfuError::BadOffer(_) => (StatusCode::BAD_REQUEST, "bad_sdp"),
+            SfuError::NoCommonCodec => (StatusCode::NOT_ACCEPTABLE, "no_common_codec"),
+            SfuError::NoSuchSession => (StatusCode::NOT_FOUND, "no_such_session"),
+            SfuError::NoSuchRoom => (StatusCode::NOT_FOUND, "no_such_room"),
+            SfuError::NoSuchPublisher => (StatusCode::NOT_FOUND, "no_such_publisher"),
+            SfuError::Full(_) => (StatusCode::SERVICE_UNAVAILABLE, "peer_limit"),
+            SfuError::Busy | SfuError::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+        };
+        ApiError::new(status, code, err.to_string())
+    }
+}
+
+fn check_room_name(room: &str) -> Result<(), ApiError> {
+    let ok = !room.is_empty()
+        && room.len() <= 64
+        && room
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "bad_room",
+            "room names are 1-64 characters of A-Z, a-z, 0-9, '-' and '_'",
+        ))
+    }
+}
+
+fn sdp_body(headers: &HeaderMap, body: &Bytes) -> Result<String, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type
+        .trim()
+        .to_ascii_lowercase()
+        .starts_with("application/sdp")
+    {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the SDP offer with Content-Type: application/sdp",
+        ));
+    }
+    String::from_utf8(body.to_vec())
+        .map_err(|_| ApiError::bad_request("bad_sdp", "the offer is not UTF-8"))
+}
+
+fn check_meeting_claim(who: &Principal, room: &str) -> Result<(), ApiError> {
+    match &who.meeting {
+        Some(meeting) if meeting != room => Err(ApiError::forbidden(format!(
+            "this token is for meeting {meeting:?}, not {room:?}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn sfu(state: &AppState) -> Result<&sfu::driver::Sfu, ApiError> {
+    state.sfu().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "media_disabled",
+            "the media plane is not running",
+        )
+    })
+}
+
+fn created(kind: &str, room: &str, session: u64, answer: String) -> Response {
+    let location = format!("/{kind}/{room}/sessions/{session}");
+    let mut response = (StatusCode::CREATED, answer).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/sdp"),
+    );
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        headers.insert(header::LOCATION, value);
+    }
+    response
+}
+
+/// `POST /whip/{room}`: publish into a room, creating it when new.
+pub async fn whip(
+    State(state): State<AppState>,
+    Path(room): Path<String>,
+    Query(query): Query<WhipQuery>,
+    Authenticated(who): Authenticated,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    check_room_name(&room)?;
+    check_meeting_claim(&who, &room)?;
+    let offer = sdp_body(&headers, &body)?;
+    let sfu = sfu(&state)?;
+    let tree = state.regions();
+    let existing = match state.media_rooms().get(&room) {
+        Some(region) => sfu.room(&room).await.ok().map(|_| region),
+        None => None,
+    };
+    match existing {
+        Some(region) => authorize(tree, &who, Action::PublishMedia, region)?,
+        None => {
+            let region = match &query.region {
+                Some(text) => RegionCode::parse(text)
+                    .map_err(|e| ApiError::bad_request("bad_region", e.to_string()))?,
+                None => who.region,
+            };
+            authorize(tree, &who, Action::ConveneMeeting, region)?;
+            state.media_rooms().insert(&room, region)?;
+        }
+    }
+    let created_session = sfu
+        .create_session(SessionRequest {
+            room: room.clone(),
+            kind: SessionKind::Publish,
+            label: who.subject.clone(),
+            offer,
+        })
+        .await?;
+    Ok(created(
+        "whip",
+        &room,
+        created_session.session,
+        created_session.answer,
+    ))
+}
+
+/// `POST /whep/{room}`: watch the room's floor / loudest speaker.
+pub async fn whep_floor(
+    State(state): State<AppState>,
+    Path(room): Path<String>,
+    auth: Authenticated,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    play(state, room, PlaySource::Floor, auth, &headers, &body).await
+}
+
+/// `POST /whep/{room}/{publisher}`: watch one publisher.
+pub async fn whep_publisher(
+    State(state): State<AppState>,
+    Path((room, publisher)): Path<(String, String)>,
+    auth: Authenticated,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let id: u64 = publisher
+        .parse()
+        .map_err(|_| ApiError::not_found("no such publisher in this room"))?;
+    play(
+        state,
+        room,
+        PlaySource::Publisher(id),
+        auth,
+        &headers,
+        &body,
+    )
+    .await
+}
+
+async fn play(
+    state: AppState,
+    room: String,
+    source: PlaySource,
+    Authenticated(who): Authenticated,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
+    check_room_name(&room)?;
+    check_meeting_claim(&who, &room)?;
+    let offer = sdp_body(headers, body)?;
+    let region = room_region(&state, &room).await?;
+    authorize(state.regions(), &who, Action::WatchMeeting, region)?;
+    let created_session = sfu(&state)?
+        .create_session(SessionRequest {
+            room: room.clone(),
+            kind: SessionKind::Play(source),
+            label: who.subject.clone(),
+            offer,
+        })
+        .await?;
+    Ok(created(
+        "whep",
+        &room,
+        created_session.session,
+        created_session.answer,
+    ))
+}
+
+async fn room_region(state: &AppState, room: &str) -> Result<RegionCode, ApiError> {
+    let region = state.media_rooms().get(room).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_such_room",
+            format!("no room {room:?}"),
+        )
+    })?;
+    sfu(state)?.room(room).await?;
+    Ok(region)
+}
+
+/// `DELETE /whip/{room}/sessions/{id}` and `/whep/…`: end a session.
+pub async fn end(
+    State(state): State<AppState>,
+    Path((room, id)): Path<(String, String)>,
+    Authenticated(who): Authenticated,
+) -> Result<StatusCode, ApiError> {
+    check_room_name(&room)?;
+    let id: u64 = id
+        .parse()
+        .map_err(|_| ApiError::from(SfuError::NoSuchSession))?;
+    let region = room_region(&state, &room).await?;
+    authorize(state.regions(), &who, Action::WatchMeeting, region)?;
+    sfu(&state)?.end_session(&room, id).await?;
+    Ok(StatusCode::OK)
+}
+
+/// `PATCH` on a session: trickle / ICE restart are not supported yet (the server is ICE-lite
+/// and answers with all its candidates; clients send complete offers).
+pub async fn patch(Path((room, _id)): Path<(String, String)>) -> ApiError {
+    let _ = room;
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "ice_restart_unsupported",
+        "trickle ICE and ICE restart are not supported yet; DELETE the session and POST a new offer",
+    )
+}
+
+/// `POST /whep/{room}/sessions/{id}/layer`: choose the simulcast layer a viewer receives.
+pub async fn layer(
+    State(state): State<AppState>,
+    Path((room, id)): Path<(String, String)>,
+    Authenticated(who): Authenticated,
+    Json(body): Json<LayerBody>,
+) -> Result<StatusCode, ApiError> {
+    check_room_name(&room)?;
+    let id: u64 = id
+        .parse()
+        .map_err(|_| ApiError::from(SfuError::NoSuchSession))?;
+    let choice = LayerChoice::from_rid(&body.rid)
+        .ok_or_else(|| ApiError::bad_request("bad_layer", "rid must be q, h, f or auto"))?;
+    let region = room_region(&state, &room).await?;
+    authorize(state.regions(), &who, Action::WatchMeeting, region)?;
+    sfu(&state)?.set_layer(&room, id, choice).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/v1/rooms/{room}`: publishers (ids for WHEP), viewers, active speaker.
+pub async fn room_info(
+    State(state): State<AppState>,
+    Path(room): Path<String>,
+    Authenticated(who): Authenticated,
+) -> Result<Json<sfu::driver::RoomInfo>, ApiError> {
+    check_room_name(&room)?;
+    let region = room_region(&state, &room).await?;
+    authorize(state.regions(), &who, Action::WatchMeeting, region)?;
+    Ok(Json(sfu(&state)?.room(&room).await?))
+}

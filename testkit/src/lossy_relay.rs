@@ -1,0 +1,272 @@
+//! A loss- and delay-injecting UDP relay between media clients and the SFU (instead of netem).
+//!
+//! Clients send to [`LossyRelay::local_addr`]; for each client address the relay opens its own
+//! upstream socket toward the server, so the server sees one (peer-reflexive) address per client
+//! and its replies find their way back. Each datagram in an impaired direction is dropped with
+//! probability `loss`, and every forwarded one waits `delay` (constant, so order is kept).
+//! STUN, DTLS, RTP and RTCP are all treated alike, as a lossy network would.
+//!
+//! To route a client through the relay, rewrite the server's answer with
+//! [`rewrite_candidates`] (the WHEP/WHIP clients do it via `ClientOptions::media_via`;
+//! `publish.html`/`view.html` take `?via=127.0.0.1:PORT`).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::Result;
+
+/// Which way the impairment applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Client → server only (e.g. a publisher's uplink).
+    ToServer,
+    /// Server → client only (e.g. a viewer's downlink).
+    ToClient,
+    /// Both ways.
+    Both,
+}
+
+/// Impairment settings.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Drop probability per datagram, 0.0–1.0.
+    pub loss: f64,
+    /// One-way delay added to every forwarded datagram of an impaired direction.
+    pub delay: Duration,
+    /// Directions the loss and delay apply to.
+    pub direction: Direction,
+    /// RNG seed, for reproducible drop patterns.
+    pub seed: u64,
+}
+
+impl Default for RelayConfig {
+    /// The loss scenario: 10 % loss and 40 ms delay toward the server.
+    fn default() -> Self {
+        Self {
+            loss: 0.10,
+            delay: Duration::from_millis(40),
+            direction: Direction::ToServer,
+            seed: 1,
+        }
+    }
+}
+
+/// Counters for one direction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DirStats {
+    /// Datagrams sent on.
+    pub forwarded: u64,
+    /// Datagrams dropped on purpose.
+    pub dropped: u64,
+}
+
+/// Counters for both directions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RelayStats {
+    /// Client → server.
+    pub to_server: DirStats,
+    /// Server → client.
+    pub to_client: DirStats,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    fwd: [AtomicU64; 2],
+    drop: [AtomicU64; 2],
+}
+
+/// A running relay; stops when dropped.
+#[derive(Debug)]
+pub struct LossyRelay {
+    local: SocketAddr,
+    counters: Arc<Counters>,
+    _tasks: JoinSet<()>,
+}
+
+const UP: usize = 0;
+const DOWN: usize = 1;
+
+struct Item {
+    due: Instant,
+    data: Bytes,
+    socket: Arc<UdpSocket>,
+    to: Option<SocketAddr>,
+}
+
+impl LossyRelay {
+    /// Starts a relay on `127.0.0.1:0` in front of `server`.
+    pub async fn start(server: SocketAddr, cfg: RelayConfig) -> Result<Self> {
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), server, cfg).await
+    }
+
+    /// Starts a relay listening on `bind` in front of `server`.
+    pub async fn start_on(bind: SocketAddr, server: SocketAddr, cfg: RelayConfig) -> Result<Self> {
+        let front = Arc::new(UdpSocket::bind(bind).await?);
+        let local = front.local_addr()?;
+        let counters = Arc::new(Counters::default());
+        let mut tasks = JoinSet::new();
+        let mut pipes = Vec::new();
+        for _ in [UP, DOWN] {
+            // Bounded: 8192 datagrams ≈ 40 ms of a 200k packets/s flood; beyond that, drop.
+            let (tx, rx) = mpsc::channel::<Item>(8192);
+            tasks.spawn(deliver(rx));
+            pipes.push(tx);
+        }
+        let impaired = |d: usize| match cfg.direction {
+            Direction::Both => true,
+            Direction::ToServer => d == UP,
+            Direction::ToClient => d == DOWN,
+        };
+        let shaping = Arc::new(Shaping {
+            loss: [impaired(UP), impaired(DOWN)].map(|i| if i { cfg.loss } else { 0.0 }),
+            delay: [impaired(UP), impaired(DOWN)]
+                .map(|i| if i { cfg.delay } else { Duration::ZERO }),
+            rng: std::sync::Mutex::new(StdRng::seed_from_u64(cfg.seed)),
+            counters: counters.clone(),
+            pipes,
+        });
+        tasks.spawn(front_loop(front, server, shaping));
+        Ok(Self {
+            local,
+            counters,
+            _tasks: tasks,
+        })
+    }
+
+    /// Where clients must send (the address to put in the answer's candidates).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Forwarded and dropped datagrams so far.
+    pub fn stats(&self) -> RelayStats {
+        let d = |i: usize| DirStats {
+            forwarded: self.counters.fwd[i].load(Ordering::Relaxed),
+            dropped: self.counters.drop[i].load(Ordering::Relaxed),
+        };
+        RelayStats {
+            to_server: d(UP),
+            to_client: d(DOWN),
+        }
+    }
+}
+
+struct Shaping {
+    loss: [f64; 2],
+    delay: [Duration; 2],
+    rng: std::sync::Mutex<StdRng>,
+    counters: Arc<Counters>,
+    pipes: Vec<mpsc::Sender<Item>>,
+}
+
+impl Shaping {
+    /// Drops or schedules one datagram going `dir`.
+    fn pass(&self, dir: usize, data: &[u8], socket: &Arc<UdpSocket>, to: Option<SocketAddr>) {
+        let lost = self.loss[dir] > 0.0
+            && self
+                .rng
+                .lock()
+                .map(|mut r| r.random_bool(self.loss[dir].min(1.0)))
+                .unwrap_or(false);
+        let item = Item {
+            due: Instant::now() + self.delay[dir],
+            data: Bytes::copy_from_slice(data),
+            socket: socket.clone(),
+            to,
+        };
+        if lost || self.pipes[dir].try_send(item).is_err() {
+            self.counters.drop[dir].fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.counters.fwd[dir].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Receives from clients; opens one upstream socket (and its reader task) per client address.
+async fn front_loop(front: Arc<UdpSocket>, server: SocketAddr, shaping: Arc<Shaping>) {
+    let mut upstream: HashMap<SocketAddr, Arc<UdpSocket>> = HashMap::new();
+    let mut readers = JoinSet::new();
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let Ok((n, from)) = front.recv_from(&mut buf).await else {
+            continue;
+        };
+        let up = match upstream.get(&from) {
+            Some(s) => s.clone(),
+            None => {
+                let Ok(s) = UdpSocket::bind(SocketAddr::new(server.ip(), 0)).await else {
+                    continue;
+                };
+                if s.connect(server).await.is_err() {
+                    continue;
+                }
+                let s = Arc::new(s);
+                readers.spawn(back_loop(s.clone(), front.clone(), from, shaping.clone()));
+                upstream.insert(from, s.clone());
+                s
+            }
+        };
+        shaping.pass(UP, &buf[..n], &up, None);
+    }
+}
+
+/// Server → one client.
+async fn back_loop(
+    up: Arc<UdpSocket>,
+    front: Arc<UdpSocket>,
+    client: SocketAddr,
+    shaping: Arc<Shaping>,
+) {
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        match up.recv(&mut buf).await {
+            Ok(n) => shaping.pass(DOWN, &buf[..n], &front, Some(client)),
+            // ICMP port unreachable surfaces as ECONNREFUSED on a connected socket: keep going.
+            Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+        }
+    }
+}
+
+/// Sends items at their due time; a constant delay keeps them in order.
+async fn deliver(mut rx: mpsc::Receiver<Item>) {
+    while let Some(item) = rx.recv().await {
+        tokio::time::sleep_until(item.due).await;
+        let _ = match item.to {
+            Some(to) => item.socket.send_to(&item.data, to).await,
+            None => item.socket.send(&item.data).await,
+        };
+    }
+}
+
+/// Points every UDP ICE candidate of `sdp` at `via` and removes TCP candidates, so the client
+/// can only reach the server through the relay.
+pub fn rewrite_candidates(sdp: &str, via: SocketAddr) -> String {
+    let mut out = String::with_capacity(sdp.len());
+    for line in sdp.lines() {
+        if let Some(rest) = line.strip_prefix("a=candidate:") {
+            let mut f: Vec<&str> = rest.split(' ').collect();
+            if f.len() < 6 || !f[2].eq_ignore_ascii_case("udp") {
+                continue; // TCP (or unparsable): drop it
+            }
+            let (ip, port) = (via.ip().to_string(), via.port().to_string());
+            f[4] = &ip;
+            f[5] = &port;
+            out.push_str("a=candidate:");
+            out.push_str(&f.join(" "));
+        } else {
+            out.push_str(line);
+        }
+        out.push_str("\r\n");
+    }
+    out
+}

@@ -1,0 +1,303 @@
+//! [`WhepViewer`]: a webrtc-rs WHEP viewer that counts what the SFU forwards.
+//!
+//! Offers recvonly audio + video, then reads every track through the interceptors (so NACKs
+//! and receiver reports go back to the SFU) and keeps, per kind: unique packets and bytes,
+//! duplicates, losses (per SSRC: expected − received over extended sequence numbers), the SSRCs
+//! seen (an SFU that rewrites correctly shows one per kind across layer switches), VP8 frames
+//! and keyframes, the size in the last keyframe (which synthetic layer arrives), and the longest
+//! gap between two packets (a freeze detector).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use webrtc::peer_connection::RTCPeerConnection;
+use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
+use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
+use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
+use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
+
+use super::{ClientOptions, Session, loopback_peer};
+use crate::Result;
+use crate::synth::parse_vp8;
+
+/// What arrived for one media kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KindStats {
+    /// Unique RTP packets (duplicates excluded).
+    pub packets: u64,
+    /// Payload bytes of those packets.
+    pub bytes: u64,
+    /// Packets whose sequence number was already seen recently.
+    pub duplicates: u64,
+    /// Sequence numbers never received, summed over SSRCs.
+    pub lost: u64,
+    /// SSRCs seen, in order of first appearance.
+    pub ssrcs: Vec<u32>,
+    /// VP8 frame starts (video only).
+    pub frames: u64,
+    /// VP8 keyframes (video only).
+    pub keyframes: u64,
+    /// Width × height of the last keyframe (video only).
+    pub last_keyframe_size: Option<(u16, u16)>,
+    /// Distinct keyframe sizes, in order of first appearance (layers seen).
+    pub sizes_seen: Vec<(u16, u16)>,
+    /// Longest time between two consecutive packets.
+    pub max_gap: Duration,
+}
+
+/// What arrived, per kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ViewerStats {
+    /// Opus.
+    pub audio: KindStats,
+    /// VP8.
+    pub video: KindStats,
+}
+
+#[derive(Debug, Default)]
+struct Seq {
+    base: u64,
+    highest: u64,
+    received: u64,
+    recent: VecDeque<u64>,
+    seen: HashSet<u64>,
+}
+
+impl Seq {
+    /// Window for duplicate detection (≈ 1 s of 1080p video).
+    const WINDOW: usize = 2048;
+
+    /// Records `seq`; returns false for a duplicate.
+    fn record(&mut self, seq: u16) -> bool {
+        let ext = if self.received == 0 {
+            // Start high so that early reordering cannot underflow.
+            let e = (1 << 32) | u64::from(seq);
+            self.base = e;
+            self.highest = e;
+            e
+        } else {
+            let cand = (self.highest & !0xffff) | u64::from(seq);
+            if cand + 0x8000 < self.highest {
+                cand + 0x1_0000
+            } else if cand > self.highest + 0x8000 {
+                cand - 0x1_0000
+            } else {
+                cand
+            }
+        };
+        if !self.seen.insert(ext) {
+            return false;
+        }
+        self.recent.push_back(ext);
+        if self.recent.len() > Self::WINDOW
+            && let Some(old) = self.recent.pop_front()
+        {
+            self.seen.remove(&old);
+        }
+        self.received += 1;
+        self.base = self.base.min(ext);
+        self.highest = self.highest.max(ext);
+        true
+    }
+
+    fn lost(&self) -> u64 {
+        (self.highest - self.base + 1).saturating_sub(self.received)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Track {
+    stats: KindStats,
+    seqs: HashMap<u32, Seq>,
+    last: Option<Instant>,
+}
+
+impl Track {
+    fn on_packet(&mut self, video: bool, ssrc: u32, seq: u16, payload: &[u8]) {
+        let now = Instant::now();
+        if let Some(prev) = self.last.replace(now) {
+            self.stats.max_gap = self.stats.max_gap.max(now - prev);
+        }
+        if !self.stats.ssrcs.contains(&ssrc) {
+            self.stats.ssrcs.push(ssrc);
+        }
+        if !self.seqs.entry(ssrc).or_default().record(seq) {
+            self.stats.duplicates += 1;
+            return;
+        }
+        self.stats.packets += 1;
+        self.stats.bytes += payload.len() as u64;
+        if video && let Some(info) = parse_vp8(payload).filter(|i| i.start_of_frame) {
+            self.stats.frames += 1;
+            if info.keyframe {
+                self.stats.keyframes += 1;
+                if let Some(size) = info.size {
+                    self.stats.last_keyframe_size = Some(size);
+                    if !self.stats.sizes_seen.contains(&size) {
+                        self.stats.sizes_seen.push(size);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    audio: Track,
+    video: Track,
+}
+
+/// Counts the RTP of every remote track of a peer connection.
+#[derive(Debug, Clone)]
+pub struct MediaCounter {
+    shared: Arc<Mutex<Shared>>,
+}
+
+impl MediaCounter {
+    /// Installs the `on_track` handler on `pc`; with `add_recvonly`, also adds recvonly audio
+    /// and video transceivers (for an offerer such as a WHEP client).
+    pub async fn add_to(pc: &RTCPeerConnection, add_recvonly: bool) -> Result<Self> {
+        if add_recvonly {
+            for kind in [RTPCodecType::Audio, RTPCodecType::Video] {
+                let init = RTCRtpTransceiverInit {
+                    direction: RTCRtpTransceiverDirection::Recvonly,
+                    send_encodings: Vec::new(),
+                };
+                pc.add_transceiver_from_kind(kind, Some(init)).await?;
+            }
+        }
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let on_track = shared.clone();
+        pc.on_track(Box::new(move |track, _receiver, _transceiver| {
+            let shared = on_track.clone();
+            tokio::spawn(async move {
+                let video = track.kind() == RTPCodecType::Video;
+                while let Ok((pkt, _)) = track.read_rtp().await {
+                    let Ok(mut s) = shared.lock() else { return };
+                    let t = if video { &mut s.video } else { &mut s.audio };
+                    t.on_packet(
+                        video,
+                        pkt.header.ssrc,
+                        pkt.header.sequence_number,
+                        &pkt.payload,
+                    );
+                }
+            });
+            Box::pin(async {})
+        }));
+        Ok(Self { shared })
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> ViewerStats {
+        let Ok(s) = self.shared.lock() else {
+            return ViewerStats::default();
+        };
+        let snap = |t: &Track| KindStats {
+            lost: t.seqs.values().map(Seq::lost).sum(),
+            ..t.stats.clone()
+        };
+        ViewerStats {
+            audio: snap(&s.audio),
+            video: snap(&s.video),
+        }
+    }
+
+    /// Polls [`MediaCounter::stats`] until `pred` holds; `what` names it in the timeout error.
+    pub async fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&ViewerStats) -> bool,
+    ) -> Result<ViewerStats> {
+        crate::wait_until(timeout, what, || {
+            let s = self.stats();
+            std::future::ready(Ok(pred(&s).then_some(s)))
+        })
+        .await
+    }
+}
+
+/// A connected WHEP viewer; counting runs until [`WhepViewer::close`] or drop.
+#[derive(Debug)]
+pub struct WhepViewer {
+    session: Session,
+    counter: MediaCounter,
+}
+
+impl WhepViewer {
+    /// Plays `POST {base_url}/whep/{room}` (the floor), or `/whep/{room}/{publisher}`.
+    pub async fn connect(
+        base_url: &str,
+        room: &str,
+        publisher: Option<&str>,
+        client: &ClientOptions,
+    ) -> Result<Self> {
+        let (pc, state) = loopback_peer().await?;
+        let counter = MediaCounter::add_to(&pc, true).await?;
+        let path = match publisher {
+            Some(p) => format!("/whep/{room}/{p}"),
+            None => format!("/whep/{room}"),
+        };
+        let session = Session::establish(pc, state, base_url, &path, client).await?;
+        Ok(Self { session, counter })
+    }
+
+    /// Absolute URL of the WHEP session resource.
+    pub fn location(&self) -> &str {
+        &self.session.whip.location
+    }
+
+    /// Current peer connection state.
+    pub fn state(&self) -> RTCPeerConnectionState {
+        self.session.state()
+    }
+
+    /// Asks the SFU for simulcast layer `rid` (`q`, `h`, `f` or `auto`).
+    pub async fn set_layer(&self, rid: &str) -> Result<()> {
+        self.session
+            .signal
+            .set_layer(&self.session.whip.location, rid)
+            .await
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> ViewerStats {
+        self.counter.stats()
+    }
+
+    /// Polls [`WhepViewer::stats`] until `pred` holds; `what` names it in the timeout error.
+    pub async fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&ViewerStats) -> bool,
+    ) -> Result<ViewerStats> {
+        self.counter.wait_for(what, timeout, pred).await
+    }
+
+    /// `DELETE`s the session and closes the peer connection.
+    pub async fn close(self) -> Result<()> {
+        self.session.close().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Seq;
+
+    #[test]
+    fn losses_and_duplicates_across_wraparound() {
+        let mut s = Seq::default();
+        for seq in [65_533u16, 65_534, 0, 1, 1, 3] {
+            s.record(seq);
+        }
+        // 65533..=3 spans 7 numbers; 65535 and 2 missing; the second 1 is a duplicate.
+        assert_eq!((s.received, s.lost()), (5, 2));
+        assert!(s.record(2), "late packet fills the hole");
+        assert_eq!(s.lost(), 1);
+    }
+}

@@ -1,0 +1,127 @@
+//! The lossy relay drops about the configured fraction of datagrams, delays the rest, and
+//! carries replies back to the right client.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use testkit::lossy_relay::{Direction, LossyRelay, RelayConfig, rewrite_candidates};
+use tokio::net::UdpSocket;
+
+/// An echo server on loopback; returns its address.
+async fn echo_server() -> SocketAddr {
+    let sock = UdpSocket::bind("127.0.0.1:0").await.expect("bind echo");
+    let addr = sock.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = sock.recv_from(&mut buf).await {
+            let _ = sock.send_to(&buf[..n], from).await;
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn drops_about_ten_percent_of_2000_datagrams_toward_the_server() {
+    let server = echo_server().await;
+    let cfg = RelayConfig {
+        loss: 0.10,
+        delay: Duration::ZERO,
+        direction: Direction::ToServer,
+        seed: 7,
+    };
+    let relay = LossyRelay::start(server, cfg).await.expect("relay");
+    let client = UdpSocket::bind("127.0.0.1:0").await.expect("bind client");
+    client.connect(relay.local_addr()).await.expect("connect");
+
+    let recv = async {
+        let mut buf = [0u8; 64];
+        let mut got = 0u32;
+        while let Ok(Ok(_)) =
+            tokio::time::timeout(Duration::from_millis(500), client.recv(&mut buf)).await
+        {
+            got += 1;
+        }
+        got
+    };
+    let send = async {
+        for i in 0u32..2000 {
+            client.send(&i.to_be_bytes()).await.expect("send");
+            if i % 100 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+    };
+    let ((), echoed) = tokio::join!(send, recv);
+
+    let s = relay.stats();
+    assert_eq!(s.to_server.forwarded + s.to_server.dropped, 2000, "{s:?}");
+    // Binomial(2000, 0.1): mean 200, sd ≈ 13.4; ±60 is beyond 4 sd.
+    assert!(
+        (140..=260).contains(&s.to_server.dropped),
+        "dropped {} of 2000",
+        s.to_server.dropped
+    );
+    assert_eq!(
+        s.to_client.dropped, 0,
+        "the reverse direction is not impaired"
+    );
+    assert_eq!(u64::from(echoed), s.to_client.forwarded, "{s:?}");
+    assert_eq!(
+        u64::from(echoed),
+        s.to_server.forwarded,
+        "every forwarded datagram echoed back"
+    );
+}
+
+#[tokio::test]
+async fn delays_each_direction_and_keeps_clients_apart() {
+    let server = echo_server().await;
+    let cfg = RelayConfig {
+        loss: 0.0,
+        delay: Duration::from_millis(40),
+        direction: Direction::Both,
+        seed: 1,
+    };
+    let relay = LossyRelay::start(server, cfg).await.expect("relay");
+    let a = UdpSocket::bind("127.0.0.1:0").await.expect("bind a");
+    let b = UdpSocket::bind("127.0.0.1:0").await.expect("bind b");
+    let start = Instant::now();
+    a.send_to(b"from-a", relay.local_addr())
+        .await
+        .expect("send a");
+    b.send_to(b"from-b", relay.local_addr())
+        .await
+        .expect("send b");
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(2), a.recv(&mut buf))
+        .await
+        .expect("a timely")
+        .expect("a recv");
+    assert_eq!(&buf[..n], b"from-a");
+    let n = tokio::time::timeout(Duration::from_secs(2), b.recv(&mut buf))
+        .await
+        .expect("b timely")
+        .expect("b recv");
+    assert_eq!(&buf[..n], b"from-b");
+    let rtt = start.elapsed();
+    assert!(
+        rtt >= Duration::from_millis(80),
+        "40 ms each way, got a round trip of {rtt:?}"
+    );
+    assert!(rtt < Duration::from_millis(500), "round trip {rtt:?}");
+}
+
+#[test]
+fn rewrites_udp_candidates_and_drops_tcp() {
+    let sdp = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n\
+               a=candidate:1 1 udp 2130706431 127.0.0.1 3478 typ host\r\n\
+               a=candidate:2 1 tcp 1518280447 127.0.0.1 3479 typ host tcptype passive\r\n";
+    let via: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
+    let out = rewrite_candidates(sdp, via);
+    assert!(
+        out.contains("a=candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host\r\n"),
+        "{out}"
+    );
+    assert!(!out.contains("tcp "), "{out}");
+    assert!(out.starts_with("v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"));
+}

@@ -1,0 +1,154 @@
+//! Real browsers against the SFU, inside a loopback-only network namespace: Debian's headless
+//! Chromium publishes camera + microphone with three simulcast layers over WHIP; two Chromium
+//! viewers watch over WHEP and decode video and audio; a viewer that asks for the low layer
+//! drops to ≈320 px wide and comes back up on request without freezing.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Hub;
+use testkit::browser::Browser;
+
+const CONNECT: Duration = Duration::from_secs(30);
+
+async fn stats(viewer: &Browser) -> serde_json::Value {
+    viewer.eval("hubcastStats()").await.expect("stats")
+}
+
+fn num(value: &serde_json::Value, path: &[&str]) -> f64 {
+    let mut v = value;
+    for key in path {
+        v = &v[*key];
+    }
+    v.as_f64().unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn chromium_simulcast_publish_two_viewers_and_layer_switch() {
+    testkit::isolated!();
+    let hub = Hub::start(&[], &[]);
+    let publisher_token = hub.token("city-admin", "330100", &["--sub", "杭州市局"]);
+    let wall_token = hub.token("wall", "330100", &[]);
+    let county_token = hub.token("county-operator", "330106", &[]);
+
+    let publisher = Browser::launch().await.expect("chromium");
+    publisher
+        .goto(&format!(
+            "{}/assets/test/publish.html?room=weekly&token={publisher_token}",
+            hub.url
+        ))
+        .await
+        .expect("publish page");
+    publisher
+        .wait_for("hubcastState().connection === 'connected'", CONNECT)
+        .await
+        .expect("publisher connected over WHIP");
+    // All three simulcast encodings are being sent.
+    let sent = publisher
+        .wait_for(
+            "hubcastStats().then(s => ['q','h','f'].every(r => s.video[r] && s.video[r].framesEncoded > 10) && s)",
+            CONNECT,
+        )
+        .await
+        .expect("three layers encoded");
+    assert!(num(&sent, &["video", "f", "frameWidth"]) >= 640.0, "{sent}");
+
+    let client = testkit::whip::WhipClient::new(&hub.url, Some(&publisher_token)).expect("client");
+    let ids = client.publisher_ids("weekly").await.expect("room listing");
+    assert_eq!(ids.len(), 1, "{ids:?}");
+
+    // Viewer 1: a city wall watching that publisher. Viewer 2: a county joining the city room.
+    let viewer1 = Browser::launch().await.expect("chromium");
+    viewer1
+        .goto(&format!(
+            "{}/assets/test/view.html?room=weekly&publisher={}&token={wall_token}&muted=1",
+            hub.url, ids[0]
+        ))
+        .await
+        .expect("view page");
+    let viewer2 = Browser::launch().await.expect("chromium");
+    viewer2
+        .goto(&format!(
+            "{}/assets/test/view.html?room=weekly&publisher={}&token={county_token}&muted=1",
+            hub.url, ids[0]
+        ))
+        .await
+        .expect("view page");
+    for (name, viewer) in [("viewer1", &viewer1), ("viewer2", &viewer2)] {
+        viewer
+            .wait_for("hubcastStats().then(s => s.framesDecoded > 30 && s.audio.totalSamplesReceived > 48000)", CONNECT)
+            .await
+            .unwrap_or_else(|e| panic!("{name} decodes video and audio: {e}"));
+        let a = stats(viewer).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let b = stats(viewer).await;
+        assert!(
+            num(&b, &["framesDecoded"]) > num(&a, &["framesDecoded"]) + 10.0,
+            "{name} keeps decoding: {a} → {b}"
+        );
+        assert!(
+            num(&b, &["audio", "totalSamplesReceived"])
+                > num(&a, &["audio", "totalSamplesReceived"]),
+            "{name} audio keeps flowing: {a} → {b}"
+        );
+    }
+
+    // Viewer 1 asks for the low layer: its picture drops to ≈320 wide, without freezing.
+    let before = stats(&viewer1).await;
+    viewer1.eval("hubcastSetLayer('q')").await.expect("layer q");
+    let low = viewer1
+        .wait_for(
+            "hubcastStats().then(s => s.frameWidth > 0 && s.frameWidth <= 400 && s)",
+            Duration::from_secs(15),
+        )
+        .await
+        .expect("frameWidth drops to the q layer");
+    assert!(
+        (240.0..=400.0).contains(&num(&low, &["frameWidth"])),
+        "{low}"
+    );
+    // And back up on request.
+    viewer1.eval("hubcastSetLayer('f')").await.expect("layer f");
+    let high = viewer1
+        .wait_for(
+            "hubcastStats().then(s => s.frameWidth >= 640 && s)",
+            Duration::from_secs(15),
+        )
+        .await
+        .expect("frameWidth rises again");
+    let freezes = num(&high, &["freezeCount"]) - num(&before, &["freezeCount"]);
+    assert!(
+        freezes <= 1.0,
+        "at most one freeze across two switches: {before} → {high}"
+    );
+    // The other viewer was not disturbed.
+    let other = stats(&viewer2).await;
+    assert!(
+        num(&other, &["frameWidth"]) >= 640.0,
+        "viewer2 stays on the high layer: {other}"
+    );
+
+    // The hub's metrics saw forwarding, keyframe requests and switches.
+    let metrics = common::get(hub.addr, "/metrics", &[]).await.body;
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+            .sum()
+    };
+    assert!(
+        value("hubcast_sfu_forwarded_packets_total") > 500.0,
+        "{metrics}"
+    );
+    assert!(
+        value("hubcast_sfu_layer_switches_total") >= 2.0,
+        "{metrics}"
+    );
+    assert_eq!(value("hubcast_sfu_peers"), 3.0);
+
+    viewer1.close().await.ok();
+    viewer2.close().await.ok();
+    publisher.close().await.ok();
+}
