@@ -160,6 +160,17 @@ async fn test_pages_start_and_report_a_missing_hub() {
         let stats = browser.eval("hubcastStats()").await.expect("stats");
         assert!(stats.is_object(), "{page}: {stats}");
     }
+    // The relay rewrite in the page matches the Rust one: UDP candidates → via, TCP dropped.
+    let sdp = "a=candidate:1 1 udp 2130706431 127.0.0.1 3478 typ host\\r\\n\
+               a=candidate:2 1 tcp 1518280447 127.0.0.1 3479 typ host tcptype passive\\r\\n";
+    let rewritten = browser
+        .eval(&format!("rewriteCandidates(\"{sdp}\", '127.0.0.1:40000')"))
+        .await
+        .expect("rewrite");
+    assert_eq!(
+        rewritten,
+        json!("a=candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host\r\n")
+    );
     let layer = browser
         .eval("hubcastSetLayer('q')")
         .await

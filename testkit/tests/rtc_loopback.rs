@@ -163,8 +163,8 @@ async fn nack_repairs_most_losses_through_the_lossy_relay() {
     let sending = media.start();
 
     let stats = counter
-        .wait_for("1000 video packets", Duration::from_secs(20), |s| {
-            s.video.packets >= 1000
+        .wait_for("400 video packets", Duration::from_secs(20), |s| {
+            s.video.packets >= 400
         })
         .await
         .unwrap_or_else(|e| panic!("{e}: {:?} / {:?}", counter.stats(), relay.stats()));
@@ -176,15 +176,18 @@ async fn nack_repairs_most_losses_through_the_lossy_relay() {
     println!("receiver {after:?}\nrelay {relayed:?}\nsender {sent:?}");
     let dropped = relayed.to_server.dropped;
     assert!(
-        dropped >= 50,
+        dropped >= 30,
         "the relay should have dropped ~10 %: {relayed:?}"
     );
     assert!(sent.nacks > 0, "the sender got no NACKs: {sent:?}");
-    // Repairs can be lost too (10 %), and the last holes may still be pending: allow a quarter.
-    let unrepaired = after.video.lost + after.audio.lost;
     assert!(
-        unrepaired * 4 <= dropped,
-        "{unrepaired} of {dropped} drops not repaired: {after:?}"
+        after.audio.lost > 0,
+        "audio (not NACKed) shows the loss: {after:?}"
+    );
+    // A repair can be lost too (10 %) and the newest holes may be pending: allow a few.
+    assert!(
+        after.video.lost * 10 <= dropped,
+        "video not repaired: {after:?} / {relayed:?}"
     );
     assert!(stats.video.keyframes >= 1);
 
