@@ -24,6 +24,12 @@ if ((${#missing[@]})); then
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# aiortc (PyPI), an independent WebRTC stack for the interop test; wheels bundle FFmpeg.
+if ! python3 -c "import aiortc" 2>/dev/null; then
+  echo "test.sh: installing aiortc"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore aiortc
+fi
+
 # The README's run command, on a free port with a throwaway data dir: /healthz must answer.
 echo "test.sh: quick-start check (cargo run --release -- serve)"
 cargo build --release --quiet

@@ -23,13 +23,33 @@ fn free_port(udp: bool) -> u16 {
 /// Drops every UDP datagram sent to `port` (nftables, this namespace only).
 fn block_udp_to(port: u16) {
     let run = |args: &[&str]| {
-        let status = Command::new("nft").args(args).status().expect("nft (apt package nftables)");
+        let status = Command::new("nft")
+            .args(args)
+            .status()
+            .expect("nft (apt package nftables)");
         assert!(status.success(), "nft {args:?}");
     };
     run(&["add", "table", "inet", "hubcast_test"]);
-    run(&["add", "chain", "inet", "hubcast_test", "out", "{ type filter hook output priority 0; }"]);
+    run(&[
+        "add",
+        "chain",
+        "inet",
+        "hubcast_test",
+        "out",
+        "{ type filter hook output priority 0; }",
+    ]);
     let port = port.to_string();
-    run(&["add", "rule", "inet", "hubcast_test", "out", "udp", "dport", &port, "drop"]);
+    run(&[
+        "add",
+        "rule",
+        "inet",
+        "hubcast_test",
+        "out",
+        "udp",
+        "dport",
+        &port,
+        "drop",
+    ]);
 }
 
 #[tokio::test]
@@ -50,14 +70,23 @@ async fn chromium_connects_over_tcp_when_udp_is_blocked() {
     // The rule blocks exactly that port: other UDP still flows.
     let probe = std::net::UdpSocket::bind("127.0.0.1:0").expect("probe");
     let sink = std::net::UdpSocket::bind("127.0.0.1:0").expect("sink");
-    sink.set_read_timeout(Some(Duration::from_millis(500))).expect("timeout");
-    probe.send_to(b"x", sink.local_addr().expect("addr")).expect("send");
-    assert!(sink.recv_from(&mut [0u8; 8]).is_ok(), "other UDP still flows");
+    sink.set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    probe
+        .send_to(b"x", sink.local_addr().expect("addr"))
+        .expect("send");
+    assert!(
+        sink.recv_from(&mut [0u8; 8]).is_ok(),
+        "other UDP still flows"
+    );
 
     let token = hub.token("city-admin", "330100", &[]);
     let publisher = Browser::launch().await.expect("chromium");
     publisher
-        .goto(&format!("{}/assets/test/publish.html?room=tcp&token={token}", hub.url))
+        .goto(&format!(
+            "{}/assets/test/publish.html?room=tcp&token={token}",
+            hub.url
+        ))
         .await
         .expect("publish page");
     let state = publisher
@@ -67,7 +96,11 @@ async fn chromium_connects_over_tcp_when_udp_is_blocked() {
         )
         .await
         .expect("publisher connected over TCP");
-    assert_eq!(state["candidate"]["port"].as_u64(), Some(u64::from(tcp)), "{state}");
+    assert_eq!(
+        state["candidate"]["port"].as_u64(),
+        Some(u64::from(tcp)),
+        "{state}"
+    );
 
     let viewer = Browser::launch().await.expect("chromium");
     let client = testkit::whip::WhipClient::new(&hub.url, Some(&token)).expect("client");
@@ -80,7 +113,10 @@ async fn chromium_connects_over_tcp_when_udp_is_blocked() {
         .await
         .expect("view page");
     let stats = viewer
-        .wait_for("hubcastStats().then(s => s.framesDecoded > 30 && s)", Duration::from_secs(40))
+        .wait_for(
+            "hubcastStats().then(s => s.framesDecoded > 30 && s)",
+            Duration::from_secs(40),
+        )
         .await
         .expect("viewer decodes over TCP");
     assert_eq!(stats["candidate"]["protocol"], "tcp", "{stats}");

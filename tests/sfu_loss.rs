@@ -46,7 +46,10 @@ async fn viewer_keeps_decoding_with_lossy_publisher_link() {
         .await
         .expect("publish page");
     publisher
-        .wait_for("hubcastState().connection === 'connected'", Duration::from_secs(40))
+        .wait_for(
+            "hubcastState().connection === 'connected'",
+            Duration::from_secs(40),
+        )
         .await
         .expect("publisher connects through the lossy relay");
     let ids = testkit::whip::WhipClient::new(&hub.url, Some(&token))
@@ -63,7 +66,10 @@ async fn viewer_keeps_decoding_with_lossy_publisher_link() {
         .await
         .expect("view page");
     viewer
-        .wait_for("hubcastStats().then(s => s.framesDecoded > 10)", Duration::from_secs(40))
+        .wait_for(
+            "hubcastStats().then(s => s.framesDecoded > 10)",
+            Duration::from_secs(40),
+        )
         .await
         .expect("viewer starts decoding");
     let start = viewer.eval("hubcastStats()").await.expect("stats");
@@ -95,10 +101,22 @@ async fn viewer_keeps_decoding_with_lossy_publisher_link() {
         num(&end, "frameWidth"),
         num(&end, "frameHeight"),
     );
-    assert!(relay_stats.to_server.dropped > 50, "the relay really dropped packets: {relay_stats:?}");
-    assert!(min_step > 0.0, "decoding never stalls for a whole 3 s step: {start} → {end}");
-    assert!(fps >= 8.0, "viewer keeps decoding ({fps:.1} fps): {start} → {end}");
-    assert!(freezes <= 6.0, "freezes bounded ({freezes} in 15 s): {start} → {end}");
+    assert!(
+        relay_stats.to_server.dropped > 50,
+        "the relay really dropped packets: {relay_stats:?}"
+    );
+    assert!(
+        min_step > 0.0,
+        "decoding never stalls for a whole 3 s step: {start} → {end}"
+    );
+    assert!(
+        fps >= 8.0,
+        "viewer keeps decoding ({fps:.1} fps): {start} → {end}"
+    );
+    assert!(
+        freezes <= 6.0,
+        "freezes bounded ({freezes} in 15 s): {start} → {end}"
+    );
     viewer.close().await.ok();
     publisher.close().await.ok();
 }

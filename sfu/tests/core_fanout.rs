@@ -173,6 +173,8 @@ fn sequence_and_timestamp_wraparound() {
 fn an_encoder_restart_rebases_at_its_keyframe() {
     let (mut h, mut p) = room_with_subs(1);
     p.stream(&mut h, 5, &[0]);
+    // A packet of the old encoder that will arrive late, after the restart.
+    let straggler = p.frame(0, false, h.now);
     // New SSRC with unrelated numbering, first a delta frame, then (after the PLI) a keyframe.
     p.layers[0].ssrc = 999;
     p.layers[0].seq = 40_000;
@@ -185,7 +187,15 @@ fn an_encoder_restart_rebases_at_its_keyframe() {
         h.keyframe_requests(TRACK, 0) > before,
         "restart asks for a keyframe"
     );
+    let too_old = h.room.stats().dropped.too_old;
+    h.send(&straggler[0]);
+    assert_eq!(
+        h.room.stats().dropped.too_old,
+        too_old + 1,
+        "straggler dropped"
+    );
+    p.stream(&mut h, 3, &[0]);
     let got = h.forwards_to(100, 1);
-    assert!(got.len() >= 6);
+    assert!(got.len() >= 9);
     assert_continuous(&got);
 }

@@ -171,7 +171,7 @@ fn op() -> impl Strategy<Value = Op> {
         proptest::option::of(id.clone()).prop_map(Op::Floor),
         (id.clone(), 0u64..3).prop_map(|(sub, out)| Op::Pli { sub, out }),
         (
-            id.clone(),
+            id,
             0u8..5,
             any::<u64>(),
             any::<u64>(),

@@ -46,7 +46,7 @@ impl Meeting {
         for _ in 0..ms / 10 {
             self.h.advance(Duration::from_millis(10));
             self.elapsed_ms += 10;
-            if self.elapsed_ms % 20 == 0 {
+            if self.elapsed_ms.is_multiple_of(20) {
                 let lv = levels(self.elapsed_ms);
                 for (a, l) in self.audio.iter_mut().zip(lv) {
                     if let Some(l) = l {
@@ -55,7 +55,7 @@ impl Meeting {
                     }
                 }
             }
-            if self.elapsed_ms % 30 == 0 {
+            if self.elapsed_ms.is_multiple_of(30) {
                 for v in &mut self.video {
                     v.note_requests(&self.h);
                     let key = std::mem::take(&mut v.key_next[0]);

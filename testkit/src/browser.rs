@@ -8,6 +8,8 @@
 //! it), then kills and reaps chromedriver. If a test panics instead, `Drop` does the same with a
 //! blocking raw-HTTP `DELETE`, and as a last resort kills, by PID, any process still using this
 //! browser's unique `--user-data-dir`. Run browser tests inside [`crate::netns`]'s namespace.
+//! (Chromium's `chrome_crashpad_handler` double-forks away from us whatever the flags; it exits
+//! with Chromium and PID 1 here reaps it within seconds.)
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

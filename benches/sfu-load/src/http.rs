@@ -108,8 +108,13 @@ mod tests {
     #[test]
     fn parses_plain_and_chunked() -> anyhow::Result<()> {
         let r = parse(b"HTTP/1.1 201 Created\r\nLocation: /x\r\nContent-Length: 2\r\n\r\nhi")?;
-        assert_eq!((r.status, r.header("location"), r.body.as_str()), (201, Some("/x"), "hi"));
-        let r = parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n1\r\nc\r\n0\r\n\r\n")?;
+        assert_eq!(
+            (r.status, r.header("location"), r.body.as_str()),
+            (201, Some("/x"), "hi")
+        );
+        let r = parse(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n1\r\nc\r\n0\r\n\r\n",
+        )?;
         assert_eq!(r.body, "abc");
         Ok(())
     }

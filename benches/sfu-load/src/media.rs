@@ -94,11 +94,6 @@ pub fn read_stamp(payload: &[u8], video: bool) -> Option<u64> {
     (magic == MAGIC).then(|| u64::from_le_bytes(field[..8].try_into().unwrap_or_default()))
 }
 
-/// Whether a VP8 payload of ours starts a keyframe (the SFU's own rule: S=1, PID=0, P=0).
-pub fn is_vp8_keyframe(payload: &[u8]) -> bool {
-    payload.len() > 6 && payload[0] & 0x17 == 0x10 && payload[6] & 0x01 == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,7 +108,7 @@ mod tests {
         };
         let p = vp8_payload(key, 42);
         assert_eq!(read_stamp(&p, true), Some(42));
-        assert!(is_vp8_keyframe(&p));
+        assert_eq!(p[6] & 0x01, 0, "keyframe: P bit clear");
         let delta = vp8_payload(
             Vp8Packet {
                 keyframe: false,
@@ -121,7 +116,7 @@ mod tests {
             },
             43,
         );
-        assert!(!is_vp8_keyframe(&delta));
+        assert_eq!(delta[6] & 0x01, 1, "delta frame: P bit set");
         assert_eq!(read_stamp(&opus_payload(44), false), Some(44));
         assert_eq!(read_stamp(&[0u8; 40], true), None);
     }

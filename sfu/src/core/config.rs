@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 /// Per-room forwarding tunables.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RoomConfig {
     /// At most one keyframe request per (track, layer) is sent to a publisher per interval;
     /// requests inside the window are merged and sent when it ends unless a keyframe came.
@@ -128,5 +128,22 @@ mod tests {
         assert_eq!(s.speaker_margin_db, 0.0);
         assert_eq!(s.speaker_threshold_dbov, 127);
         assert_eq!(s.max_pending_forwards, 1);
+    }
+
+    #[test]
+    fn the_room_runs_with_the_sanitized_config() {
+        let room = crate::core::Room::new(RoomConfig {
+            tick: Duration::ZERO,
+            layer_up_headroom: 100.0,
+            speaker_margin_db: -3.0,
+            max_pending_events: 0,
+            ..RoomConfig::default()
+        });
+        let c = room.config();
+        assert_eq!(c.tick, Duration::from_millis(1));
+        assert_eq!(c.layer_up_headroom, 10.0);
+        assert_eq!(c.speaker_margin_db, 0.0);
+        assert_eq!(c.max_pending_events, 1);
+        assert_eq!(room.poll_timeout(), None, "no timer before the first input");
     }
 }

@@ -80,6 +80,11 @@ impl Room {
                 continue;
             };
             let is_current = s.current == Some(src);
+            if is_current && s.rewriter.is_retired(pkt.ssrc) {
+                s.counters.dropped += 1;
+                stats.dropped.too_old += 1;
+                continue;
+            }
             let restarted = is_current && (s.rebase || s.rewriter.ssrc_changed(pkt.ssrc));
             let result = if switch_point && (s.pending == Some(src) || restarted) {
                 let from = s.current;
@@ -129,6 +134,7 @@ impl Room {
                 }
                 continue;
             } else if is_current {
+                debug_assert!(s.rewriter.maps(pkt.track, pkt.layer, pkt.ssrc));
                 s.rewriter.map(pkt)
             } else {
                 if s.current.is_none() {
@@ -172,8 +178,7 @@ impl Room {
                 }
             }
         }
-        for i in 0..switched.len() {
-            let (slot, old) = switched[i];
+        for &(slot, old) in switched.iter() {
             table.detach_unused(slot, old);
         }
     }
@@ -245,7 +250,9 @@ impl Room {
         }
         if self.next_tick.is_some_and(|t| t <= now) {
             self.tick(now);
-            self.next_tick = Some(now + self.cfg.tick);
+            // An empty room sleeps until its next input (`touch` re-arms the tick).
+            let empty = self.table.tracks.is_empty() && self.table.sub_index.is_empty();
+            self.next_tick = (!empty).then(|| now + self.cfg.tick);
         }
     }
 

@@ -71,11 +71,6 @@ impl KeyframeThrottle {
             _ => false,
         }
     }
-
-    /// Whether a deferred request is waiting.
-    pub fn is_pending(&self) -> bool {
-        self.pending
-    }
 }
 
 #[cfg(test)]
@@ -109,7 +104,7 @@ mod tests {
         let mut k = KeyframeThrottle::default();
         k.request(t0, I);
         k.request(t0 + ms(100), I);
-        assert!(k.is_pending());
+        assert!(k.deadline(I).is_some());
         k.on_keyframe();
         assert_eq!(k.deadline(I), None);
         assert!(!k.poll(t0 + ms(600), I));
@@ -142,5 +137,23 @@ mod tests {
         k.request(t0, I);
         assert_eq!(k.request(t0 - ms(500), I), Requested::Deferred);
         assert!(!k.poll(t0 - ms(500), I));
+    }
+
+    #[test]
+    fn steady_requests_go_out_once_per_window() {
+        let t0 = Instant::now();
+        let mut k = KeyframeThrottle::default();
+        let mut sent = 0;
+        // A request every 100 ms for 3 s, the timer polled at every step, no keyframe ever.
+        for step in 0..=30u64 {
+            let now = t0 + ms(100 * step);
+            if k.poll(now, I) {
+                sent += 1;
+            }
+            if k.request(now, I) == Requested::SendNow {
+                sent += 1;
+            }
+        }
+        assert_eq!(sent, 7, "t = 0, 0.5, 1.0, ... 3.0 s");
     }
 }

@@ -6,17 +6,18 @@
 //! deterministic, so every behaviour is tested on simulated time (`sfu/tests/core_*.rs`).
 //!
 //! # Layout
-//! - [`room`]: [`Room`], its setup/teardown API, source resolution (floor, loudest speaker) and
-//!   per-subscriber layer allocation.
-//! - [`forward`]: the hot path ([`Room::handle_rtp`]), keyframe requests and timers.
-//! - [`table`]: the forwarding table: publisher tracks, their layers, and for each layer the
+//! - `room`: `Room`, its setup/teardown API, stats and output queues.
+//! - `select`: which (track, layer) each subscription forwards: source resolution (track,
+//!   floor, loudest speaker) and the per-subscriber layer allocation.
+//! - `forward`: the hot path (`Room::handle_rtp`), keyframe requests and timers.
+//! - `table`: the forwarding table: publisher tracks, their layers, and for each layer the
 //!   subscriptions that listen to it.
-//! - [`rewrite`]: per-subscription sequence number / RTP timestamp / VP8 picture-id rewriting.
-//! - [`layers`]: per-layer bitrate meters and the budgeted simulcast layer allocation.
-//! - [`keyframe`]: the per-(track, layer) keyframe request throttle.
-//! - [`speaker`]: RFC 6464 audio-level smoothing and active-speaker selection.
-//! - [`codec`]: pure payload parsers (keyframe detection, VP8 payload descriptor).
-//! - [`packet`], [`config`], [`stats`]: inputs and outputs, tunables, counters.
+//! - `rewrite`: per-subscription sequence number / RTP timestamp / VP8 picture-id rewriting.
+//! - `layers`: per-layer bitrate meters and the budgeted simulcast layer allocation.
+//! - `keyframe`: the per-(track, layer) keyframe request throttle.
+//! - `speaker`: RFC 6464 audio-level smoothing and active-speaker selection.
+//! - `codec`: pure payload parsers (keyframe detection, VP8 payload descriptor).
+//! - `packet`, `config`, `stats`: inputs and outputs, tunables, counters.
 //!
 //! # Driving a room (the str0m / quinn-proto loop)
 //! ```text
@@ -39,16 +40,17 @@
 //! (`tests/core_stats.rs::buffers_do_not_grow_after_warmup`).
 
 pub mod codec;
-pub mod config;
-pub mod forward;
-pub mod keyframe;
-pub mod layers;
-pub mod packet;
-pub mod rewrite;
-pub mod room;
-pub mod speaker;
-pub mod stats;
-pub mod table;
+mod config;
+mod forward;
+mod keyframe;
+mod layers;
+mod packet;
+mod rewrite;
+mod room;
+mod select;
+mod speaker;
+mod stats;
+mod table;
 
 pub use codec::{Vp8Info, is_keyframe, parse_vp8_descriptor};
 pub use config::RoomConfig;

@@ -55,6 +55,9 @@ struct Mapping {
     max_in: u64,
     /// Bit i set: `max_in - i` was forwarded.
     window: u128,
+    /// The SSRC this mapping replaced on the same layer (encoder restart), whose stragglers
+    /// must not be taken for yet another restart.
+    retired: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -100,6 +103,14 @@ impl Rewriter {
         self.map.is_some_and(|m| m.ssrc != ssrc)
     }
 
+    /// Whether `ssrc` is the one the current mapping replaced, within a reorder window of the
+    /// restart: a late packet of the old encoder, to drop.
+    pub fn is_retired(&self, ssrc: u32) -> bool {
+        self.map.is_some_and(|m| {
+            m.retired == Some(ssrc) && m.max_in.wrapping_sub(m.base_in) < REORDER_WINDOW
+        })
+    }
+
     /// Whether the current mapping forwards this exact (track, layer, ssrc).
     pub fn maps(&self, track: TrackId, layer: LayerIdx, ssrc: u32) -> bool {
         self.map
@@ -140,7 +151,12 @@ impl Rewriter {
             (Some(i), Some(o)) => o.wrapping_sub(i),
             _ => 0,
         };
+        let retired = self
+            .map
+            .filter(|m| m.track == pkt.track && m.layer == pkt.layer && m.ssrc != pkt.ssrc)
+            .map(|m| m.ssrc);
         self.map = Some(Mapping {
+            retired,
             track: pkt.track,
             layer: pkt.layer,
             ssrc: pkt.ssrc,

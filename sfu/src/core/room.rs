@@ -1,23 +1,23 @@
 //! [`Room`]: one meeting's forwarding state, owned by one worker thread.
 //!
 //! This file holds the control plane: publishing and removing tracks, subscribing, preferences,
-//! estimates, the floor, and [`Room::reallocate`], which decides for every subscription of a
-//! subscriber which (track, layer) it should forward. Changing that target never cuts the
-//! stream: the new target becomes `pending`, a keyframe is requested, and the switch happens in
-//! the hot path ([`forward`](super::forward)) when that keyframe arrives.
+//! estimates, the floor, stats and the output queues. Every change that can move a
+//! subscription ends in [`Room::reallocate`] (`select.rs`); packets and timers
+//! are in `forward.rs`.
 
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use super::layers::{Candidate, allocate};
+use super::layers::Candidate;
 use super::packet::{Forward, RoomEvent};
 use super::rewrite::Rewriter;
+use super::select::Target;
 use super::speaker::SpeakerSelector;
 use super::stats::{PeerStats, RoomStats, SubCounters, TrackCounters};
 use super::table::{LayerState, Subscription, Table, TrackState, initial_seq};
 use super::{
-    Codec, Kind, Layer, LayerIdx, LayerPref, MAX_LAYERS, OutTrackId, PeerId, RoomConfig, Source,
-    SourceLayer, TrackId,
+    Codec, Kind, Layer, LayerPref, MAX_LAYERS, OutTrackId, PeerId, RoomConfig, Source, SourceLayer,
+    TrackId,
 };
 
 /// Capacities of the room's reusable buffers (to check that they stop growing).
@@ -42,19 +42,13 @@ pub struct Room {
     pub(crate) events: VecDeque<RoomEvent>,
     /// Hot-path scratch: (slot, previous source) of subscriptions switched by the last packet.
     pub(crate) switched: Vec<(u32, SourceLayer)>,
-    cands: Vec<Candidate>,
-    targets: Vec<(u32, Option<(TrackId, Target)>)>,
-    peer_scratch: Vec<PeerId>,
+    pub(crate) cands: Vec<Candidate>,
+    pub(crate) targets: Vec<(u32, Option<(TrackId, Target)>)>,
+    pub(crate) peer_scratch: Vec<PeerId>,
     pub(crate) stats: RoomStats,
     pub(crate) next_tick: Option<Instant>,
     pub(crate) last_tick: Option<Instant>,
     pub(crate) kf_deadline: Option<Instant>,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Target {
-    Fixed(LayerIdx),
-    Allocated(usize),
 }
 
 impl Room {
@@ -366,160 +360,6 @@ impl Room {
             }
         }
     }
-
-    pub(crate) fn reallocate_all(&mut self, now: Instant) {
-        let mut peers = std::mem::take(&mut self.peer_scratch);
-        peers.clear();
-        peers.extend(
-            self.table
-                .peers
-                .iter()
-                .filter(|(_, p)| !p.subs.is_empty())
-                .map(|(&id, _)| id),
-        );
-        for &peer in &peers {
-            self.reallocate(peer, now);
-        }
-        self.peer_scratch = peers;
-    }
-
-    /// Decide the target (track, layer) of every subscription of `peer`: resolve its source,
-    /// then share the peer's estimate across its video subscriptions ([`allocate`]).
-    pub(crate) fn reallocate(&mut self, peer: PeerId, now: Instant) {
-        let Some(p) = self.table.peers.get(&peer) else {
-            return;
-        };
-        let mut budget = p.estimate.unwrap_or(u64::MAX);
-        self.cands.clear();
-        self.targets.clear();
-        for &slot in &p.subs {
-            let Some(s) = self.table.sub(slot) else {
-                continue;
-            };
-            let Some((id, t)) = resolve(&self.table, self.floor, &self.speaker, s) else {
-                self.targets.push((slot, None));
-                continue;
-            };
-            if t.kind == Kind::Audio || t.layers.len() == 1 {
-                budget = budget.saturating_sub(t.total_bps(now));
-                self.targets.push((slot, Some((id, Target::Fixed(0)))));
-                continue;
-            }
-            let current = s.current.filter(|c| c.track == id).map(|c| c.layer);
-            let max_layer = s.pref.max_layer().min(t.layers.len() as LayerIdx - 1);
-            self.cands.push(Candidate {
-                max_layer,
-                rates: t.active_rates(now, self.cfg.layer_timeout),
-                current,
-                may_go_up: s
-                    .last_downgrade
-                    .is_none_or(|d| now.saturating_duration_since(d) >= self.cfg.layer_up_cooldown),
-                choice: None,
-            });
-            self.targets
-                .push((slot, Some((id, Target::Allocated(self.cands.len() - 1)))));
-        }
-        allocate(budget, &mut self.cands, self.cfg.layer_up_headroom);
-        let targets = std::mem::take(&mut self.targets);
-        for &(slot, target) in &targets {
-            let mut bandwidth = false;
-            let sl = target.map(|(track, t)| SourceLayer {
-                track,
-                layer: match t {
-                    Target::Fixed(l) => l,
-                    // No layer sent at all: keep what it has, or wait on its preferred layer.
-                    Target::Allocated(i) => {
-                        let c = &self.cands[i];
-                        // Leaving a layer that is still sent is a bandwidth decision.
-                        bandwidth = c.current.is_some_and(|l| {
-                            c.rates.get(usize::from(l)).is_some_and(Option::is_some)
-                        });
-                        c.choice.or(c.current).unwrap_or(c.max_layer)
-                    }
-                },
-            });
-            self.set_target(slot, sl, bandwidth, now);
-        }
-        self.targets = targets;
-    }
-
-    /// Make `target` the subscription's source: keep it if current, else make it pending and
-    /// ask for a keyframe; `None` makes the subscription idle. A downswitch decided for
-    /// `bandwidth` starts the upswitch cooldown.
-    fn set_target(
-        &mut self,
-        slot: u32,
-        target: Option<SourceLayer>,
-        bandwidth: bool,
-        now: Instant,
-    ) {
-        let Some(s) = self.table.sub_mut(slot) else {
-            return;
-        };
-        let Some(t) = target else {
-            if s.current.is_none() && s.pending.is_none() {
-                return;
-            }
-            let old = [s.current.take(), s.pending.take()];
-            s.pending_since = None;
-            s.rewriter.stop();
-            let (sub, out_track) = (s.sub, s.out_track);
-            for sl in old.into_iter().flatten() {
-                self.table.detach_unused(slot, sl);
-            }
-            self.push_event(RoomEvent::SubscriptionIdle { sub, out_track });
-            return;
-        };
-        if s.current == Some(t) {
-            if let Some(p) = s.pending.take() {
-                s.pending_since = None;
-                self.table.detach_unused(slot, p);
-            }
-            return;
-        }
-        if s.pending == Some(t) {
-            return;
-        }
-        if let Some(c) = s.current
-            && bandwidth
-            && c.track == t.track
-            && t.layer < c.layer
-            && c.layer <= s.pref.max_layer()
-        {
-            s.last_downgrade = Some(now);
-        }
-        let old = s.pending.replace(t);
-        s.pending_since = Some(now);
-        if let Some(o) = old {
-            self.table.detach_unused(slot, o);
-        }
-        self.table.attach(slot, t);
-        self.request_keyframe(t, now);
-    }
-}
-
-/// The track a subscription should show now, if any. A subscriber is never shown its own media
-/// through `Floor` / `LoudestSpeaker`: it keeps showing what it had.
-fn resolve<'t>(
-    table: &'t Table,
-    floor: Option<PeerId>,
-    speaker: &SpeakerSelector,
-    s: &Subscription,
-) -> Option<(TrackId, &'t TrackState)> {
-    let peer = match s.source {
-        Source::Track(id) => return table.tracks.get(&id).map(|t| (id, t)),
-        Source::Floor => floor?,
-        Source::LoudestSpeaker => speaker.current()?.0,
-    };
-    if peer == s.sub {
-        let id = s.pending.or(s.current)?.track;
-        return table.tracks.get(&id).map(|t| (id, t));
-    }
-    let p = table.peers.get(&peer)?;
-    p.tracks
-        .iter()
-        .filter_map(|id| table.tracks.get(id).map(|t| (*id, t)))
-        .find(|(_, t)| t.kind == s.kind)
 }
 
 /// Push an event, dropping (and counting) it when the queue is full.

@@ -1,0 +1,309 @@
+//! The result of a run: the numbers, a Markdown table, and its place in BENCHMARKS.md.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::ceiling::Ceiling;
+
+/// Goals from issue 3.
+pub const GOAL_PER_CORE: f64 = 250_000.0;
+pub const GOAL_RATIO: f64 = 0.55;
+pub const GOAL_US_PER_PACKET: f64 = 4.0;
+pub const GOAL_P99_US: f64 = 1000.0;
+
+/// The heading of this benchmark's section in BENCHMARKS.md.
+pub const SECTION: &str = "## SFU load over real UDP on loopback (`benches/sfu-load`)";
+
+const SECTION_INTRO: &str = "\
+Runs `hubcast serve` (release) as a child process on loopback and connects K WHIP publishers and
+K×M WHEP subscribers built on str0m (full ICE, controlling, RTP mode; one UDP socket each on
+127.0.0.2/127.0.0.3). Each publisher sends synthetic VP8 (valid payload descriptor with picture
+id/TL0PICIDX/TID, ~1150-byte payloads, keyframes 3× larger every N frames and on PLI) and Opus
+(20 ms). Each payload carries its CLOCK_REALTIME send time; subscribers take the kernel's
+SO_TIMESTAMPNS receive time, so *added latency* is publisher send → subscriber socket, i.e. the
+SFU plus two loopback hops, not the client threads' scheduling. Server CPU is utime+stime of the
+hub process from `/proc/<pid>/stat` over the window; forwarded packets from the hub's
+`hubcast_sfu_forwarded_packets_total`. The ceiling is measured in the same run before the hub
+starts: one thread sealing 1228-byte datagrams with AES-128-GCM (aws-lc, as str0m) and sending
+them with `sendmmsg` ×32 to a loopback socket drained by another thread, per CPU-second of the
+sending thread. Clients and hub share the same 2 cores, and other agents' builds may be running:
+the per-CPU-second numbers are the ones to compare, wall-clock rates are not capacities.
+
+Run: `cargo build --release --bin hubcast && cargo run --release -p sfu-load -- --publishers K
+--subscribers-per-publisher M --seconds S` (each run appends an entry below).
+";
+
+/// Everything a run measured.
+#[derive(Debug)]
+pub struct Run {
+    pub command: String,
+    pub date: String,
+    pub machine: String,
+    pub setup: String,
+    pub ceiling: Option<Ceiling>,
+    pub wall_s: f64,
+    pub forwarded: f64,
+    pub received: u64,
+    pub sent: u64,
+    pub subscribers_per_publisher: usize,
+    pub server_cpu_s: f64,
+    pub client_cpu_s: f64,
+    pub machine_busy: f64,
+    pub latency_all_ns: Vec<u64>,
+    pub latency_video_ns: Vec<u64>,
+    pub latency_audio_ns: Vec<u64>,
+    pub rss_base: u64,
+    pub rss_end: u64,
+    pub peers: usize,
+    pub loss_expected: u64,
+    pub loss_received: u64,
+    pub threads: BTreeMap<String, f64>,
+    pub keyframe_requests: u64,
+    pub keyframes: u64,
+    pub failures: u64,
+    pub send_errors: u64,
+    pub hub_drops: f64,
+}
+
+fn pct(sorted: &[u64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    Some(sorted[i.min(sorted.len() - 1)] as f64 / 1000.0)
+}
+
+fn us(v: Option<f64>) -> String {
+    v.map_or("–".to_owned(), |v| format!("{v:.0} µs"))
+}
+
+fn thousands(v: f64) -> String {
+    let n = v.round() as i64;
+    let s = n.abs().to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 { format!("-{out}") } else { out }
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "**not met**" }
+}
+
+impl Run {
+    /// Forwarded packets per CPU-second of the hub.
+    pub fn per_core(&self) -> f64 {
+        self.forwarded / self.server_cpu_s.max(1e-9)
+    }
+
+    /// Hub CPU microseconds per forwarded packet (= CPU-seconds per million packets).
+    pub fn us_per_packet(&self) -> f64 {
+        self.server_cpu_s * 1e6 / self.forwarded.max(1.0)
+    }
+
+    /// The Markdown entry of this run.
+    pub fn markdown(&self) -> String {
+        let mut m = String::new();
+        let wall = self.wall_s.max(1e-9);
+        let _ = writeln!(m, "### {} · {}\n", self.date, self.setup);
+        let _ = writeln!(m, "Command: `{}`  ", self.command);
+        let _ = writeln!(m, "Machine: {}\n", self.machine);
+        let _ = writeln!(m, "| measure | value | goal |");
+        let _ = writeln!(m, "|---|---|---|");
+        let _ = writeln!(
+            m,
+            "| forwarded packets/s (hub metric) | {} | |",
+            thousands(self.forwarded / wall)
+        );
+        let expected = self.sent as f64 * self.subscribers_per_publisher as f64;
+        let _ = writeln!(
+            m,
+            "| received packets/s (subscribers) | {} ({:.1} % of publishers' sends × M) | |",
+            thousands(self.received as f64 / wall),
+            100.0 * self.received as f64 / expected.max(1.0)
+        );
+        let _ = writeln!(
+            m,
+            "| hub CPU | {:.3} CPU-s in {:.1} s ({:.1} % of one core) | |",
+            self.server_cpu_s,
+            self.wall_s,
+            100.0 * self.server_cpu_s / wall
+        );
+        let per_core = self.per_core();
+        let us_pp = self.us_per_packet();
+        let _ = writeln!(
+            m,
+            "| hub CPU-s per million forwarded packets | {us_pp:.1} | ≤ {GOAL_US_PER_PACKET} ({}) |",
+            verdict(us_pp <= GOAL_US_PER_PACKET)
+        );
+        let _ = writeln!(
+            m,
+            "| µs hub CPU per forwarded packet | {us_pp:.2} | ≤ {GOAL_US_PER_PACKET} ({}) |",
+            verdict(us_pp <= GOAL_US_PER_PACKET)
+        );
+        let _ = writeln!(
+            m,
+            "| forwarded packets/s per core | {} | ≥ {} ({}) |",
+            thousands(per_core),
+            thousands(GOAL_PER_CORE),
+            verdict(per_core >= GOAL_PER_CORE)
+        );
+        if let Some(c) = &self.ceiling {
+            let ratio = per_core / c.per_core().max(1e-9);
+            let _ = writeln!(
+                m,
+                "| ratio to the ceiling | {ratio:.3} | ≥ {GOAL_RATIO} ({}) |",
+                verdict(ratio >= GOAL_RATIO)
+            );
+            let _ = writeln!(
+                m,
+                "| ceiling: AES-128-GCM + sendmmsg ×32, 1228 B, per core | {} /s ({:.2} µs each; {} /s wall, drain got {:.0} %) | ~440,000 measured before |",
+                thousands(c.per_core()),
+                1e6 / c.per_core().max(1e-9),
+                thousands(c.per_wall_s()),
+                100.0 * c.received as f64 / (c.sent as f64).max(1.0)
+            );
+            let _ = writeln!(
+                m,
+                "| AES-128-GCM seal of 1200 B alone, per core | {} /s | ~4,000,000 measured before |",
+                thousands(c.seal_only_per_s)
+            );
+        }
+        let all = &self.latency_all_ns;
+        let _ = writeln!(
+            m,
+            "| added latency p50 / p99 / p99.9 / max (all, {} samples) | {} / {} / {} / {} | p99 < 1 ms ({}) |",
+            all.len(),
+            us(pct(all, 0.5)),
+            us(pct(all, 0.99)),
+            us(pct(all, 0.999)),
+            us(pct(all, 1.0)),
+            verdict(pct(all, 0.99).is_some_and(|p| p < GOAL_P99_US))
+        );
+        let v = &self.latency_video_ns;
+        let a = &self.latency_audio_ns;
+        let _ = writeln!(
+            m,
+            "| added latency p50 / p99: video · audio | {} / {} · {} / {} | |",
+            us(pct(v, 0.5)),
+            us(pct(v, 0.99)),
+            us(pct(a, 0.5)),
+            us(pct(a, 0.99))
+        );
+        let rss_delta = self.rss_end.saturating_sub(self.rss_base);
+        let _ = writeln!(
+            m,
+            "| hub RSS per peer | {:.0} KiB ({:.1} MiB idle → {:.1} MiB with {} peers) | |",
+            rss_delta as f64 / 1024.0 / self.peers.max(1) as f64,
+            self.rss_base as f64 / 1048576.0,
+            self.rss_end as f64 / 1048576.0,
+            self.peers
+        );
+        let lost = self.loss_expected.saturating_sub(self.loss_received);
+        let _ = writeln!(
+            m,
+            "| packet loss seen by subscribers | {:.3} % ({} of {}) | |",
+            100.0 * lost as f64 / (self.loss_expected as f64).max(1.0),
+            lost,
+            self.loss_expected
+        );
+        let _ = writeln!(
+            m,
+            "| load-generator CPU (all clients) · machine busy | {:.1} % of one core · {:.0} % of all cores | |",
+            100.0 * self.client_cpu_s / wall,
+            100.0 * self.machine_busy
+        );
+        let _ = writeln!(
+            m,
+            "| keyframes sent (PLIs received) · client failures · client send errors · hub drops | {} ({}) · {} · {} · {} | |",
+            self.keyframes, self.keyframe_requests, self.failures, self.send_errors, self.hub_drops
+        );
+        let mut threads: Vec<(&String, &f64)> =
+            self.threads.iter().filter(|(_, s)| **s > 0.0).collect();
+        threads.sort_by(|a, b| b.1.total_cmp(a.1));
+        let list: Vec<String> = threads
+            .iter()
+            .map(|(name, s)| format!("`{name}` {:.1} %", 100.0 * **s / wall))
+            .collect();
+        let _ = writeln!(
+            m,
+            "\nHub threads, CPU in the window as % of one core: {}.",
+            if list.is_empty() {
+                "(none measurable)".to_owned()
+            } else {
+                list.join(", ")
+            }
+        );
+        m
+    }
+}
+
+/// Inserts `entry` at the end of this benchmark's section of `path` (created with its intro if
+/// missing), leaving every other section as it is.
+pub fn append(path: &Path, entry: &str) -> anyhow::Result<()> {
+    let mut text = std::fs::read_to_string(path).unwrap_or_default();
+    if text.is_empty() {
+        text.push_str("# Benchmarks\n");
+    }
+    if !text.contains(SECTION) {
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str(&format!("\n{SECTION}\n\n{SECTION_INTRO}"));
+    }
+    let start = text.find(SECTION).unwrap_or(0) + SECTION.len();
+    let end = text[start..]
+        .find("\n## ")
+        .map_or(text.len(), |i| start + i + 1);
+    let mut before = text[..end].to_owned();
+    while before.ends_with("\n\n") {
+        before.pop();
+    }
+    let after = &text[end..];
+    let mut out = before;
+    out.push('\n');
+    out.push_str(entry);
+    if !after.is_empty() {
+        out.push('\n');
+        out.push_str(after);
+    }
+    std::fs::write(path, out)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_go_to_the_end_of_the_section() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("B.md");
+        std::fs::write(
+            &path,
+            format!("# B\n\n## Other\n\nx\n\n{SECTION}\n\nintro\n\n## Last\n\ny\n"),
+        )?;
+        append(&path, "### run 1\n")?;
+        append(&path, "### run 2\n")?;
+        let text = std::fs::read_to_string(&path)?;
+        let (r1, r2, last) = (
+            text.find("run 1").unwrap_or(0),
+            text.find("run 2").unwrap_or(0),
+            text.find("## Last").unwrap_or(0),
+        );
+        assert!(text.starts_with("# B\n\n## Other\n\nx\n"));
+        assert!(r1 > 0 && r1 < r2 && r2 < last, "{text}");
+        Ok(())
+    }
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(1234567.0), "1,234,567");
+        assert_eq!(thousands(999.0), "999");
+    }
+}
