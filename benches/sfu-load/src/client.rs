@@ -430,15 +430,13 @@ impl Client {
         out: Option<&mut ThreadReport>,
     ) {
         match event {
-            Event::Connected => {
-                if !self.connected {
-                    self.connected = true;
-                    shared.connected.fetch_add(1, Ordering::Relaxed);
-                    if let Role::Publisher(p) = &mut self.role {
-                        let now = Instant::now();
-                        p.next_video = now;
-                        p.next_audio = now;
-                    }
+            Event::Connected if !self.connected => {
+                self.connected = true;
+                shared.connected.fetch_add(1, Ordering::Relaxed);
+                if let Role::Publisher(p) = &mut self.role {
+                    let now = Instant::now();
+                    p.next_video = now;
+                    p.next_audio = now;
                 }
             }
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {

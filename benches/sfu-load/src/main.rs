@@ -106,7 +106,7 @@ fn main() -> anyhow::Result<()> {
     let entry = run.markdown();
     println!("\n{entry}");
     if !args.no_write {
-        let path = args.out.clone().unwrap_or_else(|| {
+        let path = args.out.unwrap_or_else(|| {
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../BENCHMARKS.md")
         });
         report::append(&path, &entry)?;

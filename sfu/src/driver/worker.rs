@@ -320,6 +320,15 @@ impl Worker {
 
     fn create(&mut self, id: u64, req: SessionRequest) -> Result<SessionCreated, SfuError> {
         let config = &self.shared.config;
+        if let SessionKind::Play(super::api::PlaySource::Publisher(publisher)) = req.kind {
+            let ok = self
+                .sessions
+                .get(&publisher)
+                .is_some_and(|s| s.kind == SessionKind::Publish && &*s.room == req.room.as_str());
+            if !ok {
+                return Err(SfuError::NoSuchPublisher);
+            }
+        }
         if self.shared.peers.load(Ordering::Relaxed) >= config.max_peers {
             return Err(SfuError::Full("node"));
         }
@@ -329,15 +338,6 @@ impl Worker {
             .map_or(0, RoomSlot::session_count);
         if in_room >= config.max_peers_per_room {
             return Err(SfuError::Full("room"));
-        }
-        if let SessionKind::Play(super::api::PlaySource::Publisher(publisher)) = req.kind {
-            let ok = self
-                .sessions
-                .get(&publisher)
-                .is_some_and(|s| s.kind == SessionKind::Publish && &*s.room == req.room.as_str());
-            if !ok {
-                return Err(SfuError::NoSuchPublisher);
-            }
         }
         let now = Instant::now();
         let ufrag = format!("hc{id:x}{:04x}", rand_u16(id));

@@ -1,0 +1,157 @@
+//! WHIP/WHEP HTTP semantics against a running hub, with hand-written offers (no media flows):
+//! status codes and JSON errors, permissions from the region tree, `Location` and `DELETE`,
+//! per-room peer caps, and reaping of peers that never complete ICE/DTLS.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Hub, get, request_with_body};
+
+/// A minimal but complete WebRTC offer (BUNDLE, ICE, DTLS fingerprint, rtcp-mux).
+fn offer(direction: &str, codec_line: &str) -> String {
+    [
+        "v=0",
+        "o=- 4611731400430051336 2 IN IP4 127.0.0.1",
+        "s=-",
+        "t=0 0",
+        "a=group:BUNDLE 0",
+        "a=msid-semantic: WMS",
+        "m=video 9 UDP/TLS/RTP/SAVPF 96",
+        "c=IN IP4 0.0.0.0",
+        "a=rtcp:9 IN IP4 0.0.0.0",
+        "a=ice-ufrag:abcd",
+        "a=ice-pwd:0123456789abcdef0123456789",
+        "a=fingerprint:sha-256 7B:8B:F0:65:5F:78:E2:51:3B:AC:6F:F3:3F:46:1B:35:DC:B8:5F:64:1A:24:C2:43:F0:A1:58:D0:A1:2C:19:08",
+        "a=setup:actpass",
+        "a=mid:0",
+        direction,
+        "a=rtcp-mux",
+        "a=rtcp-rsize",
+        codec_line,
+        "",
+    ]
+    .join("\r\n")
+}
+
+async fn post(hub: &Hub, path: &str, token: Option<&str>, content_type: &str, body: &str) -> common::Response {
+    let stream = tokio::net::TcpStream::connect(hub.addr).await.expect("connect");
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let len = body.len().to_string();
+    let mut headers = vec![("Content-Type", content_type), ("Content-Length", len.as_str())];
+    if let Some(auth) = &auth {
+        headers.push(("Authorization", auth.as_str()));
+    }
+    request_with_body(stream, "POST", path, &headers, body.as_bytes()).await
+}
+
+async fn delete(hub: &Hub, path: &str, token: &str) -> common::Response {
+    let stream = tokio::net::TcpStream::connect(hub.addr).await.expect("connect");
+    let auth = format!("Bearer {token}");
+    common::request(stream, "DELETE", path, &[("Authorization", &auth)]).await
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+        .sum()
+}
+
+#[tokio::test]
+async fn whip_whep_status_codes_and_permissions() {
+    let hub = Hub::start(&[], &[("HUBCAST_SFU__MAX_PEERS_PER_ROOM", "2")]);
+    let city = hub.token("city-admin", "330100", &[]);
+    let other_city = hub.token("city-admin", "330200", &[]);
+    let wall = hub.token("wall", "330100", &[]);
+    let county = hub.token("county-operator", "330106", &[]);
+    let send = offer("a=sendonly", "a=rtpmap:96 VP8/90000");
+    let recv = offer("a=recvonly", "a=rtpmap:96 VP8/90000");
+
+    let expect = |r: &common::Response, status: u16, code: &str| {
+        assert_eq!(r.status, status, "{}", r.body);
+        assert_eq!(r.json()["error"], code, "{}", r.body);
+    };
+    expect(&post(&hub, "/whip/r1", None, "application/sdp", &send).await, 401, "missing_token");
+    expect(&post(&hub, "/whip/r1", Some(&city), "text/plain", &send).await, 415, "unsupported_media_type");
+    expect(&post(&hub, "/whip/bad%20room", Some(&city), "application/sdp", &send).await, 400, "bad_room");
+    expect(&post(&hub, "/whip/r1", Some(&city), "application/sdp", "hello").await, 400, "bad_sdp");
+    expect(&post(&hub, "/whip/r1", Some(&city), "application/sdp", &recv).await, 400, "bad_sdp");
+    let pcmu = offer("a=sendonly", "a=rtpmap:0 PCMU/8000");
+    expect(&post(&hub, "/whip/r1", Some(&city), "application/sdp", &pcmu).await, 406, "no_common_codec");
+    // A wall never publishes; a county may not convene a room.
+    expect(&post(&hub, "/whip/r1", Some(&wall), "application/sdp", &send).await, 403, "forbidden");
+    expect(&post(&hub, "/whip/r1", Some(&county), "application/sdp", &send).await, 403, "forbidden");
+    // A city admin may not convene for another city's region.
+    expect(&post(&hub, "/whip/r1?region=330200", Some(&city), "application/sdp", &send).await, 403, "forbidden");
+    // WHEP on a room that does not exist.
+    expect(&post(&hub, "/whep/nothing", Some(&wall), "application/sdp", &recv).await, 404, "no_such_room");
+
+    // The city convenes r1.
+    let created = post(&hub, "/whip/r1", Some(&city), "application/sdp", &send).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.header("content-type"), Some("application/sdp"));
+    let location = created.header("location").expect("Location").to_owned();
+    assert!(location.starts_with("/whip/r1/sessions/"), "{location}");
+    assert!(created.body.contains("a=ice-lite"), "ICE-lite answer: {}", created.body);
+    assert!(created.body.contains("typ host"), "host candidates: {}", created.body);
+    assert!(created.body.contains(" tcp ") && created.body.contains("tcptype passive"), "{}", created.body);
+
+    // The county joins the city's room (upward), another city may not watch it.
+    expect(&post(&hub, "/whep/r1", Some(&other_city), "application/sdp", &recv).await, 403, "forbidden");
+    let viewer = post(&hub, "/whep/r1", Some(&county), "application/sdp", &recv).await;
+    assert_eq!(viewer.status, 201, "{}", viewer.body);
+    let viewer_location = viewer.header("location").expect("Location").to_owned();
+    // Per-room cap of 2 peers: the third gets 503.
+    expect(&post(&hub, "/whep/r1", Some(&wall), "application/sdp", &recv).await, 503, "peer_limit");
+    // Unknown publisher id.
+    expect(&post(&hub, "/whep/r1/999", Some(&wall), "application/sdp", &recv).await, 404, "no_such_publisher");
+
+    // Layer choice validation.
+    let layer_path = format!("{viewer_location}/layer");
+    let bad_layer = post(&hub, &layer_path, Some(&county), "application/json", r#"{"rid":"x"}"#).await;
+    expect(&bad_layer, 400, "bad_layer");
+
+    // Room listing.
+    let auth = format!("Bearer {city}");
+    let room = get(hub.addr, "/api/v1/rooms/r1", &[("Authorization", &auth)]).await;
+    assert_eq!(room.status, 200, "{}", room.body);
+    assert_eq!(room.json()["publishers"].as_array().map(Vec::len), Some(1));
+    assert_eq!(room.json()["viewers"], 1);
+
+    // DELETE ends the viewer; again is 404.
+    assert_eq!(delete(&hub, &viewer_location, &county).await.status, 200);
+    expect(&delete(&hub, &viewer_location, &county).await, 404, "no_such_session");
+    // PATCH (ICE restart) is refused clearly.
+    let stream = tokio::net::TcpStream::connect(hub.addr).await.expect("connect");
+    let patched = common::request(stream, "PATCH", &location, &[("Authorization", &auth)]).await;
+    expect(&patched, 405, "ice_restart_unsupported");
+}
+
+#[tokio::test]
+async fn peers_that_never_connect_are_reaped() {
+    let hub = Hub::start(&[], &[("HUBCAST_SFU__CONNECT_TIMEOUT_SECS", "1")]);
+    let city = hub.token("city-admin", "330100", &[]);
+    let send = offer("a=sendonly", "a=rtpmap:96 VP8/90000");
+    for _ in 0..3 {
+        let created = post(&hub, "/whip/reap", Some(&city), "application/sdp", &send).await;
+        assert_eq!(created.status, 201, "{}", created.body);
+    }
+    let metrics = get(hub.addr, "/metrics", &[]).await.body;
+    assert_eq!(metric(&metrics, "hubcast_sfu_peers"), 3.0);
+    let mut reaped = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let metrics = get(hub.addr, "/metrics", &[]).await.body;
+        if metric(&metrics, "hubcast_sfu_peers") == 0.0 {
+            assert_eq!(metric(&metrics, "hubcast_sfu_ice_failures_total"), 3.0, "{metrics}");
+            reaped = true;
+            break;
+        }
+    }
+    assert!(reaped, "sessions without ICE/DTLS are removed after sfu.connect_timeout_secs");
+    // The room went with its last session.
+    let auth = format!("Bearer {city}");
+    let room = get(hub.addr, "/api/v1/rooms/reap", &[("Authorization", &auth)]).await;
+    assert_eq!(room.status, 404, "{}", room.body);
+}
