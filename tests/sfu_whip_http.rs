@@ -34,11 +34,22 @@ fn offer(direction: &str, codec_line: &str) -> String {
     .join("\r\n")
 }
 
-async fn post(hub: &Hub, path: &str, token: Option<&str>, content_type: &str, body: &str) -> common::Response {
-    let stream = tokio::net::TcpStream::connect(hub.addr).await.expect("connect");
+async fn post(
+    hub: &Hub,
+    path: &str,
+    token: Option<&str>,
+    content_type: &str,
+    body: &str,
+) -> common::Response {
+    let stream = tokio::net::TcpStream::connect(hub.addr)
+        .await
+        .expect("connect");
     let auth = token.map(|t| format!("Bearer {t}"));
     let len = body.len().to_string();
-    let mut headers = vec![("Content-Type", content_type), ("Content-Length", len.as_str())];
+    let mut headers = vec![
+        ("Content-Type", content_type),
+        ("Content-Length", len.as_str()),
+    ];
     if let Some(auth) = &auth {
         headers.push(("Authorization", auth.as_str()));
     }
@@ -46,7 +57,9 @@ async fn post(hub: &Hub, path: &str, token: Option<&str>, content_type: &str, bo
 }
 
 async fn delete(hub: &Hub, path: &str, token: &str) -> common::Response {
-    let stream = tokio::net::TcpStream::connect(hub.addr).await.expect("connect");
+    let stream = tokio::net::TcpStream::connect(hub.addr)
+        .await
+        .expect("connect");
     let auth = format!("Bearer {token}");
     common::request(stream, "DELETE", path, &[("Authorization", &auth)]).await
 }
@@ -72,20 +85,74 @@ async fn whip_whep_status_codes_and_permissions() {
         assert_eq!(r.status, status, "{}", r.body);
         assert_eq!(r.json()["error"], code, "{}", r.body);
     };
-    expect(&post(&hub, "/whip/r1", None, "application/sdp", &send).await, 401, "missing_token");
-    expect(&post(&hub, "/whip/r1", Some(&city), "text/plain", &send).await, 415, "unsupported_media_type");
-    expect(&post(&hub, "/whip/bad%20room", Some(&city), "application/sdp", &send).await, 400, "bad_room");
-    expect(&post(&hub, "/whip/r1", Some(&city), "application/sdp", "hello").await, 400, "bad_sdp");
-    expect(&post(&hub, "/whip/r1", Some(&city), "application/sdp", &recv).await, 400, "bad_sdp");
+    expect(
+        &post(&hub, "/whip/r1", None, "application/sdp", &send).await,
+        401,
+        "missing_token",
+    );
+    expect(
+        &post(&hub, "/whip/r1", Some(&city), "text/plain", &send).await,
+        415,
+        "unsupported_media_type",
+    );
+    expect(
+        &post(
+            &hub,
+            "/whip/bad%20room",
+            Some(&city),
+            "application/sdp",
+            &send,
+        )
+        .await,
+        400,
+        "bad_room",
+    );
+    expect(
+        &post(&hub, "/whip/r1", Some(&city), "application/sdp", "hello").await,
+        400,
+        "bad_sdp",
+    );
+    expect(
+        &post(&hub, "/whip/r1", Some(&city), "application/sdp", &recv).await,
+        400,
+        "bad_sdp",
+    );
     let pcmu = offer("a=sendonly", "a=rtpmap:0 PCMU/8000");
-    expect(&post(&hub, "/whip/r1", Some(&city), "application/sdp", &pcmu).await, 406, "no_common_codec");
+    expect(
+        &post(&hub, "/whip/r1", Some(&city), "application/sdp", &pcmu).await,
+        406,
+        "no_common_codec",
+    );
     // A wall never publishes; a county may not convene a room.
-    expect(&post(&hub, "/whip/r1", Some(&wall), "application/sdp", &send).await, 403, "forbidden");
-    expect(&post(&hub, "/whip/r1", Some(&county), "application/sdp", &send).await, 403, "forbidden");
+    expect(
+        &post(&hub, "/whip/r1", Some(&wall), "application/sdp", &send).await,
+        403,
+        "forbidden",
+    );
+    expect(
+        &post(&hub, "/whip/r1", Some(&county), "application/sdp", &send).await,
+        403,
+        "forbidden",
+    );
     // A city admin may not convene for another city's region.
-    expect(&post(&hub, "/whip/r1?region=330200", Some(&city), "application/sdp", &send).await, 403, "forbidden");
+    expect(
+        &post(
+            &hub,
+            "/whip/r1?region=330200",
+            Some(&city),
+            "application/sdp",
+            &send,
+        )
+        .await,
+        403,
+        "forbidden",
+    );
     // WHEP on a room that does not exist.
-    expect(&post(&hub, "/whep/nothing", Some(&wall), "application/sdp", &recv).await, 404, "no_such_room");
+    expect(
+        &post(&hub, "/whep/nothing", Some(&wall), "application/sdp", &recv).await,
+        404,
+        "no_such_room",
+    );
 
     // The city convenes r1.
     let created = post(&hub, "/whip/r1", Some(&city), "application/sdp", &send).await;
@@ -93,23 +160,61 @@ async fn whip_whep_status_codes_and_permissions() {
     assert_eq!(created.header("content-type"), Some("application/sdp"));
     let location = created.header("location").expect("Location").to_owned();
     assert!(location.starts_with("/whip/r1/sessions/"), "{location}");
-    assert!(created.body.contains("a=ice-lite"), "ICE-lite answer: {}", created.body);
-    assert!(created.body.contains("typ host"), "host candidates: {}", created.body);
-    assert!(created.body.contains(" tcp ") && created.body.contains("tcptype passive"), "{}", created.body);
+    assert!(
+        created.body.contains("a=ice-lite"),
+        "ICE-lite answer: {}",
+        created.body
+    );
+    assert!(
+        created.body.contains("typ host"),
+        "host candidates: {}",
+        created.body
+    );
+    assert!(
+        created.body.contains(" tcp ") && created.body.contains("tcptype passive"),
+        "{}",
+        created.body
+    );
 
     // The county joins the city's room (upward), another city may not watch it.
-    expect(&post(&hub, "/whep/r1", Some(&other_city), "application/sdp", &recv).await, 403, "forbidden");
+    expect(
+        &post(
+            &hub,
+            "/whep/r1",
+            Some(&other_city),
+            "application/sdp",
+            &recv,
+        )
+        .await,
+        403,
+        "forbidden",
+    );
     let viewer = post(&hub, "/whep/r1", Some(&county), "application/sdp", &recv).await;
     assert_eq!(viewer.status, 201, "{}", viewer.body);
     let viewer_location = viewer.header("location").expect("Location").to_owned();
     // Per-room cap of 2 peers: the third gets 503.
-    expect(&post(&hub, "/whep/r1", Some(&wall), "application/sdp", &recv).await, 503, "peer_limit");
+    expect(
+        &post(&hub, "/whep/r1", Some(&wall), "application/sdp", &recv).await,
+        503,
+        "peer_limit",
+    );
     // Unknown publisher id.
-    expect(&post(&hub, "/whep/r1/999", Some(&wall), "application/sdp", &recv).await, 404, "no_such_publisher");
+    expect(
+        &post(&hub, "/whep/r1/999", Some(&wall), "application/sdp", &recv).await,
+        404,
+        "no_such_publisher",
+    );
 
     // Layer choice validation.
     let layer_path = format!("{viewer_location}/layer");
-    let bad_layer = post(&hub, &layer_path, Some(&county), "application/json", r#"{"rid":"x"}"#).await;
+    let bad_layer = post(
+        &hub,
+        &layer_path,
+        Some(&county),
+        "application/json",
+        r#"{"rid":"x"}"#,
+    )
+    .await;
     expect(&bad_layer, 400, "bad_layer");
 
     // Room listing.
@@ -121,9 +226,15 @@ async fn whip_whep_status_codes_and_permissions() {
 
     // DELETE ends the viewer; again is 404.
     assert_eq!(delete(&hub, &viewer_location, &county).await.status, 200);
-    expect(&delete(&hub, &viewer_location, &county).await, 404, "no_such_session");
+    expect(
+        &delete(&hub, &viewer_location, &county).await,
+        404,
+        "no_such_session",
+    );
     // PATCH (ICE restart) is refused clearly.
-    let stream = tokio::net::TcpStream::connect(hub.addr).await.expect("connect");
+    let stream = tokio::net::TcpStream::connect(hub.addr)
+        .await
+        .expect("connect");
     let patched = common::request(stream, "PATCH", &location, &[("Authorization", &auth)]).await;
     expect(&patched, 405, "ice_restart_unsupported");
 }
@@ -144,12 +255,19 @@ async fn peers_that_never_connect_are_reaped() {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let metrics = get(hub.addr, "/metrics", &[]).await.body;
         if metric(&metrics, "hubcast_sfu_peers") == 0.0 {
-            assert_eq!(metric(&metrics, "hubcast_sfu_ice_failures_total"), 3.0, "{metrics}");
+            assert_eq!(
+                metric(&metrics, "hubcast_sfu_ice_failures_total"),
+                3.0,
+                "{metrics}"
+            );
             reaped = true;
             break;
         }
     }
-    assert!(reaped, "sessions without ICE/DTLS are removed after sfu.connect_timeout_secs");
+    assert!(
+        reaped,
+        "sessions without ICE/DTLS are removed after sfu.connect_timeout_secs"
+    );
     // The room went with its last session.
     let auth = format!("Bearer {city}");
     let room = get(hub.addr, "/api/v1/rooms/reap", &[("Authorization", &auth)]).await;

@@ -15,6 +15,9 @@ pub struct SfuMetrics {
     pub forwarded_bytes: IntCounter,
     /// `hubcast_sfu_keyframe_requests_total{direction}`: `from_viewers` and `to_publishers`.
     pub keyframe_requests: IntCounterVec,
+    /// `hubcast_sfu_nacks_total{direction}`: NACKs received `from_viewers` (answered with
+    /// retransmissions from the send buffer) and sent `to_publishers` (asking for RTX).
+    pub nacks: IntCounterVec,
     /// `hubcast_sfu_layer_switches_total`.
     pub layer_switches: IntCounter,
     /// `hubcast_sfu_ice_failures_total`: sessions reaped before ICE/DTLS completed.
@@ -58,6 +61,13 @@ impl SfuMetrics {
             ),
             &["direction"],
         )?;
+        let nacks = IntCounterVec::new(
+            Opts::new(
+                "hubcast_sfu_nacks_total",
+                "Generic NACKs (RFC 4585), by direction.",
+            ),
+            &["direction"],
+        )?;
         let layer_switches = IntCounter::new(
             "hubcast_sfu_layer_switches_total",
             "Simulcast layer or source switches completed.",
@@ -83,6 +93,7 @@ impl SfuMetrics {
         }
         for direction in ["from_viewers", "to_publishers"] {
             keyframe_requests.with_label_values(&[direction]);
+            nacks.with_label_values(&[direction]);
         }
         let metrics = SfuMetrics {
             peers,
@@ -90,6 +101,7 @@ impl SfuMetrics {
             forwarded_packets,
             forwarded_bytes,
             keyframe_requests,
+            nacks,
             layer_switches,
             ice_failures,
             dropped_packets,
@@ -101,6 +113,7 @@ impl SfuMetrics {
         registry.register(Box::new(metrics.forwarded_packets.clone()))?;
         registry.register(Box::new(metrics.forwarded_bytes.clone()))?;
         registry.register(Box::new(metrics.keyframe_requests.clone()))?;
+        registry.register(Box::new(metrics.nacks.clone()))?;
         registry.register(Box::new(metrics.layer_switches.clone()))?;
         registry.register(Box::new(metrics.ice_failures.clone()))?;
         registry.register(Box::new(metrics.dropped_packets.clone()))?;

@@ -62,6 +62,9 @@ pub(crate) struct Session {
     pub rids_seen: Vec<String>,
     /// Already in the worker's dirty list.
     pub queued: bool,
+    /// Last cumulative NACK counts per stream (str0m stats are cumulative; metrics count
+    /// deltas).
+    pub nacks_seen: HashMap<(Mid, Option<str0m::media::Rid>), u64>,
     /// Viewer: outgoing audio and video streams.
     pub tx_audio: Option<TxStream>,
     pub tx_video: Option<TxStream>,
@@ -97,6 +100,7 @@ pub(crate) fn accept(
         .set_ice_lite(true)
         .set_rtp_mode(true)
         .set_local_ice_credentials(creds)
+        .set_stats_interval(Some(std::time::Duration::from_secs(1)))
         .clear_codecs()
         .enable_opus(true, false)
         .enable_vp8(true)

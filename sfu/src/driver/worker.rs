@@ -282,6 +282,12 @@ impl Worker {
             Event::EgressBitrateEstimate(str0m::bwe::BweKind::Twcc { estimate, .. }) => {
                 self.estimate(id, estimate.as_u64());
             }
+            Event::MediaEgressStats(stats) => {
+                self.count_nacks(id, (stats.mid, stats.rid), stats.nacks, "from_viewers");
+            }
+            Event::MediaIngressStats(stats) => {
+                self.count_nacks(id, (stats.mid, stats.rid), stats.nacks, "to_publishers");
+            }
             _ => {}
         }
     }
@@ -379,6 +385,7 @@ impl Worker {
             announced: Vec::new(),
             rids_seen: Vec::new(),
             queued: false,
+            nacks_seen: HashMap::new(),
             tx_audio: None,
             tx_video: None,
         };
@@ -401,6 +408,28 @@ impl Worker {
             session: id,
             answer,
         })
+    }
+
+    /// Turns str0m's cumulative per-stream NACK counts into counter increments.
+    fn count_nacks(
+        &mut self,
+        id: u64,
+        key: (str0m::media::Mid, Option<str0m::media::Rid>),
+        total: u64,
+        direction: &'static str,
+    ) {
+        let Some(session) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        let seen = session.nacks_seen.entry(key).or_insert(0);
+        if total > *seen {
+            self.shared
+                .metrics
+                .nacks
+                .with_label_values(&[direction])
+                .inc_by(total - *seen);
+            *seen = total;
+        }
     }
 
     fn mark_dirty(&mut self, id: u64) {
