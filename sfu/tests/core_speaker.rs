@@ -240,3 +240,36 @@ fn floor_subscriptions_follow_the_chair() {
     assert_eq!(m.h.room.subscription_state(VIEWER, 1), Some((None, None)));
     assert!(m.h.room.is_consistent());
 }
+
+#[test]
+fn stage_shows_first_publisher_then_speaker_then_floor() {
+    let mut m = Meeting::new();
+    m.h.room
+        .subscribe(VIEWER, 1, Source::Stage, Kind::Video, m.h.now);
+    // Nobody spoke and no floor: the earliest published video (A's track 12).
+    m.run(1_000, |_| [None, None]);
+    assert!(
+        !m.h.forwards_to(VIEWER, 1).is_empty(),
+        "the stage is never empty while someone publishes"
+    );
+    assert_eq!(
+        m.h.forwards_to(VIEWER, 1).last().map(|f| f.source.track),
+        Some(12)
+    );
+    // B speaks loudly: the stage follows the active speaker.
+    m.run(4_000, |_| [Some(90), Some(20)]);
+    assert_eq!(m.h.room.speaker(), Some(B));
+    assert_eq!(
+        m.h.forwards_to(VIEWER, 1).last().map(|f| f.source.track),
+        Some(22)
+    );
+    // The chair gives A the floor: the floor wins over the speaker.
+    m.h.room.set_floor(Some(A), m.h.now);
+    m.run(1_500, |_| [Some(90), Some(20)]);
+    assert_eq!(
+        m.h.forwards_to(VIEWER, 1).last().map(|f| f.source.track),
+        Some(12)
+    );
+    assert_continuous(&m.h.forwards_to(VIEWER, 1));
+    assert!(m.h.room.is_consistent());
+}

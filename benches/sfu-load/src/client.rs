@@ -82,8 +82,10 @@ impl MediaConfig {
 /// What one client thread measured in the window.
 #[derive(Debug, Default)]
 pub struct ThreadReport {
-    /// Receive − send, nanoseconds, per video / audio packet.
+    /// Receive − send, nanoseconds, per video packet of delta frames, of keyframes, and per
+    /// audio packet.
     pub latency_video_ns: Vec<u64>,
+    pub latency_keyframe_ns: Vec<u64>,
     pub latency_audio_ns: Vec<u64>,
     /// Per subscriber stream: (expected by sequence span, distinct received).
     pub streams: Vec<(u64, u64)>,

@@ -2,7 +2,9 @@
 //! picture id, TL0PICIDX, TID) and a VP8 frame tag whose P bit marks keyframes, and Opus
 //! packets. Every payload carries a send stamp (CLOCK_REALTIME nanoseconds, the clock of the
 //! kernel's SO_TIMESTAMPNS receive stamps) and a magic number, at an offset the SFU never
-//! rewrites, so a subscriber can compute the latency the hop through the SFU added.
+//! rewrites, so a subscriber can compute the latency the hop through the SFU added. Video
+//! payloads also say whether their frame is a keyframe (keyframe bursts are paced by the SFU's
+//! per-viewer pacer, so their latency is reported apart).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -66,6 +68,7 @@ pub fn vp8_payload(p: Vp8Packet, stamp_ns: u64) -> Vec<u8> {
         }
     }
     stamp(&mut b[VIDEO_STAMP_AT..], stamp_ns);
+    b[VIDEO_STAMP_AT + 12] = u8::from(p.keyframe);
     b
 }
 
@@ -82,16 +85,17 @@ fn stamp(at: &mut [u8], ns: u64) {
     at[8..12].copy_from_slice(&MAGIC.to_le_bytes());
 }
 
-/// The send stamp of a payload of ours, if it is one.
-pub fn read_stamp(payload: &[u8], video: bool) -> Option<u64> {
+/// The send stamp of a payload of ours, if it is one, and whether it belongs to a keyframe.
+pub fn read_stamp(payload: &[u8], video: bool) -> Option<(u64, bool)> {
     let at = if video {
         VIDEO_STAMP_AT
     } else {
         AUDIO_STAMP_AT
     };
-    let field = payload.get(at..at + 12)?;
+    let field = payload.get(at..at + 13)?;
     let magic = u32::from_le_bytes(field[8..12].try_into().ok()?);
-    (magic == MAGIC).then(|| u64::from_le_bytes(field[..8].try_into().unwrap_or_default()))
+    let stamp = u64::from_le_bytes(field[..8].try_into().ok()?);
+    (magic == MAGIC).then_some((stamp, video && field[12] == 1))
 }
 
 #[cfg(test)]
@@ -107,7 +111,7 @@ mod tests {
             tl0: 7,
         };
         let p = vp8_payload(key, 42);
-        assert_eq!(read_stamp(&p, true), Some(42));
+        assert_eq!(read_stamp(&p, true), Some((42, true)));
         assert_eq!(p[6] & 0x01, 0, "keyframe: P bit clear");
         let delta = vp8_payload(
             Vp8Packet {
@@ -117,7 +121,8 @@ mod tests {
             43,
         );
         assert_eq!(delta[6] & 0x01, 1, "delta frame: P bit set");
-        assert_eq!(read_stamp(&opus_payload(44), false), Some(44));
+        assert_eq!(read_stamp(&delta, true), Some((43, false)));
+        assert_eq!(read_stamp(&opus_payload(44), false), Some((44, false)));
         assert_eq!(read_stamp(&[0u8; 40], true), None);
     }
 }

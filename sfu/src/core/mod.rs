@@ -171,6 +171,9 @@ pub enum Source {
     Floor,
     /// The first track of the subscription's kind of the current active speaker.
     LoudestSpeaker,
+    /// What the room shows on its main screen: the floor holder; without one, the active
+    /// speaker; before anyone has spoken, the first publisher with a track of this kind.
+    Stage,
 }
 
 /// A (track, layer) pair: the exact RTP stream a subscription forwards.

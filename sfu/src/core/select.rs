@@ -169,6 +169,18 @@ fn resolve<'t>(
         Source::Track(id) => return table.tracks.get(&id).map(|t| (id, t)),
         Source::Floor => floor?,
         Source::LoudestSpeaker => speaker.current()?.0,
+        Source::Stage => match floor.or_else(|| speaker.current().map(|c| c.0)) {
+            Some(peer) => peer,
+            None => {
+                // Nobody holds the floor or has spoken: the earliest published track.
+                return table
+                    .tracks
+                    .iter()
+                    .filter(|(_, t)| t.kind == s.kind && t.peer != s.sub)
+                    .min_by_key(|(id, _)| **id)
+                    .map(|(id, t)| (*id, t));
+            }
+        },
     };
     if peer == s.sub {
         let id = s.pending.or(s.current)?.track;

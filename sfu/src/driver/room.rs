@@ -136,7 +136,7 @@ impl Worker {
                     session.tx_video = Some(tx);
                 }
                 let source = match source {
-                    PlaySource::Floor => core::Source::Floor,
+                    PlaySource::Floor => core::Source::Stage,
                     PlaySource::Publisher(p) => match self.sessions.get(&p) {
                         Some(publisher) => {
                             match publisher.tracks.values().find(|(_, k)| *k == added.kind) {

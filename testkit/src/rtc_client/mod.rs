@@ -10,6 +10,7 @@
 //! - [`viewer`]: [`WhepViewer`] receives and counts what arrives.
 
 pub mod publisher;
+pub mod rtx;
 pub mod viewer;
 
 use std::net::SocketAddr;
@@ -75,6 +76,11 @@ impl Default for ClientOptions {
 
 /// A webrtc-rs API whose peers only use 127.0.0.1 (UDP host candidates, no STUN, no mDNS).
 pub fn loopback_api() -> Result<API> {
+    loopback_api_with(None)
+}
+
+/// [`loopback_api`] whose peers also report incoming RTX repairs to `tap` (see [`rtx`]).
+pub fn loopback_api_with(tap: Option<rtx::RepairTap>) -> Result<API> {
     let mut media = MediaEngine::default();
     media.register_default_codecs()?;
     let ext = |uri: &str| RTCRtpHeaderExtensionCapability {
@@ -98,6 +104,11 @@ pub fn loopback_api() -> Result<API> {
     registry = configure_nack(registry, &mut media);
     registry = configure_rtcp_reports(registry);
     registry = configure_twcc(registry, &mut media)?;
+    if let Some(tap) = tap {
+        registry.add(Box::new(rtx::RepairTapBuilder(tap)));
+    }
+    // After the interceptors so that RTX gets no NACK/TWCC feedback lines of its own.
+    rtx::register_rtx(&mut media)?;
 
     let mut settings = SettingEngine::default();
     settings.set_network_types(vec![NetworkType::Udp4]);
@@ -105,6 +116,7 @@ pub fn loopback_api() -> Result<API> {
     settings.set_interface_filter(Box::new(|name: &str| name == "lo"));
     settings.set_ip_filter(Box::new(|ip: std::net::IpAddr| ip.is_loopback()));
     settings.set_ice_multicast_dns_mode(MulticastDnsMode::Disabled);
+    settings.enable_sender_rtx(true);
 
     Ok(APIBuilder::new()
         .with_media_engine(media)
@@ -113,13 +125,21 @@ pub fn loopback_api() -> Result<API> {
         .build())
 }
 
-/// A new peer connection from [`loopback_api`] with no ICE servers, plus a watch of its state.
-pub async fn loopback_peer() -> Result<(
+/// A peer connection and a watch of its state.
+pub type Peer = (
     Arc<RTCPeerConnection>,
     watch::Receiver<RTCPeerConnectionState>,
-)> {
+);
+
+/// A new peer connection from [`loopback_api`] with no ICE servers, plus a watch of its state.
+pub async fn loopback_peer() -> Result<Peer> {
+    loopback_peer_with(None).await
+}
+
+/// [`loopback_peer`] reporting incoming RTX repairs to `tap`.
+pub async fn loopback_peer_with(tap: Option<rtx::RepairTap>) -> Result<Peer> {
     let pc = Arc::new(
-        loopback_api()?
+        loopback_api_with(tap)?
             .new_peer_connection(RTCConfiguration::default())
             .await?,
     );

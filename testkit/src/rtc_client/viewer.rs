@@ -18,7 +18,8 @@ use webrtc::rtp_transceiver::RTCRtpTransceiverInit;
 use webrtc::rtp_transceiver::rtp_codec::RTPCodecType;
 use webrtc::rtp_transceiver::rtp_transceiver_direction::RTCRtpTransceiverDirection;
 
-use super::{ClientOptions, Session, loopback_peer};
+use super::rtx::RepairTap;
+use super::{ClientOptions, Session, loopback_peer_with};
 use crate::Result;
 use crate::synth::parse_vp8;
 
@@ -31,8 +32,10 @@ pub struct KindStats {
     pub bytes: u64,
     /// Packets whose sequence number was already seen recently.
     pub duplicates: u64,
-    /// Sequence numbers never received, summed over SSRCs.
+    /// Sequence numbers never received (nor repaired), summed over SSRCs.
     pub lost: u64,
+    /// Holes filled by RTX repairs (not included in `packets`).
+    pub repaired: u64,
     /// SSRCs seen, in order of first appearance.
     pub ssrcs: Vec<u32>,
     /// VP8 frame starts (video only).
@@ -115,6 +118,15 @@ struct Track {
 }
 
 impl Track {
+    fn on_repair(&mut self, ssrc: u32, osn: u16, len: usize) {
+        if let Some(seq) = self.seqs.get_mut(&ssrc)
+            && seq.record(osn)
+        {
+            self.stats.repaired += 1;
+            self.stats.bytes += len as u64;
+        }
+    }
+
     fn on_packet(&mut self, video: bool, ssrc: u32, seq: u16, payload: &[u8]) {
         let now = Instant::now();
         if let Some(prev) = self.last.replace(now) {
@@ -151,15 +163,35 @@ struct Shared {
 }
 
 /// Counts the RTP of every remote track of a peer connection.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct MediaCounter {
     shared: Arc<Mutex<Shared>>,
 }
 
 impl MediaCounter {
     /// Installs the `on_track` handler on `pc`; with `add_recvonly`, also adds recvonly audio
-    /// and video transceivers (for an offerer such as a WHEP client).
+    /// and video transceivers (for an offerer such as a WHEP client). RTX repairs are not
+    /// counted unless `pc` was built with [`MediaCounter::repair_tap`].
     pub async fn add_to(pc: &RTCPeerConnection, add_recvonly: bool) -> Result<Self> {
+        let counter = Self::default();
+        counter.attach(pc, add_recvonly).await?;
+        Ok(counter)
+    }
+
+    /// The tap to build the peer connection with ([`super::loopback_peer_with`]) so that RTX
+    /// repairs fill holes (they count as `repaired`, not as packets).
+    pub fn repair_tap(&self) -> RepairTap {
+        let shared = self.shared.clone();
+        Arc::new(move |ssrc, osn, len| {
+            // Only video has RTX (see `rtx::register_rtx`).
+            if let Ok(mut s) = shared.lock() {
+                s.video.on_repair(ssrc, osn, len);
+            }
+        })
+    }
+
+    /// See [`MediaCounter::add_to`].
+    pub async fn attach(&self, pc: &RTCPeerConnection, add_recvonly: bool) -> Result<()> {
         if add_recvonly {
             for kind in [RTPCodecType::Audio, RTPCodecType::Video] {
                 let init = RTCRtpTransceiverInit {
@@ -169,8 +201,7 @@ impl MediaCounter {
                 pc.add_transceiver_from_kind(kind, Some(init)).await?;
             }
         }
-        let shared = Arc::new(Mutex::new(Shared::default()));
-        let on_track = shared.clone();
+        let on_track = self.shared.clone();
         pc.on_track(Box::new(move |track, _receiver, _transceiver| {
             let shared = on_track.clone();
             tokio::spawn(async move {
@@ -188,7 +219,7 @@ impl MediaCounter {
             });
             Box::pin(async {})
         }));
-        Ok(Self { shared })
+        Ok(())
     }
 
     /// A snapshot of the counters.
@@ -236,8 +267,9 @@ impl WhepViewer {
         publisher: Option<&str>,
         client: &ClientOptions,
     ) -> Result<Self> {
-        let (pc, state) = loopback_peer().await?;
-        let counter = MediaCounter::add_to(&pc, true).await?;
+        let counter = MediaCounter::default();
+        let (pc, state) = loopback_peer_with(Some(counter.repair_tap())).await?;
+        counter.attach(&pc, true).await?;
         let path = match publisher {
             Some(p) => format!("/whep/{room}/{p}"),
             None => format!("/whep/{room}"),
