@@ -51,11 +51,14 @@ hub_pid=""
 echo "test.sh: quick-start check passed ($url)"
 
 # Doc examples first, then every unit, integration and bench-in-test-mode target. nextest
-# (shipped with the machine's toolchain) runs each test in its own process and ends with one
-# summary line; plain cargo test is the fallback.
+# (shipped with the machine's toolchain) runs each test in its own process. The real-client
+# media tests (Chromium, aiortc, webrtc-rs) run last and one at a time, so their frame-rate
+# and freeze assertions measure the SFU rather than CPU starvation on a 2-core machine.
 cargo test --workspace --doc --quiet
+media='binary(/^sfu_(browser|ice_tcp|loss|aiortc|webrtc_rs)$/)'
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --all-targets --no-fail-fast "$@"
+  cargo nextest run --workspace --all-targets --no-fail-fast -E "not ($media)" "$@"
+  cargo nextest run --workspace --all-targets --no-fail-fast -E "$media" -j 1 "$@"
 else
   cargo test --workspace --all-targets --no-fail-fast "$@"
 fi

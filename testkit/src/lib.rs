@@ -11,8 +11,9 @@
 //! - [`netns`]: [`netns::ensure_isolated`] re-runs the current test inside `unshare -n` with only
 //!   `lo` up; the [`isolated!`] macro is the one-line form for tests.
 //! - [`lossy_relay`]: a tokio UDP relay that drops a fraction of datagrams and delays the rest.
-//! - [`rtc_client`]: webrtc-rs clients: [`rtc_client::WhipPublisher`] (synthetic VP8 simulcast
-//!   + Opus with RFC 6464 audio level) and [`rtc_client::WhepViewer`] (counts what arrives).
+//! - [`rtc_client`]: webrtc-rs clients: [`rtc_client::WhipPublisher`] (synthetic VP8 simulcast and
+//!   Opus with RFC 6464 audio level) and [`rtc_client::WhepViewer`] (counts what arrives,
+//!   RTX repairs included, see [`rtc_client::rtx`]).
 //! - [`whip`]: the HTTP half of WHIP/WHEP (offer POST, `Location`, DELETE, layer preference).
 //! - [`synth`]: synthetic VP8 / Opus RTP payloads and parsing of what a viewer receives.
 //!

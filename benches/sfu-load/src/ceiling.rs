@@ -29,8 +29,13 @@ pub const BATCH: usize = 32;
 pub struct Ceiling {
     /// Wall seconds of the send loop.
     pub wall_s: f64,
-    /// CPU seconds of the sending thread (user + system, includes loopback delivery).
+    /// CPU seconds of the sending thread (user + system, includes loopback delivery done
+    /// inline in its system calls).
     pub cpu_s: f64,
+    /// Seconds the sending thread was runnable but waiting for a CPU (other work on the box).
+    pub wait_s: f64,
+    /// CPU seconds of `ksoftirqd/*` meanwhile (delivery deferred out of the sender's calls).
+    pub ksoftirqd_s: f64,
     /// Datagrams the kernel accepted.
     pub sent: u64,
     /// Datagrams the draining thread received.
@@ -90,6 +95,8 @@ pub fn run(seconds: f64) -> anyhow::Result<Ceiling> {
     let mut sent: u64 = 0;
     let fd = sender.as_raw_fd();
 
+    let sched0 = procfs::this_thread_sched();
+    let softirq0 = procfs::ksoftirqd_cpu_seconds();
     let cpu0 = procfs::this_thread_cpu_seconds();
     let start = Instant::now();
     let run_for = Duration::from_secs_f64(seconds);
@@ -107,6 +114,8 @@ pub fn run(seconds: f64) -> anyhow::Result<Ceiling> {
     }
     let wall_s = start.elapsed().as_secs_f64();
     let cpu_s = procfs::this_thread_cpu_seconds() - cpu0;
+    let wait_s = procfs::this_thread_sched().since(&sched0).wait_s;
+    let ksoftirqd_s = procfs::ksoftirqd_cpu_seconds() - softirq0;
     // Let the drain catch up before reading its count.
     std::thread::sleep(Duration::from_millis(200));
     stop.store(true, Ordering::Relaxed);
@@ -114,6 +123,8 @@ pub fn run(seconds: f64) -> anyhow::Result<Ceiling> {
     Ok(Ceiling {
         wall_s,
         cpu_s,
+        wait_s,
+        ksoftirqd_s,
         sent,
         received: received.load(Ordering::Relaxed),
         seal_only_per_s,

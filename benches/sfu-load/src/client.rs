@@ -469,14 +469,14 @@ impl Client {
                 }
                 shared.received_window.fetch_add(1, Ordering::Relaxed);
                 s.seqs[usize::from(!video)].insert(*packet.seq_no);
-                if let (Some(out), Some(rx), Some(tx)) =
+                if let (Some(out), Some(rx), Some((tx, keyframe))) =
                     (out, rx_stamp, media::read_stamp(&packet.payload, video))
                 {
                     let latency = rx.saturating_sub(tx);
-                    if video {
-                        out.latency_video_ns.push(latency);
-                    } else {
-                        out.latency_audio_ns.push(latency);
+                    match (video, keyframe) {
+                        (true, false) => out.latency_video_ns.push(latency),
+                        (true, true) => out.latency_keyframe_ns.push(latency),
+                        (false, _) => out.latency_audio_ns.push(latency),
                     }
                 }
             }

@@ -18,6 +18,7 @@ mod media;
 mod procfs;
 mod report;
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -90,9 +91,15 @@ fn main() -> anyhow::Result<()> {
         eprintln!("sfu-load: ceiling, {seconds} s ...");
         let c = ceiling::run(seconds)?;
         eprintln!(
-            "sfu-load: ceiling {:.0} datagrams/s per core ({:.0}/s wall), AES-GCM alone {:.0}/s",
+            "sfu-load: ceiling {:.0} datagrams/s per CPU-second of the sender ({:.0}/s wall; sender CPU {:.2} s, run-queue wait {:.2} s, ksoftirqd {:.2} s in {:.2} s; drain got {}/{}), AES-GCM alone {:.0}/s",
             c.per_core(),
             c.per_wall_s(),
+            c.cpu_s,
+            c.wait_s,
+            c.ksoftirqd_s,
+            c.wall_s,
+            c.received,
+            c.sent,
             c.seal_only_per_s
         );
         Some(c)
@@ -255,7 +262,8 @@ fn load(args: &Args, ceiling: Option<ceiling::Ceiling>) -> anyhow::Result<report
     // The window.
     let fwd0 = hub.metric("hubcast_sfu_forwarded_packets_total")?;
     let drops0 = dropped_total(&hub);
-    let threads0 = procfs::thread_cpu_seconds(pid);
+    let threads0 = hub_threads(pid);
+    let softirq0 = procfs::ksoftirqd_cpu_seconds();
     let me = std::process::id();
     let client0 = procfs::process_cpu_seconds(me)?;
     let machine0 = machine_jiffies();
@@ -268,18 +276,21 @@ fn load(args: &Args, ceiling: Option<ceiling::Ceiling>) -> anyhow::Result<report
     let cpu1 = procfs::process_cpu_seconds(pid)?;
     let machine1 = machine_jiffies();
     let client1 = procfs::process_cpu_seconds(me)?;
-    let threads1 = procfs::thread_cpu_seconds(pid);
+    let threads1 = hub_threads(pid);
+    let softirq1 = procfs::ksoftirqd_cpu_seconds();
     let fwd1 = hub.metric("hubcast_sfu_forwarded_packets_total")?;
     let drops1 = dropped_total(&hub);
     let rss_end = procfs::rss_bytes(pid)?;
 
     shared.stop.store(true, Ordering::Relaxed);
     let mut latency_video_ns = Vec::new();
+    let mut latency_keyframe_ns = Vec::new();
     let mut latency_audio_ns = Vec::new();
     let (mut loss_expected, mut loss_received) = (0, 0);
     for t in threads {
         let r = t.join();
         latency_video_ns.extend(r.latency_video_ns);
+        latency_keyframe_ns.extend(r.latency_keyframe_ns);
         latency_audio_ns.extend(r.latency_audio_ns);
         for (expected, received) in r.streams {
             loss_expected += expected;
@@ -288,16 +299,21 @@ fn load(args: &Args, ceiling: Option<ceiling::Ceiling>) -> anyhow::Result<report
     }
     hub.stop();
     latency_video_ns.sort_unstable();
+    latency_keyframe_ns.sort_unstable();
     latency_audio_ns.sort_unstable();
     let mut latency_all_ns: Vec<u64> = latency_video_ns
         .iter()
+        .chain(&latency_keyframe_ns)
         .chain(&latency_audio_ns)
         .copied()
         .collect();
     latency_all_ns.sort_unstable();
     let threads_cpu = threads1
         .iter()
-        .map(|(name, s)| (name.clone(), s - threads0.get(name).copied().unwrap_or(0.0)))
+        .map(|(name, s)| {
+            let before = threads0.get(name).copied().unwrap_or_default();
+            (name.clone(), s.since(&before))
+        })
         .collect();
     let (busy, total) = (
         machine1.0.saturating_sub(machine0.0),
@@ -339,6 +355,7 @@ fn load(args: &Args, ceiling: Option<ceiling::Ceiling>) -> anyhow::Result<report
         machine_busy: busy as f64 / (total as f64).max(1.0),
         latency_all_ns,
         latency_video_ns,
+        latency_keyframe_ns,
         latency_audio_ns,
         rss_base,
         rss_end,
@@ -346,12 +363,32 @@ fn load(args: &Args, ceiling: Option<ceiling::Ceiling>) -> anyhow::Result<report
         loss_expected,
         loss_received,
         threads: threads_cpu,
+        ksoftirqd_s: softirq1 - softirq0,
         keyframe_requests: shared.keyframe_requests.load(Ordering::Relaxed),
         keyframes: shared.keyframes.load(Ordering::Relaxed),
         failures: shared.failures.load(Ordering::Relaxed),
         send_errors: shared.send_errors.load(Ordering::Relaxed),
         hub_drops: drops1 - drops0,
     })
+}
+
+/// Scheduler accounting of the hub's threads by name (CPU only, from `stat`, when the kernel
+/// keeps no schedstats).
+fn hub_threads(pid: u32) -> BTreeMap<String, procfs::Sched> {
+    let sched = procfs::thread_sched(pid);
+    if !sched.is_empty() {
+        return sched;
+    }
+    procfs::thread_cpu_seconds(pid)
+        .into_iter()
+        .map(|(name, cpu_s)| {
+            let s = procfs::Sched {
+                cpu_s,
+                ..procfs::Sched::default()
+            };
+            (name, s)
+        })
+        .collect()
 }
 
 /// Sum of `hubcast_sfu_dropped_packets_total` over its reasons (0 if unreadable).

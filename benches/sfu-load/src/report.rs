@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::ceiling::Ceiling;
+use crate::procfs::Sched;
 
 /// Goals from issue 3.
 pub const GOAL_PER_CORE: f64 = 250_000.0;
@@ -52,13 +53,15 @@ pub struct Run {
     pub machine_busy: f64,
     pub latency_all_ns: Vec<u64>,
     pub latency_video_ns: Vec<u64>,
+    pub latency_keyframe_ns: Vec<u64>,
     pub latency_audio_ns: Vec<u64>,
     pub rss_base: u64,
     pub rss_end: u64,
     pub peers: usize,
     pub loss_expected: u64,
     pub loss_received: u64,
-    pub threads: BTreeMap<String, f64>,
+    pub threads: BTreeMap<String, Sched>,
+    pub ksoftirqd_s: f64,
     pub keyframe_requests: u64,
     pub keyframes: u64,
     pub failures: u64,
@@ -162,10 +165,13 @@ impl Run {
             );
             let _ = writeln!(
                 m,
-                "| ceiling: AES-128-GCM + sendmmsg ×32, 1228 B, per core | {} /s ({:.2} µs each; {} /s wall, drain got {:.0} %) | ~440,000 measured before |",
+                "| ceiling: AES-128-GCM + sendmmsg ×32, 1228 B, per core | {} /s ({:.2} µs each; {} /s wall; sender ran {:.0} % of the time, waited {:.0} % for a CPU; ksoftirqd {:.2} CPU-s; drain got {:.0} %) | ~440,000 measured before |",
                 thousands(c.per_core()),
                 1e6 / c.per_core().max(1e-9),
                 thousands(c.per_wall_s()),
+                100.0 * c.cpu_s / c.wall_s.max(1e-9),
+                100.0 * c.wait_s / c.wall_s.max(1e-9),
+                c.ksoftirqd_s,
                 100.0 * c.received as f64 / (c.sent as f64).max(1.0)
             );
             let _ = writeln!(
@@ -186,12 +192,15 @@ impl Run {
             verdict(pct(all, 0.99).is_some_and(|p| p < GOAL_P99_US))
         );
         let v = &self.latency_video_ns;
+        let kf = &self.latency_keyframe_ns;
         let a = &self.latency_audio_ns;
         let _ = writeln!(
             m,
-            "| added latency p50 / p99: video · audio | {} / {} · {} / {} | |",
+            "| added latency p50 / p99: video delta frames · keyframes · audio | {} / {} · {} / {} · {} / {} | |",
             us(pct(v, 0.5)),
             us(pct(v, 0.99)),
+            us(pct(kf, 0.5)),
+            us(pct(kf, 0.99)),
             us(pct(a, 0.5)),
             us(pct(a, 0.99))
         );
@@ -214,25 +223,41 @@ impl Run {
         );
         let _ = writeln!(
             m,
-            "| load-generator CPU (all clients) · machine busy | {:.1} % of one core · {:.0} % of all cores | |",
+            "| load-generator CPU (all clients) · ksoftirqd · machine busy | {:.1} % of one core · {:.1} % · {:.0} % of all cores | |",
             100.0 * self.client_cpu_s / wall,
+            100.0 * self.ksoftirqd_s / wall,
             100.0 * self.machine_busy
         );
         let _ = writeln!(
             m,
-            "| keyframes sent (PLIs received) · client failures · client send errors · hub drops | {} ({}) · {} · {} · {} | |",
+            "| whole run: keyframes sent (PLIs received) · client failures · client send errors; window: hub drops | {} ({}) · {} · {} · {} | |",
             self.keyframes, self.keyframe_requests, self.failures, self.send_errors, self.hub_drops
         );
-        let mut threads: Vec<(&String, &f64)> =
-            self.threads.iter().filter(|(_, s)| **s > 0.0).collect();
-        threads.sort_by(|a, b| b.1.total_cmp(a.1));
+        let mut threads: Vec<(&String, &Sched)> = self
+            .threads
+            .iter()
+            .filter(|(_, s)| s.cpu_s > 0.0005)
+            .collect();
+        threads.sort_by(|a, b| b.1.cpu_s.total_cmp(&a.1.cpu_s));
         let list: Vec<String> = threads
             .iter()
-            .map(|(name, s)| format!("`{name}` {:.1} %", 100.0 * **s / wall))
+            .map(|(name, s)| {
+                let mut t = format!("`{name}` {:.1} %", 100.0 * s.cpu_s / wall);
+                if s.runs > 0 {
+                    let _ = write!(
+                        t,
+                        " ({} runs, {:.1} µs CPU and {:.0} µs run-queue wait per run)",
+                        s.runs,
+                        s.cpu_s * 1e6 / s.runs as f64,
+                        s.wait_s * 1e6 / s.runs as f64
+                    );
+                }
+                t
+            })
             .collect();
         let _ = writeln!(
             m,
-            "\nHub threads, CPU in the window as % of one core: {}.",
+            "\nHub threads in the window, CPU as % of one core: {}.",
             if list.is_empty() {
                 "(none measurable)".to_owned()
             } else {

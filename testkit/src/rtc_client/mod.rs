@@ -1,13 +1,14 @@
 //! webrtc-rs (`webrtc` crate) clients of the SFU: an independent WebRTC stack for interop tests
 //! and load generation.
 //!
-//! Every peer is built by [`loopback_api`]: default codecs; NACK, RTCP reports and TWCC
-//! interceptors; the mid/rid/repaired-rid and RFC 6464 audio-level header extensions; ICE on
+//! Every peer is built by [`loopback_api`]: default codecs plus VP8 RTX; NACK, RTCP reports and
+//! TWCC interceptors; the mid/rid/repaired-rid and RFC 6464 audio-level header extensions; ICE on
 //! UDP4 host candidates of `lo` (127.0.0.1) only, no mDNS, and no ICE servers — so nothing is
 //! sent beyond loopback. Offers are complete (gathering finished) before the WHIP/WHEP POST.
 //!
 //! - [`publisher`]: [`WhipPublisher`] sends synthetic VP8 (optionally simulcast q/h/f) + Opus.
 //! - [`viewer`]: [`WhepViewer`] receives and counts what arrives.
+//! - [`rtx`]: RTX negotiation and the tap that lets a viewer count repairs.
 
 pub mod publisher;
 pub mod rtx;

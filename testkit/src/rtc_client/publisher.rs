@@ -41,7 +41,8 @@ pub struct Layer {
 }
 
 impl Layer {
-    fn new(rid: &str, width: u16, height: u16, kbps: u32) -> Self {
+    /// A layer `rid` of `width`×`height` at about `kbps` kbit/s.
+    pub fn new(rid: &str, width: u16, height: u16, kbps: u32) -> Self {
         Self {
             rid: rid.to_owned(),
             width,

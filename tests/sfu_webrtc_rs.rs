@@ -1,0 +1,128 @@
+//! Interop with an independent Rust stack: webrtc-rs (`webrtc` crate) publishers and viewers
+//! against the str0m-based SFU, over real UDP on loopback (inside a loopback-only namespace).
+//! Simulcast publish → viewer on one continuous SSRC with layer switches; active speaker from
+//! RFC 6464 audio levels carried in real RTP header extensions.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Hub, get};
+use testkit::rtc_client::{ClientOptions, PublishOptions, WhepViewer, WhipPublisher};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+#[tokio::test]
+async fn webrtc_rs_publisher_and_viewer() {
+    testkit::isolated!();
+    let hub = Hub::start(&[], &[]);
+    let token = hub.token("city-admin", "330100", &[]);
+    let opts = ClientOptions::with_token(&token);
+    let publisher = WhipPublisher::connect(&hub.url, "rs", &opts, PublishOptions::simulcast())
+        .await
+        .expect("webrtc-rs publishes via WHIP");
+    let viewer = WhepViewer::connect(&hub.url, "rs", Some(publisher.session_id()), &opts)
+        .await
+        .expect("webrtc-rs plays via WHEP");
+    let stats = viewer
+        .wait_for("video and audio", WAIT, |s| {
+            s.video.frames > 30 && s.audio.packets > 50
+        })
+        .await
+        .expect("media flows");
+    assert_eq!(
+        stats.video.ssrcs.len(),
+        1,
+        "one SSRC whatever the layer: {stats:?}"
+    );
+
+    viewer.set_layer("q").await.expect("layer q");
+    viewer
+        .wait_for("q-layer keyframe", WAIT, |s| {
+            s.video.last_keyframe_size == Some((320, 180))
+        })
+        .await
+        .expect("switch to q");
+    viewer.set_layer("h").await.expect("layer h");
+    let after = viewer
+        .wait_for("h-layer keyframe", WAIT, |s| {
+            s.video.last_keyframe_size == Some((640, 360))
+        })
+        .await
+        .expect("switch to h");
+    assert_eq!(
+        after.video.ssrcs.len(),
+        1,
+        "still one SSRC after two switches: {after:?}"
+    );
+    assert_eq!(
+        after.video.lost, 0,
+        "no gaps on loopback across switches: {after:?}"
+    );
+    assert!(
+        after.video.max_gap < Duration::from_secs(1),
+        "no long stall: {after:?}"
+    );
+    viewer.close().await.ok();
+    publisher.close().await.ok();
+}
+
+fn speaker(body: &serde_json::Value) -> Option<String> {
+    body["speaker"].as_str().map(str::to_owned)
+}
+
+#[tokio::test]
+async fn active_speaker_follows_the_louder_publisher() {
+    testkit::isolated!();
+    let hub = Hub::start(&[], &[]);
+    let token = hub.token("province-admin", "330000", &[]);
+    let opts = ClientOptions::with_token(&token);
+    // RFC 6464 levels are -dBov: 20 is loud speech, 90 is near silence.
+    let loud = WhipPublisher::connect(&hub.url, "talk", &opts, PublishOptions::audio_only(20))
+        .await
+        .expect("publisher A");
+    let quiet = WhipPublisher::connect(&hub.url, "talk", &opts, PublishOptions::audio_only(90))
+        .await
+        .expect("publisher B");
+    let auth = format!("Bearer {token}");
+    let room = || async {
+        let r = get(hub.addr, "/api/v1/rooms/talk", &[("Authorization", &auth)]).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()
+    };
+    let mut current = None;
+    for _ in 0..100 {
+        current = speaker(&room().await);
+        if current.as_deref() == Some(loud.session_id()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        current.as_deref(),
+        Some(loud.session_id()),
+        "the louder one speaks"
+    );
+    // They swap: the speaker follows, after smoothing and hold time.
+    loud.set_audio_level(90);
+    quiet.set_audio_level(20);
+    for _ in 0..100 {
+        current = speaker(&room().await);
+        if current.as_deref() == Some(quiet.session_id()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        current.as_deref(),
+        Some(quiet.session_id()),
+        "the speaker changes"
+    );
+    let metrics = get(hub.addr, "/metrics", &[]).await.body;
+    assert!(
+        metrics.contains("hubcast_sfu_speaker_changes_total 2"),
+        "{metrics}"
+    );
+    loud.close().await.ok();
+    quiet.close().await.ok();
+}
