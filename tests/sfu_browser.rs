@@ -130,6 +130,35 @@ async fn chromium_simulcast_publish_two_viewers_and_layer_switch() {
         "viewer2 stays on the high layer: {other}"
     );
 
+    // ICE restart of the publisher over WHIP PATCH: media keeps flowing to the viewers.
+    let new_ufrag = publisher
+        .eval("hubcastRestartIce()")
+        .await
+        .expect("ICE restart");
+    assert!(
+        new_ufrag.as_str().is_some_and(|u| u.starts_with("hc")),
+        "{new_ufrag}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let a = stats(&viewer2).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let b = stats(&viewer2).await;
+    assert_eq!(
+        publisher
+            .eval("hubcastState().connection")
+            .await
+            .expect("state"),
+        "connected"
+    );
+    assert_eq!(
+        publisher.eval("hubcastState().ice").await.expect("state"),
+        "connected"
+    );
+    assert!(
+        num(&b, &["framesDecoded"]) > num(&a, &["framesDecoded"]) + 10.0,
+        "media flows after the ICE restart: {a} → {b}"
+    );
+
     // The hub's metrics saw forwarding, keyframe requests and switches.
     let metrics = common::get(hub.addr, "/metrics", &[]).await.body;
     let value = |name: &str| -> f64 {

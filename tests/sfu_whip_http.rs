@@ -231,12 +231,64 @@ async fn whip_whep_status_codes_and_permissions() {
         404,
         "no_such_session",
     );
-    // PATCH (ICE restart) is refused clearly.
-    let stream = tokio::net::TcpStream::connect(hub.addr)
-        .await
-        .expect("connect");
-    let patched = common::request(stream, "PATCH", &location, &[("Authorization", &auth)]).await;
-    expect(&patched, 405, "ice_restart_unsupported");
+    // PATCH: trickle (same credentials) is 204; new credentials restart ICE: 200 with ours.
+    let frag = "application/trickle-ice-sdpfrag";
+    let patch = |body: &'static str, content_type: &'static str| {
+        let location = location.clone();
+        let auth = auth.clone();
+        async move {
+            let stream = tokio::net::TcpStream::connect(hub.addr)
+                .await
+                .expect("connect");
+            let len = body.len().to_string();
+            let headers = [
+                ("Authorization", auth.as_str()),
+                ("Content-Type", content_type),
+                ("Content-Length", len.as_str()),
+            ];
+            request_with_body(stream, "PATCH", &location, &headers, body.as_bytes()).await
+        }
+    };
+    expect(
+        &patch("a=ice-ufrag:abcd\r\n", "application/sdp").await,
+        415,
+        "unsupported_media_type",
+    );
+    let trickle = patch(
+        "a=ice-ufrag:abcd\r\na=ice-pwd:0123456789abcdef0123456789\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host\r\n",
+        frag,
+    )
+    .await;
+    assert_eq!(trickle.status, 204, "{}", trickle.body);
+    expect(
+        &patch("a=candidate:garbage\r\n", frag).await,
+        400,
+        "bad_sdp",
+    );
+    expect(&patch("a=ice-ufrag:efgh\r\n", frag).await, 400, "bad_sdp");
+    let restart = patch(
+        "a=ice-ufrag:efgh\r\na=ice-pwd:abcdefabcdefabcdefabcdef\r\n",
+        frag,
+    )
+    .await;
+    assert_eq!(restart.status, 200, "{}", restart.body);
+    assert_eq!(restart.header("content-type"), Some(frag));
+    let ufrag = |sdp: &str| {
+        sdp.lines()
+            .find_map(|l| l.strip_prefix("a=ice-ufrag:"))
+            .map(str::to_owned)
+    };
+    assert_ne!(
+        ufrag(&created.body),
+        ufrag(&restart.body),
+        "{}",
+        restart.body
+    );
+    assert!(
+        restart.body.contains("a=ice-pwd:") && restart.body.contains("a=candidate:"),
+        "{}",
+        restart.body
+    );
 }
 
 #[tokio::test]

@@ -284,15 +284,50 @@ pub async fn end(
     Ok(StatusCode::OK)
 }
 
-/// `PATCH` on a session: trickle / ICE restart are not supported yet (the server is ICE-lite
-/// and answers with all its candidates; clients send complete offers).
-pub async fn patch(Path((room, _id)): Path<(String, String)>) -> ApiError {
-    let _ = room;
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "ice_restart_unsupported",
-        "trickle ICE and ICE restart are not supported yet; DELETE the session and POST a new offer",
-    )
+/// `PATCH` on a session (RFC 9725 § 4.3): an `application/trickle-ice-sdpfrag` body. New
+/// `ice-ufrag`/`ice-pwd` restart ICE (200 with our new credentials and candidates); the same
+/// credentials with candidates are trickle (204).
+pub async fn patch(
+    State(state): State<AppState>,
+    Path((room, id)): Path<(String, String)>,
+    Authenticated(who): Authenticated,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    check_room_name(&room)?;
+    let id: u64 = id
+        .parse()
+        .map_err(|_| ApiError::from(SfuError::NoSuchSession))?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type
+        .trim()
+        .to_ascii_lowercase()
+        .starts_with("application/trickle-ice-sdpfrag")
+    {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send Content-Type: application/trickle-ice-sdpfrag",
+        ));
+    }
+    let frag = String::from_utf8(body.to_vec())
+        .map_err(|_| ApiError::bad_request("bad_sdp", "the fragment is not UTF-8"))?;
+    let region = room_region(&state, &room).await?;
+    authorize(state.regions(), &who, Action::WatchMeeting, region)?;
+    match sfu(&state)?.patch_session(&room, id, frag).await? {
+        Some(answer) => {
+            let mut response = (StatusCode::OK, answer).into_response();
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/trickle-ice-sdpfrag"),
+            );
+            Ok(response)
+        }
+        None => Ok(StatusCode::NO_CONTENT.into_response()),
+    }
 }
 
 /// `POST /whep/{room}/sessions/{id}/layer`: choose the simulcast layer a viewer receives.

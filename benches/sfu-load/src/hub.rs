@@ -25,9 +25,10 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// Starts `binary serve` on free loopback ports (HTTP and SFU UDP port 0, ICE-TCP off) and
-    /// mints a token with the same data directory.
-    pub fn start(binary: &Path) -> anyhow::Result<Hub> {
+    /// Starts `binary serve` on free loopback ports (HTTP and SFU UDP port 0, ICE-TCP off) with
+    /// `workers` SFU worker threads (0: the hub's default) and mints a token with the same data
+    /// directory.
+    pub fn start(binary: &Path, workers: usize) -> anyhow::Result<Hub> {
         let data = tempfile::Builder::new().prefix("sfu-load-").tempdir()?;
         let log = data.path().join("hub.log");
         let stderr = std::fs::File::create(&log)?;
@@ -37,6 +38,7 @@ impl Hub {
             .arg(data.path())
             .env("HUBCAST_SFU__UDP_LISTEN", "127.0.0.1:0")
             .env("HUBCAST_SFU__TCP_LISTEN", "")
+            .env("HUBCAST_SFU__WORKERS", workers.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)

@@ -62,6 +62,9 @@ struct Args {
     /// Seconds of steady state before the window opens.
     #[arg(long, default_value_t = 2)]
     warmup: u64,
+    /// Hub SFU worker threads (`HUBCAST_SFU__WORKERS`; 0: the hub's default, one per core).
+    #[arg(long, default_value_t = 0)]
+    hub_workers: usize,
     /// Clients per client thread.
     #[arg(long, default_value_t = 50)]
     clients_per_thread: usize,
@@ -189,7 +192,7 @@ fn load(args: &Args, ceiling: Option<ceiling::Ceiling>) -> anyhow::Result<report
     let rooms = args.rooms.unwrap_or(k).clamp(1, k);
     let machine = machine_description();
     let binary = hub_binary(args)?;
-    let mut hub = hub::Hub::start(&binary)?;
+    let mut hub = hub::Hub::start(&binary, args.hub_workers)?;
     let pid = hub.pid();
     eprintln!(
         "sfu-load: hub pid {pid} on http://{} (log {})",
@@ -263,6 +266,10 @@ fn load(args: &Args, ceiling: Option<ceiling::Ceiling>) -> anyhow::Result<report
     let fwd0 = hub.metric("hubcast_sfu_forwarded_packets_total")?;
     let drops0 = dropped_total(&hub);
     let threads0 = hub_threads(pid);
+    let workers = threads0
+        .keys()
+        .filter(|name| name.starts_with("sfu-worker"))
+        .count();
     let softirq0 = procfs::ksoftirqd_cpu_seconds();
     let me = std::process::id();
     let client0 = procfs::process_cpu_seconds(me)?;
@@ -331,7 +338,7 @@ fn load(args: &Args, ceiling: Option<ceiling::Ceiling>) -> anyhow::Result<report
         .map(|s| s.trim().to_owned())
         .unwrap_or_default();
     let setup = format!(
-        "K={k} publishers × M={m} subscribers, S={} s, {rooms} room(s); VP8 {} kbit/s {} fps ({} × {} B packets per frame, keyframe every {} frames) + Opus 20 ms; {peers} str0m peers on {n_threads} client thread(s); hub workers = cores (default)",
+        "K={k} publishers × M={m} subscribers, S={} s, {rooms} room(s); VP8 {} kbit/s {} fps ({} × {} B packets per frame, keyframe every {} frames) + Opus 20 ms; {peers} str0m peers on {n_threads} client thread(s); {workers} hub SFU worker threads",
         args.seconds,
         args.video_kbps,
         args.fps,

@@ -215,6 +215,24 @@ impl Sfu {
         .await
     }
 
+    /// Applies a WHIP/WHEP `PATCH` (trickle-ICE SDP fragment). Returns the answer fragment
+    /// for an ICE restart, `None` for plain trickle.
+    pub async fn patch_session(
+        &self,
+        room: &str,
+        id: u64,
+        frag: String,
+    ) -> Result<Option<String>, SfuError> {
+        let room_owned = room.to_owned();
+        self.ask(room, |reply| Command::Patch {
+            room: room_owned,
+            id,
+            frag,
+            reply,
+        })
+        .await
+    }
+
     /// Stops every thread (sessions are closed) and waits for them.
     pub fn shutdown(&self) {
         self.inner.stop.store(true, Ordering::Relaxed);

@@ -65,6 +65,10 @@ pub(crate) struct Session {
     /// Last cumulative NACK counts per stream (str0m stats are cumulative; metrics count
     /// deltas).
     pub nacks_seen: HashMap<(Mid, Option<str0m::media::Rid>), u64>,
+    /// The client's current ICE ufrag (a different one in a PATCH means ICE restart).
+    pub remote_ufrag: String,
+    /// Our `a=candidate:` lines, repeated in ICE-restart answers.
+    pub candidate_lines: Vec<String>,
     /// Viewer: outgoing audio and video streams.
     pub tx_audio: Option<TxStream>,
     pub tx_video: Option<TxStream>,
@@ -190,6 +194,55 @@ fn check_offer(kind: &SessionKind, offer: &str) -> Result<(), SfuError> {
         return Err(SfuError::NoCommonCodec);
     }
     Ok(())
+}
+
+/// What a trickle-ICE SDP fragment (RFC 8840) carries.
+#[derive(Debug, Default)]
+pub(crate) struct Frag {
+    pub ufrag: Option<String>,
+    pub pwd: Option<String>,
+    pub candidates: Vec<Candidate>,
+}
+
+/// The value of the first `a=NAME:value` line of `sdp`.
+pub(crate) fn attribute(sdp: &str, name: &str) -> Option<String> {
+    let prefix = format!("a={name}:");
+    sdp.lines()
+        .find_map(|l| l.trim().strip_prefix(prefix.as_str()))
+        .map(|v| v.trim().to_owned())
+}
+
+/// Parses an `application/trickle-ice-sdpfrag` body.
+pub(crate) fn parse_frag(frag: &str) -> Result<Frag, SfuError> {
+    if frag.len() > 16 * 1024 {
+        return Err(SfuError::BadOffer("SDP fragment larger than 16 KiB".into()));
+    }
+    let mut out = Frag {
+        ufrag: attribute(frag, "ice-ufrag"),
+        pwd: attribute(frag, "ice-pwd"),
+        candidates: Vec::new(),
+    };
+    for line in frag.lines().map(str::trim) {
+        if let Some(candidate) = line
+            .strip_prefix("a=")
+            .filter(|l| l.starts_with("candidate:"))
+        {
+            let parsed = Candidate::from_sdp_string(candidate)
+                .map_err(|e| SfuError::BadOffer(format!("bad candidate {candidate:?}: {e}")))?;
+            out.candidates.push(parsed);
+        }
+    }
+    let valid = |v: &Option<String>, min: usize| {
+        v.as_ref().is_none_or(|v| {
+            (min..=256).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic())
+        })
+    };
+    if !valid(&out.ufrag, 4) || !valid(&out.pwd, 22) {
+        return Err(SfuError::BadOffer(
+            "ice-ufrag must be 4-256 and ice-pwd 22-256 printable characters (RFC 8839)".into(),
+        ));
+    }
+    Ok(out)
 }
 
 impl Session {

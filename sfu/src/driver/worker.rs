@@ -62,6 +62,13 @@ pub(crate) enum Command {
         room: String,
         reply: Reply<super::api::RoomInfo>,
     },
+    /// WHIP/WHEP `PATCH`: trickle candidates or an ICE restart (RFC 9725 § 4.3).
+    Patch {
+        room: String,
+        id: u64,
+        frag: String,
+        reply: Reply<Option<String>>,
+    },
 }
 
 /// Everything a worker receives, through one bounded inbox.
@@ -321,6 +328,16 @@ impl Worker {
             Command::Room { room, reply } => {
                 let _ = reply.send(self.room_info(&room));
             }
+            Command::Patch {
+                room,
+                id,
+                frag,
+                reply,
+            } => {
+                let result = self.patch(&room, id, &frag);
+                self.flush();
+                let _ = reply.send(result);
+            }
         }
     }
 
@@ -386,6 +403,12 @@ impl Worker {
             rids_seen: Vec::new(),
             queued: false,
             nacks_seen: HashMap::new(),
+            remote_ufrag: session::attribute(&req.offer, "ice-ufrag").unwrap_or_default(),
+            candidate_lines: answer
+                .lines()
+                .filter(|l| l.starts_with("a=candidate:"))
+                .map(str::to_owned)
+                .collect(),
             tx_audio: None,
             tx_video: None,
         };
@@ -408,6 +431,72 @@ impl Worker {
             session: id,
             answer,
         })
+    }
+
+    /// Applies a trickle-ICE SDP fragment. New `ice-ufrag`/`ice-pwd` mean an ICE restart: the
+    /// session gets fresh local credentials (returned as the answer fragment, with our
+    /// candidates); the same credentials with candidates are trickle (nothing to answer: an
+    /// ICE-lite server learns the client's address from its checks anyway).
+    fn patch(&mut self, room: &str, id: u64, frag: &str) -> Result<Option<String>, SfuError> {
+        let Some(session) = self.sessions.get_mut(&id) else {
+            return Err(SfuError::NoSuchSession);
+        };
+        if &*session.room != room {
+            return Err(SfuError::NoSuchSession);
+        }
+        let parsed = session::parse_frag(frag)?;
+        for candidate in parsed.candidates {
+            session.rtc.add_remote_candidate(candidate);
+        }
+        let restart = match (&parsed.ufrag, &parsed.pwd) {
+            (Some(ufrag), Some(pwd)) if *ufrag != session.remote_ufrag => Some(IceCreds {
+                ufrag: ufrag.clone(),
+                pass: pwd.clone(),
+            }),
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(SfuError::BadOffer(
+                    "ice-ufrag and ice-pwd go together".into(),
+                ));
+            }
+            _ => None,
+        };
+        let answer = match restart {
+            Some(remote) => {
+                let ufrag = format!("hc{id:x}{:04x}", rand_u16(id ^ 0x5a5a));
+                let local = IceCreds {
+                    ufrag: ufrag.clone(),
+                    pass: random_password(id),
+                };
+                let mut api = session.rtc.direct_api();
+                api.set_local_ice_credentials(local.clone());
+                api.set_remote_ice_credentials(remote.clone());
+                self.shared.ufrags.remove(&session.ufrag);
+                self.shared.ufrags.insert(
+                    &ufrag,
+                    Route {
+                        worker: self.index,
+                        session: id,
+                    },
+                );
+                session.ufrag = ufrag;
+                session.remote_ufrag = remote.ufrag;
+                let mut text = format!(
+                    "a=ice-ufrag:{}\r\na=ice-pwd:{}\r\n",
+                    local.ufrag, local.pass
+                );
+                for line in &session.candidate_lines {
+                    text.push_str(line);
+                    text.push_str("\r\n");
+                }
+                Some(text)
+            }
+            None => None,
+        };
+        if !session.queued {
+            session.queued = true;
+            self.dirty.push(id);
+        }
+        Ok(answer)
     }
 
     /// Turns str0m's cumulative per-stream NACK counts into counter increments.

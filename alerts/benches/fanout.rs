@@ -1,0 +1,3 @@
+//! Fan-out bench (being written).
+
+fn main() {}
