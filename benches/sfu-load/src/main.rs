@@ -170,6 +170,35 @@ fn machine_jiffies() -> (u64, u64) {
     (total - idle, total)
 }
 
+/// Output of a command, trimmed ("" when it fails).
+fn output_of(program: &str, args: &[&str]) -> String {
+    std::process::Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// Which hub was measured: the binary's build time and the workspace commit.
+fn hub_description(binary: &std::path::Path) -> String {
+    let workspace = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let built = output_of("date", &["-u", "-r", &binary.to_string_lossy(), "+%FT%TZ"]);
+    let head = output_of("git", &["-C", workspace, "rev-parse", "--short", "HEAD"]);
+    let dirty = output_of(
+        "git",
+        &["-C", workspace, "status", "--porcelain", "--", "sfu", "src"],
+    );
+    let dirty = if dirty.is_empty() {
+        ""
+    } else {
+        " + uncommitted changes in sfu/ or src/"
+    };
+    format!("`hubcast` release binary built {built}; workspace at {head}{dirty}")
+}
+
 fn machine_description() -> String {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let model = std::fs::read_to_string("/proc/cpuinfo")
@@ -192,6 +221,7 @@ fn load(args: &Args, ceiling: Option<ceiling::Ceiling>) -> anyhow::Result<report
     let rooms = args.rooms.unwrap_or(k).clamp(1, k);
     let machine = machine_description();
     let binary = hub_binary(args)?;
+    let hub_built = hub_description(&binary);
     let mut hub = hub::Hub::start(&binary, args.hub_workers)?;
     let pid = hub.pid();
     eprintln!(
@@ -330,13 +360,7 @@ fn load(args: &Args, ceiling: Option<ceiling::Ceiling>) -> anyhow::Result<report
         "cargo run --release -p sfu-load -- {}",
         std::env::args().skip(1).collect::<Vec<_>>().join(" ")
     );
-    let date = std::process::Command::new("date")
-        .args(["-u", "+%F"])
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_default();
+    let date = output_of("date", &["-u", "+%F"]);
     let setup = format!(
         "K={k} publishers × M={m} subscribers, S={} s, {rooms} room(s); VP8 {} kbit/s {} fps ({} × {} B packets per frame, keyframe every {} frames) + Opus 20 ms; {peers} str0m peers on {n_threads} client thread(s); {workers} hub SFU worker threads",
         args.seconds,
@@ -350,6 +374,7 @@ fn load(args: &Args, ceiling: Option<ceiling::Ceiling>) -> anyhow::Result<report
         command,
         date,
         machine,
+        hub: hub_built,
         setup,
         ceiling,
         wall_s,

@@ -75,8 +75,8 @@ impl Sched {
 fn parse_schedstat(text: &str) -> Option<Sched> {
     let mut it = text.split_whitespace().map(|v| v.parse::<u64>().ok());
     Some(Sched {
-        cpu_s: it.next()?? as f64 * 1e-9,
-        wait_s: it.next()?? as f64 * 1e-9,
+        cpu_s: it.next()?? as f64 / 1e9,
+        wait_s: it.next()?? as f64 / 1e9,
         runs: it.next()??,
     })
 }
@@ -172,6 +172,8 @@ mod tests {
     #[test]
     fn schedstat_is_three_numbers() {
         let s = parse_schedstat("2000000000 500000000 42\n");
-        assert!(s.is_some_and(|s| s.cpu_s == 2.0 && s.wait_s == 0.5 && s.runs == 42));
+        assert!(s.is_some_and(|s| {
+            (s.cpu_s - 2.0).abs() < 1e-9 && (s.wait_s - 0.5).abs() < 1e-9 && s.runs == 42
+        }));
     }
 }
