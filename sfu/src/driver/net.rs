@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
-use str0m::net::Protocol;
+use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, sendmmsg};
+use str0m::net::{Protocol, Transmit};
 
 use super::demux::{AddrTable, Demuxed, UfragTable};
 use super::metrics::SfuMetrics;
@@ -21,6 +22,43 @@ pub(crate) const MAX_DATAGRAM: usize = 2048;
 const POLL: Duration = Duration::from_millis(200);
 /// Forget addresses of ended sessions this often.
 const ADDR_SWEEP: Duration = Duration::from_secs(5);
+
+/// Most datagrams handed to the kernel in one `sendmmsg`.
+pub(crate) const SEND_BATCH: usize = 32;
+
+/// Sends `batch` (UDP transmits) with as few `sendmmsg` calls as possible, then clears it.
+/// A partial or failed batch falls back to one `send_to` per remaining datagram, so nothing
+/// is silently skipped. Allocates per batch (the syscall headers), never per datagram.
+pub(crate) fn send_batch(socket: &UdpSocket, batch: &mut Vec<Transmit>, metrics: &SfuMetrics) {
+    use std::os::fd::AsRawFd as _;
+    let mut start = 0;
+    while start < batch.len() {
+        let chunk = &batch[start..batch.len().min(start + SEND_BATCH)];
+        let addrs: Vec<Option<SockaddrStorage>> = chunk
+            .iter()
+            .map(|t| Some(SockaddrStorage::from(t.destination)))
+            .collect();
+        let iovs: Vec<[std::io::IoSlice<'_>; 1]> =
+            chunk.iter().map(|t| [std::io::IoSlice::new(&t.contents)]).collect();
+        let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(chunk.len(), None);
+        let sent = sendmmsg(
+            socket.as_raw_fd(),
+            &mut headers,
+            &iovs,
+            &addrs,
+            [],
+            MsgFlags::MSG_DONTWAIT,
+        )
+        .map_or(0, |results| results.count());
+        for t in &chunk[sent..] {
+            if socket.send_to(&t.contents, t.destination).is_err() {
+                metrics.send_errors.inc();
+            }
+        }
+        start += chunk.len();
+    }
+    batch.clear();
+}
 
 /// Receives on the shared UDP socket until `stop`, routing each datagram to its worker.
 pub(crate) fn udp_receive_loop(

@@ -107,6 +107,8 @@ pub(crate) struct Worker {
     events: Vec<(u64, Event)>,
     /// The other half of the event double buffer.
     spare: Vec<(u64, Event)>,
+    /// UDP transmits waiting for the next `sendmmsg` (flushed at the end of every `flush`).
+    outbox: Vec<str0m::net::Transmit>,
 }
 
 impl Worker {
@@ -120,6 +122,7 @@ impl Worker {
             dirty: Vec::with_capacity(64),
             events: Vec::with_capacity(64),
             spare: Vec::with_capacity(64),
+            outbox: Vec::with_capacity(4 * super::net::SEND_BATCH),
         }
     }
 
@@ -245,6 +248,9 @@ impl Worker {
                 self.spare = events;
             }
         }
+        if !self.outbox.is_empty() {
+            super::net::send_batch(&self.shared.socket, &mut self.outbox, &self.shared.metrics);
+        }
     }
 
     fn drain(&mut self, id: u64) {
@@ -259,7 +265,14 @@ impl Worker {
                     break;
                 }
                 Ok(Output::Transmit(t)) => {
-                    send(&self.shared, &self.tcp_writers, &t);
+                    if t.proto == Protocol::Udp {
+                        self.outbox.push(t);
+                        if self.outbox.len() >= 4 * super::net::SEND_BATCH {
+                            super::net::send_batch(&self.shared.socket, &mut self.outbox, &self.shared.metrics);
+                        }
+                    } else {
+                        send_tcp(&self.shared, &self.tcp_writers, &t);
+                    }
                 }
                 Ok(Output::Event(event)) => self.events.push((id, event)),
                 Err(err) => {
@@ -555,24 +568,16 @@ impl Worker {
     }
 }
 
-/// Sends one transmit from a session: UDP through the shared socket, TCP through the
-/// connection's writer (RFC 4571 framing is added by the TCP side).
-fn send(shared: &Shared, tcp: &HashMap<SocketAddr, Sender<Vec<u8>>>, t: &str0m::net::Transmit) {
-    match t.proto {
-        Protocol::Udp => {
-            if let Err(err) = shared.socket.send_to(&t.contents, t.destination) {
+/// Sends one ICE-TCP transmit through its connection's writer (RFC 4571 framing is added
+/// there).
+fn send_tcp(shared: &Shared, tcp: &HashMap<SocketAddr, Sender<Vec<u8>>>, t: &str0m::net::Transmit) {
+    match tcp.get(&t.destination) {
+        Some(writer) => {
+            if writer.send(Vec::from(&*t.contents)).is_err() {
                 shared.metrics.send_errors.inc();
-                tracing::trace!(error = %err, "UDP send failed");
             }
         }
-        _ => match tcp.get(&t.destination) {
-            Some(writer) => {
-                if writer.send(Vec::from(&*t.contents)).is_err() {
-                    shared.metrics.send_errors.inc();
-                }
-            }
-            None => shared.metrics.send_errors.inc(),
-        },
+        None => shared.metrics.send_errors.inc(),
     }
 }
 
