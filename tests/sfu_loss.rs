@@ -113,9 +113,15 @@ async fn viewer_keeps_decoding_with_lossy_publisher_link() {
         fps >= 8.0,
         "viewer keeps decoding ({fps:.1} fps): {start} → {end}"
     );
+    // Bounded, not zero: a lost packet costs a NACK round trip through the 40 ms link, which
+    // Chromium may count as a short freeze. Measured 4–7 per 15 s (1–3 s frozen in total).
     assert!(
-        freezes <= 6.0,
+        freezes <= 10.0,
         "freezes bounded ({freezes} in 15 s): {start} → {end}"
+    );
+    assert!(
+        frozen <= 0.3 * window.as_secs_f64(),
+        "frozen at most 30 % of the time ({frozen:.2} s): {start} → {end}"
     );
     viewer.close().await.ok();
     publisher.close().await.ok();

@@ -5,11 +5,6 @@
 //! [`Severity`] is ordered by gravity (`Unknown < Minor < Moderate < Severe < Extreme`) so a
 //! `min_severity` filter is `alert_severity >= min`; the CAP spelling order is [`Severity::ALL`].
 
-use std::fmt;
-use std::str::FromStr;
-
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
 /// A string that is not one of an enumeration's allowed values. Callers turn it into a
 /// [`CapError::BadEnum`](super::CapError::BadEnum) with the element path.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -45,36 +40,38 @@ macro_rules! cap_enum {
             }
         }
 
-        impl FromStr for $name {
-            type Err = UnknownValue;
+        impl ::std::str::FromStr for $name {
+            type Err = $crate::cap::enums::UnknownValue;
             fn from_str(s: &str) -> Result<Self, Self::Err> {
                 match s {
                     $($wire => Ok($name::$variant),)+
-                    _ => Err(UnknownValue { value: super::clip(s), allowed: Self::NAMES }),
+                    _ => Err($crate::cap::enums::UnknownValue { value: $crate::cap::clip(s), allowed: Self::NAMES }),
                 }
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 f.write_str(self.as_str())
             }
         }
 
-        impl Serialize for $name {
-            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        impl ::serde::Serialize for $name {
+            fn serialize<S: ::serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 serializer.serialize_str(self.as_str())
             }
         }
 
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let s = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        impl<'de> ::serde::Deserialize<'de> for $name {
+            fn deserialize<D: ::serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let s = <::std::borrow::Cow<'de, str> as ::serde::Deserialize>::deserialize(deserializer)?;
                 s.parse().map_err(serde::de::Error::custom)
             }
         }
     };
 }
+
+pub(crate) use cap_enum;
 
 cap_enum! {
     /// `alert/status`: the handling code of the message.
@@ -238,7 +235,8 @@ impl Severity {
     }
 
     /// Parses a filter value case-insensitively (`moderate`, `Moderate`, `MODERATE`), as query
-    /// strings such as `min_severity=moderate` spell it. CAP documents use [`FromStr`].
+    /// strings such as `min_severity=moderate` spell it. CAP documents use
+    /// [`FromStr`](std::str::FromStr).
     pub fn from_name_ignore_case(s: &str) -> Result<Self, UnknownValue> {
         Self::ALL
             .iter()
@@ -275,7 +273,10 @@ mod tests {
         assert_eq!("CBRNE".parse::<Category>(), Ok(Category::Cbrne));
         let err = "alert".parse::<MsgType>().expect_err("case matters");
         assert_eq!(err.allowed, MsgType::NAMES);
-        assert!(err.to_string().contains("Alert, Update, Cancel, Ack, Error"));
+        assert!(
+            err.to_string()
+                .contains("Alert, Update, Cancel, Ack, Error")
+        );
     }
 
     #[test]

@@ -26,9 +26,14 @@ pub struct Position {
 impl Position {
     /// The position of byte `offset` in `input` (clamped to its length).
     pub fn at(input: &[u8], offset: u64) -> Position {
-        let end = usize::try_from(offset).unwrap_or(usize::MAX).min(input.len());
+        let end = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(input.len());
         let before = &input[..end];
-        let line_start = before.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        let line_start = before
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |i| i + 1);
         let line = before.iter().filter(|b| **b == b'\n').count() + 1;
         // Count characters, not bytes: skip UTF-8 continuation bytes.
         let column = before[line_start..]
@@ -229,6 +234,9 @@ mod tests {
         let p = Position::at(input, 6);
         assert_eq!((p.line, p.column, p.offset), (2, 2, 6));
         assert_eq!(Position::at(input, 999).offset, input.len() as u64);
-        assert_eq!(Position::at(b"", 0).to_string(), "line 1, column 1 (byte 0)");
+        assert_eq!(
+            Position::at(b"", 0).to_string(),
+            "line 1, column 1 (byte 0)"
+        );
     }
 }

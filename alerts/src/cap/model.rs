@@ -10,7 +10,8 @@
 //! classification. [`Info::parameters`] holds the remaining, untyped parameters.
 //!
 //! JSON is `serde` with CAP's element names as camelCase keys; absent optionals and empty lists
-//! are omitted. Deserializing goes through the same decoder as XML (see [`json`](super::json)).
+//! are omitted. Deserializing goes through the same decoder as XML (see
+//! [`read_json`](super::read_json)).
 
 use serde::Serialize;
 

@@ -97,7 +97,9 @@ impl KindSet {
 
     /// The kinds in the set, in index order.
     pub fn iter(self) -> impl Iterator<Item = AlertKind> {
-        AlertKind::ALL.into_iter().filter(move |&k| self.contains(k))
+        AlertKind::ALL
+            .into_iter()
+            .filter(move |&k| self.contains(k))
     }
 }
 
@@ -338,5 +340,41 @@ impl UnknownName {
             what,
             name: name.chars().take(32).collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_names_round_trip() {
+        for k in AlertKind::ALL {
+            assert_eq!(k.as_str().parse::<AlertKind>(), Ok(k));
+        }
+        for s in Severity::ALL {
+            assert_eq!(s.as_str().parse::<Severity>(), Ok(s));
+        }
+        assert!("Food".parse::<AlertKind>().is_err(), "names are lowercase");
+        let long = "x".repeat(1000).parse::<Severity>().expect_err("unknown");
+        assert!(long.to_string().len() < 80, "the echoed name is clipped");
+    }
+
+    #[test]
+    fn severities_are_ordered_and_kind_sets_are_bitsets() {
+        assert!(Severity::Extreme > Severity::Severe && Severity::Minor > Severity::Unknown);
+        let set: KindSet = [AlertKind::Food, AlertKind::Market].into_iter().collect();
+        assert_eq!(set.bits(), 0b1001);
+        assert!(set.contains(AlertKind::Market) && !set.contains(AlertKind::Consumer));
+        assert_eq!(set.iter().count(), 2);
+        assert!(KindSet::EMPTY.is_empty() && KindSet::ALL.iter().count() == 4);
+        let f = Filter {
+            kinds: set,
+            min_severity: Severity::Moderate,
+            ..Filter::all(RegionCode::from_u32(330_100).expect("valid"))
+        };
+        assert!(f.accepts(AlertKind::Food, Severity::Moderate));
+        assert!(!f.accepts(AlertKind::Food, Severity::Minor));
+        assert!(!f.accepts(AlertKind::SpotCheck, Severity::Extreme));
     }
 }

@@ -38,8 +38,10 @@ pub(crate) fn send_batch(socket: &UdpSocket, batch: &mut Vec<Transmit>, metrics:
             .iter()
             .map(|t| Some(SockaddrStorage::from(t.destination)))
             .collect();
-        let iovs: Vec<[std::io::IoSlice<'_>; 1]> =
-            chunk.iter().map(|t| [std::io::IoSlice::new(&t.contents)]).collect();
+        let iovs: Vec<[std::io::IoSlice<'_>; 1]> = chunk
+            .iter()
+            .map(|t| [std::io::IoSlice::new(&t.contents)])
+            .collect();
         let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(chunk.len(), None);
         let sent = sendmmsg(
             socket.as_raw_fd(),

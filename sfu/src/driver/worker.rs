@@ -268,7 +268,11 @@ impl Worker {
                     if t.proto == Protocol::Udp {
                         self.outbox.push(t);
                         if self.outbox.len() >= 4 * super::net::SEND_BATCH {
-                            super::net::send_batch(&self.shared.socket, &mut self.outbox, &self.shared.metrics);
+                            super::net::send_batch(
+                                &self.shared.socket,
+                                &mut self.outbox,
+                                &self.shared.metrics,
+                            );
                         }
                     } else {
                         send_tcp(&self.shared, &self.tcp_writers, &t);
