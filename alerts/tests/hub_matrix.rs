@@ -3,13 +3,15 @@
 //! Every subscriber is checked twice: live (subscribed before the publishes) and through a
 //! replay (subscribed after, `since = 0`), which take different code paths in the hub.
 
+mod hub_util;
+
+use hub_util::{alert, code};
+
 use std::time::Instant;
 
-use alerts::hub::{
-    AlertKind, Delivery, Filter, Hub, HubConfig, KindSet, MsgType, PublishedAlert, Severity, SubId,
-};
+use alerts::hub::{AlertKind, Delivery, Filter, Hub, HubConfig, KindSet, Severity, SubId};
 use bytes::Bytes;
-use tiers::{RegionCode, RegionTree};
+use tiers::RegionTree;
 
 use AlertKind::{Consumer, Food, Market, SpotCheck};
 use Severity::{Extreme, Minor, Moderate, Severe, Unknown};
@@ -66,24 +68,6 @@ const KIND_TABLE: [&str; 4] = [
     "...x....", // spot-check or consumer, severe and up
     ".....x..", // market, extreme only
 ];
-
-fn code(c: u32) -> RegionCode {
-    RegionCode::from_u32(c).expect("valid code")
-}
-
-fn alert(seq: u64, regions: &[u32], kind: AlertKind, severity: Severity) -> PublishedAlert {
-    PublishedAlert {
-        seq,
-        id: format!("alert-{seq}"),
-        kind,
-        severity,
-        regions: regions.iter().map(|&c| code(c)).collect(),
-        msg_type: MsgType::Alert,
-        references: Vec::new(),
-        expires: None,
-        frame: Bytes::from(format!("frame {seq}")),
-    }
-}
 
 fn drain(hub: &mut Hub, sub: SubId) -> Vec<u64> {
     let mut seqs = Vec::new();

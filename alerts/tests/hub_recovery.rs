@@ -8,14 +8,18 @@
 //! alerts, a matcher written with `RegionTree::contains`, and the retention window.
 //! Edge cases of `since` (gaps, floor, age, clients ahead) are in `hub_recovery_edges.rs`.
 
+mod hub_util;
+
+use hub_util::{alert, code};
+
 use std::time::Instant;
 
 use alerts::hub::{
-    AlertKind, Delivery, Filter, Hub, HubConfig, HubEvent, MsgType, PublishedAlert, Severity, SubId,
+    AlertKind, Delivery, Filter, Hub, HubConfig, HubEvent, PublishedAlert, Severity, SubId,
 };
 use bytes::Bytes;
 use proptest::prelude::*;
-use tiers::{RegionCode, RegionTree};
+use tiers::RegionTree;
 
 const REGIONS: [u32; 7] = [
     330_000, 330_100, 330_106, 330_102, 330_200, 330_203, 330_300,
@@ -23,24 +27,6 @@ const REGIONS: [u32; 7] = [
 const RETAIN: usize = 6;
 const CAPACITY: usize = 3;
 const CLIENTS: usize = 4;
-
-fn code(c: u32) -> RegionCode {
-    RegionCode::from_u32(c).expect("valid code")
-}
-
-fn alert(seq: u64, regions: &[u32], kind: AlertKind, severity: Severity) -> PublishedAlert {
-    PublishedAlert {
-        seq,
-        id: format!("alert-{seq}"),
-        kind,
-        severity,
-        regions: regions.iter().map(|&c| code(c)).collect(),
-        msg_type: MsgType::Alert,
-        references: Vec::new(),
-        expires: None,
-        frame: Bytes::from(format!("frame {seq}")),
-    }
-}
 
 #[derive(Debug, Clone)]
 enum Op {

@@ -3,32 +3,15 @@
 //! older than retention by count or by age; replays honour kind filters; unsubscribing during a
 //! replay; the `Ready` that starts a replay.
 
+mod hub_util;
+
+use hub_util::{alert, code};
+
 use std::time::{Duration, Instant};
 
-use alerts::hub::{
-    AlertKind, Delivery, Filter, Hub, HubConfig, HubEvent, KindSet, MsgType, PublishedAlert,
-    Severity,
-};
+use alerts::hub::{AlertKind, Delivery, Filter, Hub, HubConfig, HubEvent, KindSet, Severity};
 use bytes::Bytes;
-use tiers::{RegionCode, RegionTree};
-
-fn code(c: u32) -> RegionCode {
-    RegionCode::from_u32(c).expect("valid code")
-}
-
-fn alert(seq: u64, regions: &[u32], kind: AlertKind, severity: Severity) -> PublishedAlert {
-    PublishedAlert {
-        seq,
-        id: format!("alert-{seq}"),
-        kind,
-        severity,
-        regions: regions.iter().map(|&c| code(c)).collect(),
-        msg_type: MsgType::Alert,
-        references: Vec::new(),
-        expires: None,
-        frame: Bytes::from(format!("frame {seq}")),
-    }
-}
+use tiers::RegionTree;
 
 #[test]
 fn since_edges_gaps_floor_and_age() {

@@ -95,22 +95,29 @@ fn check_room_name(room: &str) -> Result<(), ApiError> {
     }
 }
 
-fn sdp_body(headers: &HeaderMap, body: &Bytes) -> Result<String, ApiError> {
+/// 415 unless the request's `Content-Type` is `expected` (parameters such as `charset` allowed).
+fn require_content_type(headers: &HeaderMap, expected: &str) -> Result<(), ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if !content_type
+    if content_type
         .trim()
         .to_ascii_lowercase()
-        .starts_with("application/sdp")
+        .starts_with(expected)
     {
-        return Err(ApiError::new(
+        Ok(())
+    } else {
+        Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
-            "send the SDP offer with Content-Type: application/sdp",
-        ));
+            format!("send Content-Type: {expected}"),
+        ))
     }
+}
+
+fn sdp_body(headers: &HeaderMap, body: &Bytes) -> Result<String, ApiError> {
+    require_content_type(headers, "application/sdp")?;
     String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::bad_request("bad_sdp", "the offer is not UTF-8"))
 }
@@ -298,21 +305,7 @@ pub async fn patch(
     let id: u64 = id
         .parse()
         .map_err(|_| ApiError::from(SfuError::NoSuchSession))?;
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !content_type
-        .trim()
-        .to_ascii_lowercase()
-        .starts_with("application/trickle-ice-sdpfrag")
-    {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send Content-Type: application/trickle-ice-sdpfrag",
-        ));
-    }
+    require_content_type(&headers, "application/trickle-ice-sdpfrag")?;
     let frag = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::bad_request("bad_sdp", "the fragment is not UTF-8"))?;
     let region = room_region(&state, &room).await?;
