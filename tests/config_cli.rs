@@ -238,3 +238,49 @@ fn regions_prints_the_tree() {
     let (status, _, err) = run(&["regions", "320000"], &[]);
     assert_eq!(status.code(), Some(2), "{err}");
 }
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    use std::io::{BufRead as _, BufReader};
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut child = std::process::Command::new(common::binary())
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--data-dir",
+        ])
+        .arg(tmp.path().join("d"))
+        .env("HUBCAST_SFU__UDP_LISTEN", "127.0.0.1:0")
+        .env("HUBCAST_SFU__TCP_LISTEN", "127.0.0.1:0")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let mut seen = Vec::new();
+    while let Some(Ok(line)) = lines.next() {
+        let value: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            value["level"].is_string() && value["timestamp"].is_string(),
+            "{line}"
+        );
+        let ready = value["fields"]["message"] == "hubcast ready";
+        seen.push(value);
+        if ready {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        seen.iter()
+            .any(|v| v["fields"]["message"] == "hubcast ready"),
+        "{seen:?}"
+    );
+}
