@@ -15,13 +15,23 @@
 //!   with no gap and no duplicate, `Reset` when `since` is older than retention, live set for
 //!   the Atom feed.
 //!
-//! The store (SQLite, Redis) and the HTTP surface land with the rest of the alerts issue. The
-//! hub's `AlertKind`/`Severity` are the delivery vocabulary (query-string spellings); the
-//! CAP module's are the wire model (schema spellings); the HTTP layer maps one to the other.
+//! - [`store`]: the durable, numbered alert log behind the [`store::Store`] trait; the embedded
+//!   [`store::SqliteStore`] (WAL, `synchronous=FULL`: acknowledged means durable; gap-free
+//!   sequence numbers; idempotent on (sender, identifier); references resolved to sequence
+//!   numbers; archive query with region subtree, filters, Chinese full text (FTS5 trigram) and
+//!   keyset cursors). Builds the hub's [`hub::PublishedAlert`] from a stored alert.
+//!
+//! - [`convert`]: the hub's `AlertKind`/`Severity`/`MsgType` are the delivery vocabulary
+//!   (query-string spellings); the CAP module's are the wire model (schema spellings); `From`
+//!   and `TryFrom` map one to the other.
+//!
+//! The Redis store and the HTTP surface land with the rest of the alerts issue.
 //!
 //! # Architecture invariants
 //! - `cap` is pure: no I/O, no clock reads (`now` is passed in), no panics on any input.
 //! - Never imports the `sfu` crate.
 
 pub mod cap;
+pub mod convert;
 pub mod hub;
+pub mod store;

@@ -188,6 +188,9 @@ pub struct SfuSection {
     /// Minimum interval between keyframe requests per track layer. Default 500 ms (Jitsi
     /// 200 ms, mediasoup 1 s).
     pub keyframe_interval_ms: u64,
+    /// Estimate viewers' bandwidth (TWCC, pacing, probing) and pick simulcast layers by it.
+    /// Default true; false saves ~30 % CPU per forwarded packet on LANs (BENCHMARKS.md).
+    pub viewer_bwe: bool,
 }
 
 impl Default for SfuSection {
@@ -201,6 +204,7 @@ impl Default for SfuSection {
             max_peers_per_room: 400,
             connect_timeout_secs: 15,
             keyframe_interval_ms: 500,
+            viewer_bwe: true,
         }
     }
 }

@@ -217,6 +217,7 @@ fn sfu_settings(section: &super::SfuSection) -> Result<sfu::driver::SfuConfig, C
             "keyframe_interval_ms",
             section.keyframe_interval_ms,
         )?),
+        viewer_bwe: section.viewer_bwe,
         ..defaults
     })
 }

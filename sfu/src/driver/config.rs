@@ -33,6 +33,11 @@ pub struct SfuConfig {
     /// Initial bandwidth estimate toward a viewer, bits/s. Default 1.5 Mbit/s: enough for the
     /// middle simulcast layer, so a new viewer starts sharp and probes upward.
     pub initial_bwe_bps: u64,
+    /// Estimate each viewer's bandwidth (TWCC + pacing + probing) and choose simulcast layers
+    /// by it. Default on: viewers on congested links get a layer they can take. Off, layers
+    /// follow only the viewer's request and packets go out unpaced, which costs about a third
+    /// less CPU per forwarded packet (BENCHMARKS.md) — for LAN-only deployments.
+    pub viewer_bwe: bool,
     /// Minimum interval between keyframe requests per (track, layer). Default 500 ms (Jitsi
     /// uses 200 ms minimum, mediasoup 1 s).
     pub keyframe_interval: Duration,
@@ -50,6 +55,7 @@ impl Default for SfuConfig {
             connect_timeout: Duration::from_secs(15),
             worker_queue: 8192,
             initial_bwe_bps: 1_500_000,
+            viewer_bwe: true,
             keyframe_interval: Duration::from_millis(500),
         }
     }

@@ -110,7 +110,7 @@ pub(crate) fn accept(
         .enable_vp8(true)
         .enable_vp9(true)
         .enable_h264(true);
-    if matches!(kind, SessionKind::Play(_)) {
+    if matches!(kind, SessionKind::Play(_)) && config.viewer_bwe {
         builder = builder.enable_bwe(Some(Bitrate::bps(config.initial_bwe_bps)));
     }
     let mut rtc = builder.build(now);

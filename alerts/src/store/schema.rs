@@ -1,0 +1,164 @@
+//! The SQLite schema, its migrations, and the connection settings durability rests on.
+//!
+//! # Tables (version 1)
+//! ```text
+//! alerts            seq INTEGER PRIMARY KEY        -- gap-free, assigned in append's transaction
+//!                   sender, identifier             -- UNIQUE: CAP's identity, idempotency key
+//!                   sent_unix, expires_unix        -- times; index on sent_unix (archive range)
+//!                   kind TEXT, severity INTEGER    -- hub vocabulary: 'food', rank 0..=4
+//!                   msg_type, status TEXT          -- CAP spellings
+//!                   regions, inherited_regions     -- comma-separated GB2260 codes (read back)
+//!                   refs TEXT                      -- comma-separated referenced seqs
+//!                   publisher, received_unix       -- audit
+//!                   xml, json, raw TEXT            -- normalized XML, compact JSON, as received
+//! alert_regions     (region, seq) PK, own          -- own + inherited regions, for region search
+//! alert_references  (ref_seq, seq) PK              -- "what updated or cancelled #ref_seq"
+//! alerts_fts        fts5(body, tokenize=trigram)   -- rowid = seq; the searchable text
+//! ```
+//! `STRICT` tables: a wrong type is an error, not a silent conversion.
+//!
+//! # Migrations
+//! `PRAGMA user_version` is the schema version. [`migrate`] applies, in one transaction each,
+//! every migration above the file's version; a file newer than this build is refused
+//! ([`StoreError::SchemaTooNew`]) rather than written with an older idea of the schema. A new
+//! version appends a statement to `MIGRATIONS`; shipped ones are never edited.
+
+use std::time::Duration;
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::StoreError;
+
+/// The schema version this build writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Migration `i` takes a database from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: the alert log, its indexes and the full-text table.
+    "CREATE TABLE alerts (
+        seq               INTEGER PRIMARY KEY,
+        sender            TEXT NOT NULL,
+        identifier        TEXT NOT NULL,
+        sent_unix         INTEGER NOT NULL,
+        expires_unix      INTEGER,
+        kind              TEXT NOT NULL,
+        severity          INTEGER NOT NULL,
+        msg_type          TEXT NOT NULL,
+        status            TEXT NOT NULL,
+        regions           TEXT NOT NULL,
+        inherited_regions TEXT NOT NULL,
+        refs              TEXT NOT NULL,
+        publisher         TEXT NOT NULL,
+        received_unix     INTEGER NOT NULL,
+        xml               TEXT NOT NULL,
+        json              TEXT NOT NULL,
+        raw               TEXT NOT NULL,
+        UNIQUE (sender, identifier)
+    ) STRICT;
+    CREATE INDEX alerts_sent ON alerts (sent_unix);
+    CREATE TABLE alert_regions (
+        region INTEGER NOT NULL,
+        seq    INTEGER NOT NULL REFERENCES alerts (seq),
+        own    INTEGER NOT NULL,
+        PRIMARY KEY (region, seq)
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE alert_references (
+        ref_seq INTEGER NOT NULL REFERENCES alerts (seq),
+        seq     INTEGER NOT NULL REFERENCES alerts (seq),
+        PRIMARY KEY (ref_seq, seq)
+    ) STRICT, WITHOUT ROWID;
+    CREATE VIRTUAL TABLE alerts_fts USING fts5 (body, tokenize = 'trigram');",
+];
+
+/// Settings of every connection: wait up to `busy_timeout` for another writer's lock instead
+/// of failing at once; check foreign keys.
+pub(super) fn configure(conn: &Connection, busy_timeout: Duration) -> Result<(), StoreError> {
+    conn.busy_timeout(busy_timeout)?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    Ok(())
+}
+
+/// Settings of the writer connection, on which acknowledged means durable:
+/// - `journal_mode=WAL`: readers never block the writer nor see a half-written transaction;
+///   persistent in the file.
+/// - `synchronous=FULL`: the WAL is fsynced at every commit, so a commit that returned survives
+///   power loss (WAL's default, `NORMAL`, may lose the last commits on power loss).
+pub(super) fn configure_writer(conn: &Connection) -> Result<(), StoreError> {
+    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "wal", |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::NotWal(mode));
+    }
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    let level: i64 = conn.pragma_query_value(None, "synchronous", |r| r.get(0))?;
+    if level < 2 {
+        return Err(StoreError::NotWal(format!("wal with synchronous={level}")));
+    }
+    Ok(())
+}
+
+/// The file's schema version.
+pub(super) fn version(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
+}
+
+/// Brings the schema up to [`SCHEMA_VERSION`]; each step is one transaction.
+pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    loop {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Read under the write lock: two processes opening a new file migrate it once.
+        let found = version(&tx)?;
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::SchemaTooNew {
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        let Some(step) = usize::try_from(found).ok().and_then(|i| MIGRATIONS.get(i)) else {
+            return Ok(()); // up to date (the transaction rolls back: nothing written)
+        };
+        tx.execute_batch(step)?;
+        tx.pragma_update(None, "user_version", found + 1)?;
+        tx.commit()?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_reach_the_current_version_once_and_refuse_newer_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.db");
+        let mut conn = Connection::open(&path).expect("open");
+        configure(&conn, Duration::from_secs(1)).expect("configure");
+        configure_writer(&conn).expect("wal");
+        assert_eq!(version(&conn).expect("version"), 0);
+        migrate(&mut conn).expect("migrate");
+        migrate(&mut conn).expect("idempotent");
+        assert_eq!(version(&conn).expect("version"), SCHEMA_VERSION);
+        let tokenized: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM pragma_table_list WHERE name = 'alerts_fts'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("fts table");
+        assert_eq!(tokenized, 1);
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .expect("bump");
+        assert!(matches!(
+            migrate(&mut conn),
+            Err(StoreError::SchemaTooNew { found, .. }) if found == SCHEMA_VERSION + 1
+        ));
+    }
+
+    #[test]
+    fn an_in_memory_database_is_refused_for_lack_of_wal() {
+        let conn = Connection::open_in_memory().expect("memory");
+        assert!(matches!(
+            configure_writer(&conn),
+            Err(StoreError::NotWal(mode)) if mode == "memory"
+        ));
+    }
+}

@@ -1,0 +1,326 @@
+//! [`SqliteStore`]: the embedded backend. One file under the data dir; one writer connection
+//! (appends serialize on it, and `BEGIN IMMEDIATE` serializes them with other processes) and a
+//! few reader connections (WAL lets them read while the writer commits).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, Row, params};
+use tiers::{RegionCode, RegionTree};
+
+use super::types::{MAX_PAGE, public_id};
+use super::{Appended, ArchiveQuery, Page, Store, StoreError, StoredAlert};
+use crate::cap::{Alert, DEFAULT_MAX_SIZE};
+use crate::convert::parse_msg_type;
+use crate::hub::Severity;
+
+/// Tunables of a [`SqliteStore`].
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// The regions the archive's region filter expands over (both ways, like the hub).
+    /// Default: Zhejiang, the shipped tree.
+    pub tree: RegionTree,
+    /// Largest stored document (body as received, normalized XML, JSON), bytes. Default
+    /// 1 MiB: 4× the publish limit ([`DEFAULT_MAX_SIZE`]), since normalizing (escaping,
+    /// indentation) can grow a document; the bound protects the file, the publish limit the
+    /// parser.
+    pub max_document_bytes: usize,
+    /// How long a statement waits for another connection's lock before failing. Default 5 s:
+    /// far above one append's commit (one fsync), short enough to surface a stuck writer.
+    pub busy_timeout: Duration,
+    /// Reader connections (at least 1). Default 2, one per core of the reference machine;
+    /// more readers than cores only queue in the kernel.
+    pub readers: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            tree: RegionTree::zhejiang(),
+            max_document_bytes: 4 * DEFAULT_MAX_SIZE,
+            busy_timeout: Duration::from_secs(5),
+            readers: 2,
+        }
+    }
+}
+
+/// The SQLite [`Store`]. Cheap to share (`Arc`); every method is synchronous.
+#[derive(Debug)]
+pub struct SqliteStore {
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+    config: StoreConfig,
+    path: PathBuf,
+}
+
+/// A poisoned lock only means another thread panicked mid-call; SQLite rolled its open
+/// transaction back when the guard's statement dropped, so the connection is still sound.
+fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store at `path` with the default [`StoreConfig`].
+    pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_with(path, StoreConfig::default())
+    }
+
+    /// Opens (creating if needed) the store at `path`: creates the directory, sets WAL and
+    /// `synchronous=FULL`, migrates the schema, opens the readers.
+    pub fn open_with(
+        path: impl AsRef<Path>,
+        config: StoreConfig,
+    ) -> Result<SqliteStore, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        if let Some(dir) = dir {
+            std::fs::create_dir_all(dir)?;
+        }
+        let created = !path.exists();
+        let mut writer = Connection::open(&path)?;
+        super::schema::configure(&writer, config.busy_timeout)?;
+        super::schema::configure_writer(&writer)?;
+        super::schema::migrate(&mut writer)?;
+        if created {
+            // The new file's directory entry must be durable too.
+            std::fs::File::open(dir.unwrap_or(Path::new(".")))?.sync_all()?;
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let readers = (0..config.readers.max(1))
+            .map(|_| {
+                let conn = Connection::open_with_flags(&path, flags)?;
+                super::schema::configure(&conn, config.busy_timeout)?;
+                Ok(Mutex::new(conn))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(SqliteStore {
+            writer: Mutex::new(writer),
+            readers,
+            next_reader: AtomicUsize::new(0),
+            config,
+            path,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The configuration it was opened with.
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    /// The body of alert `seq` exactly as it was received (audit).
+    pub fn received_body(&self, seq: u64) -> Result<Option<String>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached("SELECT raw FROM alerts WHERE seq = ?1")?;
+            let mut rows = stmt.query(params![to_sql_seq(seq)])?;
+            Ok(match rows.next()? {
+                Some(row) => Some(row.get(0)?),
+                None => None,
+            })
+        })
+    }
+
+    /// Runs `f` on a free reader connection (or waits for one, round robin).
+    pub(super) fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        let n = self.readers.len();
+        let free = (0..n).find_map(|i| self.readers[(start + i) % n].try_lock().ok());
+        let guard = free.unwrap_or_else(|| lock(&self.readers[start % n]));
+        f(&guard)
+    }
+}
+
+impl Store for SqliteStore {
+    fn append(
+        &self,
+        alert: &Alert,
+        raw: &str,
+        publisher: &str,
+        now_unix: i64,
+    ) -> Result<Appended, StoreError> {
+        let prepared = super::append::Prepared::new(alert, raw, publisher, now_unix, &self.config)?;
+        let mut conn = lock(&self.writer);
+        super::append::append(&mut conn, prepared)
+    }
+
+    fn get(&self, seq: u64) -> Result<Option<StoredAlert>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM alerts a WHERE a.seq = ?1");
+        self.read(|conn| Ok(select(conn, &sql, params![to_sql_seq(seq)])?.pop()))
+    }
+
+    fn by_identifier(
+        &self,
+        sender: &str,
+        identifier: &str,
+    ) -> Result<Option<StoredAlert>, StoreError> {
+        let sql =
+            format!("SELECT {COLUMNS} FROM alerts a WHERE a.sender = ?1 AND a.identifier = ?2");
+        self.read(|conn| Ok(select(conn, &sql, params![sender, identifier])?.pop()))
+    }
+
+    fn since(&self, after: u64, limit: usize) -> Result<Vec<StoredAlert>, StoreError> {
+        check_limit(limit)?;
+        let sql =
+            format!("SELECT {COLUMNS} FROM alerts a WHERE a.seq > ?1 ORDER BY a.seq LIMIT ?2");
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(|conn| select(conn, &sql, params![to_sql_seq(after), limit]))
+    }
+
+    fn last_seq(&self) -> Result<u64, StoreError> {
+        self.read(|conn| {
+            let last: i64 =
+                conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM alerts", [], |r| r.get(0))?;
+            Ok(u64::try_from(last).unwrap_or(0))
+        })
+    }
+
+    fn query(&self, query: &ArchiveQuery) -> Result<Page, StoreError> {
+        let plan = super::archive::plan(query, &self.config.tree)?;
+        self.read(|conn| super::archive::run(conn, &plan))
+    }
+}
+
+/// A page or batch size within `1..=MAX_PAGE`.
+pub(super) fn check_limit(limit: usize) -> Result<(), StoreError> {
+    if (1..=MAX_PAGE).contains(&limit) {
+        Ok(())
+    } else {
+        Err(StoreError::BadLimit {
+            limit,
+            max: MAX_PAGE,
+        })
+    }
+}
+
+/// Sequence numbers are SQLite integers; one above `i64::MAX` cannot exist, so clamp (a
+/// lookup then finds nothing, a `seq > after` finds nothing).
+pub(super) fn to_sql_seq(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+/// The columns `RawRow::read` expects, from table alias `a`.
+pub(super) const COLUMNS: &str = "a.seq, a.sender, a.identifier, a.sent_unix, a.expires_unix, \
+    a.kind, a.severity, a.msg_type, a.status, a.regions, a.inherited_regions, a.refs, \
+    a.publisher, a.received_unix, a.xml, a.json";
+
+/// Runs a `SELECT {COLUMNS} …` and converts every row.
+pub(super) fn select(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<StoredAlert>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(params, RawRow::read)?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(row?.convert()?);
+    }
+    Ok(out)
+}
+
+/// A row's columns as SQLite gave them; [`RawRow::convert`] checks and types them.
+struct RawRow {
+    seq: i64,
+    sender: String,
+    identifier: String,
+    sent_unix: i64,
+    expires_unix: Option<i64>,
+    kind: String,
+    severity: i64,
+    msg_type: String,
+    status: String,
+    regions: String,
+    inherited_regions: String,
+    refs: String,
+    publisher: String,
+    received_unix: i64,
+    xml: String,
+    json: String,
+}
+
+impl RawRow {
+    fn read(row: &Row<'_>) -> rusqlite::Result<RawRow> {
+        Ok(RawRow {
+            seq: row.get(0)?,
+            sender: row.get(1)?,
+            identifier: row.get(2)?,
+            sent_unix: row.get(3)?,
+            expires_unix: row.get(4)?,
+            kind: row.get(5)?,
+            severity: row.get(6)?,
+            msg_type: row.get(7)?,
+            status: row.get(8)?,
+            regions: row.get(9)?,
+            inherited_regions: row.get(10)?,
+            refs: row.get(11)?,
+            publisher: row.get(12)?,
+            received_unix: row.get(13)?,
+            xml: row.get(14)?,
+            json: row.get(15)?,
+        })
+    }
+
+    fn convert(self) -> Result<StoredAlert, StoreError> {
+        let seq = u64::try_from(self.seq).unwrap_or(0);
+        let corrupt = |reason: String| StoreError::Corrupt { seq, reason };
+        let severity = severity_from_rank(self.severity)
+            .ok_or_else(|| corrupt(format!("severity {}", self.severity)))?;
+        Ok(StoredAlert {
+            seq,
+            id: public_id(seq),
+            kind: self.kind.parse().map_err(|e| corrupt(format!("{e}")))?,
+            severity,
+            msg_type: parse_msg_type(&self.msg_type)
+                .ok_or_else(|| corrupt(format!("msg_type {}", self.msg_type)))?,
+            status: self.status.parse().map_err(|e| corrupt(format!("{e}")))?,
+            regions: parse_list(&self.regions, RegionCode::parse).map_err(corrupt)?,
+            inherited_regions: parse_list(&self.inherited_regions, RegionCode::parse)
+                .map_err(corrupt)?,
+            references: parse_list(&self.refs, str::parse::<u64>).map_err(corrupt)?,
+            sender: self.sender,
+            identifier: self.identifier,
+            sent_unix: self.sent_unix,
+            expires_unix: self.expires_unix,
+            publisher: self.publisher,
+            received_unix: self.received_unix,
+            xml: self.xml,
+            json: self.json,
+        })
+    }
+}
+
+/// The severity stored as its rank (`Severity as u8`).
+pub(super) fn severity_from_rank(rank: i64) -> Option<Severity> {
+    Severity::ALL
+        .into_iter()
+        .find(|s| i64::from(*s as u8) == rank)
+}
+
+/// Reads a comma-separated list written by [`join_list`].
+fn parse_list<T, E: std::fmt::Display>(
+    text: &str,
+    parse: impl Fn(&str) -> Result<T, E>,
+) -> Result<Vec<T>, String> {
+    if text.is_empty() {
+        return Ok(Vec::new());
+    }
+    text.split(',')
+        .map(|item| parse(item).map_err(|e| format!("list item `{item}`: {e}")))
+        .collect()
+}
+
+/// Writes a list as the `regions`, `inherited_regions` and `refs` columns hold it.
+pub(super) fn join_list<T: std::fmt::Display>(items: &[T]) -> String {
+    let parts: Vec<String> = items.iter().map(ToString::to_string).collect();
+    parts.join(",")
+}

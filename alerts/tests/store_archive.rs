@@ -1,0 +1,388 @@
+//! The archive query on a real SQLite file: region subtree both ways (the hub's rule), kind and
+//! severity filters, `sent` time range, Chinese full text (FTS5 trigram for terms of 3+
+//! characters, `LIKE` for 1–2), keyset pagination over 1000 alerts with inserts between pages
+//! (no duplicate, no skip), and bad cursors.
+
+mod store_util;
+
+use alerts::cap::{AlertKind as K, MsgType, Severity as S};
+use alerts::hub::{AlertKind, KindSet, Severity};
+use alerts::store::{ArchiveQuery, Cursor, SqliteStore, Store, StoreError};
+use store_util::*;
+
+/// One row of the fixture: identifier, kind, severity, regions, minutes after T0, headline,
+/// description.
+type Row = (
+    &'static str,
+    K,
+    S,
+    &'static [&'static str],
+    i64,
+    &'static str,
+    &'static str,
+);
+
+const FIXTURE: &[Row] = &[
+    (
+        "PROV",
+        K::FoodSafety,
+        S::Severe,
+        &["330000"],
+        0,
+        "全省夏季食品安全预警",
+        "高温天气注意食品储存。",
+    ),
+    (
+        "HZ",
+        K::SpotCheck,
+        S::Moderate,
+        &["330100"],
+        10,
+        "杭州市黄花菜抽检不合格",
+        "二氧化硫残留量超标。",
+    ),
+    (
+        "XIHU",
+        K::ConsumerWarning,
+        S::Minor,
+        &["330106"],
+        20,
+        "西湖区消费警示",
+        "谨防预付卡消费陷阱。",
+    ),
+    (
+        "YUHANG",
+        K::MarketTesting,
+        S::Extreme,
+        &["330110"],
+        30,
+        "余杭区市场检测结果",
+        "蔬菜农药残留检测。",
+    ),
+    (
+        "NINGBO",
+        K::FoodSafety,
+        S::Moderate,
+        &["330200"],
+        40,
+        "宁波市食品安全预警",
+        "干制品二氧化硫超标，请停止食用。",
+    ),
+    (
+        "HAISHU",
+        K::SpotCheck,
+        S::Unknown,
+        &["330203", "330106"],
+        50,
+        "海曙区与西湖区抽检",
+        "Benzoic ACID 苯甲酸超标。",
+    ),
+];
+
+fn load(store: &SqliteStore) {
+    for &(id, kind, severity, regions, minutes, headline, description) in FIXTURE {
+        let spec = Spec {
+            identifier: id.into(),
+            kind,
+            severity,
+            regions,
+            sent_unix: T0 + minutes * 60,
+            headline,
+            description,
+        };
+        append(store, &alert(&spec));
+    }
+}
+
+/// Identifiers of one full result (at most one page of 500), newest first.
+fn ids(store: &SqliteStore, query: ArchiveQuery) -> Vec<String> {
+    let page = store
+        .query(&ArchiveQuery {
+            limit: 500,
+            ..query
+        })
+        .expect("query");
+    assert_eq!(page.next_cursor, None);
+    page.items.into_iter().map(|a| a.identifier).collect()
+}
+
+fn region(code_str: &str) -> ArchiveQuery {
+    ArchiveQuery {
+        region: Some(code(code_str)),
+        ..ArchiveQuery::default()
+    }
+}
+
+fn text(q: &str) -> ArchiveQuery {
+    ArchiveQuery {
+        q: Some(q.into()),
+        ..ArchiveQuery::default()
+    }
+}
+
+#[test]
+fn region_filter_is_subtree_aware_both_ways() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir);
+    load(&store);
+    // A county sees its own alerts, its city's and its province's; not its siblings'.
+    assert_eq!(
+        ids(&store, region("330106")),
+        ["HAISHU", "XIHU", "HZ", "PROV"]
+    );
+    // A city sees its counties' alerts too.
+    assert_eq!(
+        ids(&store, region("330100")),
+        ["HAISHU", "YUHANG", "XIHU", "HZ", "PROV"]
+    );
+    assert_eq!(ids(&store, region("330200")), ["HAISHU", "NINGBO", "PROV"]);
+    assert_eq!(ids(&store, region("330000")).len(), FIXTURE.len());
+    assert_eq!(ids(&store, region("330108")), ["HZ", "PROV"]);
+    let beijing = region("110000");
+    assert!(matches!(
+        store.query(&beijing),
+        Err(StoreError::UnknownRegion(_))
+    ));
+
+    // A bare Cancel has no area: it is found where the alert it cancels was.
+    let xihu = store
+        .by_identifier(SENDER, "XIHU")
+        .expect("get")
+        .expect("stored");
+    let cancel = follow_up(&xihu.alert().expect("parses"), "XIHU-C", MsgType::Cancel);
+    append(&store, &cancel);
+    assert_eq!(ids(&store, region("330106"))[0], "XIHU-C");
+    assert_eq!(ids(&store, region("330100"))[0], "XIHU-C");
+    assert!(!ids(&store, region("330200")).contains(&"XIHU-C".to_owned()));
+}
+
+#[test]
+fn kind_severity_and_time_filters_combine() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir);
+    load(&store);
+    let kinds = |ks: &[AlertKind]| ArchiveQuery {
+        kinds: ks.iter().copied().collect::<KindSet>(),
+        ..ArchiveQuery::default()
+    };
+    assert_eq!(ids(&store, kinds(&[AlertKind::Food])), ["NINGBO", "PROV"]);
+    assert_eq!(
+        ids(&store, kinds(&[AlertKind::SpotCheck, AlertKind::Market])),
+        ["HAISHU", "YUHANG", "HZ"]
+    );
+    let min = |s: Severity| ArchiveQuery {
+        min_severity: s,
+        ..ArchiveQuery::default()
+    };
+    assert_eq!(ids(&store, min(Severity::Severe)), ["YUHANG", "PROV"]);
+    assert_eq!(
+        ids(&store, min(Severity::Minor)).len(),
+        FIXTURE.len() - 1,
+        "not Unknown"
+    );
+    assert_eq!(ids(&store, min(Severity::Unknown)).len(), FIXTURE.len());
+
+    // `from` inclusive, `to` exclusive, on `sent`.
+    let range = ArchiveQuery {
+        from: Some(T0 + 10 * 60),
+        to: Some(T0 + 40 * 60),
+        ..ArchiveQuery::default()
+    };
+    assert_eq!(ids(&store, range.clone()), ["YUHANG", "XIHU", "HZ"]);
+    let combined = ArchiveQuery {
+        region: Some(code("330100")),
+        kinds: KindSet::only(AlertKind::Market).with(AlertKind::Consumer),
+        min_severity: Severity::Moderate,
+        ..range
+    };
+    assert_eq!(ids(&store, combined), ["YUHANG"]);
+    let backwards = ArchiveQuery {
+        from: Some(T0 + 1),
+        to: Some(T0),
+        ..ArchiveQuery::default()
+    };
+    assert!(matches!(
+        store.query(&backwards),
+        Err(StoreError::BadQuery(_))
+    ));
+}
+
+#[test]
+fn chinese_full_text_uses_trigrams_and_falls_back_to_like_for_short_terms() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir);
+    load(&store);
+    let spot = append(&store, &parse(SPOT)).alert; // product and producer names are indexed
+    let spot_id = spot.identifier.as_str();
+
+    assert_eq!(ids(&store, text("二氧化硫")), [spot_id, "NINGBO", "HZ"]);
+    assert_eq!(
+        ids(&store, text("氧化硫")),
+        [spot_id, "NINGBO", "HZ"],
+        "any substring"
+    );
+    assert_eq!(
+        ids(&store, text("浙江青山食品有限公司")),
+        [spot_id],
+        "producer name"
+    );
+    assert_eq!(ids(&store, text("金针菜")), [spot_id], "product name");
+    assert_eq!(
+        ids(&store, text("西湖区")),
+        [spot_id, "HAISHU", "XIHU"],
+        "areaDesc"
+    );
+    assert_eq!(
+        ids(&store, text("benzoic acid")),
+        ["HAISHU"],
+        "ASCII case-folded"
+    );
+    // 1–2 characters: no trigram, LIKE over the same text.
+    assert_eq!(ids(&store, text("杭州")), [spot_id, "HZ"]);
+    assert_eq!(ids(&store, text("硫")), [spot_id, "NINGBO", "HZ"]);
+    assert_eq!(ids(&store, text("宁波")), ["NINGBO"]);
+    // Every term must match; long and short terms mix; filters still apply.
+    assert_eq!(ids(&store, text("二氧化硫 杭州")), [spot_id, "HZ"]);
+    assert_eq!(ids(&store, text("二氧化硫 宁波 干制品")), ["NINGBO"]);
+    let filtered = ArchiveQuery {
+        region: Some(code("330200")),
+        ..text("二氧化硫")
+    };
+    assert_eq!(ids(&store, filtered), ["NINGBO"]);
+    assert!(ids(&store, text("不存在的词语")).is_empty());
+    assert!(
+        ids(&store, text("%")).is_empty(),
+        "LIKE wildcards are literal"
+    );
+    assert!(ids(&store, text("\"")).is_empty(), "quotes are literal");
+    assert_eq!(
+        ids(&store, text("   ")).len(),
+        FIXTURE.len() + 1,
+        "blank: no text condition"
+    );
+    let long = text(&"字".repeat(201));
+    assert!(matches!(store.query(&long), Err(StoreError::BadQuery(_))));
+}
+
+#[test]
+fn pages_over_1000_alerts_with_inserts_between_pages_have_no_duplicate_and_no_skip() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir);
+    let regions: [&[&str]; 3] = [&["330106"], &["330203"], &["330100"]];
+    let make = |i: usize| {
+        let spec = Spec {
+            identifier: format!("P-{i}"),
+            regions: regions[i % 3],
+            sent_unix: T0 + i as i64,
+            description: if i.is_multiple_of(2) {
+                "二氧化硫超标"
+            } else {
+                "苯甲酸超标"
+            },
+            ..Spec::default()
+        };
+        alert(&spec)
+    };
+    // Inserted between pages; outside what the later queries select, so each query's expected
+    // result is exactly the 1000 loaded alerts it matches.
+    let newcomer = |i: usize| {
+        let spec = Spec {
+            identifier: format!("NEW-{i}"),
+            regions: &["330200"],
+            description: "无关内容",
+            ..Spec::default()
+        };
+        alert(&spec)
+    };
+    for i in 0..1000 {
+        append(&store, &make(i));
+    }
+    let expected: Vec<u64> = (1..=1000).rev().collect();
+    let expected_fts: Vec<u64> = (1..=1000u64)
+        .rev()
+        .filter(|s| (s - 1).is_multiple_of(2))
+        .collect();
+    let expected_region: Vec<u64> = (1..=1000u64).rev().filter(|s| (s - 1) % 3 != 1).collect();
+    let mut extra = 0;
+    for (query, expected) in [
+        (ArchiveQuery::default(), expected),
+        (text("二氧化硫"), expected_fts),
+        (region("330100"), expected_region),
+    ] {
+        let mut seen: Vec<u64> = Vec::new();
+        let mut cursor: Option<Cursor> = None;
+        let mut pages = 0;
+        loop {
+            let q = ArchiveQuery {
+                cursor,
+                limit: 37,
+                ..query.clone()
+            };
+            let page = store.query(&q).expect("page");
+            assert!(page.items.len() <= 37);
+            seen.extend(seqs(&page.items));
+            pages += 1;
+            // New alerts arrive between pages: they are newer than the first page, so they
+            // never appear later and never shift what comes next.
+            for _ in 0..3 {
+                append(&store, &newcomer(extra));
+                extra += 1;
+            }
+            match page.next_cursor {
+                Some(next) => {
+                    // Cursors travel as text (a query string) and come back.
+                    cursor = Some(next.to_string().parse().expect("own cursor"));
+                }
+                None => break,
+            }
+        }
+        assert_eq!(seen, expected, "newest first, each once");
+        assert_eq!(pages, expected.len().div_ceil(37));
+    }
+}
+
+#[test]
+fn bad_cursors_and_limits_are_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir);
+    load(&store);
+    for bad in ["", "not base64!", "Zm9v", "YzE6MA", "YzE6LTE"] {
+        assert!(
+            matches!(bad.parse::<Cursor>(), Err(StoreError::BadCursor)),
+            "{bad:?} is not a cursor"
+        );
+    }
+    let page = store
+        .query(&ArchiveQuery {
+            limit: 2,
+            ..ArchiveQuery::default()
+        })
+        .expect("first page");
+    assert_eq!(seqs(&page.items), [6, 5]);
+    let next = page.next_cursor.expect("more pages");
+    assert_eq!(next.seq(), 5);
+    let rest = store
+        .query(&ArchiveQuery {
+            cursor: Some(next),
+            limit: 500,
+            ..ArchiveQuery::default()
+        })
+        .expect("rest");
+    assert_eq!(seqs(&rest.items), [4, 3, 2, 1]);
+    assert_eq!(rest.next_cursor, None);
+    for limit in [0, 501, usize::MAX] {
+        let q = ArchiveQuery {
+            limit,
+            ..ArchiveQuery::default()
+        };
+        assert!(matches!(
+            store.query(&q),
+            Err(StoreError::BadLimit { max: 500, .. })
+        ));
+    }
+    let none = ArchiveQuery {
+        kinds: KindSet::EMPTY,
+        ..ArchiveQuery::default()
+    };
+    assert!(matches!(store.query(&none), Err(StoreError::BadQuery(_))));
+}

@@ -1,0 +1,285 @@
+//! The SQLite store's publish path on real files: round trip of the stored XML and JSON,
+//! gap-free sequence numbers across reopen and concurrent writers, idempotent re-posts and
+//! conflicts, references (unknown → nothing stored; Update/Cancel resolved), input bounds, and
+//! the hub's `PublishedAlert` built from a stored alert.
+
+mod store_util;
+
+use std::sync::Arc;
+
+use alerts::cap::{self, Alert, MsgType, write_xml};
+use alerts::hub;
+use alerts::store::{SqliteStore, Store, StoreConfig, StoreError};
+use store_util::*;
+
+#[test]
+fn append_then_get_returns_the_normalized_xml_byte_for_byte() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir);
+    let food = parse(FOOD);
+    let raw = std::str::from_utf8(FOOD).expect("utf-8");
+    let a = store
+        .append(&food, raw, "330100-amr", 1_000)
+        .expect("append");
+    assert!(a.created);
+    assert_eq!((a.seq, a.id.as_str()), (1, "1"));
+
+    let got = store.get(a.seq).expect("get").expect("stored");
+    assert_eq!(got, a.alert, "the append result is what a read returns");
+    assert_eq!(got.xml, write_xml(&food), "byte-for-byte");
+    assert_eq!(got.alert().expect("stored XML parses"), food);
+    assert_eq!(Alert::from_json(got.json.as_bytes()).expect("JSON"), food);
+    assert_eq!(store.received_body(1).expect("raw").as_deref(), Some(raw));
+    assert_eq!(store.get_by_id("1").expect("by id"), Some(got.clone()));
+    assert_eq!(store.get_by_id("01").expect("non-canonical id"), None);
+    assert_eq!(store.get(2).expect("absent"), None);
+    let by_ident = store.by_identifier(&food.sender, &food.identifier);
+    assert_eq!(by_ident.expect("by identifier"), Some(got.clone()));
+
+    assert_eq!(got.kind, hub::AlertKind::Food);
+    assert_eq!(got.severity, hub::Severity::Severe);
+    assert_eq!(got.msg_type, hub::MsgType::Alert);
+    assert_eq!(got.status, cap::Status::Actual);
+    assert_eq!(got.regions, food.regions().expect("regions"));
+    assert_eq!(got.sent_unix, food.sent.unix_seconds());
+    assert_eq!(got.expires_unix, food.expires_at());
+    assert_eq!(
+        (got.publisher.as_str(), got.received_unix),
+        ("330100-amr", 1_000)
+    );
+
+    let published = got.to_published();
+    assert_eq!(published.seq, 1);
+    assert_eq!(published.regions, got.regions);
+    assert_eq!(published.expires, food.expires_at().map(|t| t as u64));
+    let frame: serde_json::Value = serde_json::from_slice(&published.frame).expect("frame");
+    assert_eq!(frame["type"], "alert");
+    assert_eq!(frame["seq"], 1);
+    assert_eq!(frame["id"], "1");
+    assert_eq!(frame["alert"]["identifier"], food.identifier.as_str());
+    let alert = cap::alert_from_value(&frame["alert"]).expect("frame carries the CAP JSON");
+    assert_eq!(alert, food);
+}
+
+#[test]
+fn sequence_numbers_are_gap_free_across_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for round in 0..3u64 {
+        let store = open(&dir);
+        assert_eq!(store.last_seq().expect("last"), round * 4);
+        for i in 0..4 {
+            let spec = Spec {
+                identifier: format!("R{round}-{i}"),
+                ..Spec::default()
+            };
+            assert_eq!(append(&store, &alert(&spec)).seq, round * 4 + i + 1);
+        }
+    }
+    let store = open(&dir);
+    let all = store.since(0, 500).expect("since");
+    assert_eq!(seqs(&all), (1..=12).collect::<Vec<_>>());
+    assert_eq!(seqs(&store.since(7, 2).expect("since")), [8, 9]);
+    assert!(store.since(12, 10).expect("since").is_empty());
+    for bad in [0, 501] {
+        assert!(matches!(
+            store.since(0, bad),
+            Err(StoreError::BadLimit { max: 500, .. })
+        ));
+    }
+}
+
+#[test]
+fn concurrent_writers_get_distinct_gap_free_numbers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("alerts.db");
+    let a = Arc::new(SqliteStore::open(&path).expect("open"));
+    // A second handle on the same file stands for a second process.
+    let b = Arc::new(SqliteStore::open(&path).expect("open again"));
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let store = Arc::clone(if t % 2 == 0 { &a } else { &b });
+            std::thread::spawn(move || {
+                (0..15)
+                    .map(|i| {
+                        let spec = Spec {
+                            identifier: format!("T{t}-{i}"),
+                            ..Spec::default()
+                        };
+                        append(store.as_ref(), &alert(&spec)).seq
+                    })
+                    .collect::<Vec<u64>>()
+            })
+        })
+        .collect();
+    let mut all: Vec<u64> = Vec::new();
+    for t in threads {
+        let mine = t.join().expect("thread");
+        assert!(mine.windows(2).all(|w| w[0] < w[1]), "monotonic per writer");
+        all.extend(mine);
+    }
+    all.sort_unstable();
+    assert_eq!(all, (1..=60).collect::<Vec<_>>());
+    assert_eq!(b.last_seq().expect("last"), 60);
+}
+
+#[test]
+fn reposting_is_idempotent_and_changed_content_is_a_conflict() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir);
+    let spot = parse(SPOT);
+    let first = append(&store, &spot);
+    let raw_json = std::str::from_utf8(SPOT_JSON).expect("utf-8");
+    let from_json = Alert::from_json(SPOT_JSON).expect("JSON sample");
+    let again = store
+        .append(&from_json, raw_json, "other", 5)
+        .expect("re-post");
+    assert!(!again.created, "same (sender, identifier), same content");
+    assert_eq!((again.seq, &again.alert), (first.seq, &first.alert));
+    assert_eq!(store.last_seq().expect("last"), 1);
+
+    let mut changed = spot.clone();
+    changed.info[0].headline = Some("改过的标题".into());
+    match store.append(&changed, &changed.to_xml(), "p", 6) {
+        Err(StoreError::Conflict {
+            sender,
+            identifier,
+            seq,
+        }) => {
+            assert_eq!(
+                (sender, identifier, seq),
+                (spot.sender.clone(), spot.identifier.clone(), 1)
+            );
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert_eq!(store.last_seq().expect("last"), 1);
+    assert_eq!(store.get(1).expect("get").expect("kept").xml, spot.to_xml());
+}
+
+#[test]
+fn an_unknown_reference_fails_and_stores_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir);
+    let food = parse(FOOD);
+    for sample in [UPDATE, CANCEL] {
+        let err = store
+            .append(&parse(sample), "x", "p", 1)
+            .expect_err("references an alert the store does not have");
+        match err {
+            StoreError::UnknownReference { reference } => {
+                assert!(reference.contains("HZ-"), "{reference}");
+            }
+            other => panic!("expected UnknownReference, got {other:?}"),
+        }
+    }
+    append(&store, &food);
+    // Same sender and identifier, different `sent`: not the same message.
+    let mut update = parse(UPDATE);
+    let wrong = update
+        .references
+        .as_deref()
+        .expect("refs")
+        .replace("09:00:00", "09:00:01");
+    update.references = Some(wrong);
+    let err = store.append(&update, "x", "p", 1).expect_err("wrong sent");
+    assert!(matches!(err, StoreError::UnknownReference { .. }), "{err}");
+    assert_eq!(store.last_seq().expect("last"), 1, "nothing stored");
+    let update = parse(UPDATE);
+    let found = store.by_identifier(&update.sender, &update.identifier);
+    assert_eq!(found.expect("lookup"), None);
+    let page = store.query(&Default::default()).expect("query");
+    assert_eq!(seqs(&page.items), [1], "no half-written row is visible");
+}
+
+#[test]
+fn update_and_cancel_resolve_their_references_and_inherit_what_they_lack() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir);
+    let food = append(&store, &parse(FOOD)).alert;
+    let spot = append(&store, &parse(SPOT)).alert;
+    let update = append(&store, &parse(UPDATE)).alert;
+    assert_eq!(update.msg_type, hub::MsgType::Update);
+    assert_eq!(update.references, [food.seq]);
+    assert_eq!(update.severity, hub::Severity::Extreme, "its own info");
+    assert_eq!(update.regions, [code("330106"), code("330110")]);
+    assert_eq!(update.inherited_regions, [code("330100")]);
+    assert_eq!(update.to_published().regions, update.regions);
+
+    let cancel = append(&store, &parse(CANCEL)).alert;
+    assert_eq!(cancel.msg_type, hub::MsgType::Cancel);
+    assert_eq!(cancel.references, [spot.seq]);
+    assert_eq!(cancel.kind, hub::AlertKind::SpotCheck, "inherited");
+    assert_eq!(cancel.severity, spot.severity, "inherited");
+    assert!(cancel.regions.is_empty());
+    assert_eq!(cancel.inherited_regions, spot.regions);
+    let published = cancel.to_published();
+    assert_eq!(published.references, [spot.seq]);
+    assert_eq!(
+        published.regions, spot.regions,
+        "routed where the original was"
+    );
+    assert_eq!(store.get(cancel.seq).expect("get"), Some(cancel));
+
+    // A bare Cancel of a generated alert, and an Update of an Update.
+    let original = alert(&Spec::default());
+    append(&store, &original);
+    let up = follow_up(&original, "GEN-1-U", MsgType::Update);
+    let up_stored = append(&store, &up).alert;
+    let cancel2 = follow_up(&up, "GEN-1-C", MsgType::Cancel);
+    let c = append(&store, &cancel2).alert;
+    assert_eq!(c.references, [up_stored.seq]);
+    assert_eq!(c.severity, hub::Severity::Extreme);
+}
+
+#[test]
+fn inputs_are_bounded_and_only_public_messages_are_stored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = StoreConfig {
+        max_document_bytes: 4096,
+        ..StoreConfig::default()
+    };
+    let store = SqliteStore::open_with(dir.path().join("a.db"), config).expect("open");
+    let food = parse(FOOD);
+    let err = store
+        .append(&food, &"x".repeat(5000), "p", 1)
+        .expect_err("raw");
+    assert!(
+        matches!(
+            err,
+            StoreError::TooLarge {
+                what: "received body",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let mut big = food.clone();
+    big.info[0].description = Some("长".repeat(2000));
+    let err = store.append(&big, "x", "p", 1).expect_err("xml");
+    assert!(matches!(err, StoreError::TooLarge { .. }), "{err}");
+    let err = store
+        .append(&food, "x", &"p".repeat(300), 1)
+        .expect_err("publisher");
+    assert!(
+        matches!(
+            err,
+            StoreError::TooLarge {
+                what: "publisher",
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    let mut ack = food.clone();
+    ack.msg_type = MsgType::Ack;
+    let err = store
+        .append(&ack, "x", "p", 1)
+        .expect_err("Ack is not public");
+    assert!(matches!(err, StoreError::NotPublic(_)), "{err}");
+    let mut kindless = food;
+    kindless.info[0].event_codes.clear();
+    let err = store.append(&kindless, "x", "p", 1).expect_err("no kind");
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    assert_eq!(store.last_seq().expect("last"), 0);
+}
