@@ -117,7 +117,7 @@ pub enum SfuError {
     #[error("no such publisher in this room")]
     NoSuchPublisher,
     /// The room or node is at its peer cap (503).
-    #[error("peer limit reached ({0})")]
+    #[error("limit reached: too many {0}")]
     Full(&'static str),
     /// The worker's inbox is full or it is shutting down (503).
     #[error("media plane busy or stopping; retry")]

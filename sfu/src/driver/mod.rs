@@ -7,8 +7,9 @@
 //! `metrics`.
 //!
 //! Threads: one UDP receiver, one TCP acceptor (+ a reader and writer per ICE-TCP connection),
-//! `workers` workers. A room is pinned to `hash(room) % workers`, so all its sessions, and
-//! all forwarding between them, stay on one thread: no lock on the media path. Every channel
+//! `workers` workers. A room is pinned to one worker (the least loaded when the room first
+//! appears), so all its sessions, and all forwarding between them, stay on one thread: no
+//! lock on the media path. Every channel
 //! is bounded except the per-TCP-connection writer (bounded by the worker's output rate).
 
 mod api;
@@ -28,7 +29,6 @@ pub use config::SfuConfig;
 pub use demux::stun_local_ufrag;
 pub use metrics::SfuMetrics;
 
-use std::hash::{Hash as _, Hasher as _};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -53,6 +53,8 @@ struct Inner {
     udp_addr: SocketAddr,
     tcp_addr: Option<SocketAddr>,
     next_session: AtomicU64,
+    /// Which worker each room lives on (consulted per command, never per packet).
+    placement: Arc<std::sync::Mutex<Placement>>,
     stop: Arc<AtomicBool>,
     threads: std::sync::Mutex<Vec<JoinHandle<()>>>,
 }
@@ -110,7 +112,9 @@ impl Sfu {
         let socket = Arc::new(socket);
         let ufrags = demux::UfragTable::default();
         let stop = Arc::new(AtomicBool::new(false));
+        let placement = Arc::new(std::sync::Mutex::new(Placement::new(config.workers.max(1))));
         let shared = Shared {
+            placement: placement.clone(),
             config: config.clone(),
             socket: socket.clone(),
             udp_addr,
@@ -153,6 +157,7 @@ impl Sfu {
                 udp_addr,
                 tcp_addr,
                 next_session: AtomicU64::new(1),
+                placement,
                 stop,
                 threads: std::sync::Mutex::new(threads),
             }),
@@ -262,7 +267,11 @@ impl Sfu {
         make: impl FnOnce(Reply<T>) -> Command,
     ) -> Result<T, SfuError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let worker = &self.inner.workers[worker_for(room, self.inner.workers.len())];
+        let index = match self.inner.placement.lock() {
+            Ok(mut placement) => placement.worker_for(room).ok_or(SfuError::Full("rooms"))?,
+            Err(_) => return Err(SfuError::Busy),
+        };
+        let worker = &self.inner.workers[index];
         match worker.try_send(WorkerMsg::Command(make(tx))) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
@@ -277,11 +286,49 @@ impl Sfu {
     }
 }
 
-/// The worker a room is pinned to.
-fn worker_for(room: &str, workers: usize) -> usize {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    room.hash(&mut hasher);
-    (hasher.finish() % workers.max(1) as u64) as usize
+/// Most rooms on a node; a new room beyond it is refused (503).
+const MAX_ROOMS: usize = 10_000;
+
+/// Room → worker. A new room goes to the worker with the fewest rooms, so rooms spread evenly
+/// over the cores instead of by the luck of a hash; once placed, a room stays on its worker
+/// (all its sessions and all forwarding between them live there) until the worker reports it
+/// empty ([`Placement::release`]).
+#[derive(Debug)]
+pub(crate) struct Placement {
+    rooms: std::collections::HashMap<String, usize>,
+    load: Vec<usize>,
+}
+
+impl Placement {
+    fn new(workers: usize) -> Self {
+        Placement {
+            rooms: std::collections::HashMap::new(),
+            load: vec![0; workers],
+        }
+    }
+
+    /// The worker of `room`, placing it if new; `None` when the node is at [`MAX_ROOMS`].
+    fn worker_for(&mut self, room: &str) -> Option<usize> {
+        if let Some(&worker) = self.rooms.get(room) {
+            return Some(worker);
+        }
+        if self.rooms.len() >= MAX_ROOMS {
+            return None;
+        }
+        let worker = (0..self.load.len())
+            .min_by_key(|&w| self.load[w])
+            .unwrap_or(0);
+        self.load[worker] += 1;
+        self.rooms.insert(room.to_owned(), worker);
+        Some(worker)
+    }
+
+    /// Forgets `room` (its worker removed it: no sessions left).
+    pub(crate) fn release(&mut self, room: &str) {
+        if let Some(worker) = self.rooms.remove(room) {
+            self.load[worker] = self.load[worker].saturating_sub(1);
+        }
+    }
 }
 
 fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, StartError> {
@@ -289,4 +336,26 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>
         .name(name.to_owned())
         .spawn(f)
         .map_err(|e| StartError::Other(format!("spawning {name}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Placement;
+
+    #[test]
+    fn rooms_spread_over_workers_and_stay_put() {
+        let mut p = Placement::new(2);
+        let a = p.worker_for("a").expect("placed");
+        let b = p.worker_for("b").expect("placed");
+        assert_ne!(a, b, "two rooms, two workers");
+        assert_eq!(p.worker_for("a"), Some(a), "a room stays on its worker");
+        let placed: Vec<usize> = ["c", "d", "e", "f"]
+            .iter()
+            .filter_map(|r| p.worker_for(r))
+            .collect();
+        assert_eq!(placed.iter().filter(|&&w| w == 0).count(), 2, "{placed:?}");
+        // An emptied room frees its slot; the next new room takes the lighter worker.
+        p.release("a");
+        assert_eq!(p.worker_for("g"), Some(a));
+    }
 }

@@ -93,6 +93,8 @@ pub(crate) struct Shared {
     pub ufrags: UfragTable,
     pub metrics: SfuMetrics,
     pub peers: Arc<AtomicUsize>,
+    /// Room placement, told when a room empties (rare: never on the media path).
+    pub placement: Arc<std::sync::Mutex<super::Placement>>,
 }
 
 pub(crate) struct Worker {
@@ -370,14 +372,14 @@ impl Worker {
             }
         }
         if self.shared.peers.load(Ordering::Relaxed) >= config.max_peers {
-            return Err(SfuError::Full("node"));
+            return Err(SfuError::Full("peers on this node"));
         }
         let in_room = self
             .rooms
             .get(req.room.as_str())
             .map_or(0, RoomSlot::session_count);
         if in_room >= config.max_peers_per_room {
-            return Err(SfuError::Full("room"));
+            return Err(SfuError::Full("peers in this room"));
         }
         let now = Instant::now();
         let ufrag = format!("hc{id:x}{:04x}", rand_u16(id));
@@ -566,6 +568,9 @@ impl Worker {
         };
         if empty {
             self.rooms.remove(&session.room);
+            if let Ok(mut placement) = self.shared.placement.lock() {
+                placement.release(&session.room);
+            }
         }
         // Viewers of this publisher may need a keyframe from the next source.
         self.pump_room(&session.room);
