@@ -1,16 +1,17 @@
-//! Wiring: from validated [`Settings`] to a running hub (keys, token verifier, metrics, router,
-//! TLS, listener). `hubcast serve` and the in-process tests both start the hub through
+//! Wiring: from validated [`Settings`] to a running hub (keys, token verifier, metrics, alert
+//! store, router, TLS, listener). `hubcast serve` and the in-process tests both start the hub through
 //! [`start`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use tiers::TokenVerifier;
 use tokio::task::JoinHandle;
 
 use crate::config::{ConfigError, Settings, TlsMode};
-use crate::http::{AppState, router};
+use crate::http::{AlertsState, AppState, router};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 
@@ -56,6 +57,7 @@ pub async fn start(settings: &Settings, shutdown: Shutdown) -> anyhow::Result<Hu
     let verifier = TokenVerifier::new(&key, settings.leeway_secs, settings.regions.clone())
         .context("building the token verifier")?;
     let metrics = Metrics::new().context("registering metrics")?;
+    let alerts = open_alert_store(settings).await?;
     let (tls, self_signed_cert) = match &settings.tls {
         TlsMode::Off => (None, None),
         TlsMode::Files(config) => (Some(config.clone()), None),
@@ -79,6 +81,7 @@ pub async fn start(settings: &Settings, shutdown: Shutdown) -> anyhow::Result<Hu
         settings.http.clone(),
         shutdown.clone(),
         Some(sfu.clone()),
+        Some(alerts),
     );
     let app = router(state.clone());
     let listener = crate::server::bind(settings.listen, settings.http.backlog).map_err(|err| {
@@ -105,5 +108,34 @@ pub async fn start(settings: &Settings, shutdown: Shutdown) -> anyhow::Result<Hu
         state,
         shutdown,
         task,
+    })
+}
+
+/// Opens (creating and migrating if needed) `<data_dir>/alerts.sqlite3`; a failure is a start
+/// error naming `data_dir`.
+async fn open_alert_store(settings: &Settings) -> anyhow::Result<AlertsState> {
+    let path = settings.data_dir.join("alerts.sqlite3");
+    let config = alerts::store::StoreConfig {
+        tree: settings.regions.clone(),
+        // Normalizing (escaping, indentation) can grow a document: keep up to 4× the body.
+        max_document_bytes: 4 * settings.alerts.max_body_bytes,
+        readers: settings.alerts.store_readers,
+        ..alerts::store::StoreConfig::default()
+    };
+    let open_path = path.clone();
+    let opened = tokio::task::spawn_blocking(move || {
+        alerts::store::SqliteStore::open_with(open_path, config)
+    })
+    .await
+    .context("opening the alert store")?;
+    let store = opened.map_err(|err| {
+        ConfigError::new(
+            "data_dir",
+            format!("cannot open the alert store {}: {err}", path.display()),
+        )
+    })?;
+    Ok(AlertsState {
+        store: Arc::new(store),
+        max_body_bytes: settings.alerts.max_body_bytes,
     })
 }

@@ -1,4 +1,4 @@
-//! Command-line interface: `serve`, `check-config`, `token`, `regions`.
+//! Command-line interface: `serve`, `check-config`, `token`, `regions`, `alert publish`.
 
 use std::path::PathBuf;
 
@@ -27,6 +27,35 @@ pub enum Command {
     Token(TokenArgs),
     /// Print the region tree, or the subtree under CODE.
     Regions(RegionsArgs),
+    /// Public alerts: publish a CAP 1.2 file to a running hub.
+    #[command(subcommand)]
+    Alert(AlertCommand),
+}
+
+/// `hubcast alert …`.
+#[derive(Debug, Subcommand)]
+pub enum AlertCommand {
+    /// Post FILE.xml (CAP 1.2) or FILE.json (its JSON form) to `POST /api/v1/alerts` and print
+    /// the answer ({"id","seq","created"}); a refusal exits 1 with the hub's message.
+    Publish(PublishArgs),
+}
+
+/// `hubcast alert publish`.
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// The alert: CAP 1.2 XML (`.xml`) or JSON (`.json`); other names are sniffed.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Base URL of the hub (plain http; https is not supported by the CLI yet).
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    /// Bearer token (from `hubcast token`); visible to other local users in the process
+    /// list, so prefer --token-file.
+    #[arg(long, value_name = "T", conflicts_with = "token_file")]
+    pub token: Option<String>,
+    /// File holding the bearer token.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
 }
 
 /// Flags that override configuration (highest precedence: flag > env > file > default).
@@ -90,7 +119,7 @@ pub struct TokenArgs {
     /// Lifetime, e.g. 90s, 15m, 8h, 7d [default: auth.default_ttl, 8h].
     #[arg(long)]
     pub ttl: Option<String>,
-    /// Subject (who the token is for) [default: ROLE@REGION].
+    /// Subject (who the token is for); defaults to ROLE@REGION.
     #[arg(long)]
     pub sub: Option<String>,
     /// Bind the token to one meeting id.

@@ -1,11 +1,13 @@
 //! hubcast: the real-time operations hub of a provincial market-regulation administration.
 //!
 //! # Layout
-//! - `cli`, `commands`: the command line (`serve`, `check-config`, `token`, `regions`).
+//! - `cli`, `commands`: the command line (`serve`, `check-config`, `token`, `regions`);
+//!   `commands_alert`: `alert publish` (a minimal HTTP/1.1 client).
 //! - `config`: typed configuration, merged from defaults, file, env and flags, validated once.
 //! - `app`: wiring from settings to a running hub; `server`: the listener (plain or TLS,
 //!   connection cap, graceful shutdown); `shutdown`: the one shutdown signal.
-//! - `http`: the axum router, its error type, auth extractor, health and metrics endpoints.
+//! - `http`: the axum router, its error type, auth extractor, health and metrics endpoints,
+//!   WHIP/WHEP, alert publishing, reading and archive.
 //! - `keys`, `tls`: key material generated into the data dir (never shipped).
 //! - `metrics`, `telemetry`: Prometheus registry and structured logs.
 //!
@@ -16,6 +18,7 @@ pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod commands;
+pub mod commands_alert;
 pub mod config;
 pub mod http;
 pub mod keys;

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use hubcast::cli::{Cli, Command, ConfigArgs};
+use hubcast::cli::{AlertCommand, Cli, Command, ConfigArgs};
 use hubcast::config::{ConfigError, Settings, load};
 
 fn main() -> ExitCode {
@@ -71,6 +71,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "{}",
                 hubcast::commands::regions(&settings, args.code.as_deref())?
             );
+            Ok(())
+        }
+        Command::Alert(AlertCommand::Publish(args)) => {
+            let token = hubcast::commands_alert::token(args.token, args.token_file.as_deref())?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let answer = runtime.block_on(hubcast::commands_alert::publish(
+                &args.file,
+                &args.server,
+                &token,
+            ))?;
+            println!("{answer}");
             Ok(())
         }
     }

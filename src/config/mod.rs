@@ -3,7 +3,7 @@
 //!
 //! Sources, lowest precedence first: built-in defaults, the TOML file (`--config` /
 //! `HUBCAST_CONFIG`), environment variables `HUBCAST_…` (nested keys joined with `__`, e.g.
-//! `HUBCAST_TLS__CERT`), command-line flags. [`load`] merges them; [`Settings`] is the validated
+//! `HUBCAST_TLS__CERT`), command-line flags. [`load()`] merges them; [`Settings`] is the validated
 //! result the rest of the binary uses. Unknown keys are errors, so a typo never silently falls
 //! back to a default.
 
@@ -24,7 +24,8 @@ pub struct Config {
     /// Address of the one HTTP(S) listener for every page, API and WebSocket.
     /// Default `127.0.0.1:8080`: loopback only, so a first start exposes nothing.
     pub listen: String,
-    /// Directory for the signing key, generated certificates and (later) the alert store.
+    /// Directory for the signing key, generated certificates and the alert store
+    /// (`alerts.sqlite3`).
     pub data_dir: PathBuf,
     /// Logging.
     pub log: LogConfig,
@@ -38,6 +39,8 @@ pub struct Config {
     pub regions: RegionsConfig,
     /// The media plane (SFU).
     pub sfu: SfuSection,
+    /// Public alerts: publishing limits and the store.
+    pub alerts: AlertsConfig,
 }
 
 impl Default for Config {
@@ -51,6 +54,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             regions: RegionsConfig::default(),
             sfu: SfuSection::default(),
+            alerts: AlertsConfig::default(),
         }
     }
 }
@@ -205,6 +209,28 @@ impl Default for SfuSection {
             connect_timeout_secs: 15,
             keyframe_interval_ms: 500,
             viewer_bwe: true,
+        }
+    }
+}
+
+/// Public alerts: publishing limits and the embedded store (`<data_dir>/alerts.sqlite3`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// Largest body `POST /api/v1/alerts` accepts, bytes (413 beyond). Default 262144
+    /// (256 KiB): real CAP alerts are a few KiB; the limit bounds what an untrusted body can
+    /// make the parser hold. The store keeps documents up to 4× this (normalized XML grows).
+    pub max_body_bytes: usize,
+    /// Reader connections of the store (archive queries and `/alerts/{id}.xml`; the one
+    /// writer is separate). Default 2, one per core of the reference machine.
+    pub store_readers: usize,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            max_body_bytes: 256 * 1024,
+            store_readers: 2,
         }
     }
 }

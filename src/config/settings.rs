@@ -9,7 +9,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use tiers::{Algorithm, RegionTree};
 
-use super::{Config, ConfigError, HttpConfig, parse_duration_secs};
+use super::{AlertsConfig, Config, ConfigError, HttpConfig, parse_duration_secs};
 
 /// How the listener speaks.
 #[derive(Debug, Clone)]
@@ -51,6 +51,8 @@ pub struct Settings {
     pub regions_source: String,
     /// Media plane settings.
     pub sfu: sfu::driver::SfuConfig,
+    /// Public alerts, validated.
+    pub alerts: AlertsConfig,
     /// The merged configuration these settings came from (for `check-config`).
     pub config: Config,
 }
@@ -119,7 +121,9 @@ impl Settings {
             (None, None) => TlsMode::Off,
         };
         let sfu = sfu_settings(&config.sfu)?;
+        validate_alerts(&config.alerts)?;
         Ok(Settings {
+            alerts: config.alerts.clone(),
             sfu,
             listen,
             data_dir: config.data_dir.clone(),
@@ -273,6 +277,20 @@ fn validate_http(http: &HttpConfig) -> Result<(), ConfigError> {
     Ok(())
 }
 
+fn validate_alerts(alerts: &AlertsConfig) -> Result<(), ConfigError> {
+    if !(1024..=16 * 1024 * 1024).contains(&alerts.max_body_bytes) {
+        let message = "must be between 1024 and 16777216 (16 MiB)";
+        return Err(ConfigError::new("alerts.max_body_bytes", message));
+    }
+    if !(1..=64).contains(&alerts.store_readers) {
+        return Err(ConfigError::new(
+            "alerts.store_readers",
+            "must be between 1 and 64",
+        ));
+    }
+    Ok(())
+}
+
 fn decode_secret(text: &str) -> Result<Vec<u8>, ConfigError> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(text.trim())
@@ -343,6 +361,14 @@ mod tests {
                 Box::new(|c| c.sfu.public_ips = vec!["1.2.3".into()]),
             ),
             ("sfu.max_peers", Box::new(|c| c.sfu.max_peers = 0)),
+            (
+                "alerts.max_body_bytes",
+                Box::new(|c| c.alerts.max_body_bytes = 10),
+            ),
+            (
+                "alerts.store_readers",
+                Box::new(|c| c.alerts.store_readers = 0),
+            ),
             ("log.format", Box::new(|c| c.log.format = "xml".into())),
             (
                 "log.level",

@@ -2,8 +2,13 @@
 //!
 //! Layout: `error` (the one `IntoResponse` error type), `auth` (bearer-token extractor),
 //! `health` (liveness, readiness, `/ws/health`, debug routes), `observe` (metrics middleware and
-//! `/metrics`), `api` (`/api/v1/…`). Subsystems add their routes here as they land.
+//! `/metrics`), `api` (`/api/v1/…`), `media` (WHIP/WHEP), `alerts` (publish,
+//! `/alerts/{id}.xml`), `alerts_archive` (the archive query) and `alerts_error` (their error
+//! type). Subsystems add their routes here as they land.
 
+mod alerts;
+mod alerts_archive;
+mod alerts_error;
 mod api;
 mod auth;
 mod error;
@@ -11,6 +16,7 @@ mod health;
 mod media;
 mod observe;
 
+pub use alerts::AlertsState;
 pub use auth::Authenticated;
 pub use error::ApiError;
 
@@ -43,6 +49,7 @@ struct Inner {
     started: Instant,
     sfu: Option<sfu::driver::Sfu>,
     media_rooms: media::RoomRegistry,
+    alerts: Option<AlertsState>,
 }
 
 impl AppState {
@@ -54,6 +61,7 @@ impl AppState {
         http: HttpConfig,
         shutdown: Shutdown,
         sfu: Option<sfu::driver::Sfu>,
+        alerts: Option<AlertsState>,
     ) -> Self {
         AppState(Arc::new(Inner {
             metrics,
@@ -65,12 +73,18 @@ impl AppState {
             started: Instant::now(),
             sfu,
             media_rooms: media::RoomRegistry::default(),
+            alerts,
         }))
     }
 
     /// The media plane, when running.
     pub fn sfu(&self) -> Option<&sfu::driver::Sfu> {
         self.0.sfu.as_ref()
+    }
+
+    /// The alert store, when running.
+    pub fn alerts(&self) -> Option<&AlertsState> {
+        self.0.alerts.as_ref()
     }
 
     /// Room → convening region.
@@ -143,6 +157,11 @@ pub fn router(state: AppState) -> Router {
             delete(media::end).patch(media::patch),
         )
         .route("/whep/{room}/sessions/{id}/layer", post(media::layer))
+        .route(
+            "/api/v1/alerts",
+            post(alerts::publish).get(alerts_archive::archive),
+        )
+        .route("/alerts/{file}", get(alerts::get_alert))
         .route("/assets/{*path}", get(api::asset));
     if state.http().debug_routes {
         router = router.route("/debug/delay", get(health::debug_delay));

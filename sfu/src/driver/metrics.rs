@@ -122,7 +122,7 @@ impl SfuMetrics {
         Ok(metrics)
     }
 
-    /// Counts a dropped datagram. `reason` must be one of [`DROP_REASONS`].
+    /// Counts a dropped datagram. `reason` must be one of `DROP_REASONS`.
     pub fn dropped(&self, reason: &'static str) {
         debug_assert!(DROP_REASONS.contains(&reason));
         self.dropped_packets.with_label_values(&[reason]).inc();

@@ -1,0 +1,299 @@
+//! `hubcast alert publish FILE`: posts a CAP 1.2 alert (XML, or its JSON form) to a running hub
+//! and returns the hub's JSON answer (`{"id","seq","created"}`).
+//!
+//! The client is a minimal HTTP/1.1 exchange over `tokio::net::TcpStream`: one request with
+//! `Content-Length` and `Connection: close`, the answer read to EOF (bounded). Plain `http://`
+//! only; `https://` is refused with a clear message until the CLI carries a TLS client.
+//! Usage problems (file, URL, token) are [`ConfigError`]s (exit 2); a non-2xx answer is an error
+//! with the server's status, code and message (exit 1).
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use crate::config::ConfigError;
+
+/// Whole exchange: connect, send, read the answer (a publish waits for one fsync).
+const TIMEOUT: Duration = Duration::from_secs(60);
+/// Largest answer read.
+const MAX_RESPONSE: u64 = 4 * 1024 * 1024;
+
+/// The bearer token from `--token` or `--token-file` (exactly one), checked to be one
+/// header-safe word.
+pub fn token(flag: Option<String>, file: Option<&Path>) -> Result<String, ConfigError> {
+    let token = match (flag, file) {
+        (Some(token), None) => token,
+        (None, Some(path)) => std::fs::read_to_string(path).map_err(|err| {
+            ConfigError::new(
+                "token-file",
+                format!("cannot read {}: {err}", path.display()),
+            )
+        })?,
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new(
+                "token",
+                "give --token or --token-file, not both",
+            ));
+        }
+        (None, None) => {
+            let message = "give --token T or --token-file FILE (mint one with `hubcast token`)";
+            return Err(ConfigError::new("token", message));
+        }
+    };
+    let token = token.trim().to_owned();
+    if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        let message = "the token must be one word of printable ASCII (a JWT)";
+        return Err(ConfigError::new("token", message));
+    }
+    Ok(token)
+}
+
+/// The `Content-Type` for `file`: by extension (`.xml` / `.json`), else by its first
+/// non-blank byte (`<` or `{`).
+fn content_type(file: &Path, body: &[u8]) -> Result<&'static str, ConfigError> {
+    let ext = file
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    match ext.as_deref() {
+        Some("xml") => return Ok("application/cap+xml"),
+        Some("json") => return Ok("application/json"),
+        _ => {}
+    }
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'<') => Ok("application/cap+xml"),
+        Some(b'{') => Ok("application/json"),
+        _ => Err(ConfigError::new(
+            "FILE",
+            format!(
+                "{}: neither .xml nor .json, nor does it look like either",
+                file.display()
+            ),
+        )),
+    }
+}
+
+/// A parsed `http://host[:port][/base]` URL.
+#[derive(Debug, PartialEq, Eq)]
+struct ServerUrl {
+    /// `host:port` as written (the `Host` header).
+    authority: String,
+    host: String,
+    port: u16,
+    /// Path prefix without a trailing `/` (empty for the root).
+    base: String,
+}
+
+impl ServerUrl {
+    fn parse(url: &str) -> Result<ServerUrl, ConfigError> {
+        let bad = |why: &str| ConfigError::new("server", format!("{url:?}: {why}"));
+        let lower = url.to_ascii_lowercase();
+        if lower.starts_with("https://") {
+            return Err(bad(
+                "https not supported by the CLI yet; use http:// (e.g. on loopback)",
+            ));
+        }
+        if !lower.starts_with("http://") {
+            return Err(bad("expected http://HOST[:PORT]"));
+        }
+        let rest = &url["http://".len()..];
+        let (authority, base) = match rest.find('/') {
+            Some(i) => rest.split_at(i),
+            None => (rest, ""),
+        };
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((host, port)) if !port.contains(']') => {
+                let port = port.parse().map_err(|_| bad("the port is not a number"))?;
+                (host, port)
+            }
+            _ => (authority, 80),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let safe = |s: &str| {
+            s.bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#')
+        };
+        if host.is_empty() || !safe(authority) || !safe(base) {
+            return Err(bad("expected http://HOST[:PORT][/PATH]"));
+        }
+        Ok(ServerUrl {
+            authority: authority.to_owned(),
+            host: host.to_owned(),
+            port,
+            base: base.trim_end_matches('/').to_owned(),
+        })
+    }
+}
+
+/// An HTTP answer.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    body: String,
+}
+
+/// `hubcast alert publish`: reads `file`, posts it to `server`, returns the answer's body.
+pub async fn publish(file: &Path, server: &str, token: &str) -> anyhow::Result<String> {
+    let body = std::fs::read(file).map_err(|err| {
+        ConfigError::new("FILE", format!("cannot read {}: {err}", file.display()))
+    })?;
+    let content_type = content_type(file, &body)?;
+    let url = ServerUrl::parse(server)?;
+    let path = format!("{}/api/v1/alerts", url.base);
+    let answer = tokio::time::timeout(TIMEOUT, post(&url, &path, content_type, token, &body))
+        .await
+        .map_err(|_| anyhow!("no answer from {server} within {} s", TIMEOUT.as_secs()))??;
+    if (200..300).contains(&answer.status) {
+        return Ok(answer.body);
+    }
+    let json: serde_json::Value = serde_json::from_str(&answer.body).unwrap_or_default();
+    match (json["error"].as_str(), json["message"].as_str()) {
+        (Some(code), Some(message)) => Err(anyhow!(
+            "the hub refused the alert: {} {code}: {message}",
+            answer.status
+        )),
+        _ => Err(anyhow!(
+            "the hub answered {}: {}",
+            answer.status,
+            answer.body.chars().take(500).collect::<String>()
+        )),
+    }
+}
+
+async fn post(
+    url: &ServerUrl,
+    path: &str,
+    content_type: &str,
+    token: &str,
+    body: &[u8],
+) -> anyhow::Result<Answer> {
+    let mut stream = tokio::net::TcpStream::connect((url.host.as_str(), url.port))
+        .await
+        .with_context(|| format!("connecting to {}", url.authority))?;
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: hubcast/{}\r\nAuthorization: Bearer \
+         {token}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nAccept: \
+         application/json\r\nConnection: close\r\n\r\n",
+        url.authority,
+        env!("CARGO_PKG_VERSION"),
+        body.len()
+    );
+    stream
+        .write_all(head.as_bytes())
+        .await
+        .context("sending the request")?;
+    stream.write_all(body).await.context("sending the alert")?;
+    let mut raw = Vec::new();
+    (&mut stream)
+        .take(MAX_RESPONSE)
+        .read_to_end(&mut raw)
+        .await
+        .context("reading the answer")?;
+    parse_answer(&raw)
+}
+
+fn parse_answer(raw: &[u8]) -> anyhow::Result<Answer> {
+    let split = (raw.windows(4).position(|w| w == b"\r\n\r\n"))
+        .ok_or_else(|| anyhow!("the answer is not HTTP ({} bytes)", raw.len()))?;
+    let head = String::from_utf8_lossy(&raw[..split]);
+    let mut lines = head.lines();
+    let status = (lines.next())
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|code| code.parse::<u16>().ok())
+        .ok_or_else(|| anyhow!("the answer has no HTTP status line"))?;
+    let chunked = lines.any(|line| {
+        line.split_once(':').is_some_and(|(k, v)| {
+            k.trim().eq_ignore_ascii_case("transfer-encoding")
+                && v.to_ascii_lowercase().contains("chunked")
+        })
+    });
+    let body = &raw[split + 4..];
+    let body = match chunked {
+        true => dechunk(body),
+        false => body.to_vec(),
+    };
+    Ok(Answer {
+        status,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+/// The payload of a chunked body (stops at the last chunk or at anything malformed).
+fn dechunk(mut rest: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
+        let size = std::str::from_utf8(&rest[..eol])
+            .ok()
+            .map(|line| line.split(';').next().unwrap_or("").trim())
+            .and_then(|hex| usize::from_str_radix(hex, 16).ok());
+        let after = &rest[eol + 2..];
+        let Some(size) = size.filter(|&n| n > 0 && n <= after.len()) else {
+            break;
+        };
+        out.extend_from_slice(&after[..size]);
+        rest = after[size..]
+            .strip_prefix(b"\r\n")
+            .unwrap_or(&after[size..]);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let url = ServerUrl::parse("http://127.0.0.1:9000/hub/").expect("valid");
+        assert_eq!(
+            (url.host.as_str(), url.port, url.base.as_str()),
+            ("127.0.0.1", 9000, "/hub")
+        );
+        let url = ServerUrl::parse("HTTP://[::1]").expect("valid");
+        assert_eq!(
+            (url.host.as_str(), url.port, url.authority.as_str()),
+            ("::1", 80, "[::1]")
+        );
+        let https = ServerUrl::parse("https://hub.example").expect_err("https");
+        assert!(https.message.contains("https not supported"), "{https}");
+        for bad in [
+            "127.0.0.1:8080",
+            "http://",
+            "http://h:port",
+            "http://h/a b",
+            "http://h?x",
+        ] {
+            assert!(ServerUrl::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn content_types_and_tokens() {
+        let t = |name: &str, body: &str| content_type(Path::new(name), body.as_bytes()).ok();
+        assert_eq!(t("a.XML", "{"), Some("application/cap+xml"));
+        assert_eq!(t("a.json", "<"), Some("application/json"));
+        assert_eq!(t("alert", "  \n<alert/>"), Some("application/cap+xml"));
+        assert_eq!(t("alert", "{}"), Some("application/json"));
+        assert_eq!(t("alert", "hello"), None);
+        assert_eq!(
+            token(Some(" a.b.c\n".into()), None).ok().as_deref(),
+            Some("a.b.c")
+        );
+        assert!(token(Some("a b".into()), None).is_err());
+        assert!(token(Some("a\r\nX: y".into()), None).is_err());
+        assert!(token(None, None).is_err());
+    }
+
+    #[test]
+    fn answers() {
+        let raw = b"HTTP/1.1 201 Created\r\ncontent-type: application/json\r\n\r\n{\"id\":\"1\"}";
+        let a = parse_answer(raw).expect("parses");
+        assert_eq!((a.status, a.body.as_str()), (201, "{\"id\":\"1\"}"));
+        let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+                    3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
+        assert_eq!(parse_answer(raw).expect("parses").body, "abcde");
+        assert!(parse_answer(b"garbage").is_err());
+    }
+}
