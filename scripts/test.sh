@@ -34,7 +34,8 @@ fi
 echo "test.sh: quick-start check (cargo run --release -- serve)"
 cargo build --release --quiet
 tmp="$(mktemp -d)"
-trap 'kill "${hub_pid:-0}" 2>/dev/null || true; rm -rf "$tmp"' EXIT
+# Stop the hub if the check fails half-way (never `kill 0`: that is the whole process group).
+trap 'if [ -n "${hub_pid:-}" ]; then kill "$hub_pid" 2>/dev/null || true; fi; rm -rf "$tmp"' EXIT
 cargo run --release --quiet -- serve --listen 127.0.0.1:0 --data-dir "$tmp/data" >"$tmp/out" 2>"$tmp/err" &
 hub_pid=$!
 for _ in $(seq 1 300); do
