@@ -57,7 +57,7 @@ pub async fn start(settings: &Settings, shutdown: Shutdown) -> anyhow::Result<Hu
     let verifier = TokenVerifier::new(&key, settings.leeway_secs, settings.regions.clone())
         .context("building the token verifier")?;
     let metrics = Metrics::new().context("registering metrics")?;
-    let alerts = open_alert_store(settings).await?;
+    let alerts = open_alert_store(settings, &metrics).await?;
     let (tls, self_signed_cert) = match &settings.tls {
         TlsMode::Off => (None, None),
         TlsMode::Files(config) => (Some(config.clone()), None),
@@ -113,7 +113,7 @@ pub async fn start(settings: &Settings, shutdown: Shutdown) -> anyhow::Result<Hu
 
 /// Opens (creating and migrating if needed) `<data_dir>/alerts.sqlite3`; a failure is a start
 /// error naming `data_dir`.
-async fn open_alert_store(settings: &Settings) -> anyhow::Result<AlertsState> {
+async fn open_alert_store(settings: &Settings, metrics: &Metrics) -> anyhow::Result<AlertsState> {
     let path = settings.data_dir.join("alerts.sqlite3");
     let config = alerts::store::StoreConfig {
         tree: settings.regions.clone(),
@@ -134,8 +134,21 @@ async fn open_alert_store(settings: &Settings) -> anyhow::Result<AlertsState> {
             format!("cannot open the alert store {}: {err}", path.display()),
         )
     })?;
+    let store: Arc<dyn alerts::store::Store> = Arc::new(store);
+    let live_metrics = crate::alerts_metrics::LiveMetrics::register(metrics.registry())
+        .context("registering alert metrics")?;
+    let live = crate::alerts_live::LiveHub::start(
+        store.clone(),
+        settings.regions.clone(),
+        &settings.alerts,
+        live_metrics,
+    )
+    .await
+    .context("loading retained alerts into the live hub")?;
     Ok(AlertsState {
-        store: Arc::new(store),
+        store,
         max_body_bytes: settings.alerts.max_body_bytes,
+        live,
+        config: settings.alerts.clone(),
     })
 }

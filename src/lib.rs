@@ -9,11 +9,15 @@
 //! - `http`: the axum router, its error type, auth extractor, health and metrics endpoints,
 //!   WHIP/WHEP, alert publishing, reading and archive.
 //! - `keys`, `tls`: key material generated into the data dir (never shipped).
+//! - `alerts_live`: the task owning the alert fan-out hub (live WebSocket/SSE/Atom delivery);
+//!   `alerts_metrics`: its Prometheus metrics.
 //! - `metrics`, `telemetry`: Prometheus registry and structured logs.
 //!
 //! Subsystem crates: `tiers` (regions, roles, tokens, permissions), `signaling`, `sfu`,
 //! `alerts`, `dashboard`. See ARCHITECTURE.md.
 
+pub mod alerts_live;
+pub mod alerts_metrics;
 pub mod app;
 pub mod cli;
 pub mod clock;

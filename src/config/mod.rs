@@ -224,6 +224,25 @@ pub struct AlertsConfig {
     /// Reader connections of the store (archive queries and `/alerts/{id}.xml`; the one
     /// writer is separate). Default 2, one per core of the reference machine.
     pub store_readers: usize,
+    /// Live deliveries one subscriber may have waiting before it is closed as a slow consumer
+    /// (WebSocket 4008, SSE end of stream). Default 256: alerts come a few per second at most,
+    /// so a subscriber 256 behind is stalled, not busy.
+    pub queue_capacity: usize,
+    /// Recent alerts kept in memory for `since` / `Last-Event-ID` replay (reloaded from the
+    /// store at start). Default 10000: days of a province's traffic; older → `reset` + archive.
+    pub retain_count: usize,
+    /// Most live subscribers (WebSocket + SSE) at once; beyond, 503 before the upgrade.
+    /// Default 20000: what one process holds on the reference machine.
+    pub max_subscribers: usize,
+    /// Seconds between WebSocket pings (SSE: keep-alive comments). Default 30: below common
+    /// proxy and NAT idle timeouts (60 s).
+    pub ping_secs: u64,
+    /// Seconds without any frame from a WebSocket client (pongs count) before it is closed.
+    /// Default 90: three missed pings.
+    pub idle_timeout_secs: u64,
+    /// Seconds a write to one subscriber may block before it is dropped. Default 10: a
+    /// client that does not read for that long is gone; it resumes with `since`.
+    pub write_timeout_secs: u64,
 }
 
 impl Default for AlertsConfig {
@@ -231,6 +250,12 @@ impl Default for AlertsConfig {
         AlertsConfig {
             max_body_bytes: 256 * 1024,
             store_readers: 2,
+            queue_capacity: 256,
+            retain_count: 10_000,
+            max_subscribers: 20_000,
+            ping_secs: 30,
+            idle_timeout_secs: 90,
+            write_timeout_secs: 10,
         }
     }
 }

@@ -288,6 +288,29 @@ fn validate_alerts(alerts: &AlertsConfig) -> Result<(), ConfigError> {
             "must be between 1 and 64",
         ));
     }
+    let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+    let ranges: [(&str, u64, u64); 6] = [
+        (
+            "alerts.queue_capacity",
+            count(alerts.queue_capacity),
+            1 << 20,
+        ),
+        ("alerts.retain_count", count(alerts.retain_count), 1_000_000),
+        (
+            "alerts.max_subscribers",
+            count(alerts.max_subscribers),
+            1 << 24,
+        ),
+        ("alerts.ping_secs", alerts.ping_secs, 3600),
+        ("alerts.idle_timeout_secs", alerts.idle_timeout_secs, 86_400),
+        ("alerts.write_timeout_secs", alerts.write_timeout_secs, 3600),
+    ];
+    for (setting, value, high) in ranges {
+        if !(1..=high).contains(&value) {
+            let message = format!("must be between 1 and {high}");
+            return Err(ConfigError::new(setting, message));
+        }
+    }
     Ok(())
 }
 
@@ -368,6 +391,15 @@ mod tests {
             (
                 "alerts.store_readers",
                 Box::new(|c| c.alerts.store_readers = 0),
+            ),
+            (
+                "alerts.queue_capacity",
+                Box::new(|c| c.alerts.queue_capacity = 0),
+            ),
+            ("alerts.ping_secs", Box::new(|c| c.alerts.ping_secs = 0)),
+            (
+                "alerts.max_subscribers",
+                Box::new(|c| c.alerts.max_subscribers = 0),
             ),
             ("log.format", Box::new(|c| c.log.format = "xml".into())),
             (

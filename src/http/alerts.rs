@@ -19,7 +19,8 @@
 //!    the referenced alerts too (a county can neither update nor cancel its city's alert: 403);
 //!    then `Store::append`: new → 201; same (sender, identifier) and same content → 200 with
 //!    the existing record; same pair, different content → 409 `conflict`. Body
-//!    `{"id","seq","created"}`, header `Location: /alerts/{id}.xml`.
+//!    `{"id","seq","created"}`, header `Location: /alerts/{id}.xml`. A new alert is then
+//!    handed to live delivery (`alerts_live`) from the same blocking thread, after the commit.
 //!
 //! Errors of steps 4–5 carry `"problems": [{"path","kind","message"}]` (CAP element paths such
 //! as `alert/info[0]/severity`) next to `error` and `message` (see `alerts_error`).
@@ -49,6 +50,10 @@ pub struct AlertsState {
     pub store: Arc<dyn Store>,
     /// Largest publish body (`alerts.max_body_bytes`).
     pub max_body_bytes: usize,
+    /// Live delivery (the hub task), fed after each commit.
+    pub live: crate::alerts_live::LiveHub,
+    /// The `alerts` settings (live-delivery timers and bounds).
+    pub config: crate::config::AlertsConfig,
 }
 
 /// Most bytes read and discarded after a body went over the limit, so that the 413 reaches a
@@ -248,8 +253,13 @@ pub async fn publish(
     let task_state = state.clone();
     let task = tokio::task::spawn_blocking(move || {
         let tree = task_state.regions();
-        publish_blocking(tree, alerts.store.as_ref(), &who, &alert, &raw, now)
-            .map(|appended| (appended, who))
+        let appended = publish_blocking(tree, alerts.store.as_ref(), &who, &alert, &raw, now)?;
+        // Committed: hand it to live delivery from this thread, which runs to completion even
+        // if the request is cancelled. A re-post (not created) is not fanned out again.
+        if appended.created {
+            alerts.live.publish_blocking(appended.alert.to_published());
+        }
+        Ok((appended, who))
     });
     let (appended, who) = match task.await {
         Ok(Ok(done)) => done,

@@ -124,7 +124,7 @@ fn parse_query(pairs: &[(String, String)], tree: &RegionTree) -> Result<ArchiveQ
     Ok(query)
 }
 
-fn parse_region(value: &str, tree: &RegionTree) -> Result<RegionCode, AlertError> {
+pub(super) fn parse_region(value: &str, tree: &RegionTree) -> Result<RegionCode, AlertError> {
     let code = RegionCode::parse(value).map_err(|e| AlertError::bad_parameter("region", e))?;
     match tree.get(code) {
         Some(_) => Ok(code),
@@ -135,7 +135,7 @@ fn parse_region(value: &str, tree: &RegionTree) -> Result<RegionCode, AlertError
     }
 }
 
-fn parse_kinds(value: &str) -> Result<KindSet, AlertError> {
+pub(super) fn parse_kinds(value: &str) -> Result<KindSet, AlertError> {
     value
         .split(',')
         .map(|item| {

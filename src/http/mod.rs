@@ -3,12 +3,16 @@
 //! Layout: `error` (the one `IntoResponse` error type), `auth` (bearer-token extractor),
 //! `health` (liveness, readiness, `/ws/health`, debug routes), `observe` (metrics middleware and
 //! `/metrics`), `api` (`/api/v1/…`), `media` (WHIP/WHEP), `alerts` (publish,
-//! `/alerts/{id}.xml`), `alerts_archive` (the archive query) and `alerts_error` (their error
-//! type). Subsystems add their routes here as they land.
+//! `/alerts/{id}.xml`), `alerts_archive` (the archive query), `alerts_error` (their error
+//! type), `alerts_live` (`/ws/alerts`), `alerts_sse` (`/sse/alerts`) and `alerts_feed`
+//! (`/feeds/alerts.atom`). Subsystems add their routes here as they land.
 
 mod alerts;
 mod alerts_archive;
 mod alerts_error;
+mod alerts_feed;
+mod alerts_live;
+mod alerts_sse;
 mod api;
 mod auth;
 mod error;
@@ -162,6 +166,9 @@ pub fn router(state: AppState) -> Router {
             post(alerts::publish).get(alerts_archive::archive),
         )
         .route("/alerts/{file}", get(alerts::get_alert))
+        .route("/ws/alerts", get(alerts_live::ws_alerts))
+        .route("/sse/alerts", get(alerts_sse::sse_alerts))
+        .route("/feeds/alerts.atom", get(alerts_feed::atom))
         .route("/assets/{*path}", get(api::asset));
     if state.http().debug_routes {
         router = router.route("/debug/delay", get(health::debug_delay));

@@ -1,0 +1,297 @@
+//! The hub task of [`LiveHub`](super::LiveHub): the rebuild from the store at start, the
+//! command loop (publish in sequence order, subscribe, unsubscribe, pop in batches, live set),
+//! hub events turned into wake-ups, and the 1 s timer (expiry, retention, stale gaps).
+//!
+//! Everything here runs on the one task that owns the [`Hub`]; nothing is shared with
+//! connection tasks but each subscriber's `Notify`.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alerts::hub::{Delivery, DisconnectReason, Hub, HubConfig, HubEvent, PublishedAlert, SubId};
+use alerts::store::{MAX_PAGE, Store, StoreError};
+use tiers::RegionTree;
+use tokio::sync::{Notify, mpsc};
+
+use super::{BATCH, Batch, Command};
+use crate::alerts_metrics::LiveMetrics;
+
+/// How long an out-of-order publish waits for the alerts before it.
+const GAP_WAIT: Duration = Duration::from_secs(2);
+/// Publish instants kept for the publish→deliver histogram.
+const TIMES: usize = 4096;
+
+/// The hub over the store's retained tail.
+pub(super) fn rebuild(
+    store: &dyn Store,
+    tree: &RegionTree,
+    config: HubConfig,
+    retain: u64,
+) -> Result<Hub, StoreError> {
+    let last = store.last_seq()?;
+    let mut after = last.saturating_sub(retain);
+    let mut hub = Hub::resuming_after(tree, config, after);
+    let now = Instant::now();
+    let now_unix = crate::clock::unix_now();
+    loop {
+        let page = store.since(after, MAX_PAGE)?;
+        let Some(tail) = page.last() else { break };
+        after = tail.seq;
+        for stored in &page {
+            let received = u64::try_from(stored.received_unix).unwrap_or(0);
+            let age = Duration::from_secs(now_unix.saturating_sub(received));
+            let at = now.checked_sub(age).unwrap_or(now);
+            if let Err(err) = hub.publish(stored.to_published(), at) {
+                tracing::warn!(%err, seq = stored.seq, "alert not reloaded into the live hub");
+            }
+        }
+    }
+    hub.handle_timeout(now, now_unix);
+    while hub.poll_event().is_some() {}
+    Ok(hub)
+}
+
+struct Slot {
+    notify: Arc<Notify>,
+    dropped: Option<DisconnectReason>,
+}
+
+/// The hub task: commands in, events out, a 1 s timer for expiry and retention.
+pub(super) async fn run(
+    mut hub: Hub,
+    mut rx: mpsc::Receiver<Command>,
+    metrics: LiveMetrics,
+    store: Arc<dyn Store>,
+) {
+    let mut slots: HashMap<SubId, Slot> = HashMap::new();
+    let mut times: VecDeque<(u64, Instant)> = VecDeque::with_capacity(TIMES);
+    let mut pending: BTreeMap<u64, (PublishedAlert, Instant)> = BTreeMap::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        let command = tokio::select! {
+            command = rx.recv() => match command {
+                Some(command) => command,
+                None => break,
+            },
+            _ = tick.tick() => {
+                let stale = pending.values().next().is_some_and(|(_, at)| at.elapsed() > GAP_WAIT);
+                if stale {
+                    fill_gap(&mut hub, &store, &mut pending).await;
+                    publish_ready(&mut hub, &mut pending, &mut times, &metrics);
+                }
+                hub.handle_timeout(Instant::now(), crate::clock::unix_now());
+                drain_events(&mut hub, &mut slots, &metrics);
+                continue;
+            }
+        };
+        match command {
+            Command::Publish(alert) => {
+                if alert.seq > hub.last_seq() {
+                    pending.insert(alert.seq, (*alert, Instant::now()));
+                }
+                publish_ready(&mut hub, &mut pending, &mut times, &metrics);
+            }
+            Command::Subscribe {
+                filter,
+                since,
+                reply,
+            } => match hub.subscribe(filter, since, Instant::now()) {
+                Ok(sub) => {
+                    let notify = Arc::new(Notify::new());
+                    let slot = Slot {
+                        notify: notify.clone(),
+                        dropped: None,
+                    };
+                    slots.insert(sub, slot);
+                    if reply.send(Ok((sub, notify))).is_err() {
+                        hub.unsubscribe(sub);
+                        slots.remove(&sub);
+                    }
+                }
+                Err(err) => {
+                    let _ = reply.send(Err(err));
+                }
+            },
+            Command::Unsubscribe(sub) => {
+                hub.unsubscribe(sub);
+                slots.remove(&sub);
+            }
+            Command::Pop { sub, reply } => {
+                let batch = pop(&mut hub, &mut slots, sub, &times, &metrics);
+                let _ = reply.send(batch);
+            }
+            Command::Live { filter, reply } => {
+                let _ = reply.send(hub.live_alerts(filter).cloned().collect());
+            }
+        }
+        drain_events(&mut hub, &mut slots, &metrics);
+    }
+}
+
+/// Publishes the pending alerts that follow the hub's last sequence number without a gap.
+fn publish_ready(
+    hub: &mut Hub,
+    pending: &mut BTreeMap<u64, (PublishedAlert, Instant)>,
+    times: &mut VecDeque<(u64, Instant)>,
+    metrics: &LiveMetrics,
+) {
+    while let Some(entry) = pending.first_entry() {
+        if *entry.key() > hub.last_seq() + 1 {
+            break;
+        }
+        let (alert, at) = entry.remove();
+        let (seq, kind) = (alert.seq, alert.kind);
+        match hub.publish(alert, Instant::now()) {
+            Ok(()) => {
+                metrics.published.with_label_values(&[kind.as_str()]).inc();
+                if times.len() == TIMES {
+                    times.pop_front();
+                }
+                times.push_back((seq, at));
+            }
+            Err(err) => tracing::warn!(%err, "alert not fanned out"),
+        }
+    }
+}
+
+/// Reads the alerts missing before the first pending one from the store.
+async fn fill_gap(
+    hub: &mut Hub,
+    store: &Arc<dyn Store>,
+    pending: &mut BTreeMap<u64, (PublishedAlert, Instant)>,
+) {
+    let Some(&first) = pending.keys().next() else {
+        return;
+    };
+    let after = hub.last_seq();
+    let store = store.clone();
+    let limit = usize::try_from(first - after)
+        .unwrap_or(MAX_PAGE)
+        .clamp(1, MAX_PAGE);
+    match tokio::task::spawn_blocking(move || store.since(after, limit)).await {
+        Ok(Ok(missing)) => {
+            tracing::warn!(
+                after,
+                count = missing.len(),
+                "live hand-off gap filled from the store"
+            );
+            for stored in missing {
+                pending
+                    .entry(stored.seq)
+                    .or_insert_with(|| (stored.to_published(), Instant::now()));
+            }
+        }
+        Ok(Err(err)) => tracing::warn!(%err, "cannot fill a live hand-off gap"),
+        Err(err) => tracing::warn!(%err, "cannot fill a live hand-off gap"),
+    }
+}
+
+fn drain_events(hub: &mut Hub, slots: &mut HashMap<SubId, Slot>, metrics: &LiveMetrics) {
+    while let Some(event) = hub.poll_event() {
+        match event {
+            HubEvent::Ready { sub } => {
+                if let Some(slot) = slots.get(&sub) {
+                    slot.notify.notify_one();
+                }
+            }
+            HubEvent::Disconnect { sub, reason } => {
+                metrics.slow_consumers.inc();
+                if let Some(slot) = slots.get_mut(&sub) {
+                    slot.dropped = Some(reason);
+                    slot.notify.notify_one();
+                }
+            }
+        }
+    }
+}
+
+fn pop(
+    hub: &mut Hub,
+    slots: &mut HashMap<SubId, Slot>,
+    sub: SubId,
+    times: &VecDeque<(u64, Instant)>,
+    metrics: &LiveMetrics,
+) -> Batch {
+    let Some(slot) = slots.get(&sub) else {
+        return Batch {
+            gone: true,
+            ..Batch::default()
+        };
+    };
+    if let Some(reason) = slot.dropped {
+        slots.remove(&sub);
+        return Batch {
+            closed: Some(reason),
+            ..Batch::default()
+        };
+    }
+    let mut items = Vec::new();
+    while items.len() < BATCH {
+        let Some(delivery) = hub.pop(sub) else { break };
+        if let Delivery::Alert { seq, .. } = &delivery {
+            metrics.deliveries.inc();
+            if let Ok(i) = times.binary_search_by_key(seq, |&(s, _)| s) {
+                metrics.latency.observe(times[i].1.elapsed().as_secs_f64());
+            }
+        }
+        items.push(delivery);
+    }
+    let more = items.len() == BATCH;
+    Batch {
+        items,
+        more,
+        closed: None,
+        gone: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use alerts::hub::{AlertKind, Filter, MsgType, Severity};
+    use axum::body::Bytes;
+    use tiers::RegionCode;
+
+    use super::*;
+
+    fn alert(seq: u64) -> PublishedAlert {
+        PublishedAlert {
+            seq,
+            id: seq.to_string(),
+            kind: AlertKind::Food,
+            severity: Severity::Severe,
+            regions: vec![RegionCode::from_u32(330_100).expect("code")],
+            msg_type: MsgType::Alert,
+            references: Vec::new(),
+            expires: None,
+            frame: Bytes::from(format!("{{\"seq\":{seq}}}")),
+        }
+    }
+
+    #[test]
+    fn out_of_order_hand_offs_are_published_in_sequence_order() {
+        let metrics = LiveMetrics::register(&prometheus::Registry::new()).expect("metrics");
+        let mut hub = Hub::new(&RegionTree::zhejiang(), HubConfig::default());
+        let filter = Filter::all(RegionCode::from_u32(330_106).expect("code"));
+        let sub = hub
+            .subscribe(filter, None, Instant::now())
+            .expect("subscribe");
+        let mut pending = BTreeMap::new();
+        let mut times = VecDeque::new();
+        for seq in [2, 3, 1, 5] {
+            pending.insert(seq, (alert(seq), Instant::now()));
+            publish_ready(&mut hub, &mut pending, &mut times, &metrics);
+        }
+        assert_eq!(hub.last_seq(), 3, "5 waits for 4");
+        assert_eq!(pending.keys().copied().collect::<Vec<_>>(), [5]);
+        pending.insert(4, (alert(4), Instant::now()));
+        publish_ready(&mut hub, &mut pending, &mut times, &metrics);
+        let mut seqs = Vec::new();
+        while let Some(Delivery::Alert { seq, .. }) = hub.pop(sub) {
+            seqs.push(seq);
+        }
+        assert_eq!(seqs, [1, 2, 3, 4, 5]);
+        assert_eq!(metrics.published.with_label_values(&["food"]).get(), 5);
+        assert_eq!(times.len(), 5);
+    }
+}

@@ -1,0 +1,137 @@
+//! `GET /feeds/alerts.atom?region=&kind=&min_severity=`: an Atom 1.0 (RFC 4287) index of the
+//! alerts currently live (not expired, cancelled or superseded) about a region subtree, the
+//! pattern public alert aggregators ingest. Public; `region` defaults to the tree's root.
+//!
+//! Each entry: `id` `urn:hubcast:alert:<id>`, `title` the first info's headline (or the
+//! event), `updated` the CAP `sent` (already RFC 3339), `category term=<kind>`, and
+//! `link rel="alternate" type="application/cap+xml" href="/alerts/<id>.xml"`. Entries are
+//! newest first. Feed `updated` is the newest entry's, or the Unix epoch for an empty feed.
+
+use std::fmt::Write as _;
+
+use alerts::hub::PublishedAlert;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+use super::alerts_error::{AlertError, alerts_state};
+use super::alerts_live::parse_live;
+use super::{ApiError, AppState};
+
+/// `GET /feeds/alerts.atom`.
+pub async fn atom(
+    State(state): State<AppState>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Response, AlertError> {
+    let query = query.map(|Query(mut pairs)| {
+        if !pairs.iter().any(|(name, _)| name == "region") {
+            pairs.push(("region".to_owned(), state.regions().root().to_string()));
+        }
+        Query(pairs)
+    });
+    let query = parse_live(query, &state)?;
+    let live = &alerts_state(&state)?.live;
+    let Some(mut alerts) = live.live_alerts(query.filter).await else {
+        let why = "live delivery is stopped";
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", why).into());
+    };
+    alerts.reverse();
+    let body = render(&query.filter.region.to_string(), &alerts);
+    let headers = [
+        (header::CONTENT_TYPE, "application/atom+xml; charset=utf-8"),
+        (header::CACHE_CONTROL, "public, max-age=30"),
+    ];
+    Ok((headers, body).into_response())
+}
+
+/// The feed document for `alerts` (newest first).
+fn render(region: &str, alerts: &[PublishedAlert]) -> String {
+    let entries: Vec<(Value, &PublishedAlert)> = alerts
+        .iter()
+        .map(|a| {
+            let frame: Value = serde_json::from_slice(&a.frame).unwrap_or(Value::Null);
+            (frame, a)
+        })
+        .collect();
+    let updated = entries
+        .iter()
+        .filter_map(|(frame, _)| frame["alert"]["sent"].as_str())
+        .max()
+        .unwrap_or("1970-01-01T00:00:00Z");
+    let mut out = String::with_capacity(512 + 512 * entries.len());
+    out.push_str("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n");
+    out.push_str("<feed xmlns=\"http://www.w3.org/2005/Atom\">\n");
+    let _ = writeln!(out, "  <id>urn:hubcast:feed:alerts:{}</id>", escape(region));
+    let _ = writeln!(
+        out,
+        "  <title>hubcast live alerts {}</title>",
+        escape(region)
+    );
+    let _ = writeln!(out, "  <updated>{}</updated>", escape(updated));
+    out.push_str("  <author><name>hubcast</name></author>\n");
+    let _ = writeln!(
+        out,
+        "  <link rel=\"self\" href=\"/feeds/alerts.atom?region={}\"/>",
+        escape(region)
+    );
+    for (frame, alert) in &entries {
+        let info = &frame["alert"]["info"][0];
+        let title = (info["headline"].as_str())
+            .or_else(|| info["event"].as_str())
+            .unwrap_or("alert");
+        let sent = frame["alert"]["sent"].as_str().unwrap_or(updated);
+        let id = escape(&alert.id);
+        out.push_str("  <entry>\n");
+        let _ = writeln!(out, "    <id>urn:hubcast:alert:{id}</id>");
+        let _ = writeln!(out, "    <title>{}</title>", escape(title));
+        let _ = writeln!(out, "    <updated>{}</updated>", escape(sent));
+        let _ = writeln!(out, "    <category term=\"{}\"/>", alert.kind.as_str());
+        let _ = writeln!(
+            out,
+            "    <link rel=\"alternate\" type=\"application/cap+xml\" href=\"/alerts/{id}.xml\"/>"
+        );
+        if let Some(summary) = info["description"].as_str() {
+            let _ = writeln!(out, "    <summary>{}</summary>", escape(summary));
+        }
+        out.push_str("  </entry>\n");
+    }
+    out.push_str("</feed>\n");
+    out
+}
+
+/// XML text and attribute escaping.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup_and_renders_an_empty_feed() {
+        assert_eq!(
+            escape(r#"<a & "b">'"#),
+            "&lt;a &amp; &quot;b&quot;&gt;&apos;"
+        );
+        let feed = render("330100", &[]);
+        assert!(
+            feed.contains("<updated>1970-01-01T00:00:00Z</updated>"),
+            "{feed}"
+        );
+        assert!(!feed.contains("<entry>"));
+    }
+}

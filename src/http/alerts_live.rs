@@ -1,0 +1,229 @@
+//! Live alert delivery over WebSocket: `GET /ws/alerts?region=&kind=&min_severity=&since=`
+//! (public, no token), and the query and subscription steps SSE (`alerts_sse`) shares.
+//!
+//! Parameters (each at most once): `region` (required, six digits, in the hub's tree; matched
+//! both ways), `kind` (comma list), `min_severity`, `since` (the last sequence number seen).
+//! A bad or unknown one is 400 `bad_parameter` naming it, before any upgrade; over
+//! `alerts.max_subscribers` is 503 `busy`. The subscription is registered before the upgrade
+//! response, so nothing published after the handshake is missed.
+//!
+//! Messages are text frames: each alert as the store's frame `{"type":"alert","seq":N,…}`, and
+//! `{"type":"reset","oldest_available":N,"archive":"/api/v1/alerts"}` first when `since` is
+//! older than retention. The server pings every `alerts.ping_secs` and closes 1001 after
+//! `alerts.idle_timeout_secs` without a frame from the client, 4008 "slow consumer" when the
+//! hub dropped the subscriber, 1001 on shutdown; a write blocked `alerts.write_timeout_secs`
+//! drops the connection.
+
+use std::time::Duration;
+
+use alerts::hub::{Delivery, Filter, KindSet, Severity};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use futures_util::SinkExt as _;
+use tokio::time::{Instant, timeout};
+
+use super::alerts_archive::{parse_kinds, parse_region};
+use super::alerts_error::{AlertError, alerts_state};
+use super::{ApiError, AppState};
+use crate::alerts_live::{SubscribeError, Subscription};
+
+const KNOWN: &str = "region, kind, min_severity, since";
+
+/// A parsed live query.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct LiveQuery {
+    pub(super) filter: Filter,
+    pub(super) since: Option<u64>,
+}
+
+/// The query string as a filter, or 400 naming the first bad parameter.
+pub(super) fn parse_live(
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    state: &AppState,
+) -> Result<LiveQuery, AlertError> {
+    let Query(pairs) = query.map_err(|e| AlertError::bad_parameter("query", e.body_text()))?;
+    let (mut region, mut kinds, mut min_severity, mut since) =
+        (None, KindSet::ALL, Severity::Unknown, None);
+    let mut seen: Vec<&str> = Vec::new();
+    for (name, value) in &pairs {
+        let name = name.as_str();
+        if seen.contains(&name) {
+            return Err(AlertError::bad_parameter(name, "given more than once"));
+        }
+        seen.push(name);
+        let value = value.trim();
+        match name {
+            "region" => region = Some(parse_region(value, state.regions())?),
+            "kind" => kinds = parse_kinds(value)?,
+            "min_severity" => {
+                min_severity = value.parse::<Severity>().map_err(|_| {
+                    let allowed = Severity::ALL.map(Severity::as_str).join(", ");
+                    AlertError::bad_parameter(name, format!("{value:?} is not one of {allowed}"))
+                })?;
+            }
+            "since" => since = Some(parse_seq(name, value)?),
+            _ => {
+                let why = format!("unknown parameter; known: {KNOWN}");
+                return Err(AlertError::bad_parameter(name, why));
+            }
+        }
+    }
+    let region = region.ok_or_else(|| AlertError::bad_parameter("region", "is required"))?;
+    if kinds.is_empty() {
+        return Err(AlertError::bad_parameter("kind", "selects no kind"));
+    }
+    let filter = Filter {
+        region,
+        kinds,
+        min_severity,
+    };
+    Ok(LiveQuery { filter, since })
+}
+
+/// A sequence number (`since`, `Last-Event-ID`).
+pub(super) fn parse_seq(name: &str, value: &str) -> Result<u64, AlertError> {
+    let digits =
+        !value.is_empty() && value.len() <= 20 && value.bytes().all(|b| b.is_ascii_digit());
+    (digits.then(|| value.parse::<u64>().ok()).flatten()).ok_or_else(|| {
+        let shown: String = value.chars().take(24).collect();
+        AlertError::bad_parameter(name, format!("{shown:?} is not a sequence number"))
+    })
+}
+
+/// Reserves a slot and registers the subscriber, or 503 / 400.
+pub(super) async fn subscribe(
+    state: &AppState,
+    query: LiveQuery,
+    transport: &'static str,
+) -> Result<Subscription, AlertError> {
+    let live = &alerts_state(state)?.live;
+    let busy = |why: &str| -> AlertError {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", why.to_owned()).into()
+    };
+    let permit = live
+        .reserve()
+        .map_err(|_| busy("too many live subscribers (alerts.max_subscribers); retry later"))?;
+    match live
+        .subscribe(query.filter, query.since, permit, transport)
+        .await
+    {
+        Ok(sub) => Ok(sub),
+        Err(SubscribeError::Hub(err)) => Err(AlertError::bad_parameter("region", err)),
+        Err(err) => Err(busy(&err.to_string())),
+    }
+}
+
+/// The reset message for `oldest_available`.
+pub(super) fn reset_text(oldest_available: u64) -> String {
+    format!(
+        r#"{{"type":"reset","oldest_available":{oldest_available},"archive":"/api/v1/alerts"}}"#
+    )
+}
+
+/// `GET /ws/alerts`.
+pub async fn ws_alerts(
+    State(state): State<AppState>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, AlertError> {
+    let query = parse_live(query, &state)?;
+    let sub = subscribe(&state, query, "websocket").await?;
+    let shutdown = state.shutdown().clone();
+    Ok(upgrade
+        .read_buffer_size(4096)
+        .max_message_size(4096)
+        .on_upgrade(move |socket| shutdown.track(session(state, socket, sub))))
+}
+
+async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
+    let frame = CloseFrame {
+        code,
+        reason: reason.into(),
+    };
+    let _ = timeout(
+        Duration::from_secs(1),
+        socket.send(Message::Close(Some(frame))),
+    )
+    .await;
+}
+
+async fn session(state: AppState, mut socket: WebSocket, mut sub: Subscription) {
+    let Ok(alerts) = alerts_state(&state) else {
+        return;
+    };
+    let config = &alerts.config;
+    let write_timeout = Duration::from_secs(config.write_timeout_secs);
+    let idle = Duration::from_secs(config.idle_timeout_secs);
+    let every = Duration::from_secs(config.ping_secs);
+    let mut ping = tokio::time::interval_at(Instant::now() + every, every);
+    let mut heard = Instant::now();
+    let token = state.shutdown().token().clone();
+    let gauge = state.metrics().websockets.with_label_values(&["alerts"]);
+    gauge.inc();
+    loop {
+        tokio::select! {
+            () = token.cancelled() => {
+                close(&mut socket, close_code::AWAY, "server shutting down").await;
+                break;
+            }
+            () = sub.ready() => {
+                if !drain(&mut socket, &mut sub, write_timeout).await {
+                    break;
+                }
+            }
+            _ = ping.tick() => {
+                if heard.elapsed() > idle {
+                    close(&mut socket, close_code::AWAY, "idle timeout").await;
+                    break;
+                }
+                let sent = timeout(write_timeout, socket.send(Message::Ping(Default::default())));
+                if !matches!(sent.await, Ok(Ok(()))) {
+                    break;
+                }
+            }
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+                // Pongs, pings and any client text keep the connection alive.
+                Some(Ok(_)) => heard = Instant::now(),
+            }
+        }
+    }
+    gauge.dec();
+}
+
+/// Pops and writes until the hub has nothing more; false when the connection must end.
+async fn drain(socket: &mut WebSocket, sub: &mut Subscription, write_timeout: Duration) -> bool {
+    loop {
+        let batch = sub.pop().await;
+        if let Some(reason) = batch.closed {
+            close(socket, reason.close_code(), reason.as_str()).await;
+            return false;
+        }
+        if batch.gone {
+            close(socket, close_code::AWAY, "server shutting down").await;
+            return false;
+        }
+        let write = async {
+            for item in batch.items {
+                let text = match item {
+                    Delivery::Alert { frame, .. } => match Utf8Bytes::try_from(frame) {
+                        Ok(text) => text,
+                        Err(_) => continue,
+                    },
+                    Delivery::Reset { oldest_available } => reset_text(oldest_available).into(),
+                };
+                socket.feed(Message::Text(text)).await?;
+            }
+            socket.flush().await
+        };
+        if !matches!(timeout(write_timeout, write).await, Ok(Ok(()))) {
+            return false;
+        }
+        if !batch.more {
+            return true;
+        }
+    }
+}

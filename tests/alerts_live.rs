@@ -1,0 +1,359 @@
+//! Live alert delivery against the real binary: `/ws/alerts` and `/sse/alerts` region subtree
+//! (ancestor yes, sibling city no), kind and min_severity filters, 400 before the upgrade,
+//! recovery with `since` / `Last-Event-ID` (exactly the missed ones, in order, then live),
+//! restart on the same data dir, a stalled WebSocket dropped as a slow consumer while another
+//! subscriber gets everything, the Atom feed, and the alert metrics.
+
+mod alerts_live_util;
+mod alerts_util;
+mod common;
+
+use std::time::Duration;
+
+use alerts_live_util::*;
+use alerts_util::{cancel_xml, publish_xml};
+use common::Hub;
+use futures_util::StreamExt as _;
+use tokio_tungstenite::tungstenite::Message;
+
+fn alert(seq: u64, id: &str) -> Seen {
+    Seen::Alert(seq, id.to_owned())
+}
+
+#[tokio::test]
+async fn websocket_and_sse_filter_by_region_subtree_kind_and_severity() {
+    let hub = Hub::start(&[], &[]);
+    let token = hub.token("province-admin", "330000", &[]);
+    for bad in [
+        "region=999999",
+        "region=330106&kind=nope",
+        "kind=food",
+        "region=330106&since=x",
+    ] {
+        assert_eq!(Ws::refused(hub.addr, bad).await, 400, "{bad}");
+    }
+    let mut all = Ws::connect(hub.addr, "region=330106").await;
+    let mut severe_food = Ws::connect(
+        hub.addr,
+        "region=330106&kind=food,market&min_severity=severe",
+    )
+    .await;
+    let mut sse = Sse::connect(hub.addr, "region=330106", &[]).await;
+
+    let a = publish(&hub, &token, "A", "food", "Severe", "330100").await;
+    let b = publish(&hub, &token, "B", "food", "Extreme", "330200").await;
+    let c = publish(&hub, &token, "C", "spotcheck", "Moderate", "330106").await;
+    let d = publish(&hub, &token, "D", "food", "Minor", "330000").await;
+    let e = publish(&hub, &token, "E", "market", "Extreme", "330106").await;
+    assert!(a < b && b < c && c < d && d < e);
+
+    let want = [alert(a, "A"), alert(c, "C"), alert(d, "D"), alert(e, "E")];
+    for (name, got) in [
+        ("ws", collect_ws(&mut all, 4).await),
+        ("sse", collect_sse(&mut sse, 4).await),
+    ] {
+        assert_eq!(
+            got, want,
+            "{name}: B (330200, a sibling city) must not arrive"
+        );
+    }
+    assert_eq!(
+        collect_ws(&mut severe_food, 2).await,
+        [alert(a, "A"), alert(e, "E")]
+    );
+    all.silent(Duration::from_millis(300)).await;
+
+    assert_eq!(
+        metric(&hub, "hubcast_alert_subscribers{transport=\"websocket\"}").await,
+        2.0
+    );
+    assert_eq!(
+        metric(&hub, "hubcast_alerts_published_total{kind=\"food\"}").await,
+        3.0
+    );
+    assert!(metric(&hub, "hubcast_alert_deliveries_total").await >= 10.0);
+    assert!(metric(&hub, "hubcast_alert_publish_to_deliver_seconds_count").await >= 10.0);
+}
+
+async fn collect_ws(ws: &mut Ws, n: usize) -> Vec<Seen> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(ws.next().await);
+    }
+    out
+}
+
+async fn collect_sse(sse: &mut Sse, n: usize) -> Vec<Seen> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(sse.next().await);
+    }
+    out
+}
+
+#[tokio::test]
+async fn reconnecting_with_since_or_last_event_id_gets_exactly_the_missed_alerts() {
+    let hub = Hub::start(&[], &[]);
+    let token = hub.token("province-admin", "330000", &[]);
+    let mut ws = Ws::connect(hub.addr, "region=330100").await;
+    let first = publish(&hub, &token, "R1", "food", "Severe", "330100").await;
+    let second = publish(&hub, &token, "R2", "food", "Severe", "330106").await;
+    assert_eq!(
+        collect_ws(&mut ws, 2).await,
+        [alert(first, "R1"), alert(second, "R2")]
+    );
+    drop(ws);
+
+    let m1 = publish(&hub, &token, "M1", "consumer", "Minor", "330110").await;
+    publish(&hub, &token, "OTHER", "food", "Severe", "330200").await;
+    let m2 = publish(&hub, &token, "M2", "market", "Moderate", "330000").await;
+
+    let mut ws = Ws::connect(hub.addr, &format!("region=330100&since={second}")).await;
+    // Last-Event-ID wins over since=0.
+    let last = second.to_string();
+    let mut sse = Sse::connect(
+        hub.addr,
+        "region=330100&since=0",
+        &[("Last-Event-ID", &last)],
+    )
+    .await;
+    let missed = [alert(m1, "M1"), alert(m2, "M2")];
+    assert_eq!(collect_ws(&mut ws, 2).await, missed);
+    assert_eq!(collect_sse(&mut sse, 2).await, missed);
+
+    let live = publish(&hub, &token, "L1", "food", "Extreme", "330100").await;
+    assert_eq!(ws.next().await, alert(live, "L1"));
+    assert_eq!(sse.next().await, alert(live, "L1"));
+    ws.silent(Duration::from_millis(300)).await;
+    assert!(metric(&hub, "hubcast_alert_replays_total").await >= 2.0);
+}
+
+#[tokio::test]
+async fn replay_racing_live_publishes_has_no_gap_and_no_duplicate() {
+    let hub = Hub::start(&[], &[]);
+    let token = hub.token("province-admin", "330000", &[]);
+    let mut expected = Vec::new();
+    for i in 0..10 {
+        let id = format!("Q{i}");
+        expected.push(alert(
+            publish(&hub, &token, &id, "food", "Severe", "330100").await,
+            &id,
+        ));
+    }
+    // Publish 30 more from three concurrent publishers (commits may reach the hub task out of
+    // order) while three subscribers resume from different points.
+    let publishers: Vec<_> = (0..3)
+        .map(|p| {
+            let (addr, token) = (hub.addr, token.clone());
+            tokio::spawn(async move {
+                let mut out = Vec::new();
+                for i in 0..10 {
+                    let id = format!("Q{p}-{i}");
+                    out.push(alert(post_alert(addr, &token, &id).await, &id));
+                }
+                out
+            })
+        })
+        .collect();
+    let mut subscribers = Vec::new();
+    for since in [0u64, 3, 9] {
+        subscribers.push((
+            since,
+            Ws::connect(hub.addr, &format!("region=330106&since={since}")).await,
+        ));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut concurrent = Vec::new();
+    for publisher in publishers {
+        concurrent.extend(publisher.await.expect("publisher"));
+    }
+    concurrent.sort_by_key(|seen| match seen {
+        Seen::Alert(seq, _) => *seq,
+        Seen::Reset(_) => 0,
+    });
+    expected.extend(concurrent);
+    for (since, mut ws) in subscribers {
+        let skip = usize::try_from(since).expect("small");
+        let got = collect_ws(&mut ws, expected.len() - skip).await;
+        assert_eq!(got, expected[skip..], "since={since}");
+        ws.silent(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn subscribers_over_the_cap_get_503_before_the_upgrade() {
+    let hub = Hub::start(&[], &[("HUBCAST_ALERTS__MAX_SUBSCRIBERS", "1")]);
+    let first = Ws::connect(hub.addr, "region=330100").await;
+    assert_eq!(Ws::refused(hub.addr, "region=330100").await, 503);
+    drop(first);
+    // The slot comes back once the first connection is gone.
+    let mut ok = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let url = format!("ws://{}/ws/alerts?region=330100", hub.addr);
+        if tokio_tungstenite::connect_async(url).await.is_ok() {
+            ok = true;
+            break;
+        }
+    }
+    assert!(ok, "the slot was not released");
+}
+
+#[tokio::test]
+async fn since_older_than_retention_gets_a_reset_then_what_is_retained() {
+    let hub = Hub::start(&[], &[("HUBCAST_ALERTS__RETAIN_COUNT", "2")]);
+    let token = hub.token("province-admin", "330000", &[]);
+    let mut seqs = Vec::new();
+    for id in ["T1", "T2", "T3", "T4"] {
+        seqs.push(publish(&hub, &token, id, "food", "Severe", "330100").await);
+    }
+    let mut ws = Ws::connect(hub.addr, "region=330100&since=0").await;
+    let mut sse = Sse::connect(hub.addr, "region=330100", &[("Last-Event-ID", "1")]).await;
+    let want = [
+        Seen::Reset(seqs[2]),
+        alert(seqs[2], "T3"),
+        alert(seqs[3], "T4"),
+    ];
+    assert_eq!(collect_ws(&mut ws, 3).await, want);
+    assert_eq!(collect_sse(&mut sse, 3).await, want);
+    let live = publish(&hub, &token, "T5", "food", "Severe", "330100").await;
+    assert_eq!(ws.next().await, alert(live, "T5"));
+}
+
+#[tokio::test]
+async fn a_restarted_hub_replays_what_was_published_before() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("data");
+    let mut hub = Hub::start_in(&dir, &[], &[]);
+    let token = hub.token("province-admin", "330000", &[]);
+    let one = publish(&hub, &token, "P1", "food", "Severe", "330100").await;
+    let two = publish(&hub, &token, "P2", "spotcheck", "Minor", "330106").await;
+    let mut open = Ws::connect(hub.addr, "region=330106").await;
+    hub.terminate();
+    let close = tokio::time::timeout(WAIT, open.0.next())
+        .await
+        .expect("closed in time");
+    match close {
+        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(u16::from(frame.code), 1001),
+        other => panic!("expected close 1001 on shutdown, got {other:?}"),
+    }
+    let (status, _) = hub
+        .wait_exit(Duration::from_secs(15))
+        .expect("exit after SIGTERM");
+    assert!(status.success());
+    drop(hub);
+
+    let hub = Hub::start_in(&dir, &[], &[]);
+    let mut ws = Ws::connect(hub.addr, "region=330106&since=0").await;
+    let mut sse = Sse::connect(
+        hub.addr,
+        "region=330106",
+        &[("Last-Event-ID", &one.to_string())],
+    )
+    .await;
+    assert_eq!(
+        collect_ws(&mut ws, 2).await,
+        [alert(one, "P1"), alert(two, "P2")]
+    );
+    assert_eq!(sse.next().await, alert(two, "P2"));
+    let three = publish(&hub, &token, "P3", "food", "Severe", "330106").await;
+    assert_eq!(three, two + 1);
+    assert_eq!(ws.next().await, alert(three, "P3"));
+    assert_eq!(sse.next().await, alert(three, "P3"));
+}
+
+#[tokio::test]
+async fn a_stalled_websocket_is_dropped_as_slow_consumer_and_others_get_everything() {
+    let env = [
+        ("HUBCAST_ALERTS__QUEUE_CAPACITY", "2"),
+        ("HUBCAST_ALERTS__WRITE_TIMEOUT_SECS", "2"),
+    ];
+    let hub = Hub::start(&[], &env);
+    let token = hub.token("province-admin", "330000", &[]);
+    // The stalled client: a small receive buffer, never read.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("rcvbuf");
+    let stream = socket.connect(hub.addr).await.expect("connect");
+    let url = format!("ws://{}/ws/alerts?region=330100", hub.addr);
+    let (mut stalled, _) = tokio_tungstenite::client_async(url, stream)
+        .await
+        .expect("handshake");
+    let mut reader = Ws::connect(hub.addr, "region=330100").await;
+
+    let mut published = Vec::new();
+    for i in 0..300 {
+        let id = format!("S{i}");
+        let seq = publish_sized(&hub, &token, &id, "food", "Severe", "330100", 60_000).await;
+        published.push(alert(seq, &id));
+        assert_eq!(reader.next().await, alert(seq, &id), "the reader keeps up");
+        if metric(&hub, "hubcast_alert_slow_consumer_disconnects_total").await >= 1.0 {
+            break;
+        }
+    }
+    assert!(
+        metric(&hub, "hubcast_alert_slow_consumer_disconnects_total").await >= 1.0,
+        "the stalled subscriber was never dropped"
+    );
+    // The reader still gets what follows.
+    let seq = publish(&hub, &token, "AFTER", "food", "Severe", "330100").await;
+    assert_eq!(reader.next().await, alert(seq, "AFTER"));
+
+    // The stalled connection ends: what was buffered, then close 4008 or end of stream.
+    let mut read = 0;
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match stalled.next().await {
+                Some(Ok(Message::Text(_))) => read += 1,
+                Some(Ok(Message::Close(frame))) => {
+                    if let Some(frame) = frame {
+                        assert_eq!(u16::from(frame.code), 4008, "{frame:?}");
+                    }
+                    break;
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => break,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stalled connection was not closed");
+    assert!(read < published.len() + 1, "it cannot have had everything");
+}
+
+#[tokio::test]
+async fn the_atom_feed_lists_live_alerts_with_cap_links() {
+    let hub = Hub::start(&[], &[]);
+    let token = hub.token("province-admin", "330000", &[]);
+    let city = publish(&hub, &token, "F1", "food", "Severe", "330100").await;
+    publish(&hub, &token, "F2", "spotcheck", "Minor", "330200").await;
+    let county = publish(&hub, &token, "F3", "spotcheck", "Moderate", "330106").await;
+
+    let feed = alerts_util::get(&hub, "/feeds/alerts.atom?region=330106").await;
+    assert_eq!(feed.status, 200, "{}", feed.body);
+    assert!(
+        feed.header("content-type")
+            .is_some_and(|t| t.starts_with("application/atom+xml"))
+    );
+    let entries = atom_entries(&feed.body);
+    let want = [(county, "spotcheck"), (city, "food")];
+    assert_eq!(entries.len(), 2, "{}", feed.body);
+    for ((seq, kind), entry) in want.iter().zip(&entries) {
+        assert_eq!(entry.href, format!("/alerts/{seq}.xml"));
+        assert_eq!(entry.kind, *kind);
+        assert!(entry.title.starts_with("标题 F"), "{}", entry.title);
+        assert!(entry.id.ends_with(&format!(":{seq}")));
+        let cap = alerts_util::get(&hub, &entry.href).await;
+        assert_eq!(cap.status, 200);
+    }
+
+    // A Cancel takes F1 out of the live set.
+    let sent = "2025-07-01T08:00:00+08:00";
+    let cancel = cancel_xml("F1-cancel", "F1", sent, "2025-07-01T10:00:00+08:00");
+    publish_xml(&hub, &token, &cancel).await;
+    let feed = alerts_util::get(&hub, "/feeds/alerts.atom?region=330106").await;
+    let entries = atom_entries(&feed.body);
+    assert_eq!(entries.len(), 1, "{}", feed.body);
+    assert_eq!(entries[0].href, format!("/alerts/{county}.xml"));
+    let bad = alerts_util::get(&hub, "/feeds/alerts.atom?region=12").await;
+    assert_eq!(bad.status, 400);
+}

@@ -1,0 +1,330 @@
+//! Helpers of the live-delivery end-to-end tests: fixture alerts published by identifier, a
+//! WebSocket subscriber (tokio-tungstenite) and an SSE subscriber (raw HTTP/1.0, so the body is
+//! the bare event stream) that both yield `(seq, identifier)` of each alert, a metrics read,
+//! a publish that returns the seq (for concurrent publishers), and an Atom reader (quick-xml).
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use quick_xml::events::Event;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::alerts_util::{Fixture, cap_xml, publish_xml};
+use crate::common::Hub;
+
+/// How long a test waits for one message.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Publishes a fixture `identifier` of `kind`/`severity` for `region`; returns its seq.
+pub async fn publish(
+    hub: &Hub,
+    token: &str,
+    identifier: &str,
+    kind: &str,
+    severity: &str,
+    region: &str,
+) -> u64 {
+    publish_sized(hub, token, identifier, kind, severity, region, 0).await
+}
+
+/// Like [`publish`], with a description of `pad` ASCII bytes (to make frames large).
+pub async fn publish_sized(
+    hub: &Hub,
+    token: &str,
+    identifier: &str,
+    kind: &str,
+    severity: &str,
+    region: &str,
+    pad: usize,
+) -> u64 {
+    let description = format!("说明 {}", "x".repeat(pad));
+    let fixture = Fixture {
+        identifier,
+        kind,
+        severity,
+        regions: &[region],
+        sent: "2025-07-01T08:00:00+08:00",
+        headline: &format!("标题 {identifier}"),
+        description: &description,
+    };
+    let (_, id) = publish_xml(hub, token, &cap_xml(&fixture)).await;
+    id.parse().expect("numeric id")
+}
+
+/// An alert message seen by a subscriber.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seen {
+    /// `(seq, identifier)`.
+    Alert(u64, String),
+    /// A reset with `oldest_available`.
+    Reset(u64),
+}
+
+/// Parses one frame (`{"type":"alert",…}` or `{"type":"reset",…}`).
+pub fn parse_frame(text: &str) -> Seen {
+    let value: serde_json::Value = serde_json::from_str(text).expect("frame is JSON");
+    match value["type"].as_str() {
+        Some("alert") => Seen::Alert(
+            value["seq"].as_u64().expect("seq"),
+            value["alert"]["identifier"]
+                .as_str()
+                .expect("identifier")
+                .to_owned(),
+        ),
+        Some("reset") => {
+            assert_eq!(value["archive"], "/api/v1/alerts");
+            Seen::Reset(value["oldest_available"].as_u64().expect("oldest"))
+        }
+        other => panic!("unexpected frame type {other:?}: {text}"),
+    }
+}
+
+/// A WebSocket subscriber.
+pub struct Ws(pub WebSocketStream<MaybeTlsStream<TcpStream>>);
+
+impl Ws {
+    /// Connects to `/ws/alerts?{query}`.
+    pub async fn connect(addr: SocketAddr, query: &str) -> Ws {
+        let url = format!("ws://{addr}/ws/alerts?{query}");
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("ws connect");
+        Ws(ws)
+    }
+
+    /// The HTTP status a refused handshake got.
+    pub async fn refused(addr: SocketAddr, query: &str) -> u16 {
+        let url = format!("ws://{addr}/ws/alerts?{query}");
+        match tokio_tungstenite::connect_async(url).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                response.status().as_u16()
+            }
+            Err(other) => panic!("{query}: unexpected error {other}"),
+            Ok(_) => panic!("{query}: the handshake was accepted"),
+        }
+    }
+
+    /// The next alert or reset (pings skipped); panics on close or after [`WAIT`].
+    pub async fn next(&mut self) -> Seen {
+        loop {
+            let message = tokio::time::timeout(WAIT, self.0.next())
+                .await
+                .expect("no message in time")
+                .expect("stream ended")
+                .expect("ws error");
+            match message {
+                Message::Text(text) => return parse_frame(&text),
+                Message::Close(frame) => panic!("closed: {frame:?}"),
+                _ => {}
+            }
+        }
+    }
+
+    /// Asserts nothing arrives for `quiet`.
+    pub async fn silent(&mut self, quiet: Duration) {
+        if let Ok(Some(Ok(Message::Text(text)))) = tokio::time::timeout(quiet, self.0.next()).await
+        {
+            panic!("unexpected message {text}");
+        }
+    }
+}
+
+/// An SSE subscriber over raw HTTP/1.0.
+pub struct Sse {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    /// Status code of the response.
+    pub status: u16,
+}
+
+impl Sse {
+    /// `GET /sse/alerts?{query}` with extra headers.
+    pub async fn connect(addr: SocketAddr, query: &str, headers: &[(&str, &str)]) -> Sse {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        let mut head = format!("GET /sse/alerts?{query} HTTP/1.0\r\nHost: localhost\r\n");
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        stream.write_all(head.as_bytes()).await.expect("write");
+        let mut sse = Sse {
+            stream,
+            buf: Vec::new(),
+            status: 0,
+        };
+        let head = sse.block(b"\r\n\r\n").await;
+        sse.status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("status");
+        assert_eq!(sse.status, 200, "{head}");
+        assert!(
+            head.to_ascii_lowercase().contains("text/event-stream"),
+            "{head}"
+        );
+        sse
+    }
+
+    async fn block(&mut self, end: &[u8]) -> String {
+        loop {
+            if let Some(at) = self.buf.windows(end.len()).position(|w| w == end) {
+                let block: Vec<u8> = self.buf.drain(..at + end.len()).collect();
+                return String::from_utf8(block).expect("utf-8");
+            }
+            let mut chunk = [0u8; 8192];
+            let n = tokio::time::timeout(WAIT, self.stream.read(&mut chunk))
+                .await
+                .expect("no event in time")
+                .expect("read");
+            assert!(n > 0, "stream ended");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// The next alert or reset (comments and `retry:` skipped); checks `id:` = seq.
+    pub async fn next(&mut self) -> Seen {
+        loop {
+            let block = self.block(b"\n\n").await;
+            let field = |name: &str| {
+                block
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .map(|v| v.trim_start().to_owned())
+            };
+            let Some(data) = field("data:") else { continue };
+            let seen = parse_frame(&data);
+            if let Seen::Alert(seq, _) = &seen {
+                assert_eq!(field("id:"), Some(seq.to_string()), "{block}");
+            }
+            return seen;
+        }
+    }
+}
+
+/// Identifiers of `seen` alerts.
+pub fn ids(seen: &[Seen]) -> Vec<String> {
+    seen.iter()
+        .map(|s| match s {
+            Seen::Alert(_, id) => id.clone(),
+            Seen::Reset(n) => format!("reset {n}"),
+        })
+        .collect()
+}
+
+/// The value of the metric sample whose line starts with `prefix` (0 when absent).
+pub async fn metric(hub: &Hub, prefix: &str) -> f64 {
+    let text = crate::common::get(hub.addr, "/metrics", &[]).await.body;
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Publishes a food alert for 330100 by identifier; returns its seq.
+pub async fn post_alert(addr: std::net::SocketAddr, token: &str, id: &str) -> u64 {
+    let xml = crate::alerts_util::cap_xml(&Fixture {
+        identifier: id,
+        kind: "food",
+        severity: "Severe",
+        regions: &["330100"],
+        sent: "2025-07-01T08:00:00+08:00",
+        headline: "并发",
+        description: "并发",
+    });
+    let len = xml.len().to_string();
+    let auth = format!("Bearer {token}");
+    let headers = [
+        ("Content-Length", len.as_str()),
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/cap+xml"),
+    ];
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let response = crate::common::request_with_body(
+        stream,
+        "POST",
+        "/api/v1/alerts",
+        &headers,
+        xml.as_bytes(),
+    )
+    .await;
+    response.json()["seq"].as_u64().expect("seq")
+}
+
+#[derive(Debug, Default)]
+pub struct Entry {
+    pub id: String,
+    pub title: String,
+    pub kind: String,
+    pub href: String,
+}
+
+/// The feed's entries; panics unless it is well-formed Atom.
+pub fn atom_entries(xml: &str) -> Vec<Entry> {
+    let mut reader = quick_xml::Reader::from_str(xml);
+    let mut entries = Vec::new();
+    let mut current: Option<Entry> = None;
+    let mut path: Vec<String> = Vec::new();
+    let mut root = None;
+    loop {
+        let event = reader.read_event().expect("well-formed XML");
+        match event {
+            Event::Start(e) | Event::Empty(e) => {
+                let name = e.name().as_ref().to_owned();
+                let attr = |key: &str| {
+                    e.attributes()
+                        .flatten()
+                        .find(|a| a.key.0 == key)
+                        .map(|a| a.value.to_string())
+                };
+                if root.is_none() {
+                    root = Some((name.clone(), attr("xmlns")));
+                }
+                match (name.as_str(), current.as_mut()) {
+                    ("entry", _) => current = Some(Entry::default()),
+                    ("category", Some(entry)) => entry.kind = attr("term").unwrap_or_default(),
+                    ("link", Some(entry)) => {
+                        assert_eq!(attr("rel").as_deref(), Some("alternate"));
+                        assert_eq!(attr("type").as_deref(), Some("application/cap+xml"));
+                        entry.href = attr("href").unwrap_or_default();
+                    }
+                    _ => {}
+                }
+                if !matches!(name.as_str(), "category" | "link") {
+                    path.push(name);
+                }
+            }
+            Event::Text(text) => {
+                let text = text.xml10_content().into_owned();
+                match (path.last().map(String::as_str), current.as_mut()) {
+                    (Some("id"), Some(entry)) => entry.id = text,
+                    (Some("title"), Some(entry)) => entry.title = text,
+                    _ => {}
+                }
+            }
+            Event::End(e) => {
+                if e.name().as_ref() == "entry" {
+                    entries.extend(current.take());
+                }
+                path.pop();
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    let root = root.expect("a root element");
+    assert_eq!(
+        root,
+        (
+            "feed".to_owned(),
+            Some("http://www.w3.org/2005/Atom".to_owned())
+        )
+    );
+    entries
+}
