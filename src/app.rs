@@ -150,5 +150,10 @@ async fn open_alert_store(settings: &Settings, metrics: &Metrics) -> anyhow::Res
         max_body_bytes: settings.alerts.max_body_bytes,
         live,
         config: settings.alerts.clone(),
+        connect_limiter: std::sync::Arc::new(crate::rate_limit::ConnectLimiter::new(
+            settings.alerts.connect_rate_per_ip,
+            settings.alerts.connect_burst_per_ip,
+            settings.alerts.max_subscribers,
+        )),
     })
 }

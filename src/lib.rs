@@ -27,6 +27,7 @@ pub mod config;
 pub mod http;
 pub mod keys;
 pub mod metrics;
+pub mod rate_limit;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;

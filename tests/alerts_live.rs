@@ -357,3 +357,40 @@ async fn the_atom_feed_lists_live_alerts_with_cap_links() {
     let bad = alerts_util::get(&hub, "/feeds/alerts.atom?region=12").await;
     assert_eq!(bad.status, 400);
 }
+
+#[tokio::test]
+async fn live_connections_are_rate_limited_per_ip() {
+    let hub = common::Hub::start(
+        &[],
+        &[
+            ("HUBCAST_ALERTS__CONNECT_RATE_PER_IP", "1"),
+            ("HUBCAST_ALERTS__CONNECT_BURST_PER_IP", "2"),
+        ],
+    );
+    let url = format!("ws://{}/ws/alerts?region=330100", hub.addr);
+    let first = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .expect("first");
+    let second = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .expect("second");
+    match tokio_tungstenite::connect_async(url.as_str()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status().as_u16(), 429);
+            let body = response
+                .body()
+                .as_ref()
+                .map(|b| String::from_utf8_lossy(b).into_owned());
+            assert!(
+                body.as_deref().is_some_and(|b| b.contains("rate_limited")),
+                "{body:?}"
+            );
+        }
+        other => panic!("third connection in the same second should be refused: {other:?}"),
+    }
+    // A token comes back after a second.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let again = tokio_tungstenite::connect_async(url.as_str()).await;
+    assert!(again.is_ok(), "{:?}", again.err());
+    drop((first, second, again));
+}

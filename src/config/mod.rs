@@ -243,6 +243,12 @@ pub struct AlertsConfig {
     /// Seconds a write to one subscriber may block before it is dropped. Default 10: a
     /// client that does not read for that long is gone; it resumes with `since`.
     pub write_timeout_secs: u64,
+    /// New live connections (`/ws/alerts`, `/sse/alerts`) per second per source IP, sustained;
+    /// beyond, 429 with `Retry-After`. Default 20: a bureau's whole office behind one NAT
+    /// address can open the page at once; a client reconnecting in a tight loop cannot.
+    pub connect_rate_per_ip: u32,
+    /// Connections per source IP allowed in a burst. Default 100.
+    pub connect_burst_per_ip: u32,
 }
 
 impl Default for AlertsConfig {
@@ -256,6 +262,8 @@ impl Default for AlertsConfig {
             ping_secs: 30,
             idle_timeout_secs: 90,
             write_timeout_secs: 10,
+            connect_rate_per_ip: 20,
+            connect_burst_per_ip: 100,
         }
     }
 }

@@ -289,7 +289,17 @@ fn validate_alerts(alerts: &AlertsConfig) -> Result<(), ConfigError> {
         ));
     }
     let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
-    let ranges: [(&str, u64, u64); 6] = [
+    let ranges: [(&str, u64, u64); 8] = [
+        (
+            "alerts.connect_rate_per_ip",
+            u64::from(alerts.connect_rate_per_ip),
+            1_000_000,
+        ),
+        (
+            "alerts.connect_burst_per_ip",
+            u64::from(alerts.connect_burst_per_ip),
+            1_000_000,
+        ),
         (
             "alerts.queue_capacity",
             count(alerts.queue_capacity),

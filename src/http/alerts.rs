@@ -54,6 +54,8 @@ pub struct AlertsState {
     pub live: crate::alerts_live::LiveHub,
     /// The `alerts` settings (live-delivery timers and bounds).
     pub config: crate::config::AlertsConfig,
+    /// Per-IP connection rate limit of the live endpoints.
+    pub connect_limiter: std::sync::Arc<crate::rate_limit::ConnectLimiter>,
 }
 
 /// Most bytes read and discarded after a body went over the limit, so that the 413 reaches a

@@ -93,13 +93,29 @@ pub(super) fn parse_seq(name: &str, value: &str) -> Result<u64, AlertError> {
     })
 }
 
-/// Reserves a slot and registers the subscriber, or 503 / 400.
+/// Reserves a slot and registers the subscriber, or 429 (per-IP rate) / 503 / 400.
 pub(super) async fn subscribe(
     state: &AppState,
+    peer: std::net::SocketAddr,
     query: LiveQuery,
     transport: &'static str,
 ) -> Result<Subscription, AlertError> {
-    let live = &alerts_state(state)?.live;
+    let alerts = alerts_state(state)?;
+    if let Err(retry) = alerts
+        .connect_limiter
+        .check(peer.ip(), std::time::Instant::now())
+    {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!(
+                "too many new connections from {}; retry in {retry} s (alerts.connect_rate_per_ip)",
+                peer.ip()
+            ),
+        )
+        .into());
+    }
+    let live = &alerts.live;
     let busy = |why: &str| -> AlertError {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", why.to_owned()).into()
     };
@@ -126,11 +142,12 @@ pub(super) fn reset_text(oldest_available: u64) -> String {
 /// `GET /ws/alerts`.
 pub async fn ws_alerts(
     State(state): State<AppState>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, AlertError> {
     let query = parse_live(query, &state)?;
-    let sub = subscribe(&state, query, "websocket").await?;
+    let sub = subscribe(&state, peer, query, "websocket").await?;
     let shutdown = state.shutdown().clone();
     Ok(upgrade
         .read_buffer_size(4096)

@@ -34,6 +34,7 @@ const RETRY: Duration = Duration::from_secs(3);
 /// `GET /sse/alerts`.
 pub async fn sse_alerts(
     State(state): State<AppState>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, AlertError> {
@@ -43,7 +44,7 @@ pub async fn sse_alerts(
         query.since = Some(parse_seq("Last-Event-ID", text)?);
     }
     let ping = Duration::from_secs(alerts_state(&state)?.config.ping_secs);
-    let sub = subscribe(&state, query, "sse").await?;
+    let sub = subscribe(&state, peer, query, "sse").await?;
     let stream = Stream {
         sub,
         token: state.shutdown().token().clone(),
