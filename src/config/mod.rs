@@ -244,7 +244,7 @@ pub struct AlertsConfig {
     /// client that does not read for that long is gone; it resumes with `since`.
     pub write_timeout_secs: u64,
     /// New live connections (`/ws/alerts`, `/sse/alerts`) per second per source IP, sustained;
-    /// beyond, 429 with `Retry-After`. Default 20: a bureau's whole office behind one NAT
+    /// beyond, 429 `rate_limited` naming the wait. Default 20: a bureau's whole office behind one NAT
     /// address can open the page at once; a client reconnecting in a tight loop cannot.
     pub connect_rate_per_ip: u32,
     /// Connections per source IP allowed in a burst. Default 100.
