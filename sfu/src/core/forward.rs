@@ -215,14 +215,8 @@ impl Room {
         };
         match layer.throttle.request(now, interval) {
             Requested::SendNow => {
-                track.counters.keyframe_requests_sent += 1;
+                let ev = keyframe_request(&mut track.counters, track.peer, sl, layer.rid);
                 self.stats.keyframe_requests_sent += 1;
-                let ev = RoomEvent::KeyframeRequest {
-                    peer: track.peer,
-                    track: sl.track,
-                    layer: sl.layer,
-                    rid: layer.rid,
-                };
                 push_event(
                     &mut self.events,
                     &mut self.stats,
@@ -262,14 +256,12 @@ impl Room {
         for (&id, track) in self.table.tracks.iter_mut() {
             for (i, layer) in track.layers.iter_mut().enumerate() {
                 if layer.throttle.poll(now, interval) {
-                    track.counters.keyframe_requests_sent += 1;
-                    self.stats.keyframe_requests_sent += 1;
-                    let ev = RoomEvent::KeyframeRequest {
-                        peer: track.peer,
+                    let sl = SourceLayer {
                         track: id,
                         layer: i as u8,
-                        rid: layer.rid,
                     };
+                    let ev = keyframe_request(&mut track.counters, track.peer, sl, layer.rid);
+                    self.stats.keyframe_requests_sent += 1;
                     push_event(
                         &mut self.events,
                         &mut self.stats,
@@ -340,5 +332,21 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
+    }
+}
+
+/// Counts a keyframe request sent for `sl` of a track and builds its event.
+fn keyframe_request(
+    counters: &mut super::stats::TrackCounters,
+    peer: super::PeerId,
+    sl: SourceLayer,
+    rid: Option<super::Rid>,
+) -> RoomEvent {
+    counters.keyframe_requests_sent += 1;
+    RoomEvent::KeyframeRequest {
+        peer,
+        track: sl.track,
+        layer: sl.layer,
+        rid,
     }
 }

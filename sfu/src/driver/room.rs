@@ -19,7 +19,6 @@ pub(crate) struct RoomSlot {
     pub core: core::Room,
     sessions: Vec<u64>,
     next_track: u64,
-    speaker: Option<u64>,
 }
 
 impl RoomSlot {
@@ -32,7 +31,6 @@ impl RoomSlot {
             core: core::Room::new(room_config),
             sessions: Vec::new(),
             next_track: 1,
-            speaker: None,
         }
     }
 
@@ -47,9 +45,6 @@ impl RoomSlot {
     pub(crate) fn remove_session(&mut self, id: u64, now: Instant) {
         self.sessions.retain(|s| *s != id);
         self.core.remove_peer(id, now);
-        if self.speaker == Some(id) {
-            self.speaker = None;
-        }
     }
 
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
@@ -78,7 +73,7 @@ fn core_codec(codec: str0m::format::Codec) -> Option<core::Codec> {
     }
 }
 
-fn str0m_codec(codec: core::Codec) -> str0m::format::Codec {
+pub(crate) fn str0m_codec(codec: core::Codec) -> str0m::format::Codec {
     use str0m::format::Codec as C;
     match codec {
         core::Codec::Opus => C::Opus,
@@ -346,7 +341,7 @@ impl Worker {
             room: room.to_owned(),
             publishers,
             viewers,
-            speaker: slot.speaker.map(|s| s.to_string()),
+            speaker: slot.core.speaker().map(|s| s.to_string()),
             forwarded_packets: slot.core.stats().forwarded_packets,
         })
     }
@@ -368,6 +363,10 @@ impl Worker {
             return;
         };
         let metrics = &self.shared.metrics;
+        let (mut packets, mut bytes) = (0u64, 0u64);
+        // One incoming packet fans out to many forwards in a row: parse its VP8 descriptor
+        // once, not once per subscriber.
+        let mut vp8: Option<(Arc<[u8]>, Option<Vp8Descriptor>)> = None;
         for f in slot.core.drain_forwards() {
             let Some(sub) = self.sessions.get_mut(&f.sub) else {
                 continue;
@@ -379,7 +378,7 @@ impl Worker {
                 sub.tx_video
             };
             let Some(tx) = tx else { continue };
-            let Some(pt) = sub.pt_for(str0m_codec(f.codec)) else {
+            let Some(pt) = sub.pts[f.codec as usize] else {
                 continue;
             };
             let mut ext = ExtensionValues::default();
@@ -397,20 +396,35 @@ impl Worker {
             .marker(f.marker)
             .ext_vals(ext)
             .nackable(kind == core::Kind::Video);
-            if let Some(patch) = f.vp8_rewrite.and_then(|r| vp8_patch(&f.payload, r)) {
-                write = write.vp8_patch(patch);
+            if let Some(rewrite) = f.vp8_rewrite {
+                let descriptor = match &vp8 {
+                    Some((payload, d)) if Arc::ptr_eq(payload, &f.payload) => *d,
+                    _ => {
+                        let d = Vp8Descriptor::parse(&f.payload).ok();
+                        vp8 = Some((f.payload.clone(), d));
+                        d
+                    }
+                };
+                if let Some(patch) = descriptor.and_then(|d| vp8_patch(&d, rewrite)) {
+                    write = write.vp8_patch(patch);
+                }
             }
             let mut api = sub.rtc.direct_api();
             let Some(stream) = api.stream_tx(&tx.ssrc) else {
                 continue;
             };
             stream.write_rtp(write);
-            metrics.forwarded_packets.inc();
-            metrics.forwarded_bytes.inc_by(f.payload.len() as u64);
+            packets += 1;
+            bytes += f.payload.len() as u64;
             if !sub.queued {
                 sub.queued = true;
                 self.dirty.push(f.sub);
             }
+        }
+        // Counters are atomics shared by all workers: touch them once per pump, not per packet.
+        if packets > 0 {
+            metrics.forwarded_packets.inc_by(packets);
+            metrics.forwarded_bytes.inc_by(bytes);
         }
         while let Some(event) = slot.core.poll_event() {
             match event {
@@ -438,10 +452,7 @@ impl Worker {
                         }
                     }
                 }
-                core::RoomEvent::SpeakerChanged { peer, .. } => {
-                    slot.speaker = peer;
-                    metrics.speaker_changes.inc();
-                }
+                core::RoomEvent::SpeakerChanged { .. } => metrics.speaker_changes.inc(),
                 core::RoomEvent::LayerSwitched { sub, from, to, .. } => {
                     tracing::debug!(sub, ?from, ?to, "layer switched");
                     metrics.layer_switches.inc();
@@ -453,8 +464,10 @@ impl Worker {
 }
 
 /// The str0m patch that writes the rewritten VP8 picture id / TL0PICIDX while serializing.
-fn vp8_patch(payload: &[u8], rewrite: core::Vp8Rewrite) -> Option<str0m::rtp::Vp8Patch> {
-    let descriptor = Vp8Descriptor::parse(payload).ok()?;
+fn vp8_patch(
+    descriptor: &Vp8Descriptor,
+    rewrite: core::Vp8Rewrite,
+) -> Option<str0m::rtp::Vp8Patch> {
     let mut builder = descriptor.patch();
     if let Some(id) = rewrite.picture_id {
         builder = builder.picture_id(id);

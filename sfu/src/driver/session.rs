@@ -62,6 +62,8 @@ pub(crate) struct Session {
     pub rids_seen: Vec<String>,
     /// Already in the worker's dirty list.
     pub queued: bool,
+    /// Negotiated payload type per forwarded codec (see [`Session::negotiated_pts`]).
+    pub pts: [Option<Pt>; 4],
     /// Last cumulative NACK counts per stream (str0m stats are cumulative; metrics count
     /// deltas).
     pub nacks_seen: HashMap<(Mid, Option<str0m::media::Rid>), u64>,
@@ -246,12 +248,17 @@ pub(crate) fn parse_frag(frag: &str) -> Result<Frag, SfuError> {
 }
 
 impl Session {
-    /// Payload type of `codec` as negotiated with this peer.
-    pub fn pt_for(&self, codec: Codec) -> Option<Pt> {
-        self.rtc
-            .codec_config()
-            .find(|p| p.spec().codec == codec)
-            .map(|p| p.pt())
+    /// Payload types negotiated with this peer, indexed by `core::Codec as usize` (looked
+    /// up once after the answer, so forwarding does an array read instead of a scan).
+    pub fn negotiated_pts(rtc: &Rtc) -> [Option<Pt>; 4] {
+        use crate::core::Codec as C;
+        // Declaration order of `core::Codec`, so `codec as usize` indexes this array.
+        [C::Opus, C::Vp8, C::Vp9, C::H264].map(|codec| {
+            let codec = super::room::str0m_codec(codec);
+            rtc.codec_config()
+                .find(|p| p.spec().codec == codec)
+                .map(|p| p.pt())
+        })
     }
 
     /// Codec of payload type `pt` as negotiated with this peer.

@@ -109,6 +109,8 @@ pub(crate) struct Worker {
     events: Vec<(u64, Event)>,
     /// The other half of the event double buffer.
     spare: Vec<(u64, Event)>,
+    /// Rooms whose timer is due (scratch, reused every wake).
+    due_rooms: Vec<Arc<str>>,
     /// UDP transmits waiting for the next `sendmmsg` (flushed at the end of every `flush`).
     outbox: Vec<str0m::net::Transmit>,
 }
@@ -124,6 +126,7 @@ impl Worker {
             dirty: Vec::with_capacity(64),
             events: Vec::with_capacity(64),
             spare: Vec::with_capacity(64),
+            due_rooms: Vec::new(),
             outbox: Vec::with_capacity(4 * super::net::SEND_BATCH),
         }
     }
@@ -229,10 +232,18 @@ impl Worker {
             }
             self.remove_session(id, why);
         }
-        let rooms: Vec<Arc<str>> = self.rooms.keys().cloned().collect();
-        for room in rooms {
+        // Only rooms whose timer is due; the scratch list keeps its capacity across wakes.
+        let mut due = std::mem::take(&mut self.due_rooms);
+        due.extend(
+            self.rooms
+                .iter()
+                .filter(|(_, slot)| slot.poll_timeout().is_some_and(|t| t <= now))
+                .map(|(room, _)| room.clone()),
+        );
+        for room in due.drain(..) {
             self.room_timeout(&room, now);
         }
+        self.due_rooms = due;
     }
 
     /// Drains every dirty session until each reports its next timeout, processing the events
@@ -396,6 +407,7 @@ impl Worker {
             self.shared.tcp_addr,
             now,
         )?;
+        let pts = Session::negotiated_pts(&rtc);
         let room: Arc<str> = match self.rooms.get_key_value(req.room.as_str()) {
             Some((key, _)) => key.clone(),
             None => {
@@ -421,6 +433,7 @@ impl Worker {
             announced: Vec::new(),
             rids_seen: Vec::new(),
             queued: false,
+            pts,
             nacks_seen: HashMap::new(),
             remote_ufrag: session::attribute(&req.offer, "ice-ufrag").unwrap_or_default(),
             candidate_lines: answer
