@@ -52,10 +52,18 @@ pub fn self_signed(data_dir: &Path) -> anyhow::Result<(Arc<ServerConfig>, std::p
     let key_path = dir.join("self-signed-key.pem");
     if !(cert_path.exists() && key_path.exists()) {
         std::fs::create_dir_all(&dir)?;
+        // A half-written pair (a crash between the two writes) is replaced, not an error:
+        // the key goes first and the certificate last, so a present certificate means both.
+        for stale in [&key_path, &cert_path] {
+            match std::fs::remove_file(stale) {
+                Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err.into()),
+                _ => {}
+            }
+        }
         let names: Vec<String> = SELF_SIGNED_NAMES.iter().map(|s| (*s).to_owned()).collect();
         let generated = rcgen::generate_simple_self_signed(names)?;
-        std::fs::write(&cert_path, generated.cert.pem())?;
         crate::keys::write_private(&key_path, generated.signing_key.serialize_pem().as_bytes())?;
+        std::fs::write(&cert_path, generated.cert.pem())?;
         tracing::info!(cert = %cert_path.display(), "generated a self-signed development certificate");
     }
     let config = load_pem_files(&cert_path, &key_path).map_err(|err| anyhow::anyhow!("{err}"))?;

@@ -100,6 +100,19 @@ fn record(log: &Mutex<Log>, seq: u64) {
     }
 }
 
+/// Records one delivered frame: an alert's seq, anything else (reset, garbage) a violation.
+fn on_frame(log: &Mutex<Log>, text: &str) {
+    let value: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+    match value["type"].as_str() {
+        Some("alert") => record(log, value["seq"].as_u64().unwrap_or(0)),
+        other => log
+            .lock()
+            .expect("log")
+            .violations
+            .push(format!("unexpected {other:?}: {text}")),
+    }
+}
+
 fn last(log: &Mutex<Log>) -> Option<u64> {
     log.lock().ok().and_then(|l| l.seqs.last().copied())
 }
@@ -132,15 +145,7 @@ async fn ws_subscriber(
                 Ok(_) => break,
             };
             if let Message::Text(text) = message {
-                let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-                match value["type"].as_str() {
-                    Some("alert") => record(&log, value["seq"].as_u64().unwrap_or(0)),
-                    other => log
-                        .lock()
-                        .expect("log")
-                        .violations
-                        .push(format!("unexpected {other:?}")),
-                }
+                on_frame(&log, &text);
             }
             if Instant::now() >= until {
                 return;
@@ -195,15 +200,7 @@ async fn sse_subscriber(
                     .find_map(|l| l.strip_prefix("data:"))
                     .map(str::trim);
                 if let Some(data) = data {
-                    let value: serde_json::Value = serde_json::from_str(data).unwrap_or_default();
-                    match value["type"].as_str() {
-                        Some("alert") => record(&log, value["seq"].as_u64().unwrap_or(0)),
-                        other => log
-                            .lock()
-                            .expect("log")
-                            .violations
-                            .push(format!("unexpected {other:?}")),
-                    }
+                    on_frame(&log, data);
                 }
             }
             if Instant::now() >= until {
