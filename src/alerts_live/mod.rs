@@ -58,6 +58,8 @@ enum Command {
     Unsubscribe(SubId),
     Pop {
         sub: SubId,
+        /// The subscriber's recycled buffer (empty, capacity kept), filled and sent back.
+        buf: Vec<Delivery>,
         reply: oneshot::Sender<Batch>,
     },
     Live {
@@ -184,6 +186,7 @@ impl LiveHub {
             sub,
             notify,
             more: false,
+            buf: Vec::with_capacity(BATCH),
             gauge,
             _permit: permit,
         })
@@ -204,6 +207,9 @@ pub struct Subscription {
     sub: SubId,
     notify: Arc<Notify>,
     more: bool,
+    /// Delivery buffer passed back and forth with each pop, so a steady subscriber costs no
+    /// allocation per alert (see [`Subscription::recycle`]).
+    buf: Vec<Delivery>,
     gauge: prometheus::IntGauge,
     _permit: OwnedSemaphorePermit,
 }
@@ -227,6 +233,7 @@ impl Subscription {
             .tx
             .send(Command::Pop {
                 sub: self.sub,
+                buf: std::mem::take(&mut self.buf),
                 reply,
             })
             .await
@@ -237,6 +244,12 @@ impl Subscription {
         let batch = rx.await.unwrap_or(gone);
         self.more = batch.more;
         batch
+    }
+
+    /// Hands a drained `Batch::items` back for the next pop (keeps its capacity).
+    pub fn recycle(&mut self, mut items: Vec<Delivery>) {
+        items.clear();
+        self.buf = items;
     }
 }
 

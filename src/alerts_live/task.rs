@@ -117,8 +117,8 @@ pub(super) async fn run(
                 hub.unsubscribe(sub);
                 slots.remove(&sub);
             }
-            Command::Pop { sub, reply } => {
-                let batch = pop(&mut hub, &mut slots, sub, &times, &metrics);
+            Command::Pop { sub, buf, reply } => {
+                let batch = pop(&mut hub, &mut slots, sub, buf, &times, &metrics);
                 let _ = reply.send(batch);
             }
             Command::Live { filter, reply } => {
@@ -210,6 +210,7 @@ fn pop(
     hub: &mut Hub,
     slots: &mut HashMap<SubId, Slot>,
     sub: SubId,
+    mut items: Vec<Delivery>,
     times: &VecDeque<(u64, Instant)>,
     metrics: &LiveMetrics,
 ) -> Batch {
@@ -226,16 +227,20 @@ fn pop(
             ..Batch::default()
         };
     }
-    let mut items = Vec::new();
+    items.clear();
+    let mut delivered = 0;
     while items.len() < BATCH {
         let Some(delivery) = hub.pop(sub) else { break };
         if let Delivery::Alert { seq, .. } = &delivery {
-            metrics.deliveries.inc();
+            delivered += 1;
             if let Ok(i) = times.binary_search_by_key(seq, |&(s, _)| s) {
                 metrics.latency.observe(times[i].1.elapsed().as_secs_f64());
             }
         }
         items.push(delivery);
+    }
+    if delivered > 0 {
+        metrics.deliveries.inc_by(delivered);
     }
     let more = items.len() == BATCH;
     Batch {

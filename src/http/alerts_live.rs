@@ -223,8 +223,9 @@ async fn drain(socket: &mut WebSocket, sub: &mut Subscription, write_timeout: Du
             close(socket, close_code::AWAY, "server shutting down").await;
             return false;
         }
+        let mut items = batch.items;
         let write = async {
-            for item in batch.items {
+            for item in items.drain(..) {
                 let text = match item {
                     Delivery::Alert { frame, .. } => match Utf8Bytes::try_from(frame) {
                         Ok(text) => text,
@@ -236,7 +237,9 @@ async fn drain(socket: &mut WebSocket, sub: &mut Subscription, write_timeout: Du
             }
             socket.flush().await
         };
-        if !matches!(timeout(write_timeout, write).await, Ok(Ok(()))) {
+        let written = matches!(timeout(write_timeout, write).await, Ok(Ok(())));
+        sub.recycle(items);
+        if !written {
             return false;
         }
         if !batch.more {

@@ -98,7 +98,8 @@ async fn next(mut st: Stream) -> Option<(Result<Event, Infallible>, Stream)> {
         }
         let batch = st.sub.pop().await;
         st.done = batch.closed.is_some() || batch.gone;
-        st.buffered
-            .extend(batch.items.into_iter().filter_map(event));
+        let mut items = batch.items;
+        st.buffered.extend(items.drain(..).filter_map(event));
+        st.sub.recycle(items);
     }
 }
