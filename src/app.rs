@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use tiers::TokenVerifier;
 use tokio::task::JoinHandle;
 
-use crate::config::{ConfigError, Settings, TlsMode};
+use crate::config::{AlertsBackend, ConfigError, Settings, TlsMode};
 use crate::http::{AlertsState, AppState, router};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
@@ -111,10 +111,9 @@ pub async fn start(settings: &Settings, shutdown: Shutdown) -> anyhow::Result<Hu
     })
 }
 
-/// Opens (creating and migrating if needed) `<data_dir>/alerts.sqlite3`; a failure is a start
-/// error naming `data_dir`.
+/// Opens the alert store of `alerts.backend` and starts live delivery on it; a failure is a
+/// start error naming the setting (`data_dir` for SQLite, `alerts.redis_url` for Redis).
 async fn open_alert_store(settings: &Settings, metrics: &Metrics) -> anyhow::Result<AlertsState> {
-    let path = settings.data_dir.join("alerts.sqlite3");
     let config = alerts::store::StoreConfig {
         tree: settings.regions.clone(),
         // Normalizing (escaping, indentation) can grow a document: keep up to 4× the body.
@@ -122,6 +121,62 @@ async fn open_alert_store(settings: &Settings, metrics: &Metrics) -> anyhow::Res
         readers: settings.alerts.store_readers,
         ..alerts::store::StoreConfig::default()
     };
+    let (store, redis): (Arc<dyn alerts::store::Store>, _) = match settings.alerts.backend {
+        AlertsBackend::Sqlite => (open_sqlite(settings, config).await?, None),
+        AlertsBackend::Redis => {
+            let redis = open_redis(settings, config).await?;
+            (redis.clone(), Some(redis))
+        }
+    };
+    // With Redis, the tail starts from the log's end as read now; the rebuild below reads it
+    // again, so alerts appended in between reach the hub at least once (duplicates are dropped).
+    let tail_from = match &redis {
+        Some(redis) => {
+            let redis = redis.clone();
+            let last =
+                tokio::task::spawn_blocking(move || alerts::store::Store::last_seq(redis.as_ref()))
+                    .await?;
+            Some(last.context("reading the shared alert log")?)
+        }
+        None => None,
+    };
+    let live_metrics = crate::alerts_metrics::LiveMetrics::register(metrics.registry())
+        .context("registering alert metrics")?;
+    let live = crate::alerts_live::LiveHub::start(
+        store.clone(),
+        settings.regions.clone(),
+        &settings.alerts,
+        live_metrics,
+    )
+    .await
+    .context("loading retained alerts into the live hub")?;
+    let tail = match (redis, tail_from) {
+        (Some(redis), Some(after)) => Some(Arc::new(
+            crate::alerts_live::Tail::start(&redis, after, live.clone())
+                .context("starting the alert log tail")?,
+        )),
+        _ => None,
+    };
+    Ok(AlertsState {
+        store,
+        max_body_bytes: settings.alerts.max_body_bytes,
+        live,
+        config: settings.alerts.clone(),
+        connect_limiter: std::sync::Arc::new(crate::rate_limit::ConnectLimiter::new(
+            settings.alerts.connect_rate_per_ip,
+            settings.alerts.connect_burst_per_ip,
+            settings.alerts.max_subscribers,
+        )),
+        tail,
+    })
+}
+
+/// `<data_dir>/alerts.sqlite3`, created and migrated if needed.
+async fn open_sqlite(
+    settings: &Settings,
+    config: alerts::store::StoreConfig,
+) -> anyhow::Result<Arc<dyn alerts::store::Store>> {
+    let path = settings.data_dir.join("alerts.sqlite3");
     let open_path = path.clone();
     let opened = tokio::task::spawn_blocking(move || {
         alerts::store::SqliteStore::open_with(open_path, config)
@@ -134,26 +189,44 @@ async fn open_alert_store(settings: &Settings, metrics: &Metrics) -> anyhow::Res
             format!("cannot open the alert store {}: {err}", path.display()),
         )
     })?;
-    let store: Arc<dyn alerts::store::Store> = Arc::new(store);
-    let live_metrics = crate::alerts_metrics::LiveMetrics::register(metrics.registry())
-        .context("registering alert metrics")?;
-    let live = crate::alerts_live::LiveHub::start(
-        store.clone(),
-        settings.regions.clone(),
-        &settings.alerts,
-        live_metrics,
-    )
-    .await
-    .context("loading retained alerts into the live hub")?;
-    Ok(AlertsState {
-        store,
-        max_body_bytes: settings.alerts.max_body_bytes,
-        live,
-        config: settings.alerts.clone(),
-        connect_limiter: std::sync::Arc::new(crate::rate_limit::ConnectLimiter::new(
-            settings.alerts.connect_rate_per_ip,
-            settings.alerts.connect_burst_per_ip,
-            settings.alerts.max_subscribers,
-        )),
+    Ok(Arc::new(store))
+}
+
+/// The shared log on `alerts.redis_url`, with its local archive index in
+/// `<data_dir>/alerts-redis-index.sqlite3`; warns when Redis does not fsync each write.
+async fn open_redis(
+    settings: &Settings,
+    config: alerts::store::StoreConfig,
+) -> anyhow::Result<Arc<alerts::store::RedisStore>> {
+    let url = settings.alerts.redis_url.clone();
+    let prefix = settings.alerts.redis_prefix.clone();
+    let index = settings.data_dir.join("alerts-redis-index.sqlite3");
+    let opened = tokio::task::spawn_blocking(move || {
+        alerts::store::RedisStore::open(&url, &prefix, &index, config)
     })
+    .await
+    .context("opening the alert store")?;
+    let store = opened.map_err(|err| {
+        let setting = match err {
+            alerts::store::StoreError::Redis(_) => "alerts.redis_url",
+            _ => "data_dir",
+        };
+        ConfigError::new(setting, format!("cannot open the Redis alert store: {err}"))
+    })?;
+    let store = Arc::new(store);
+    let probe = store.clone();
+    match tokio::task::spawn_blocking(move || probe.durability()).await? {
+        Some(d) if d.is_synchronous() => {}
+        Some(d) => tracing::warn!(
+            appendonly = %d.appendonly,
+            appendfsync = %d.appendfsync,
+            "Redis does not fsync each write: an acknowledged alert can be lost if Redis \
+             crashes; set appendonly yes and appendfsync always"
+        ),
+        None => tracing::warn!(
+            "cannot read Redis's persistence settings (CONFIG GET refused); make sure it runs \
+             with appendonly yes and appendfsync always"
+        ),
+    }
+    Ok(store)
 }

@@ -7,6 +7,24 @@ use tiers::{Principal, RegionCode, RegionTree, Role, TokenIssuer};
 
 use crate::config::{ConfigError, Settings, TlsMode, parse_duration_secs};
 
+/// `url` with the password of its userinfo (`redis://user:PASSWORD@host`) replaced.
+fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            format!(
+                "{scheme}://{user}:<redacted>@{host}{}",
+                &rest[authority_end..]
+            )
+        }
+        None => url.to_owned(),
+    }
+}
+
 /// Text of `hubcast check-config`: the merged configuration as TOML, secrets redacted, followed
 /// by what it resolves to.
 pub fn check_config(settings: &Settings) -> anyhow::Result<String> {
@@ -14,6 +32,7 @@ pub fn check_config(settings: &Settings) -> anyhow::Result<String> {
     if config.auth.secret.is_some() {
         config.auth.secret = Some("<redacted>".to_owned());
     }
+    config.alerts.redis_url = redact_url_password(&config.alerts.redis_url);
     let mut out = String::from("# effective configuration (flag > env > file > default)\n");
     out.push_str(&toml::to_string_pretty(&config).context("rendering the config")?);
     let tls = match &settings.tls {
@@ -112,4 +131,25 @@ pub fn regions(settings: &Settings, code: Option<&str>) -> anyhow::Result<String
         );
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url_password;
+
+    #[test]
+    fn redis_passwords_are_redacted() {
+        assert_eq!(
+            redact_url_password("redis://:s3cret@10.0.0.5:6380/2"),
+            "redis://:<redacted>@10.0.0.5:6380/2"
+        );
+        assert_eq!(
+            redact_url_password("rediss://hub:pw@r.internal/0"),
+            "rediss://hub:<redacted>@r.internal/0"
+        );
+        assert_eq!(
+            redact_url_password("redis://127.0.0.1:6379/"),
+            "redis://127.0.0.1:6379/"
+        );
+    }
 }

@@ -31,7 +31,10 @@
 //! retained tail re-published (`Store::since`), with each alert's age taken from its
 //! `received_unix`, so `since` works across restarts.
 
+mod tail;
 mod task;
+
+pub use tail::Tail;
 
 use std::sync::Arc;
 
@@ -140,13 +143,17 @@ impl LiveHub {
     /// Hands a committed alert to the hub from a blocking thread (the one that committed it,
     /// so a cancelled HTTP request cannot lose the hand-off); waits while the channel is full.
     pub fn publish_blocking(&self, alert: PublishedAlert) {
-        if self
-            .tx
-            .blocking_send(Command::Publish(Box::new(alert)))
-            .is_err()
-        {
+        if !self.hand_off_blocking(alert) {
             tracing::warn!("live delivery stopped; alert stored but not fanned out");
         }
+    }
+
+    /// [`publish_blocking`](LiveHub::publish_blocking) without the warning: false if live
+    /// delivery has stopped (the Redis log tail then ends).
+    pub fn hand_off_blocking(&self, alert: PublishedAlert) -> bool {
+        self.tx
+            .blocking_send(Command::Publish(Box::new(alert)))
+            .is_ok()
     }
 
     /// A connection slot, or `Full` (checked before a WebSocket upgrade).

@@ -87,8 +87,12 @@ pub(super) async fn run(
         };
         match command {
             Command::Publish(alert) => {
+                // The first hand-off of a number wins (with Redis, an instance's own publishes
+                // also come back through the log tail).
                 if alert.seq > hub.last_seq() {
-                    pending.insert(alert.seq, (*alert, Instant::now()));
+                    pending
+                        .entry(alert.seq)
+                        .or_insert_with(|| (*alert, Instant::now()));
                 }
                 publish_ready(&mut hub, &mut pending, &mut times, &metrics);
             }

@@ -249,6 +249,28 @@ pub struct AlertsConfig {
     pub connect_rate_per_ip: u32,
     /// Connections per source IP allowed in a burst. Default 100.
     pub connect_burst_per_ip: u32,
+    /// Where the alert log lives: `sqlite` (default: `<data_dir>/alerts.sqlite3`, one node) or
+    /// `redis` (a Redis Stream shared by every hub instance on `redis_url`; each instance
+    /// tails it and fans out to its own subscribers).
+    pub backend: AlertsBackend,
+    /// Redis server of the `redis` backend, `redis://[:password@]host:port/[db]`. Default
+    /// `redis://127.0.0.1:6379/` (Redis's default port). For "acknowledged means durable" the
+    /// server needs `appendonly yes` and `appendfsync always`; the hub warns at start if not.
+    pub redis_url: String,
+    /// Key prefix in Redis, so several hubs (a test and a production province) can share one
+    /// server: keys are `{prefix}:alerts:*`. Default `hubcast`.
+    pub redis_prefix: String,
+}
+
+/// The alert store of [`AlertsConfig::backend`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertsBackend {
+    /// Embedded SQLite under the data dir: a single node.
+    #[default]
+    Sqlite,
+    /// A Redis Stream shared by several hub instances.
+    Redis,
 }
 
 impl Default for AlertsConfig {
@@ -264,6 +286,9 @@ impl Default for AlertsConfig {
             write_timeout_secs: 10,
             connect_rate_per_ip: 20,
             connect_burst_per_ip: 100,
+            backend: AlertsBackend::Sqlite,
+            redis_url: "redis://127.0.0.1:6379/".to_owned(),
+            redis_prefix: "hubcast".to_owned(),
         }
     }
 }

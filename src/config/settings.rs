@@ -321,6 +321,52 @@ fn validate_alerts(alerts: &AlertsConfig) -> Result<(), ConfigError> {
             return Err(ConfigError::new(setting, message));
         }
     }
+    if alerts.backend == super::AlertsBackend::Redis {
+        validate_redis_url(&alerts.redis_url)?;
+    }
+    let prefix_ok = !alerts.redis_prefix.is_empty()
+        && alerts.redis_prefix.len() <= 64
+        && (alerts.redis_prefix.bytes()).all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+    if !prefix_ok {
+        let message = "must be 1–64 characters of letters, digits, '-', '_', '.', ':'";
+        return Err(ConfigError::new("alerts.redis_prefix", message));
+    }
+    Ok(())
+}
+
+/// `redis://` or `rediss://`, a host, an optional port and database number.
+fn validate_redis_url(url: &str) -> Result<(), ConfigError> {
+    let bad = |why: &str| {
+        let message = format!("{why} (expected redis://[:password@]host:port/[db])");
+        ConfigError::new("alerts.redis_url", message)
+    };
+    let rest = url
+        .strip_prefix("redis://")
+        .or_else(|| url.strip_prefix("rediss://"))
+        .ok_or_else(|| bad("must start with redis:// or rediss://"))?;
+    let (authority, db) = rest.split_once('/').unwrap_or((rest, ""));
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, port) = match host_port.strip_prefix('[') {
+        Some(v6) => {
+            let (host, after) = v6
+                .split_once(']')
+                .ok_or_else(|| bad("has an unclosed '['"))?;
+            match after {
+                "" => (host, "6379"),
+                _ => (host, after.strip_prefix(':').unwrap_or(after)),
+            }
+        }
+        None => host_port.rsplit_once(':').unwrap_or((host_port, "6379")),
+    };
+    if host.is_empty() {
+        return Err(bad("has no host"));
+    }
+    if port.parse::<u16>().map_or(true, |p| p == 0) {
+        return Err(bad(&format!("port {port:?} is not a port number")));
+    }
+    if !db.is_empty() && db.parse::<u32>().is_err() {
+        return Err(bad(&format!("database {db:?} is not a number")));
+    }
     Ok(())
 }
 
@@ -375,6 +421,30 @@ mod tests {
     }
 
     #[test]
+    fn redis_urls() {
+        for good in [
+            "redis://127.0.0.1:6379/",
+            "redis://127.0.0.1",
+            "redis://:secret@10.0.0.5:6380/2",
+            "rediss://user:pw@redis.internal:6380",
+            "redis://[::1]:6379/0",
+            "redis://[::1]",
+        ] {
+            assert!(validate_redis_url(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "127.0.0.1:6379",
+            "redis://",
+            "redis://h:x/",
+            "redis://h/db",
+        ] {
+            let err = validate_redis_url(bad).expect_err(bad);
+            assert_eq!(err.setting, "alerts.redis_url", "{bad}");
+        }
+    }
+
+    #[test]
     fn each_bad_value_names_its_setting() {
         type Edit = Box<dyn FnOnce(&mut Config)>;
         let cases: Vec<(&str, Edit)> = vec![
@@ -410,6 +480,31 @@ mod tests {
             (
                 "alerts.max_subscribers",
                 Box::new(|c| c.alerts.max_subscribers = 0),
+            ),
+            (
+                "alerts.redis_url",
+                Box::new(|c| {
+                    c.alerts.backend = crate::config::AlertsBackend::Redis;
+                    c.alerts.redis_url = "http://127.0.0.1:6379/".into();
+                }),
+            ),
+            (
+                "alerts.redis_url",
+                Box::new(|c| {
+                    c.alerts.backend = crate::config::AlertsBackend::Redis;
+                    c.alerts.redis_url = "redis://127.0.0.1:0/".into();
+                }),
+            ),
+            (
+                "alerts.redis_url",
+                Box::new(|c| {
+                    c.alerts.backend = crate::config::AlertsBackend::Redis;
+                    c.alerts.redis_url = "redis://:pw@/x".into();
+                }),
+            ),
+            (
+                "alerts.redis_prefix",
+                Box::new(|c| c.alerts.redis_prefix = "a b".into()),
             ),
             ("log.format", Box::new(|c| c.log.format = "xml".into())),
             (

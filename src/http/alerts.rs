@@ -56,6 +56,8 @@ pub struct AlertsState {
     pub config: crate::config::AlertsConfig,
     /// Per-IP connection rate limit of the live endpoints.
     pub connect_limiter: std::sync::Arc<crate::rate_limit::ConnectLimiter>,
+    /// The Redis log follower (`alerts.backend = "redis"`), kept for the life of the hub.
+    pub tail: Option<Arc<crate::alerts_live::Tail>>,
 }
 
 /// Most bytes read and discarded after a body went over the limit, so that the 413 reaches a

@@ -128,6 +128,17 @@ pub(super) fn store_error(err: &StoreError) -> AlertError {
         StoreError::BadCursor => AlertError::bad_parameter("cursor", err),
         StoreError::BadQuery(_) => AlertError::bad_parameter("q", err),
         StoreError::UnknownRegion(_) => AlertError::bad_parameter("region", err),
+        _ if err.is_transient() => {
+            // Nothing was acknowledged; the publisher retries (idempotent on its identity).
+            tracing::warn!(error = %err, "alert store unavailable");
+            let message = format!("the alert store is unavailable, retry shortly: {err}");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                message,
+            )
+            .into()
+        }
         _ => ApiError::internal(err).into(),
     }
 }

@@ -87,6 +87,15 @@ impl IntoResponse for ApiError {
                     .insert(header::WWW_AUTHENTICATE, value);
             }
         }
+        if self.status == StatusCode::SERVICE_UNAVAILABLE
+            && !response.headers().contains_key(header::RETRY_AFTER)
+        {
+            // RFC 9110 § 10.2.3: every 503 here is a passing condition (a full node, a busy or
+            // unreachable store); a client's retry loop should wait a second, not spin.
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         response
     }
 }

@@ -2,6 +2,8 @@
 //! loopback port with its own data dir, and speaks HTTP/1.1 to it over plain TCP or TLS.
 #![allow(dead_code)]
 
+pub mod redis;
+
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -19,7 +19,7 @@ use std::collections::BTreeSet;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tiers::RegionCode;
 
-use super::sqlite::{COLUMNS, join_list, select, severity_from_rank};
+use super::sqlite::{COLUMNS, join_list, select, severity_from_rank, to_sql_seq};
 use super::types::public_id;
 use super::{Appended, StoreError, StoredAlert};
 use crate::cap::{Alert, CapError, Reference, Status, write_xml};
@@ -31,24 +31,24 @@ const MAX_PUBLISHER_BYTES: usize = 256;
 /// An alert made ready to store, before the write lock.
 #[derive(Debug)]
 pub(super) struct Prepared {
-    sender: String,
-    identifier: String,
-    sent_unix: i64,
-    expires_unix: Option<i64>,
+    pub(super) sender: String,
+    pub(super) identifier: String,
+    pub(super) sent_unix: i64,
+    pub(super) expires_unix: Option<i64>,
     /// `None` for an alert without info: inherited from its first reference.
-    kind: Option<AlertKind>,
+    pub(super) kind: Option<AlertKind>,
     /// `None` for an alert without info: the gravest of its references.
-    severity: Option<Severity>,
-    msg_type: MsgType,
-    status: Status,
-    regions: Vec<RegionCode>,
-    references: Vec<Reference>,
-    publisher: String,
-    received_unix: i64,
-    xml: String,
-    json: String,
-    raw: String,
-    search_text: String,
+    pub(super) severity: Option<Severity>,
+    pub(super) msg_type: MsgType,
+    pub(super) status: Status,
+    pub(super) regions: Vec<RegionCode>,
+    pub(super) references: Vec<Reference>,
+    pub(super) publisher: String,
+    pub(super) received_unix: i64,
+    pub(super) xml: String,
+    pub(super) json: String,
+    pub(super) raw: String,
+    pub(super) search_text: String,
 }
 
 impl Prepared {
@@ -136,34 +136,25 @@ fn search_text(alert: &Alert) -> String {
 }
 
 /// One referenced alert, as far as an append needs it.
-struct Target {
-    seq: i64,
-    kind: AlertKind,
-    severity: Severity,
+#[derive(Debug)]
+pub(super) struct Target {
+    /// Its sequence number.
+    pub(super) seq: u64,
+    /// Its kind (a bare Cancel inherits the first target's).
+    pub(super) kind: AlertKind,
+    /// Its severity (a bare Cancel takes the gravest).
+    pub(super) severity: Severity,
+    /// Its own and inherited regions.
+    pub(super) regions: Vec<RegionCode>,
 }
 
-/// Stores `p` (see the module docs for the steps).
-pub(super) fn append(conn: &mut Connection, p: Prepared) -> Result<Appended, StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let existing_sql =
-        format!("SELECT {COLUMNS} FROM alerts a WHERE a.sender = ?1 AND a.identifier = ?2");
-    if let Some(existing) = select(&tx, &existing_sql, params![p.sender, p.identifier])?.pop() {
-        if existing.xml != p.xml {
-            return Err(StoreError::Conflict {
-                sender: p.sender,
-                identifier: p.identifier,
-                seq: existing.seq,
-            });
-        }
-        return Ok(Appended {
-            seq: existing.seq,
-            id: existing.id.clone(),
-            created: false,
-            alert: existing,
-        });
-    }
-
-    let targets = resolve(&tx, &p)?;
+/// `p` as the record to store, numbered `seq`, with what its `targets` (the resolved
+/// references) give it: a bare Cancel's kind and severity, and the inherited regions.
+pub(super) fn build(
+    p: Prepared,
+    seq: u64,
+    targets: &[Target],
+) -> Result<(StoredAlert, String, String), StoreError> {
     let Some(kind) = p.kind.or_else(|| targets.first().map(|t| t.kind)) else {
         let reason = "an alert without info takes its kind from its references; none is known";
         return Err(CapError::missing("alert/references", reason).into());
@@ -171,59 +162,11 @@ pub(super) fn append(conn: &mut Connection, p: Prepared) -> Result<Appended, Sto
     let severity = (p.severity)
         .or_else(|| targets.iter().map(|t| t.severity).max())
         .unwrap_or(Severity::Unknown);
-    let inherited = inherited_regions(&tx, &targets, &p.regions)?;
-    let references: Vec<u64> = targets.iter().map(|t| t.seq.unsigned_abs()).collect();
-
-    let next: i64 = tx.query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM alerts", [], |r| {
-        r.get(0)
-    })?;
-    tx.execute(
-        "INSERT INTO alerts (seq, sender, identifier, sent_unix, expires_unix, kind, severity,
-             msg_type, status, regions, inherited_regions, refs, publisher, received_unix,
-             xml, json, raw)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
-        params![
-            next,
-            p.sender,
-            p.identifier,
-            p.sent_unix,
-            p.expires_unix,
-            kind.as_str(),
-            severity as u8,
-            crate::convert::msg_type_str(p.msg_type),
-            p.status.as_str(),
-            join_list(&p.regions),
-            join_list(&inherited),
-            join_list(&references),
-            p.publisher,
-            p.received_unix,
-            p.xml,
-            p.json,
-            p.raw,
-        ],
-    )?;
-    {
-        let mut region =
-            tx.prepare_cached("INSERT INTO alert_regions (region, seq, own) VALUES (?1, ?2, ?3)")?;
-        for r in &p.regions {
-            region.execute(params![r.as_u32(), next, true])?;
-        }
-        for r in &inherited {
-            region.execute(params![r.as_u32(), next, false])?;
-        }
-        let mut reference =
-            tx.prepare_cached("INSERT INTO alert_references (ref_seq, seq) VALUES (?1, ?2)")?;
-        for t in &targets {
-            reference.execute(params![t.seq, next])?;
-        }
-    }
-    tx.execute(
-        "INSERT INTO alerts_fts (rowid, body) VALUES (?1, ?2)",
-        params![next, p.search_text],
-    )?;
-    tx.commit()?;
-
-    let seq = next.unsigned_abs();
+    let inherited: BTreeSet<RegionCode> = targets
+        .iter()
+        .flat_map(|t| t.regions.iter().copied())
+        .filter(|r| !p.regions.contains(r))
+        .collect();
     let alert = StoredAlert {
         seq,
         id: public_id(seq),
@@ -236,27 +179,161 @@ pub(super) fn append(conn: &mut Connection, p: Prepared) -> Result<Appended, Sto
         msg_type: p.msg_type,
         status: p.status,
         regions: p.regions,
-        inherited_regions: inherited,
-        references,
+        inherited_regions: inherited.into_iter().collect(),
+        references: targets.iter().map(|t| t.seq).collect(),
         publisher: p.publisher,
         received_unix: p.received_unix,
         xml: p.xml,
         json: p.json,
     };
+    Ok((alert, p.raw, p.search_text))
+}
+
+/// Stores `p` (see the module docs for the steps).
+pub(super) fn append(conn: &mut Connection, p: Prepared) -> Result<Appended, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let existing_sql =
+        format!("SELECT {COLUMNS} FROM alerts a WHERE a.sender = ?1 AND a.identifier = ?2");
+    if let Some(existing) = select(&tx, &existing_sql, params![p.sender, p.identifier])?.pop() {
+        return p.same_as(existing);
+    }
+    let targets = resolve(&tx, &p)?;
+    let next: i64 = tx.query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM alerts", [], |r| {
+        r.get(0)
+    })?;
+    let (alert, raw, search_text) = build(p, next.unsigned_abs(), &targets)?;
+    insert(&tx, &alert, &raw, &search_text)?;
+    tx.commit()?;
     Ok(Appended {
-        seq,
+        seq: alert.seq,
         id: alert.id.clone(),
         created: true,
         alert,
     })
 }
 
+impl Prepared {
+    /// The answer to a re-post of `existing`'s (sender, identifier): the stored record if the
+    /// normalized content is the same, [`StoreError::Conflict`] if not.
+    pub(super) fn same_as(self, existing: StoredAlert) -> Result<Appended, StoreError> {
+        existing_record(&self.sender, &self.identifier, &self.xml, existing)
+    }
+
+    /// Whether an unresolved reference fails the append (Update, Cancel) or is skipped.
+    pub(super) fn must_resolve(&self) -> bool {
+        matches!(self.msg_type, MsgType::Update | MsgType::Cancel)
+    }
+}
+
+/// The answer to a re-post of (`sender`, `identifier`) with normalized content `xml` when
+/// `existing` is stored under that identity.
+pub(super) fn existing_record(
+    sender: &str,
+    identifier: &str,
+    xml: &str,
+    existing: StoredAlert,
+) -> Result<Appended, StoreError> {
+    if existing.xml != xml {
+        return Err(StoreError::Conflict {
+            sender: sender.to_owned(),
+            identifier: identifier.to_owned(),
+            seq: existing.seq,
+        });
+    }
+    Ok(Appended {
+        seq: existing.seq,
+        id: existing.id.clone(),
+        created: false,
+        alert: existing,
+    })
+}
+
+/// Writes a numbered record: the row, its region index rows (own, then inherited), its
+/// reference rows and its full-text row. Inside the caller's transaction.
+pub(super) fn insert(
+    tx: &Connection,
+    a: &StoredAlert,
+    raw: &str,
+    search_text: &str,
+) -> Result<(), StoreError> {
+    let seq = to_sql_seq(a.seq);
+    tx.execute(
+        "INSERT INTO alerts (seq, sender, identifier, sent_unix, expires_unix, kind, severity,
+             msg_type, status, regions, inherited_regions, refs, publisher, received_unix,
+             xml, json, raw)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+        params![
+            seq,
+            a.sender,
+            a.identifier,
+            a.sent_unix,
+            a.expires_unix,
+            a.kind.as_str(),
+            a.severity as u8,
+            crate::convert::msg_type_str(a.msg_type),
+            a.status.as_str(),
+            join_list(&a.regions),
+            join_list(&a.inherited_regions),
+            join_list(&a.references),
+            a.publisher,
+            a.received_unix,
+            a.xml,
+            a.json,
+            raw,
+        ],
+    )?;
+    let mut region =
+        tx.prepare_cached("INSERT INTO alert_regions (region, seq, own) VALUES (?1, ?2, ?3)")?;
+    for r in &a.regions {
+        region.execute(params![r.as_u32(), seq, true])?;
+    }
+    for r in &a.inherited_regions {
+        region.execute(params![r.as_u32(), seq, false])?;
+    }
+    let mut reference =
+        tx.prepare_cached("INSERT INTO alert_references (ref_seq, seq) VALUES (?1, ?2)")?;
+    for r in &a.references {
+        reference.execute(params![to_sql_seq(*r), seq])?;
+    }
+    tx.execute(
+        "INSERT INTO alerts_fts (rowid, body) VALUES (?1, ?2)",
+        params![seq, search_text],
+    )?;
+    Ok(())
+}
+
+/// Copies a record numbered elsewhere (the shared Redis log) into this file, the local archive
+/// index of a Redis-backed hub. Records arrive in sequence order; one already here is skipped.
+pub(super) fn insert_numbered(
+    conn: &mut Connection,
+    a: &StoredAlert,
+    raw: &str,
+) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let exists: Option<i64> = tx
+        .query_row(
+            "SELECT seq FROM alerts WHERE seq = ?1",
+            params![to_sql_seq(a.seq)],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if exists.is_none() {
+        let model = a.alert().map_err(|e| StoreError::Corrupt {
+            seq: a.seq,
+            reason: e.to_string(),
+        })?;
+        insert(&tx, a, raw, &search_text(&model))?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
 /// The stored alerts `p.references` name, each once, in document order.
 fn resolve(conn: &Connection, p: &Prepared) -> Result<Vec<Target>, StoreError> {
-    let must_resolve = matches!(p.msg_type, MsgType::Update | MsgType::Cancel);
     let mut stmt = conn.prepare_cached(
         "SELECT seq, sent_unix, kind, severity FROM alerts WHERE sender = ?1 AND identifier = ?2",
     )?;
+    let mut regions = conn.prepare_cached("SELECT region FROM alert_regions WHERE seq = ?1")?;
     let mut targets: Vec<Target> = Vec::new();
     for r in &p.references {
         let row: Option<(i64, i64, String, i64)> = stmt
@@ -266,7 +343,7 @@ fn resolve(conn: &Connection, p: &Prepared) -> Result<Vec<Target>, StoreError> {
             .optional()?;
         let found = row.filter(|(_, sent, _, _)| *sent == r.sent.unix_seconds());
         let Some((seq, _, kind, severity)) = found else {
-            if must_resolve {
+            if p.must_resolve() {
                 return Err(StoreError::UnknownReference {
                     reference: r.to_string(),
                 });
@@ -277,40 +354,25 @@ fn resolve(conn: &Connection, p: &Prepared) -> Result<Vec<Target>, StoreError> {
             seq: seq.unsigned_abs(),
             reason,
         };
+        if targets.iter().any(|t| t.seq == seq.unsigned_abs()) {
+            continue;
+        }
         let kind = kind.parse().map_err(|e| corrupt(format!("{e}")))?;
         let severity =
             severity_from_rank(severity).ok_or_else(|| corrupt(format!("severity {severity}")))?;
-        if !targets.iter().any(|t| t.seq == seq) {
-            targets.push(Target {
-                seq,
-                kind,
-                severity,
-            });
+        let mut codes = Vec::new();
+        for code in regions.query_map(params![seq], |r| r.get::<_, u32>(0))? {
+            let code = code?;
+            codes.push(
+                RegionCode::from_u32(code).map_err(|e| corrupt(format!("region {code}: {e}")))?,
+            );
         }
+        targets.push(Target {
+            seq: seq.unsigned_abs(),
+            kind,
+            severity,
+            regions: codes,
+        });
     }
     Ok(targets)
-}
-
-/// Every region (own or inherited) of the targets that is not one of `own`, sorted.
-fn inherited_regions(
-    conn: &Connection,
-    targets: &[Target],
-    own: &[RegionCode],
-) -> Result<Vec<RegionCode>, StoreError> {
-    let mut stmt = conn.prepare_cached("SELECT region FROM alert_regions WHERE seq = ?1")?;
-    let mut out = BTreeSet::new();
-    for t in targets {
-        let codes = stmt.query_map(params![t.seq], |r| r.get::<_, u32>(0))?;
-        for code in codes {
-            let code = code?;
-            let region = RegionCode::from_u32(code).map_err(|e| StoreError::Corrupt {
-                seq: t.seq.unsigned_abs(),
-                reason: format!("region {code}: {e}"),
-            })?;
-            if !own.contains(&region) {
-                out.insert(region);
-            }
-        }
-    }
-    Ok(out.into_iter().collect())
 }

@@ -1,6 +1,7 @@
 //! The durable alert log: every alert the hub acknowledges is written here first, numbered,
-//! and only then fanned out. [`Store`] is the interface; [`SqliteStore`] the embedded backend
-//! (a Redis backend for multi-node follows behind the same trait).
+//! and only then fanned out. [`Store`] is the interface; [`SqliteStore`] the embedded backend,
+//! [`RedisStore`] the multi-node one (a Redis Stream shared by every instance; see its module
+//! for what it guarantees and how it differs).
 //!
 //! # Layout
 //! - `types`: [`StoredAlert`] (one numbered alert, with [`StoredAlert::to_published`] for the
@@ -10,6 +11,8 @@
 //! - `schema`: the tables and their migrations (`PRAGMA user_version`).
 //! - `append`: the publish transaction (idempotency, references, indexes).
 //! - `archive`: the archive query (region subtree, filters, full text, keyset pages).
+//! - `redis`, `redis_log`: [`RedisStore`] and [`LogTail`]; the stream's keys, append script
+//!   and entry format.
 //!
 //! # Guarantees (SQLite)
 //! - **Acknowledged means durable.** [`Store::append`] returns only after `COMMIT` under
@@ -58,10 +61,13 @@
 
 mod append;
 mod archive;
+mod redis;
+mod redis_log;
 mod schema;
 mod sqlite;
 mod types;
 
+pub use self::redis::{Durability, LogTail, RedisStore};
 pub use schema::SCHEMA_VERSION;
 pub use sqlite::{SqliteStore, StoreConfig};
 pub use types::{
@@ -200,4 +206,33 @@ pub enum StoreError {
     /// Creating the database's directory or syncing it failed.
     #[error("database file: {0}")]
     Io(#[from] std::io::Error),
+    /// The shared log (Redis) failed, refused, or did not answer in time.
+    #[error("shared alert log (Redis): {0}")]
+    Redis(#[from] ::redis::RedisError),
+}
+
+impl StoreError {
+    /// Whether the failure is of the store's availability rather than the request: Redis
+    /// unreachable or timing out, SQLite busy past its timeout. Worth retrying (HTTP 503).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Redis(err) => {
+                err.is_unrecoverable_error()
+                    || err.is_timeout()
+                    || err.is_connection_refusal()
+                    // Loading its data, a failover, a replica, or refusing writes because its
+                    // last fsync failed: all pass; none is the request's fault.
+                    || matches!(
+                        err.code(),
+                        Some("LOADING" | "TRYAGAIN" | "MASTERDOWN" | "CLUSTERDOWN" | "READONLY"
+                            | "MISCONF" | "BUSY")
+                    )
+            }
+            StoreError::Sqlite(err) => matches!(
+                err.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            ),
+            _ => false,
+        }
+    }
 }

@@ -127,6 +127,14 @@ impl SqliteStore {
         })
     }
 
+    /// Copies `alert`, numbered elsewhere (the shared Redis log), into this file with `raw` as
+    /// its received body; skipped if its number is already here. The local archive index of a
+    /// Redis-backed hub is filled this way, in sequence order.
+    pub fn insert_numbered(&self, alert: &StoredAlert, raw: &str) -> Result<(), StoreError> {
+        let mut conn = lock(&self.writer);
+        super::append::insert_numbered(&mut conn, alert, raw)
+    }
+
     /// Runs `f` on a free reader connection (or waits for one, round robin).
     pub(super) fn read<T>(
         &self,

@@ -1,0 +1,479 @@
+//! [`RedisStore`]: the multi-node backend. A Redis Stream is the one ordered alert log every
+//! hub instance appends to and tails ([`LogTail`]); history and recovery (`get`, `since`,
+//! `by_identifier`) are read from it. The archive query, which needs full-text search Redis
+//! does not have, runs on a local SQLite index of the log (`mirror`), caught up from the
+//! stream before each query.
+//!
+//! # Guarantees
+//! - **Gap-free, shared numbering**: one script numbers and appends atomically in Redis
+//!   (`redis_log`), so every instance sees the same sequence.
+//! - **Acknowledged means durable** as far as Redis is configured to make it: with
+//!   `appendonly yes` + `appendfsync always` Redis fsyncs its AOF before answering the script,
+//!   so an acknowledged alert survives a Redis crash. [`RedisStore::durability`] reports the
+//!   server's settings; the hub warns at start when they are weaker.
+//! - **Idempotent** on (sender, identifier) across instances: the script returns the existing
+//!   number and the content is compared as in SQLite (`Conflict` if it differs).
+//! - **Failure is loud**: Redis unreachable or slow (timeouts: 5 s) is
+//!   [`StoreError::Redis`], transient (HTTP 503); nothing is acknowledged that Redis did not
+//!   accept.
+//!
+//! # Connections
+//! Synchronous (callers are blocking threads), pooled: an idle connection is reused, a broken
+//! one dropped; reads retry once on a fresh connection. The tail has its own connection,
+//! since `XREAD BLOCK` holds it.
+
+use std::path::Path;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use redis::{Client, Connection, Value};
+
+use super::append::{Prepared, Target, build, existing_record};
+use super::redis_log::{self, APPEND_SCRIPT, Entry, Keys, entry_id, identity};
+use super::sqlite::check_limit;
+use super::{Appended, ArchiveQuery, MAX_PAGE, Page, SqliteStore, Store, StoreConfig, StoreError};
+use super::{StoredAlert, types::public_id};
+use crate::cap::Alert;
+
+/// Connect, read and write timeout of pooled connections.
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// Idle connections kept.
+const POOL: usize = 8;
+
+/// The Redis server's persistence settings (`CONFIG GET`), when it lets us read them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Durability {
+    /// `appendonly`: `yes` or `no`.
+    pub appendonly: String,
+    /// `appendfsync`: `always`, `everysec` or `no`.
+    pub appendfsync: String,
+}
+
+impl Durability {
+    /// Whether an acknowledged append is on disk (AOF fsynced before the answer).
+    pub fn is_synchronous(&self) -> bool {
+        self.appendonly == "yes" && self.appendfsync == "always"
+    }
+}
+
+/// The Redis [`Store`].
+pub struct RedisStore {
+    client: Client,
+    keys: Keys,
+    pool: Mutex<Vec<Connection>>,
+    mirror: SqliteStore,
+    /// Held while the mirror catches up, so two queries do not copy the same entries.
+    catching_up: Mutex<()>,
+    config: StoreConfig,
+    script: redis::Script,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("log", &self.keys.log)
+            .field("mirror", &self.mirror.path())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// Connects to `url` (`redis://[:password@]host:port/[db]`), checks the server answers, and
+    /// opens the local archive index at `mirror_path` (rebuilt from the log if it belongs to
+    /// another log).
+    pub fn open(
+        url: &str,
+        prefix: &str,
+        mirror_path: &Path,
+        config: StoreConfig,
+    ) -> Result<RedisStore, StoreError> {
+        let client = Client::open(url)?;
+        let mut store = RedisStore {
+            client,
+            keys: Keys::new(prefix),
+            pool: Mutex::new(Vec::new()),
+            mirror: SqliteStore::open_with(mirror_path, config.clone())?,
+            catching_up: Mutex::new(()),
+            config,
+            script: redis::Script::new(APPEND_SCRIPT),
+        };
+        let last = store.last_seq()?;
+        let mirrored = store.mirror.last_seq()?;
+        let same_log = match mirrored {
+            0 => true,
+            seq if seq > last => false,
+            seq => {
+                let theirs = store.get(seq)?;
+                let ours = store.mirror.get(seq)?;
+                theirs.map(|a| (a.sender, a.identifier)) == ours.map(|a| (a.sender, a.identifier))
+            }
+        };
+        if !same_log {
+            let config = store.config.clone();
+            drop(store.mirror);
+            remove_sqlite_files(mirror_path)?;
+            store = RedisStore {
+                mirror: SqliteStore::open_with(mirror_path, config)?,
+                ..store
+            };
+        }
+        store.catch_up()?;
+        Ok(store)
+    }
+
+    /// The server's persistence settings, `None` if `CONFIG GET` is not allowed.
+    pub fn durability(&self) -> Option<Durability> {
+        let read = |name: &str| -> Option<String> {
+            let pair: Vec<String> = self
+                .with_conn(|c| Ok(redis::cmd("CONFIG").arg("GET").arg(name).query(c)?))
+                .ok()?;
+            pair.into_iter().nth(1)
+        };
+        Some(Durability {
+            appendonly: read("appendonly")?,
+            appendfsync: read("appendfsync")?,
+        })
+    }
+
+    /// A reader of the log from after `after`, on its own connection.
+    pub fn tail(&self, after: u64) -> LogTail {
+        LogTail {
+            client: self.client.clone(),
+            log: self.keys.log.clone(),
+            conn: None,
+            after,
+        }
+    }
+
+    /// Copies the log's entries the local archive index lacks into it.
+    fn catch_up(&self) -> Result<(), StoreError> {
+        let _guard = self
+            .catching_up
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut after = self.mirror.last_seq()?;
+        loop {
+            let batch = self.entries_after(after, MAX_PAGE)?;
+            let Some(last) = batch.last() else {
+                return Ok(());
+            };
+            after = last.alert.seq;
+            for e in &batch {
+                self.mirror.insert_numbered(&e.alert, &e.raw)?;
+            }
+        }
+    }
+
+    fn entries_after(&self, after: u64, limit: usize) -> Result<Vec<Entry>, StoreError> {
+        let start = entry_id(after.saturating_add(1));
+        let reply: Value = self.with_conn(|c| {
+            Ok(redis::cmd("XRANGE")
+                .arg(&self.keys.log)
+                .arg(&start)
+                .arg("+")
+                .arg("COUNT")
+                .arg(limit)
+                .query(c)?)
+        })?;
+        redis_log::entries(reply)
+    }
+
+    /// Runs `f` on a pooled connection. A connection-level failure drops the connection and
+    /// runs `f` once more on a fresh one: only for reads, which are safe to repeat.
+    fn with_conn<T>(
+        &self,
+        f: impl Fn(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut retried = false;
+        loop {
+            let mut conn = match self.take() {
+                Ok(conn) => conn,
+                Err(_) if !retried => {
+                    retried = true;
+                    continue;
+                }
+                Err(err) => return Err(err),
+            };
+            match f(&mut conn) {
+                Ok(value) => {
+                    self.give_back(conn);
+                    return Ok(value);
+                }
+                Err(StoreError::Redis(err)) if err.is_unrecoverable_error() => {
+                    if retried {
+                        return Err(StoreError::Redis(err));
+                    }
+                    retried = true;
+                }
+                Err(err) => {
+                    self.give_back(conn);
+                    return Err(err);
+                }
+            }
+        }
+    }
+
+    fn take(&self) -> Result<Connection, StoreError> {
+        let pooled = self
+            .pool
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        if let Some(conn) = pooled {
+            return Ok(conn);
+        }
+        let conn = self.client.get_connection_with_timeout(IO_TIMEOUT)?;
+        conn.set_read_timeout(Some(IO_TIMEOUT))?;
+        conn.set_write_timeout(Some(IO_TIMEOUT))?;
+        Ok(conn)
+    }
+
+    fn give_back(&self, conn: Connection) {
+        let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
+        if pool.len() < POOL {
+            pool.push(conn);
+        }
+    }
+
+    fn seq_of(&self, sender: &str, identifier: &str) -> Result<Option<u64>, StoreError> {
+        let key = identity(sender, identifier);
+        self.with_conn(|c| Ok(redis::cmd("HGET").arg(&self.keys.ids).arg(&key).query(c)?))
+    }
+
+    /// The stored alerts `p.references` name, each once, in document order.
+    fn resolve(&self, p: &Prepared) -> Result<Vec<Target>, StoreError> {
+        let mut targets: Vec<Target> = Vec::new();
+        for r in &p.references {
+            let found = match self.seq_of(&r.sender, &r.identifier)? {
+                Some(seq) => self.get(seq)?,
+                None => None,
+            };
+            let Some(a) = found.filter(|a| a.sent_unix == r.sent.unix_seconds()) else {
+                if p.must_resolve() {
+                    return Err(StoreError::UnknownReference {
+                        reference: r.to_string(),
+                    });
+                }
+                continue;
+            };
+            if targets.iter().any(|t| t.seq == a.seq) {
+                continue;
+            }
+            let mut regions = a.regions;
+            regions.extend(a.inherited_regions);
+            targets.push(Target {
+                seq: a.seq,
+                kind: a.kind,
+                severity: a.severity,
+                regions,
+            });
+        }
+        Ok(targets)
+    }
+}
+
+impl Store for RedisStore {
+    fn append(
+        &self,
+        alert: &Alert,
+        raw: &str,
+        publisher: &str,
+        now_unix: i64,
+    ) -> Result<Appended, StoreError> {
+        let p = Prepared::new(alert, raw, publisher, now_unix, &self.config)?;
+        if let Some(existing) = self.by_identifier(&p.sender, &p.identifier)? {
+            return p.same_as(existing);
+        }
+        let targets = self.resolve(&p)?;
+        let key = identity(&p.sender, &p.identifier);
+        let (mut record, raw, _search) = build(p, 0, &targets)?;
+        let rec = redis_log::encode(&record);
+        let mut retried = false;
+        let reply: Value = loop {
+            let mut conn = self.take()?;
+            let result = self
+                .script
+                .key(&self.keys.log)
+                .key(&self.keys.ids)
+                .arg(&key)
+                .arg(&rec)
+                .arg(&raw)
+                .invoke(&mut conn);
+            match result {
+                Ok(reply) => {
+                    self.give_back(conn);
+                    break reply;
+                }
+                // A stale pooled connection (Redis restarted) or a lost answer: whether the
+                // script ran is told by the identity index, which it writes atomically with
+                // the entry. Only if it did not run is it run again.
+                Err(err) if err.is_unrecoverable_error() && !retried => {
+                    retried = true;
+                    if let Some(found) = self.by_identifier(&record.sender, &record.identifier)? {
+                        return existing_record(
+                            &record.sender,
+                            &record.identifier,
+                            &record.xml,
+                            found,
+                        );
+                    }
+                }
+                Err(err) => return Err(err.into()),
+            }
+        };
+        let (created, seq) = redis_log::script_answer(&reply)?;
+        if !created {
+            // Another instance stored the same identity between our lookup and the script.
+            let existing = self.get(seq)?.ok_or_else(|| StoreError::Corrupt {
+                seq,
+                reason: "the identity index names a missing log entry".to_owned(),
+            })?;
+            return existing_record(&record.sender, &record.identifier, &record.xml, existing);
+        }
+        record.seq = seq;
+        record.id = public_id(seq);
+        Ok(Appended {
+            seq,
+            id: record.id.clone(),
+            created: true,
+            alert: record,
+        })
+    }
+
+    fn get(&self, seq: u64) -> Result<Option<StoredAlert>, StoreError> {
+        if seq == 0 {
+            return Ok(None);
+        }
+        let id = entry_id(seq);
+        let reply: Value = self.with_conn(|c| {
+            Ok(redis::cmd("XRANGE")
+                .arg(&self.keys.log)
+                .arg(&id)
+                .arg(&id)
+                .query(c)?)
+        })?;
+        Ok(redis_log::entries(reply)?.pop().map(|e| e.alert))
+    }
+
+    fn by_identifier(
+        &self,
+        sender: &str,
+        identifier: &str,
+    ) -> Result<Option<StoredAlert>, StoreError> {
+        match self.seq_of(sender, identifier)? {
+            Some(seq) => self.get(seq),
+            None => Ok(None),
+        }
+    }
+
+    fn since(&self, after: u64, limit: usize) -> Result<Vec<StoredAlert>, StoreError> {
+        check_limit(limit)?;
+        Ok(self
+            .entries_after(after, limit)?
+            .into_iter()
+            .map(|e| e.alert)
+            .collect())
+    }
+
+    fn last_seq(&self) -> Result<u64, StoreError> {
+        let reply: Value = self.with_conn(|c| {
+            Ok(redis::cmd("XREVRANGE")
+                .arg(&self.keys.log)
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(1)
+                .query(c)?)
+        })?;
+        Ok(redis_log::entries(reply)?.pop().map_or(0, |e| e.alert.seq))
+    }
+
+    /// Runs on the local index after catching it up; with Redis unreachable, on the index as
+    /// it is (the archive stays readable, possibly a few alerts behind).
+    fn query(&self, query: &ArchiveQuery) -> Result<Page, StoreError> {
+        if let Err(err) = self.catch_up()
+            && !err.is_transient()
+        {
+            return Err(err);
+        }
+        self.mirror.query(query)
+    }
+}
+
+/// Follows the shared log: [`LogTail::next`] blocks until entries after the last one seen
+/// arrive (or the block time passes). Reconnects on the next call after a failure.
+pub struct LogTail {
+    client: Client,
+    log: String,
+    conn: Option<Connection>,
+    after: u64,
+}
+
+impl std::fmt::Debug for LogTail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogTail")
+            .field("log", &self.log)
+            .field("after", &self.after)
+            .field("connected", &self.conn.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LogTail {
+    /// Up to `count` alerts after the last one returned, waiting up to `block` for one.
+    pub fn next(&mut self, block: Duration, count: usize) -> Result<Vec<StoredAlert>, StoreError> {
+        let conn = match &mut self.conn {
+            Some(conn) => conn,
+            None => {
+                let conn = self.client.get_connection_with_timeout(IO_TIMEOUT)?;
+                conn.set_read_timeout(Some(block + IO_TIMEOUT))?;
+                conn.set_write_timeout(Some(IO_TIMEOUT))?;
+                self.conn.insert(conn)
+            }
+        };
+        let block_ms = u64::try_from(block.as_millis()).unwrap_or(u64::MAX).max(1);
+        let result: Result<Value, redis::RedisError> = redis::cmd("XREAD")
+            .arg("COUNT")
+            .arg(count.max(1))
+            .arg("BLOCK")
+            .arg(block_ms)
+            .arg("STREAMS")
+            .arg(&self.log)
+            .arg(entry_id(self.after))
+            .query(conn);
+        let reply = match result {
+            Ok(reply) => reply,
+            Err(err) => {
+                self.conn = None;
+                return Err(err.into());
+            }
+        };
+        let alerts: Vec<StoredAlert> = redis_log::read_reply(reply)?
+            .into_iter()
+            .map(|e| e.alert)
+            .filter(|a| a.seq > self.after)
+            .collect();
+        if let Some(last) = alerts.last() {
+            self.after = last.seq;
+        }
+        Ok(alerts)
+    }
+
+    /// The last sequence number returned (or the start point).
+    pub fn position(&self) -> u64 {
+        self.after
+    }
+}
+
+/// Removes a SQLite database and its WAL and shared-memory files.
+fn remove_sqlite_files(path: &Path) -> Result<(), StoreError> {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        match std::fs::remove_file(&name) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(err.into()),
+            _ => {}
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,337 @@
+//! The shared alert log's wire format in Redis: key names, the append script, and the
+//! conversion of stream entries to and from [`StoredAlert`].
+//!
+//! # Keys (prefix `P`, default `hubcast`)
+//! ```text
+//! {P}:alerts:log   STREAM   one entry per alert, id "<seq>-0"; fields `rec` (the record as
+//!                           JSON, without seq) and `raw` (the body as received, audit)
+//! {P}:alerts:ids   HASH     "<sender>\n<identifier>" → seq: CAP identity, idempotency,
+//!                           reference lookup
+//! ```
+//! The braces are a Redis Cluster hash tag: both keys live in one slot, so the script may
+//! touch both. Entries are never trimmed or deleted: the log is the archive's source of truth
+//! (a few thousand alerts a day is megabytes a year).
+//!
+//! # The append script
+//! Atomic in Redis (a script runs alone): if the identity is known it returns `{0, seq}` (the
+//! caller compares content), else it numbers the alert one above the stream's last entry,
+//! `XADD`s it with that explicit id and records the identity: `{1, seq}`. Numbering from the
+//! stream itself, not a separate counter, keeps the sequence gap-free even if a script
+//! failed half way (Redis does not roll scripts back): nothing but a successful `XADD`
+//! consumes a number.
+
+use redis::Value;
+use serde::{Deserialize, Serialize};
+use tiers::RegionCode;
+
+use super::sqlite::severity_from_rank;
+use super::types::public_id;
+use super::{StoreError, StoredAlert};
+use crate::cap::Status;
+use crate::convert::{msg_type_str, parse_msg_type};
+
+/// The append script (see the module docs). KEYS: log, ids. ARGV: identity, record, raw.
+pub(super) const APPEND_SCRIPT: &str = r"
+local known = redis.call('HGET', KEYS[2], ARGV[1])
+if known then return {0, tonumber(known)} end
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local seq = 1
+if #last > 0 then
+  seq = tonumber(string.match(last[1][1], '^(%d+)-')) + 1
+end
+redis.call('XADD', KEYS[1], seq .. '-0', 'rec', ARGV[2], 'raw', ARGV[3])
+redis.call('HSET', KEYS[2], ARGV[1], seq)
+return {1, seq}
+";
+
+/// The Redis keys of one hub's log.
+#[derive(Debug, Clone)]
+pub(super) struct Keys {
+    pub(super) log: String,
+    pub(super) ids: String,
+}
+
+impl Keys {
+    pub(super) fn new(prefix: &str) -> Keys {
+        Keys {
+            log: format!("{{{prefix}}}:alerts:log"),
+            ids: format!("{{{prefix}}}:alerts:ids"),
+        }
+    }
+}
+
+/// The field of `{P}:alerts:ids` for a CAP identity. CAP forbids whitespace in both parts,
+/// so the newline cannot be ambiguous.
+pub(super) fn identity(sender: &str, identifier: &str) -> String {
+    format!("{sender}\n{identifier}")
+}
+
+/// The stream entry id of sequence number `seq`.
+pub(super) fn entry_id(seq: u64) -> String {
+    format!("{seq}-0")
+}
+
+/// A [`StoredAlert`] without its number, as the `rec` field holds it.
+#[derive(Debug, Serialize, Deserialize)]
+struct Record {
+    sender: String,
+    identifier: String,
+    sent: i64,
+    expires: Option<i64>,
+    kind: String,
+    severity: u8,
+    msg_type: String,
+    status: String,
+    regions: Vec<u32>,
+    inherited: Vec<u32>,
+    refs: Vec<u64>,
+    publisher: String,
+    received: i64,
+    xml: String,
+    json: String,
+}
+
+/// The `rec` field for `a`.
+pub(super) fn encode(a: &StoredAlert) -> String {
+    let record = Record {
+        sender: a.sender.clone(),
+        identifier: a.identifier.clone(),
+        sent: a.sent_unix,
+        expires: a.expires_unix,
+        kind: a.kind.as_str().to_owned(),
+        severity: a.severity as u8,
+        msg_type: msg_type_str(a.msg_type).to_owned(),
+        status: a.status.as_str().to_owned(),
+        regions: a.regions.iter().map(|r| r.as_u32()).collect(),
+        inherited: a.inherited_regions.iter().map(|r| r.as_u32()).collect(),
+        refs: a.references.clone(),
+        publisher: a.publisher.clone(),
+        received: a.received_unix,
+        xml: a.xml.clone(),
+        json: a.json.clone(),
+    };
+    // Strings, numbers and lists only: serializing cannot fail.
+    serde_json::to_string(&record).unwrap_or_default()
+}
+
+/// One stream entry: the alert and the body as received.
+#[derive(Debug)]
+pub(super) struct Entry {
+    pub(super) alert: StoredAlert,
+    pub(super) raw: String,
+}
+
+/// The entries of an `XRANGE`/`XREVRANGE` reply.
+pub(super) fn entries(reply: Value) -> Result<Vec<Entry>, StoreError> {
+    let Value::Array(items) = reply else {
+        return match reply {
+            Value::Nil => Ok(Vec::new()),
+            other => Err(malformed(0, format!("expected entries, got {other:?}"))),
+        };
+    };
+    items.into_iter().map(entry).collect()
+}
+
+/// The entries of an `XREAD` reply on one stream (`Nil`: the block timed out).
+pub(super) fn read_reply(reply: Value) -> Result<Vec<Entry>, StoreError> {
+    let streams = match reply {
+        Value::Nil => return Ok(Vec::new()),
+        Value::Array(streams) => streams,
+        // RESP3 answers a map of stream name → entries.
+        Value::Map(pairs) => pairs
+            .into_iter()
+            .map(|(k, v)| Value::Array(vec![k, v]))
+            .collect(),
+        other => return Err(malformed(0, format!("expected streams, got {other:?}"))),
+    };
+    let mut out = Vec::new();
+    for stream in streams {
+        let Value::Array(mut pair) = stream else {
+            return Err(malformed(0, "stream reply is not a pair".to_owned()));
+        };
+        if pair.len() != 2 {
+            return Err(malformed(0, "stream reply is not a pair".to_owned()));
+        }
+        if let Some(list) = pair.pop() {
+            out.extend(entries(list)?);
+        }
+    }
+    Ok(out)
+}
+
+fn entry(item: Value) -> Result<Entry, StoreError> {
+    let Value::Array(mut parts) = item else {
+        return Err(malformed(0, "entry is not an array".to_owned()));
+    };
+    if parts.len() != 2 {
+        return Err(malformed(0, "entry is not [id, fields]".to_owned()));
+    }
+    let fields = parts.pop().unwrap_or(Value::Nil);
+    let id = text(parts.pop().unwrap_or(Value::Nil)).unwrap_or_default();
+    let seq = id
+        .strip_suffix("-0")
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|&s| s > 0)
+        .ok_or_else(|| malformed(0, format!("entry id {id:?} is not <seq>-0")))?;
+    let pairs: Vec<Value> = match fields {
+        Value::Array(values) => values,
+        Value::Map(pairs) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
+        _ => return Err(malformed(seq, "fields are not a list".to_owned())),
+    };
+    let (mut rec, mut raw) = (None, None);
+    let mut it = pairs.into_iter();
+    while let (Some(name), Some(value)) = (it.next(), it.next()) {
+        match text(name).as_deref() {
+            Some("rec") => rec = text(value),
+            Some("raw") => raw = text(value),
+            _ => {}
+        }
+    }
+    let rec = rec.ok_or_else(|| malformed(seq, "no `rec` field".to_owned()))?;
+    Ok(Entry {
+        alert: decode(seq, &rec)?,
+        raw: raw.unwrap_or_default(),
+    })
+}
+
+fn decode(seq: u64, rec: &str) -> Result<StoredAlert, StoreError> {
+    let bad = |reason: String| malformed(seq, reason);
+    let r: Record = serde_json::from_str(rec).map_err(|e| bad(e.to_string()))?;
+    let codes = |list: &[u32]| -> Result<Vec<RegionCode>, StoreError> {
+        list.iter()
+            .map(|&c| RegionCode::from_u32(c).map_err(|e| bad(format!("region {c}: {e}"))))
+            .collect()
+    };
+    Ok(StoredAlert {
+        seq,
+        id: public_id(seq),
+        kind: r.kind.parse().map_err(|e| bad(format!("{e}")))?,
+        severity: severity_from_rank(i64::from(r.severity))
+            .ok_or_else(|| bad(format!("severity {}", r.severity)))?,
+        msg_type: parse_msg_type(&r.msg_type)
+            .ok_or_else(|| bad(format!("msg_type {}", r.msg_type)))?,
+        status: r
+            .status
+            .parse::<Status>()
+            .map_err(|e| bad(format!("{e}")))?,
+        regions: codes(&r.regions)?,
+        inherited_regions: codes(&r.inherited)?,
+        references: r.refs,
+        sender: r.sender,
+        identifier: r.identifier,
+        sent_unix: r.sent,
+        expires_unix: r.expires,
+        publisher: r.publisher,
+        received_unix: r.received,
+        xml: r.xml,
+        json: r.json,
+    })
+}
+
+fn text(v: Value) -> Option<String> {
+    match v {
+        Value::BulkString(bytes) => String::from_utf8(bytes).ok(),
+        Value::SimpleString(s) => Some(s),
+        _ => None,
+    }
+}
+
+fn malformed(seq: u64, reason: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        seq,
+        reason: format!("shared log entry: {reason}"),
+    }
+}
+
+/// The `{created, seq}` answer of [`APPEND_SCRIPT`].
+pub(super) fn script_answer(reply: &Value) -> Result<(bool, u64), StoreError> {
+    if let Value::Array(parts) = reply
+        && let [Value::Int(created), Value::Int(seq)] = parts.as_slice()
+        && let Ok(seq) = u64::try_from(*seq)
+    {
+        return Ok((*created == 1, seq));
+    }
+    Err(malformed(0, format!("append script answered {reply:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::{AlertKind, MsgType, Severity};
+
+    fn sample() -> StoredAlert {
+        StoredAlert {
+            seq: 7,
+            id: "7".to_owned(),
+            sender: "zj@amr".to_owned(),
+            identifier: "x-1".to_owned(),
+            sent_unix: 1_750_000_000,
+            expires_unix: Some(1_750_086_400),
+            kind: AlertKind::SpotCheck,
+            severity: Severity::Severe,
+            msg_type: MsgType::Update,
+            status: Status::Actual,
+            regions: vec![RegionCode::from_u32(330_106).expect("code")],
+            inherited_regions: vec![RegionCode::from_u32(330_100).expect("code")],
+            references: vec![3],
+            publisher: "user:1".to_owned(),
+            received_unix: 1_750_000_001,
+            xml: "<alert/>".to_owned(),
+            json: "{}".to_owned(),
+        }
+    }
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn entries_round_trip_through_the_record() {
+        let a = sample();
+        let reply = Value::Array(vec![Value::Array(vec![
+            bulk("7-0"),
+            Value::Array(vec![
+                bulk("rec"),
+                bulk(&encode(&a)),
+                bulk("raw"),
+                bulk("<r/>"),
+            ]),
+        ])]);
+        let got = entries(reply).expect("entries");
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].alert, a);
+        assert_eq!(got[0].raw, "<r/>");
+    }
+
+    #[test]
+    fn malformed_entries_are_corrupt_not_panics() {
+        for reply in [
+            Value::Int(3),
+            Value::Array(vec![Value::Int(1)]),
+            Value::Array(vec![Value::Array(vec![bulk("x-0"), Value::Array(vec![])])]),
+            Value::Array(vec![Value::Array(vec![bulk("0-0"), Value::Array(vec![])])]),
+            Value::Array(vec![Value::Array(vec![bulk("5-0"), Value::Array(vec![])])]),
+            Value::Array(vec![Value::Array(vec![
+                bulk("5-0"),
+                Value::Array(vec![bulk("rec"), bulk("{not json")]),
+            ])]),
+        ] {
+            assert!(
+                matches!(entries(reply), Err(StoreError::Corrupt { .. })),
+                "must be Corrupt"
+            );
+        }
+        assert!(script_answer(&Value::Nil).is_err());
+        assert_eq!(
+            script_answer(&Value::Array(vec![Value::Int(1), Value::Int(9)])).expect("answer"),
+            (true, 9)
+        );
+    }
+
+    #[test]
+    fn keys_share_one_cluster_slot() {
+        let k = Keys::new("hubcast");
+        assert_eq!(k.log, "{hubcast}:alerts:log");
+        assert_eq!(k.ids, "{hubcast}:alerts:ids");
+    }
+}

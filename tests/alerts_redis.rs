@@ -1,0 +1,352 @@
+//! The Redis backend end to end, against a real `redis-server` this test starts on a free
+//! loopback port (`appendonly yes`, `appendfsync always`):
+//! - two hub instances share one log: one numbering, idempotency and conflicts across
+//!   instances, references resolved across instances, live delivery and replay on the other
+//!   instance, the same `/alerts/{id}.xml`, the archive (its local index caught up);
+//! - no loss: 1000 alerts published to both instances while each in turn is killed with
+//!   SIGKILL (and the first restarted); WebSocket and SSE subscribers fail over between the
+//!   instances with their last sequence number and end with exactly the acknowledged alerts
+//!   they match, once each, in order;
+//! - Redis down: publishing answers 503 `store_unavailable` (with `Retry-After`) and nothing
+//!   is acknowledged; the archive stays readable from the local index; after Redis restarts
+//!   (SIGKILLed, so only its fsynced AOF survives) the acknowledged alert is there and live
+//!   delivery resumes.
+
+mod alerts_live_util;
+mod alerts_util;
+mod common;
+mod no_loss_util;
+
+use std::net::SocketAddr;
+use std::process::{Child, Command};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use alerts_live_util::{Seen, Ws};
+use alerts_util::{Fixture, archive, cancel_xml, cap_xml, enc, get, identifiers, post};
+use common::Hub;
+use common::redis::Redis;
+use no_loss_util::{Hubs, Sub, check, spawn_hub, sse_subscriber, try_post, ws_subscriber};
+
+/// A shared HS256 secret (32 bytes, base64): tokens minted by one instance verify on all.
+const SECRET: &str = "aHViY2FzdC1yZWRpcy10ZXN0LXNoYXJlZC1zZWNyZXQtMzI=";
+const SENT: &str = "2025-07-01T08:00:00+08:00";
+
+fn redis_env(redis: &Redis) -> Vec<(&'static str, String)> {
+    vec![
+        ("HUBCAST_ALERTS__BACKEND", "redis".to_owned()),
+        ("HUBCAST_ALERTS__REDIS_URL", redis.url()),
+        ("HUBCAST_AUTH__SECRET", SECRET.to_owned()),
+    ]
+}
+
+fn start(redis: &Redis) -> Hub {
+    let env = redis_env(redis);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Hub::start(&[], &env)
+}
+
+/// A province-admin token signed with [`SECRET`].
+fn token() -> String {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().display().to_string();
+    let args = [
+        "token",
+        "--role",
+        "province-admin",
+        "--region",
+        "330000",
+        "--data-dir",
+        &dir,
+    ];
+    let (status, out, err) = common::run(&args, &[("HUBCAST_AUTH__SECRET", SECRET)]);
+    assert!(status.success(), "{err}");
+    out.trim().to_owned()
+}
+
+fn alert(identifier: &str, region: &str, headline: &str) -> String {
+    cap_xml(&Fixture {
+        identifier,
+        kind: "food",
+        severity: "Severe",
+        regions: &[region],
+        sent: SENT,
+        headline,
+        description: "多节点共享日志",
+    })
+}
+
+async fn publish(hub: &Hub, token: &str, xml: &str) -> (u16, serde_json::Value) {
+    let response = post(
+        hub,
+        Some(token),
+        Some("application/cap+xml"),
+        xml.as_bytes(),
+    )
+    .await;
+    let body = serde_json::from_str(&response.body).unwrap_or_default();
+    (response.status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_one_log() {
+    let redis = Redis::start();
+    let (a, b) = (start(&redis), start(&redis));
+    let token = token();
+    let mut on_b = Ws::connect(b.addr, "region=330106").await;
+
+    let (status, body) = publish(&a, &token, &alert("r-1", "330100", "杭州市食品预警")).await;
+    assert_eq!((status, body["seq"].as_u64()), (201, Some(1)), "{body}");
+    assert_eq!(
+        on_b.next().await,
+        Seen::Alert(1, "r-1".into()),
+        "A's alert live on B"
+    );
+
+    let (status, body) = publish(&b, &token, &alert("r-2", "330106", "西湖区抽检")).await;
+    assert_eq!(
+        (status, body["seq"].as_u64()),
+        (201, Some(2)),
+        "one numbering"
+    );
+    assert_eq!(on_b.next().await, Seen::Alert(2, "r-2".into()));
+
+    // Idempotency and conflicts hold across instances.
+    let (status, body) = publish(&b, &token, &alert("r-1", "330100", "杭州市食品预警")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["seq"].as_u64(), body["created"].as_bool()),
+        (Some(1), Some(false))
+    );
+    let (status, body) = publish(&b, &token, &alert("r-1", "330100", "改过的标题")).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (409, Some("conflict")),
+        "{body}"
+    );
+
+    // A Cancel posted on B resolves the alert A stored, and reaches its audience.
+    let cancel = cancel_xml("r-1-cancel", "r-1", SENT, "2025-07-01T09:00:00+08:00");
+    let (status, body) = publish(&b, &token, &cancel).await;
+    assert_eq!((status, body["seq"].as_u64()), (201, Some(3)), "{body}");
+    assert_eq!(on_b.next().await, Seen::Alert(3, "r-1-cancel".into()));
+    let unknown = cancel_xml("r-x", "nope", SENT, "2025-07-01T09:00:00+08:00");
+    let (status, body) = publish(&a, &token, &unknown).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (422, Some("unknown_reference"))
+    );
+    on_b.silent(Duration::from_millis(300)).await;
+
+    // The same document from either instance.
+    let (xml_a, xml_b) = (
+        get(&a, "/alerts/2.xml").await,
+        get(&b, "/alerts/2.xml").await,
+    );
+    assert_eq!((xml_a.status, xml_b.status), (200, 200));
+    assert_eq!(xml_a.body, xml_b.body);
+    assert!(xml_a.body.contains("<identifier>r-2</identifier>"));
+
+    // Replay from the log on the other instance, in order.
+    let mut replay = Ws::connect(a.addr, "region=330000&since=0").await;
+    for (seq, id) in [(1, "r-1"), (2, "r-2"), (3, "r-1-cancel")] {
+        assert_eq!(replay.next().await, Seen::Alert(seq, id.into()));
+    }
+
+    // The archive (full text, Chinese) on both, from each one's local index.
+    for hub in [&a, &b] {
+        let page = archive(hub, &format!("q={}", enc("西湖区抽检"))).await;
+        assert_eq!(identifiers(&page), ["r-2"]);
+        let page = archive(hub, "region=330100").await;
+        assert_eq!(identifiers(&page), ["r-1-cancel", "r-2", "r-1"]);
+    }
+    // A third instance started later builds its index and live ring from the log.
+    let c = start(&redis);
+    let page = archive(&c, "").await;
+    assert_eq!(identifiers(&page), ["r-1-cancel", "r-2", "r-1"]);
+    let mut late = Ws::connect(c.addr, "region=330106&since=1").await;
+    assert_eq!(late.next().await, Seen::Alert(2, "r-2".into()));
+    assert_eq!(late.next().await, Seen::Alert(3, "r-1-cancel".into()));
+}
+
+fn kill(child: &mut Child) {
+    let status = Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let _ = child.wait();
+}
+
+fn free_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr")
+}
+
+const N: usize = 1000;
+const REGIONS: [&str; 4] = ["330100", "330106", "330200", "330000"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_acknowledged_alert_is_lost_when_instances_die() {
+    let redis = Redis::start();
+    let env = redis_env(&redis);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (data_a, data_b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let (addr_a, addr_b) = (free_addr(), free_addr());
+    let mut hub_a = spawn_hub(&data_a, addr_a, &env);
+    let mut hub_b = spawn_hub(&data_b, addr_b, &env);
+    let token = token();
+
+    let until = Instant::now() + Duration::from_secs(150);
+    let subs: Vec<Sub> = vec![
+        ("ws", "330106", Arc::default()),
+        ("ws", "330000", Arc::default()),
+        ("sse", "330200", Arc::default()),
+    ];
+    let mut tasks = Vec::new();
+    for (i, (transport, region, log)) in subs.iter().enumerate() {
+        // Every subscriber starts on A; each reconnect goes to the other instance.
+        let hubs = match i % 2 {
+            0 => Hubs::new(&[addr_a, addr_b]),
+            _ => Hubs::new(&[addr_a, addr_a, addr_b]),
+        };
+        let log = log.clone();
+        tasks.push(match *transport {
+            "ws" => tokio::spawn(ws_subscriber(hubs, region, log, until)),
+            _ => tokio::spawn(sse_subscriber(hubs, region, log, until)),
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let acked: Arc<Mutex<Vec<(u64, &'static str)>>> = Arc::default();
+    let publisher = {
+        let acked = acked.clone();
+        tokio::spawn(async move {
+            for i in 0..N {
+                let region = REGIONS[i % REGIONS.len()];
+                let identifier = format!("rl-{i}");
+                let xml = cap_xml(&Fixture {
+                    identifier: &identifier,
+                    kind: if i % 2 == 0 { "food" } else { "consumer" },
+                    severity: "Severe",
+                    regions: &[region],
+                    sent: SENT,
+                    headline: "多节点不丢失",
+                    description: "压力测试",
+                });
+                // Alternate instances; a failed post is retried on the other one (the same
+                // identity: at most one record, whichever instance took it).
+                let mut target = i % 2;
+                loop {
+                    let addr = [addr_a, addr_b][target];
+                    match try_post(addr, &token, &xml).await {
+                        Some((200 | 201, body)) => {
+                            let seq = body["seq"].as_u64().expect("seq");
+                            acked.lock().expect("acked").push((seq, region));
+                            break;
+                        }
+                        Some((status, body)) if status < 500 => {
+                            panic!("{identifier}: {status} {body}")
+                        }
+                        _ => {
+                            target = 1 - target;
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                }
+            }
+        })
+    };
+    let wait_acked = |n: usize| {
+        let acked = acked.clone();
+        async move {
+            while acked.lock().expect("acked").len() < n {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+
+    // A dies a quarter of the way through and comes back at half; then B dies.
+    wait_acked(N / 4).await;
+    kill(&mut hub_a);
+    wait_acked(N / 2).await;
+    let mut hub_a = spawn_hub(&data_a, addr_a, &env);
+    wait_acked(3 * N / 4).await;
+    kill(&mut hub_b);
+    publisher.await.expect("publisher finished");
+
+    let acked = acked.lock().expect("acked").clone();
+    assert_eq!(acked.len(), N);
+    let mut seqs: Vec<u64> = acked.iter().map(|(s, _)| *s).collect();
+    seqs.sort_unstable();
+    assert_eq!(
+        seqs,
+        (1..=N as u64).collect::<Vec<_>>(),
+        "one gap-free numbering"
+    );
+    check(&subs, &acked).await;
+    for task in tasks {
+        task.abort();
+    }
+    kill(&mut hub_a);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_outage_is_503_and_loses_nothing() {
+    let mut redis = Redis::start();
+    let hub = start(&redis);
+    let token = token();
+    let mut live = Ws::connect(hub.addr, "region=330100").await;
+    let (status, _) = publish(&hub, &token, &alert("o-1", "330100", "停电前")).await;
+    assert_eq!(status, 201);
+    assert_eq!(live.next().await, Seen::Alert(1, "o-1".into()));
+    // The index has it before the outage.
+    assert_eq!(identifiers(&archive(&hub, "").await), ["o-1"]);
+
+    redis.kill();
+    let xml = alert("o-2", "330100", "停电中");
+    let response = post(
+        &hub,
+        Some(&token),
+        Some("application/cap+xml"),
+        xml.as_bytes(),
+    )
+    .await;
+    assert_eq!(response.status, 503, "{}", response.body);
+    assert_eq!(response.json()["error"], "store_unavailable");
+    assert_eq!(response.header("retry-after"), Some("1"));
+    // Reading the archive still works, from the local index.
+    assert_eq!(identifiers(&archive(&hub, "").await), ["o-1"]);
+    live.silent(Duration::from_millis(300)).await;
+
+    // SIGKILLed Redis comes back from its AOF: the acknowledged alert is there, the refused
+    // one is not, and publishing and live delivery resume.
+    redis.restart();
+    assert!(redis.command("XLEN {hubcast}:alerts:log").contains(":1"));
+    let (status, body) = publish(&hub, &token, &xml).await;
+    assert_eq!((status, body["seq"].as_u64()), (201, Some(2)), "{body}");
+    assert_eq!(live.next().await, Seen::Alert(2, "o-2".into()));
+    let fetched = get(&hub, "/alerts/1.xml").await;
+    assert_eq!(fetched.status, 200);
+    assert!(fetched.body.contains("<identifier>o-1</identifier>"));
+}
+
+#[test]
+fn unreachable_redis_is_a_start_error_naming_the_setting() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let port = free_addr().port();
+    let url = format!("redis://127.0.0.1:{port}/");
+    let dir = tmp.path().display().to_string();
+    let (status, _, err) = common::run(
+        &["serve", "--listen", "127.0.0.1:0", "--data-dir", &dir],
+        &[
+            ("HUBCAST_ALERTS__BACKEND", "redis"),
+            ("HUBCAST_ALERTS__REDIS_URL", &url),
+            ("HUBCAST_SFU__UDP_LISTEN", "127.0.0.1:0"),
+            ("HUBCAST_SFU__TCP_LISTEN", "127.0.0.1:0"),
+        ],
+    );
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(err.contains("alerts.redis_url"), "{err}");
+}
