@@ -9,8 +9,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/hubcast-target}"
 # System packages the suite uses: a real redis-server (multi-node tests), Debian's Chromium
 # and chromedriver (browser tests, never a downloaded browser), iproute2 (network namespaces),
 # nftables (firewall rules inside test namespaces, e.g. blocking UDP for ICE-TCP), curl (the
-# quick-start check).
-packages=(redis-server chromium chromium-driver iproute2 nftables curl)
+# quick-start check), libxml2-utils (xmllint: CAP 1.2 schema validation).
+packages=(redis-server chromium chromium-driver iproute2 nftables curl libxml2-utils)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -283,3 +283,31 @@ fn inputs_are_bounded_and_only_public_messages_are_stored() {
     assert!(matches!(err, StoreError::Invalid(_)), "{err}");
     assert_eq!(store.last_seq().expect("last"), 0);
 }
+
+#[test]
+fn a_writer_lock_held_past_the_busy_timeout_is_transient_and_stores_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("alerts.sqlite3");
+    let config = StoreConfig {
+        busy_timeout: std::time::Duration::from_millis(100),
+        ..StoreConfig::default()
+    };
+    let store = SqliteStore::open_with(&path, config).expect("open");
+    // Another process (here: connection) holds the write lock.
+    let other = rusqlite::Connection::open(&path).expect("second connection");
+    other
+        .execute_batch("BEGIN IMMEDIATE")
+        .expect("take the write lock");
+    let food = parse(FOOD);
+    let err = store
+        .append(&food, "raw", "330100-amr", 1_000)
+        .expect_err("the lock is held");
+    assert!(err.is_transient(), "busy must be transient (503): {err}");
+    other.execute_batch("ROLLBACK").expect("release");
+    assert_eq!(store.last_seq().expect("last"), 0, "nothing stored");
+    let a = store
+        .append(&food, "raw", "330100-amr", 1_000)
+        .expect("append after release");
+    assert_eq!(a.seq, 1, "the failed attempt consumed no number");
+    assert!(!StoreError::BadCursor.is_transient());
+}
