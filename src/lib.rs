@@ -12,6 +12,8 @@
 //! - `alerts_live`: the task owning the alert fan-out hub (live WebSocket/SSE/Atom delivery);
 //!   `alerts_metrics`: its Prometheus metrics.
 //! - `metrics`, `telemetry`: Prometheus registry and structured logs.
+//! - `wslite`: the lean server-side WebSocket of broadcast endpoints (handshake, framing,
+//!   shared-payload writes).
 //!
 //! Subsystem crates: `tiers` (regions, roles, tokens, permissions), `signaling`, `sfu`,
 //! `alerts`, `dashboard`. See ARCHITECTURE.md.
@@ -32,3 +34,4 @@ pub mod server;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tls;
+pub mod wslite;

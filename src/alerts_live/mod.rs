@@ -2,23 +2,24 @@
 //! subscriptions and pops reach it over one bounded command channel.
 //!
 //! # Handoff between the hub task and connection tasks
-//! Each subscriber gets an `Arc<Notify>`. The hub task turns `HubEvent::Ready` into
-//! `notify_one` (a stored permit, so a wake-up before the connection waits is not lost) and
-//! `HubEvent::Disconnect` into a remembered reason plus `notify_one`. A woken connection asks
-//! for up to [`BATCH`] deliveries per command (`Pop`), so the cost is one channel round trip
-//! per batch, not per delivery, and no lock is shared between the hub and connections. A
-//! batch that came back full means "more may be waiting" (the hub only raises `Ready` again
-//! once `pop` returned `None`), so the connection pops again without waiting.
+//! Each subscriber has a [`Mailbox`] shared by the hub task and its connection: an inbox of
+//! up to [`BATCH`] deliveries behind a mutex only these two touch, and a `Notify`. When the
+//! hub raises `HubEvent::Ready` for a subscriber, the hub task moves its deliveries into the
+//! inbox (up to `BATCH`) and notifies (a stored permit, so a wake-up before the connection
+//! waits is not lost). The connection swaps the inbox's vector with its own empty one (no
+//! copy, no allocation in steady state) and writes. A broadcast therefore costs each
+//! subscriber one wake-up and no round trip. The rest of a backlog (a `since` replay, or a
+//! burst) stays in the hub's bounded queue, where the slow-consumer rule applies: a
+//! connection that took a full inbox sends `Refill` and is notified when more is there.
+//! `HubEvent::Disconnect` sets the inbox's close reason and notifies.
 //!
 //! # Bounds
 //! The command channel holds `COMMANDS` (1024) commands: a publisher waits (after its commit)
-//! when it is full, connections wait for their pops. Queues per subscriber are the hub's
-//! (`alerts.queue_capacity`). An unsubscribe that cannot be queued from `Drop` is sent from a
-//! spawned task, so a subscriber is never leaked in the hub. Every pop goes through the one
-//! task: a broadcast to N subscribers costs N hub pops and N/64 channel round trips there
-//! (plus one per subscriber woken with fewer than 64 waiting, the usual case), which bounds
-//! the deliveries per second of one process to what one core does; the benchmark of issue 4
-//! has not been run against it yet.
+//! when it is full, a connection asking for a refill waits. Queues per subscriber are the
+//! hub's (`alerts.queue_capacity`) plus an inbox of at most `BATCH`. An unsubscribe that
+//! cannot be queued from `Drop` is sent from a spawned task, so a subscriber is never leaked
+//! in the hub. The hub task does every subscriber's fan-out and inbox fill: one core's worth
+//! of deliveries per process (BENCHMARKS.md, `alert-load`).
 //!
 //! # Order
 //! Concurrent publishes commit in sequence order but may reach this task out of order; the
@@ -40,7 +41,9 @@ use std::sync::Arc;
 
 use alerts::hub::{Delivery, DisconnectReason, Filter, HubConfig, HubError, PublishedAlert, SubId};
 use alerts::store::Store;
+use std::sync::{Mutex, PoisonError};
 use tiers::RegionTree;
+
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use crate::alerts_metrics::LiveMetrics;
@@ -56,27 +59,44 @@ enum Command {
     Subscribe {
         filter: Filter,
         since: Option<u64>,
-        reply: oneshot::Sender<Result<(SubId, Arc<Notify>), HubError>>,
+        reply: oneshot::Sender<Result<(SubId, Arc<Mailbox>), HubError>>,
     },
     Unsubscribe(SubId),
-    Pop {
-        sub: SubId,
-        /// The subscriber's recycled buffer (empty, capacity kept), filled and sent back.
-        buf: Vec<Delivery>,
-        reply: oneshot::Sender<Batch>,
-    },
+    /// The subscriber took a full inbox: move more of its backlog in.
+    Refill(SubId),
     Live {
         filter: Filter,
         reply: oneshot::Sender<Vec<PublishedAlert>>,
     },
 }
 
-/// One answer to a pop.
+/// One subscriber's inbox, shared by the hub task (fills) and its connection (takes).
+#[derive(Debug, Default)]
+pub struct Mailbox {
+    inbox: Mutex<Inbox>,
+    notify: Notify,
+}
+
+#[derive(Debug, Default)]
+struct Inbox {
+    items: Vec<Delivery>,
+    closed: Option<DisconnectReason>,
+}
+
+impl Mailbox {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inbox> {
+        // Only pushes and swaps happen under the lock: a panic cannot leave it half-updated.
+        self.inbox.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// What one [`Subscription::pop`] took.
 #[derive(Debug, Default)]
 pub struct Batch {
     /// Deliveries, in order.
     pub items: Vec<Delivery>,
-    /// True if the batch is full and more may be waiting.
+    /// Always false: a connection that took a full inbox has asked for a refill and is
+    /// notified when it arrives (kept so callers need not know the handoff's shape).
     pub more: bool,
     /// Set when the hub dropped the subscriber (or it is unknown): close the connection.
     pub closed: Option<DisconnectReason>,
@@ -182,7 +202,7 @@ impl LiveHub {
             .send(command)
             .await
             .map_err(|_| SubscribeError::Stopped)?;
-        let (sub, notify) = rx.await.map_err(|_| SubscribeError::Stopped)??;
+        let (sub, mailbox) = rx.await.map_err(|_| SubscribeError::Stopped)??;
         if since.is_some() {
             self.metrics.replays.inc();
         }
@@ -191,9 +211,10 @@ impl LiveHub {
         Ok(Subscription {
             tx: self.tx.clone(),
             sub,
-            notify,
-            more: false,
-            buf: Vec::with_capacity(BATCH),
+            mailbox,
+            // Grows to what pops need (one delivery per broadcast, typically) rather than BATCH
+            // up front: an idle subscriber holds no delivery buffer.
+            buf: Vec::new(),
             gauge,
             _permit: permit,
         })
@@ -212,9 +233,8 @@ impl LiveHub {
 pub struct Subscription {
     tx: mpsc::Sender<Command>,
     sub: SubId,
-    notify: Arc<Notify>,
-    more: bool,
-    /// Delivery buffer passed back and forth with each pop, so a steady subscriber costs no
+    mailbox: Arc<Mailbox>,
+    /// The empty vector swapped into the inbox on each take, so a steady subscriber costs no
     /// allocation per alert (see [`Subscription::recycle`]).
     buf: Vec<Delivery>,
     gauge: prometheus::IntGauge,
@@ -224,33 +244,33 @@ pub struct Subscription {
 impl Subscription {
     /// Resolves when deliveries (or a disconnect) may be waiting. Cancel-safe.
     pub async fn ready(&self) {
-        if !self.more {
-            self.notify.notified().await;
-        }
+        self.mailbox.notify.notified().await;
     }
 
-    /// Pops up to [`BATCH`] deliveries. Not cancel-safe: call it outside `select!`.
+    /// Takes what the inbox holds (possibly nothing). Not cancel-safe: call it outside
+    /// `select!`.
     pub async fn pop(&mut self) -> Batch {
-        let (reply, rx) = oneshot::channel();
-        let gone = Batch {
-            gone: true,
-            ..Batch::default()
+        let (items, closed) = {
+            let mut inbox = self.mailbox.lock();
+            let items = std::mem::replace(&mut inbox.items, std::mem::take(&mut self.buf));
+            (items, inbox.closed)
         };
-        if self
-            .tx
-            .send(Command::Pop {
-                sub: self.sub,
-                buf: std::mem::take(&mut self.buf),
-                reply,
-            })
-            .await
-            .is_err()
-        {
-            return gone;
+        if let Some(reason) = closed {
+            return Batch {
+                closed: Some(reason),
+                ..Batch::default()
+            };
         }
-        let batch = rx.await.unwrap_or(gone);
-        self.more = batch.more;
-        batch
+        let mut gone = false;
+        if items.len() >= BATCH {
+            gone = self.tx.send(Command::Refill(self.sub)).await.is_err();
+        }
+        Batch {
+            items,
+            more: false,
+            closed: None,
+            gone,
+        }
     }
 
     /// Hands a drained `Batch::items` back for the next pop (keeps its capacity).

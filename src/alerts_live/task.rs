@@ -9,12 +9,12 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use alerts::hub::{Delivery, DisconnectReason, Hub, HubConfig, HubEvent, PublishedAlert, SubId};
+use alerts::hub::{Delivery, Hub, HubConfig, HubEvent, PublishedAlert, SubId};
 use alerts::store::{MAX_PAGE, Store, StoreError};
 use tiers::RegionTree;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 
-use super::{BATCH, Batch, Command};
+use super::{BATCH, Command, Mailbox};
 use crate::alerts_metrics::LiveMetrics;
 
 /// How long an out-of-order publish waits for the alerts before it.
@@ -53,8 +53,7 @@ pub(super) fn rebuild(
 }
 
 struct Slot {
-    notify: Arc<Notify>,
-    dropped: Option<DisconnectReason>,
+    mailbox: Arc<Mailbox>,
 }
 
 /// The hub task: commands in, events out, a 1 s timer for expiry and retention.
@@ -81,7 +80,7 @@ pub(super) async fn run(
                     publish_ready(&mut hub, &mut pending, &mut times, &metrics);
                 }
                 hub.handle_timeout(Instant::now(), crate::clock::unix_now());
-                drain_events(&mut hub, &mut slots, &metrics);
+                drain_events(&mut hub, &mut slots, &times, &metrics);
                 continue;
             }
         };
@@ -102,13 +101,12 @@ pub(super) async fn run(
                 reply,
             } => match hub.subscribe(filter, since, Instant::now()) {
                 Ok(sub) => {
-                    let notify = Arc::new(Notify::new());
+                    let mailbox = Arc::new(Mailbox::default());
                     let slot = Slot {
-                        notify: notify.clone(),
-                        dropped: None,
+                        mailbox: mailbox.clone(),
                     };
                     slots.insert(sub, slot);
-                    if reply.send(Ok((sub, notify))).is_err() {
+                    if reply.send(Ok((sub, mailbox))).is_err() {
                         hub.unsubscribe(sub);
                         slots.remove(&sub);
                     }
@@ -121,15 +119,16 @@ pub(super) async fn run(
                 hub.unsubscribe(sub);
                 slots.remove(&sub);
             }
-            Command::Pop { sub, buf, reply } => {
-                let batch = pop(&mut hub, &mut slots, sub, buf, &times, &metrics);
-                let _ = reply.send(batch);
+            Command::Refill(sub) => {
+                if let Some(slot) = slots.get(&sub) {
+                    fill(&mut hub, &slot.mailbox, sub, &times, &metrics);
+                }
             }
             Command::Live { filter, reply } => {
                 let _ = reply.send(hub.live_alerts(filter).cloned().collect());
             }
         }
-        drain_events(&mut hub, &mut slots, &metrics);
+        drain_events(&mut hub, &mut slots, &times, &metrics);
     }
 }
 
@@ -191,67 +190,61 @@ async fn fill_gap(
     }
 }
 
-fn drain_events(hub: &mut Hub, slots: &mut HashMap<SubId, Slot>, metrics: &LiveMetrics) {
+fn drain_events(
+    hub: &mut Hub,
+    slots: &mut HashMap<SubId, Slot>,
+    times: &VecDeque<(u64, Instant)>,
+    metrics: &LiveMetrics,
+) {
     while let Some(event) = hub.poll_event() {
         match event {
             HubEvent::Ready { sub } => {
                 if let Some(slot) = slots.get(&sub) {
-                    slot.notify.notify_one();
+                    fill(hub, &slot.mailbox, sub, times, metrics);
                 }
             }
             HubEvent::Disconnect { sub, reason } => {
                 metrics.slow_consumers.inc();
-                if let Some(slot) = slots.get_mut(&sub) {
-                    slot.dropped = Some(reason);
-                    slot.notify.notify_one();
+                if let Some(slot) = slots.remove(&sub) {
+                    slot.mailbox.lock().closed = Some(reason);
+                    slot.mailbox.notify.notify_one();
                 }
             }
         }
     }
 }
 
-fn pop(
+/// Moves `sub`'s waiting deliveries into its inbox (up to [`BATCH`]) and wakes its
+/// connection if anything arrived. What does not fit stays in the hub's queue until the
+/// connection asks for a refill.
+fn fill(
     hub: &mut Hub,
-    slots: &mut HashMap<SubId, Slot>,
+    mailbox: &Mailbox,
     sub: SubId,
-    mut items: Vec<Delivery>,
     times: &VecDeque<(u64, Instant)>,
     metrics: &LiveMetrics,
-) -> Batch {
-    let Some(slot) = slots.get(&sub) else {
-        return Batch {
-            gone: true,
-            ..Batch::default()
-        };
-    };
-    if let Some(reason) = slot.dropped {
-        slots.remove(&sub);
-        return Batch {
-            closed: Some(reason),
-            ..Batch::default()
-        };
-    }
-    items.clear();
+) {
     let mut delivered = 0;
-    while items.len() < BATCH {
-        let Some(delivery) = hub.pop(sub) else { break };
-        if let Delivery::Alert { seq, .. } = &delivery {
-            delivered += 1;
-            if let Ok(i) = times.binary_search_by_key(seq, |&(s, _)| s) {
-                metrics.latency.observe(times[i].1.elapsed().as_secs_f64());
+    let added = {
+        let mut inbox = mailbox.lock();
+        let before = inbox.items.len();
+        while inbox.items.len() < BATCH {
+            let Some(delivery) = hub.pop(sub) else { break };
+            if let Delivery::Alert { seq, .. } = &delivery {
+                delivered += 1;
+                if let Ok(i) = times.binary_search_by_key(seq, |&(s, _)| s) {
+                    metrics.latency.observe(times[i].1.elapsed().as_secs_f64());
+                }
             }
+            inbox.items.push(delivery);
         }
-        items.push(delivery);
-    }
+        inbox.items.len() > before
+    };
     if delivered > 0 {
         metrics.deliveries.inc_by(delivered);
     }
-    let more = items.len() == BATCH;
-    Batch {
-        items,
-        more,
-        closed: None,
-        gone: false,
+    if added {
+        mailbox.notify.notify_one();
     }
 }
 

@@ -13,22 +13,25 @@
 //! `alerts.idle_timeout_secs` without a frame from the client, 4008 "slow consumer" when the
 //! hub dropped the subscriber, 1001 on shutdown; a write blocked `alerts.write_timeout_secs`
 //! drops the connection.
+//!
+//! The WebSocket is [`crate::wslite`]'s, not axum's: one `writev` of a header and the alert's
+//! shared frame per delivery, no per-connection read buffer (see there why).
 
 use std::time::Duration;
 
 use alerts::hub::{Delivery, Filter, KindSet, Severity};
 use axum::extract::rejection::QueryRejection;
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
-use axum::extract::{Query, State};
+use axum::extract::ws::close_code;
+use axum::extract::{Query, Request, State};
 use axum::http::StatusCode;
-use axum::response::Response;
-use futures_util::SinkExt as _;
-use tokio::time::{Instant, timeout};
+use axum::response::{IntoResponse as _, Response};
+use tokio::time::Instant;
 
 use super::alerts_archive::{parse_kinds, parse_region};
 use super::alerts_error::{AlertError, alerts_state};
 use super::{ApiError, AppState};
 use crate::alerts_live::{SubscribeError, Subscription};
+use crate::wslite::{ClientEvent, Conn, frame, handshake};
 
 const KNOWN: &str = "region, kind, min_severity, since";
 
@@ -139,35 +142,36 @@ pub(super) fn reset_text(oldest_available: u64) -> String {
     )
 }
 
-/// `GET /ws/alerts`.
+/// `GET /ws/alerts`: the handshake is checked first, then the query; the subscription is
+/// registered before the 101 answer, and the session runs on the upgraded connection
+/// ([`crate::wslite`]).
 pub async fn ws_alerts(
     State(state): State<AppState>,
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
-    upgrade: WebSocketUpgrade,
+    mut request: Request,
 ) -> Result<Response, AlertError> {
+    let accepted = match handshake::check(request.method(), request.version(), request.headers()) {
+        Ok(accepted) => accepted,
+        Err(refused) => return Ok(refused.into_response()),
+    };
     let query = parse_live(query, &state)?;
     let sub = subscribe(&state, peer, query, "websocket").await?;
+    let on_upgrade = hyper::upgrade::on(&mut request);
     let shutdown = state.shutdown().clone();
-    Ok(upgrade
-        .read_buffer_size(4096)
-        .max_message_size(4096)
-        .on_upgrade(move |socket| shutdown.track(session(state, socket, sub))))
+    tokio::spawn(shutdown.track(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => session(state, Conn::new(upgraded, MAX_CLIENT_MESSAGE), sub).await,
+            Err(err) => tracing::debug!(%err, "alert WebSocket upgrade failed"),
+        }
+    }));
+    Ok(accepted.response())
 }
 
-async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
-    let frame = CloseFrame {
-        code,
-        reason: reason.into(),
-    };
-    let _ = timeout(
-        Duration::from_secs(1),
-        socket.send(Message::Close(Some(frame))),
-    )
-    .await;
-}
+/// Largest message a subscriber may send (it has nothing to say but pings and close).
+const MAX_CLIENT_MESSAGE: u64 = 4096;
 
-async fn session(state: AppState, mut socket: WebSocket, mut sub: Subscription) {
+async fn session(state: AppState, mut conn: Conn, mut sub: Subscription) {
     let Ok(alerts) = alerts_state(&state) else {
         return;
     };
@@ -175,69 +179,109 @@ async fn session(state: AppState, mut socket: WebSocket, mut sub: Subscription) 
     let write_timeout = Duration::from_secs(config.write_timeout_secs);
     let idle = Duration::from_secs(config.idle_timeout_secs);
     let every = Duration::from_secs(config.ping_secs);
-    let mut ping = tokio::time::interval_at(Instant::now() + every, every);
+    let ping = tokio::time::sleep(every);
+    tokio::pin!(ping);
+    let cancelled = state.shutdown().token().clone().cancelled_owned();
+    tokio::pin!(cancelled);
     let mut heard = Instant::now();
-    let token = state.shutdown().token().clone();
+    let mut input = [0u8; 256];
     let gauge = state.metrics().websockets.with_label_values(&["alerts"]);
     gauge.inc();
     loop {
         tokio::select! {
-            () = token.cancelled() => {
-                close(&mut socket, close_code::AWAY, "server shutting down").await;
+            () = &mut cancelled => {
+                conn.close(close_code::AWAY, "server shutting down").await;
                 break;
             }
             () = sub.ready() => {
-                if !drain(&mut socket, &mut sub, write_timeout).await {
+                if !drain(&mut conn, &mut sub, write_timeout).await {
                     break;
                 }
             }
-            _ = ping.tick() => {
+            () = &mut ping => {
                 if heard.elapsed() > idle {
-                    close(&mut socket, close_code::AWAY, "idle timeout").await;
+                    conn.close(close_code::AWAY, "idle timeout").await;
                     break;
                 }
-                let sent = timeout(write_timeout, socket.send(Message::Ping(Default::default())));
-                if !matches!(sent.await, Ok(Ok(()))) {
+                let frame = frame::control(frame::PING, b"");
+                if conn.send_raw(&frame, write_timeout).await.is_err() {
                     break;
                 }
+                ping.as_mut().reset(Instant::now() + every);
             }
-            incoming = socket.recv() => match incoming {
-                Some(Ok(Message::Close(_)) | Err(_)) | None => break,
-                // Pongs, pings and any client text keep the connection alive.
-                Some(Ok(_)) => heard = Instant::now(),
+            read = conn.read(&mut input) => {
+                let n = match read {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                heard = Instant::now();
+                if !answer(&mut conn, &input[..n], write_timeout).await {
+                    break;
+                }
             }
         }
     }
     gauge.dec();
 }
 
+/// Handles what the client sent: pings answered, a close echoed; false when the connection
+/// must end (a close, or a protocol error, closed with its code).
+async fn answer(conn: &mut Conn, input: &[u8], write_timeout: Duration) -> bool {
+    let (mut pongs, mut closing) = (Vec::new(), None);
+    if let Err(err) = conn.decode(input, |event| match event {
+        ClientEvent::Ping(payload) => pongs.push(frame::control(frame::PONG, &payload)),
+        ClientEvent::Close(code) => closing = Some(code),
+        ClientEvent::Pong | ClientEvent::Data => {}
+    }) {
+        conn.close(err.close_code(), "protocol error").await;
+        return false;
+    }
+    for pong in pongs {
+        if conn.send_raw(&pong, write_timeout).await.is_err() {
+            return false;
+        }
+    }
+    if let Some(code) = closing {
+        // Echo the client's code (RFC 6455 § 5.5.1); 1000 when it gave none.
+        conn.close(code.unwrap_or(close_code::NORMAL), "").await;
+        return false;
+    }
+    true
+}
+
+/// The shared frame of an alert delivery (a fn, not a closure: the session future must be
+/// `Send` for every lifetime).
+fn alert_frame(item: &Delivery) -> Option<&bytes::Bytes> {
+    match item {
+        Delivery::Alert { frame, .. } => Some(frame),
+        Delivery::Reset { .. } => None,
+    }
+}
+
 /// Pops and writes until the hub has nothing more; false when the connection must end.
-async fn drain(socket: &mut WebSocket, sub: &mut Subscription, write_timeout: Duration) -> bool {
+async fn drain(conn: &mut Conn, sub: &mut Subscription, write_timeout: Duration) -> bool {
     loop {
         let batch = sub.pop().await;
         if let Some(reason) = batch.closed {
-            close(socket, reason.close_code(), reason.as_str()).await;
+            conn.close(reason.close_code(), reason.as_str()).await;
             return false;
         }
         if batch.gone {
-            close(socket, close_code::AWAY, "server shutting down").await;
+            conn.close(close_code::AWAY, "server shutting down").await;
             return false;
         }
         let mut items = batch.items;
-        let write = async {
-            for item in items.drain(..) {
-                let text = match item {
-                    Delivery::Alert { frame, .. } => match Utf8Bytes::try_from(frame) {
-                        Ok(text) => text,
-                        Err(_) => continue,
-                    },
-                    Delivery::Reset { oldest_available } => reset_text(oldest_available).into(),
-                };
-                socket.feed(Message::Text(text)).await?;
-            }
-            socket.flush().await
-        };
-        let written = matches!(timeout(write_timeout, write).await, Ok(Ok(())));
+        let mut written = true;
+        // A reset comes first and alone (a replay's start); alerts go out in chunks.
+        if let Some(Delivery::Reset { oldest_available }) = items.first() {
+            let text = reset_text(*oldest_available);
+            written = conn.send_text(&text, write_timeout).await.is_ok();
+        }
+        if written {
+            let frames = items.iter().filter_map(alert_frame);
+            written = conn.send_texts(frames, write_timeout).await.is_ok();
+        }
+        items.clear();
         sub.recycle(items);
         if !written {
             return false;

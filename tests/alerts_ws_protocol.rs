@@ -1,0 +1,156 @@
+//! The alert WebSocket's own RFC 6455 handling, spoken byte by byte over raw TCP against the
+//! real binary: the handshake answer (and refusals as JSON errors), a client ping answered with
+//! its payload, a client close echoed, protocol errors closed with 1002 / 1009, and alert
+//! frames as plain unmasked text frames.
+
+mod alerts_live_util;
+mod alerts_util;
+mod common;
+
+use std::time::Duration;
+
+use common::Hub;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+
+/// Opens `/ws/alerts?{query}` with `extra` handshake headers; returns the stream and the
+/// response head.
+async fn handshake(hub: &Hub, query: &str, extra: &str) -> (TcpStream, String) {
+    let mut stream = TcpStream::connect(hub.addr).await.expect("connect");
+    let request = format!(
+        "GET /ws/alerts?{query} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Key: {KEY}\r\n{extra}\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut byte))
+            .await
+            .expect("head in time")
+            .expect("read");
+        assert_eq!(n, 1, "connection closed in the head: {head:?}");
+        head.push(byte[0]);
+    }
+    (stream, String::from_utf8(head).expect("head"))
+}
+
+/// A masked client frame.
+fn client_frame(opcode: u8, payload: &[u8], masked: bool) -> Vec<u8> {
+    let mask = [1u8, 2, 3, 4];
+    let mut out = vec![0x80 | opcode];
+    let len = u8::try_from(payload.len()).expect("short payload");
+    assert!(len < 126);
+    out.push(if masked { 0x80 | len } else { len });
+    if masked {
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    } else {
+        out.extend_from_slice(payload);
+    }
+    out
+}
+
+/// Reads one server frame: (opcode, payload). Server frames must be unmasked.
+async fn server_frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
+    let read = async {
+        let mut h = [0u8; 2];
+        stream.read_exact(&mut h).await.expect("frame head");
+        assert_eq!(h[1] & 0x80, 0, "server frames are unmasked");
+        assert_eq!(h[0] & 0x80, 0x80, "unfragmented");
+        let len = match h[1] & 0x7f {
+            126 => {
+                let mut l = [0u8; 2];
+                stream.read_exact(&mut l).await.expect("len");
+                usize::from(u16::from_be_bytes(l))
+            }
+            127 => panic!("no alert is that big"),
+            n => usize::from(n),
+        };
+        let mut payload = vec![0u8; len];
+        stream.read_exact(&mut payload).await.expect("payload");
+        (h[0] & 0x0f, payload)
+    };
+    tokio::time::timeout(Duration::from_secs(5), read)
+        .await
+        .expect("frame in time")
+}
+
+#[tokio::test]
+async fn the_alert_websocket_speaks_rfc_6455() {
+    let hub = Hub::start(&[], &[]);
+    let (mut ws, head) = handshake(&hub, "region=330100", "Sec-WebSocket-Version: 13\r\n").await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+        "{head}"
+    );
+
+    // A ping is answered with its payload.
+    ws.write_all(&client_frame(0x9, b"are you there", true))
+        .await
+        .expect("ping");
+    assert_eq!(
+        server_frame(&mut ws).await,
+        (0xA, b"are you there".to_vec())
+    );
+
+    // An alert is one unmasked text frame holding the shared JSON.
+    let token = hub.token("city-admin", "330100", &[]);
+    let seq = alerts_live_util::post_alert(hub.addr, &token, "wsp-1").await;
+    let (opcode, payload) = server_frame(&mut ws).await;
+    assert_eq!(opcode, 0x1);
+    let value: serde_json::Value = serde_json::from_slice(&payload).expect("JSON");
+    assert_eq!(
+        (value["type"].as_str(), value["seq"].as_u64()),
+        (Some("alert"), Some(seq))
+    );
+
+    // A close is echoed with the client's code, then the connection ends.
+    ws.write_all(&client_frame(0x8, &1000u16.to_be_bytes(), true))
+        .await
+        .expect("close");
+    let (opcode, payload) = server_frame(&mut ws).await;
+    assert_eq!((opcode, &payload[..2]), (0x8, &1000u16.to_be_bytes()[..]));
+    let mut rest = Vec::new();
+    let eof = tokio::time::timeout(Duration::from_secs(5), ws.read_to_end(&mut rest)).await;
+    assert!(matches!(eof, Ok(Ok(0))), "connection ends after the close");
+
+    // Protocol errors: an unmasked client frame is 1002, an oversized message 1009.
+    let (mut ws, _) = handshake(&hub, "region=330100", "Sec-WebSocket-Version: 13\r\n").await;
+    ws.write_all(&client_frame(0x1, b"hello", false))
+        .await
+        .expect("unmasked");
+    let (opcode, payload) = server_frame(&mut ws).await;
+    assert_eq!((opcode, &payload[..2]), (0x8, &1002u16.to_be_bytes()[..]));
+    let (mut ws, _) = handshake(&hub, "region=330100", "Sec-WebSocket-Version: 13\r\n").await;
+    let mut big = vec![0x81, 0x80 | 127];
+    big.extend_from_slice(&(1u64 << 20).to_be_bytes());
+    big.extend_from_slice(&[0, 0, 0, 0]);
+    ws.write_all(&big).await.expect("oversized header");
+    let (opcode, payload) = server_frame(&mut ws).await;
+    assert_eq!((opcode, &payload[..2]), (0x8, &1009u16.to_be_bytes()[..]));
+}
+
+#[tokio::test]
+async fn non_handshakes_get_json_errors() {
+    let hub = Hub::start(&[], &[]);
+    // Wrong version: 426 naming the supported one.
+    let (_, head) = handshake(&hub, "region=330100", "Sec-WebSocket-Version: 8\r\n").await;
+    assert!(head.starts_with("HTTP/1.1 426"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("sec-websocket-version: 13"),
+        "{head}"
+    );
+    // A plain GET: 400 with the one error shape.
+    let response = common::get(hub.addr, "/ws/alerts?region=330100", &[]).await;
+    assert_eq!(response.status, 400, "{}", response.body);
+    assert_eq!(response.json()["error"], "bad_handshake");
+    // A valid handshake with a bad query: 400 naming the parameter, before any upgrade.
+    let (_, head) = handshake(&hub, "region=999999", "Sec-WebSocket-Version: 13\r\n").await;
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+}
