@@ -1,9 +1,10 @@
 //! The hub task of [`LiveHub`](super::LiveHub): the rebuild from the store at start, the
-//! command loop (publish in sequence order, subscribe, unsubscribe, pop in batches, live set),
-//! hub events turned into wake-ups, and the 1 s timer (expiry, retention, stale gaps).
+//! command loop (publish in sequence order, subscribe, unsubscribe, refill, live set), hub
+//! events turned into inbox fills and wake-ups, and the 1 s timer (expiry, retention, stale
+//! gaps).
 //!
 //! Everything here runs on the one task that owns the [`Hub`]; nothing is shared with
-//! connection tasks but each subscriber's `Notify`.
+//! connection tasks but each subscriber's [`Mailbox`].
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
