@@ -3,10 +3,10 @@
 //!
 //! # Handoff between the hub task and connection tasks
 //! Each subscriber has a [`Mailbox`] shared by the hub task and its connection: an inbox of
-//! up to [`BATCH`] deliveries behind a mutex only these two touch, and a `Notify`. When the
-//! hub raises `HubEvent::Ready` for a subscriber, the hub task moves its deliveries into the
-//! inbox (up to `BATCH`) and notifies (a stored permit, so a wake-up before the connection
-//! waits is not lost). The connection swaps the inbox's vector with its own empty one (no
+//! up to [`BATCH`] deliveries behind a mutex only these two touch, and a lock-free wake-up (a
+//! `pending` flag and an `AtomicWaker`). When the hub raises `HubEvent::Ready` for a
+//! subscriber, the hub task moves its deliveries into the inbox (up to `BATCH`) and wakes the
+//! connection (the flag keeps a wake-up that comes before the connection waits). The connection swaps the inbox's vector with its own empty one (no
 //! copy, no allocation in steady state) and writes. A broadcast therefore costs each
 //! subscriber one wake-up and no round trip. The rest of a backlog (a `since` replay, or a
 //! burst) stays in the hub's bounded queue, where the slow-consumer rule applies: a
@@ -37,14 +37,15 @@ mod task;
 
 pub use tail::Tail;
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Poll;
 
 use alerts::hub::{Delivery, DisconnectReason, Filter, HubConfig, HubError, PublishedAlert, SubId};
 use alerts::store::Store;
-use std::sync::{Mutex, PoisonError};
+use futures_util::task::AtomicWaker;
 use tiers::RegionTree;
-
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use crate::alerts_metrics::LiveMetrics;
 use crate::config::AlertsConfig;
@@ -74,7 +75,10 @@ enum Command {
 #[derive(Debug, Default)]
 pub struct Mailbox {
     inbox: Mutex<Inbox>,
-    notify: Notify,
+    /// Set by the hub task when it put something in (or closed); cleared by the wait.
+    pending: AtomicBool,
+    /// The connection task waiting in [`Subscription::ready`].
+    waker: AtomicWaker,
 }
 
 #[derive(Debug, Default)]
@@ -84,6 +88,12 @@ struct Inbox {
 }
 
 impl Mailbox {
+    /// Wakes the connection (lock-free; a wake before it waits is kept in `pending`).
+    fn notify(&self) {
+        self.pending.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inbox> {
         // Only pushes and swaps happen under the lock: a panic cannot leave it half-updated.
         self.inbox.lock().unwrap_or_else(PoisonError::into_inner)
@@ -244,7 +254,18 @@ pub struct Subscription {
 impl Subscription {
     /// Resolves when deliveries (or a disconnect) may be waiting. Cancel-safe.
     pub async fn ready(&self) {
-        self.mailbox.notify.notified().await;
+        std::future::poll_fn(|cx| {
+            if self.mailbox.pending.swap(false, Ordering::AcqRel) {
+                return Poll::Ready(());
+            }
+            self.mailbox.waker.register(cx.waker());
+            // A notify between the check and the registration would be lost: check again.
+            match self.mailbox.pending.swap(false, Ordering::AcqRel) {
+                true => Poll::Ready(()),
+                false => Poll::Pending,
+            }
+        })
+        .await;
     }
 
     /// Takes what the inbox holds (possibly nothing). Not cancel-safe: call it outside

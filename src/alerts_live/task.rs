@@ -208,7 +208,7 @@ fn drain_events(
                 metrics.slow_consumers.inc();
                 if let Some(slot) = slots.remove(&sub) {
                     slot.mailbox.lock().closed = Some(reason);
-                    slot.mailbox.notify.notify_one();
+                    slot.mailbox.notify();
                 }
             }
         }
@@ -245,7 +245,7 @@ fn fill(
         metrics.deliveries.inc_by(delivered);
     }
     if added {
-        mailbox.notify.notify_one();
+        mailbox.notify();
     }
 }
 
