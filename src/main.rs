@@ -38,10 +38,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             for warning in warnings {
                 tracing::warn!("{warning}");
             }
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .thread_name("hubcast")
-                .build()?;
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.enable_all().thread_name("hubcast");
+            if settings.http.worker_threads > 0 {
+                builder.worker_threads(settings.http.worker_threads);
+            }
+            let runtime = builder.build()?;
             runtime.block_on(serve(settings))
         }
         Command::CheckConfig(args) => {

@@ -101,6 +101,10 @@ pub struct HttpConfig {
     /// Serve `/debug/*` diagnostic routes (e.g. `/debug/delay?ms=`). Off by default; tests and
     /// operators probing shutdown behaviour turn it on.
     pub debug_routes: bool,
+    /// Threads of the async runtime (HTTP, WebSockets, SSE, the alert hub task). 0 (default):
+    /// one per core. Several hub processes on one machine (multi-node tests, the `alert-load`
+    /// benchmark's 100k run) do better with 1 each than with a thread per core each.
+    pub worker_threads: usize,
 }
 
 impl Default for HttpConfig {
@@ -113,6 +117,7 @@ impl Default for HttpConfig {
             tls_handshake_timeout_secs: 10,
             health_push_secs: 5,
             debug_routes: false,
+            worker_threads: 0,
         }
     }
 }

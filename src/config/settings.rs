@@ -268,6 +268,12 @@ fn validate_http(http: &HttpConfig) -> Result<(), ConfigError> {
     )?;
     positive("health_push_secs", http.health_push_secs)?;
     positive("backlog", u64::from(http.backlog))?;
+    if http.worker_threads > 1024 {
+        return Err(ConfigError::new(
+            "http.worker_threads",
+            "must be between 0 (one per core) and 1024",
+        ));
+    }
     if http.max_connections == 0 || http.max_connections > 1_000_000 {
         return Err(ConfigError::new(
             "http.max_connections",

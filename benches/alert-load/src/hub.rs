@@ -30,6 +30,8 @@ pub struct HubEnv {
     pub redis_url: Option<String>,
     /// The shared HS256 secret (base64) when there are several hubs.
     pub secret: Option<String>,
+    /// `http.worker_threads` of each hub (0: the hub's default, one per core).
+    pub threads: usize,
 }
 
 impl HubEnv {
@@ -41,6 +43,9 @@ impl HubEnv {
         }
         if let Some(secret) = &self.secret {
             command.env("HUBCAST_AUTH__SECRET", secret);
+        }
+        if self.threads > 0 {
+            command.env("HUBCAST_HTTP__WORKER_THREADS", self.threads.to_string());
         }
     }
 }
@@ -253,6 +258,7 @@ pub async fn phase(
     let mut env = HubEnv {
         redis_url: None,
         secret: (args.hubs > 1).then(new_secret).transpose()?,
+        threads: args.hub_threads,
     };
     let mut extra_pids = Vec::new();
     if args.redis {

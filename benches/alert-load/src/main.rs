@@ -131,6 +131,9 @@ pub struct RunArgs {
     /// Run the hubs on one Redis (`alerts.backend = "redis"`), started for the run.
     #[arg(long)]
     pub redis: bool,
+    /// Runtime threads per hub (`http.worker_threads`); 0: the hub's default (one per core).
+    #[arg(long, default_value_t = 0)]
+    pub hub_threads: usize,
     /// Do not measure the ceiling.
     #[arg(long)]
     pub skip_ceiling: bool,
