@@ -32,6 +32,7 @@
 //! retained tail re-published (`Store::since`), with each alert's age taken from its
 //! `received_unix`, so `since` works across restarts.
 
+pub mod frame;
 mod tail;
 mod task;
 
@@ -182,7 +183,7 @@ impl LiveHub {
     /// delivery has stopped (the Redis log tail then ends).
     pub fn hand_off_blocking(&self, alert: PublishedAlert) -> bool {
         self.tx
-            .blocking_send(Command::Publish(Box::new(alert)))
+            .blocking_send(Command::Publish(Box::new(frame::for_live(alert))))
             .is_ok()
     }
 

@@ -43,7 +43,7 @@ pub(super) fn rebuild(
             let received = u64::try_from(stored.received_unix).unwrap_or(0);
             let age = Duration::from_secs(now_unix.saturating_sub(received));
             let at = now.checked_sub(age).unwrap_or(now);
-            if let Err(err) = hub.publish(stored.to_published(), at) {
+            if let Err(err) = hub.publish(super::frame::for_live(stored.to_published()), at) {
                 tracing::warn!(%err, seq = stored.seq, "alert not reloaded into the live hub");
             }
         }
@@ -181,9 +181,12 @@ async fn fill_gap(
                 "live hand-off gap filled from the store"
             );
             for stored in missing {
-                pending
-                    .entry(stored.seq)
-                    .or_insert_with(|| (stored.to_published(), Instant::now()));
+                pending.entry(stored.seq).or_insert_with(|| {
+                    (
+                        super::frame::for_live(stored.to_published()),
+                        Instant::now(),
+                    )
+                });
             }
         }
         Ok(Err(err)) => tracing::warn!(%err, "cannot fill a live hand-off gap"),

@@ -51,7 +51,8 @@ fn render(region: &str, alerts: &[PublishedAlert]) -> String {
     let entries: Vec<(Value, &PublishedAlert)> = alerts
         .iter()
         .map(|a| {
-            let frame: Value = serde_json::from_slice(&a.frame).unwrap_or(Value::Null);
+            let json = crate::alerts_live::frame::json(&a.frame);
+            let frame: Value = serde_json::from_slice(&json).unwrap_or(Value::Null);
             (frame, a)
         })
         .collect();

@@ -249,11 +249,11 @@ async fn answer(conn: &mut Conn, input: &[u8], write_timeout: Duration) -> bool 
     true
 }
 
-/// The shared frame of an alert delivery (a fn, not a closure: the session future must be
-/// `Send` for every lifetime).
-fn alert_frame(item: &Delivery) -> Option<&bytes::Bytes> {
+/// The JSON of an alert delivery: a refcounted slice of the shared SSE-encoded frame, not a
+/// copy (a fn, not a closure: the session future must be `Send` for every lifetime).
+fn ws_payload(item: &Delivery) -> Option<bytes::Bytes> {
     match item {
-        Delivery::Alert { frame, .. } => Some(frame),
+        Delivery::Alert { frame, .. } => Some(crate::alerts_live::frame::json(frame)),
         Delivery::Reset { .. } => None,
     }
 }
@@ -278,7 +278,7 @@ async fn drain(conn: &mut Conn, sub: &mut Subscription, write_timeout: Duration)
             written = conn.send_text(&text, write_timeout).await.is_ok();
         }
         if written {
-            let frames = items.iter().filter_map(alert_frame);
+            let frames = items.iter().filter_map(ws_payload);
             written = conn.send_texts(frames, write_timeout).await.is_ok();
         }
         items.clear();

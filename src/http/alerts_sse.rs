@@ -7,6 +7,9 @@
 //! Keep-alive comments every `alerts.ping_secs`. The stream ends when the hub drops the
 //! subscriber as a slow consumer (the client reconnects with `Last-Event-ID`) and on shutdown.
 //!
+//! Each alert's event is the bytes the hub shares with every subscriber (see
+//! `crate::alerts_live::frame`): nothing is formatted or copied per subscriber.
+//!
 //! Limit: a client that stops reading stalls the response body, so the stream is not polled
 //! until the peer goes away or the server shuts down; its hub queue is dropped (4008 in the
 //! hub), so it holds no alerts meanwhile.
@@ -16,11 +19,12 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use alerts::hub::Delivery;
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use tokio::time::{Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use super::AppState;
@@ -28,8 +32,10 @@ use super::alerts_error::{AlertError, alerts_state};
 use super::alerts_live::{parse_live, parse_seq, reset_text, subscribe};
 use crate::alerts_live::Subscription;
 
-/// The reconnection delay the stream advertises.
-const RETRY: Duration = Duration::from_secs(3);
+/// The reconnection delay the stream advertises (`retry:`, milliseconds).
+const RETRY: &str = "retry: 3000\n\n";
+/// A keep-alive comment.
+const KEEP_ALIVE: &str = ":\n\n";
 
 /// `GET /sse/alerts`.
 pub async fn sse_alerts(
@@ -43,51 +49,62 @@ pub async fn sse_alerts(
         let text = value.to_str().unwrap_or("(not ASCII)").trim();
         query.since = Some(parse_seq("Last-Event-ID", text)?);
     }
-    let ping = Duration::from_secs(alerts_state(&state)?.config.ping_secs);
+    let every = Duration::from_secs(alerts_state(&state)?.config.ping_secs);
     let sub = subscribe(&state, peer, query, "sse").await?;
+    // Keep-alive comments on a fixed period (not re-armed per event: no timer work per
+    // delivery); a comment between busy events costs three bytes.
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let stream = Stream {
         sub,
         token: state.shutdown().token().clone(),
+        ping,
         buffered: VecDeque::new(),
         started: false,
         done: false,
     };
-    let events = futures_util::stream::unfold(stream, next);
-    Ok(Sse::new(events)
-        .keep_alive(KeepAlive::new().interval(ping))
-        .into_response())
+    let mut response =
+        Body::from_stream(futures_util::stream::unfold(stream, next)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // Reverse proxies (nginx) must pass events through as they come.
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
 }
 
 struct Stream {
     sub: Subscription,
     token: CancellationToken,
-    buffered: VecDeque<Event>,
+    ping: Interval,
+    buffered: VecDeque<Bytes>,
     started: bool,
     done: bool,
 }
 
-fn event(item: Delivery) -> Option<Event> {
+/// The bytes of one delivery: an alert's shared frame is already a complete event
+/// (`crate::alerts_live::frame`), written as it is; a reset is built (rare).
+fn event(item: Delivery) -> Bytes {
     match item {
-        Delivery::Alert { seq, frame } => {
-            let text = std::str::from_utf8(&frame).ok()?;
-            Some(Event::default().id(seq.to_string()).data(text))
-        }
-        Delivery::Reset { oldest_available } => Some(
-            Event::default()
-                .event("reset")
-                .data(reset_text(oldest_available)),
-        ),
+        Delivery::Alert { frame, .. } => frame,
+        Delivery::Reset { oldest_available } => Bytes::from(format!(
+            "event: reset\ndata: {}\n\n",
+            reset_text(oldest_available)
+        )),
     }
 }
 
-async fn next(mut st: Stream) -> Option<(Result<Event, Infallible>, Stream)> {
+async fn next(mut st: Stream) -> Option<(Result<Bytes, Infallible>, Stream)> {
     if !st.started {
         st.started = true;
-        return Some((Ok(Event::default().retry(RETRY)), st));
+        return Some((Ok(Bytes::from_static(RETRY.as_bytes())), st));
     }
     loop {
-        if let Some(ev) = st.buffered.pop_front() {
-            return Some((Ok(ev), st));
+        if let Some(bytes) = st.buffered.pop_front() {
+            return Some((Ok(bytes), st));
         }
         if st.done {
             return None;
@@ -95,11 +112,14 @@ async fn next(mut st: Stream) -> Option<(Result<Event, Infallible>, Stream)> {
         tokio::select! {
             () = st.token.cancelled() => return None,
             () = st.sub.ready() => {}
+            _ = st.ping.tick() => {
+                return Some((Ok(Bytes::from_static(KEEP_ALIVE.as_bytes())), st));
+            }
         }
         let batch = st.sub.pop().await;
         st.done = batch.closed.is_some() || batch.gone;
         let mut items = batch.items;
-        st.buffered.extend(items.drain(..).filter_map(event));
+        st.buffered.extend(items.drain(..).map(event));
         st.sub.recycle(items);
     }
 }

@@ -19,7 +19,6 @@ pub mod handshake;
 use std::io::{self, IoSlice};
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_util::FutureExt as _;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
@@ -63,25 +62,25 @@ impl Conn {
     }
 
     /// Writes each payload as one text frame, in order, within `limit`.
-    pub async fn send_texts<'a>(
+    pub async fn send_texts<B: AsRef<[u8]>>(
         &mut self,
-        payloads: impl IntoIterator<Item = &'a Bytes>,
+        payloads: impl IntoIterator<Item = B>,
         limit: Duration,
     ) -> io::Result<()> {
         let mut heads = [([0u8; 10], 0usize); CHUNK];
-        let mut chunk: [&[u8]; CHUNK] = [&[]; CHUNK];
+        let mut held: [Option<B>; CHUNK] = std::array::from_fn(|_| None);
         let mut n = 0;
         for payload in payloads {
-            heads[n] = frame::header(frame::TEXT, payload.len());
-            chunk[n] = payload;
+            heads[n] = frame::header(frame::TEXT, payload.as_ref().len());
+            held[n] = Some(payload);
             n += 1;
             if n == CHUNK {
-                self.write_pairs(&heads, &chunk[..n], limit).await?;
+                self.write_pairs(&heads, &held[..n], limit).await?;
                 n = 0;
             }
         }
         if n > 0 {
-            self.write_pairs(&heads, &chunk[..n], limit).await?;
+            self.write_pairs(&heads, &held[..n], limit).await?;
         }
         Ok(())
     }
@@ -108,10 +107,10 @@ impl Conn {
         let _ = tokio::time::timeout(Duration::from_secs(1), self.io.shutdown()).await;
     }
 
-    async fn write_pairs(
+    async fn write_pairs<B: AsRef<[u8]>>(
         &mut self,
         heads: &[([u8; 10], usize); CHUNK],
-        payloads: &[&[u8]],
+        payloads: &[Option<B>],
         limit: Duration,
     ) -> io::Result<()> {
         let empty = IoSlice::new(&[]);
@@ -119,7 +118,7 @@ impl Conn {
         for (i, payload) in payloads.iter().enumerate() {
             let (head, len) = &heads[i];
             slices[2 * i] = IoSlice::new(&head[..*len]);
-            slices[2 * i + 1] = IoSlice::new(payload);
+            slices[2 * i + 1] = IoSlice::new(payload.as_ref().map_or(&[], AsRef::as_ref));
         }
         self.write_all(&mut slices[..2 * payloads.len()], limit)
             .await

@@ -1,0 +1,76 @@
+//! One encoding of each alert for both live transports. The hub fans out one `Bytes` per alert
+//! (shared by refcount); it holds the alert as a complete Server-Sent Event,
+//! `id: <seq>\ndata: <JSON frame>\n\n`, so an SSE subscriber writes it as it is and a
+//! WebSocket subscriber writes the JSON inside it ([`json`], a zero-copy slice). Encoded once
+//! per alert and instance, when the alert enters the live hub ([`for_live`]).
+
+use alerts::hub::PublishedAlert;
+use bytes::{BufMut as _, Bytes, BytesMut};
+
+const DATA: &[u8] = b"\ndata: ";
+const END: &[u8] = b"\n\n";
+
+/// `alert` with its JSON frame wrapped as an SSE event. The store's frame is compact JSON
+/// (`serde_json` escapes every newline), so it is one `data:` line.
+pub fn for_live(mut alert: PublishedAlert) -> PublishedAlert {
+    let json = &alert.frame;
+    let mut out = BytesMut::with_capacity(json.len() + 32);
+    out.put_slice(b"id: ");
+    out.put_slice(alert.seq.to_string().as_bytes());
+    out.put_slice(DATA);
+    out.put_slice(json);
+    out.put_slice(END);
+    alert.frame = out.freeze();
+    alert
+}
+
+/// The JSON frame inside an event made by [`for_live`] (the whole input if it is not one).
+pub fn json(event: &Bytes) -> Bytes {
+    let start = event
+        .windows(DATA.len())
+        .position(|w| w == DATA)
+        .map_or(0, |at| at + DATA.len());
+    let end = match event.ends_with(END) && start > 0 {
+        true => event.len() - END.len(),
+        false => event.len(),
+    };
+    event.slice(start..end)
+}
+
+#[cfg(test)]
+mod tests {
+    use alerts::hub::{AlertKind, MsgType, Severity};
+    use tiers::RegionCode;
+
+    use super::*;
+
+    #[test]
+    fn one_encoding_serves_both_transports() {
+        let frame =
+            Bytes::from_static(br#"{"type":"alert","seq":42,"id":"42","alert":{"a":"x\ny"}}"#);
+        let alert = PublishedAlert {
+            seq: 42,
+            id: "42".into(),
+            kind: AlertKind::Food,
+            severity: Severity::Severe,
+            regions: vec![RegionCode::from_u32(330_100).expect("code")],
+            msg_type: MsgType::Alert,
+            references: Vec::new(),
+            expires: None,
+            frame: frame.clone(),
+        };
+        let live = for_live(alert);
+        let text = std::str::from_utf8(&live.frame).expect("utf-8");
+        assert!(text.starts_with("id: 42\ndata: {"), "{text}");
+        assert!(text.ends_with("}\n\n"));
+        assert_eq!(text.matches('\n').count(), 3, "one id line, one data line");
+        let inner = json(&live.frame);
+        assert_eq!(inner, frame);
+        assert_eq!(
+            inner.as_ptr(),
+            live.frame[13..].as_ptr(),
+            "a slice, not a copy"
+        );
+        assert_eq!(json(&frame), frame, "a bare frame passes through");
+    }
+}
