@@ -53,10 +53,11 @@ echo "test.sh: quick-start check passed ($url)"
 
 # Doc examples first, then every unit, integration and bench-in-test-mode target. nextest
 # (shipped with the machine's toolchain) runs each test in its own process. The real-client
-# media tests (Chromium, aiortc, webrtc-rs) run last and one at a time, so their frame-rate
-# and freeze assertions measure the SFU rather than CPU starvation on a 2-core machine.
+# media tests (Chromium, aiortc, webrtc-rs) and the slow-consumer latency comparison run last
+# and one at a time, so their frame-rate, freeze and p99 assertions measure the hub rather
+# than CPU starvation on a 2-core machine.
 cargo test --workspace --doc --quiet
-media='binary(/^sfu_(browser|ice_tcp|loss|aiortc|webrtc_rs)$/)'
+media='binary(/^(sfu_(browser|ice_tcp|loss|aiortc|webrtc_rs)|alerts_slow_consumer)$/)'
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --all-targets --no-fail-fast -E "not ($media)" "$@"
   cargo nextest run --workspace --all-targets --no-fail-fast -E "$media" -j 1 "$@"

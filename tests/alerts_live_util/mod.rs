@@ -207,6 +207,87 @@ impl Sse {
     }
 }
 
+impl Sse {
+    /// Like [`Sse::connect`], over a stream the caller opened (e.g. with a small receive
+    /// buffer, to stall it for real).
+    pub async fn connect_on(mut stream: TcpStream, query: &str, headers: &[(&str, &str)]) -> Sse {
+        let mut head = format!("GET /sse/alerts?{query} HTTP/1.0\r\nHost: localhost\r\n");
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        stream.write_all(head.as_bytes()).await.expect("write");
+        let mut sse = Sse {
+            stream,
+            buf: Vec::new(),
+            status: 0,
+        };
+        let head = sse.block(b"\r\n\r\n").await;
+        sse.status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("status");
+        assert_eq!(sse.status, 200, "{head}");
+        sse
+    }
+
+    /// The next alert or reset like [`Sse::next`], or `None` once the server ended the
+    /// stream (EOF after the last complete event); panics after [`WAIT`] without either.
+    pub async fn next_or_end(&mut self) -> Option<Seen> {
+        loop {
+            let block = loop {
+                if let Some(at) = self.buf.windows(2).position(|w| w == b"\n\n") {
+                    let block: Vec<u8> = self.buf.drain(..at + 2).collect();
+                    break String::from_utf8(block).expect("utf-8");
+                }
+                let mut chunk = [0u8; 8192];
+                let n = tokio::time::timeout(WAIT, self.stream.read(&mut chunk))
+                    .await
+                    .expect("no event or end in time")
+                    .expect("read");
+                if n == 0 {
+                    assert!(self.buf.is_empty(), "stream ended inside an event");
+                    return None;
+                }
+                self.buf.extend_from_slice(&chunk[..n]);
+            };
+            let field = |name: &str| {
+                block
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .map(|v| v.trim_start().to_owned())
+            };
+            let Some(data) = field("data:") else { continue };
+            let seen = parse_frame(&data);
+            if let Seen::Alert(seq, _) = &seen {
+                assert_eq!(field("id:"), Some(seq.to_string()), "{block}");
+            }
+            return Some(seen);
+        }
+    }
+}
+
+/// A TCP connection to `addr` whose receive buffer is `bytes`, set before the handshake so
+/// the advertised window stays small: a client that stops reading blocks the server's writes
+/// as soon as the server's send buffer is full.
+pub async fn small_window(addr: SocketAddr, bytes: u32) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(bytes).expect("SO_RCVBUF");
+    socket.connect(addr).await.expect("connect")
+}
+
+impl Ws {
+    /// Like [`Ws::connect`], over a stream the caller opened (see [`small_window`]).
+    pub async fn connect_on(stream: TcpStream, addr: SocketAddr, query: &str) -> Ws {
+        let url = format!("ws://{addr}/ws/alerts?{query}");
+        let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream))
+            .await
+            .expect("ws handshake");
+        Ws(ws)
+    }
+}
+
 /// Identifiers of `seen` alerts.
 pub fn ids(seen: &[Seen]) -> Vec<String> {
     seen.iter()
