@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use alerts_util::{Fixture, cap_xml};
-use no_loss_util::{Hubs, Sub, check, spawn_hub, sse_subscriber, try_post, ws_subscriber};
+use no_loss_util::{Hubs, Sub, check, post_until_acked, spawn_hub, sse_subscriber, ws_subscriber};
 
 const N: usize = 1000;
 const REGIONS: [&str; 4] = ["330100", "330106", "330200", "330000"];
@@ -77,19 +77,8 @@ async fn no_acknowledged_alert_is_lost_across_sigkill() {
                     headline: "不丢失",
                     description: "压力测试",
                 });
-                loop {
-                    match try_post(addr, &token, &xml).await {
-                        Some((200 | 201, body)) => {
-                            let seq = body["seq"].as_u64().expect("seq");
-                            acked.lock().expect("acked").push((seq, region));
-                            break;
-                        }
-                        Some((status, body)) if status < 500 => {
-                            panic!("{identifier}: {status} {body}")
-                        }
-                        _ => tokio::time::sleep(Duration::from_millis(50)).await,
-                    }
-                }
+                let seq = post_until_acked(&[addr], 0, &token, &xml).await;
+                acked.lock().expect("acked").push((seq, region));
             }
         })
     };

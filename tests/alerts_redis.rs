@@ -26,7 +26,7 @@ use alerts_live_util::{Seen, Ws};
 use alerts_util::{Fixture, archive, cancel_xml, cap_xml, enc, get, identifiers, post};
 use common::Hub;
 use common::redis::Redis;
-use no_loss_util::{Hubs, Sub, check, spawn_hub, sse_subscriber, try_post, ws_subscriber};
+use no_loss_util::{Hubs, Sub, check, post_until_acked, spawn_hub, sse_subscriber, ws_subscriber};
 
 /// A shared HS256 secret (32 bytes, base64): tokens minted by one instance verify on all.
 const SECRET: &str = "aHViY2FzdC1yZWRpcy10ZXN0LXNoYXJlZC1zZWNyZXQtMzI=";
@@ -237,24 +237,8 @@ async fn no_acknowledged_alert_is_lost_when_instances_die() {
                 });
                 // Alternate instances; a failed post is retried on the other one (the same
                 // identity: at most one record, whichever instance took it).
-                let mut target = i % 2;
-                loop {
-                    let addr = [addr_a, addr_b][target];
-                    match try_post(addr, &token, &xml).await {
-                        Some((200 | 201, body)) => {
-                            let seq = body["seq"].as_u64().expect("seq");
-                            acked.lock().expect("acked").push((seq, region));
-                            break;
-                        }
-                        Some((status, body)) if status < 500 => {
-                            panic!("{identifier}: {status} {body}")
-                        }
-                        _ => {
-                            target = 1 - target;
-                            tokio::time::sleep(Duration::from_millis(20)).await;
-                        }
-                    }
-                }
+                let seq = post_until_acked(&[addr_a, addr_b], i % 2, &token, &xml).await;
+                acked.lock().expect("acked").push((seq, region));
             }
         })
     };

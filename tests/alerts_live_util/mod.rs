@@ -145,30 +145,8 @@ pub struct Sse {
 impl Sse {
     /// `GET /sse/alerts?{query}` with extra headers.
     pub async fn connect(addr: SocketAddr, query: &str, headers: &[(&str, &str)]) -> Sse {
-        let mut stream = TcpStream::connect(addr).await.expect("connect");
-        let mut head = format!("GET /sse/alerts?{query} HTTP/1.0\r\nHost: localhost\r\n");
-        for (k, v) in headers {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-        head.push_str("\r\n");
-        stream.write_all(head.as_bytes()).await.expect("write");
-        let mut sse = Sse {
-            stream,
-            buf: Vec::new(),
-            status: 0,
-        };
-        let head = sse.block(b"\r\n\r\n").await;
-        sse.status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .expect("status");
-        assert_eq!(sse.status, 200, "{head}");
-        assert!(
-            head.to_ascii_lowercase().contains("text/event-stream"),
-            "{head}"
-        );
-        sse
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        Sse::connect_on(stream, query, headers).await
     }
 
     async fn block(&mut self, end: &[u8]) -> String {
@@ -229,6 +207,10 @@ impl Sse {
             .and_then(|s| s.parse().ok())
             .expect("status");
         assert_eq!(sse.status, 200, "{head}");
+        assert!(
+            head.to_ascii_lowercase().contains("text/event-stream"),
+            "{head}"
+        );
         sse
     }
 

@@ -85,6 +85,23 @@ pub async fn try_post(
         .flatten()
 }
 
+/// Posts `xml` until a hub acknowledges it, trying `hubs` in turn from index `first` while
+/// they fail (a hub killed or restarting); a 4xx answer panics. Returns the acknowledged
+/// sequence number. A retry after a lost answer is safe: the identity makes it idempotent.
+pub async fn post_until_acked(hubs: &[SocketAddr], first: usize, token: &str, xml: &str) -> u64 {
+    let mut target = first;
+    loop {
+        match try_post(hubs[target % hubs.len()], token, xml).await {
+            Some((200 | 201, body)) => return body["seq"].as_u64().expect("seq"),
+            Some((status, body)) if status < 500 => panic!("publish refused: {status} {body}"),
+            _ => {
+                target += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
 /// Whether a subscriber to `sub` receives an alert for `area` (subtree both ways).
 pub fn matches(sub: &str, area: &str) -> bool {
     let ancestors = |c: &str| -> Vec<String> {
