@@ -1,6 +1,8 @@
 //! `--tls-self-signed`: an HTTPS client trusting the generated certificate gets `/healthz` 200
-//! over TLS 1.3; plain HTTP on the TLS port is refused; operator PEM files work the same way.
+//! over TLS 1.3; plain HTTP on the TLS port is refused; operator PEM files work the same way;
+//! the alert WebSocket (`wss://`) delivers over TLS.
 
+mod alerts_util;
 mod common;
 
 use std::sync::Arc;
@@ -9,11 +11,10 @@ use common::Hub;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 
-async fn https_get(
+async fn tls_connect(
     hub: &Hub,
     cert_pem: &std::path::Path,
-    path: &str,
-) -> (common::Response, rustls::ProtocolVersion) {
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(cert_pem).expect("cert file") {
         roots.add(cert.expect("cert")).expect("add root");
@@ -29,9 +30,62 @@ async fn https_get(
         .await
         .expect("connect");
     let name = ServerName::try_from("localhost").expect("name");
-    let tls = connector.connect(name, tcp).await.expect("TLS handshake");
+    connector.connect(name, tcp).await.expect("TLS handshake")
+}
+
+async fn https_get(
+    hub: &Hub,
+    cert_pem: &std::path::Path,
+    path: &str,
+) -> (common::Response, rustls::ProtocolVersion) {
+    let tls = tls_connect(hub, cert_pem).await;
     let version = tls.get_ref().1.protocol_version().expect("negotiated");
     (common::request(tls, "GET", path, &[]).await, version)
+}
+
+#[tokio::test]
+async fn alert_websocket_over_tls() {
+    use futures_util::StreamExt as _;
+    let hub = Hub::start(&["--tls-self-signed"], &[]);
+    let cert = hub.data_dir.join("tls/self-signed-cert.pem");
+    let tls = tls_connect(&hub, &cert).await;
+    let url = format!(
+        "wss://localhost:{}/ws/alerts?region=330100",
+        hub.addr.port()
+    );
+    let (mut ws, _) = tokio_tungstenite::client_async(url, tls)
+        .await
+        .expect("wss handshake");
+    let token = hub.token("city-admin", "330100", &[]);
+    let xml = alerts_util::cap_xml(&alerts_util::Fixture {
+        identifier: "tls-1",
+        kind: "food",
+        severity: "Severe",
+        regions: &["330100"],
+        sent: "2025-07-01T08:00:00+08:00",
+        headline: "加密通道",
+        description: "经 TLS 推送",
+    });
+    let len = xml.len().to_string();
+    let auth = format!("Bearer {token}");
+    let headers = [
+        ("Content-Length", len.as_str()),
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/cap+xml"),
+    ];
+    let post = tls_connect(&hub, &cert).await;
+    let response =
+        common::request_with_body(post, "POST", "/api/v1/alerts", &headers, xml.as_bytes()).await;
+    assert_eq!(response.status, 201, "{}", response.body);
+    let message = tokio::time::timeout(std::time::Duration::from_secs(5), ws.next())
+        .await
+        .expect("an alert in time")
+        .expect("open")
+        .expect("frame");
+    let text = message.into_text().expect("text frame");
+    let value: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(value["alert"]["identifier"], "tls-1");
+    assert_eq!(value["seq"], 1);
 }
 
 #[tokio::test]
