@@ -5,7 +5,8 @@
 //!   `commands_alert`: `alert publish` (a minimal HTTP/1.1 client).
 //! - `config`: typed configuration, merged from defaults, file, env and flags, validated once.
 //! - `app`: wiring from settings to a running hub; `server`: the listener (plain or TLS,
-//!   connection cap, graceful shutdown); `shutdown`: the one shutdown signal.
+//!   connection cap, graceful shutdown); `shutdown`: the one shutdown signal; `stall`: every
+//!   connection's write-stall cut-off.
 //! - `http`: the axum router, its error type, auth extractor, health and metrics endpoints,
 //!   WHIP/WHEP, alert publishing, reading and archive.
 //! - `keys`, `tls`: key material generated into the data dir (never shipped).
@@ -32,6 +33,7 @@ pub mod metrics;
 pub mod rate_limit;
 pub mod server;
 pub mod shutdown;
+pub mod stall;
 pub mod telemetry;
 pub mod tls;
 pub mod wslite;

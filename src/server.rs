@@ -46,6 +46,7 @@ struct ConnContext {
     builder: Builder<TokioExecutor>,
     tls: Option<TlsAcceptor>,
     handshake_timeout: Duration,
+    write_stall: Duration,
     metrics: Metrics,
     shutdown: Shutdown,
 }
@@ -71,6 +72,7 @@ pub async fn serve(
         builder,
         tls: tls.map(TlsAcceptor::from),
         handshake_timeout: Duration::from_secs(http.tls_handshake_timeout_secs),
+        write_stall: Duration::from_secs(http.write_stall_secs),
         metrics,
         shutdown: shutdown.clone(),
     };
@@ -126,6 +128,7 @@ pub async fn serve(
 
 impl ConnContext {
     async fn connection(self, stream: TcpStream, peer: SocketAddr, watcher: Watcher) {
+        let stream = crate::stall::StallGuard::new(stream, self.write_stall);
         match self.tls.clone() {
             None => {
                 let gauge = self.metrics.http_connections.with_label_values(&["tcp"]);

@@ -96,6 +96,10 @@ pub struct HttpConfig {
     pub header_read_timeout_secs: u64,
     /// Time allowed for a TLS handshake. Default 10 s.
     pub tls_handshake_timeout_secs: u64,
+    /// A connection whose writes make no progress for this long is closed (a peer that stopped
+    /// reading: a dead network under an SSE stream or a large response). Default 60 s: well
+    /// past TCP's retransmission back-off on a lossy link, far below its minutes-long give-up.
+    pub write_stall_secs: u64,
     /// Interval of the `/ws/health` status push. Default 5 s, a wall display's refresh rate.
     pub health_push_secs: u64,
     /// Serve `/debug/*` diagnostic routes (e.g. `/debug/delay?ms=`). Off by default; tests and
@@ -115,6 +119,7 @@ impl Default for HttpConfig {
             backlog: 4096,
             header_read_timeout_secs: 30,
             tls_handshake_timeout_secs: 10,
+            write_stall_secs: 60,
             health_push_secs: 5,
             debug_routes: false,
             worker_threads: 0,

@@ -267,6 +267,7 @@ fn validate_http(http: &HttpConfig) -> Result<(), ConfigError> {
         http.tls_handshake_timeout_secs,
     )?;
     positive("health_push_secs", http.health_push_secs)?;
+    positive("write_stall_secs", http.write_stall_secs)?;
     positive("backlog", u64::from(http.backlog))?;
     if http.worker_threads > 1024 {
         return Err(ConfigError::new(

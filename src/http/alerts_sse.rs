@@ -10,9 +10,10 @@
 //! Each alert's event is the bytes the hub shares with every subscriber (see
 //! `crate::alerts_live::frame`): nothing is formatted or copied per subscriber.
 //!
-//! Limit: a client that stops reading stalls the response body, so the stream is not polled
-//! until the peer goes away or the server shuts down; its hub queue is dropped (4008 in the
-//! hub), so it holds no alerts meanwhile.
+//! A client that stops reading stalls the response body, so the stream is not polled: its hub
+//! queue is dropped (4008 in the hub), so it holds no alerts, and once the connection's writes
+//! have made no progress for `http.write_stall_secs` the connection is closed
+//! ([`crate::stall`]), which frees its subscriber slot.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;

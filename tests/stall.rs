@@ -1,0 +1,79 @@
+//! A peer that stops reading is cut off: an SSE subscriber whose receive window stays shut
+//! (small `SO_RCVBUF`, never read) is disconnected once the hub's writes to it have made no
+//! progress for `http.write_stall_secs`, and its subscriber slot is freed; a subscriber that
+//! reads through the same alerts stays connected.
+
+mod alerts_live_util;
+mod alerts_util;
+mod common;
+
+use std::time::{Duration, Instant};
+
+use alerts_live_util::{Sse, metric, publish_sized, small_window};
+use common::Hub;
+use tokio::io::AsyncWriteExt as _;
+
+const SSE_GAUGE: &str = "hubcast_alert_subscribers{transport=\"sse\"}";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_stops_is_cut_off_after_the_stall_limit() {
+    let hub = Hub::start(
+        &[],
+        &[
+            ("HUBCAST_HTTP__WRITE_STALL_SECS", "2"),
+            // Large enough that the hub's own slow-consumer rule is not what ends it.
+            ("HUBCAST_ALERTS__QUEUE_CAPACITY", "100000"),
+            ("HUBCAST_ALERTS__MAX_BODY_BYTES", "1048576"),
+        ],
+    );
+    let token = hub.token("city-admin", "330100", &[]);
+
+    // The stalled one: subscribes, then never reads again.
+    let mut stalled = small_window(hub.addr, 4096).await;
+    let head = "GET /sse/alerts?region=330100 HTTP/1.1\r\nHost: x\r\n\r\n";
+    stalled.write_all(head.as_bytes()).await.expect("request");
+    // The healthy one reads everything, concurrently.
+    let mut healthy = Sse::connect(hub.addr, "region=330100", &[]).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&hub, SSE_GAUGE).await < 2.0 {
+        assert!(Instant::now() < deadline, "both subscribers registered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // ~48 MB of events: far past the stalled socket's kernel buffers.
+    let reader = tokio::spawn(async move {
+        let mut seen = 0;
+        while seen < 40 {
+            healthy.next().await;
+            seen += 1;
+        }
+        healthy
+    });
+    for i in 0..40 {
+        publish_sized(
+            &hub,
+            &token,
+            &format!("big-{i}"),
+            "food",
+            "Severe",
+            "330100",
+            400_000,
+        )
+        .await;
+    }
+    let healthy = reader.await.expect("the healthy subscriber got all 40");
+
+    // Within the stall limit (plus slack), the stalled connection is gone and its slot free;
+    // the healthy one is still there.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while metric(&hub, SSE_GAUGE).await > 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the stalled subscriber was not cut off"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(metric(&hub, SSE_GAUGE).await, 1.0, "the healthy one stays");
+    drop(healthy);
+    drop(stalled);
+}
