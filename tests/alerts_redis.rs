@@ -334,3 +334,32 @@ fn unreachable_redis_is_a_start_error_naming_the_setting() {
     assert_eq!(status.code(), Some(2), "{err}");
     assert!(err.contains("alerts.redis_url"), "{err}");
 }
+
+#[tokio::test]
+async fn a_password_protected_redis_works_and_a_wrong_password_is_a_start_error() {
+    let redis = Redis::start_with(Some("s3cret-pass"));
+    let hub = start(&redis);
+    let token = token();
+    let (status, body) = publish(&hub, &token, &alert("pw-1", "330100", "有密码的 Redis")).await;
+    assert_eq!((status, body["seq"].as_u64()), (201, Some(1)), "{body}");
+    assert!(redis.command("XLEN {hubcast}:alerts:log").contains(":1"));
+
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().display().to_string();
+    let wrong = format!("redis://:wrong@127.0.0.1:{}/", redis.port);
+    let (status, out, err) = common::run(
+        &["serve", "--listen", "127.0.0.1:0", "--data-dir", &dir],
+        &[
+            ("HUBCAST_ALERTS__BACKEND", "redis"),
+            ("HUBCAST_ALERTS__REDIS_URL", &wrong),
+            ("HUBCAST_SFU__UDP_LISTEN", "127.0.0.1:0"),
+            ("HUBCAST_SFU__TCP_LISTEN", "127.0.0.1:0"),
+        ],
+    );
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(err.contains("alerts.redis_url"), "{err}");
+    assert!(
+        !err.contains("wrong") && !out.contains("wrong"),
+        "the password is not printed: {err}"
+    );
+}

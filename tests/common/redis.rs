@@ -15,12 +15,18 @@ pub struct Redis {
     child: Option<Child>,
     pub port: u16,
     dir: PathBuf,
+    password: Option<String>,
     _tmp: tempfile::TempDir,
 }
 
 impl Redis {
     /// Starts a fresh server (panics if `redis-server` is missing: CI installs it).
     pub fn start() -> Redis {
+        Redis::start_with(None)
+    }
+
+    /// Starts a fresh server that requires `password` (`requirepass`), if given.
+    pub fn start_with(password: Option<&str>) -> Redis {
         let tmp = tempfile::tempdir().expect("tmp");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -30,19 +36,27 @@ impl Redis {
             child: None,
             port,
             dir: tmp.path().to_path_buf(),
+            password: password.map(str::to_owned),
             _tmp: tmp,
         };
         redis.spawn();
         redis
     }
 
-    /// `redis://127.0.0.1:PORT/`.
+    /// `redis://[:password@]127.0.0.1:PORT/`.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        match &self.password {
+            Some(password) => format!("redis://:{password}@127.0.0.1:{}/", self.port),
+            None => format!("redis://127.0.0.1:{}/", self.port),
+        }
     }
 
     fn spawn(&mut self) {
-        let child = Command::new("redis-server")
+        let mut command = Command::new("redis-server");
+        if let Some(password) = &self.password {
+            command.args(["--requirepass", password]);
+        }
+        let child = command
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
             .args([
                 "--save",
@@ -69,7 +83,8 @@ impl Redis {
         panic!("redis-server did not answer PING on port {}", self.port);
     }
 
-    /// Whether the server answers `PING` (after loading its data).
+    /// Whether the server answers (after loading its data): `PONG`, or the refusal an
+    /// unauthenticated `PING` gets from a server with a password.
     pub fn ping(&self) -> bool {
         let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
             return false;
@@ -79,7 +94,7 @@ impl Redis {
             return false;
         }
         let mut buf = [0u8; 64];
-        matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
+        matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG") || buf[..n].starts_with(b"-NOAUTH"))
     }
 
     /// One command, inline syntax; the raw reply.
@@ -87,6 +102,12 @@ impl Redis {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect redis");
         s.set_read_timeout(Some(Duration::from_secs(2)))
             .expect("timeout");
+        if let Some(password) = &self.password {
+            s.write_all(format!("AUTH {password}\r\n").as_bytes())
+                .expect("auth");
+            let mut ok = [0u8; 5];
+            s.read_exact(&mut ok).expect("auth answer");
+        }
         s.write_all(format!("{line}\r\n").as_bytes())
             .expect("write");
         let mut buf = vec![0u8; 65536];
