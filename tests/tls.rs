@@ -2,6 +2,7 @@
 //! over TLS 1.3; plain HTTP on the TLS port is refused; operator PEM files work the same way;
 //! the alert WebSocket (`wss://`) delivers over TLS.
 
+mod alerts_live_util;
 mod alerts_util;
 mod common;
 
@@ -57,25 +58,8 @@ async fn alert_websocket_over_tls() {
         .await
         .expect("wss handshake");
     let token = hub.token("city-admin", "330100", &[]);
-    let xml = alerts_util::cap_xml(&alerts_util::Fixture {
-        identifier: "tls-1",
-        kind: "food",
-        severity: "Severe",
-        regions: &["330100"],
-        sent: "2025-07-01T08:00:00+08:00",
-        headline: "加密通道",
-        description: "经 TLS 推送",
-    });
-    let len = xml.len().to_string();
-    let auth = format!("Bearer {token}");
-    let headers = [
-        ("Content-Length", len.as_str()),
-        ("Authorization", auth.as_str()),
-        ("Content-Type", "application/cap+xml"),
-    ];
     let post = tls_connect(&hub, &cert).await;
-    let response =
-        common::request_with_body(post, "POST", "/api/v1/alerts", &headers, xml.as_bytes()).await;
+    let response = alerts_live_util::post_alert_on(post, &token, "tls-1", "加密通道").await;
     assert_eq!(response.status, 201, "{}", response.body);
     let message = tokio::time::timeout(std::time::Duration::from_secs(5), ws.next())
         .await

@@ -150,38 +150,33 @@ impl Sse {
     }
 
     async fn block(&mut self, end: &[u8]) -> String {
+        self.block_or_end(end).await.expect("stream ended")
+    }
+
+    /// The bytes up to and including `end`, or `None` if the stream ended (cleanly, between
+    /// blocks); panics after [`WAIT`] without either.
+    async fn block_or_end(&mut self, end: &[u8]) -> Option<String> {
         loop {
             if let Some(at) = self.buf.windows(end.len()).position(|w| w == end) {
                 let block: Vec<u8> = self.buf.drain(..at + end.len()).collect();
-                return String::from_utf8(block).expect("utf-8");
+                return Some(String::from_utf8(block).expect("utf-8"));
             }
             let mut chunk = [0u8; 8192];
             let n = tokio::time::timeout(WAIT, self.stream.read(&mut chunk))
                 .await
-                .expect("no event in time")
+                .expect("no event or end in time")
                 .expect("read");
-            assert!(n > 0, "stream ended");
+            if n == 0 {
+                assert!(self.buf.is_empty(), "stream ended inside an event");
+                return None;
+            }
             self.buf.extend_from_slice(&chunk[..n]);
         }
     }
 
     /// The next alert or reset (comments and `retry:` skipped); checks `id:` = seq.
     pub async fn next(&mut self) -> Seen {
-        loop {
-            let block = self.block(b"\n\n").await;
-            let field = |name: &str| {
-                block
-                    .lines()
-                    .find_map(|l| l.strip_prefix(name))
-                    .map(|v| v.trim_start().to_owned())
-            };
-            let Some(data) = field("data:") else { continue };
-            let seen = parse_frame(&data);
-            if let Seen::Alert(seq, _) = &seen {
-                assert_eq!(field("id:"), Some(seq.to_string()), "{block}");
-            }
-            return seen;
-        }
+        self.next_or_end().await.expect("stream ended")
     }
 }
 
@@ -218,22 +213,7 @@ impl Sse {
     /// stream (EOF after the last complete event); panics after [`WAIT`] without either.
     pub async fn next_or_end(&mut self) -> Option<Seen> {
         loop {
-            let block = loop {
-                if let Some(at) = self.buf.windows(2).position(|w| w == b"\n\n") {
-                    let block: Vec<u8> = self.buf.drain(..at + 2).collect();
-                    break String::from_utf8(block).expect("utf-8");
-                }
-                let mut chunk = [0u8; 8192];
-                let n = tokio::time::timeout(WAIT, self.stream.read(&mut chunk))
-                    .await
-                    .expect("no event or end in time")
-                    .expect("read");
-                if n == 0 {
-                    assert!(self.buf.is_empty(), "stream ended inside an event");
-                    return None;
-                }
-                self.buf.extend_from_slice(&chunk[..n]);
-            };
+            let block = self.block_or_end(b"\n\n").await?;
             let field = |name: &str| {
                 block
                     .lines()
@@ -292,14 +272,27 @@ pub async fn metric(hub: &Hub, prefix: &str) -> f64 {
 
 /// Publishes a food alert for 330100 by identifier; returns its seq.
 pub async fn post_alert(addr: std::net::SocketAddr, token: &str, id: &str) -> u64 {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let response = post_alert_on(stream, token, id, "并发").await;
+    response.json()["seq"].as_u64().expect("seq")
+}
+
+/// Like [`post_alert`] over a stream the caller opened (e.g. TLS), with `headline`; returns
+/// the response.
+pub async fn post_alert_on<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    stream: S,
+    token: &str,
+    id: &str,
+    headline: &str,
+) -> crate::common::Response {
     let xml = crate::alerts_util::cap_xml(&Fixture {
         identifier: id,
         kind: "food",
         severity: "Severe",
         regions: &["330100"],
         sent: "2025-07-01T08:00:00+08:00",
-        headline: "并发",
-        description: "并发",
+        headline,
+        description: headline,
     });
     let len = xml.len().to_string();
     let auth = format!("Bearer {token}");
@@ -308,16 +301,8 @@ pub async fn post_alert(addr: std::net::SocketAddr, token: &str, id: &str) -> u6
         ("Authorization", auth.as_str()),
         ("Content-Type", "application/cap+xml"),
     ];
-    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let response = crate::common::request_with_body(
-        stream,
-        "POST",
-        "/api/v1/alerts",
-        &headers,
-        xml.as_bytes(),
-    )
-    .await;
-    response.json()["seq"].as_u64().expect("seq")
+    crate::common::request_with_body(stream, "POST", "/api/v1/alerts", &headers, xml.as_bytes())
+        .await
 }
 
 #[derive(Debug, Default)]
