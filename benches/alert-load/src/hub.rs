@@ -20,8 +20,15 @@ use crate::report::Run;
 
 /// The region every subscriber watches and every alert targets.
 pub const REGION: &str = "330000";
-/// Path of the subscribers.
+/// Path of WebSocket subscribers.
 pub const SUBSCRIBE_PATH: &str = "/ws/alerts?region=330000";
+/// Path of SSE subscribers (`--sse`).
+pub const SSE_PATH: &str = "/sse/alerts?region=330000";
+
+/// The subscribers' path for the transport chosen.
+pub fn subscribe_path(sse: bool) -> &'static str {
+    if sse { SSE_PATH } else { SUBSCRIBE_PATH }
+}
 
 /// How the hubs are configured.
 #[derive(Debug, Clone)]

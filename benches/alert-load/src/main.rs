@@ -131,6 +131,10 @@ pub struct RunArgs {
     /// Run the hubs on one Redis (`alerts.backend = "redis"`), started for the run.
     #[arg(long)]
     pub redis: bool,
+    /// Subscribe over Server-Sent Events (`/sse/alerts`, HTTP/1.0 readers) instead of
+    /// WebSocket.
+    #[arg(long)]
+    pub sse: bool,
     /// Runtime threads per hub (`http.worker_threads`); 0: the hub's default (one per core).
     #[arg(long, default_value_t = 0)]
     pub hub_threads: usize,
@@ -222,6 +226,7 @@ impl RunArgs {
             frame_bytes: self.frame_bytes,
             concurrency: self.concurrency,
             read_buffer: self.read_buffer,
+            sse: self.sse,
             connect_timeout: Duration::from_secs(self.connect_timeout),
             broadcast_timeout: Duration::from_secs(self.timeout),
             gap: Duration::from_millis(self.gap_ms),

@@ -25,6 +25,8 @@ pub struct Layout {
     pub frame_bytes: usize,
     pub concurrency: usize,
     pub read_buffer: usize,
+    /// Subscribe over SSE (`/sse/alerts`) instead of WebSocket.
+    pub sse: bool,
     pub connect_timeout: Duration,
     pub broadcast_timeout: Duration,
     pub gap: Duration,
@@ -131,7 +133,8 @@ pub async fn run(
             layout.read_buffer.to_string(),
         ];
         if matches!(servers.trigger, Trigger::Publish { .. }) {
-            args.extend(["--path".to_owned(), hub::SUBSCRIBE_PATH.to_owned()]);
+            let path = hub::subscribe_path(layout.sse);
+            args.extend(["--path".to_owned(), path.to_owned()]);
         }
         for (addr, n) in servers.addrs.iter().zip(row) {
             args.extend(["--target".to_owned(), format!("{addr}={n}")]);

@@ -28,6 +28,8 @@ pub struct Run {
     pub workers: usize,
     pub frame_bytes: usize,
     pub hub_threads: usize,
+    /// The subscribers' path (WebSocket or SSE).
+    pub path: &'static str,
     pub ceiling: Option<Phase>,
     pub hub: Option<Phase>,
 }
@@ -81,6 +83,7 @@ impl Run {
             workers: args.worker_count(),
             frame_bytes: args.frame_bytes,
             hub_threads: 0,
+            path: crate::hub::subscribe_path(args.sse),
             ceiling: None,
             hub: None,
         }
@@ -106,8 +109,7 @@ impl Run {
             s,
             "Setup: every subscriber on `{}`; ceiling frame {} B, one `write` per socket per \
              broadcast from one thread per ceiling server (as many servers as hubs)\n",
-            crate::hub::SUBSCRIBE_PATH,
-            self.frame_bytes
+            self.path, self.frame_bytes
         );
         let (h, c) = (self.hub.as_ref(), self.ceiling.as_ref());
         let _ = writeln!(s, "| measure | hubcast | ceiling | goal |");

@@ -2,9 +2,10 @@
 //! subscribers from one source address, stamps every delivery with `CLOCK_MONOTONIC`, and
 //! tells the parent on stdout when all of its live subscribers have a broadcast.
 //!
-//! Two modes on the same accounting: WebSocket subscribers of `/ws/alerts` (tokio-tungstenite
-//! with a small read buffer; only the `seq` of each text frame is read), or raw TCP readers of
-//! the ceiling server's fixed-size frames (sequence number in the first 8 bytes). One
+//! Three modes on the same accounting: WebSocket subscribers of `/ws/alerts` (tokio-tungstenite
+//! with a small read buffer; only the `seq` of each text frame is read), SSE subscribers of
+//! `/sse/alerts` (HTTP/1.0, events counted by their `id:`), or raw TCP readers of the ceiling
+//! server's fixed-size frames (sequence number in the first 8 bytes). One
 //! current-thread runtime: a worker costs one core at most, like a client machine's loop.
 //! The process ends on `quit` or when its stdin closes (the parent is gone).
 
@@ -153,6 +154,19 @@ async fn subscriber(
                 State::lock(state).ended();
                 return;
             }
+            Some(path) if path.starts_with("/sse/") => {
+                match tokio::time::timeout(limit, sse_request(stream, path)).await {
+                    Ok(Ok((stream, rest))) => {
+                        drop(permit);
+                        State::lock(state).connected();
+                        read_sse(stream, rest, args.read_buffer, state).await;
+                        State::lock(state).ended();
+                        return;
+                    }
+                    Ok(Err(e)) => last_error = format!("SSE request: {e:#}"),
+                    Err(_) => last_error = "SSE request timed out".to_owned(),
+                }
+            }
             Some(path) => {
                 let url = format!("ws://{target}{path}");
                 let config = WebSocketConfig::default()
@@ -236,9 +250,71 @@ async fn read_ws(mut ws: tokio_tungstenite::WebSocketStream<TcpStream>, state: &
     }
 }
 
+/// Sends `GET path` (HTTP/1.0: the event stream is then the raw body, no chunk framing) and
+/// reads the response head; returns the stream and what came after the head.
+async fn sse_request(mut stream: TcpStream, path: &str) -> anyhow::Result<(TcpStream, Vec<u8>)> {
+    let request = format!("GET {path} HTTP/1.0\r\nHost: hub\r\nAccept: text/event-stream\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut buf = Vec::with_capacity(512);
+    let mut chunk = [0u8; 512];
+    loop {
+        let n = stream.read(&mut chunk).await?;
+        anyhow::ensure!(n > 0, "connection closed before the response head");
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            anyhow::ensure!(
+                buf.starts_with(b"HTTP/1.1 200") || buf.starts_with(b"HTTP/1.0 200"),
+                "answer {:?}",
+                String::from_utf8_lossy(&buf[..at.min(80)])
+            );
+            return Ok((stream, buf.split_off(at + 4)));
+        }
+        anyhow::ensure!(buf.len() < 16 * 1024, "response head over 16 KiB");
+    }
+}
+
+/// Counts the events of an SSE stream by their `id:` (the alert's sequence number).
+async fn read_sse(
+    mut stream: TcpStream,
+    mut buf: Vec<u8>,
+    read_buffer: usize,
+    state: &Mutex<State>,
+) {
+    let mut chunk = vec![0u8; read_buffer.max(512)];
+    loop {
+        while let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
+            let event = &buf[..end];
+            if let Some(seq) = sse_id(event) {
+                State::lock(state).delivered(seq, end + 2);
+            }
+            buf.drain(..end + 2);
+        }
+        match stream.read(&mut chunk).await {
+            Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => return,
+        }
+    }
+}
+
+/// The `id:` of one event's lines.
+fn sse_id(event: &[u8]) -> Option<u64> {
+    event.split(|&b| b == b'\n').find_map(|line| {
+        let digits = line.strip_prefix(b"id: ")?;
+        std::str::from_utf8(digits).ok()?.trim().parse().ok()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sse_ids_are_read_from_events() {
+        assert_eq!(sse_id(b"id: 42\ndata: {}"), Some(42));
+        assert_eq!(sse_id(b"retry: 3000"), None);
+        assert_eq!(sse_id(b":"), None);
+        assert_eq!(sse_id(b"event: reset\ndata: {}"), None);
+    }
 
     #[test]
     fn targets_parse() {
