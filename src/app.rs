@@ -84,6 +84,7 @@ pub async fn start(settings: &Settings, shutdown: Shutdown) -> anyhow::Result<Hu
         Some(alerts),
     );
     let app = router(state.clone());
+    let raw_state = state.clone();
     let listener = crate::server::bind(settings.listen, settings.http.backlog).map_err(|err| {
         ConfigError::new(
             "listen",
@@ -95,7 +96,16 @@ pub async fn start(settings: &Settings, shutdown: Shutdown) -> anyhow::Result<Hu
     let http = settings.http.clone();
     let task_shutdown = shutdown.clone();
     let task = tokio::spawn(async move {
-        let cut = crate::server::serve(listener, tls, app, &http, metrics, task_shutdown).await;
+        let cut = crate::server::serve(
+            listener,
+            tls,
+            app,
+            &http,
+            metrics,
+            task_shutdown,
+            Some(raw_state),
+        )
+        .await;
         // Media sessions end with the process: close them once HTTP has drained.
         let _ = tokio::task::spawn_blocking(move || sfu.shutdown()).await;
         cut

@@ -18,11 +18,12 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
 use crate::config::HttpConfig;
+use crate::http::AppState;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 
@@ -46,7 +47,10 @@ struct ConnContext {
     builder: Builder<TokioExecutor>,
     tls: Option<TlsAcceptor>,
     handshake_timeout: Duration,
+    header_timeout: Duration,
     write_stall: Duration,
+    /// The app state, for the routes served beside hyper (`alerts_sse_raw`).
+    state: Option<AppState>,
     metrics: Metrics,
     shutdown: Shutdown,
 }
@@ -61,6 +65,7 @@ pub async fn serve(
     http: &HttpConfig,
     metrics: Metrics,
     shutdown: Shutdown,
+    state: Option<AppState>,
 ) -> usize {
     let mut builder = Builder::new(TokioExecutor::new());
     builder
@@ -72,7 +77,9 @@ pub async fn serve(
         builder,
         tls: tls.map(TlsAcceptor::from),
         handshake_timeout: Duration::from_secs(http.tls_handshake_timeout_secs),
+        header_timeout: Duration::from_secs(http.header_read_timeout_secs),
         write_stall: Duration::from_secs(http.write_stall_secs),
+        state,
         metrics,
         shutdown: shutdown.clone(),
     };
@@ -102,8 +109,7 @@ pub async fn serve(
         let context = context.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            context.connection(stream, peer, watcher).await;
-            drop(permit);
+            context.connection(stream, peer, watcher, permit).await;
         });
     }
     drop(listener);
@@ -127,7 +133,44 @@ pub async fn serve(
 }
 
 impl ConnContext {
-    async fn connection(self, stream: TcpStream, peer: SocketAddr, watcher: Watcher) {
+    /// Whether the connection's first bytes (peeked, within the header timeout) start a
+    /// request served beside hyper. A slow or partial start goes to hyper, which serves it
+    /// the same way.
+    async fn first_request_is_raw(&self, stream: &TcpStream) -> bool {
+        let mut peeked = [0u8; 16];
+        match tokio::time::timeout(self.header_timeout, stream.peek(&mut peeked)).await {
+            Ok(Ok(n)) => crate::http::alerts_sse_raw::claims(&peeked[..n]),
+            _ => false,
+        }
+    }
+
+    /// Serves one accepted connection; `permit` (the connection cap) is held until it ends.
+    async fn connection(
+        self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        watcher: Watcher,
+        permit: OwnedSemaphorePermit,
+    ) {
+        if self.tls.is_none()
+            && let Some(state) = &self.state
+            && self.first_request_is_raw(&stream).await
+        {
+            // Its own task, sized for this small future rather than hyper's connection
+            // machinery (an idle SSE subscriber is kept for hours).
+            let gauge = self.metrics.http_connections.with_label_values(&["tcp"]);
+            let stream = crate::stall::StallGuard::new(stream, self.write_stall);
+            let serve = crate::http::alerts_sse_raw::serve(state.clone(), stream, peer);
+            let serve = self.shutdown.track(serve);
+            tokio::spawn(async move {
+                gauge.inc();
+                serve.await;
+                gauge.dec();
+                drop(permit);
+            });
+            return;
+        }
+        let _permit = permit;
         let stream = crate::stall::StallGuard::new(stream, self.write_stall);
         match self.tls.clone() {
             None => {

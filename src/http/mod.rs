@@ -4,7 +4,8 @@
 //! `health` (liveness, readiness, `/ws/health`, debug routes), `observe` (metrics middleware and
 //! `/metrics`), `api` (`/api/v1/…`), `media` (WHIP/WHEP), `alerts` (publish,
 //! `/alerts/{id}.xml`), `alerts_archive` (the archive query), `alerts_error` (their error
-//! type), `alerts_live` (`/ws/alerts`), `alerts_sse` (`/sse/alerts`) and `alerts_feed`
+//! type), `alerts_live` (`/ws/alerts`), `alerts_sse` (`/sse/alerts`; `alerts_sse_raw` serves
+//! it beside hyper when it is a plain connection's first request) and `alerts_feed`
 //! (`/feeds/alerts.atom`). Subsystems add their routes here as they land.
 
 mod alerts;
@@ -13,6 +14,7 @@ mod alerts_error;
 mod alerts_feed;
 mod alerts_live;
 mod alerts_sse;
+pub mod alerts_sse_raw;
 mod api;
 mod auth;
 mod error;

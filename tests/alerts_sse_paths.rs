@@ -1,0 +1,90 @@
+//! `/sse/alerts` has two servers: beside hyper when it is a plain connection's first request
+//! (`alerts_sse_raw`), and hyper's (`alerts_sse`) when it comes later on a kept-alive
+//! connection. Both speak the same protocol: the same events, `Last-Event-ID` replay, and JSON
+//! errors naming the parameter.
+
+mod alerts_live_util;
+mod alerts_util;
+mod common;
+
+use std::time::Duration;
+
+use alerts_live_util::post_alert;
+use common::Hub;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+/// Reads until `needle` has arrived (or panics after 10 s); returns everything read.
+async fn read_until(stream: &mut TcpStream, seen: &mut Vec<u8>, needle: &str) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !String::from_utf8_lossy(seen).contains(needle) {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout_at(deadline, stream.read(&mut chunk))
+            .await
+            .unwrap_or_else(|_| panic!("{needle:?} not seen in: {}", String::from_utf8_lossy(seen)))
+            .expect("read");
+        assert!(
+            n > 0,
+            "closed before {needle:?}: {}",
+            String::from_utf8_lossy(seen)
+        );
+        seen.extend_from_slice(&chunk[..n]);
+    }
+    String::from_utf8_lossy(seen).into_owned()
+}
+
+#[tokio::test]
+async fn both_sse_servers_speak_the_same_protocol() {
+    let hub = Hub::start(&[], &[]);
+    let token = hub.token("city-admin", "330100", &[]);
+    let first = post_alert(hub.addr, &token, "paths-1").await;
+
+    // First request on its own connection: served beside hyper; replays after Last-Event-ID 0.
+    let mut raw = TcpStream::connect(hub.addr).await.expect("connect");
+    raw.write_all(b"GET /sse/alerts?region=330106 HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 0\r\n\r\n")
+        .await
+        .expect("request");
+    let mut raw_seen = Vec::new();
+    let text = read_until(&mut raw, &mut raw_seen, &format!("id: {first}\n")).await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let head = text.to_ascii_lowercase();
+    assert!(head.contains("content-type: text/event-stream"), "{text}");
+    assert!(text.contains("retry: 3000"), "{text}");
+
+    // Later on a kept-alive connection: hyper's server, same events.
+    let mut kept = TcpStream::connect(hub.addr).await.expect("connect");
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("healthz");
+    let mut kept_seen = Vec::new();
+    read_until(&mut kept, &mut kept_seen, "\"ok\"").await;
+    kept.write_all(b"GET /sse/alerts?region=330100&since=0 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("request");
+    read_until(&mut kept, &mut kept_seen, &format!("id: {first}\n")).await;
+
+    // A new alert reaches both, as the same event bytes.
+    let second = post_alert(hub.addr, &token, "paths-2").await;
+    let event = format!("id: {second}\ndata: {{\"type\":\"alert\",\"seq\":{second}");
+    let raw_text = read_until(&mut raw, &mut raw_seen, &event).await;
+    let kept_text = read_until(&mut kept, &mut kept_seen, &event).await;
+    let tail = |text: &str| {
+        let at = text.find(&event).expect("event");
+        let end = at + text[at..].find("\n\n").expect("event end");
+        text[at..end].to_owned()
+    };
+    assert_eq!(tail(&raw_text), tail(&kept_text));
+
+    // Errors before any stream, as JSON naming the parameter, on the side path too.
+    let mut bad = TcpStream::connect(hub.addr).await.expect("connect");
+    bad.write_all(b"GET /sse/alerts?region=999999 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("request");
+    let mut body = String::new();
+    bad.read_to_string(&mut body).await.expect("answer");
+    assert!(body.starts_with("HTTP/1.1 400"), "{body}");
+    assert!(
+        body.contains("\"bad_parameter\"") && body.contains("\"parameter\":\"region\""),
+        "{body}"
+    );
+}
