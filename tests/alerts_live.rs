@@ -229,6 +229,7 @@ async fn a_restarted_hub_replays_what_was_published_before() {
     let one = publish(&hub, &token, "P1", "food", "Severe", "330100").await;
     let two = publish(&hub, &token, "P2", "spotcheck", "Minor", "330106").await;
     let mut open = Ws::connect(hub.addr, "region=330106").await;
+    let mut open_sse = Sse::connect(hub.addr, "region=330106", &[]).await;
     hub.terminate();
     let close = tokio::time::timeout(WAIT, open.0.next())
         .await
@@ -237,6 +238,11 @@ async fn a_restarted_hub_replays_what_was_published_before() {
         Some(Ok(Message::Close(Some(frame)))) => assert_eq!(u16::from(frame.code), 1001),
         other => panic!("expected close 1001 on shutdown, got {other:?}"),
     }
+    assert_eq!(
+        open_sse.next_or_end().await,
+        None,
+        "the SSE stream ends on shutdown"
+    );
     let (status, _) = hub
         .wait_exit(Duration::from_secs(15))
         .expect("exit after SIGTERM");
