@@ -132,7 +132,8 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     let cancelled = state.shutdown().token().clone().cancelled_owned();
     tokio::pin!(cancelled);
     let head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n\
-                 x-accel-buffering: no\r\nconnection: close\r\n\r\nretry: 3000\n\n";
+                 x-accel-buffering: no\r\naccess-control-allow-origin: *\r\nconnection: close\r\n\r\n\
+                 retry: 3000\n\n";
     if !write(stream, head, write_timeout).await {
         return;
     }
@@ -198,6 +199,7 @@ async fn write_response<S: AsyncWrite + Unpin>(stream: &mut S, response: Respons
             out.push_str(&format!("{name}: {value}\r\n"));
         }
     }
+    out.push_str(super::cors::RAW_HEADER);
     out.push_str(&format!(
         "content-length: {}\r\nconnection: close\r\n\r\n",
         body.len()

@@ -6,7 +6,8 @@
 //! `/alerts/{id}.xml`), `alerts_archive` (the archive query), `alerts_error` (their error
 //! type), `alerts_live` (`/ws/alerts`), `alerts_sse` (`/sse/alerts`; `alerts_sse_raw` serves
 //! it beside hyper when it is a plain connection's first request) and `alerts_feed`
-//! (`/feeds/alerts.atom`). Subsystems add their routes here as they land.
+//! (`/feeds/alerts.atom`); `cors` lets other origins read the public alert endpoints.
+//! Subsystems add their routes here as they land.
 
 mod alerts;
 mod alerts_archive;
@@ -17,6 +18,7 @@ mod alerts_sse;
 pub mod alerts_sse_raw;
 mod api;
 mod auth;
+mod cors;
 mod error;
 mod health;
 mod media;
@@ -178,6 +180,7 @@ pub fn router(state: AppState) -> Router {
     router
         .fallback(observe::not_found)
         .method_not_allowed_fallback(observe::method_not_allowed)
+        .layer(axum::middleware::from_fn(cors::public_reads))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             observe::track,
