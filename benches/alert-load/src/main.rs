@@ -30,7 +30,7 @@ mod worker;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use clap::{Parser, Subcommand};
 
 use measure::Layout;
@@ -236,20 +236,7 @@ impl RunArgs {
 
     /// The hubcast binary.
     pub fn hubcast_binary(&self) -> anyhow::Result<PathBuf> {
-        let path = match &self.hubcast {
-            Some(p) => p.clone(),
-            None => std::env::current_exe()?
-                .parent()
-                .context("no directory of the current executable")?
-                .join("hubcast"),
-        };
-        if !path.is_file() {
-            bail!(
-                "no hubcast binary at {} (cargo build --release, or pass --hubcast)",
-                path.display()
-            );
-        }
-        Ok(path)
+        benchkit::hub_binary(self.hubcast.as_deref(), "--hubcast")
     }
 }
 

@@ -284,23 +284,6 @@ pub fn busy_share(before: (u64, u64), after: (u64, u64)) -> f64 {
     if total > 0.0 { busy / total } else { 0.0 }
 }
 
-/// "2 cores (model), load average at start a b c".
-pub fn machine_description() -> String {
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find_map(|l| l.strip_prefix("model name"))
-                .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".to_owned());
-    let load = std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default();
-    format!("{cores} cores ({model}), shared with other work; load average at start {load}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -34,49 +34,15 @@ pub struct Run {
     pub hub: Option<Phase>,
 }
 
-/// Output of a command, trimmed ("" when it fails).
-fn output_of(program: &str, args: &[&str]) -> String {
-    std::process::Command::new(program)
-        .args(args)
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_default()
-}
-
 impl Run {
     /// The run's description before anything is measured.
     pub fn new(args: &RunArgs, binary: &Path) -> Run {
         let given: Vec<String> = std::env::args().skip(1).collect();
-        let workspace = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
-        let built = output_of("date", &["-u", "-r", &binary.to_string_lossy(), "+%FT%TZ"]);
-        let head = output_of("git", &["-C", workspace, "rev-parse", "--short", "HEAD"]);
-        let dirty = output_of(
-            "git",
-            &[
-                "-C",
-                workspace,
-                "status",
-                "--porcelain",
-                "--",
-                "src",
-                "alerts",
-            ],
-        );
-        let dirty = if dirty.is_empty() {
-            ""
-        } else {
-            " + uncommitted changes in src/ or alerts/"
-        };
         Run {
             command: format!("cargo run --release -p alert-load -- {}", given.join(" ")),
-            date: output_of("date", &["-u", "+%F"]),
-            machine: crate::procs::machine_description(),
-            hub_built: format!(
-                "`hubcast` release binary built {built}; workspace at {head}{dirty}"
-            ),
+            date: benchkit::today(),
+            machine: benchkit::machine_description(),
+            hub_built: benchkit::hub_description(binary, &["src", "alerts"]),
             subscribers: args.subscribers,
             hubs: args.hubs,
             redis: args.redis,

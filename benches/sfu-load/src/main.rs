@@ -125,23 +125,6 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn hub_binary(args: &Args) -> anyhow::Result<PathBuf> {
-    let path = match &args.hub {
-        Some(p) => p.clone(),
-        None => std::env::current_exe()?
-            .parent()
-            .context("no directory of the current executable")?
-            .join("hubcast"),
-    };
-    if !path.is_file() {
-        bail!(
-            "no hub binary at {} (build it: cargo build --release --bin hubcast, or pass --hub)",
-            path.display()
-        );
-    }
-    Ok(path)
-}
-
 /// Polls `done` every 50 ms until it holds or `timeout` passes.
 fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
@@ -170,58 +153,13 @@ fn machine_jiffies() -> (u64, u64) {
     (total - idle, total)
 }
 
-/// Output of a command, trimmed ("" when it fails).
-fn output_of(program: &str, args: &[&str]) -> String {
-    std::process::Command::new(program)
-        .args(args)
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_default()
-}
-
-/// Which hub was measured: the binary's build time and the workspace commit.
-fn hub_description(binary: &std::path::Path) -> String {
-    let workspace = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
-    let built = output_of("date", &["-u", "-r", &binary.to_string_lossy(), "+%FT%TZ"]);
-    let head = output_of("git", &["-C", workspace, "rev-parse", "--short", "HEAD"]);
-    let dirty = output_of(
-        "git",
-        &["-C", workspace, "status", "--porcelain", "--", "sfu", "src"],
-    );
-    let dirty = if dirty.is_empty() {
-        ""
-    } else {
-        " + uncommitted changes in sfu/ or src/"
-    };
-    format!("`hubcast` release binary built {built}; workspace at {head}{dirty}")
-}
-
-fn machine_description() -> String {
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find_map(|l| l.strip_prefix("model name"))
-                .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".to_owned());
-    let load = std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default();
-    format!("{cores} cores ({model}), shared with other work; load average at start {load}")
-}
-
 fn load(args: &Args, ceiling: Option<ceiling::Ceiling>) -> anyhow::Result<report::Run> {
     let k = args.publishers.max(1);
     let m = args.subscribers_per_publisher;
     let rooms = args.rooms.unwrap_or(k).clamp(1, k);
-    let machine = machine_description();
-    let binary = hub_binary(args)?;
-    let hub_built = hub_description(&binary);
+    let machine = benchkit::machine_description();
+    let binary = benchkit::hub_binary(args.hub.as_deref(), "--hub")?;
+    let hub_built = benchkit::hub_description(&binary, &["sfu", "src"]);
     let mut hub = hub::Hub::start(&binary, args.hub_workers)?;
     let pid = hub.pid();
     eprintln!(
@@ -360,7 +298,7 @@ fn load(args: &Args, ceiling: Option<ceiling::Ceiling>) -> anyhow::Result<report
         "cargo run --release -p sfu-load -- {}",
         std::env::args().skip(1).collect::<Vec<_>>().join(" ")
     );
-    let date = output_of("date", &["-u", "+%F"]);
+    let date = benchkit::today();
     let setup = format!(
         "K={k} publishers × M={m} subscribers, S={} s, {rooms} room(s); VP8 {} kbit/s {} fps ({} × {} B packets per frame, keyframe every {} frames) + Opus 20 ms; {peers} str0m peers on {n_threads} client thread(s); {workers} hub SFU worker threads",
         args.seconds,
