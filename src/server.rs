@@ -132,15 +132,27 @@ pub async fn serve(
     }
 }
 
+/// Who serves a plain connection (`ConnContext::first_request`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FirstRequest {
+    /// A request served beside hyper (`alerts_sse_raw`).
+    Raw,
+    /// Everything else.
+    Hyper,
+    /// Nothing within the header timeout: closed.
+    Silent,
+}
+
 impl ConnContext {
-    /// Whether the connection's first bytes (peeked, within the header timeout) start a
-    /// request served beside hyper. A slow or partial start goes to hyper, which serves it
-    /// the same way.
-    async fn first_request_is_raw(&self, stream: &TcpStream) -> bool {
+    /// Who serves the connection, from its first bytes (peeked): the side path for a request
+    /// it claims, hyper for anything else (a partial start included: hyper serves it the same
+    /// way), nobody if nothing arrives within the header timeout (what hyper would do too).
+    async fn first_request(&self, stream: &TcpStream) -> FirstRequest {
         let mut peeked = [0u8; 16];
         match tokio::time::timeout(self.header_timeout, stream.peek(&mut peeked)).await {
-            Ok(Ok(n)) => crate::http::alerts_sse_raw::claims(&peeked[..n]),
-            _ => false,
+            Ok(Ok(n)) if crate::http::alerts_sse_raw::claims(&peeked[..n]) => FirstRequest::Raw,
+            Ok(_) => FirstRequest::Hyper,
+            Err(_) => FirstRequest::Silent,
         }
     }
 
@@ -152,9 +164,15 @@ impl ConnContext {
         watcher: Watcher,
         permit: OwnedSemaphorePermit,
     ) {
-        if self.tls.is_none()
+        let first = match (&self.tls, &self.state) {
+            (None, Some(_)) => self.first_request(&stream).await,
+            _ => FirstRequest::Hyper,
+        };
+        if first == FirstRequest::Silent {
+            return;
+        }
+        if first == FirstRequest::Raw
             && let Some(state) = &self.state
-            && self.first_request_is_raw(&stream).await
         {
             // Its own task, sized for this small future rather than hyper's connection
             // machinery (an idle SSE subscriber is kept for hours).

@@ -111,3 +111,42 @@ async fn regions_api() {
     let absent = get(hub.addr, "/api/v1/regions/320000", &[]).await;
     assert_eq!(absent.status, 404);
 }
+
+/// Reads until the server closes the connection; how long that took (panics after `limit`).
+async fn closed_within(
+    stream: &mut tokio::net::TcpStream,
+    limit: std::time::Duration,
+) -> std::time::Duration {
+    use tokio::io::AsyncReadExt as _;
+    let started = std::time::Instant::now();
+    let mut sink = Vec::new();
+    let read = tokio::time::timeout(limit, stream.read_to_end(&mut sink)).await;
+    assert!(read.is_ok(), "still open after {limit:?}");
+    started.elapsed()
+}
+
+#[tokio::test]
+async fn silent_and_slow_clients_are_closed_after_the_header_timeout() {
+    use tokio::io::AsyncWriteExt as _;
+    let hub = Hub::start(&[], &[("HUBCAST_HTTP__HEADER_READ_TIMEOUT_SECS", "1")]);
+    let limit = std::time::Duration::from_secs(5);
+    // Connects and says nothing.
+    let mut silent = tokio::net::TcpStream::connect(hub.addr)
+        .await
+        .expect("connect");
+    let took = closed_within(&mut silent, limit).await;
+    assert!(took >= std::time::Duration::from_millis(900), "{took:?}");
+    // Starts a request line and stalls (hyper's header timeout); also for the SSE path.
+    for start in [
+        "GET /heal",
+        "GET /sse/alerts?region=330100 HTTP/1.1\r\nHost: x\r\n",
+    ] {
+        let mut slow = tokio::net::TcpStream::connect(hub.addr)
+            .await
+            .expect("connect");
+        slow.write_all(start.as_bytes()).await.expect("write");
+        closed_within(&mut slow, limit).await;
+    }
+    // And the hub still serves.
+    assert_eq!(get(hub.addr, "/healthz", &[]).await.status, 200);
+}
