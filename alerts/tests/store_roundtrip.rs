@@ -311,3 +311,53 @@ fn a_writer_lock_held_past_the_busy_timeout_is_transient_and_stores_nothing() {
     assert_eq!(a.seq, 1, "the failed attempt consumed no number");
     assert!(!StoreError::BadCursor.is_transient());
 }
+
+#[test]
+fn numbered_records_copy_into_an_index_in_one_batch_and_search_there() {
+    use alerts::store::ArchiveQuery;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = open(&dir);
+    let mut stored = Vec::new();
+    for (i, headline) in ["冷冻水饺检出致病菌", "儿童玩具抽检不合格", "消费提示"]
+        .iter()
+        .enumerate()
+    {
+        let a = alert(&Spec {
+            identifier: format!("copy-{i}"),
+            headline,
+            ..Spec::default()
+        });
+        stored.push(append(&source, &a).alert);
+    }
+    let index_dir = tempfile::tempdir().expect("tempdir");
+    let index = SqliteStore::open(index_dir.path().join("index.sqlite3")).expect("index");
+    let records: Vec<(&alerts::store::StoredAlert, &str)> =
+        stored.iter().map(|a| (a, "raw body")).collect();
+    index
+        .insert_numbered(records.iter().copied())
+        .expect("copy");
+    // A repeated batch (a catch-up racing another) changes nothing.
+    index
+        .insert_numbered(records.iter().copied())
+        .expect("copy again");
+    assert_eq!(index.last_seq().expect("last"), 3);
+    for a in &stored {
+        assert_eq!(
+            index.get(a.seq).expect("get").as_ref(),
+            Some(a),
+            "same record"
+        );
+    }
+    let page = index
+        .query(&ArchiveQuery {
+            q: Some("玩具".to_owned()),
+            ..ArchiveQuery::default()
+        })
+        .expect("search");
+    let found: Vec<&str> = page.items.iter().map(|a| a.identifier.as_str()).collect();
+    assert_eq!(found, ["copy-1"], "full text indexed in the copy");
+    assert_eq!(
+        index.received_body(2).expect("raw").as_deref(),
+        Some("raw body")
+    );
+}

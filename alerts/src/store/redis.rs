@@ -158,9 +158,8 @@ impl RedisStore {
                 return Ok(());
             };
             after = last.alert.seq;
-            for e in &batch {
-                self.mirror.insert_numbered(&e.alert, &e.raw)?;
-            }
+            self.mirror
+                .insert_numbered(batch.iter().map(|e| (&e.alert, e.raw.as_str())))?;
         }
     }
 

@@ -127,12 +127,15 @@ impl SqliteStore {
         })
     }
 
-    /// Copies `alert`, numbered elsewhere (the shared Redis log), into this file with `raw` as
-    /// its received body; skipped if its number is already here. The local archive index of a
-    /// Redis-backed hub is filled this way, in sequence order.
-    pub fn insert_numbered(&self, alert: &StoredAlert, raw: &str) -> Result<(), StoreError> {
+    /// Copies alerts numbered elsewhere (the shared Redis log), each with its received body,
+    /// into this file in one transaction; one whose number is already here is skipped. The
+    /// local archive index of a Redis-backed hub is filled this way, in sequence order.
+    pub fn insert_numbered<'a>(
+        &self,
+        records: impl IntoIterator<Item = (&'a StoredAlert, &'a str)>,
+    ) -> Result<(), StoreError> {
         let mut conn = lock(&self.writer);
-        super::append::insert_numbered(&mut conn, alert, raw)
+        super::append::insert_numbered(&mut conn, records)
     }
 
     /// Runs `f` on a free reader connection (or waits for one, round robin).
