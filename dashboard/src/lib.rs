@@ -17,6 +17,11 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
         "text/html; charset=utf-8",
         include_bytes!("../assets/test/view.html"),
     ),
+    (
+        "test/webrtc-common.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../assets/test/webrtc-common.js"),
+    ),
 ];
 
 /// The content type and bytes of the asset at `path` (relative to `/assets/`).
@@ -42,6 +47,18 @@ mod tests {
             let text = std::str::from_utf8(bytes).expect("UTF-8");
             assert!(text.contains("lang=\"zh-CN\""), "{path} declares zh-CN");
         }
+        let (content_type, script) = super::asset("test/webrtc-common.js").expect("shared script");
+        assert!(content_type.starts_with("text/javascript"));
+        let script = std::str::from_utf8(script).expect("UTF-8");
+        for page in ["test/publish.html", "test/view.html"] {
+            let (_, bytes) = super::asset(page).expect(page);
+            let text = std::str::from_utf8(bytes).expect("UTF-8");
+            assert!(
+                text.contains("<script src=\"webrtc-common.js\">"),
+                "{page} loads it"
+            );
+        }
+        assert!(script.contains("function rewriteCandidates"));
         assert!(super::asset("../Cargo.toml").is_none());
     }
 }

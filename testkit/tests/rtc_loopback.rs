@@ -9,6 +9,7 @@ use testkit::lossy_relay::{LossyRelay, RelayConfig, rewrite_candidates};
 use testkit::rtc_client::{
     MediaCounter, PublishOptions, SyntheticMedia, complete_offer, loopback_peer, wait_connected,
 };
+use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 
 const CONNECT: Duration = Duration::from_secs(15);
@@ -46,22 +47,7 @@ async fn simulcast_and_audio_flow_between_two_loopback_peers() {
         "offer lacks the audio-level extension"
     );
 
-    receiver_pc
-        .set_remote_description(RTCSessionDescription::offer(offer).expect("offer sdp"))
-        .await
-        .expect("receiver applies offer");
-    let answer = receiver_pc.create_answer(None).await.expect("answer");
-    let mut gathered = receiver_pc.gathering_complete_promise().await;
-    receiver_pc
-        .set_local_description(answer)
-        .await
-        .expect("receiver local");
-    let _ = gathered.recv().await;
-    let answer = receiver_pc
-        .local_description()
-        .await
-        .expect("answer sdp")
-        .sdp;
+    let answer = answer_after_gathering(&receiver_pc, offer).await;
     sender_pc
         .set_remote_description(RTCSessionDescription::answer(answer).expect("answer sdp"))
         .await
@@ -123,22 +109,7 @@ async fn nack_repairs_most_losses_through_the_lossy_relay() {
         .split_inclusive("\r\n")
         .filter(|l| !l.starts_with("a=candidate:"))
         .collect();
-    receiver_pc
-        .set_remote_description(RTCSessionDescription::offer(offer).expect("offer sdp"))
-        .await
-        .expect("receiver applies offer");
-    let answer = receiver_pc.create_answer(None).await.expect("answer");
-    let mut gathered = receiver_pc.gathering_complete_promise().await;
-    receiver_pc
-        .set_local_description(answer)
-        .await
-        .expect("receiver local");
-    let _ = gathered.recv().await;
-    let answer = receiver_pc
-        .local_description()
-        .await
-        .expect("answer sdp")
-        .sdp;
+    let answer = answer_after_gathering(&receiver_pc, offer).await;
     let receiver_addr = answer
         .lines()
         .find_map(|l| {
@@ -193,4 +164,18 @@ async fn nack_repairs_most_losses_through_the_lossy_relay() {
 
     sender_pc.close().await.expect("close sender");
     receiver_pc.close().await.expect("close receiver");
+}
+
+/// Applies `offer` to `pc` and returns its answer with every candidate gathered.
+async fn answer_after_gathering(pc: &RTCPeerConnection, offer: String) -> String {
+    pc.set_remote_description(RTCSessionDescription::offer(offer).expect("offer sdp"))
+        .await
+        .expect("receiver applies offer");
+    let answer = pc.create_answer(None).await.expect("answer");
+    let mut gathered = pc.gathering_complete_promise().await;
+    pc.set_local_description(answer)
+        .await
+        .expect("receiver local");
+    let _ = gathered.recv().await;
+    pc.local_description().await.expect("answer sdp").sdp
 }
