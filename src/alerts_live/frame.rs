@@ -24,6 +24,21 @@ pub fn for_live(mut alert: PublishedAlert) -> PublishedAlert {
     alert
 }
 
+/// The JSON frame inside the event [`for_live`] made for alert `seq`: its offsets follow from
+/// `seq`'s digits, so nothing is scanned per subscriber (falls back to [`json`] otherwise).
+pub fn json_of(event: &Bytes, seq: u64) -> Bytes {
+    let digits = seq.checked_ilog10().map_or(1, |d| d as usize + 1);
+    let start = 4 + digits + DATA.len();
+    let framed = event.len() >= start + END.len()
+        && event.starts_with(b"id: ")
+        && event[start - DATA.len()..start] == *DATA
+        && event.ends_with(END);
+    match framed {
+        true => event.slice(start..event.len() - END.len()),
+        false => json(event),
+    }
+}
+
 /// The JSON frame inside an event made by [`for_live`] (the whole input if it is not one).
 pub fn json(event: &Bytes) -> Bytes {
     let start = event
@@ -66,6 +81,12 @@ mod tests {
         assert_eq!(text.matches('\n').count(), 3, "one id line, one data line");
         let inner = json(&live.frame);
         assert_eq!(inner, frame);
+        assert_eq!(json_of(&live.frame, 42), frame);
+        assert_eq!(
+            json_of(&live.frame, 7),
+            frame,
+            "a wrong seq falls back to the scan"
+        );
         assert_eq!(
             inner.as_ptr(),
             live.frame[13..].as_ptr(),

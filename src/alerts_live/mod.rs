@@ -106,9 +106,6 @@ impl Mailbox {
 pub struct Batch {
     /// Deliveries, in order.
     pub items: Vec<Delivery>,
-    /// Always false: a connection that took a full inbox has asked for a refill and is
-    /// notified when it arrives (kept so callers need not know the handoff's shape).
-    pub more: bool,
     /// Set when the hub dropped the subscriber (or it is unknown): close the connection.
     pub closed: Option<DisconnectReason>,
     /// True if the subscriber is unknown to the hub (the driver stopped).
@@ -289,7 +286,6 @@ impl Subscription {
         }
         Batch {
             items,
-            more: false,
             closed: None,
             gone,
         }

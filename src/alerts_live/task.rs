@@ -122,7 +122,8 @@ pub(super) async fn run(
             }
             Command::Refill(sub) => {
                 if let Some(slot) = slots.get(&sub) {
-                    fill(&mut hub, &slot.mailbox, sub, &times, &metrics);
+                    let mut ages = Ages::new(&times);
+                    fill(&mut hub, &slot.mailbox, sub, &mut ages, &metrics);
                 }
             }
             Command::Live { filter, reply } => {
@@ -200,11 +201,12 @@ fn drain_events(
     times: &VecDeque<(u64, Instant)>,
     metrics: &LiveMetrics,
 ) {
+    let mut ages = Ages::new(times);
     while let Some(event) = hub.poll_event() {
         match event {
             HubEvent::Ready { sub } => {
                 if let Some(slot) = slots.get(&sub) {
-                    fill(hub, &slot.mailbox, sub, times, metrics);
+                    fill(hub, &slot.mailbox, sub, &mut ages, metrics);
                 }
             }
             HubEvent::Disconnect { sub, reason } => {
@@ -218,16 +220,48 @@ fn drain_events(
     }
 }
 
+/// Publish→fill ages for the latency histogram, from one clock reading per pass: a broadcast
+/// to N subscribers looks its alert up once, not N times.
+struct Ages<'a> {
+    times: &'a VecDeque<(u64, Instant)>,
+    now: Instant,
+    last: Option<(u64, Option<f64>)>,
+}
+
+impl<'a> Ages<'a> {
+    fn new(times: &'a VecDeque<(u64, Instant)>) -> Ages<'a> {
+        Ages {
+            times,
+            now: Instant::now(),
+            last: None,
+        }
+    }
+
+    /// Seconds since alert `seq` was handed to the hub, if it is still remembered.
+    fn of(&mut self, seq: u64) -> Option<f64> {
+        if let Some((s, age)) = self.last
+            && s == seq
+        {
+            return age;
+        }
+        let age = self
+            .times
+            .binary_search_by_key(&seq, |&(s, _)| s)
+            .ok()
+            .map(|i| {
+                self.now
+                    .saturating_duration_since(self.times[i].1)
+                    .as_secs_f64()
+            });
+        self.last = Some((seq, age));
+        age
+    }
+}
+
 /// Moves `sub`'s waiting deliveries into its inbox (up to [`BATCH`]) and wakes its
 /// connection if anything arrived. What does not fit stays in the hub's queue until the
 /// connection asks for a refill.
-fn fill(
-    hub: &mut Hub,
-    mailbox: &Mailbox,
-    sub: SubId,
-    times: &VecDeque<(u64, Instant)>,
-    metrics: &LiveMetrics,
-) {
+fn fill(hub: &mut Hub, mailbox: &Mailbox, sub: SubId, ages: &mut Ages<'_>, metrics: &LiveMetrics) {
     let mut delivered = 0;
     let added = {
         let mut inbox = mailbox.lock();
@@ -236,8 +270,8 @@ fn fill(
             let Some(delivery) = hub.pop(sub) else { break };
             if let Delivery::Alert { seq, .. } = &delivery {
                 delivered += 1;
-                if let Ok(i) = times.binary_search_by_key(seq, |&(s, _)| s) {
-                    metrics.latency.observe(times[i].1.elapsed().as_secs_f64());
+                if let Some(age) = ages.of(*seq) {
+                    metrics.latency.observe(age);
                 }
             }
             inbox.items.push(delivery);

@@ -242,8 +242,8 @@ async fn answer(conn: &mut Conn, input: &[u8], write_timeout: Duration) -> bool 
         }
     }
     if let Some(code) = closing {
-        // Echo the client's code (RFC 6455 § 5.5.1); 1000 when it gave none.
-        conn.close(code.unwrap_or(close_code::NORMAL), "").await;
+        // Echo the client's code (RFC 6455 § 5.5.1) when it may be sent; see `echo_code`.
+        conn.close(frame::echo_code(code), "").await;
         return false;
     }
     true
@@ -253,41 +253,34 @@ async fn answer(conn: &mut Conn, input: &[u8], write_timeout: Duration) -> bool 
 /// copy (a fn, not a closure: the session future must be `Send` for every lifetime).
 fn ws_payload(item: &Delivery) -> Option<bytes::Bytes> {
     match item {
-        Delivery::Alert { frame, .. } => Some(crate::alerts_live::frame::json(frame)),
+        Delivery::Alert { seq, frame } => Some(crate::alerts_live::frame::json_of(frame, *seq)),
         Delivery::Reset { .. } => None,
     }
 }
 
-/// Pops and writes until the hub has nothing more; false when the connection must end.
+/// Takes what the inbox holds and writes it; false when the connection must end.
 async fn drain(conn: &mut Conn, sub: &mut Subscription, write_timeout: Duration) -> bool {
-    loop {
-        let batch = sub.pop().await;
-        if let Some(reason) = batch.closed {
-            conn.close(reason.close_code(), reason.as_str()).await;
-            return false;
-        }
-        if batch.gone {
-            conn.close(close_code::AWAY, "server shutting down").await;
-            return false;
-        }
-        let mut items = batch.items;
-        let mut written = true;
-        // A reset comes first and alone (a replay's start); alerts go out in chunks.
-        if let Some(Delivery::Reset { oldest_available }) = items.first() {
-            let text = reset_text(*oldest_available);
-            written = conn.send_text(&text, write_timeout).await.is_ok();
-        }
-        if written {
-            let frames = items.iter().filter_map(ws_payload);
-            written = conn.send_texts(frames, write_timeout).await.is_ok();
-        }
-        items.clear();
-        sub.recycle(items);
-        if !written {
-            return false;
-        }
-        if !batch.more {
-            return true;
-        }
+    let batch = sub.pop().await;
+    if let Some(reason) = batch.closed {
+        conn.close(reason.close_code(), reason.as_str()).await;
+        return false;
     }
+    if batch.gone {
+        conn.close(close_code::AWAY, "server shutting down").await;
+        return false;
+    }
+    let mut items = batch.items;
+    let mut written = true;
+    // A reset comes first and alone (a replay's start); alerts go out in chunks.
+    if let Some(Delivery::Reset { oldest_available }) = items.first() {
+        let text = reset_text(*oldest_available);
+        written = conn.send_text(&text, write_timeout).await.is_ok();
+    }
+    if written {
+        let frames = items.iter().filter_map(ws_payload);
+        written = conn.send_texts(frames, write_timeout).await.is_ok();
+    }
+    items.clear();
+    sub.recycle(items);
+    written
 }

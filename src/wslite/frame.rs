@@ -46,6 +46,17 @@ pub fn control(opcode: u8, payload: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The code to answer a client's close with: its own if RFC 6455 § 7.4 lets it be sent, 1000
+/// if it gave none, 1002 (protocol error) for one no endpoint may send (1005, 1006, 1015,
+/// unassigned ranges).
+pub fn echo_code(received: Option<u16>) -> u16 {
+    match received {
+        None => 1000,
+        Some(code @ (1000..=1003 | 1007..=1011 | 3000..=4999)) => code,
+        Some(_) => 1002,
+    }
+}
+
 /// A close frame with `code` and `reason` (cut so the payload fits 125 bytes).
 pub fn close(code: u16, reason: &str) -> Vec<u8> {
     let mut payload = Vec::with_capacity(2 + reason.len());
@@ -216,7 +227,8 @@ impl Decoder {
         mask.copy_from_slice(&h[*have - 4..*have]);
         match opcode {
             CLOSE | PING | PONG => {
-                if !fin || len > MAX_CONTROL as u64 {
+                // A close body is empty or a 2-byte code plus reason (RFC 6455 § 5.5.1).
+                if !fin || len > MAX_CONTROL as u64 || (opcode == CLOSE && len == 1) {
                     return Err(FrameError::Control);
                 }
                 self.control.clear();
@@ -327,6 +339,11 @@ mod tests {
         assert_eq!(frame[..4], [0x88, 15, 0x0f, 0xa8]);
         assert_eq!(&frame[4..], b"slow consumer");
         assert!(close(1000, &"长".repeat(100)).len() <= 2 + MAX_CONTROL);
+        assert_eq!(echo_code(None), 1000);
+        assert_eq!(echo_code(Some(4001)), 4001);
+        for forbidden in [0, 999, 1005, 1006, 1015, 2000, 5000] {
+            assert_eq!(echo_code(Some(forbidden)), 1002, "{forbidden}");
+        }
     }
 
     #[test]
@@ -366,6 +383,7 @@ mod tests {
             (client(true, 0x3, b""), FrameError::Opcode(3), 1002),
             (client(true, PING, &[0; 126]), FrameError::Control, 1002),
             (client(false, PING, b""), FrameError::Control, 1002),
+            (client(true, CLOSE, b"x"), FrameError::Control, 1002),
             (client(true, 0x0, b"x"), FrameError::Fragmentation, 1002),
             (
                 client(true, TEXT, &[0; 5000]),
