@@ -88,7 +88,7 @@ struct Stream {
 
 /// The bytes of one delivery: an alert's shared frame is already a complete event
 /// (`crate::alerts_live::frame`), written as it is; a reset is built (rare).
-fn event(item: Delivery) -> Bytes {
+pub(super) fn event(item: Delivery) -> Bytes {
     match item {
         Delivery::Alert { frame, .. } => frame,
         Delivery::Reset { oldest_available } => Bytes::from(format!(

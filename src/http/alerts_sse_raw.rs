@@ -14,17 +14,21 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use alerts::hub::Delivery;
 use axum::body::Bytes;
 use axum::extract::Query;
 use axum::http::Uri;
 use axum::response::{IntoResponse as _, Response};
+use std::io::IoSlice;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::AppState;
 use super::alerts_error::{AlertError, alerts_state};
-use super::alerts_live::{parse_live, parse_seq, reset_text, subscribe};
+use super::alerts_live::{parse_live, parse_seq, subscribe};
+use crate::wslite::write_all_vectored;
+
+/// Events written per `writev`.
+const CHUNK: usize = 16;
 
 /// The request-line prefix this path takes.
 const PREFIX: &[u8] = b"GET /sse/alerts";
@@ -153,18 +157,18 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         }
         let batch = sub.pop().await;
         let mut items = batch.items;
-        for item in items.drain(..) {
-            let bytes = match item {
-                Delivery::Alert { frame, .. } => frame,
-                Delivery::Reset { oldest_available } => Bytes::from(format!(
-                    "event: reset\ndata: {}\n\n",
-                    reset_text(oldest_available)
-                )),
-            };
-            if !write(stream, &bytes, write_timeout).await {
+        // The shared event bytes of the whole batch in one `writev` per chunk.
+        let mut events = items.drain(..).map(super::alerts_sse::event).peekable();
+        while events.peek().is_some() {
+            let chunk: [Option<Bytes>; CHUNK] = std::array::from_fn(|_| events.next());
+            let mut slices: [IoSlice<'_>; CHUNK] =
+                std::array::from_fn(|i| IoSlice::new(chunk[i].as_deref().unwrap_or_default()));
+            let written = write_all_vectored(stream, &mut slices, write_timeout).await;
+            if written.is_err() {
                 return;
             }
         }
+        drop(events);
         sub.recycle(items);
         if batch.closed.is_some() || batch.gone {
             return;

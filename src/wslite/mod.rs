@@ -22,7 +22,7 @@ use std::time::Duration;
 use futures_util::FutureExt as _;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 
 pub use frame::{ClientEvent, Decoder, FrameError};
 
@@ -124,37 +124,42 @@ impl Conn {
             .await
     }
 
-    /// Writes every slice: one attempt without a timer, then (if the socket was full) the rest
-    /// within `limit` (`TimedOut` beyond).
-    async fn write_all(
-        &mut self,
-        mut slices: &mut [IoSlice<'_>],
-        limit: Duration,
-    ) -> io::Result<()> {
-        // Zero-length slices (an empty payload) are skipped by `advance_slices`.
-        if let Some(result) = self.io.write_vectored(slices).now_or_never() {
-            let n = result?;
-            if n == 0 && slices.iter().any(|s| !s.is_empty()) {
+    async fn write_all(&mut self, slices: &mut [IoSlice<'_>], limit: Duration) -> io::Result<()> {
+        write_all_vectored(&mut self.io, slices, limit).await
+    }
+}
+
+/// Writes every slice to `io`: one attempt without a timer (the usual case: the socket has
+/// room), then the rest within `limit` (`TimedOut` beyond). Shared by every writer of shared
+/// bytes (the WebSocket here, the side-path SSE stream).
+pub async fn write_all_vectored<S: AsyncWrite + Unpin>(
+    io: &mut S,
+    mut slices: &mut [IoSlice<'_>],
+    limit: Duration,
+) -> io::Result<()> {
+    // Zero-length slices (an empty payload) are skipped by `advance_slices`.
+    if let Some(result) = io.write_vectored(slices).now_or_never() {
+        let n = result?;
+        if n == 0 && slices.iter().any(|s| !s.is_empty()) {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut slices, n);
+    }
+    if slices.is_empty() {
+        return Ok(());
+    }
+    let rest = async {
+        while !slices.is_empty() {
+            let n = io.write_vectored(slices).await?;
+            if n == 0 {
                 return Err(io::ErrorKind::WriteZero.into());
             }
             IoSlice::advance_slices(&mut slices, n);
         }
-        if slices.is_empty() {
-            return Ok(());
-        }
-        let rest = async {
-            while !slices.is_empty() {
-                let n = self.io.write_vectored(slices).await?;
-                if n == 0 {
-                    return Err(io::ErrorKind::WriteZero.into());
-                }
-                IoSlice::advance_slices(&mut slices, n);
-            }
-            Ok(())
-        };
-        match tokio::time::timeout(limit, rest).await {
-            Ok(result) => result,
-            Err(_) => Err(io::ErrorKind::TimedOut.into()),
-        }
+        Ok(())
+    };
+    match tokio::time::timeout(limit, rest).await {
+        Ok(result) => result,
+        Err(_) => Err(io::ErrorKind::TimedOut.into()),
     }
 }
