@@ -252,7 +252,9 @@ pub async fn publish(
     let regions = alert.regions().map_err(|e| AlertError::cap(&e))?;
     check_publish(state.regions(), &who, &regions)?;
 
-    let raw = String::from_utf8_lossy(&bytes).into_owned();
+    // Both readers accepted the body, so it is UTF-8; kept as received for audit.
+    let raw = String::from_utf8(Vec::from(bytes))
+        .map_err(|_| ApiError::bad_request("bad_body", "the body is not UTF-8"))?;
     let now = i64::try_from(crate::clock::unix_now()).unwrap_or(i64::MAX);
     let task_state = state.clone();
     let task = tokio::task::spawn_blocking(move || {

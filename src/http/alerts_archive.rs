@@ -70,6 +70,14 @@ fn item(a: &StoredAlert) -> Value {
     })
 }
 
+/// A `min_severity` value, or 400 naming `name` and listing the allowed ones.
+pub(super) fn parse_min_severity(name: &str, value: &str) -> Result<Severity, AlertError> {
+    value.parse::<Severity>().map_err(|_| {
+        let allowed = Severity::ALL.map(Severity::as_str).join(", ");
+        AlertError::bad_parameter(name, format!("{value:?} is not one of {allowed}"))
+    })
+}
+
 /// The query string as an [`ArchiveQuery`], or 400 naming the first bad parameter.
 fn parse_query(pairs: &[(String, String)], tree: &RegionTree) -> Result<ArchiveQuery, AlertError> {
     let mut query = ArchiveQuery::default();
@@ -87,12 +95,7 @@ fn parse_query(pairs: &[(String, String)], tree: &RegionTree) -> Result<ArchiveQ
         match name {
             "region" => query.region = Some(parse_region(value, tree)?),
             "kind" => query.kinds = parse_kinds(value)?,
-            "min_severity" => {
-                query.min_severity = value.parse::<Severity>().map_err(|_| {
-                    let allowed = Severity::ALL.map(Severity::as_str).join(", ");
-                    AlertError::bad_parameter(name, format!("{value:?} is not one of {allowed}"))
-                })?;
-            }
+            "min_severity" => query.min_severity = parse_min_severity(name, value)?,
             "from" => query.from = Some(parse_time(name, value)?),
             "to" => query.to = Some(parse_time(name, value)?),
             "q" => query.q = Some(value.to_owned()),

@@ -27,7 +27,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse as _, Response};
 use tokio::time::Instant;
 
-use super::alerts_archive::{parse_kinds, parse_region};
+use super::alerts_archive::{parse_kinds, parse_min_severity, parse_region};
 use super::alerts_error::{AlertError, alerts_state};
 use super::{ApiError, AppState};
 use crate::alerts_live::{SubscribeError, Subscription};
@@ -61,12 +61,7 @@ pub(super) fn parse_live(
         match name {
             "region" => region = Some(parse_region(value, state.regions())?),
             "kind" => kinds = parse_kinds(value)?,
-            "min_severity" => {
-                min_severity = value.parse::<Severity>().map_err(|_| {
-                    let allowed = Severity::ALL.map(Severity::as_str).join(", ");
-                    AlertError::bad_parameter(name, format!("{value:?} is not one of {allowed}"))
-                })?;
-            }
+            "min_severity" => min_severity = parse_min_severity(name, value)?,
             "since" => since = Some(parse_seq(name, value)?),
             _ => {
                 let why = format!("unknown parameter; known: {KNOWN}");

@@ -190,7 +190,7 @@ pub async fn run(
                 procs::cpu_seconds_all(&servers.pids)?,
                 procs::cpu_seconds_all(&servers.extra_pids)?,
                 procs::cpu_seconds_all(&worker_pids)?,
-                procs::machine_jiffies(),
+                benchkit::machine_jiffies(),
                 Instant::now(),
             ));
         }
@@ -258,7 +258,7 @@ pub async fn run(
         phase.server_cpu_s = procs::cpu_seconds_all(&servers.pids)? - server0;
         phase.extra_cpu_s = procs::cpu_seconds_all(&servers.extra_pids)? - extra0;
         phase.client_cpu_s = procs::cpu_seconds_all(&worker_pids)? - client0;
-        phase.busy = procs::busy_share(machine0, procs::machine_jiffies());
+        phase.busy = procs::busy_share(machine0, benchkit::machine_jiffies());
     }
     phase.rss_after = procs::rss_bytes_all(&servers.pids)?;
     phase.closed = closed.iter().sum();

@@ -261,23 +261,7 @@ pub fn rss_bytes_all(pids: &[u32]) -> anyhow::Result<u64> {
     pids.iter().map(|&p| rss_bytes(p)).sum()
 }
 
-/// Aggregate CPU jiffies of the machine from `/proc/stat`: (busy, total).
-pub fn machine_jiffies() -> (u64, u64) {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
-        return (0, 0);
-    };
-    let v: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    let total: u64 = v.iter().take(8).sum();
-    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
-    (total.saturating_sub(idle), total)
-}
-
-/// Share of all cores busy between two [`machine_jiffies`] readings.
+/// Share of all cores busy between two [`benchkit::machine_jiffies`] readings.
 pub fn busy_share(before: (u64, u64), after: (u64, u64)) -> f64 {
     let busy = after.0.saturating_sub(before.0) as f64;
     let total = after.1.saturating_sub(before.1) as f64;

@@ -43,6 +43,22 @@ pub fn machine_description() -> String {
     format!("{cores} cores ({model}), shared with other work; load average at start {load}")
 }
 
+/// Aggregate CPU jiffies of the machine from `/proc/stat`: (busy, total).
+pub fn machine_jiffies() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+        return (0, 0);
+    };
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    (total.saturating_sub(idle), total)
+}
+
 /// The `hubcast` binary to measure: `given` (a flag), else the one next to the running
 /// load generator (both are built by `cargo build --release`). `flag` names the flag in the
 /// error.

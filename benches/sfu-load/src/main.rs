@@ -137,22 +137,6 @@ fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) -> an
     Ok(())
 }
 
-/// Aggregate CPU jiffies (busy, total) of the whole machine from /proc/stat.
-fn machine_jiffies() -> (u64, u64) {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
-        return (0, 0);
-    };
-    let v: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    let total: u64 = v.iter().take(8).sum();
-    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
-    (total - idle, total)
-}
-
 fn load(args: &Args, ceiling: Option<ceiling::Ceiling>) -> anyhow::Result<report::Run> {
     let k = args.publishers.max(1);
     let m = args.subscribers_per_publisher;
@@ -241,7 +225,7 @@ fn load(args: &Args, ceiling: Option<ceiling::Ceiling>) -> anyhow::Result<report
     let softirq0 = procfs::ksoftirqd_cpu_seconds();
     let me = std::process::id();
     let client0 = procfs::process_cpu_seconds(me)?;
-    let machine0 = machine_jiffies();
+    let machine0 = benchkit::machine_jiffies();
     let cpu0 = procfs::process_cpu_seconds(pid)?;
     let t0 = Instant::now();
     shared.measuring.store(true, Ordering::Relaxed);
@@ -249,7 +233,7 @@ fn load(args: &Args, ceiling: Option<ceiling::Ceiling>) -> anyhow::Result<report
     shared.measuring.store(false, Ordering::Relaxed);
     let wall_s = t0.elapsed().as_secs_f64();
     let cpu1 = procfs::process_cpu_seconds(pid)?;
-    let machine1 = machine_jiffies();
+    let machine1 = benchkit::machine_jiffies();
     let client1 = procfs::process_cpu_seconds(me)?;
     let threads1 = hub_threads(pid);
     let softirq1 = procfs::ksoftirqd_cpu_seconds();
