@@ -117,13 +117,7 @@ impl Room {
                 match throttle.request(now, cfg.keyframe_request_interval) {
                     Requested::SendNow => {
                         stats.keyframe_requests_sent += 1;
-                        track.counters.keyframe_requests_sent += 1;
-                        let ev = RoomEvent::KeyframeRequest {
-                            peer,
-                            track: pkt.track,
-                            layer: pkt.layer,
-                            rid: *rid,
-                        };
+                        let ev = keyframe_request(&mut track.counters, peer, src, *rid);
                         push_event(events, stats, cfg.max_pending_events, ev);
                     }
                     Requested::Deferred => {

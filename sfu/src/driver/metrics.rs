@@ -31,7 +31,7 @@ pub struct SfuMetrics {
 }
 
 /// Reasons a packet is dropped (the label's whole value set).
-pub const DROP_REASONS: [&str; 7] = [
+pub const DROP_REASONS: [&str; 8] = [
     "unknown_sender",
     "unknown_session",
     "unparseable",
@@ -39,6 +39,7 @@ pub const DROP_REASONS: [&str; 7] = [
     "rejected",
     "queue_full",
     "oversize",
+    "unknown_rid",
 ];
 
 impl SfuMetrics {

@@ -31,7 +31,7 @@ pub use metrics::SfuMetrics;
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -121,7 +121,6 @@ impl Sfu {
             tcp_addr,
             ufrags: ufrags.clone(),
             metrics: metrics.clone(),
-            peers: Arc::new(AtomicUsize::new(0)),
         };
         let mut threads = Vec::new();
         let mut senders = Vec::new();

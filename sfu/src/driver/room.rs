@@ -178,9 +178,18 @@ impl Worker {
                     return;
                 };
                 let rids = session.layers.get(&track).cloned().unwrap_or_default();
-                let layer = rid
-                    .and_then(|r| rids.iter().position(|x| *x == r))
-                    .unwrap_or(0) as u8;
+                // A rid outside the negotiated ones is not layer 0: fed there, its SSRC would
+                // alternate with the real layer 0's and look like encoder restarts.
+                let layer = match rid {
+                    Some(r) => match rids.iter().position(|x| *x == r) {
+                        Some(i) => i as u8,
+                        None => {
+                            self.shared.metrics.dropped("unknown_rid");
+                            return;
+                        }
+                    },
+                    None => 0,
+                };
                 if let Some(rid) = rid {
                     let name = rid.to_string();
                     if !session.rids_seen.contains(&name) {
@@ -194,8 +203,8 @@ impl Worker {
                         slot.core
                             .add_publisher_track(id, track, codec, &layers, packet.timestamp);
                         self.shared.metrics.tracks.inc();
+                        session.announced.push(track);
                     }
-                    session.announced.push(track);
                 }
                 let s = RxStream {
                     track,
@@ -211,6 +220,15 @@ impl Worker {
         };
         let now = packet.timestamp;
         let payload = packet.payload;
+        // The VP8 descriptor is parsed once: it also says whether this is a keyframe.
+        let vp8 = match stream.codec {
+            core::Codec::Vp8 => core::parse_vp8_descriptor(&payload),
+            _ => None,
+        };
+        let keyframe = match stream.codec {
+            core::Codec::Vp8 => vp8.is_some_and(|d| d.keyframe),
+            codec => core::is_keyframe(codec, &payload),
+        };
         let incoming = core::Incoming {
             track: stream.track,
             layer: stream.layer,
@@ -218,7 +236,7 @@ impl Worker {
             seq: *packet.seq_no,
             rtp_time: packet.time.numer(),
             marker: packet.header.marker,
-            keyframe: core::is_keyframe(stream.codec, &payload),
+            keyframe,
             audio_level: packet
                 .header
                 .ext_vals
@@ -227,11 +245,7 @@ impl Worker {
                     voice: packet.header.ext_vals.voice_activity.unwrap_or(false),
                     level: level.unsigned_abs().min(127),
                 }),
-            vp8: if stream.codec == core::Codec::Vp8 {
-                core::parse_vp8_descriptor(&payload)
-            } else {
-                None
-            },
+            vp8,
             payload,
             arrival: now,
         };

@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
@@ -92,7 +91,6 @@ pub(crate) struct Shared {
     pub tcp_addr: Option<SocketAddr>,
     pub ufrags: UfragTable,
     pub metrics: SfuMetrics,
-    pub peers: Arc<AtomicUsize>,
     /// Room placement, told when a room empties (rare: never on the media path).
     pub placement: Arc<std::sync::Mutex<super::Placement>>,
 }
@@ -288,7 +286,7 @@ impl Worker {
                             );
                         }
                     } else {
-                        send_tcp(&self.shared, &self.tcp_writers, &t);
+                        send_tcp(&self.shared, &self.tcp_writers, t);
                     }
                 }
                 Ok(Output::Event(event)) => self.events.push((id, event)),
@@ -382,7 +380,7 @@ impl Worker {
                 return Err(SfuError::NoSuchPublisher);
             }
         }
-        if self.shared.peers.load(Ordering::Relaxed) >= config.max_peers {
+        if usize::try_from(self.shared.metrics.peers.get()).unwrap_or(0) >= config.max_peers {
             return Err(SfuError::Full("peers on this node"));
         }
         let in_room = self
@@ -455,7 +453,6 @@ impl Worker {
                 session: id,
             },
         );
-        self.shared.peers.fetch_add(1, Ordering::Relaxed);
         self.shared.metrics.peers.inc();
         self.mark_dirty(id);
         self.flush();
@@ -568,8 +565,9 @@ impl Worker {
         };
         session.rtc.disconnect();
         self.shared.ufrags.remove(&session.ufrag);
-        self.shared.peers.fetch_sub(1, Ordering::Relaxed);
         self.shared.metrics.peers.dec();
+        let tracks = i64::try_from(session.announced.len()).unwrap_or(0);
+        self.shared.metrics.tracks.sub(tracks);
         tracing::debug!(session = id, room = %session.room, why, "session removed");
         let now = Instant::now();
         let empty = match self.rooms.get_mut(&session.room) {
@@ -592,10 +590,11 @@ impl Worker {
 
 /// Sends one ICE-TCP transmit through its connection's writer (RFC 4571 framing is added
 /// there).
-fn send_tcp(shared: &Shared, tcp: &HashMap<SocketAddr, Sender<Vec<u8>>>, t: &str0m::net::Transmit) {
+fn send_tcp(shared: &Shared, tcp: &HashMap<SocketAddr, Sender<Vec<u8>>>, t: str0m::net::Transmit) {
     match tcp.get(&t.destination) {
         Some(writer) => {
-            if writer.send(Vec::from(&*t.contents)).is_err() {
+            // The datagram's own buffer moves to the writer thread: no copy.
+            if writer.send(t.contents.into()).is_err() {
                 shared.metrics.send_errors.inc();
             }
         }
