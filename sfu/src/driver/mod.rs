@@ -177,14 +177,14 @@ impl Sfu {
     pub async fn create_session(&self, req: SessionRequest) -> Result<SessionCreated, SfuError> {
         let id = self.inner.next_session.fetch_add(1, Ordering::Relaxed);
         let room = req.room.clone();
-        self.ask(&room, |reply| Command::Create { id, req, reply })
+        self.ask(&room, None, |reply| Command::Create { id, req, reply })
             .await
     }
 
     /// Ends a session (WHIP/WHEP `DELETE`).
     pub async fn end_session(&self, room: &str, id: u64) -> Result<(), SfuError> {
         let room_owned = room.to_owned();
-        self.ask(room, |reply| Command::End {
+        self.ask(room, Some(SfuError::NoSuchSession), |reply| Command::End {
             room: room_owned,
             id,
             reply,
@@ -200,11 +200,13 @@ impl Sfu {
         choice: LayerChoice,
     ) -> Result<(), SfuError> {
         let room_owned = room.to_owned();
-        self.ask(room, |reply| Command::SetLayer {
-            room: room_owned,
-            id,
-            choice,
-            reply,
+        self.ask(room, Some(SfuError::NoSuchSession), |reply| {
+            Command::SetLayer {
+                room: room_owned,
+                id,
+                choice,
+                reply,
+            }
         })
         .await
     }
@@ -212,7 +214,7 @@ impl Sfu {
     /// Describes a room.
     pub async fn room(&self, room: &str) -> Result<RoomInfo, SfuError> {
         let room_owned = room.to_owned();
-        self.ask(room, |reply| Command::Room {
+        self.ask(room, Some(SfuError::NoSuchRoom), |reply| Command::Room {
             room: room_owned,
             reply,
         })
@@ -228,11 +230,13 @@ impl Sfu {
         frag: String,
     ) -> Result<Option<String>, SfuError> {
         let room_owned = room.to_owned();
-        self.ask(room, |reply| Command::Patch {
-            room: room_owned,
-            id,
-            frag,
-            reply,
+        self.ask(room, Some(SfuError::NoSuchSession), |reply| {
+            Command::Patch {
+                room: room_owned,
+                id,
+                frag,
+                reply,
+            }
         })
         .await
     }
@@ -260,15 +264,22 @@ impl Sfu {
         }
     }
 
+    /// Sends a command to `room`'s worker and waits for the answer. Only a create places a
+    /// new room; any other command for a room no worker has answers `missing` at once, so
+    /// lookups of unknown or emptied rooms leave no placement behind.
     async fn ask<T>(
         &self,
         room: &str,
+        missing: Option<SfuError>,
         make: impl FnOnce(Reply<T>) -> Command,
     ) -> Result<T, SfuError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let index = match self.inner.placement.lock() {
-            Ok(mut placement) => placement.worker_for(room).ok_or(SfuError::Full("rooms"))?,
-            Err(_) => return Err(SfuError::Busy),
+        let index = match (self.inner.placement.lock(), missing) {
+            (Ok(mut placement), None) => {
+                placement.worker_for(room).ok_or(SfuError::Full("rooms"))?
+            }
+            (Ok(placement), Some(missing)) => placement.lookup(room).ok_or(missing)?,
+            (Err(_), _) => return Err(SfuError::Busy),
         };
         let worker = &self.inner.workers[index];
         match worker.try_send(WorkerMsg::Command(make(tx))) {
@@ -322,9 +333,29 @@ impl Placement {
         Some(worker)
     }
 
-    /// Forgets `room` (its worker removed it: no sessions left).
-    pub(crate) fn release(&mut self, room: &str) {
-        if let Some(worker) = self.rooms.remove(room) {
+    /// The worker `room` is placed on, if any.
+    fn lookup(&self, room: &str) -> Option<usize> {
+        self.rooms.get(room).copied()
+    }
+
+    /// Records that `worker` now hosts `room` (it just created it): false if another worker
+    /// has it. Covers a create that raced the room's release.
+    pub(crate) fn claim(&mut self, room: &str, worker: usize) -> bool {
+        match self.rooms.get(room) {
+            Some(&w) => w == worker,
+            None => {
+                self.load[worker] += 1;
+                self.rooms.insert(room.to_owned(), worker);
+                true
+            }
+        }
+    }
+
+    /// Forgets `room` if `worker` hosts it (the worker has no sessions left in it); a room
+    /// placed on another worker meanwhile is left alone.
+    pub(crate) fn release(&mut self, room: &str, worker: usize) {
+        if self.rooms.get(room) == Some(&worker) {
+            self.rooms.remove(room);
             self.load[worker] = self.load[worker].saturating_sub(1);
         }
     }
@@ -354,7 +385,24 @@ mod tests {
             .collect();
         assert_eq!(placed.iter().filter(|&&w| w == 0).count(), 2, "{placed:?}");
         // An emptied room frees its slot; the next new room takes the lighter worker.
-        p.release("a");
+        p.release("a", a);
         assert_eq!(p.worker_for("g"), Some(a));
+    }
+
+    #[test]
+    fn lookups_place_nothing_and_releases_only_touch_their_own_worker() {
+        let mut p = Placement::new(2);
+        assert_eq!(p.lookup("ghost"), None, "a lookup places nothing");
+        let a = p.worker_for("a").expect("placed");
+        let other = 1 - a;
+        p.release("a", other);
+        assert_eq!(p.lookup("a"), Some(a), "another worker's release leaves it");
+        assert!(!p.claim("a", other), "a room is on one worker only");
+        p.release("a", a);
+        assert!(
+            p.claim("a", other),
+            "a create that raced the release re-places it"
+        );
+        assert_eq!(p.lookup("a"), Some(other));
     }
 }

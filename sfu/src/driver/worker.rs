@@ -330,7 +330,14 @@ impl Worker {
     fn handle_command(&mut self, cmd: Command) {
         match cmd {
             Command::Create { id, req, reply } => {
+                let room = req.room.clone();
                 let result = self.create(id, req);
+                if result.is_err() && !self.rooms.contains_key(room.as_str()) {
+                    // Placed for this create, which made nothing: forget it.
+                    if let Ok(mut placement) = self.shared.placement.lock() {
+                        placement.release(&room, self.index);
+                    }
+                }
                 let _ = reply.send(result);
             }
             Command::End { room, id, reply } => {
@@ -409,6 +416,14 @@ impl Worker {
         let room: Arc<str> = match self.rooms.get_key_value(req.room.as_str()) {
             Some((key, _)) => key.clone(),
             None => {
+                // The placement may have been released since this create was routed here.
+                let claimed = match self.shared.placement.lock() {
+                    Ok(mut placement) => placement.claim(&req.room, self.index),
+                    Err(_) => false,
+                };
+                if !claimed {
+                    return Err(SfuError::Busy);
+                }
                 let key: Arc<str> = Arc::from(req.room.as_str());
                 self.rooms
                     .insert(key.clone(), RoomSlot::new(&self.shared.config));
@@ -580,7 +595,7 @@ impl Worker {
         if empty {
             self.rooms.remove(&session.room);
             if let Ok(mut placement) = self.shared.placement.lock() {
-                placement.release(&session.room);
+                placement.release(&session.room, self.index);
             }
         }
         // Viewers of this publisher may need a keyframe from the next source.
