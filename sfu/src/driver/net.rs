@@ -230,6 +230,9 @@ fn tcp_connection(
             if worker.send(attach).is_err() {
                 break;
             }
+            if let Some(old) = attached.and_then(|w| workers.get(w)) {
+                let _ = old.send(WorkerMsg::TcpDetach { remote });
+            }
             attached = Some(route.worker);
         }
         let msg = WorkerMsg::Datagram(Datagram {
@@ -243,6 +246,11 @@ fn tcp_connection(
         if let Err(TrySendError::Full(_)) = worker.try_send(msg) {
             metrics.dropped("queue_full");
         }
+    }
+    // The reader is done: the worker's copy of the writer is the last one; dropping it ends
+    // the writer thread, which closes the socket.
+    if let Some(worker) = attached.and_then(|w| workers.get(w)) {
+        let _ = worker.send(WorkerMsg::TcpDetach { remote });
     }
 }
 

@@ -79,6 +79,11 @@ pub(crate) enum WorkerMsg {
         remote: SocketAddr,
         writer: Sender<Vec<u8>>,
     },
+    /// The ICE-TCP connection from `remote` ended (or moved to another worker): drop its
+    /// writer, which ends the writer thread and closes the socket.
+    TcpDetach {
+        remote: SocketAddr,
+    },
     Command(Command),
 }
 
@@ -174,6 +179,9 @@ impl Worker {
             WorkerMsg::Datagram(d) => self.handle_datagram(&d),
             WorkerMsg::TcpAttach { remote, writer } => {
                 self.tcp_writers.insert(remote, writer);
+            }
+            WorkerMsg::TcpDetach { remote } => {
+                self.tcp_writers.remove(&remote);
             }
             WorkerMsg::Command(cmd) => self.handle_command(cmd),
         }
