@@ -14,11 +14,12 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::body::Bytes;
 use axum::extract::Query;
 use axum::http::Uri;
 use axum::response::{IntoResponse as _, Response};
 use std::io::IoSlice;
+
+use alerts::hub::Delivery;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::time::{Instant, MissedTickBehavior};
 
@@ -27,8 +28,8 @@ use super::alerts_error::{AlertError, alerts_state};
 use super::alerts_live::{parse_live, parse_seq, subscribe};
 use crate::wslite::write_all_vectored;
 
-/// Events written per `writev`.
-const CHUNK: usize = 16;
+/// Events written per `writev` (the slice table lives in each subscriber's task: kept small).
+const CHUNK: usize = 8;
 
 /// The request-line prefix this path takes.
 const PREFIX: &[u8] = b"GET /sse/alerts";
@@ -157,18 +158,30 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         }
         let batch = sub.pop().await;
         let mut items = batch.items;
-        // The shared event bytes of the whole batch in one `writev` per chunk.
-        let mut events = items.drain(..).map(super::alerts_sse::event).peekable();
-        while events.peek().is_some() {
-            let chunk: [Option<Bytes>; CHUNK] = std::array::from_fn(|_| events.next());
-            let mut slices: [IoSlice<'_>; CHUNK] =
-                std::array::from_fn(|i| IoSlice::new(chunk[i].as_deref().unwrap_or_default()));
-            let written = write_all_vectored(stream, &mut slices, write_timeout).await;
-            if written.is_err() {
+        // A reset comes first and alone (a replay's start); the alerts' shared event bytes
+        // go out straight from the batch, one `writev` per chunk, nothing copied or held.
+        if let Some(reset @ Delivery::Reset { .. }) = items.first() {
+            let event = super::alerts_sse::event(reset.clone());
+            if write_all_vectored(stream, &mut [IoSlice::new(&event)], write_timeout)
+                .await
+                .is_err()
+            {
                 return;
             }
         }
-        drop(events);
+        for chunk in items.chunks(CHUNK) {
+            let mut slices: [IoSlice<'_>; CHUNK] = std::array::from_fn(|i| match chunk.get(i) {
+                Some(Delivery::Alert { frame, .. }) => IoSlice::new(frame),
+                _ => IoSlice::new(&[]),
+            });
+            if write_all_vectored(stream, &mut slices, write_timeout)
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        items.clear();
         sub.recycle(items);
         if batch.closed.is_some() || batch.gone {
             return;
