@@ -27,21 +27,7 @@ async fn no_acknowledged_alert_is_lost_across_sigkill() {
         l.local_addr().expect("addr")
     };
     let mut hub = spawn_hub(&data, addr, &[]);
-    let dir = data.display().to_string();
-    let (status, token, err) = common::run(
-        &[
-            "token",
-            "--role",
-            "province-admin",
-            "--region",
-            "330000",
-            "--data-dir",
-            &dir,
-        ],
-        &[],
-    );
-    assert!(status.success(), "{err}");
-    let token = token.trim().to_owned();
+    let token = common::mint_token(&data, "province-admin", "330000", &[], &[]);
 
     let until = Instant::now() + Duration::from_secs(120);
     let subs: Vec<Sub> = vec![

@@ -49,19 +49,8 @@ fn start(redis: &Redis) -> Hub {
 /// A province-admin token signed with [`SECRET`].
 fn token() -> String {
     let tmp = tempfile::tempdir().expect("tmp");
-    let dir = tmp.path().display().to_string();
-    let args = [
-        "token",
-        "--role",
-        "province-admin",
-        "--region",
-        "330000",
-        "--data-dir",
-        &dir,
-    ];
-    let (status, out, err) = common::run(&args, &[("HUBCAST_AUTH__SECRET", SECRET)]);
-    assert!(status.success(), "{err}");
-    out.trim().to_owned()
+    let env = [("HUBCAST_AUTH__SECRET", SECRET)];
+    common::mint_token(tmp.path(), "province-admin", "330000", &[], &env)
 }
 
 fn alert(identifier: &str, region: &str, headline: &str) -> String {

@@ -117,21 +117,33 @@ impl Hub {
 
     /// Mints a token with `hubcast token` against this hub's data dir.
     pub fn token(&self, role: &str, region: &str, extra: &[&str]) -> String {
-        let dir = self.data_dir.display().to_string();
-        let mut args = vec![
-            "token",
-            "--role",
-            role,
-            "--region",
-            region,
-            "--data-dir",
-            &dir,
-        ];
-        args.extend_from_slice(extra);
-        let (status, out, err) = run(&args, &[]);
-        assert!(status.success(), "hubcast token failed: {err}");
-        out.trim().to_owned()
+        mint_token(&self.data_dir, role, region, extra, &[])
     }
+}
+
+/// `hubcast token --role ROLE --region REGION --data-dir DIR EXTRA…` with `env` (e.g. a shared
+/// `HUBCAST_AUTH__SECRET`); panics if it fails.
+pub fn mint_token(
+    data_dir: &Path,
+    role: &str,
+    region: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> String {
+    let dir = data_dir.display().to_string();
+    let mut args = vec![
+        "token",
+        "--role",
+        role,
+        "--region",
+        region,
+        "--data-dir",
+        &dir,
+    ];
+    args.extend_from_slice(extra);
+    let (status, out, err) = run(&args, env);
+    assert!(status.success(), "hubcast token failed: {err}");
+    out.trim().to_owned()
 }
 
 impl Drop for Hub {
