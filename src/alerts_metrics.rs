@@ -19,6 +19,9 @@ pub struct LiveMetrics {
     pub published: IntCounterVec,
     /// `hubcast_alert_deliveries_total`: alerts handed to connections (live and replayed).
     pub deliveries: IntCounter,
+    /// `hubcast_alert_direct_writes_total`: of those, written to the subscriber's socket by the
+    /// hub task itself (the rest went through the connection's inbox).
+    pub direct_writes: IntCounter,
     /// `hubcast_alert_slow_consumer_disconnects_total`.
     pub slow_consumers: IntCounter,
     /// `hubcast_alert_replays_total`: subscriptions that asked to resume (`since`,
@@ -46,6 +49,10 @@ impl LiveMetrics {
             "hubcast_alert_deliveries_total",
             "Alert deliveries handed to subscriber connections (live and replayed).",
         )?;
+        let direct_writes = IntCounter::new(
+            "hubcast_alert_direct_writes_total",
+            "Alert deliveries written to the subscriber's socket by the hub task itself.",
+        )?;
         let slow_consumers = IntCounter::new(
             "hubcast_alert_slow_consumer_disconnects_total",
             "Subscribers closed because their queue was full (4008).",
@@ -67,6 +74,7 @@ impl LiveMetrics {
         registry.register(Box::new(subscribers.clone()))?;
         registry.register(Box::new(published.clone()))?;
         registry.register(Box::new(deliveries.clone()))?;
+        registry.register(Box::new(direct_writes.clone()))?;
         registry.register(Box::new(slow_consumers.clone()))?;
         registry.register(Box::new(replays.clone()))?;
         registry.register(Box::new(latency.clone()))?;
@@ -74,6 +82,7 @@ impl LiveMetrics {
             subscribers,
             published,
             deliveries,
+            direct_writes,
             slow_consumers,
             replays,
             latency,

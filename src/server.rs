@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
+use futures_util::future::Either;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
@@ -108,9 +109,7 @@ pub async fn serve(
         };
         let context = context.clone();
         let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            context.connection(stream, peer, watcher, permit).await;
-        });
+        tokio::spawn(context.dispatch(stream, peer, watcher, permit));
     }
     drop(listener);
     tracing::info!(
@@ -132,11 +131,26 @@ pub async fn serve(
     }
 }
 
+/// What a side-path connection's task holds until it ends: its connection-cap permit and its
+/// place in the connections gauge.
+struct Held {
+    _permit: OwnedSemaphorePermit,
+    gauge: prometheus::IntGauge,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
+}
+
 /// Who serves a plain connection (`ConnContext::first_request`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum FirstRequest {
-    /// A request served beside hyper (`alerts_sse_raw`).
-    Raw,
+    /// `/sse/alerts`, served beside hyper (`alerts_sse_raw`).
+    RawSse,
+    /// `/ws/alerts`, served beside hyper (`alerts_ws_raw`).
+    RawWs,
     /// Everything else.
     Hyper,
     /// Nothing within the header timeout: closed.
@@ -150,14 +164,18 @@ impl ConnContext {
     async fn first_request(&self, stream: &TcpStream) -> FirstRequest {
         let mut peeked = [0u8; 16];
         match tokio::time::timeout(self.header_timeout, stream.peek(&mut peeked)).await {
-            Ok(Ok(n)) if crate::http::alerts_sse_raw::claims(&peeked[..n]) => FirstRequest::Raw,
+            Ok(Ok(n)) if crate::http::alerts_sse_raw::claims(&peeked[..n]) => FirstRequest::RawSse,
+            Ok(Ok(n)) if crate::http::alerts_ws_raw::claims(&peeked[..n]) => FirstRequest::RawWs,
             Ok(_) => FirstRequest::Hyper,
             Err(_) => FirstRequest::Silent,
         }
     }
 
-    /// Serves one accepted connection; `permit` (the connection cap) is held until it ends.
-    async fn connection(
+    /// Looks at an accepted connection's first bytes and starts the task that serves it; this
+    /// task is small and ends right away, so neither the side paths' long-lived tasks nor
+    /// hyper's large connection future share an allocation with it. `permit` (the connection
+    /// cap) moves to that task and is held until the connection ends.
+    async fn dispatch(
         self,
         stream: TcpStream,
         peer: SocketAddr,
@@ -168,26 +186,50 @@ impl ConnContext {
             (None, Some(_)) => self.first_request(&stream).await,
             _ => FirstRequest::Hyper,
         };
-        if first == FirstRequest::Silent {
-            return;
-        }
-        if first == FirstRequest::Raw
-            && let Some(state) = &self.state
-        {
-            // Its own task, sized for this small future rather than hyper's connection
-            // machinery (an idle SSE subscriber is kept for hours).
-            let gauge = self.metrics.http_connections.with_label_values(&["tcp"]);
-            let stream = crate::stall::StallGuard::new(stream, self.write_stall);
-            let serve = crate::http::alerts_sse_raw::serve(state.clone(), stream, peer);
-            let serve = self.shutdown.track(serve);
-            tokio::spawn(async move {
+        match (first, &self.state) {
+            (FirstRequest::Silent, _) => {}
+            (FirstRequest::RawSse | FirstRequest::RawWs, Some(state)) => {
+                // Sized for this small future rather than hyper's connection machinery (a
+                // live subscriber is kept for hours). The serving future is the task's whole
+                // future (no wrapper around it: an `async` block holding a future it awaits
+                // stores it twice), and `held` ends the permit and the gauge with it.
+                let gauge = self.metrics.http_connections.with_label_values(&["tcp"]);
                 gauge.inc();
-                serve.await;
-                gauge.dec();
-                drop(permit);
-            });
-            return;
+                let held = Held {
+                    _permit: permit,
+                    gauge,
+                };
+                let stream = crate::stall::StallGuard::new(stream, self.write_stall);
+                let serve = match first {
+                    FirstRequest::RawWs => Either::Left(crate::http::alerts_ws_raw::serve(
+                        state.clone(),
+                        stream,
+                        peer,
+                        held,
+                    )),
+                    _ => Either::Right(crate::http::alerts_sse_raw::serve(
+                        state.clone(),
+                        stream,
+                        peer,
+                        held,
+                    )),
+                };
+                tokio::spawn(self.shutdown.track(serve));
+            }
+            _ => {
+                tokio::spawn(self.connection(stream, peer, watcher, permit));
+            }
         }
+    }
+
+    /// Serves one connection with hyper; `permit` (the connection cap) is held until it ends.
+    async fn connection(
+        self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        watcher: Watcher,
+        permit: OwnedSemaphorePermit,
+    ) {
         let _permit = permit;
         let stream = crate::stall::StallGuard::new(stream, self.write_stall);
         match self.tls.clone() {

@@ -36,6 +36,11 @@ impl<S> StallGuard<S> {
         }
     }
 
+    /// The wrapped stream (for a connection that takes over its own write timeouts).
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
     /// `result` of a write attempt, with the stall timer applied.
     fn check<T>(
         &mut self,

@@ -15,15 +15,19 @@ use tokio::net::TcpStream;
 
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
-/// Opens `/ws/alerts?{query}` with `extra` handshake headers; returns the stream and the
-/// response head.
-async fn handshake(hub: &Hub, query: &str, extra: &str) -> (TcpStream, String) {
-    let mut stream = TcpStream::connect(hub.addr).await.expect("connect");
-    let request = format!(
-        "GET /ws/alerts?{query} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-         Sec-WebSocket-Key: {KEY}\r\n{extra}\r\n"
-    );
-    stream.write_all(request.as_bytes()).await.expect("write");
+/// Which server answers the upgrade.
+#[derive(Debug, Clone, Copy)]
+enum Path {
+    /// The connection's first request: the side path beside hyper (`alerts_ws_raw`).
+    First,
+    /// After a request on the same kept-alive connection: hyper's upgrade.
+    KeptAlive,
+}
+
+const PATHS: [Path; 2] = [Path::First, Path::KeptAlive];
+
+/// Reads a response head byte by byte.
+async fn read_head(stream: &mut TcpStream) -> String {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -34,7 +38,55 @@ async fn handshake(hub: &Hub, query: &str, extra: &str) -> (TcpStream, String) {
         assert_eq!(n, 1, "connection closed in the head: {head:?}");
         head.push(byte[0]);
     }
-    (stream, String::from_utf8(head).expect("head"))
+    String::from_utf8(head).expect("head")
+}
+
+/// Opens `/ws/alerts?{query}` with `extra` handshake headers on `path`, sending `early` right
+/// behind the request (a client that does not wait for the answer); returns the stream and
+/// the response head.
+async fn open(
+    hub: &Hub,
+    path: Path,
+    query: &str,
+    extra: &str,
+    early: &[u8],
+) -> (TcpStream, String) {
+    let mut stream = TcpStream::connect(hub.addr).await.expect("connect");
+    if let Path::KeptAlive = path {
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("write");
+        let head = read_head(&mut stream).await.to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        read_body(&mut stream, &head).await;
+    }
+    let mut request = format!(
+        "GET /ws/alerts?{query} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Key: {KEY}\r\n{extra}\r\n"
+    )
+    .into_bytes();
+    request.extend_from_slice(early);
+    stream.write_all(&request).await.expect("write");
+    let head = read_head(&mut stream).await;
+    (stream, head)
+}
+
+/// Reads the body `head` announces (`Content-Length`).
+async fn read_body(stream: &mut TcpStream, head: &str) -> Vec<u8> {
+    let length: usize = head
+        .to_ascii_lowercase()
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:").map(str::to_owned))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("content-length");
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).await.expect("body");
+    body
+}
+
+async fn handshake(hub: &Hub, path: Path, query: &str, extra: &str) -> (TcpStream, String) {
+    open(hub, path, query, extra, b"").await
 }
 
 /// A masked client frame.
@@ -81,7 +133,16 @@ async fn server_frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
 #[tokio::test]
 async fn the_alert_websocket_speaks_rfc_6455() {
     let hub = Hub::start(&[], &[]);
-    let (mut ws, head) = handshake(&hub, "region=330100", "Sec-WebSocket-Version: 13\r\n").await;
+    for path in PATHS {
+        speaks_rfc_6455(&hub, path).await;
+    }
+    // Both paths delivered; the side path's idle subscriber got its alert from the hub task.
+    assert!(alerts_live_util::metric(&hub, "hubcast_alert_direct_writes_total").await >= 1.0);
+}
+
+async fn speaks_rfc_6455(hub: &Hub, path: Path) {
+    let (mut ws, head) =
+        handshake(hub, path, "region=330100", "Sec-WebSocket-Version: 13\r\n").await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     assert!(
         head.to_ascii_lowercase()
@@ -100,7 +161,8 @@ async fn the_alert_websocket_speaks_rfc_6455() {
 
     // An alert is one unmasked text frame holding the shared JSON.
     let token = hub.token("city-admin", "330100", &[]);
-    let seq = alerts_live_util::post_alert(hub.addr, &token, "wsp-1").await;
+    let identifier = format!("wsp-{path:?}");
+    let seq = alerts_live_util::post_alert(hub.addr, &token, &identifier).await;
     let (opcode, payload) = server_frame(&mut ws).await;
     assert_eq!(opcode, 0x1);
     let value: serde_json::Value = serde_json::from_slice(&payload).expect("JSON");
@@ -120,26 +182,45 @@ async fn the_alert_websocket_speaks_rfc_6455() {
     assert!(matches!(eof, Ok(Ok(0))), "connection ends after the close");
 
     // Protocol errors: an unmasked client frame is 1002, an oversized message 1009.
-    let (mut ws, _) = handshake(&hub, "region=330100", "Sec-WebSocket-Version: 13\r\n").await;
+    let (mut ws, _) = handshake(hub, path, "region=330100", "Sec-WebSocket-Version: 13\r\n").await;
     ws.write_all(&client_frame(0x1, b"hello", false))
         .await
         .expect("unmasked");
     let (opcode, payload) = server_frame(&mut ws).await;
     assert_eq!((opcode, &payload[..2]), (0x8, &1002u16.to_be_bytes()[..]));
-    let (mut ws, _) = handshake(&hub, "region=330100", "Sec-WebSocket-Version: 13\r\n").await;
+    let (mut ws, _) = handshake(hub, path, "region=330100", "Sec-WebSocket-Version: 13\r\n").await;
     let mut big = vec![0x81, 0x80 | 127];
     big.extend_from_slice(&(1u64 << 20).to_be_bytes());
     big.extend_from_slice(&[0, 0, 0, 0]);
     ws.write_all(&big).await.expect("oversized header");
     let (opcode, payload) = server_frame(&mut ws).await;
     assert_eq!((opcode, &payload[..2]), (0x8, &1009u16.to_be_bytes()[..]));
+
+    // A ping sent right behind the handshake, before the answer, is answered too.
+    let ping = client_frame(0x9, b"early", true);
+    let (mut ws, head) = open(
+        hub,
+        path,
+        "region=330100",
+        "Sec-WebSocket-Version: 13\r\n",
+        &ping,
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{path:?}: {head}");
+    assert_eq!(server_frame(&mut ws).await, (0xA, b"early".to_vec()));
 }
 
 #[tokio::test]
 async fn non_handshakes_get_json_errors() {
     let hub = Hub::start(&[], &[]);
+    for path in PATHS {
+        refusals(&hub, path).await;
+    }
+}
+
+async fn refusals(hub: &Hub, path: Path) {
     // Wrong version: 426 naming the supported one.
-    let (_, head) = handshake(&hub, "region=330100", "Sec-WebSocket-Version: 8\r\n").await;
+    let (_, head) = handshake(hub, path, "region=330100", "Sec-WebSocket-Version: 8\r\n").await;
     assert!(head.starts_with("HTTP/1.1 426"), "{head}");
     assert!(
         head.to_ascii_lowercase()
@@ -151,6 +232,18 @@ async fn non_handshakes_get_json_errors() {
     assert_eq!(response.status, 400, "{}", response.body);
     assert_eq!(response.json()["error"], "bad_handshake");
     // A valid handshake with a bad query: 400 naming the parameter, before any upgrade.
-    let (_, head) = handshake(&hub, "region=999999", "Sec-WebSocket-Version: 13\r\n").await;
-    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    let (mut stream, head) =
+        handshake(hub, path, "region=999999", "Sec-WebSocket-Version: 13\r\n").await;
+    assert!(head.starts_with("HTTP/1.1 400"), "{path:?}: {head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "{head}"
+    );
+    let body = read_body(&mut stream, &head).await;
+    let body = String::from_utf8_lossy(&body);
+    assert!(
+        body.contains("\"region\""),
+        "{path:?}: names the parameter: {body}"
+    );
 }

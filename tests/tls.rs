@@ -70,6 +70,17 @@ async fn alert_websocket_over_tls() {
     let value: serde_json::Value = serde_json::from_str(&text).expect("JSON");
     assert_eq!(value["alert"]["identifier"], "tls-1");
     assert_eq!(value["seq"], 1);
+    // The hub task cannot write through TLS: the delivery went through the connection task.
+    let (metrics, _) = https_get(&hub, &cert, "/metrics").await;
+    let value_of = |name: &str| {
+        metrics
+            .body
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    };
+    assert_eq!(value_of("hubcast_alert_deliveries_total "), Some(1.0));
+    assert_eq!(value_of("hubcast_alert_direct_writes_total "), Some(0.0));
 }
 
 #[tokio::test]

@@ -27,16 +27,22 @@ pub fn for_live(mut alert: PublishedAlert) -> PublishedAlert {
 /// The JSON frame inside the event [`for_live`] made for alert `seq`: its offsets follow from
 /// `seq`'s digits, so nothing is scanned per subscriber (falls back to [`json`] otherwise).
 pub fn json_of(event: &Bytes, seq: u64) -> Bytes {
+    match json_range(event, seq) {
+        Some(range) => event.slice(range),
+        None => json(event),
+    }
+}
+
+/// Where [`json_of`] finds the JSON frame in `event`, without touching its refcount (the hub
+/// task's direct writes borrow the bytes); `None` if `event` is not [`for_live`]'s for `seq`.
+pub fn json_range(event: &[u8], seq: u64) -> Option<std::ops::Range<usize>> {
     let digits = seq.checked_ilog10().map_or(1, |d| d as usize + 1);
     let start = 4 + digits + DATA.len();
     let framed = event.len() >= start + END.len()
         && event.starts_with(b"id: ")
         && event[start - DATA.len()..start] == *DATA
         && event.ends_with(END);
-    match framed {
-        true => event.slice(start..event.len() - END.len()),
-        false => json(event),
-    }
+    framed.then(|| start..event.len() - END.len())
 }
 
 /// The JSON frame inside an event made by [`for_live`] (the whole input if it is not one).

@@ -3,15 +3,19 @@
 //!
 //! # Handoff between the hub task and connection tasks
 //! Each subscriber has a [`Mailbox`] shared by the hub task and its connection: an inbox of
-//! up to [`BATCH`] deliveries behind a mutex only these two touch, and a lock-free wake-up (a
-//! `pending` flag and an `AtomicWaker`). When the hub raises `HubEvent::Ready` for a
-//! subscriber, the hub task moves its deliveries into the inbox (up to `BATCH`) and wakes the
-//! connection (the flag keeps a wake-up that comes before the connection waits). The connection swaps the inbox's vector with its own empty one (no
-//! copy, no allocation in steady state) and writes. A broadcast therefore costs each
-//! subscriber one wake-up and no round trip. The rest of a backlog (a `since` replay, or a
-//! burst) stays in the hub's bounded queue, where the slow-consumer rule applies: a
-//! connection that took a full inbox sends `Refill` and is notified when more is there.
-//! `HubEvent::Disconnect` sets the inbox's close reason and notifies.
+//! up to [`BATCH`] deliveries behind a mutex only these two touch, a lock-free wake-up (a
+//! `pending` flag and an `AtomicWaker`), and, for plain-TCP connections, the socket. When the
+//! hub raises `HubEvent::Ready` for a subscriber whose connection is idle, the hub task writes
+//! the frame to the socket itself (one non-blocking `writev` of the shared bytes; no wake-up,
+//! no task switch: a broadcast costs each such subscriber one syscall). Whatever cannot be
+//! written at once (a full socket, a TLS connection, a connection busy writing) goes into the
+//! inbox and wakes the connection (the flag keeps a wake-up that comes before the connection
+//! waits), which swaps the inbox's vector with its own empty one (no copy, no allocation in
+//! steady state) and writes; `mailbox` says how writes from both sides never interleave. The
+//! rest of a backlog (a `since` replay, or a burst) stays in the hub's bounded queue, where the
+//! slow-consumer rule applies: a connection that took a full inbox sends `Refill` and is
+//! notified when more is there. `HubEvent::Disconnect` sets the inbox's close reason and
+//! notifies.
 //!
 //! # Bounds
 //! The command channel holds `COMMANDS` (1024) commands: a publisher waits (after its commit)
@@ -33,18 +37,19 @@
 //! `received_unix`, so `since` works across restarts.
 
 pub mod frame;
+mod mailbox;
 mod tail;
 mod task;
 
+pub use mailbox::{Direct, Mailbox, Wire};
 pub use tail::Tail;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::Poll;
 
 use alerts::hub::{Delivery, DisconnectReason, Filter, HubConfig, HubError, PublishedAlert, SubId};
 use alerts::store::Store;
-use futures_util::task::AtomicWaker;
 use tiers::RegionTree;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
@@ -72,44 +77,29 @@ enum Command {
     },
 }
 
-/// One subscriber's inbox, shared by the hub task (fills) and its connection (takes).
-#[derive(Debug, Default)]
-pub struct Mailbox {
-    inbox: Mutex<Inbox>,
-    /// Set by the hub task when it put something in (or closed); cleared by the wait.
-    pending: AtomicBool,
-    /// The connection task waiting in [`Subscription::ready`].
-    waker: AtomicWaker,
-}
-
-#[derive(Debug, Default)]
-struct Inbox {
-    items: Vec<Delivery>,
-    closed: Option<DisconnectReason>,
-}
-
-impl Mailbox {
-    /// Wakes the connection (lock-free; a wake before it waits is kept in `pending`).
-    fn notify(&self) {
-        self.pending.store(true, Ordering::Release);
-        self.waker.wake();
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inbox> {
-        // Only pushes and swaps happen under the lock: a panic cannot leave it half-updated.
-        self.inbox.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
 /// What one [`Subscription::pop`] took.
 #[derive(Debug, Default)]
 pub struct Batch {
     /// Deliveries, in order.
     pub items: Vec<Delivery>,
+    /// Bytes of the first item's frame already written by the hub task (see
+    /// [`mailbox`]): write only the rest of it.
+    pub written: usize,
     /// Set when the hub dropped the subscriber (or it is unknown): close the connection.
     pub closed: Option<DisconnectReason>,
     /// True if the subscriber is unknown to the hub (the driver stopped).
     pub gone: bool,
+}
+
+impl From<mailbox::Taken> for Batch {
+    fn from(taken: mailbox::Taken) -> Batch {
+        Batch {
+            items: taken.items,
+            written: taken.written,
+            closed: taken.closed,
+            gone: false,
+        }
+    }
 }
 
 /// Handle on the driver task (cheap to clone).
@@ -266,29 +256,37 @@ impl Subscription {
         .await;
     }
 
-    /// Takes what the inbox holds (possibly nothing). Not cancel-safe: call it outside
-    /// `select!`.
+    /// Takes what the inbox holds (possibly nothing) and stops the hub task's direct writes
+    /// until [`release`](Subscription::release): call it before writing anything to the
+    /// connection. Not cancel-safe: call it outside `select!`.
     pub async fn pop(&mut self) -> Batch {
-        let (items, closed) = {
-            let mut inbox = self.mailbox.lock();
-            let items = std::mem::replace(&mut inbox.items, std::mem::take(&mut self.buf));
-            (items, inbox.closed)
-        };
-        if let Some(reason) = closed {
-            return Batch {
-                closed: Some(reason),
-                ..Batch::default()
-            };
+        let mut taken = self.mailbox.take(std::mem::take(&mut self.buf));
+        if taken.closed.is_some() {
+            // Dropped: nothing more goes out but the rest of a frame the hub task started.
+            let keep = usize::from(taken.written > 0).min(taken.items.len());
+            taken.items.truncate(keep);
+            return Batch::from(taken);
         }
         let mut gone = false;
-        if items.len() >= BATCH {
+        if taken.items.len() >= BATCH {
             gone = self.tx.send(Command::Refill(self.sub)).await.is_err();
         }
         Batch {
-            items,
-            closed: None,
             gone,
+            ..Batch::from(taken)
         }
+    }
+
+    /// Done writing what [`pop`](Subscription::pop) gave (and any control frames): the hub
+    /// task may write directly again once the inbox is empty.
+    pub fn release(&self) {
+        self.mailbox.release();
+    }
+
+    /// Lets the hub task write deliveries straight to this plain-TCP socket (see
+    /// [`mailbox`]).
+    pub fn attach(&self, direct: Direct) {
+        self.mailbox.attach(Some(direct));
     }
 
     /// Hands a drained `Batch::items` back for the next pop (keeps its capacity).
@@ -301,6 +299,8 @@ impl Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         self.gauge.dec();
+        // The socket closes with the connection, not when the hub task gets to the unsubscribe.
+        self.mailbox.attach(None);
         if let Err(mpsc::error::TrySendError::Full(command)) =
             self.tx.try_send(Command::Unsubscribe(self.sub))
         {

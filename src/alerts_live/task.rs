@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use alerts::hub::{Delivery, Hub, HubConfig, HubEvent, PublishedAlert, SubId};
+use alerts::hub::{Hub, HubConfig, HubEvent, PublishedAlert, SubId};
 use alerts::store::{MAX_PAGE, Store, StoreError};
 use tiers::RegionTree;
 use tokio::sync::mpsc;
@@ -212,8 +212,7 @@ fn drain_events(
             HubEvent::Disconnect { sub, reason } => {
                 metrics.slow_consumers.inc();
                 if let Some(slot) = slots.remove(&sub) {
-                    slot.mailbox.lock().closed = Some(reason);
-                    slot.mailbox.notify();
+                    slot.mailbox.close(reason);
                 }
             }
         }
@@ -258,37 +257,31 @@ impl<'a> Ages<'a> {
     }
 }
 
-/// Moves `sub`'s waiting deliveries into its inbox (up to [`BATCH`]) and wakes its
-/// connection if anything arrived. What does not fit stays in the hub's queue until the
-/// connection asks for a refill.
+/// Hands `sub`'s waiting deliveries to its connection: written to its socket directly while
+/// that completes at once, then into its inbox (up to [`BATCH`]), waking the connection if the
+/// inbox got anything. What does not fit stays in the hub's queue until the connection asks
+/// for a refill.
 fn fill(hub: &mut Hub, mailbox: &Mailbox, sub: SubId, ages: &mut Ages<'_>, metrics: &LiveMetrics) {
-    let mut delivered = 0;
-    let added = {
-        let mut inbox = mailbox.lock();
-        let before = inbox.items.len();
-        while inbox.items.len() < BATCH {
-            let Some(delivery) = hub.pop(sub) else { break };
-            if let Delivery::Alert { seq, .. } = &delivery {
-                delivered += 1;
-                if let Some(age) = ages.of(*seq) {
-                    metrics.latency.observe(age);
-                }
+    let filled = mailbox.fill(
+        BATCH,
+        || hub.pop(sub),
+        |seq| {
+            if let Some(age) = ages.of(seq) {
+                metrics.latency.observe(age);
             }
-            inbox.items.push(delivery);
-        }
-        inbox.items.len() > before
-    };
-    if delivered > 0 {
-        metrics.deliveries.inc_by(delivered);
+        },
+    );
+    if filled.delivered > 0 {
+        metrics.deliveries.inc_by(filled.delivered);
     }
-    if added {
-        mailbox.notify();
+    if filled.direct > 0 {
+        metrics.direct_writes.inc_by(filled.direct);
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use alerts::hub::{AlertKind, Filter, MsgType, Severity};
+    use alerts::hub::{AlertKind, Delivery, Filter, MsgType, Severity};
     use axum::body::Bytes;
     use tiers::RegionCode;
 

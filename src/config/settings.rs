@@ -422,7 +422,12 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         let settings = with(|_| {}).expect("defaults");
-        assert_eq!(settings.listen, "127.0.0.1:8080".parse().expect("addr"));
+        assert_eq!(
+            settings.listen,
+            "127.0.0.1:8080"
+                .parse::<std::net::SocketAddr>()
+                .expect("addr")
+        );
         assert!(!settings.tls_enabled());
         assert_eq!(settings.default_ttl_secs, 8 * 3600);
     }

@@ -30,7 +30,7 @@ use tokio::time::Instant;
 use super::alerts_archive::{parse_kinds, parse_min_severity, parse_region};
 use super::alerts_error::{AlertError, alerts_state};
 use super::{ApiError, AppState};
-use crate::alerts_live::{SubscribeError, Subscription};
+use crate::alerts_live::{Direct, SubscribeError, Subscription, Wire};
 use crate::wslite::{ClientEvent, Conn, frame, handshake};
 
 const KNOWN: &str = "region, kind, min_severity, since";
@@ -164,9 +164,11 @@ pub async fn ws_alerts(
 }
 
 /// Largest message a subscriber may send (it has nothing to say but pings and close).
-const MAX_CLIENT_MESSAGE: u64 = 4096;
+pub(super) const MAX_CLIENT_MESSAGE: u64 = 4096;
 
-async fn session(state: AppState, mut conn: Conn, mut sub: Subscription) {
+/// Runs one subscriber's WebSocket session until it ends (both paths: hyper's upgrade and
+/// `alerts_ws_raw`).
+pub(super) async fn session(state: AppState, mut conn: Conn, mut sub: Subscription) {
     let Ok(alerts) = alerts_state(&state) else {
         return;
     };
@@ -182,24 +184,30 @@ async fn session(state: AppState, mut conn: Conn, mut sub: Subscription) {
     let mut input = [0u8; 256];
     let gauge = state.metrics().websockets.with_label_values(&["alerts"]);
     gauge.inc();
+    // Plain TCP: the hub task writes deliveries itself while this task is idle. The writing
+    // steps below are boxed: their futures (slice tables, timers) exist only while they run,
+    // not in every idle subscriber's task.
+    if let Some(tcp) = conn.socket() {
+        sub.attach(Direct::new(tcp, Wire::WebSocket));
+    }
     loop {
         tokio::select! {
             () = &mut cancelled => {
-                conn.close(close_code::AWAY, "server shutting down").await;
+                Box::pin(close(&mut conn, &mut sub, close_code::AWAY, "server shutting down", write_timeout)).await;
                 break;
             }
             () = sub.ready() => {
-                if !drain(&mut conn, &mut sub, write_timeout).await {
+                if !Box::pin(drain(&mut conn, &mut sub, &[], write_timeout)).await {
                     break;
                 }
             }
             () = &mut ping => {
                 if heard.elapsed() > idle {
-                    conn.close(close_code::AWAY, "idle timeout").await;
+                    Box::pin(close(&mut conn, &mut sub, close_code::AWAY, "idle timeout", write_timeout)).await;
                     break;
                 }
                 let frame = frame::control(frame::PING, b"");
-                if conn.send_raw(&frame, write_timeout).await.is_err() {
+                if !Box::pin(drain(&mut conn, &mut sub, &frame, write_timeout)).await {
                     break;
                 }
                 ping.as_mut().reset(Instant::now() + every);
@@ -210,7 +218,7 @@ async fn session(state: AppState, mut conn: Conn, mut sub: Subscription) {
                     Ok(n) => n,
                 };
                 heard = Instant::now();
-                if !answer(&mut conn, &input[..n], write_timeout).await {
+                if !Box::pin(answer(&mut conn, &mut sub, &input[..n], write_timeout)).await {
                     break;
                 }
             }
@@ -221,24 +229,27 @@ async fn session(state: AppState, mut conn: Conn, mut sub: Subscription) {
 
 /// Handles what the client sent: pings answered, a close echoed; false when the connection
 /// must end (a close, or a protocol error, closed with its code).
-async fn answer(conn: &mut Conn, input: &[u8], write_timeout: Duration) -> bool {
+async fn answer(
+    conn: &mut Conn,
+    sub: &mut Subscription,
+    input: &[u8],
+    write_timeout: Duration,
+) -> bool {
     let (mut pongs, mut closing) = (Vec::new(), None);
     if let Err(err) = conn.decode(input, |event| match event {
-        ClientEvent::Ping(payload) => pongs.push(frame::control(frame::PONG, &payload)),
+        ClientEvent::Ping(payload) => pongs.extend(frame::control(frame::PONG, &payload)),
         ClientEvent::Close(code) => closing = Some(code),
         ClientEvent::Pong | ClientEvent::Data => {}
     }) {
-        conn.close(err.close_code(), "protocol error").await;
+        close(conn, sub, err.close_code(), "protocol error", write_timeout).await;
         return false;
     }
-    for pong in pongs {
-        if conn.send_raw(&pong, write_timeout).await.is_err() {
-            return false;
-        }
+    if !pongs.is_empty() && !drain(conn, sub, &pongs, write_timeout).await {
+        return false;
     }
     if let Some(code) = closing {
         // Echo the client's code (RFC 6455 § 5.5.1) when it may be sent; see `echo_code`.
-        conn.close(frame::echo_code(code), "").await;
+        close(conn, sub, frame::echo_code(code), "", write_timeout).await;
         return false;
     }
     true
@@ -253,29 +264,75 @@ fn ws_payload(item: &Delivery) -> Option<bytes::Bytes> {
     }
 }
 
-/// Takes what the inbox holds and writes it; false when the connection must end.
-async fn drain(conn: &mut Conn, sub: &mut Subscription, write_timeout: Duration) -> bool {
+/// Takes what the inbox holds and writes it, then `extra` (an encoded control frame, or
+/// nothing); false when the connection must end. Every write of this connection goes through
+/// here or [`close`]: between the take and the release the hub task does not write.
+async fn drain(
+    conn: &mut Conn,
+    sub: &mut Subscription,
+    extra: &[u8],
+    write_timeout: Duration,
+) -> bool {
     let batch = sub.pop().await;
     if let Some(reason) = batch.closed {
+        finish(conn, batch, write_timeout).await;
         conn.close(reason.close_code(), reason.as_str()).await;
         return false;
     }
     if batch.gone {
+        finish(conn, batch, write_timeout).await;
         conn.close(close_code::AWAY, "server shutting down").await;
         return false;
     }
     let mut items = batch.items;
     let mut written = true;
-    // A reset comes first and alone (a replay's start); alerts go out in chunks.
+    // A reset comes first and alone (a replay's start; never written by the hub task); alerts
+    // go out in chunks, the first without what the hub task already wrote of it.
     if let Some(Delivery::Reset { oldest_available }) = items.first() {
         let text = reset_text(*oldest_available);
         written = conn.send_text(&text, write_timeout).await.is_ok();
     }
     if written {
         let frames = items.iter().filter_map(ws_payload);
-        written = conn.send_texts(frames, write_timeout).await.is_ok();
+        written = conn
+            .send_texts(frames, batch.written, write_timeout)
+            .await
+            .is_ok();
+    }
+    if written && !extra.is_empty() {
+        written = conn.send_raw(extra, write_timeout).await.is_ok();
     }
     items.clear();
     sub.recycle(items);
+    sub.release();
     written
+}
+
+/// Closes with `code`: takes the inbox first (so the hub task stops writing) and completes a
+/// frame the hub task left half written, so the close frame starts on a frame boundary.
+async fn close(
+    conn: &mut Conn,
+    sub: &mut Subscription,
+    code: u16,
+    reason: &str,
+    write_timeout: Duration,
+) {
+    let batch = sub.pop().await;
+    finish(conn, batch, write_timeout).await;
+    conn.close(code, reason).await;
+}
+
+/// Writes the rest of a frame the hub task started (if any); drops the other deliveries (a
+/// closing subscriber recovers them with `since`).
+async fn finish(conn: &mut Conn, batch: crate::alerts_live::Batch, write_timeout: Duration) {
+    if batch.written > 0 {
+        let first = batch.items.first().and_then(ws_payload);
+        let _ = conn
+            .send_texts(
+                first,
+                batch.written,
+                write_timeout.min(Duration::from_secs(1)),
+            )
+            .await;
+    }
 }

@@ -16,6 +16,7 @@ mod alerts_feed;
 mod alerts_live;
 mod alerts_sse;
 pub mod alerts_sse_raw;
+pub mod alerts_ws_raw;
 mod api;
 mod auth;
 mod cors;
@@ -23,6 +24,7 @@ mod error;
 mod health;
 mod media;
 mod observe;
+mod raw;
 
 pub use alerts::AlertsState;
 pub use auth::Authenticated;

@@ -59,8 +59,15 @@ fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
-/// Checks a handshake request (method, version, `Connection`, `Upgrade`,
-/// `Sec-WebSocket-Version`, `Sec-WebSocket-Key`).
+/// The request headers [`check`] reads (lowercase).
+pub const HEADERS: &[&str] = &[
+    "connection",
+    "upgrade",
+    "sec-websocket-version",
+    "sec-websocket-key",
+];
+
+/// Checks a handshake request (method, version, and the [`HEADERS`]).
 pub fn check(method: &Method, version: Version, headers: &HeaderMap) -> Result<Accepted, Refused> {
     if method != Method::GET {
         return Err(bad("a WebSocket handshake is a GET"));

@@ -17,12 +17,15 @@ pub mod frame;
 pub mod handshake;
 
 use std::io::{self, IoSlice};
+use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::{Buf as _, Bytes};
 use futures_util::FutureExt as _;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::net::TcpStream;
 
 pub use frame::{ClientEvent, Decoder, FrameError};
 
@@ -32,24 +35,71 @@ const CHUNK: usize = 8;
 /// An upgraded WebSocket connection (server side).
 #[derive(Debug)]
 pub struct Conn {
-    io: TokioIo<Upgraded>,
+    io: Io,
+    /// Bytes the HTTP server read past the handshake (handed out before the socket's).
+    early: Bytes,
     decoder: Decoder,
 }
 
+/// The connection under the upgrade.
+#[derive(Debug)]
+enum Io {
+    /// Plain TCP served beside hyper (`http::alerts_ws_raw`): shareable, so the alert hub task
+    /// can write to it directly (`alerts_live::Direct`).
+    Tcp(Arc<TcpStream>),
+    /// Through hyper's upgraded stream (TLS, or a later request on a kept-alive connection).
+    Upgraded(TokioIo<Upgraded>),
+}
+
 impl Conn {
-    /// Wraps an upgraded connection; client data messages over `max_message` bytes end it
-    /// (1009).
+    /// Wraps a connection hyper upgraded (TLS, or a later request on a kept-alive
+    /// connection); client data messages over `max_message` bytes end it (1009).
     pub fn new(upgraded: Upgraded, max_message: u64) -> Conn {
         Conn {
-            io: TokioIo::new(upgraded),
+            io: Io::Upgraded(TokioIo::new(upgraded)),
+            early: Bytes::new(),
             decoder: Decoder::new(max_message),
+        }
+    }
+
+    /// Wraps a plain-TCP connection after its handshake (`early`: what the client sent past
+    /// the request head).
+    pub fn tcp(stream: TcpStream, early: Bytes, max_message: u64) -> Conn {
+        Conn {
+            io: Io::Tcp(Arc::new(stream)),
+            early,
+            decoder: Decoder::new(max_message),
+        }
+    }
+
+    /// The plain-TCP socket, for writes from elsewhere that are exclusive with this
+    /// connection's own (see `alerts_live::mailbox`); `None` through hyper.
+    pub fn socket(&self) -> Option<Arc<TcpStream>> {
+        match &self.io {
+            Io::Tcp(stream) => Some(stream.clone()),
+            Io::Upgraded(_) => None,
         }
     }
 
     /// Reads what the client sent into `buf` (0: the client closed the connection).
     /// Cancel-safe.
     pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.io.read(buf).await
+        if !self.early.is_empty() {
+            let n = self.early.len().min(buf.len());
+            buf[..n].copy_from_slice(&self.early[..n]);
+            self.early.advance(n);
+            return Ok(n);
+        }
+        match &mut self.io {
+            Io::Upgraded(io) => io.read(buf).await,
+            Io::Tcp(stream) => loop {
+                stream.readable().await?;
+                match stream.try_read(buf) {
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                    result => return result,
+                }
+            },
+        }
     }
 
     /// Decodes `input` (bytes just read); calls `event` for each complete client frame.
@@ -61,10 +111,12 @@ impl Conn {
         self.decoder.feed(input, event)
     }
 
-    /// Writes each payload as one text frame, in order, within `limit`.
+    /// Writes each payload as one text frame, in order, within `limit`, except the first
+    /// `skip` bytes of the first frame (header included), which are already on the wire.
     pub async fn send_texts<B: AsRef<[u8]>>(
         &mut self,
         payloads: impl IntoIterator<Item = B>,
+        mut skip: usize,
         limit: Duration,
     ) -> io::Result<()> {
         let mut heads = [([0u8; 10], 0usize); CHUNK];
@@ -75,12 +127,13 @@ impl Conn {
             held[n] = Some(payload);
             n += 1;
             if n == CHUNK {
-                self.write_pairs(&heads, &held[..n], limit).await?;
+                self.write_pairs(&heads, &held[..n], std::mem::take(&mut skip), limit)
+                    .await?;
                 n = 0;
             }
         }
         if n > 0 {
-            self.write_pairs(&heads, &held[..n], limit).await?;
+            self.write_pairs(&heads, &held[..n], skip, limit).await?;
         }
         Ok(())
     }
@@ -104,13 +157,21 @@ impl Conn {
         let _ = self
             .send_raw(&frame::close(code, reason), Duration::from_secs(1))
             .await;
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.io.shutdown()).await;
+        match &mut self.io {
+            Io::Upgraded(io) => {
+                let _ = tokio::time::timeout(Duration::from_secs(1), io.shutdown()).await;
+            }
+            Io::Tcp(stream) => {
+                let _ = socket2::SockRef::from(&**stream).shutdown(std::net::Shutdown::Write);
+            }
+        }
     }
 
     async fn write_pairs<B: AsRef<[u8]>>(
         &mut self,
         heads: &[([u8; 10], usize); CHUNK],
         payloads: &[Option<B>],
+        skip: usize,
         limit: Duration,
     ) -> io::Result<()> {
         let empty = IoSlice::new(&[]);
@@ -120,12 +181,49 @@ impl Conn {
             slices[2 * i] = IoSlice::new(&head[..*len]);
             slices[2 * i + 1] = IoSlice::new(payload.as_ref().map_or(&[], AsRef::as_ref));
         }
-        self.write_all(&mut slices[..2 * payloads.len()], limit)
-            .await
+        let mut slices = &mut slices[..2 * payloads.len()];
+        let total: usize = slices.iter().map(|s| s.len()).sum();
+        IoSlice::advance_slices(&mut slices, skip.min(total));
+        self.write_all(slices, limit).await
     }
 
     async fn write_all(&mut self, slices: &mut [IoSlice<'_>], limit: Duration) -> io::Result<()> {
-        write_all_vectored(&mut self.io, slices, limit).await
+        match &mut self.io {
+            Io::Upgraded(io) => write_all_vectored(io, slices, limit).await,
+            Io::Tcp(stream) => write_all_shared(stream, slices, limit).await,
+        }
+    }
+}
+
+/// [`write_all_vectored`] for a socket shared by reference (`try_write_vectored` when
+/// writable): the plain-TCP WebSocket and the side-path SSE stream.
+pub async fn write_all_shared(
+    stream: &TcpStream,
+    mut slices: &mut [IoSlice<'_>],
+    limit: Duration,
+) -> io::Result<()> {
+    IoSlice::advance_slices(&mut slices, 0);
+    let rest = async {
+        while !slices.is_empty() {
+            match stream.try_write_vectored(slices) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => IoSlice::advance_slices(&mut slices, n),
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    stream.writable().await?;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
+    };
+    // The first attempt needs no timer (the usual case: the socket has room).
+    let mut rest = std::pin::pin!(rest);
+    if let Some(result) = rest.as_mut().now_or_never() {
+        return result;
+    }
+    match tokio::time::timeout(limit, rest).await {
+        Ok(result) => result,
+        Err(_) => Err(io::ErrorKind::TimedOut.into()),
     }
 }
 

@@ -1,0 +1,187 @@
+//! What the side-path servers (`alerts_sse_raw`, `alerts_ws_raw`) share: the listener's test
+//! of a connection's first bytes, reading and parsing one HTTP/1.1 request head, and writing a
+//! response (status, headers, body) without hyper.
+//!
+//! Why side paths at all: a live subscriber's connection lives for hours, and hyper keeps
+//! 8 KiB read and write buffers per HTTP/1 connection for its life; and an upgraded connection
+//! comes out of hyper's auto (HTTP/1 + HTTP/2) server wrapped in a type that hides the socket,
+//! so the alert hub task could not write to it directly. Connections whose *first* request is
+//! a live subscription are therefore served here; everything else (TLS, later requests on a
+//! kept-alive connection) takes the hyper path, with the same protocol.
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, Version, header};
+use axum::response::Response;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+
+use super::alerts_error::AlertError;
+
+/// Largest request head read.
+const MAX_HEAD: usize = 16 * 1024;
+/// Headers parsed at most.
+const MAX_HEADERS: usize = 48;
+
+/// Whether `peeked` (a connection's first bytes) starts `GET {path}` with a query or nothing.
+pub fn claims(peeked: &[u8], path: &[u8]) -> bool {
+    peeked.starts_with(b"GET ")
+        && peeked[4..].starts_with(path)
+        && matches!(peeked.get(4 + path.len()), Some(b'?' | b' '))
+}
+
+/// A parsed request head.
+#[derive(Debug)]
+pub struct Head {
+    pub uri: Uri,
+    pub version: Version,
+    pub headers: HeaderMap,
+    /// Bytes read past the head (a client that did not wait for the answer).
+    pub rest: Vec<u8>,
+}
+
+/// Reads up to the end of the request head; `None` if the peer closed or it is too long.
+pub async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> Option<Vec<u8>> {
+    let mut head = Vec::with_capacity(512);
+    loop {
+        let n = stream.read_buf(&mut head).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        if head.windows(4).any(|w| w == b"\r\n\r\n") {
+            return Some(head);
+        }
+        if head.len() > MAX_HEAD {
+            return None;
+        }
+        head.reserve(512);
+    }
+}
+
+/// Parses what [`read_head`] read (owned values: nothing borrowed from the buffer is kept),
+/// keeping only the headers named in `wanted` (lowercase): the table stays as small as the
+/// few headers a side path reads.
+pub fn parse(read: &[u8], wanted: &[&str]) -> Result<Head, AlertError> {
+    let mut table = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut table);
+    let bad = |why: &str| AlertError::from(super::ApiError::bad_request("bad_request", why));
+    let len = match request.parse(read) {
+        Ok(httparse::Status::Complete(len)) => len,
+        _ => return Err(bad("malformed request head")),
+    };
+    let uri: Uri = request
+        .path
+        .unwrap_or("/")
+        .parse()
+        .map_err(|_| bad("malformed request target"))?;
+    let version = match request.version {
+        Some(0) => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    };
+    let mut headers = HeaderMap::with_capacity(wanted.len());
+    for h in request.headers.iter() {
+        if !wanted.iter().any(|w| h.name.eq_ignore_ascii_case(w)) {
+            continue;
+        }
+        let name = HeaderName::from_bytes(h.name.as_bytes());
+        let value = HeaderValue::from_bytes(h.value);
+        match (name, value) {
+            (Ok(name), Ok(value)) => {
+                headers.append(name, value);
+            }
+            _ => return Err(bad("malformed header")),
+        }
+    }
+    Ok(Head {
+        uri,
+        version,
+        headers,
+        rest: read[len..].to_vec(),
+    })
+}
+
+/// Writes `bytes` within `limit`; false if the connection must end.
+pub async fn write<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    bytes: &[u8],
+    limit: std::time::Duration,
+) -> bool {
+    matches!(
+        tokio::time::timeout(limit, stream.write_all(bytes)).await,
+        Ok(Ok(()))
+    )
+}
+
+/// A status line and headers (`extra` lines appended), ending the head.
+pub fn head_text(status: StatusCode, headers: &HeaderMap, extra: &str) -> String {
+    let mut out = format!(
+        "HTTP/1.1 {} {}\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
+    for (name, value) in headers {
+        if name == header::CONTENT_LENGTH
+            || name == header::CONNECTION && !status.is_informational()
+        {
+            continue;
+        }
+        if let Ok(value) = value.to_str() {
+            out.push_str(&format!("{name}: {value}\r\n"));
+        }
+    }
+    out.push_str(extra);
+    out.push_str("\r\n");
+    out
+}
+
+/// Writes an error response (status, headers, `extra` header lines, body) and closes.
+pub async fn write_response<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    response: Response,
+    extra: &str,
+) {
+    let (parts, body) = response.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, 64 * 1024).await else {
+        return;
+    };
+    let lines = format!(
+        "{extra}content-length: {}\r\nconnection: close\r\n",
+        body.len()
+    );
+    // One write: a client that reads the response once (tungstenite does) gets the body too.
+    let mut whole = head_text(parts.status, &parts.headers, &lines).into_bytes();
+    whole.extend_from_slice(&body);
+    let limit = std::time::Duration::from_secs(5);
+    let _ = write(stream, &whole, limit).await;
+    let _ = tokio::time::timeout(limit, stream.shutdown()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_first_requests_for_the_path_are_claimed() {
+        let sse = b"/sse/alerts";
+        assert!(claims(b"GET /sse/alerts?region=330100 HTTP/1.1\r\n", sse));
+        assert!(claims(b"GET /sse/alerts HTTP/1.1\r\n", sse));
+        assert!(!claims(b"GET /sse/alertsX HTTP/1.1\r\n", sse));
+        assert!(!claims(b"GET /ws/alerts?region=330100 HTTP/1.1\r\n", sse));
+        assert!(claims(
+            b"GET /ws/alerts?region=330100 HTTP/1.1\r\n",
+            b"/ws/alerts"
+        ));
+        assert!(!claims(b"POST /sse/alerts HTTP/1.1\r\n", sse));
+        assert!(!claims(b"GET /sse/al", sse));
+        assert!(!claims(b"GET", sse));
+    }
+
+    #[test]
+    fn a_head_parses_into_owned_parts_and_keeps_what_follows() {
+        let read = b"GET /ws/alerts?region=330100 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n\x81\x80";
+        let head = parse(read, &["upgrade"]).expect("parsed");
+        assert_eq!(head.uri.query(), Some("region=330100"));
+        assert_eq!(head.version, Version::HTTP_11);
+        assert_eq!(head.headers["upgrade"], "websocket");
+        assert_eq!(head.headers.len(), 1, "only what was asked for");
+        assert_eq!(head.rest, b"\x81\x80");
+        assert!(parse(b"GET /x HTTP/1.1\r\nBad Header\r\n\r\n", &[]).is_err());
+    }
+}
