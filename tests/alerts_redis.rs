@@ -352,3 +352,47 @@ async fn a_password_protected_redis_works_and_a_wrong_password_is_a_start_error(
         "the password is not printed: {err}"
     );
 }
+
+/// An entry in the shared log that no instance can read (written by another tool or a later
+/// version) is skipped, not a dead end: numbering goes on after it, live delivery continues
+/// past it (after the gap wait), and an instance started later rebuilds its live ring and
+/// archive around it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_log_entry_is_skipped_not_a_dead_end() {
+    let redis = Redis::start();
+    let a = start(&redis);
+    let token = token();
+    let mut live = Ws::connect(a.addr, "region=330000").await;
+    let (status, body) = publish(&a, &token, &alert("u-1", "330100", "第一条")).await;
+    assert_eq!((status, body["seq"].as_u64()), (201, Some(1)), "{body}");
+    assert_eq!(live.next().await, Seen::Alert(1, "u-1".into()));
+
+    let added = redis.command("XADD {hubcast}:alerts:log 2-0 rec {truncated");
+    assert!(added.contains("2-0"), "{added}");
+    let (status, body) = publish(&a, &token, &alert("u-3", "330100", "第三条")).await;
+    assert_eq!(
+        (status, body["seq"].as_u64()),
+        (201, Some(3)),
+        "numbering continues after the unreadable entry: {body}"
+    );
+    assert_eq!(
+        live.next().await,
+        Seen::Alert(3, "u-3".into()),
+        "delivered once the gap is known to be unreadable"
+    );
+    let (status, body) = publish(&a, &token, &alert("u-4", "330100", "第四条")).await;
+    assert_eq!((status, body["seq"].as_u64()), (201, Some(4)), "{body}");
+    assert_eq!(live.next().await, Seen::Alert(4, "u-4".into()));
+
+    // A later instance: replay and archive around the entry.
+    let b = start(&redis);
+    let mut replay = Ws::connect(b.addr, "region=330000&since=0").await;
+    for (seq, id) in [(1, "u-1"), (3, "u-3"), (4, "u-4")] {
+        assert_eq!(replay.next().await, Seen::Alert(seq, id.into()));
+    }
+    let page = archive(&b, "").await;
+    assert_eq!(identifiers(&page), ["u-4", "u-3", "u-1"]);
+    // The unreadable number itself is an error, not a silent absence.
+    let missing = get(&b, "/alerts/2.xml").await;
+    assert!(missing.status >= 500, "{} {}", missing.status, missing.body);
+}

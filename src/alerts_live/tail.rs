@@ -7,7 +7,9 @@
 //! arrive twice (the HTTP hand-off and the tail); the hub task keeps the first (it drops
 //! numbers it already has). After a Redis failure the thread reconnects with a backoff
 //! (100 ms doubling to 5 s) and resumes from the last number it handed over; the live hub's
-//! gap filler (`GAP_WAIT`) covers the time in between for local publishes.
+//! gap filler (`GAP_WAIT`) covers the time in between for local publishes. An entry no
+//! instance can decode is skipped (logged as an error) and the tail moves past its number;
+//! the hub task's gap filler then learns the number is unreadable and stops waiting for it.
 //!
 //! # Stopping
 //! The thread ends when the live hub is gone (its channel closed) or `stop` is set; it checks

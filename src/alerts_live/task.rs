@@ -67,6 +67,8 @@ pub(super) async fn run(
     let mut slots: HashMap<SubId, Slot> = HashMap::new();
     let mut times: VecDeque<(u64, Instant)> = VecDeque::with_capacity(TIMES);
     let mut pending: BTreeMap<u64, (PublishedAlert, Instant)> = BTreeMap::new();
+    // Numbers up to here that the store holds but cannot read: not waited for.
+    let mut skipped = 0;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         let command = tokio::select! {
@@ -77,8 +79,8 @@ pub(super) async fn run(
             _ = tick.tick() => {
                 let stale = pending.values().next().is_some_and(|(_, at)| at.elapsed() > GAP_WAIT);
                 if stale {
-                    fill_gap(&mut hub, &store, &mut pending).await;
-                    publish_ready(&mut hub, &mut pending, &mut times, &metrics);
+                    skipped = fill_gap(&hub, &store, &mut pending, skipped).await;
+                    publish_ready(&mut hub, &mut pending, skipped, &mut times, &metrics);
                 }
                 hub.handle_timeout(Instant::now(), crate::clock::unix_now());
                 drain_events(&mut hub, &mut slots, &times, &metrics);
@@ -94,7 +96,7 @@ pub(super) async fn run(
                         .entry(alert.seq)
                         .or_insert_with(|| (*alert, Instant::now()));
                 }
-                publish_ready(&mut hub, &mut pending, &mut times, &metrics);
+                publish_ready(&mut hub, &mut pending, skipped, &mut times, &metrics);
             }
             Command::Subscribe {
                 filter,
@@ -134,15 +136,17 @@ pub(super) async fn run(
     }
 }
 
-/// Publishes the pending alerts that follow the hub's last sequence number without a gap.
+/// Publishes the pending alerts that follow the hub's last sequence number (or the last
+/// unreadable one, `skipped`) without a gap.
 fn publish_ready(
     hub: &mut Hub,
     pending: &mut BTreeMap<u64, (PublishedAlert, Instant)>,
+    skipped: u64,
     times: &mut VecDeque<(u64, Instant)>,
     metrics: &LiveMetrics,
 ) {
     while let Some(entry) = pending.first_entry() {
-        if *entry.key() > hub.last_seq() + 1 {
+        if *entry.key() > hub.last_seq().max(skipped) + 1 {
             break;
         }
         let (alert, at) = entry.remove();
@@ -160,21 +164,25 @@ fn publish_ready(
     }
 }
 
-/// Reads the alerts missing before the first pending one from the store.
+/// Reads the alerts missing before the first pending one from the store; returns the new
+/// `skipped` mark. Numbers the store cannot return although a later one is committed are
+/// unreadable there (the store numbers without gaps and commits in order; its readers skip an
+/// entry they cannot decode, logging it): they are skipped rather than waited for forever.
 async fn fill_gap(
-    hub: &mut Hub,
+    hub: &Hub,
     store: &Arc<dyn Store>,
     pending: &mut BTreeMap<u64, (PublishedAlert, Instant)>,
-) {
+    skipped: u64,
+) -> u64 {
     let Some(&first) = pending.keys().next() else {
-        return;
+        return skipped;
     };
-    let after = hub.last_seq();
-    let store = store.clone();
+    let after = hub.last_seq().max(skipped);
+    let reader = store.clone();
     let limit = usize::try_from(first - after)
         .unwrap_or(MAX_PAGE)
         .clamp(1, MAX_PAGE);
-    match tokio::task::spawn_blocking(move || store.since(after, limit)).await {
+    match tokio::task::spawn_blocking(move || reader.since(after, limit)).await {
         Ok(Ok(missing)) => {
             tracing::warn!(
                 after,
@@ -190,8 +198,25 @@ async fn fill_gap(
                 });
             }
         }
-        Ok(Err(err)) => tracing::warn!(%err, "cannot fill a live hand-off gap"),
-        Err(err) => tracing::warn!(%err, "cannot fill a live hand-off gap"),
+        Ok(Err(err)) => {
+            tracing::warn!(%err, "cannot fill a live hand-off gap");
+            return skipped;
+        }
+        Err(err) => {
+            tracing::warn!(%err, "cannot fill a live hand-off gap");
+            return skipped;
+        }
+    }
+    match pending.keys().next() {
+        Some(&next) if next > after + 1 => {
+            tracing::error!(
+                from = after + 1,
+                to = next - 1,
+                "alerts unreadable in the store are skipped by live delivery"
+            );
+            next - 1
+        }
+        _ => skipped,
     }
 }
 
@@ -313,12 +338,12 @@ mod tests {
         let mut times = VecDeque::new();
         for seq in [2, 3, 1, 5] {
             pending.insert(seq, (alert(seq), Instant::now()));
-            publish_ready(&mut hub, &mut pending, &mut times, &metrics);
+            publish_ready(&mut hub, &mut pending, 0, &mut times, &metrics);
         }
         assert_eq!(hub.last_seq(), 3, "5 waits for 4");
         assert_eq!(pending.keys().copied().collect::<Vec<_>>(), [5]);
         pending.insert(4, (alert(4), Instant::now()));
-        publish_ready(&mut hub, &mut pending, &mut times, &metrics);
+        publish_ready(&mut hub, &mut pending, 0, &mut times, &metrics);
         let mut seqs = Vec::new();
         while let Some(Delivery::Alert { seq, .. }) = hub.pop(sub) {
             seqs.push(seq);
@@ -326,5 +351,22 @@ mod tests {
         assert_eq!(seqs, [1, 2, 3, 4, 5]);
         assert_eq!(metrics.published.with_label_values(&["food"]).get(), 5);
         assert_eq!(times.len(), 5);
+    }
+
+    #[test]
+    fn numbers_the_store_cannot_read_are_not_waited_for() {
+        let metrics = LiveMetrics::register(&prometheus::Registry::new()).expect("metrics");
+        let mut hub = Hub::new(&RegionTree::zhejiang(), HubConfig::default());
+        let mut pending = BTreeMap::new();
+        let mut times = VecDeque::new();
+        for seq in [1, 4, 5] {
+            pending.insert(seq, (alert(seq), Instant::now()));
+        }
+        publish_ready(&mut hub, &mut pending, 0, &mut times, &metrics);
+        assert_eq!(hub.last_seq(), 1, "4 waits for 2 and 3");
+        // 2 and 3 turned out unreadable in the store.
+        publish_ready(&mut hub, &mut pending, 3, &mut times, &metrics);
+        assert_eq!(hub.last_seq(), 5);
+        assert!(pending.is_empty());
     }
 }

@@ -29,7 +29,7 @@ use std::time::Duration;
 use redis::{Client, Connection, Value};
 
 use super::append::{Prepared, Target, build, existing_record};
-use super::redis_log::{self, APPEND_SCRIPT, Entry, Keys, entry_id, identity};
+use super::redis_log::{self, APPEND_SCRIPT, Entry, Keys, Slot, entry_id, identity};
 use super::sqlite::check_limit;
 use super::{Appended, ArchiveQuery, MAX_PAGE, Page, SqliteStore, Store, StoreConfig, StoreError};
 use super::{StoredAlert, types::public_id};
@@ -157,13 +157,15 @@ impl RedisStore {
             let Some(last) = batch.last() else {
                 return Ok(());
             };
-            after = last.alert.seq;
+            // Past unreadable entries too: they are skipped, not waited for.
+            after = last.seq;
+            let readable: Vec<Entry> = batch.into_iter().filter_map(Slot::readable).collect();
             self.mirror
-                .insert_numbered(batch.iter().map(|e| (&e.alert, e.raw.as_str())))?;
+                .insert_numbered(readable.iter().map(|e| (&e.alert, e.raw.as_str())))?;
         }
     }
 
-    fn entries_after(&self, after: u64, limit: usize) -> Result<Vec<Entry>, StoreError> {
+    fn entries_after(&self, after: u64, limit: usize) -> Result<Vec<Slot>, StoreError> {
         let start = entry_id(after.saturating_add(1));
         let reply: Value = self.with_conn(|c| {
             Ok(redis::cmd("XRANGE")
@@ -351,7 +353,11 @@ impl Store for RedisStore {
                 .arg(&id)
                 .query(c)?)
         })?;
-        Ok(redis_log::entries(reply)?.pop().map(|e| e.alert))
+        // An unreadable entry is an error here (someone asked for that number), not a skip.
+        redis_log::entries(reply)?
+            .pop()
+            .map(|slot| slot.entry.map(|e| e.alert))
+            .transpose()
     }
 
     fn by_identifier(
@@ -370,6 +376,7 @@ impl Store for RedisStore {
         Ok(self
             .entries_after(after, limit)?
             .into_iter()
+            .filter_map(Slot::readable)
             .map(|e| e.alert)
             .collect())
     }
@@ -384,7 +391,7 @@ impl Store for RedisStore {
                 .arg(1)
                 .query(c)?)
         })?;
-        Ok(redis_log::entries(reply)?.pop().map_or(0, |e| e.alert.seq))
+        Ok(redis_log::entries(reply)?.pop().map_or(0, |slot| slot.seq))
     }
 
     /// Runs on the local index after catching it up; with Redis unreachable, on the index as
@@ -447,13 +454,17 @@ impl LogTail {
                 return Err(err.into());
             }
         };
-        let alerts: Vec<StoredAlert> = redis_log::read_reply(reply)?
+        let slots = redis_log::read_reply(reply)?;
+        let last = slots.last().map(|slot| slot.seq);
+        let alerts: Vec<StoredAlert> = slots
             .into_iter()
+            .filter(|slot| slot.seq > self.after)
+            .filter_map(Slot::readable)
             .map(|e| e.alert)
-            .filter(|a| a.seq > self.after)
             .collect();
-        if let Some(last) = alerts.last() {
-            self.after = last.seq;
+        // Past unreadable entries too, or the next read would return them again at once.
+        if let Some(last) = last {
+            self.after = self.after.max(last);
         }
         Ok(alerts)
     }

@@ -121,8 +121,32 @@ pub(super) struct Entry {
     pub(super) raw: String,
 }
 
+/// One place in the log: its number, and its alert unless the record cannot be decoded (an
+/// entry written by something else or a later version). Readers skip such an entry and move
+/// past its number instead of stopping there: one bad entry must not hold back every alert
+/// after it (`StoreError::Corrupt` names it; `get` of that number reports it).
+#[derive(Debug)]
+pub(super) struct Slot {
+    pub(super) seq: u64,
+    pub(super) entry: Result<Entry, StoreError>,
+}
+
+impl Slot {
+    /// The entry, or `None` with the reason logged.
+    pub(super) fn readable(self) -> Option<Entry> {
+        match self.entry {
+            Ok(entry) => Some(entry),
+            Err(err) => {
+                tracing::error!(seq = self.seq, %err,
+                    "unreadable entry in the shared alert log skipped");
+                None
+            }
+        }
+    }
+}
+
 /// The entries of an `XRANGE`/`XREVRANGE` reply.
-pub(super) fn entries(reply: Value) -> Result<Vec<Entry>, StoreError> {
+pub(super) fn entries(reply: Value) -> Result<Vec<Slot>, StoreError> {
     let Value::Array(items) = reply else {
         return match reply {
             Value::Nil => Ok(Vec::new()),
@@ -133,7 +157,7 @@ pub(super) fn entries(reply: Value) -> Result<Vec<Entry>, StoreError> {
 }
 
 /// The entries of an `XREAD` reply on one stream (`Nil`: the block timed out).
-pub(super) fn read_reply(reply: Value) -> Result<Vec<Entry>, StoreError> {
+pub(super) fn read_reply(reply: Value) -> Result<Vec<Slot>, StoreError> {
     let streams = match reply {
         Value::Nil => return Ok(Vec::new()),
         Value::Array(streams) => streams,
@@ -159,7 +183,8 @@ pub(super) fn read_reply(reply: Value) -> Result<Vec<Entry>, StoreError> {
     Ok(out)
 }
 
-fn entry(item: Value) -> Result<Entry, StoreError> {
+/// An entry's number (its id must be `<seq>-0`: anything else is not our log) and contents.
+fn entry(item: Value) -> Result<Slot, StoreError> {
     let Value::Array(mut parts) = item else {
         return Err(malformed(0, "entry is not an array".to_owned()));
     };
@@ -173,6 +198,13 @@ fn entry(item: Value) -> Result<Entry, StoreError> {
         .and_then(|s| s.parse::<u64>().ok())
         .filter(|&s| s > 0)
         .ok_or_else(|| malformed(0, format!("entry id {id:?} is not <seq>-0")))?;
+    Ok(Slot {
+        seq,
+        entry: contents(seq, fields),
+    })
+}
+
+fn contents(seq: u64, fields: Value) -> Result<Entry, StoreError> {
     let pairs: Vec<Value> = match fields {
         Value::Array(values) => values,
         Value::Map(pairs) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
@@ -297,30 +329,58 @@ mod tests {
                 bulk("<r/>"),
             ]),
         ])]);
-        let got = entries(reply).expect("entries");
+        let mut got = entries(reply).expect("entries");
         assert_eq!(got.len(), 1);
-        assert_eq!(got[0].alert, a);
-        assert_eq!(got[0].raw, "<r/>");
+        let slot = got.pop().expect("one");
+        assert_eq!(slot.seq, 7);
+        let entry = slot.entry.expect("readable");
+        assert_eq!(entry.alert, a);
+        assert_eq!(entry.raw, "<r/>");
     }
 
     #[test]
     fn malformed_entries_are_corrupt_not_panics() {
+        // Not our log's shape or numbering: the whole reply is refused.
         for reply in [
             Value::Int(3),
             Value::Array(vec![Value::Int(1)]),
             Value::Array(vec![Value::Array(vec![bulk("x-0"), Value::Array(vec![])])]),
             Value::Array(vec![Value::Array(vec![bulk("0-0"), Value::Array(vec![])])]),
-            Value::Array(vec![Value::Array(vec![bulk("5-0"), Value::Array(vec![])])]),
-            Value::Array(vec![Value::Array(vec![
-                bulk("5-0"),
-                Value::Array(vec![bulk("rec"), bulk("{not json")]),
-            ])]),
         ] {
             assert!(
                 matches!(entries(reply), Err(StoreError::Corrupt { .. })),
                 "must be Corrupt"
             );
         }
+        // A numbered entry whose record cannot be read: that entry is Corrupt, the ones
+        // around it are read, and its number is known (readers move past it).
+        let good = |seq: u64| {
+            let mut a = sample();
+            a.seq = seq;
+            a.id = public_id(seq);
+            Value::Array(vec![
+                bulk(&format!("{seq}-0")),
+                Value::Array(vec![bulk("rec"), bulk(&encode(&a))]),
+            ])
+        };
+        let reply = Value::Array(vec![
+            good(4),
+            Value::Array(vec![bulk("5-0"), Value::Array(vec![])]),
+            Value::Array(vec![
+                bulk("6-0"),
+                Value::Array(vec![bulk("rec"), bulk("{not json")]),
+            ]),
+            good(7),
+        ]);
+        let slots = entries(reply).expect("slots");
+        let seqs: Vec<u64> = slots.iter().map(|s| s.seq).collect();
+        assert_eq!(seqs, [4, 5, 6, 7]);
+        let readable: Vec<u64> = slots
+            .into_iter()
+            .filter_map(Slot::readable)
+            .map(|e| e.alert.seq)
+            .collect();
+        assert_eq!(readable, [4, 7]);
         assert!(script_answer(&Value::Nil).is_err());
         assert_eq!(
             script_answer(&Value::Array(vec![Value::Int(1), Value::Int(9)])).expect("answer"),
