@@ -26,10 +26,17 @@ pub struct SfuConfig {
     /// A peer that has not completed ICE and DTLS by then is removed. Default 15 s, Chrome's
     /// own ICE checking timeout is about 15 s too.
     pub connect_timeout: Duration,
-    /// Capacity of each worker's inbox (datagrams + commands). Full: datagrams are dropped
-    /// (counted, like a full socket buffer) and commands answer "busy". Default 8192 packets:
-    /// ~80 ms of a loaded worker's ingress.
+    /// Capacity of each worker's inbox (UDP batches, ICE-TCP datagrams, commands). Full:
+    /// datagrams are dropped (counted, like a full socket buffer) and commands answer "busy".
+    /// Default 8192 messages: ~80 ms of a loaded worker's ingress at one datagram each.
     pub worker_queue: usize,
+    /// Batches of received UDP datagrams each worker may have queued (the receiving thread
+    /// packs each `recvmmsg`'s datagrams for one worker into one batch, up to 32, and the
+    /// worker hands it back for reuse). All out: that worker's datagrams are dropped and
+    /// counted (`queue_full`) until one returns. Default 256: at least 256 datagrams queued
+    /// per worker (more when the receiver reads several at once); buffers grow only to what
+    /// bursts needed, at most 256 × 64 KiB per worker.
+    pub ingress_batches: usize,
     /// Initial bandwidth estimate toward a viewer, bits/s. Default 1.5 Mbit/s: enough for the
     /// middle simulcast layer, so a new viewer starts sharp and probes upward.
     pub initial_bwe_bps: u64,
@@ -54,6 +61,7 @@ impl Default for SfuConfig {
             max_peers_per_room: 400,
             connect_timeout: Duration::from_secs(15),
             worker_queue: 8192,
+            ingress_batches: 256,
             initial_bwe_bps: 1_500_000,
             viewer_bwe: true,
             keyframe_interval: Duration::from_millis(500),

@@ -128,4 +128,12 @@ impl SfuMetrics {
         debug_assert!(DROP_REASONS.contains(&reason));
         self.dropped_packets.with_label_values(&[reason]).inc();
     }
+
+    /// Counts `n` datagrams dropped for the same reason (one of `DROP_REASONS`).
+    pub fn dropped_many(&self, reason: &'static str, n: usize) {
+        debug_assert!(DROP_REASONS.contains(&reason));
+        self.dropped_packets
+            .with_label_values(&[reason])
+            .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
+    }
 }

@@ -1,10 +1,11 @@
 //! The driver: sockets, threads and timers around the sans-IO room core.
 //!
-//! Layout: `config` (settings), `api` (commands and answers for the HTTP side), `net` (the
-//! shared UDP socket's receiving thread and the ICE-TCP listener), `demux` (datagram → session
-//! in O(1)), `worker` (one thread per core owning sessions and rooms), `session` (one str0m
-//! `Rtc` and SDP handling), `room` (glue between str0m events and `crate::core::Room`),
-//! `metrics`.
+//! Layout: `config` (settings), `api` (commands and answers for the HTTP side), `net` (batched
+//! UDP sends and the ICE-TCP listener), `ingress` (the shared UDP socket's receiving thread:
+//! `recvmmsg`, pooled per-worker batches), `demux` (datagram → session in O(1)), `worker` (one
+//! thread per core owning sessions and rooms), `command` (the HTTP side's commands, run on the
+//! worker), `session` (one str0m `Rtc` and SDP handling), `room` (glue between str0m events
+//! and `crate::core::Room`), `metrics`.
 //!
 //! Threads: one UDP receiver, one TCP acceptor (+ a reader and writer per ICE-TCP connection),
 //! `workers` workers. A room is pinned to one worker (the least loaded when the room first
@@ -13,8 +14,10 @@
 //! is bounded except the per-TCP-connection writer (bounded by the worker's output rate).
 
 mod api;
+mod command;
 mod config;
 mod demux;
+mod ingress;
 mod metrics;
 mod net;
 mod room;
@@ -36,7 +39,8 @@ use std::sync::mpsc::{SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use worker::{Command, Reply, Shared, Worker, WorkerMsg};
+use command::{Command, Reply};
+use worker::{Shared, Worker, WorkerMsg};
 
 /// How long the HTTP side waits for a worker's answer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -113,7 +117,10 @@ impl Sfu {
         let ufrags = demux::UfragTable::default();
         let stop = Arc::new(AtomicBool::new(false));
         let placement = Arc::new(std::sync::Mutex::new(Placement::new(config.workers.max(1))));
+        let (pool, recycler) =
+            ingress::Pool::new(config.workers.max(1), config.ingress_batches, udp_addr);
         let shared = Shared {
+            recycler,
             placement: placement.clone(),
             config: config.clone(),
             socket: socket.clone(),
@@ -127,9 +134,10 @@ impl Sfu {
         for index in 0..config.workers.max(1) {
             let (tx, rx) = std::sync::mpsc::sync_channel(config.worker_queue.max(16));
             senders.push(tx);
-            let worker = Worker::new(index, shared.clone());
+            let shared = shared.clone();
+            // Built on its own thread: a worker keeps thread-bound `sendmmsg` headers.
             threads.push(spawn(&format!("sfu-worker-{index}"), move || {
-                worker.run(&rx)
+                Worker::new(index, shared).run(&rx)
             })?);
         }
         let workers = Arc::new(senders);
@@ -139,7 +147,7 @@ impl Sfu {
             let metrics = metrics.clone();
             let stop = stop.clone();
             threads.push(spawn("sfu-udp-recv", move || {
-                net::udp_receive_loop(&socket, &workers, &ufrags, &metrics, &stop);
+                ingress::udp_receive_loop(&socket, &workers, &ufrags, &metrics, &stop, pool);
             })?);
         }
         if let Some(listener) = tcp {

@@ -1,8 +1,8 @@
-//! The sockets: one UDP socket shared by every peer (a receiving thread demultiplexes to the
-//! workers; workers send directly), and one TCP listener for passive ICE-TCP, whose
-//! connections carry RFC 4571 frames (16-bit length + datagram).
+//! The sockets: one UDP socket shared by every peer (workers send on it directly, with
+//! `sendmmsg`; its receiving thread is `ingress`), and one TCP listener for passive ICE-TCP,
+//! whose connections carry RFC 4571 frames (16-bit length + datagram).
 
-use std::io::{Read as _, Write as _};
+use std::io::{IoSlice, Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,108 +20,59 @@ use super::worker::{Datagram, WorkerMsg};
 pub(crate) const MAX_DATAGRAM: usize = 2048;
 /// How often blocked reads wake to check for shutdown.
 const POLL: Duration = Duration::from_millis(200);
-/// Forget addresses of ended sessions this often.
-const ADDR_SWEEP: Duration = Duration::from_secs(5);
 
 /// Most datagrams handed to the kernel in one `sendmmsg`.
 pub(crate) const SEND_BATCH: usize = 32;
 
-/// Sends `batch` (UDP transmits) with as few `sendmmsg` calls as possible, then clears it.
-/// A partial or failed batch falls back to one `send_to` per remaining datagram, so nothing
-/// is silently skipped. Allocates per batch (the syscall headers), never per datagram.
-pub(crate) fn send_batch(socket: &UdpSocket, batch: &mut Vec<Transmit>, metrics: &SfuMetrics) {
-    use std::os::fd::AsRawFd as _;
-    let mut start = 0;
-    while start < batch.len() {
-        let chunk = &batch[start..batch.len().min(start + SEND_BATCH)];
-        let addrs: Vec<Option<SockaddrStorage>> = chunk
-            .iter()
-            .map(|t| Some(SockaddrStorage::from(t.destination)))
-            .collect();
-        let iovs: Vec<[std::io::IoSlice<'_>; 1]> = chunk
-            .iter()
-            .map(|t| [std::io::IoSlice::new(&t.contents)])
-            .collect();
-        let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(chunk.len(), None);
-        let sent = sendmmsg(
-            socket.as_raw_fd(),
-            &mut headers,
-            &iovs,
-            &addrs,
-            [],
-            MsgFlags::MSG_DONTWAIT,
-        )
-        .map_or(0, |results| results.count());
-        for t in &chunk[sent..] {
-            if socket.send_to(&t.contents, t.destination).is_err() {
-                metrics.send_errors.inc();
-            }
-        }
-        start += chunk.len();
-    }
-    batch.clear();
+/// Sends UDP transmits with as few `sendmmsg` calls as possible, reusing its system-call
+/// headers: nothing is allocated per call or per datagram. One per worker thread (the headers
+/// hold raw pointers, so it is built on the thread that uses it).
+#[derive(Debug)]
+pub(crate) struct BatchSender {
+    headers: MultiHeaders<SockaddrStorage>,
 }
 
-/// Receives on the shared UDP socket until `stop`, routing each datagram to its worker.
-pub(crate) fn udp_receive_loop(
-    socket: &UdpSocket,
-    workers: &[SyncSender<WorkerMsg>],
-    ufrags: &UfragTable,
-    metrics: &SfuMetrics,
-    stop: &AtomicBool,
-) {
-    let local = socket
-        .local_addr()
-        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-    let _ = socket.set_read_timeout(Some(POLL));
-    let mut table = AddrTable::default();
-    let mut buf = vec![0u8; MAX_DATAGRAM + 1];
-    let mut last_sweep = Instant::now();
-    while !stop.load(Ordering::Relaxed) {
-        if last_sweep.elapsed() > ADDR_SWEEP {
-            table.retain_live(ufrags);
-            last_sweep = Instant::now();
+impl BatchSender {
+    pub(crate) fn new() -> Self {
+        BatchSender {
+            headers: MultiHeaders::preallocate(SEND_BATCH, None),
         }
-        let (len, source) = match socket.recv_from(&mut buf) {
-            Ok(got) => got,
-            Err(err)
-                if matches!(
-                    err.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue;
+    }
+
+    /// Sends `batch`, [`SEND_BATCH`] per call, then clears it. A partial or failed call falls
+    /// back to one `send_to` per remaining datagram, so nothing is silently skipped.
+    pub(crate) fn send(
+        &mut self,
+        socket: &UdpSocket,
+        batch: &mut Vec<Transmit>,
+        metrics: &SfuMetrics,
+    ) {
+        use std::os::fd::AsRawFd as _;
+        for chunk in batch.chunks(SEND_BATCH) {
+            let addrs: [Option<SockaddrStorage>; SEND_BATCH] =
+                std::array::from_fn(|i| chunk.get(i).map(|t| SockaddrStorage::from(t.destination)));
+            let iovs: [[IoSlice<'_>; 1]; SEND_BATCH] = std::array::from_fn(|i| {
+                [IoSlice::new(
+                    chunk.get(i).map_or(&[][..], |t| &t.contents[..]),
+                )]
+            });
+            let n = chunk.len();
+            let sent = sendmmsg(
+                socket.as_raw_fd(),
+                &mut self.headers,
+                &iovs[..n],
+                &addrs[..n],
+                [],
+                MsgFlags::MSG_DONTWAIT,
+            )
+            .map_or(0, |results| results.count());
+            for t in chunk.iter().skip(sent) {
+                if socket.send_to(&t.contents, t.destination).is_err() {
+                    metrics.send_errors.inc();
+                }
             }
-            Err(err) => {
-                tracing::debug!(error = %err, "UDP receive error");
-                continue;
-            }
-        };
-        if len > MAX_DATAGRAM {
-            metrics.dropped("oversize");
-            continue;
         }
-        let data = &buf[..len];
-        let Demuxed::Route(route) = table.route(source, data, ufrags) else {
-            metrics.dropped("unknown_sender");
-            continue;
-        };
-        let Some(worker) = workers.get(route.worker) else {
-            continue;
-        };
-        let msg = WorkerMsg::Datagram(Datagram {
-            session: route.session,
-            proto: Protocol::Udp,
-            source,
-            destination: local,
-            data: data.to_vec(),
-            at: Instant::now(),
-        });
-        match worker.try_send(msg) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => metrics.dropped("queue_full"),
-            Err(TrySendError::Disconnected(_)) => return,
-        }
+        batch.clear();
     }
 }
 

@@ -1,0 +1,334 @@
+//! The floor str0m puts under per-viewer egress, whatever the driver around it: two str0m
+//! `Rtc`s connected entirely in memory on simulated time (SDP offer/answer, ICE, DTLS), the
+//! server side built like `sfu/src/driver/session.rs` `accept` (ICE-lite, RTP mode, stats
+//! every second, Opus/VP8/VP9/H.264; viewer BWE on or off), the client a recv-only VP8 peer.
+//!
+//! One iteration = one forwarded packet on the server side, as `pump_room` and the worker's
+//! flush do it: `Input::Timeout` when str0m's timer is due, `write_rtp` of a 1200-byte VP8
+//! payload (shared `Arc`, nackable) on the viewer's send stream, then `poll_output` until
+//! `Timeout` (handling the timeouts str0m's pacer asks for at once, as the worker does). The
+//! transmits are not sent anywhere; outside the timed part they are fed to the client every
+//! [`CHUNK`] packets and the client's answers (receiver reports, TWCC feedback, NACKs, ICE
+//! keep-alives) fed back, so the connection, the pacer and the estimate stay as in a real
+//! session. The `egress_and_feedback_*` variants also time the server taking those answers:
+//! str0m's whole per-viewer cost per forwarded packet, minus the publisher's side. Simulated time advances [`PACKET_GAP`] per packet (~120 packets/s, the
+//! video of `sfu-load`'s publishers). Same-run baselines: one AES-GCM seal of 1200 bytes with
+//! aws-lc (128-bit as `sfu-load`'s ceiling; 256-bit, the SRTP profile str0m prefers).
+//!
+//! Run: `cargo bench -p sfu --bench str0m_floor -- --warm-up-time 1 --measurement-time 5`.
+
+use std::hint::black_box;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::aead::{AES_128_GCM, AES_256_GCM, Aad, Algorithm, LessSafeKey, Nonce, UnboundKey};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use str0m::bwe::Bitrate;
+use str0m::format::Codec;
+use str0m::media::{Direction, MediaKind, Mid, Pt};
+use str0m::net::{Protocol, Receive, Transmit};
+use str0m::rtp::{ExtensionValues, RtpWrite, Ssrc};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+
+/// Payload of one forwarded packet (as `sfu-load`'s video).
+const PAYLOAD: usize = 1200;
+/// Simulated time between forwarded packets.
+const PACKET_GAP: Duration = Duration::from_micros(8_333);
+/// Packets timed in a row before the client's side is caught up (untimed).
+const CHUNK: u64 = 32;
+/// As the worker (`sfu/src/driver/worker.rs`): timeouts this close are handled in the same
+/// drain, at most this many times.
+const IMMEDIATE: Duration = Duration::from_micros(100);
+const MAX_REPOLLS: u32 = 64;
+/// Initial estimate with BWE on, as `SfuConfig::initial_bwe_bps`.
+const INITIAL_BWE_BPS: u64 = 1_500_000;
+
+/// One side: its `Rtc`, when it next wants a timeout, what it sent, what it learnt.
+struct Peer {
+    rtc: Rtc,
+    addr: SocketAddr,
+    next: Instant,
+    out: Vec<Transmit>,
+    connected: bool,
+    video: Option<Mid>,
+}
+
+impl Peer {
+    fn new(rtc: Rtc, addr: SocketAddr, now: Instant) -> Self {
+        let mut peer = Peer {
+            rtc,
+            addr,
+            next: now,
+            out: Vec::new(),
+            connected: false,
+            video: None,
+        };
+        let candidate = Candidate::host(addr, "udp").expect("host candidate");
+        peer.rtc.add_local_candidate(candidate);
+        peer
+    }
+
+    /// `poll_output` until `Timeout`, keeping transmits in `out`.
+    fn drain(&mut self) {
+        loop {
+            match self.rtc.poll_output().expect("poll_output") {
+                Output::Timeout(t) => {
+                    self.next = t;
+                    return;
+                }
+                Output::Transmit(t) => self.out.push(t),
+                Output::Event(Event::Connected) => self.connected = true,
+                Output::Event(Event::MediaAdded(added)) if added.kind == MediaKind::Video => {
+                    self.video = Some(added.mid);
+                }
+                Output::Event(_) => {}
+            }
+        }
+    }
+
+    /// Feeds `datagrams` (the other side's transmits), draining after each one.
+    fn receive(&mut self, datagrams: &mut Vec<Transmit>, now: Instant) {
+        for t in datagrams.drain(..) {
+            let Ok(receive) = Receive::new(Protocol::Udp, t.source, self.addr, &t.contents) else {
+                continue;
+            };
+            // A datagram str0m refuses (e.g. after a restart) is just dropped.
+            let _ = self.rtc.handle_input(Input::Receive(now, receive));
+            self.drain();
+        }
+    }
+
+    /// Handles the timeouts str0m asks for at once, as the worker's drain does: its pacer
+    /// takes new media at a timeout, and asks for another 1 µs after each packet it releases.
+    fn settle(&mut self, now: Instant) {
+        for _ in 0..MAX_REPOLLS {
+            if self.next > now + IMMEDIATE {
+                return;
+            }
+            let at = self.next.max(now);
+            self.rtc.handle_input(Input::Timeout(at)).expect("timeout");
+            self.drain();
+        }
+    }
+
+    /// Handles a due timeout and drains.
+    fn tick(&mut self, now: Instant) {
+        if self.next <= now {
+            self.rtc.handle_input(Input::Timeout(now)).expect("timeout");
+            self.drain();
+        }
+    }
+}
+
+/// The server built as `session::accept` builds a viewer's `Rtc`.
+fn server_rtc(bwe: bool, now: Instant) -> Rtc {
+    let mut builder = Rtc::builder()
+        .set_ice_lite(true)
+        .set_rtp_mode(true)
+        .set_stats_interval(Some(Duration::from_secs(1)))
+        .clear_codecs()
+        .enable_opus(true, false)
+        .enable_vp8(true)
+        .enable_vp9(true)
+        .enable_h264(true);
+    if bwe {
+        builder = builder.enable_bwe(Some(Bitrate::bps(INITIAL_BWE_BPS)));
+    }
+    builder.build(now)
+}
+
+/// A connected pair: the viewer's server-side `Rtc` with its video send stream, and the client.
+struct Pair {
+    server: Peer,
+    client: Peer,
+    now: Instant,
+    ssrc: Ssrc,
+    pt: Pt,
+    seq: u64,
+    payload: Arc<[u8]>,
+    /// Datagrams that came out of the timed part.
+    timed_out: usize,
+}
+
+impl Pair {
+    fn connect(bwe: bool) -> Self {
+        let mut now = Instant::now();
+        let client_rtc = Rtc::builder().set_rtp_mode(true).build(now);
+        let mut client = Peer::new(client_rtc, SocketAddr::from(([10, 0, 0, 1], 5000)), now);
+        let mut server = Peer::new(
+            server_rtc(bwe, now),
+            SocketAddr::from(([10, 0, 0, 2], 7882)),
+            now,
+        );
+        let mut change = client.rtc.sdp_api();
+        change.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+        let (offer, pending) = change.apply().expect("an offer");
+        let answer = server.rtc.sdp_api().accept_offer(offer).expect("answer");
+        client
+            .rtc
+            .sdp_api()
+            .accept_answer(pending, answer)
+            .expect("accepted");
+        for _ in 0..10_000 {
+            client.drain();
+            server.drain();
+            server.receive(&mut client.out, now);
+            client.receive(&mut server.out, now);
+            if client.connected && server.connected && server.video.is_some() {
+                break;
+            }
+            now = now.max(client.next.min(server.next));
+            client.tick(now);
+            server.tick(now);
+        }
+        assert!(client.connected && server.connected, "in-memory ICE + DTLS");
+        let mid = server.video.expect("video media line");
+        let ssrc = server
+            .rtc
+            .direct_api()
+            .stream_tx_by_mid(mid, None)
+            .map(|s| s.ssrc())
+            .expect("a send stream for the viewer's video");
+        let pt = server
+            .rtc
+            .codec_config()
+            .find(|p| p.spec().codec == Codec::Vp8)
+            .map(|p| p.pt())
+            .expect("VP8 negotiated");
+        // A VP8 payload descriptor (S bit, picture id) in front of filler.
+        let mut payload = vec![0x5a_u8; PAYLOAD];
+        payload[..4].copy_from_slice(&[0x90, 0x80, 0x80, 0x01]);
+        Pair {
+            server,
+            client,
+            now,
+            ssrc,
+            pt,
+            seq: 1,
+            payload: payload.into(),
+            timed_out: 0,
+        }
+    }
+
+    /// One forwarded packet on the server side (the timed part).
+    fn forward(&mut self) {
+        self.now += PACKET_GAP;
+        let before = self.server.out.len();
+        self.server.tick(self.now);
+        let write = RtpWrite::new(
+            self.pt,
+            self.seq.into(),
+            (self.seq * 750) as u32,
+            self.now,
+            self.payload.clone(),
+        )
+        .marker(self.seq.is_multiple_of(4))
+        .ext_vals(ExtensionValues::default())
+        .nackable(true);
+        self.seq += 1;
+        let mut api = self.server.rtc.direct_api();
+        api.stream_tx(&self.ssrc)
+            .expect("send stream")
+            .write_rtp(write);
+        self.server.drain();
+        self.server.settle(self.now);
+        self.timed_out += self.server.out.len() - before;
+    }
+
+    /// Lets the client see what the server sent and answer it (untimed). Returns the number
+    /// of datagrams the server had sent.
+    fn client_side(&mut self) -> usize {
+        let sent = self.server.out.len();
+        self.client.receive(&mut self.server.out, self.now);
+        self.client.tick(self.now);
+        sent
+    }
+
+    /// The server takes the client's answers (RTCP receiver reports, TWCC feedback for the
+    /// estimate, NACKs, STUN keep-alives).
+    fn server_side(&mut self) {
+        self.server.receive(&mut self.client.out, self.now);
+    }
+}
+
+fn egress(c: &mut Criterion) {
+    let mut group = c.benchmark_group("str0m_floor");
+    group.throughput(Throughput::Elements(1));
+    let variants = [
+        ("egress_bwe_on", true, false),
+        ("egress_bwe_off", false, false),
+        ("egress_and_feedback_bwe_on", true, true),
+        ("egress_and_feedback_bwe_off", false, true),
+    ];
+    for (name, bwe, feedback_timed) in variants {
+        let mut pair = Pair::connect(bwe);
+        let (mut packets, mut datagrams) = (0u64, 0usize);
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut timed = Duration::ZERO;
+                let mut left = iters;
+                while left > 0 {
+                    let n = left.min(CHUNK);
+                    let start = Instant::now();
+                    for _ in 0..n {
+                        pair.forward();
+                    }
+                    timed += start.elapsed();
+                    datagrams += pair.client_side();
+                    let start = Instant::now();
+                    pair.server_side();
+                    if feedback_timed {
+                        timed += start.elapsed();
+                    }
+                    left -= n;
+                }
+                packets += iters;
+                timed
+            });
+        });
+        assert!(pair.server.connected, "{name}: still connected");
+        if packets > 0 {
+            eprintln!(
+                "{name}: {packets} packets written; datagrams out {:.3} per packet, {:.3} of them from the timed part (RTP, RTCP, probes)",
+                datagrams as f64 / packets as f64,
+                pair.timed_out as f64 / packets as f64
+            );
+        }
+    }
+    group.finish();
+}
+
+fn seal(c: &mut Criterion) {
+    let mut group = c.benchmark_group("str0m_floor");
+    group.throughput(Throughput::Elements(1));
+    let algorithms: [(&str, &'static Algorithm); 2] = [
+        ("aes128gcm_seal_1200", &AES_128_GCM),
+        ("aes256gcm_seal_1200", &AES_256_GCM),
+    ];
+    for (name, algorithm) in algorithms {
+        let key_bytes = vec![7u8; algorithm.key_len()];
+        let key = LessSafeKey::new(UnboundKey::new(algorithm, &key_bytes).expect("key"));
+        let mut buf = vec![0x5a_u8; PAYLOAD];
+        let mut counter = 0u64;
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                counter += 1;
+                let mut nonce = [0u8; 12];
+                nonce[4..].copy_from_slice(&counter.to_be_bytes());
+                let tag = key
+                    .seal_in_place_separate_tag(
+                        Nonce::assume_unique_for_key(nonce),
+                        Aad::from(&[0x80_u8; 12]),
+                        &mut buf,
+                    )
+                    .expect("seal");
+                black_box(tag.as_ref()[0])
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, egress, seal);
+criterion_main!(benches);

@@ -1,0 +1,315 @@
+//! Commands from the HTTP side, run on the worker that owns the room: creating a session from
+//! an SDP offer (placing its room), ending one, trickle ICE and ICE restarts (`PATCH`), layer
+//! choice and room descriptions. Nothing here runs per packet.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use str0m::IceCreds;
+
+use super::api::{SessionCreated, SessionKind, SessionRequest, SfuError};
+use super::demux::Route;
+use super::room::RoomSlot;
+use super::session::{self, Session};
+use super::worker::Worker;
+
+/// A reply channel (answered from this thread, awaited on the async side).
+pub(crate) type Reply<T> = tokio::sync::oneshot::Sender<Result<T, SfuError>>;
+
+/// Commands from the HTTP side.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Create {
+        id: u64,
+        req: SessionRequest,
+        reply: Reply<SessionCreated>,
+    },
+    End {
+        room: String,
+        id: u64,
+        reply: Reply<()>,
+    },
+    SetLayer {
+        room: String,
+        id: u64,
+        choice: super::api::LayerChoice,
+        reply: Reply<()>,
+    },
+    Room {
+        room: String,
+        reply: Reply<super::api::RoomInfo>,
+    },
+    /// WHIP/WHEP `PATCH`: trickle candidates or an ICE restart (RFC 9725 § 4.3).
+    Patch {
+        room: String,
+        id: u64,
+        frag: String,
+        reply: Reply<Option<String>>,
+    },
+}
+
+impl Worker {
+    pub(crate) fn handle_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Create { id, req, reply } => {
+                let room = req.room.clone();
+                let result = self.create(id, req);
+                if result.is_err() && !self.rooms.contains_key(room.as_str()) {
+                    // Placed for this create, which made nothing: forget it.
+                    if let Ok(mut placement) = self.shared.placement.lock() {
+                        placement.release(&room, self.index);
+                    }
+                }
+                let _ = reply.send(result);
+            }
+            Command::End { room, id, reply } => {
+                let found = self
+                    .sessions
+                    .get(&id)
+                    .is_some_and(|s| &*s.room == room.as_str());
+                if found {
+                    self.remove_session(id, "deleted");
+                    let _ = reply.send(Ok(()));
+                } else {
+                    let _ = reply.send(Err(SfuError::NoSuchSession));
+                }
+            }
+            Command::SetLayer {
+                room,
+                id,
+                choice,
+                reply,
+            } => {
+                let _ = reply.send(self.set_layer(&room, id, choice));
+            }
+            Command::Room { room, reply } => {
+                let _ = reply.send(self.room_info(&room));
+            }
+            Command::Patch {
+                room,
+                id,
+                frag,
+                reply,
+            } => {
+                let result = self.patch(&room, id, &frag);
+                self.flush();
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    fn create(&mut self, id: u64, req: SessionRequest) -> Result<SessionCreated, SfuError> {
+        let config = &self.shared.config;
+        if let SessionKind::Play(super::api::PlaySource::Publisher(publisher)) = req.kind {
+            let ok = self
+                .sessions
+                .get(&publisher)
+                .is_some_and(|s| s.kind == SessionKind::Publish && &*s.room == req.room.as_str());
+            if !ok {
+                return Err(SfuError::NoSuchPublisher);
+            }
+        }
+        if usize::try_from(self.shared.metrics.peers.get()).unwrap_or(0) >= config.max_peers {
+            return Err(SfuError::Full("peers on this node"));
+        }
+        let in_room = self
+            .rooms
+            .get(req.room.as_str())
+            .map_or(0, RoomSlot::session_count);
+        if in_room >= config.max_peers_per_room {
+            return Err(SfuError::Full("peers in this room"));
+        }
+        let now = Instant::now();
+        let ufrag = format!("hc{id:x}{:04x}", rand_u16(id));
+        let creds = IceCreds {
+            ufrag: ufrag.clone(),
+            pass: random_password(id),
+        };
+        let (rtc, answer) = session::accept(
+            config,
+            &req.kind,
+            &req.offer,
+            creds,
+            self.shared.udp_addr,
+            self.shared.tcp_addr,
+            now,
+        )?;
+        let pts = Session::negotiated_pts(&rtc);
+        let room: Arc<str> = match self.rooms.get_key_value(req.room.as_str()) {
+            Some((key, _)) => key.clone(),
+            None => {
+                // The placement may have been released since this create was routed here.
+                let claimed = match self.shared.placement.lock() {
+                    Ok(mut placement) => placement.claim(&req.room, self.index),
+                    Err(_) => false,
+                };
+                if !claimed {
+                    return Err(SfuError::Busy);
+                }
+                let key: Arc<str> = Arc::from(req.room.as_str());
+                self.rooms
+                    .insert(key.clone(), RoomSlot::new(&self.shared.config));
+                key
+            }
+        };
+        let session = Session {
+            id,
+            room: room.clone(),
+            kind: req.kind.clone(),
+            label: req.label,
+            ufrag: ufrag.clone(),
+            rtc,
+            created: now,
+            connected: false,
+            next_timeout: now,
+            rx: HashMap::new(),
+            tracks: HashMap::new(),
+            layers: HashMap::new(),
+            announced: Vec::new(),
+            rids_seen: Vec::new(),
+            queued: false,
+            pts,
+            nacks_seen: HashMap::new(),
+            remote_ufrag: session::attribute(&req.offer, "ice-ufrag").unwrap_or_default(),
+            candidate_lines: answer
+                .lines()
+                .filter(|l| l.starts_with("a=candidate:"))
+                .map(str::to_owned)
+                .collect(),
+            tx_audio: None,
+            tx_video: None,
+        };
+        self.sessions.insert(id, session);
+        if let Some(slot) = self.rooms.get_mut(&room) {
+            slot.add_session(id);
+        }
+        self.shared.ufrags.insert(
+            &ufrag,
+            Route {
+                worker: self.index,
+                session: id,
+            },
+        );
+        self.shared.metrics.peers.inc();
+        self.mark_dirty(id);
+        self.flush();
+        Ok(SessionCreated {
+            session: id,
+            answer,
+        })
+    }
+
+    /// Applies a trickle-ICE SDP fragment. New `ice-ufrag`/`ice-pwd` mean an ICE restart: the
+    /// session gets fresh local credentials (returned as the answer fragment, with our
+    /// candidates); the same credentials with candidates are trickle (nothing to answer: an
+    /// ICE-lite server learns the client's address from its checks anyway).
+    fn patch(&mut self, room: &str, id: u64, frag: &str) -> Result<Option<String>, SfuError> {
+        let Some(session) = self.sessions.get_mut(&id) else {
+            return Err(SfuError::NoSuchSession);
+        };
+        if &*session.room != room {
+            return Err(SfuError::NoSuchSession);
+        }
+        let parsed = session::parse_frag(frag)?;
+        for candidate in parsed.candidates {
+            session.rtc.add_remote_candidate(candidate);
+        }
+        let restart = match (&parsed.ufrag, &parsed.pwd) {
+            (Some(ufrag), Some(pwd)) if *ufrag != session.remote_ufrag => Some(IceCreds {
+                ufrag: ufrag.clone(),
+                pass: pwd.clone(),
+            }),
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(SfuError::BadOffer(
+                    "ice-ufrag and ice-pwd go together".into(),
+                ));
+            }
+            _ => None,
+        };
+        let answer = match restart {
+            Some(remote) => {
+                let ufrag = format!("hc{id:x}{:04x}", rand_u16(id ^ 0x5a5a));
+                let local = IceCreds {
+                    ufrag: ufrag.clone(),
+                    pass: random_password(id),
+                };
+                let mut api = session.rtc.direct_api();
+                api.set_local_ice_credentials(local.clone());
+                api.set_remote_ice_credentials(remote.clone());
+                self.shared.ufrags.remove(&session.ufrag);
+                self.shared.ufrags.insert(
+                    &ufrag,
+                    Route {
+                        worker: self.index,
+                        session: id,
+                    },
+                );
+                session.ufrag = ufrag;
+                session.remote_ufrag = remote.ufrag;
+                let mut text = format!(
+                    "a=ice-ufrag:{}\r\na=ice-pwd:{}\r\n",
+                    local.ufrag, local.pass
+                );
+                for line in &session.candidate_lines {
+                    text.push_str(line);
+                    text.push_str("\r\n");
+                }
+                Some(text)
+            }
+            None => None,
+        };
+        if !session.queued {
+            session.queued = true;
+            self.dirty.push(id);
+        }
+        Ok(answer)
+    }
+
+    pub(crate) fn remove_session(&mut self, id: u64, why: &'static str) {
+        let Some(mut session) = self.sessions.remove(&id) else {
+            return;
+        };
+        session.rtc.disconnect();
+        self.shared.ufrags.remove(&session.ufrag);
+        self.shared.metrics.peers.dec();
+        let tracks = i64::try_from(session.announced.len()).unwrap_or(0);
+        self.shared.metrics.tracks.sub(tracks);
+        tracing::debug!(session = id, room = %session.room, why, "session removed");
+        let now = Instant::now();
+        let empty = match self.rooms.get_mut(&session.room) {
+            Some(slot) => {
+                slot.remove_session(id, now);
+                slot.session_count() == 0
+            }
+            None => false,
+        };
+        if empty {
+            self.rooms.remove(&session.room);
+            if let Ok(mut placement) = self.shared.placement.lock() {
+                placement.release(&session.room, self.index);
+            }
+        }
+        // Viewers of this publisher may need a keyframe from the next source.
+        self.pump_room(&session.room);
+    }
+}
+
+/// A 16-bit value mixed from `seed` and the clock, for ufrag uniqueness across restarts.
+fn rand_u16(seed: u64) -> u16 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    (u64::from(nanos) ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)) as u16
+}
+
+/// An ICE password (≥ 22 characters, RFC 8839 § 5.4), unguessable: 128 random bits.
+fn random_password(seed: u64) -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No OS randomness: fall back to a mix that is at least unique.
+        bytes[..8].copy_from_slice(&seed.to_le_bytes());
+        bytes[8..].copy_from_slice(&u64::from(rand_u16(seed)).to_le_bytes());
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
