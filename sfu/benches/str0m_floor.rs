@@ -37,8 +37,9 @@ const PAYLOAD: usize = 1200;
 const PACKET_GAP: Duration = Duration::from_micros(8_333);
 /// Packets timed in a row before the client's side is caught up (untimed).
 const CHUNK: u64 = 32;
-/// As the worker (`sfu/src/driver/worker.rs`): timeouts this close are handled in the same
-/// drain, at most this many times.
+/// As the worker (`sfu/src/driver/worker.rs`) does on the real clock, where the pacer's
+/// 1 µs has passed by the time it looks: timeouts this close are handled in the same drain
+/// (the simulated clock advanced to them), at most this many times.
 const IMMEDIATE: Duration = Duration::from_micros(100);
 const MAX_REPOLLS: u32 = 64;
 /// Initial estimate with BWE on, as `SfuConfig::initial_bwe_bps`.

@@ -265,6 +265,12 @@ impl SubId {
     pub fn as_u64(self) -> u64 {
         u64::from(self.generation) << 32 | u64::from(self.index)
     }
+
+    /// The subscriber's slot in the hub (reused after an unsubscribe, with a new
+    /// generation): a dense index for driver-side tables.
+    pub fn index(self) -> usize {
+        self.index as usize
+    }
 }
 
 /// Why the hub dropped a subscriber.

@@ -27,9 +27,6 @@ const BATCH: usize = 256;
 /// Timeouts handled inside one drain of a session before it waits for the timer pass (a
 /// keyframe burst to one viewer is ~12 packets, one timeout each).
 const MAX_REPOLLS: u32 = 64;
-/// A timeout this close is handled inside the drain that produced it (str0m's pacer asks for
-/// one 1 µs after each packet it releases).
-const IMMEDIATE: Duration = Duration::from_micros(100);
 
 /// A datagram routed to a session on this worker (ICE-TCP; UDP comes in [`Batch`]es).
 #[derive(Debug)]
@@ -291,12 +288,13 @@ impl Worker {
                 Ok(Output::Timeout(t)) => {
                     // str0m's pacer takes one queued packet per timeout and asks for the next
                     // one a microsecond later: give those timeouts here, so what was written
-                    // leaves in this flush instead of one worker pass per packet later.
+                    // leaves in this flush instead of one worker pass per packet later. Only
+                    // due ones, at the clock's time: str0m never sees time run backwards.
                     if repolls < MAX_REPOLLS {
                         let now = Instant::now();
-                        if t <= now + IMMEDIATE {
+                        if t <= now {
                             repolls += 1;
-                            if session.rtc.handle_input(Input::Timeout(t.max(now))).is_ok() {
+                            if session.rtc.handle_input(Input::Timeout(now)).is_ok() {
                                 continue;
                             }
                         }
