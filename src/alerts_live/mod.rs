@@ -83,7 +83,7 @@ pub struct Batch {
     /// Deliveries, in order.
     pub items: Vec<Delivery>,
     /// Bytes of the first item's frame already written by the hub task (see
-    /// [`mailbox`]): write only the rest of it.
+    /// [`Mailbox`]): write only the rest of it.
     pub written: usize,
     /// Set when the hub dropped the subscriber (or it is unknown): close the connection.
     pub closed: Option<DisconnectReason>,
@@ -284,7 +284,7 @@ impl Subscription {
     }
 
     /// Lets the hub task write deliveries straight to this plain-TCP socket (see
-    /// [`mailbox`]).
+    /// [`Mailbox`]).
     pub fn attach(&self, direct: Direct) {
         self.mailbox.attach(Some(direct));
     }

@@ -20,6 +20,7 @@ mod demux;
 mod ingress;
 mod metrics;
 mod net;
+mod pump;
 mod room;
 mod session;
 mod worker;
