@@ -138,6 +138,9 @@ async fn the_alert_websocket_speaks_rfc_6455() {
     }
     // Both paths delivered; the side path's idle subscriber got its alert from the hub task.
     assert!(alerts_live_util::metric(&hub, "hubcast_alert_direct_writes_total").await >= 1.0);
+    // Both paths count their upgrades in the HTTP metrics (4 handshakes each).
+    let upgrades = r#"hubcast_http_requests_total{method="GET",route="/ws/alerts",status="101"}"#;
+    assert_eq!(alerts_live_util::metric(&hub, upgrades).await, 8.0);
 }
 
 async fn speaks_rfc_6455(hub: &Hub, path: Path) {
@@ -216,6 +219,8 @@ async fn non_handshakes_get_json_errors() {
     for path in PATHS {
         refusals(&hub, path).await;
     }
+    let refused = r#"hubcast_http_requests_total{method="GET",route="/ws/alerts",status="426"}"#;
+    assert_eq!(alerts_live_util::metric(&hub, refused).await, 2.0);
 }
 
 async fn refusals(hub: &Hub, path: Path) {

@@ -37,9 +37,12 @@ use crate::wslite::write_all_shared;
 /// Events written per `writev` (the slice table lives in each subscriber's task: kept small).
 const CHUNK: usize = 8;
 
+/// The path served, as the router names its route (metrics).
+const ROUTE: &str = "/sse/alerts";
+
 /// Whether `peeked` (the connection's first bytes) starts an `/sse/alerts` request.
 pub fn claims(peeked: &[u8]) -> bool {
-    raw::claims(peeked, b"/sse/alerts")
+    raw::claims(peeked, ROUTE.as_bytes())
 }
 
 /// Serves one SSE subscriber on `stream` (closed at the end); `held` (the listener's permit
@@ -71,6 +74,7 @@ async fn request(
     let Ok(Some(read)) = tokio::time::timeout(limit, raw::read_head(&mut stream)).await else {
         return None;
     };
+    let started = std::time::Instant::now();
     let parsed = raw::parse(&read, &["last-event-id"]);
     drop(read);
     let opened = match parsed {
@@ -84,9 +88,14 @@ async fn request(
         Err(err) => Err(err),
     };
     match opened {
-        Ok(sub) => Some((stream.into_inner(), sub)),
+        Ok(sub) => {
+            raw::count(state, ROUTE, axum::http::StatusCode::OK, started);
+            Some((stream.into_inner(), sub))
+        }
         Err(err) => {
-            raw::write_response(&mut stream, err.into_response(), RAW_HEADER).await;
+            let response = err.into_response();
+            raw::count(state, ROUTE, response.status(), started);
+            raw::write_response(&mut stream, response, RAW_HEADER).await;
             None
         }
     }

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::extract::Query;
-use axum::http::Method;
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tokio::net::TcpStream;
 
@@ -23,9 +23,12 @@ use crate::alerts_live::Subscription;
 use crate::stall::StallGuard;
 use crate::wslite::{Conn, handshake};
 
+/// The path served, as the router names its route (metrics).
+const ROUTE: &str = "/ws/alerts";
+
 /// Whether `peeked` (the connection's first bytes) starts a `/ws/alerts` request.
 pub fn claims(peeked: &[u8]) -> bool {
-    raw::claims(peeked, b"/ws/alerts")
+    raw::claims(peeked, ROUTE.as_bytes())
 }
 
 /// Serves one WebSocket subscriber on `stream` (closed at the end); `held` (the listener's
@@ -54,13 +57,16 @@ async fn handshake(
     let Ok(Some(read)) = tokio::time::timeout(limit, raw::read_head(&mut stream)).await else {
         return None;
     };
+    let started = std::time::Instant::now();
     let (sub, answer, rest) = match upgrade(&state, &read, peer).await {
         Ok(upgraded) => upgraded,
         Err(refused) => {
+            raw::count(&state, ROUTE, refused.status(), started);
             raw::write_response(&mut stream, refused, "").await;
             return None;
         }
     };
+    raw::count(&state, ROUTE, StatusCode::SWITCHING_PROTOCOLS, started);
     drop(read);
     let answered = raw::write(&mut stream, answer.as_bytes(), limit).await;
     drop(answer);

@@ -11,6 +11,7 @@
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, Version, header};
 use axum::response::Response;
+use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 
 use super::alerts_error::AlertError;
@@ -95,6 +96,20 @@ pub fn parse(read: &[u8], wanted: &[&str]) -> Result<Head, AlertError> {
         headers,
         rest: read[len..].to_vec(),
     })
+}
+
+/// Counts a side-path answer in the HTTP metrics (`route`, GET, `status`), as the router's
+/// middleware counts the requests it serves.
+pub fn count(state: &super::AppState, route: &str, status: StatusCode, started: Instant) {
+    let metrics = state.metrics();
+    metrics
+        .http_duration
+        .with_label_values(&[route, "GET"])
+        .observe(started.elapsed().as_secs_f64());
+    metrics
+        .http_requests
+        .with_label_values(&[route, "GET", status.as_str()])
+        .inc();
 }
 
 /// Writes `bytes` within `limit`; false if the connection must end.

@@ -8,6 +8,10 @@ use std::sync::mpsc::Receiver;
 
 use super::*;
 
+/// How long a step may take: generous, since CI runs hundreds of tests on two cores and the
+/// receiving thread can wait for a CPU (a lost datagram still fails, only later).
+const WAIT: Duration = Duration::from_secs(10);
+
 fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
@@ -118,9 +122,9 @@ impl Harness {
         self.client.send_to(data, self.server).expect("send");
     }
 
-    /// The next batch the worker gets, within a second.
+    /// The next batch the worker gets, within [`WAIT`].
     fn batch(&self) -> Batch {
-        match self.inbox.recv_timeout(Duration::from_secs(1)) {
+        match self.inbox.recv_timeout(WAIT) {
             Ok(WorkerMsg::Batch(batch)) => batch,
             other => panic!("expected a batch, got {other:?}"),
         }
@@ -135,7 +139,7 @@ impl Harness {
 
     /// Waits until `reason` has counted `n` drops.
     fn wait_dropped(&self, reason: &str, n: u64) {
-        let deadline = Instant::now() + Duration::from_secs(1);
+        let deadline = Instant::now() + WAIT;
         while self.dropped(reason) < n && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
