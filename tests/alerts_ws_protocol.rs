@@ -221,6 +221,23 @@ async fn non_handshakes_get_json_errors() {
     }
     let refused = r#"hubcast_http_requests_total{method="GET",route="/ws/alerts",status="426"}"#;
     assert_eq!(alerts_live_util::metric(&hub, refused).await, 2.0);
+
+    // A request head over 16 KiB on a side path: 431 with the JSON error (SSE's with CORS).
+    let huge = format!("X-Filler: {}\r\n", "a".repeat(20 * 1024));
+    let (mut stream, head) = handshake(&hub, Path::First, "region=330100", &huge).await;
+    assert!(head.starts_with("HTTP/1.1 431"), "{head}");
+    let body = read_body(&mut stream, &head).await;
+    assert!(String::from_utf8_lossy(&body).contains("head_too_large"));
+    let mut sse = TcpStream::connect(hub.addr).await.expect("connect");
+    let request = format!("GET /sse/alerts?region=330100 HTTP/1.1\r\nHost: x\r\n{huge}\r\n");
+    sse.write_all(request.as_bytes()).await.expect("write");
+    let head = read_head(&mut sse).await;
+    assert!(head.starts_with("HTTP/1.1 431"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("access-control-allow-origin: *"),
+        "{head}"
+    );
 }
 
 async fn refusals(hub: &Hub, path: Path) {

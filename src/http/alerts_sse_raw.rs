@@ -71,9 +71,7 @@ async fn request(
     peer: SocketAddr,
 ) -> Option<(TcpStream, Subscription)> {
     let limit = Duration::from_secs(state.http().header_read_timeout_secs);
-    let Ok(Some(read)) = tokio::time::timeout(limit, raw::read_head(&mut stream)).await else {
-        return None;
-    };
+    let read = raw::read_head(&mut stream, limit, RAW_HEADER).await?;
     let started = std::time::Instant::now();
     let parsed = raw::parse(&read, &["last-event-id"]);
     drop(read);

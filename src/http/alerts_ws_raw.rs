@@ -54,9 +54,7 @@ async fn handshake(
     peer: SocketAddr,
 ) -> Option<(AppState, Conn, Subscription)> {
     let limit = Duration::from_secs(state.http().header_read_timeout_secs);
-    let Ok(Some(read)) = tokio::time::timeout(limit, raw::read_head(&mut stream)).await else {
-        return None;
-    };
+    let read = raw::read_head(&mut stream, limit, "").await?;
     let started = std::time::Instant::now();
     let (sub, answer, rest) = match upgrade(&state, &read, peer).await {
         Ok(upgraded) => upgraded,

@@ -38,19 +38,59 @@ pub struct Head {
     pub rest: Vec<u8>,
 }
 
-/// Reads up to the end of the request head; `None` if the peer closed or it is too long.
-pub async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> Option<Vec<u8>> {
+/// Reads the request head within `limit`: `None` if the peer closed or stayed silent (closed
+/// without an answer, as hyper does), or if it is over [`MAX_HEAD`] (answered 431 with the
+/// JSON error and `extra` header lines).
+pub async fn read_head<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    limit: std::time::Duration,
+    extra: &str,
+) -> Option<Vec<u8>> {
+    match tokio::time::timeout(limit, read_until_blank_line(stream)).await {
+        Ok(Ok(head)) => Some(head),
+        Ok(Err(Unread::TooLarge)) => {
+            let error = super::ApiError::new(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "head_too_large",
+                format!("the request head is over {} KiB", MAX_HEAD / 1024),
+            );
+            write_response(
+                stream,
+                axum::response::IntoResponse::into_response(error),
+                extra,
+            )
+            .await;
+            None
+        }
+        Ok(Err(Unread::Closed)) | Err(_) => None,
+    }
+}
+
+/// Why no request head was read.
+enum Unread {
+    Closed,
+    TooLarge,
+}
+
+async fn read_until_blank_line<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Vec<u8>, Unread> {
     let mut head = Vec::with_capacity(512);
     loop {
-        let n = stream.read_buf(&mut head).await.ok()?;
+        let n = stream
+            .read_buf(&mut head)
+            .await
+            .map_err(|_| Unread::Closed)?;
         if n == 0 {
-            return None;
+            return Err(Unread::Closed);
         }
-        if head.windows(4).any(|w| w == b"\r\n\r\n") {
-            return Some(head);
-        }
-        if head.len() > MAX_HEAD {
-            return None;
+        let end = head
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map(|at| at + 4);
+        match end {
+            Some(end) if end <= MAX_HEAD => return Ok(head),
+            Some(_) => return Err(Unread::TooLarge),
+            None if head.len() > MAX_HEAD => return Err(Unread::TooLarge),
+            None => {}
         }
         head.reserve(512);
     }
