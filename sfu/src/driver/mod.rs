@@ -4,8 +4,9 @@
 //! UDP sends and the ICE-TCP listener), `ingress` (the shared UDP socket's receiving thread:
 //! `recvmmsg`, pooled per-worker batches), `demux` (datagram → session in O(1)), `worker` (one
 //! thread per core owning sessions and rooms), `command` (the HTTP side's commands, run on the
-//! worker), `session` (one str0m `Rtc` and SDP handling), `room` (glue between str0m events
-//! and `crate::core::Room`), `metrics`.
+//! worker), `session` (one str0m `Rtc` and SDP handling), `room` (str0m events →
+//! `crate::core::Room`), `pump` (the room's output → viewers' send streams and publishers'
+//! PLIs), `metrics`.
 //!
 //! Threads: one UDP receiver, one TCP acceptor (+ a reader and writer per ICE-TCP connection),
 //! `workers` workers. A room is pinned to one worker (the least loaded when the room first
