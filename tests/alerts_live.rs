@@ -407,3 +407,20 @@ async fn live_connections_are_rate_limited_per_ip() {
     assert!(again.is_ok(), "{:?}", again.err());
     drop((first, second, again));
 }
+
+/// `alerts.direct_writes = false`: every delivery goes through the connection tasks (for a
+/// many-core machine), with the same messages and order.
+#[tokio::test]
+async fn with_direct_writes_off_connection_tasks_write_everything() {
+    let hub = Hub::start(&[], &[("HUBCAST_ALERTS__DIRECT_WRITES", "false")]);
+    let token = hub.token("province-admin", "330000", &[]);
+    let mut ws = Ws::connect(hub.addr, "region=330106").await;
+    let mut sse = Sse::connect(hub.addr, "region=330106", &[]).await;
+    let a = publish(&hub, &token, "DW-A", "food", "Severe", "330100").await;
+    let b = publish(&hub, &token, "DW-B", "food", "Severe", "330106").await;
+    let want = [alert(a, "DW-A"), alert(b, "DW-B")];
+    assert_eq!(collect_ws(&mut ws, 2).await, want);
+    assert_eq!(collect_sse(&mut sse, 2).await, want);
+    assert!(metric(&hub, "hubcast_alert_deliveries_total").await >= 4.0);
+    assert_eq!(metric(&hub, "hubcast_alert_direct_writes_total").await, 0.0);
+}

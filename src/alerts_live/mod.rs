@@ -108,6 +108,8 @@ pub struct LiveHub {
     tx: mpsc::Sender<Command>,
     slots: Arc<Semaphore>,
     metrics: LiveMetrics,
+    /// `alerts.direct_writes`.
+    direct_writes: bool,
 }
 
 /// Why a subscription could not be made.
@@ -150,6 +152,7 @@ impl LiveHub {
             tx,
             slots: Arc::new(Semaphore::new(config.max_subscribers)),
             metrics,
+            direct_writes: config.direct_writes,
         })
     }
 
@@ -213,6 +216,7 @@ impl LiveHub {
             // Grows to what pops need (one delivery per broadcast, typically) rather than BATCH
             // up front: an idle subscriber holds no delivery buffer.
             buf: Vec::new(),
+            direct_writes: self.direct_writes,
             gauge,
             _permit: permit,
         })
@@ -235,6 +239,8 @@ pub struct Subscription {
     /// The empty vector swapped into the inbox on each take, so a steady subscriber costs no
     /// allocation per alert (see [`Subscription::recycle`]).
     buf: Vec<Delivery>,
+    /// `alerts.direct_writes`: whether [`Subscription::attach`] takes effect.
+    direct_writes: bool,
     gauge: prometheus::IntGauge,
     _permit: OwnedSemaphorePermit,
 }
@@ -285,8 +291,11 @@ impl Subscription {
 
     /// Lets the hub task write deliveries straight to this plain-TCP socket (see
     /// [`Mailbox`]).
+    /// Does nothing with `alerts.direct_writes = false`.
     pub fn attach(&self, direct: Direct) {
-        self.mailbox.attach(Some(direct));
+        if self.direct_writes {
+            self.mailbox.attach(Some(direct));
+        }
     }
 
     /// Hands a drained `Batch::items` back for the next pop (keeps its capacity).

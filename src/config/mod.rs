@@ -270,6 +270,12 @@ pub struct AlertsConfig {
     /// Key prefix in Redis, so several hubs (a test and a production province) can share one
     /// server: keys are `{prefix}:alerts:*`. Default `hubcast`.
     pub redis_prefix: String,
+    /// Whether the live hub task writes each alert to idle plain-TCP subscribers' sockets
+    /// itself (default `true`: no task wake-up per delivery, the cheapest fan-out per core,
+    /// measured in BENCHMARKS.md; one core's worth of writes per process). `false`: every
+    /// delivery goes through the subscriber's connection task, so a broadcast's writes spread
+    /// over all runtime threads, which suits a machine with many cores and one big process.
+    pub direct_writes: bool,
 }
 
 /// The alert store of [`AlertsConfig::backend`].
@@ -299,6 +305,7 @@ impl Default for AlertsConfig {
             backend: AlertsBackend::Sqlite,
             redis_url: "redis://127.0.0.1:6379/".to_owned(),
             redis_prefix: "hubcast".to_owned(),
+            direct_writes: true,
         }
     }
 }
