@@ -22,7 +22,8 @@ fn alert(seq: u64, id: &str) -> Seen {
 
 #[tokio::test]
 async fn websocket_and_sse_filter_by_region_subtree_kind_and_severity() {
-    let hub = Hub::start(&[], &[]);
+    // The hub task writes to idle subscribers (on a multi-thread runtime `auto` would not).
+    let hub = Hub::start(&[], &[("HUBCAST_ALERTS__DIRECT_WRITES", "on")]);
     let token = hub.token("province-admin", "330000", &[]);
     for bad in [
         "region=999999",
@@ -408,11 +409,11 @@ async fn live_connections_are_rate_limited_per_ip() {
     drop((first, second, again));
 }
 
-/// `alerts.direct_writes = false`: every delivery goes through the connection tasks (for a
-/// many-core machine), with the same messages and order.
+/// `alerts.direct_writes = "off"`: every delivery goes through the connection tasks (spread
+/// over the runtime's threads), with the same messages and order.
 #[tokio::test]
 async fn with_direct_writes_off_connection_tasks_write_everything() {
-    let hub = Hub::start(&[], &[("HUBCAST_ALERTS__DIRECT_WRITES", "false")]);
+    let hub = Hub::start(&[], &[("HUBCAST_ALERTS__DIRECT_WRITES", "off")]);
     let token = hub.token("province-admin", "330000", &[]);
     let mut ws = Ws::connect(hub.addr, "region=330106").await;
     let mut sse = Sse::connect(hub.addr, "region=330106", &[]).await;

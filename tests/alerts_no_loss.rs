@@ -20,13 +20,24 @@ const REGIONS: [&str; 4] = ["330100", "330106", "330200", "330000"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_acknowledged_alert_is_lost_across_sigkill() {
+    // Deliveries through the connection tasks (`auto` on a multi-thread runtime).
+    across_sigkill(&[("HUBCAST_ALERTS__DIRECT_WRITES", "off")]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_acknowledged_alert_is_lost_across_sigkill_with_hub_task_writes() {
+    // The hub task writing to idle subscribers itself (`auto` with one runtime thread).
+    across_sigkill(&[("HUBCAST_ALERTS__DIRECT_WRITES", "on")]).await;
+}
+
+async fn across_sigkill(env: &[(&str, &str)]) {
     let tmp = tempfile::tempdir().expect("tmp");
     let data = tmp.path().join("data");
     let addr: SocketAddr = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         l.local_addr().expect("addr")
     };
-    let mut hub = spawn_hub(&data, addr, &[]);
+    let mut hub = spawn_hub(&data, addr, env);
     let token = common::mint_token(&data, "province-admin", "330000", &[], &[]);
 
     let until = Instant::now() + Duration::from_secs(120);
@@ -80,7 +91,7 @@ async fn no_acknowledged_alert_is_lost_across_sigkill() {
     assert!(status.success());
     let _ = hub.wait();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut hub = spawn_hub(&data, addr, &[]);
+    let mut hub = spawn_hub(&data, addr, env);
     publisher.await.expect("publisher finished");
 
     let acked = acked.lock().expect("acked").clone();

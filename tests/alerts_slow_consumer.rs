@@ -429,18 +429,37 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
+/// `ENV` plus who writes deliveries (`alerts.direct_writes`).
+fn env(direct_writes: &'static str) -> Vec<(&'static str, &'static str)> {
+    let mut env = ENV.to_vec();
+    env.push(("HUBCAST_ALERTS__DIRECT_WRITES", direct_writes));
+    env
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_websocket_never_delays_the_others_and_recovers_with_since() {
     testkit::isolated!();
     ethernet_mtu();
-    tokio::time::timeout(LIMIT, Box::pin(websocket_scenario()))
+    // Connection tasks write (`auto` on a multi-thread runtime).
+    tokio::time::timeout(LIMIT, Box::pin(websocket_scenario("off")))
         .await
         .expect("the scenario finished in time");
 }
 
-async fn websocket_scenario() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_hub_task_writes_a_stalled_websocket_never_delays_the_others() {
+    testkit::isolated!();
+    ethernet_mtu();
+    // The hub task writes to idle subscribers itself (`auto` with one runtime thread): a
+    // stalled socket refuses at once and falls back to its inbox, the others go on.
+    tokio::time::timeout(LIMIT, Box::pin(websocket_scenario("on")))
+        .await
+        .expect("the scenario finished in time");
+}
+
+async fn websocket_scenario(direct_writes: &'static str) {
     let tmp = data_dir();
-    let hub = Hub::start_in(&tmp.path().join("data"), &[], &ENV);
+    let hub = Hub::start_in(&tmp.path().join("data"), &[], &env(direct_writes));
     let token = hub.token("province-admin", "330000", &[]);
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -570,20 +589,24 @@ async fn websocket_scenario() {
     let stalled_rounds = ROUNDS.iter().filter(|&&s| s).count() as f64;
     assert_eq!(metric(&hub, SLOW).await, stalled_rounds);
     assert!(metric(&hub, REPLAYS).await >= stalled_rounds);
+    let direct = metric(&hub, "hubcast_alert_direct_writes_total").await;
+    assert_eq!(direct > 0.0, direct_writes == "on", "{direct} direct writes");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_sse_stream_ends_and_last_event_id_recovers_everything() {
     testkit::isolated!();
     ethernet_mtu();
-    tokio::time::timeout(LIMIT, Box::pin(sse_scenario()))
-        .await
-        .expect("the scenario finished in time");
+    for direct_writes in ["off", "on"] {
+        tokio::time::timeout(LIMIT, Box::pin(sse_scenario(direct_writes)))
+            .await
+            .expect("the scenario finished in time");
+    }
 }
 
-async fn sse_scenario() {
+async fn sse_scenario(direct_writes: &'static str) {
     let tmp = data_dir();
-    let hub = Hub::start_in(&tmp.path().join("data"), &[], &ENV);
+    let hub = Hub::start_in(&tmp.path().join("data"), &[], &env(direct_writes));
     let token = hub.token("province-admin", "330000", &[]);
     // The healthy reader (Hangzhou) gets everything below; the stalled one (Xihu district)
     // three alerts of four: the fourth is for a sibling district.

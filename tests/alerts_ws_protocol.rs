@@ -132,7 +132,7 @@ async fn server_frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
 
 #[tokio::test]
 async fn the_alert_websocket_speaks_rfc_6455() {
-    let hub = Hub::start(&[], &[]);
+    let hub = Hub::start(&[], &[("HUBCAST_ALERTS__DIRECT_WRITES", "on")]);
     for path in PATHS {
         speaks_rfc_6455(&hub, path).await;
     }

@@ -108,7 +108,7 @@ pub struct LiveHub {
     tx: mpsc::Sender<Command>,
     slots: Arc<Semaphore>,
     metrics: LiveMetrics,
-    /// `alerts.direct_writes`.
+    /// `alerts.direct_writes`, resolved for this runtime.
     direct_writes: bool,
 }
 
@@ -145,6 +145,17 @@ impl LiveHub {
             task::rebuild(store.as_ref(), &tree, hub_config, retain)
         });
         let hub = rebuilt.await??;
+        let workers = tokio::runtime::Handle::current().metrics().num_workers();
+        let direct_writes = config.direct_writes.enabled(workers);
+        tracing::info!(
+            direct_writes,
+            runtime_threads = workers,
+            "live alerts: {}",
+            match direct_writes {
+                true => "the hub task writes to idle subscribers",
+                false => "connection tasks write every delivery",
+            }
+        );
         let (tx, rx) = mpsc::channel(COMMANDS);
         let task_metrics = metrics.clone();
         tokio::spawn(task::run(hub, rx, task_metrics, store_for_task));
@@ -152,7 +163,7 @@ impl LiveHub {
             tx,
             slots: Arc::new(Semaphore::new(config.max_subscribers)),
             metrics,
-            direct_writes: config.direct_writes,
+            direct_writes,
         })
     }
 
@@ -239,7 +250,7 @@ pub struct Subscription {
     /// The empty vector swapped into the inbox on each take, so a steady subscriber costs no
     /// allocation per alert (see [`Subscription::recycle`]).
     buf: Vec<Delivery>,
-    /// `alerts.direct_writes`: whether [`Subscription::attach`] takes effect.
+    /// `alerts.direct_writes` as resolved: whether [`Subscription::attach`] takes effect.
     direct_writes: bool,
     gauge: prometheus::IntGauge,
     _permit: OwnedSemaphorePermit,
@@ -291,7 +302,7 @@ impl Subscription {
 
     /// Lets the hub task write deliveries straight to this plain-TCP socket (see
     /// [`Mailbox`]).
-    /// Does nothing with `alerts.direct_writes = false`.
+    /// Does nothing when `alerts.direct_writes` resolved to off.
     pub fn attach(&self, direct: Direct) {
         if self.direct_writes {
             self.mailbox.attach(Some(direct));

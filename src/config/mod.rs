@@ -270,12 +270,38 @@ pub struct AlertsConfig {
     /// Key prefix in Redis, so several hubs (a test and a production province) can share one
     /// server: keys are `{prefix}:alerts:*`. Default `hubcast`.
     pub redis_prefix: String,
-    /// Whether the live hub task writes each alert to idle plain-TCP subscribers' sockets
-    /// itself (default `true`: no task wake-up per delivery, the cheapest fan-out per core,
-    /// measured in BENCHMARKS.md; one core's worth of writes per process). `false`: every
-    /// delivery goes through the subscriber's connection task, so a broadcast's writes spread
-    /// over all runtime threads, which suits a machine with many cores and one big process.
-    pub direct_writes: bool,
+    /// Who writes live alerts to idle plain-TCP subscribers: `on`, the live hub task itself
+    /// (no task wake-up per delivery: the least CPU per delivery, but one thread's worth of
+    /// writes per process); `off`, each subscriber's connection task (a broadcast's writes
+    /// spread over all runtime threads); `auto` (default), `on` when the runtime has one worker
+    /// thread (`http.worker_threads = 1`) and `off` otherwise: measured on 2 cores, the spread
+    /// delivered 10k subscribers 10–25 % sooner, the direct writes 6 hubs × 1 thread at 100k
+    /// 20 % sooner (BENCHMARKS.md).
+    pub direct_writes: DirectWrites,
+}
+
+/// [`AlertsConfig::direct_writes`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DirectWrites {
+    /// `on` with one runtime worker thread, `off` with more.
+    #[default]
+    Auto,
+    /// The live hub task writes to idle subscribers itself.
+    On,
+    /// Connection tasks write every delivery.
+    Off,
+}
+
+impl DirectWrites {
+    /// Whether the hub task writes, on a runtime of `workers` threads.
+    pub fn enabled(self, workers: usize) -> bool {
+        match self {
+            DirectWrites::Auto => workers <= 1,
+            DirectWrites::On => true,
+            DirectWrites::Off => false,
+        }
+    }
 }
 
 /// The alert store of [`AlertsConfig::backend`].
@@ -305,7 +331,7 @@ impl Default for AlertsConfig {
             backend: AlertsBackend::Sqlite,
             redis_url: "redis://127.0.0.1:6379/".to_owned(),
             redis_prefix: "hubcast".to_owned(),
-            direct_writes: true,
+            direct_writes: DirectWrites::Auto,
         }
     }
 }
