@@ -590,7 +590,11 @@ async fn websocket_scenario(direct_writes: &'static str) {
     assert_eq!(metric(&hub, SLOW).await, stalled_rounds);
     assert!(metric(&hub, REPLAYS).await >= stalled_rounds);
     let direct = metric(&hub, "hubcast_alert_direct_writes_total").await;
-    assert_eq!(direct > 0.0, direct_writes == "on", "{direct} direct writes");
+    assert_eq!(
+        direct > 0.0,
+        direct_writes == "on",
+        "{direct} direct writes"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
