@@ -425,3 +425,31 @@ async fn with_direct_writes_off_connection_tasks_write_everything() {
     assert!(metric(&hub, "hubcast_alert_deliveries_total").await >= 4.0);
     assert_eq!(metric(&hub, "hubcast_alert_direct_writes_total").await, 0.0);
 }
+
+/// A replay longer than the inbox (300 alerts, inbox 64) with the hub task writing: it comes
+/// whole and in order, refill after refill, for each of several resubscriptions.
+#[tokio::test]
+async fn a_long_replay_with_hub_task_writes_arrives_whole() {
+    let env = [
+        ("HUBCAST_ALERTS__DIRECT_WRITES", "on"),
+        ("HUBCAST_ALERTS__CONNECT_RATE_PER_IP", "10000"),
+        ("HUBCAST_ALERTS__CONNECT_BURST_PER_IP", "10000"),
+    ];
+    let hub = Hub::start(&[], &env);
+    let token = hub.token("province-admin", "330000", &[]);
+    let mut seqs = Vec::new();
+    for i in 0..300 {
+        let id = format!("R-{i}");
+        seqs.push(publish(&hub, &token, &id, "food", "Severe", "330106").await);
+    }
+    for round in 0..5 {
+        let mut ws = Ws::connect(hub.addr, "region=330106&since=0").await;
+        for (i, want) in seqs.iter().enumerate() {
+            match ws.next().await {
+                Seen::Alert(seq, _) => assert_eq!(seq, *want, "round {round}, alert {i}"),
+                other => panic!("round {round}, alert {i}: {other:?}"),
+            }
+        }
+        ws.silent(Duration::from_millis(100)).await;
+    }
+}

@@ -52,14 +52,26 @@ impl Direct {
     /// One non-blocking attempt to write alert `seq`'s frame (`event` is its shared SSE
     /// encoding): how much of it went out.
     fn try_write(&self, seq: u64, event: &Bytes) -> Attempt {
+        self.try_write_from(seq, event, 0)
+    }
+
+    /// [`Direct::try_write`] of what remains of the frame after its first `skip` bytes;
+    /// `Partial` counts from the frame's start.
+    fn try_write_from(&self, seq: u64, event: &Bytes, skip: usize) -> Attempt {
         let (head, body) = encode(self.wire, seq, event);
         let (head, head_len) = head;
-        let slices = [IoSlice::new(&head[..head_len]), IoSlice::new(body)];
+        let mut slices = [IoSlice::new(&head[..head_len]), IoSlice::new(body)];
         let total = head_len + body.len();
-        match self.stream.try_write_vectored(&slices) {
-            Ok(n) if n >= total => Attempt::Done,
+        let skip = skip.min(total);
+        let mut rest = &mut slices[..];
+        IoSlice::advance_slices(&mut rest, skip);
+        if rest.is_empty() {
+            return Attempt::Done;
+        }
+        match self.stream.try_write_vectored(rest) {
+            Ok(n) if skip + n >= total => Attempt::Done,
             Ok(0) => Attempt::Blocked,
-            Ok(n) => Attempt::Partial(n),
+            Ok(n) => Attempt::Partial(skip + n),
             // Would block, or an error the connection task will meet on its next write.
             Err(err) if err.kind() == ErrorKind::WouldBlock => Attempt::Blocked,
             Err(_) => Attempt::Blocked,
@@ -109,6 +121,9 @@ struct Inbox {
     direct: Option<Direct>,
     /// The connection is writing (from `take` to an empty `release`): the hub task must not.
     busy: bool,
+    /// The last fill stopped at the inbox's limit: the hub may hold more for this subscriber,
+    /// and whoever empties the inbox asks for it (`Refill`).
+    more: bool,
 }
 
 /// What [`Mailbox::take`] took.
@@ -117,6 +132,8 @@ pub(super) struct Taken {
     pub items: Vec<Delivery>,
     pub written: usize,
     pub closed: Option<DisconnectReason>,
+    /// The hub may hold more: ask for a refill.
+    pub more: bool,
 }
 
 /// What [`Mailbox::fill`] did.
@@ -179,6 +196,9 @@ impl Mailbox {
                 direct = None;
                 inbox.items.push(delivery);
             }
+            if inbox.items.len() >= limit {
+                inbox.more = true;
+            }
             inbox.items.len() > before
         };
         if added {
@@ -202,6 +222,7 @@ impl Mailbox {
             items: std::mem::replace(&mut inbox.items, spare),
             written: std::mem::take(&mut inbox.written),
             closed: inbox.closed,
+            more: std::mem::take(&mut inbox.more),
         }
     }
 
@@ -211,6 +232,44 @@ impl Mailbox {
         let mut inbox = self.lock();
         if inbox.items.is_empty() {
             inbox.busy = false;
+        }
+    }
+
+    /// Connection, when woken: writes what the inbox holds to `socket` without waiting (the
+    /// usual case: the socket has room), finishing a frame the hub task left half written
+    /// first. What does not go out at once stays in the inbox, in order, for the awaiting
+    /// path ([`take`](Mailbox::take)). Returns `Some(more)` when the inbox is empty afterwards
+    /// (`more`: the hub may hold more, ask for a refill), `None` when the awaiting path must
+    /// run (something left, a reset, a close, or a write already in progress). No allocation,
+    /// no future: the per-delivery path when connection tasks write.
+    pub(super) fn write_out(&self, socket: &Direct) -> Option<bool> {
+        let mut inbox = self.lock();
+        if inbox.busy || inbox.closed.is_some() {
+            return None;
+        }
+        let mut done = 0;
+        let mut skip = inbox.written;
+        for item in &inbox.items {
+            let Delivery::Alert { seq, frame } = item else {
+                break;
+            };
+            match socket.try_write_from(*seq, frame, skip) {
+                Attempt::Done => {
+                    done += 1;
+                    skip = 0;
+                }
+                Attempt::Partial(n) => {
+                    skip = n;
+                    break;
+                }
+                Attempt::Blocked => break,
+            }
+        }
+        inbox.items.drain(..done);
+        inbox.written = skip;
+        match inbox.items.is_empty() {
+            true => Some(std::mem::take(&mut inbox.more)),
+            false => None,
         }
     }
 
@@ -333,6 +392,67 @@ mod tests {
             partial > 0,
             "some frame was left half written by the hub task"
         );
+    }
+
+    #[tokio::test]
+    async fn the_connection_writes_out_without_waiting_and_keeps_frames_whole() {
+        let (server, mut client) = pair().await;
+        let mailbox = Mailbox::default();
+        let socket = Direct::new(server.clone(), Wire::Sse);
+        // The hub task writes until the socket is full, leaving a frame half written.
+        mailbox.attach(Some(socket.clone()));
+        let mut queue: VecDeque<Delivery> = (1..=120)
+            .map(|seq| event(seq, if seq % 10 == 0 { 150_000 } else { 700 }))
+            .collect();
+        let expected: Vec<u8> = queue
+            .iter()
+            .flat_map(|d| match d {
+                Delivery::Alert { frame, .. } => frame.to_vec(),
+                Delivery::Reset { .. } => Vec::new(),
+            })
+            .collect();
+        let total = expected.len();
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::with_capacity(total);
+            let mut buf = [0u8; 8192];
+            while got.len() < total {
+                let n = client.read(&mut buf).await.expect("read");
+                assert!(n > 0, "closed early");
+                got.extend_from_slice(&buf[..n]);
+            }
+            got
+        });
+        let (mut settled, mut unsettled) = (0, 0);
+        while !queue.is_empty() || !mailbox.lock().items.is_empty() {
+            mailbox.fill(64, || queue.pop_front(), |_| {});
+            // The connection, woken: writes what it can at once, never blocking.
+            match mailbox.write_out(&socket) {
+                Some(_) => settled += 1,
+                None => {
+                    unsettled += 1;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        }
+        let got = tokio::time::timeout(Duration::from_secs(10), reader)
+            .await
+            .expect("reader done")
+            .expect("reader");
+        assert!(got == expected, "byte-exact, whole frames in order");
+        assert!(settled > 0 && unsettled > 0, "{settled} / {unsettled}");
+
+        // A reset, or a close, is for the awaiting path.
+        let mut reset: VecDeque<Delivery> = [Delivery::Reset {
+            oldest_available: 1,
+        }]
+        .into();
+        mailbox.attach(None);
+        mailbox.fill(64, || reset.pop_front(), |_| {});
+        assert_eq!(mailbox.write_out(&socket), None);
+        mailbox.take(Vec::new());
+        mailbox.release();
+        mailbox.close(DisconnectReason::SlowConsumer);
+        assert_eq!(mailbox.write_out(&socket), None);
     }
 
     #[tokio::test]

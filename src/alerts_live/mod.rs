@@ -13,9 +13,9 @@
 //! waits), which swaps the inbox's vector with its own empty one (no copy, no allocation in
 //! steady state) and writes; `mailbox` says how writes from both sides never interleave. The
 //! rest of a backlog (a `since` replay, or a burst) stays in the hub's bounded queue, where the
-//! slow-consumer rule applies: a connection that took a full inbox sends `Refill` and is
-//! notified when more is there. `HubEvent::Disconnect` sets the inbox's close reason and
-//! notifies.
+//! slow-consumer rule applies: a connection that empties an inbox the hub task filled to its
+//! limit sends `Refill` and is notified when more is there. `HubEvent::Disconnect` sets the
+//! inbox's close reason and notifies.
 //!
 //! # Bounds
 //! The command channel holds `COMMANDS` (1024) commands: a publisher waits (after its commit)
@@ -69,7 +69,7 @@ enum Command {
         reply: oneshot::Sender<Result<(SubId, Arc<Mailbox>), HubError>>,
     },
     Unsubscribe(SubId),
-    /// The subscriber took a full inbox: move more of its backlog in.
+    /// The subscriber emptied an inbox filled to its limit: move more of its backlog in.
     Refill(SubId),
     Live {
         filter: Filter,
@@ -285,12 +285,28 @@ impl Subscription {
             return Batch::from(taken);
         }
         let mut gone = false;
-        if taken.items.len() >= BATCH {
+        if taken.more {
             gone = self.tx.send(Command::Refill(self.sub)).await.is_err();
         }
         Batch {
             gone,
             ..Batch::from(taken)
+        }
+    }
+
+    /// When woken: writes the inbox to `socket` (this connection's) without waiting, if it
+    /// all goes out at once; `false` means nothing was settled and [`pop`](Subscription::pop)
+    /// must run. An inbox the hub task filled to its limit asks for the rest (`Refill`) when
+    /// emptied, here as in `pop`. The per-delivery path when connection tasks write: no allocation, no
+    /// future. `Err(())`: the hub task is gone (shutting down).
+    pub async fn write_out(&mut self, socket: &Direct) -> Result<bool, ()> {
+        match self.mailbox.write_out(socket) {
+            Some(true) => match self.tx.send(Command::Refill(self.sub)).await {
+                Ok(()) => Ok(true),
+                Err(_) => Err(()),
+            },
+            Some(false) => Ok(true),
+            None => Ok(false),
         }
     }
 

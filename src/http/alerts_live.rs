@@ -184,11 +184,13 @@ pub(super) async fn session(state: AppState, mut conn: Conn, mut sub: Subscripti
     let mut input = [0u8; 256];
     let gauge = state.metrics().websockets.with_label_values(&["alerts"]);
     gauge.inc();
-    // Plain TCP: the hub task writes deliveries itself while this task is idle. The writing
+    // Plain TCP: the hub task may write deliveries itself while this task is idle, and when
+    // woken this task first writes without waiting (`Subscription::write_out`). The awaiting
     // steps below are boxed: their futures (slice tables, timers) exist only while they run,
     // not in every idle subscriber's task.
-    if let Some(tcp) = conn.socket() {
-        sub.attach(Direct::new(tcp, Wire::WebSocket));
+    let socket = conn.socket().map(|tcp| Direct::new(tcp, Wire::WebSocket));
+    if let Some(socket) = &socket {
+        sub.attach(socket.clone());
     }
     loop {
         tokio::select! {
@@ -197,6 +199,16 @@ pub(super) async fn session(state: AppState, mut conn: Conn, mut sub: Subscripti
                 break;
             }
             () = sub.ready() => {
+                if let Some(socket) = &socket {
+                    match sub.write_out(socket).await {
+                        Ok(true) => continue,
+                        Ok(false) => {}
+                        Err(()) => {
+                            Box::pin(close(&mut conn, &mut sub, close_code::AWAY, "server shutting down", write_timeout)).await;
+                            break;
+                        }
+                    }
+                }
                 if !Box::pin(drain(&mut conn, &mut sub, &[], write_timeout)).await {
                     break;
                 }

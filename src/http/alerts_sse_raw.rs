@@ -134,7 +134,8 @@ async fn run(state: &AppState, stream: &Arc<TcpStream>, mut sub: Subscription) {
     {
         return;
     }
-    sub.attach(Direct::new(stream.clone(), Wire::Sse));
+    let socket = Direct::new(stream.clone(), Wire::Sse);
+    sub.attach(socket.clone());
     let mut input = [0u8; 64];
     loop {
         let extra: &[u8] = tokio::select! {
@@ -144,7 +145,15 @@ async fn run(state: &AppState, stream: &Arc<TcpStream>, mut sub: Subscription) {
             // A subscriber says nothing after its request: anything (or the close) ends it.
             _ = read_some(stream, &mut input) => break,
         };
-        // Boxed: the writing step's future exists only while it runs (see `alerts_live`).
+        // Woken with events: written at once if the socket takes them all (no future).
+        if extra.is_empty() {
+            match sub.write_out(&socket).await {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(()) => break,
+            }
+        }
+        // Boxed: the awaiting step's future exists only while it runs (see `alerts_live`).
         if !Box::pin(drain(stream, &mut sub, extra, write_timeout)).await {
             break;
         }
