@@ -305,21 +305,30 @@ async fn redis_outage_is_503_and_loses_nothing() {
     assert!(fetched.body.contains("<identifier>o-1</identifier>"));
 }
 
+/// Runs `hubcast serve` on `redis_url` with data in `dir` until it exits (a start error);
+/// returns (status, stdout, stderr).
+fn serve_on_redis(
+    dir: &std::path::Path,
+    redis_url: &str,
+) -> (std::process::ExitStatus, String, String) {
+    let dir = dir.display().to_string();
+    common::run(
+        &["serve", "--listen", "127.0.0.1:0", "--data-dir", &dir],
+        &[
+            ("HUBCAST_ALERTS__BACKEND", "redis"),
+            ("HUBCAST_ALERTS__REDIS_URL", redis_url),
+            ("HUBCAST_SFU__UDP_LISTEN", "127.0.0.1:0"),
+            ("HUBCAST_SFU__TCP_LISTEN", "127.0.0.1:0"),
+        ],
+    )
+}
+
 #[test]
 fn unreachable_redis_is_a_start_error_naming_the_setting() {
     let tmp = tempfile::tempdir().expect("tmp");
     let port = free_addr().port();
     let url = format!("redis://127.0.0.1:{port}/");
-    let dir = tmp.path().display().to_string();
-    let (status, _, err) = common::run(
-        &["serve", "--listen", "127.0.0.1:0", "--data-dir", &dir],
-        &[
-            ("HUBCAST_ALERTS__BACKEND", "redis"),
-            ("HUBCAST_ALERTS__REDIS_URL", &url),
-            ("HUBCAST_SFU__UDP_LISTEN", "127.0.0.1:0"),
-            ("HUBCAST_SFU__TCP_LISTEN", "127.0.0.1:0"),
-        ],
-    );
+    let (status, _, err) = serve_on_redis(tmp.path(), &url);
     assert_eq!(status.code(), Some(2), "{err}");
     assert!(err.contains("alerts.redis_url"), "{err}");
 }
@@ -334,17 +343,8 @@ async fn a_password_protected_redis_works_and_a_wrong_password_is_a_start_error(
     assert!(redis.command("XLEN {hubcast}:alerts:log").contains(":1"));
 
     let tmp = tempfile::tempdir().expect("tmp");
-    let dir = tmp.path().display().to_string();
     let wrong = format!("redis://:wrong@127.0.0.1:{}/", redis.port);
-    let (status, out, err) = common::run(
-        &["serve", "--listen", "127.0.0.1:0", "--data-dir", &dir],
-        &[
-            ("HUBCAST_ALERTS__BACKEND", "redis"),
-            ("HUBCAST_ALERTS__REDIS_URL", &wrong),
-            ("HUBCAST_SFU__UDP_LISTEN", "127.0.0.1:0"),
-            ("HUBCAST_SFU__TCP_LISTEN", "127.0.0.1:0"),
-        ],
-    );
+    let (status, out, err) = serve_on_redis(tmp.path(), &wrong);
     assert_eq!(status.code(), Some(2), "{err}");
     assert!(err.contains("alerts.redis_url"), "{err}");
     assert!(

@@ -67,7 +67,7 @@ use std::time::{Duration, Instant};
 
 use alerts_live_util::{Seen, Sse, WAIT, Ws, metric, parse_frame, small_window};
 use alerts_util::{Fixture, cap_xml};
-use common::{Hub, request_with_body};
+use common::Hub;
 use futures_util::StreamExt as _;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -170,20 +170,13 @@ async fn post(addr: SocketAddr, token: &str, id: &str, region: &str) -> (u64, In
         headline: &format!("标题 {id}"),
         description: &description,
     });
-    let len = xml.len().to_string();
-    let auth = format!("Bearer {token}");
-    let headers = [
-        ("Content-Length", len.as_str()),
-        ("Authorization", auth.as_str()),
-        ("Content-Type", "application/cap+xml"),
-    ];
     let stream = tokio::time::timeout(WAIT, tokio::net::TcpStream::connect(addr))
         .await
         .expect("connect in time")
         .expect("connect");
     stream.set_nodelay(true).expect("nodelay");
     let at = Instant::now();
-    let request = request_with_body(stream, "POST", "/api/v1/alerts", &headers, xml.as_bytes());
+    let request = alerts_live_util::post_cap_on(stream, token, &xml);
     let response = tokio::time::timeout(WAIT, request)
         .await
         .expect("publish acknowledged in time");

@@ -228,6 +228,11 @@ async fn non_handshakes_get_json_errors() {
     assert!(head.starts_with("HTTP/1.1 431"), "{head}");
     let body = read_body(&mut stream, &head).await;
     assert!(String::from_utf8_lossy(&body).contains("head_too_large"));
+    let many: String = (0..60).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let (mut stream, head) = handshake(&hub, Path::First, "region=330100", &many).await;
+    assert!(head.starts_with("HTTP/1.1 431"), "too many headers: {head}");
+    let body = read_body(&mut stream, &head).await;
+    assert!(String::from_utf8_lossy(&body).contains("head_too_large"));
     let mut sse = TcpStream::connect(hub.addr).await.expect("connect");
     let request = format!("GET /sse/alerts?region=330100 HTTP/1.1\r\nHost: x\r\n{huge}\r\n");
     sse.write_all(request.as_bytes()).await.expect("write");

@@ -1,7 +1,7 @@
 //! One encoding of each alert for both live transports. The hub fans out one `Bytes` per alert
 //! (shared by refcount); it holds the alert as a complete Server-Sent Event,
 //! `id: <seq>\ndata: <JSON frame>\n\n`, so an SSE subscriber writes it as it is and a
-//! WebSocket subscriber writes the JSON inside it ([`json`], a zero-copy slice). Encoded once
+//! WebSocket subscriber writes the JSON inside it ([`ws_body`], a borrowed slice). Encoded once
 //! per alert and instance, when the alert enters the live hub ([`for_live`]).
 
 use alerts::hub::PublishedAlert;
@@ -24,18 +24,20 @@ pub fn for_live(mut alert: PublishedAlert) -> PublishedAlert {
     alert
 }
 
-/// The JSON frame inside the event [`for_live`] made for alert `seq`: its offsets follow from
-/// `seq`'s digits, so nothing is scanned per subscriber (falls back to [`json`] otherwise).
-pub fn json_of(event: &Bytes, seq: u64) -> Bytes {
+/// What a WebSocket text frame carries for alert `seq` whose live event is `event`: the JSON
+/// inside it, or the whole event if it is not [`for_live`]'s (never the case on the live
+/// path). The one definition both writers use (the hub task's direct writes and the
+/// connection's), so a frame one of them started is finished byte-exactly by the other.
+pub fn ws_body(event: &[u8], seq: u64) -> &[u8] {
     match json_range(event, seq) {
-        Some(range) => event.slice(range),
-        None => json(event),
+        Some(range) => &event[range],
+        None => event,
     }
 }
 
-/// Where [`json_of`] finds the JSON frame in `event`, without touching its refcount (the hub
+/// Where [`ws_body`] finds the JSON frame in `event`, without touching its refcount (the hub
 /// task's direct writes borrow the bytes); `None` if `event` is not [`for_live`]'s for `seq`.
-pub fn json_range(event: &[u8], seq: u64) -> Option<std::ops::Range<usize>> {
+fn json_range(event: &[u8], seq: u64) -> Option<std::ops::Range<usize>> {
     let digits = seq.checked_ilog10().map_or(1, |d| d as usize + 1);
     let start = 4 + digits + DATA.len();
     let framed = event.len() >= start + END.len()
@@ -58,40 +60,44 @@ pub fn json(event: &Bytes) -> Bytes {
     event.slice(start..end)
 }
 
+/// A food alert for 330100 numbered `seq` carrying `frame` (unit tests of this module and
+/// the hub task).
+#[cfg(test)]
+pub(super) fn test_alert(seq: u64, frame: Bytes) -> PublishedAlert {
+    use alerts::hub::{AlertKind, MsgType, Severity};
+    PublishedAlert {
+        seq,
+        id: seq.to_string(),
+        kind: AlertKind::Food,
+        severity: Severity::Severe,
+        regions: vec![tiers::RegionCode::from_u32(330_100).expect("code")],
+        msg_type: MsgType::Alert,
+        references: Vec::new(),
+        expires: None,
+        frame,
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use alerts::hub::{AlertKind, MsgType, Severity};
-    use tiers::RegionCode;
-
     use super::*;
 
     #[test]
     fn one_encoding_serves_both_transports() {
         let frame =
             Bytes::from_static(br#"{"type":"alert","seq":42,"id":"42","alert":{"a":"x\ny"}}"#);
-        let alert = PublishedAlert {
-            seq: 42,
-            id: "42".into(),
-            kind: AlertKind::Food,
-            severity: Severity::Severe,
-            regions: vec![RegionCode::from_u32(330_100).expect("code")],
-            msg_type: MsgType::Alert,
-            references: Vec::new(),
-            expires: None,
-            frame: frame.clone(),
-        };
-        let live = for_live(alert);
+        let live = for_live(test_alert(42, frame.clone()));
         let text = std::str::from_utf8(&live.frame).expect("utf-8");
         assert!(text.starts_with("id: 42\ndata: {"), "{text}");
         assert!(text.ends_with("}\n\n"));
         assert_eq!(text.matches('\n').count(), 3, "one id line, one data line");
         let inner = json(&live.frame);
         assert_eq!(inner, frame);
-        assert_eq!(json_of(&live.frame, 42), frame);
+        assert_eq!(ws_body(&live.frame, 42), &frame[..]);
         assert_eq!(
-            json_of(&live.frame, 7),
-            frame,
-            "a wrong seq falls back to the scan"
+            ws_body(&live.frame, 7),
+            &live.frame[..],
+            "not the event of that seq: sent as it is"
         );
         assert_eq!(
             inner.as_ptr(),

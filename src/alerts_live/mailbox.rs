@@ -84,10 +84,7 @@ pub fn encode(wire: Wire, seq: u64, event: &Bytes) -> (([u8; 10], usize), &[u8])
     match wire {
         Wire::Sse => (([0; 10], 0), &event[..]),
         Wire::WebSocket => {
-            let body = match super::frame::json_range(event, seq) {
-                Some(range) => &event[range],
-                None => &event[..],
-            };
+            let body = super::frame::ws_body(event, seq);
             (
                 crate::wslite::frame::header(crate::wslite::frame::TEXT, body.len()),
                 body,
@@ -170,10 +167,13 @@ impl Mailbox {
     ) -> Filled {
         let mut filled = Filled::default();
         let added = {
-            let mut inbox = self.lock();
+            let mut guard = self.lock();
+            // Split borrows: the socket is borrowed, not cloned (no refcount traffic per
+            // subscriber), while the inbox's other fields change.
+            let inbox = &mut *guard;
             let before = inbox.items.len();
             let mut direct = match (before, inbox.busy) {
-                (0, false) => inbox.direct.clone(),
+                (0, false) => inbox.direct.as_ref(),
                 _ => None,
             };
             while inbox.items.len() < limit {
@@ -181,7 +181,7 @@ impl Mailbox {
                 if let Delivery::Alert { seq, frame } = &delivery {
                     filled.delivered += 1;
                     on_alert(*seq);
-                    if let Some(socket) = &direct {
+                    if let Some(socket) = direct {
                         match socket.try_write(*seq, frame) {
                             Attempt::Done => {
                                 filled.direct += 1;
@@ -297,6 +297,36 @@ mod tests {
         Delivery::Alert { seq, frame }
     }
 
+    /// `n` alerts, every tenth larger than a loopback segment (so writes get cut), and the
+    /// bytes they make on an SSE stream, in order.
+    fn burst(n: u64) -> (VecDeque<Delivery>, Vec<u8>) {
+        let queue: VecDeque<Delivery> = (1..=n)
+            .map(|seq| event(seq, if seq % 10 == 0 { 150_000 } else { 700 }))
+            .collect();
+        let expected = queue
+            .iter()
+            .flat_map(|d| match d {
+                Delivery::Alert { frame, .. } => frame.to_vec(),
+                Delivery::Reset { .. } => Vec::new(),
+            })
+            .collect();
+        (queue, expected)
+    }
+
+    /// Reads `total` bytes from `client` in a task.
+    fn read_all(mut client: TcpStream, total: usize) -> tokio::task::JoinHandle<Vec<u8>> {
+        tokio::spawn(async move {
+            let mut got = Vec::with_capacity(total);
+            let mut buf = [0u8; 8192];
+            while got.len() < total {
+                let n = client.read(&mut buf).await.expect("read");
+                assert!(n > 0, "closed early");
+                got.extend_from_slice(&buf[..n]);
+            }
+            got
+        })
+    }
+
     async fn pair() -> (Arc<TcpStream>, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -314,19 +344,10 @@ mod tests {
 
     #[tokio::test]
     async fn direct_writes_then_the_inbox_keep_every_frame_whole_and_in_order() {
-        let (server, mut client) = pair().await;
+        let (server, client) = pair().await;
         let mailbox = Mailbox::default();
         mailbox.attach(Some(Direct::new(server.clone(), Wire::Sse)));
-        let mut queue: VecDeque<Delivery> = (1..=300)
-            .map(|seq| event(seq, if seq % 10 == 0 { 150_000 } else { 700 }))
-            .collect();
-        let expected: Vec<u8> = queue
-            .iter()
-            .flat_map(|d| match d {
-                Delivery::Alert { frame, .. } => frame.to_vec(),
-                Delivery::Reset { .. } => Vec::new(),
-            })
-            .collect();
+        let (mut queue, expected) = burst(300);
         let mut seen = Vec::new();
         let filled = mailbox.fill(64, || queue.pop_front(), |seq| seen.push(seq));
         assert!(filled.direct > 0, "an idle socket is written directly");
@@ -341,17 +362,7 @@ mod tests {
         );
 
         // The reader drains while the connection side writes what the hub task could not.
-        let total = expected.len();
-        let reader = tokio::spawn(async move {
-            let mut got = Vec::with_capacity(total);
-            let mut buf = [0u8; 8192];
-            while got.len() < total {
-                let n = client.read(&mut buf).await.expect("read");
-                assert!(n > 0, "closed early");
-                got.extend_from_slice(&buf[..n]);
-            }
-            got
-        });
+        let reader = read_all(client, expected.len());
         let limit = Duration::from_secs(10);
         let mut partial = 0;
         loop {
@@ -396,32 +407,13 @@ mod tests {
 
     #[tokio::test]
     async fn the_connection_writes_out_without_waiting_and_keeps_frames_whole() {
-        let (server, mut client) = pair().await;
+        let (server, client) = pair().await;
         let mailbox = Mailbox::default();
         let socket = Direct::new(server.clone(), Wire::Sse);
         // The hub task writes until the socket is full, leaving a frame half written.
         mailbox.attach(Some(socket.clone()));
-        let mut queue: VecDeque<Delivery> = (1..=120)
-            .map(|seq| event(seq, if seq % 10 == 0 { 150_000 } else { 700 }))
-            .collect();
-        let expected: Vec<u8> = queue
-            .iter()
-            .flat_map(|d| match d {
-                Delivery::Alert { frame, .. } => frame.to_vec(),
-                Delivery::Reset { .. } => Vec::new(),
-            })
-            .collect();
-        let total = expected.len();
-        let reader = tokio::spawn(async move {
-            let mut got = Vec::with_capacity(total);
-            let mut buf = [0u8; 8192];
-            while got.len() < total {
-                let n = client.read(&mut buf).await.expect("read");
-                assert!(n > 0, "closed early");
-                got.extend_from_slice(&buf[..n]);
-            }
-            got
-        });
+        let (mut queue, expected) = burst(120);
+        let reader = read_all(client, expected.len());
         let (mut settled, mut unsettled) = (0, 0);
         while !queue.is_empty() || !mailbox.lock().items.is_empty() {
             mailbox.fill(64, || queue.pop_front(), |_| {});

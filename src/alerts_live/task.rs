@@ -156,8 +156,8 @@ pub(super) async fn run(
             }
             Command::Refill(sub) => {
                 if let Some(slot) = slots.get(&sub) {
-                    let mut ages = Ages::new(&times);
-                    fill(&mut hub, &slot.mailbox, sub, &mut ages, &metrics);
+                    let mut ages = Ages::new(&times, &metrics);
+                    fill(&mut hub, &slot.mailbox, sub, &mut ages);
                 }
             }
             Command::Live { filter, reply } => {
@@ -211,7 +211,7 @@ async fn fill_gap(
     };
     let after = hub.last_seq().max(skipped);
     let reader = store.clone();
-    let limit = usize::try_from(first - after)
+    let limit = usize::try_from(first.saturating_sub(after))
         .unwrap_or(MAX_PAGE)
         .clamp(1, MAX_PAGE);
     match tokio::task::spawn_blocking(move || reader.since(after, limit)).await {
@@ -262,18 +262,18 @@ async fn drain_events(
     times: &VecDeque<(u64, Instant)>,
     metrics: &LiveMetrics,
 ) {
-    let mut ages = Ages::new(times);
+    let mut ages = Ages::new(times, metrics);
     let mut fills = 0;
     while let Some(event) = hub.poll_event() {
         match event {
             HubEvent::Ready { sub } => {
                 if let Some(slot) = slots.get(&sub) {
-                    fill(hub, &slot.mailbox, sub, &mut ages, metrics);
+                    fill(hub, &slot.mailbox, sub, &mut ages);
                 }
                 fills += 1;
                 if fills % FILLS_PER_YIELD == 0 {
                     tokio::task::yield_now().await;
-                    ages = Ages::new(times);
+                    ages = Ages::new(times, metrics);
                 }
             }
             HubEvent::Disconnect { sub, reason } => {
@@ -286,20 +286,43 @@ async fn drain_events(
     }
 }
 
-/// Publish→fill ages for the latency histogram, from one clock reading per pass: a broadcast
+/// Publish→fill ages for the latency histogram, from one clock reading per pass, and the
+/// pass's counts (added to the shared metrics once, on drop): a broadcast
 /// to N subscribers looks its alert up once, not N times.
 struct Ages<'a> {
     times: &'a VecDeque<(u64, Instant)>,
     now: Instant,
     last: Option<(u64, Option<f64>)>,
+    /// The pass's metrics, kept locally and added to the shared ones once, when the pass ends
+    /// (drop): no atomic update per subscriber.
+    metrics: &'a LiveMetrics,
+    latency: prometheus::local::LocalHistogram,
+    delivered: u64,
+    direct: u64,
+}
+
+impl Drop for Ages<'_> {
+    fn drop(&mut self) {
+        self.latency.flush();
+        if self.delivered > 0 {
+            self.metrics.deliveries.inc_by(self.delivered);
+        }
+        if self.direct > 0 {
+            self.metrics.direct_writes.inc_by(self.direct);
+        }
+    }
 }
 
 impl<'a> Ages<'a> {
-    fn new(times: &'a VecDeque<(u64, Instant)>) -> Ages<'a> {
+    fn new(times: &'a VecDeque<(u64, Instant)>, metrics: &'a LiveMetrics) -> Ages<'a> {
         Ages {
             times,
             now: Instant::now(),
             last: None,
+            metrics,
+            latency: metrics.latency.local(),
+            delivered: 0,
+            direct: 0,
         }
     }
 
@@ -328,44 +351,30 @@ impl<'a> Ages<'a> {
 /// that completes at once, then into its inbox (up to [`BATCH`]), waking the connection if the
 /// inbox got anything. What does not fit stays in the hub's queue until the connection asks
 /// for a refill.
-fn fill(hub: &mut Hub, mailbox: &Mailbox, sub: SubId, ages: &mut Ages<'_>, metrics: &LiveMetrics) {
+fn fill(hub: &mut Hub, mailbox: &Mailbox, sub: SubId, ages: &mut Ages<'_>) {
     let filled = mailbox.fill(
         BATCH,
         || hub.pop(sub),
         |seq| {
             if let Some(age) = ages.of(seq) {
-                metrics.latency.observe(age);
+                ages.latency.observe(age);
             }
         },
     );
-    if filled.delivered > 0 {
-        metrics.deliveries.inc_by(filled.delivered);
-    }
-    if filled.direct > 0 {
-        metrics.direct_writes.inc_by(filled.direct);
-    }
+    ages.delivered += filled.delivered;
+    ages.direct += filled.direct;
 }
 
 #[cfg(test)]
 mod tests {
-    use alerts::hub::{AlertKind, Delivery, Filter, MsgType, Severity};
+    use alerts::hub::{Delivery, Filter};
     use axum::body::Bytes;
     use tiers::RegionCode;
 
     use super::*;
 
     fn alert(seq: u64) -> PublishedAlert {
-        PublishedAlert {
-            seq,
-            id: seq.to_string(),
-            kind: AlertKind::Food,
-            severity: Severity::Severe,
-            regions: vec![RegionCode::from_u32(330_100).expect("code")],
-            msg_type: MsgType::Alert,
-            references: Vec::new(),
-            expires: None,
-            frame: Bytes::from(format!("{{\"seq\":{seq}}}")),
-        }
+        super::super::frame::test_alert(seq, Bytes::from(format!("{{\"seq\":{seq}}}")))
     }
 
     #[test]

@@ -267,11 +267,12 @@ async fn answer(
     true
 }
 
-/// The JSON of an alert delivery: a refcounted slice of the shared SSE-encoded frame, not a
-/// copy (a fn, not a closure: the session future must be `Send` for every lifetime).
-fn ws_payload(item: &Delivery) -> Option<bytes::Bytes> {
+/// The JSON of an alert delivery, borrowed from the shared SSE-encoded frame (the same bytes
+/// the hub task's direct writes send: `frame::ws_body`); a fn, not a closure, so the session
+/// future is `Send` for every lifetime.
+fn ws_payload(item: &Delivery) -> Option<&[u8]> {
     match item {
-        Delivery::Alert { seq, frame } => Some(crate::alerts_live::frame::json_of(frame, *seq)),
+        Delivery::Alert { seq, frame } => Some(crate::alerts_live::frame::ws_body(frame, *seq)),
         Delivery::Reset { .. } => None,
     }
 }

@@ -91,9 +91,8 @@ async fn request(
             Some((stream.into_inner(), sub))
         }
         Err(err) => {
-            let response = err.into_response();
-            raw::count(state, ROUTE, response.status(), started);
-            raw::write_response(&mut stream, response, RAW_HEADER).await;
+            let refused = err.into_response();
+            raw::refuse(&mut stream, state, ROUTE, started, refused, RAW_HEADER).await;
             None
         }
     }

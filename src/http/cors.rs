@@ -20,6 +20,18 @@ pub fn is_public_read(path: &str) -> bool {
 /// The header lines the side-path SSE server adds (`alerts_sse_raw`).
 pub const RAW_HEADER: &str = "access-control-allow-origin: *\r\n";
 
+/// The answer to a public read's preflight: any origin, GET, the headers an SSE reader sends,
+/// cached for a day.
+const PREFLIGHT: [(header::HeaderName, &str); 4] = [
+    (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+    (header::ACCESS_CONTROL_ALLOW_METHODS, "GET"),
+    (
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        "Last-Event-ID, Cache-Control",
+    ),
+    (header::ACCESS_CONTROL_MAX_AGE, "86400"),
+];
+
 /// Middleware: `Access-Control-Allow-Origin: *` on public alert reads (errors included, so a
 /// page can read why), 204 to their preflights.
 pub async fn public_reads(request: Request, next: Next) -> Response {
@@ -27,22 +39,9 @@ pub async fn public_reads(request: Request, next: Next) -> Response {
     if public && request.method() == Method::OPTIONS {
         let mut response = StatusCode::NO_CONTENT.into_response();
         let headers = response.headers_mut();
-        headers.insert(
-            header::ACCESS_CONTROL_ALLOW_ORIGIN,
-            HeaderValue::from_static("*"),
-        );
-        headers.insert(
-            header::ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static("GET"),
-        );
-        headers.insert(
-            header::ACCESS_CONTROL_ALLOW_HEADERS,
-            HeaderValue::from_static("Last-Event-ID, Cache-Control"),
-        );
-        headers.insert(
-            header::ACCESS_CONTROL_MAX_AGE,
-            HeaderValue::from_static("86400"),
-        );
+        for (name, value) in PREFLIGHT {
+            headers.insert(name, HeaderValue::from_static(value));
+        }
         return response;
     }
     let read = request.method() == Method::GET || request.method() == Method::HEAD;

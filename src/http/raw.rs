@@ -49,21 +49,24 @@ pub async fn read_head<S: AsyncRead + AsyncWrite + Unpin>(
     match tokio::time::timeout(limit, read_until_blank_line(stream)).await {
         Ok(Ok(head)) => Some(head),
         Ok(Err(Unread::TooLarge)) => {
-            let error = super::ApiError::new(
-                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                "head_too_large",
-                format!("the request head is over {} KiB", MAX_HEAD / 1024),
-            );
-            write_response(
-                stream,
-                axum::response::IntoResponse::into_response(error),
-                extra,
-            )
-            .await;
+            let error = axum::response::IntoResponse::into_response(too_large());
+            write_response(stream, error, extra).await;
             None
         }
         Ok(Err(Unread::Closed)) | Err(_) => None,
     }
+}
+
+/// 431 `head_too_large`: over [`MAX_HEAD`] bytes or `MAX_HEADERS` headers.
+fn too_large() -> AlertError {
+    AlertError::from(super::ApiError::new(
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "head_too_large",
+        format!(
+            "the request head is over {} KiB or {MAX_HEADERS} headers",
+            MAX_HEAD / 1024
+        ),
+    ))
 }
 
 /// Why no request head was read.
@@ -105,6 +108,7 @@ pub fn parse(read: &[u8], wanted: &[&str]) -> Result<Head, AlertError> {
     let bad = |why: &str| AlertError::from(super::ApiError::bad_request("bad_request", why));
     let len = match request.parse(read) {
         Ok(httparse::Status::Complete(len)) => len,
+        Err(httparse::Error::TooManyHeaders) => return Err(too_large()),
         _ => return Err(bad("malformed request head")),
     };
     let uri: Uri = request
@@ -150,6 +154,20 @@ pub fn count(state: &super::AppState, route: &str, status: StatusCode, started: 
         .http_requests
         .with_label_values(&[route, "GET", status.as_str()])
         .inc();
+}
+
+/// Answers a refused side-path request: counted as [`count`] does, then written and closed as
+/// [`write_response`] does.
+pub async fn refuse<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    state: &super::AppState,
+    route: &str,
+    started: Instant,
+    response: Response,
+    extra: &str,
+) {
+    count(state, route, response.status(), started);
+    write_response(stream, response, extra).await;
 }
 
 /// Writes `bytes` within `limit`; false if the connection must end.

@@ -294,6 +294,15 @@ pub async fn post_alert_on<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unp
         headline,
         description: headline,
     });
+    post_cap_on(stream, token, &xml).await
+}
+
+/// `POST /api/v1/alerts` of the CAP document `xml` with `token` over `stream`.
+pub async fn post_cap_on<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    stream: S,
+    token: &str,
+    xml: &str,
+) -> crate::common::Response {
     let len = xml.len().to_string();
     let auth = format!("Bearer {token}");
     let headers = [

@@ -322,10 +322,15 @@ pub(super) fn insert_numbered<'a>(
         if exists.is_some() {
             continue;
         }
-        let model = a.alert().map_err(|e| StoreError::Corrupt {
-            seq: a.seq,
-            reason: e.to_string(),
-        })?;
+        // A record whose CAP document cannot be read is left out (logged), like an
+        // undecodable log entry: it must not keep every later alert out of the archive.
+        let model = match a.alert() {
+            Ok(model) => model,
+            Err(err) => {
+                tracing::error!(seq = a.seq, %err, "unreadable alert left out of the archive index");
+                continue;
+            }
+        };
         insert(&tx, a, raw, &search_text(&model))?;
     }
     tx.commit()?;

@@ -62,8 +62,9 @@ pub struct RedisStore {
     keys: Keys,
     pool: Mutex<Vec<Connection>>,
     mirror: SqliteStore,
-    /// Held while the mirror catches up, so two queries do not copy the same entries.
-    catching_up: Mutex<()>,
+    /// Held while the mirror catches up, so two queries do not copy the same entries; holds
+    /// the last log number examined (past unreadable entries the mirror does not have).
+    catching_up: Mutex<u64>,
     config: StoreConfig,
     script: redis::Script,
 }
@@ -93,7 +94,7 @@ impl RedisStore {
             keys: Keys::new(prefix),
             pool: Mutex::new(Vec::new()),
             mirror: SqliteStore::open_with(mirror_path, config.clone())?,
-            catching_up: Mutex::new(()),
+            catching_up: Mutex::new(0),
             config,
             script: redis::Script::new(APPEND_SCRIPT),
         };
@@ -147,21 +148,24 @@ impl RedisStore {
 
     /// Copies the log's entries the local archive index lacks into it.
     fn catch_up(&self) -> Result<(), StoreError> {
-        let _guard = self
+        let mut examined = self
             .catching_up
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let mut after = self.mirror.last_seq()?;
+        let mut after = self.mirror.last_seq()?.max(*examined);
         loop {
             let batch = self.entries_after(after, MAX_PAGE)?;
             let Some(last) = batch.last() else {
                 return Ok(());
             };
-            // Past unreadable entries too: they are skipped, not waited for.
+            // Past unreadable entries too: they are skipped, not waited for (nor read again).
             after = last.seq;
             let readable: Vec<Entry> = batch.into_iter().filter_map(Slot::readable).collect();
-            self.mirror
-                .insert_numbered(readable.iter().map(|e| (&e.alert, e.raw.as_str())))?;
+            if !readable.is_empty() {
+                self.mirror
+                    .insert_numbered(readable.iter().map(|e| (&e.alert, e.raw.as_str())))?;
+            }
+            *examined = after;
         }
     }
 

@@ -24,6 +24,9 @@ pub struct SfuMetrics {
     pub ice_failures: IntCounter,
     /// `hubcast_sfu_dropped_packets_total{reason}`: invalid or unroutable input.
     pub dropped_packets: IntCounterVec,
+    /// `dropped_packets` resolved per `DROP_REASONS` entry, same order: counting a drop is an
+    /// atomic add, not a label lookup (drops come per datagram under a flood).
+    drops: Vec<IntCounter>,
     /// `hubcast_sfu_send_errors_total`.
     pub send_errors: IntCounter,
     /// `hubcast_sfu_speaker_changes_total`.
@@ -89,9 +92,10 @@ impl SfuMetrics {
             "hubcast_sfu_speaker_changes_total",
             "Active speaker changes.",
         )?;
-        for reason in DROP_REASONS {
-            dropped_packets.with_label_values(&[reason]);
-        }
+        let drops = DROP_REASONS
+            .iter()
+            .map(|reason| dropped_packets.with_label_values(&[reason]))
+            .collect();
         for direction in ["from_viewers", "to_publishers"] {
             keyframe_requests.with_label_values(&[direction]);
             nacks.with_label_values(&[direction]);
@@ -106,6 +110,7 @@ impl SfuMetrics {
             layer_switches,
             ice_failures,
             dropped_packets,
+            drops,
             send_errors,
             speaker_changes,
         };
@@ -125,15 +130,16 @@ impl SfuMetrics {
 
     /// Counts a dropped datagram. `reason` must be one of `DROP_REASONS`.
     pub fn dropped(&self, reason: &'static str) {
-        debug_assert!(DROP_REASONS.contains(&reason));
-        self.dropped_packets.with_label_values(&[reason]).inc();
+        self.dropped_many(reason, 1);
     }
 
     /// Counts `n` datagrams dropped for the same reason (one of `DROP_REASONS`).
     pub fn dropped_many(&self, reason: &'static str, n: usize) {
         debug_assert!(DROP_REASONS.contains(&reason));
-        self.dropped_packets
-            .with_label_values(&[reason])
-            .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
+        let n = u64::try_from(n).unwrap_or(u64::MAX);
+        match DROP_REASONS.iter().position(|r| *r == reason) {
+            Some(i) => self.drops[i].inc_by(n),
+            None => self.dropped_packets.with_label_values(&[reason]).inc_by(n),
+        }
     }
 }

@@ -54,28 +54,30 @@ impl Worker {
                 ext.audio_level = Some(-(level.level.min(127) as i8));
                 ext.voice_activity = Some(level.voice);
             }
-            let mut write = RtpWrite::new(
-                pt,
-                f.seq.into(),
-                f.rtp_time as u32,
-                f.arrival,
-                f.payload.clone(),
-            )
-            .marker(f.marker)
-            .ext_vals(ext)
-            .nackable(kind == core::Kind::Video);
-            if let Some(rewrite) = f.vp8_rewrite {
-                let descriptor = match &vp8 {
-                    Some((payload, d)) if Arc::ptr_eq(payload, &f.payload) => *d,
-                    _ => {
-                        let d = Vp8Descriptor::parse(&f.payload).ok();
-                        vp8 = Some((f.payload.clone(), d));
-                        d
-                    }
-                };
-                if let Some(patch) = descriptor.and_then(|d| vp8_patch(&d, rewrite)) {
-                    write = write.vp8_patch(patch);
+            // The VP8 patch first, from a borrow: the payload `Arc` then moves into the write
+            // (no refcount traffic per forwarded packet).
+            let patch = match f.vp8_rewrite {
+                Some(rewrite) => {
+                    let descriptor = match &vp8 {
+                        Some((payload, d)) if Arc::ptr_eq(payload, &f.payload) => *d,
+                        _ => {
+                            let d = Vp8Descriptor::parse(&f.payload).ok();
+                            vp8 = Some((f.payload.clone(), d));
+                            d
+                        }
+                    };
+                    descriptor.and_then(|d| vp8_patch(&d, rewrite))
                 }
+                None => None,
+            };
+            let len = f.payload.len() as u64;
+            let mut write =
+                RtpWrite::new(pt, f.seq.into(), f.rtp_time as u32, f.arrival, f.payload)
+                    .marker(f.marker)
+                    .ext_vals(ext)
+                    .nackable(kind == core::Kind::Video);
+            if let Some(patch) = patch {
+                write = write.vp8_patch(patch);
             }
             let mut api = sub.rtc.direct_api();
             let Some(stream) = api.stream_tx(&tx.ssrc) else {
@@ -83,7 +85,7 @@ impl Worker {
             };
             stream.write_rtp(write);
             packets += 1;
-            bytes += f.payload.len() as u64;
+            bytes += len;
             if !sub.queued {
                 sub.queued = true;
                 self.dirty.push(f.sub);
