@@ -27,8 +27,11 @@ pub struct SfuMetrics {
     /// `dropped_packets` resolved per `DROP_REASONS` entry, same order: counting a drop is an
     /// atomic add, not a label lookup (drops come per datagram under a flood).
     drops: Vec<IntCounter>,
-    /// `hubcast_sfu_send_errors_total`.
+    /// `hubcast_sfu_send_errors_total`: datagrams the kernel refused to send.
     pub send_errors: IntCounter,
+    /// `hubcast_sfu_send_dropped_total`: outgoing datagrams dropped because the socket's send
+    /// buffer was full (the worker never waits for it).
+    pub send_dropped: IntCounter,
     /// `hubcast_sfu_speaker_changes_total`.
     pub speaker_changes: IntCounter,
 }
@@ -87,7 +90,14 @@ impl SfuMetrics {
             ),
             &["reason"],
         )?;
-        let send_errors = IntCounter::new("hubcast_sfu_send_errors_total", "Failed sends.")?;
+        let send_errors = IntCounter::new(
+            "hubcast_sfu_send_errors_total",
+            "Datagrams the kernel refused to send.",
+        )?;
+        let send_dropped = IntCounter::new(
+            "hubcast_sfu_send_dropped_total",
+            "Outgoing datagrams dropped on a full socket send buffer.",
+        )?;
         let speaker_changes = IntCounter::new(
             "hubcast_sfu_speaker_changes_total",
             "Active speaker changes.",
@@ -112,6 +122,7 @@ impl SfuMetrics {
             dropped_packets,
             drops,
             send_errors,
+            send_dropped,
             speaker_changes,
         };
         registry.register(Box::new(metrics.peers.clone()))?;
@@ -124,6 +135,7 @@ impl SfuMetrics {
         registry.register(Box::new(metrics.ice_failures.clone()))?;
         registry.register(Box::new(metrics.dropped_packets.clone()))?;
         registry.register(Box::new(metrics.send_errors.clone()))?;
+        registry.register(Box::new(metrics.send_dropped.clone()))?;
         registry.register(Box::new(metrics.speaker_changes.clone()))?;
         Ok(metrics)
     }

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, sendmmsg};
 use str0m::net::{Protocol, Transmit};
 
@@ -20,6 +21,10 @@ use super::worker::{Datagram, WorkerMsg};
 pub(crate) const MAX_DATAGRAM: usize = 2048;
 /// How often blocked reads wake to check for shutdown.
 const POLL: Duration = Duration::from_millis(200);
+
+/// Datagrams queued toward one ICE-TCP connection's writer thread (~300 KB of video, ~0.25 s
+/// at 10 Mbit/s); beyond it the worker drops (see `worker::send_tcp`).
+pub(crate) const TCP_WRITE_QUEUE: usize = 256;
 
 /// Most datagrams handed to the kernel in one `sendmmsg`.
 pub(crate) const SEND_BATCH: usize = 32;
@@ -39,8 +44,12 @@ impl BatchSender {
         }
     }
 
-    /// Sends `batch`, [`SEND_BATCH`] per call, then clears it. A partial or failed call falls
-    /// back to one `send_to` per remaining datagram, so nothing is silently skipped.
+    /// Sends `batch`, [`SEND_BATCH`] per call, then clears it. Never blocks the worker:
+    /// - a datagram the kernel refuses (bad destination, oversize) is skipped and counted in
+    ///   `send_errors`, and the ones after it still go out;
+    /// - when the socket's send buffer is full (`EAGAIN`/`ENOBUFS`) the rest of the chunk is
+    ///   dropped and counted in `send_dropped`, as a full router queue would: waiting here
+    ///   would stall every room on the worker, and the viewers' NACKs recover media.
     pub(crate) fn send(
         &mut self,
         socket: &UdpSocket,
@@ -57,18 +66,33 @@ impl BatchSender {
                 )]
             });
             let n = chunk.len();
-            let sent = sendmmsg(
-                socket.as_raw_fd(),
-                &mut self.headers,
-                &iovs[..n],
-                &addrs[..n],
-                [],
-                MsgFlags::MSG_DONTWAIT,
-            )
-            .map_or(0, |results| results.count());
-            for t in chunk.iter().skip(sent) {
-                if socket.send_to(&t.contents, t.destination).is_err() {
-                    metrics.send_errors.inc();
+            let mut at = 0;
+            while at < n {
+                let sent = sendmmsg(
+                    socket.as_raw_fd(),
+                    &mut self.headers,
+                    &iovs[at..n],
+                    &addrs[at..n],
+                    [],
+                    MsgFlags::MSG_DONTWAIT,
+                )
+                .map(|results| results.count());
+                match sent {
+                    // The kernel stops at the first datagram it refuses and reports the ones
+                    // before it; the next call reports that datagram's error.
+                    Ok(k) if k > 0 => at += k,
+                    Err(Errno::EINTR) => {}
+                    Ok(_) | Err(Errno::EAGAIN | Errno::ENOBUFS) => {
+                        metrics
+                            .send_dropped
+                            .inc_by(u64::try_from(n - at).unwrap_or(u64::MAX));
+                        break;
+                    }
+                    Err(errno) => {
+                        tracing::trace!(%errno, to = ?chunk.get(at).map(|t| t.destination), "send failed");
+                        metrics.send_errors.inc();
+                        at += 1;
+                    }
                 }
             }
         }
@@ -128,7 +152,7 @@ fn tcp_connection(
     let Ok(mut writer_stream) = stream.try_clone() else {
         return;
     };
-    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(TCP_WRITE_QUEUE);
     let writer = std::thread::Builder::new()
         .name("sfu-tcp-w".into())
         .spawn(move || {
@@ -231,4 +255,129 @@ fn read_exact_or_timeout(
         }
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transmit(from: SocketAddr, to: SocketAddr, body: &[u8]) -> Transmit {
+        Transmit {
+            proto: Protocol::Udp,
+            source: from,
+            destination: to,
+            contents: body.to_vec().into(),
+        }
+    }
+
+    fn receive_all(socket: &UdpSocket) -> Vec<Vec<u8>> {
+        socket
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .expect("read timeout");
+        let mut got = Vec::new();
+        let mut buf = [0u8; MAX_DATAGRAM];
+        while let Ok(n) = socket.recv(&mut buf) {
+            got.push(buf[..n].to_vec());
+        }
+        got
+    }
+
+    /// One refused datagram in the middle of a batch is counted and skipped; the ones after it
+    /// still go out, in order, and nothing waits.
+    #[test]
+    fn a_refused_datagram_does_not_stop_the_rest() {
+        let registry = prometheus::Registry::new();
+        let metrics = SfuMetrics::new(&registry).expect("metrics");
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind sender");
+        let receiver = UdpSocket::bind("127.0.0.1:0").expect("bind receiver");
+        let (from, to) = (
+            socket.local_addr().expect("addr"),
+            receiver.local_addr().expect("addr"),
+        );
+        // An IPv6 destination on an IPv4 socket: the kernel refuses that one datagram.
+        let unreachable: SocketAddr = "[::1]:9".parse().expect("addr");
+        let mut batch = vec![
+            transmit(from, to, b"one"),
+            transmit(from, unreachable, b"refused"),
+            transmit(from, to, b"two"),
+        ];
+        // More than one chunk, so the chunking is covered too.
+        for i in 0..SEND_BATCH + 5 {
+            batch.push(transmit(from, to, format!("n{i}").as_bytes()));
+        }
+        let mut sender = BatchSender::new();
+        sender.send(&socket, &mut batch, &metrics);
+        assert!(batch.is_empty(), "the batch is cleared");
+        let got = receive_all(&receiver);
+        let mut want = vec![b"one".to_vec(), b"two".to_vec()];
+        want.extend((0..SEND_BATCH + 5).map(|i| format!("n{i}").into_bytes()));
+        assert_eq!(got, want);
+        assert_eq!(metrics.send_errors.get(), 1);
+        assert_eq!(metrics.send_dropped.get(), 0);
+    }
+
+    /// A full send buffer never blocks the worker: what does not fit is dropped and counted.
+    /// In a loopback-only namespace a token-bucket queue on `lo` (8 kbit/s) holds the sent
+    /// datagrams, so a socket with a small send buffer fills after a few; the old fallback (a
+    /// blocking `send_to` per remaining datagram) waited here for about a minute.
+    #[test]
+    fn a_full_send_buffer_drops_and_counts_instead_of_waiting() {
+        testkit::isolated!();
+        let tc = std::process::Command::new("tc")
+            .args(["qdisc", "add", "dev", "lo", "root", "tbf"])
+            .args(["rate", "8kbit", "burst", "1600", "limit", "1000000"])
+            .status()
+            .expect("run tc (iproute2)");
+        assert!(tc.success(), "tc qdisc add failed");
+        let registry = prometheus::Registry::new();
+        let metrics = SfuMetrics::new(&registry).expect("metrics");
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind sender");
+        nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::SndBuf, &4096)
+            .expect("SO_SNDBUF");
+        let receiver = UdpSocket::bind("127.0.0.1:0").expect("bind receiver");
+        let (from, to) = (
+            socket.local_addr().expect("addr"),
+            receiver.local_addr().expect("addr"),
+        );
+        let total = 2 * SEND_BATCH;
+        let mut batch: Vec<Transmit> = (0..total)
+            .map(|_| transmit(from, to, &[0x80; 1200]))
+            .collect();
+        let mut sender = BatchSender::new();
+        let started = Instant::now();
+        sender.send(&socket, &mut batch, &metrics);
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(2), "send waited {took:?}");
+        let dropped = metrics.send_dropped.get();
+        assert!(dropped > 0, "nothing was dropped: the queue did not fill");
+        assert!(
+            dropped < total as u64,
+            "nothing was sent: {dropped} dropped"
+        );
+        assert_eq!(metrics.send_errors.get(), 0);
+    }
+
+    /// A stalled ICE-TCP viewer fills its writer's bounded queue; further datagrams are dropped
+    /// and counted, never queued without bound nor waited for.
+    #[test]
+    fn a_stalled_tcp_writer_queue_is_bounded() {
+        let registry = prometheus::Registry::new();
+        let metrics = SfuMetrics::new(&registry).expect("metrics");
+        let remote: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
+        let local: SocketAddr = "127.0.0.1:3478".parse().expect("addr");
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(TCP_WRITE_QUEUE);
+        let writers = std::collections::HashMap::from([(remote, tx)]);
+        for _ in 0..TCP_WRITE_QUEUE + 10 {
+            super::super::worker::send_tcp(&metrics, &writers, transmit(local, remote, b"x"));
+        }
+        assert_eq!(rx.try_iter().count(), TCP_WRITE_QUEUE);
+        assert_eq!(metrics.send_dropped.get(), 10);
+        // Unknown connection, then a closed one: errors, not drops.
+        let other: SocketAddr = "127.0.0.1:40001".parse().expect("addr");
+        super::super::worker::send_tcp(&metrics, &writers, transmit(local, other, b"x"));
+        drop(rx);
+        super::super::worker::send_tcp(&metrics, &writers, transmit(local, remote, b"x"));
+        assert_eq!(metrics.send_errors.get(), 2);
+        assert_eq!(metrics.send_dropped.get(), 10);
+    }
 }

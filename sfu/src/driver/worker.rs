@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
 use str0m::net::{Protocol, Receive};
@@ -48,7 +48,7 @@ pub(crate) enum WorkerMsg {
     /// An ICE-TCP connection from `remote`: frames to send there go to `writer`.
     TcpAttach {
         remote: SocketAddr,
-        writer: Sender<Vec<u8>>,
+        writer: SyncSender<Vec<u8>>,
     },
     /// The ICE-TCP connection from `remote` ended (or moved to another worker): drop its
     /// writer, which ends the writer thread and closes the socket.
@@ -78,7 +78,7 @@ pub(crate) struct Worker {
     pub(crate) shared: Shared,
     pub(crate) sessions: HashMap<u64, Session>,
     pub(crate) rooms: HashMap<Arc<str>, RoomSlot>,
-    tcp_writers: HashMap<SocketAddr, Sender<Vec<u8>>>,
+    tcp_writers: HashMap<SocketAddr, SyncSender<Vec<u8>>>,
     /// Sessions whose `Rtc` got input and must be drained.
     pub(crate) dirty: Vec<u64>,
     /// Events drained from sessions, processed once the session is no longer borrowed.
@@ -313,7 +313,7 @@ impl Worker {
                             );
                         }
                     } else {
-                        send_tcp(&self.shared, &self.tcp_writers, t);
+                        send_tcp(&self.shared.metrics, &self.tcp_writers, t);
                     }
                 }
                 Ok(Output::Event(event)) => self.events.push((id, event)),
@@ -387,15 +387,22 @@ impl Worker {
 }
 
 /// Sends one ICE-TCP transmit through its connection's writer (RFC 4571 framing is added
-/// there).
-fn send_tcp(shared: &Shared, tcp: &HashMap<SocketAddr, Sender<Vec<u8>>>, t: str0m::net::Transmit) {
-    match tcp.get(&t.destination) {
-        Some(writer) => {
-            // The datagram's own buffer moves to the writer thread: no copy.
-            if writer.send(t.contents.into()).is_err() {
-                shared.metrics.send_errors.inc();
-            }
-        }
-        None => shared.metrics.send_errors.inc(),
+/// there). The writer's queue is bounded ([`TCP_WRITE_QUEUE`](super::net::TCP_WRITE_QUEUE)):
+/// when a stalled connection has filled it the datagram is dropped and counted in
+/// `send_dropped`, like a full UDP send buffer; the worker never waits for one viewer.
+pub(super) fn send_tcp(
+    metrics: &SfuMetrics,
+    tcp: &HashMap<SocketAddr, SyncSender<Vec<u8>>>,
+    t: str0m::net::Transmit,
+) {
+    let Some(writer) = tcp.get(&t.destination) else {
+        metrics.send_errors.inc();
+        return;
+    };
+    // The datagram's own buffer moves to the writer thread: no copy.
+    match writer.try_send(t.contents.into()) {
+        Ok(()) => {}
+        Err(TrySendError::Full(_)) => metrics.send_dropped.inc(),
+        Err(TrySendError::Disconnected(_)) => metrics.send_errors.inc(),
     }
 }
