@@ -70,7 +70,7 @@ pub(crate) struct Shared {
     /// Where processed UDP batches go back to the receiving thread.
     pub recycler: Recycler,
     /// Room placement, told when a room empties (rare: never on the media path).
-    pub placement: Arc<std::sync::Mutex<super::Placement>>,
+    pub placement: Arc<std::sync::Mutex<super::placement::Placement>>,
 }
 
 pub(crate) struct Worker {
