@@ -55,32 +55,28 @@ pub(super) fn rebuild(
     Ok(hub)
 }
 
-struct Slot {
-    mailbox: Arc<Mailbox>,
-}
-
-/// Each subscriber's slot, by the hub's dense subscriber index (a broadcast looks up every
+/// Each subscriber's mailbox, by the hub's dense subscriber index (a broadcast looks up every
 /// subscriber: an array read, not a hash).
 #[derive(Default)]
-struct Slots(Vec<Option<(SubId, Slot)>>);
+struct Slots(Vec<Option<(SubId, Arc<Mailbox>)>>);
 
 impl Slots {
-    fn get(&self, sub: &SubId) -> Option<&Slot> {
+    fn get(&self, sub: &SubId) -> Option<&Arc<Mailbox>> {
         match self.0.get(sub.index()) {
             Some(Some((id, slot))) if id == sub => Some(slot),
             _ => None,
         }
     }
 
-    fn insert(&mut self, sub: SubId, slot: Slot) {
+    fn insert(&mut self, sub: SubId, mailbox: Arc<Mailbox>) {
         let i = sub.index();
         if self.0.len() <= i {
             self.0.resize_with(i + 1, || None);
         }
-        self.0[i] = Some((sub, slot));
+        self.0[i] = Some((sub, mailbox));
     }
 
-    fn remove(&mut self, sub: &SubId) -> Option<Slot> {
+    fn remove(&mut self, sub: &SubId) -> Option<Arc<Mailbox>> {
         let cell = self.0.get_mut(sub.index())?;
         match cell {
             Some((id, _)) if id == sub => cell.take().map(|(_, slot)| slot),
@@ -137,10 +133,7 @@ pub(super) async fn run(
             } => match hub.subscribe(filter, since, Instant::now()) {
                 Ok(sub) => {
                     let mailbox = Arc::new(Mailbox::default());
-                    let slot = Slot {
-                        mailbox: mailbox.clone(),
-                    };
-                    slots.insert(sub, slot);
+                    slots.insert(sub, mailbox.clone());
                     if reply.send(Ok((sub, mailbox))).is_err() {
                         hub.unsubscribe(sub);
                         slots.remove(&sub);
@@ -155,9 +148,9 @@ pub(super) async fn run(
                 slots.remove(&sub);
             }
             Command::Refill(sub) => {
-                if let Some(slot) = slots.get(&sub) {
+                if let Some(mailbox) = slots.get(&sub) {
                     let mut ages = Ages::new(&times, &metrics);
-                    fill(&mut hub, &slot.mailbox, sub, &mut ages);
+                    fill(&mut hub, mailbox, sub, &mut ages);
                 }
             }
             Command::Live { filter, reply } => {
@@ -267,8 +260,8 @@ async fn drain_events(
     while let Some(event) = hub.poll_event() {
         match event {
             HubEvent::Ready { sub } => {
-                if let Some(slot) = slots.get(&sub) {
-                    fill(hub, &slot.mailbox, sub, &mut ages);
+                if let Some(mailbox) = slots.get(&sub) {
+                    fill(hub, mailbox, sub, &mut ages);
                 }
                 fills += 1;
                 if fills % FILLS_PER_YIELD == 0 {
@@ -278,8 +271,8 @@ async fn drain_events(
             }
             HubEvent::Disconnect { sub, reason } => {
                 metrics.slow_consumers.inc();
-                if let Some(slot) = slots.remove(&sub) {
-                    slot.mailbox.close(reason);
+                if let Some(mailbox) = slots.remove(&sub) {
+                    mailbox.close(reason);
                 }
             }
         }

@@ -218,8 +218,7 @@ pub(super) async fn session(state: AppState, mut conn: Conn, mut sub: Subscripti
                     Box::pin(close(&mut conn, &mut sub, close_code::AWAY, "idle timeout", write_timeout)).await;
                     break;
                 }
-                let frame = frame::control(frame::PING, b"");
-                if !Box::pin(drain(&mut conn, &mut sub, &frame, write_timeout)).await {
+                if !Box::pin(drain(&mut conn, &mut sub, &frame::EMPTY_PING, write_timeout)).await {
                     break;
                 }
                 ping.as_mut().reset(Instant::now() + every);

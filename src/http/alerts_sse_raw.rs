@@ -124,10 +124,15 @@ async fn run(state: &AppState, stream: &Arc<TcpStream>, mut sub: Subscription) {
     let cancelled = state.shutdown().token().clone().cancelled_owned();
     tokio::pin!(cancelled);
     let head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n\
-                 x-accel-buffering: no\r\naccess-control-allow-origin: *\r\nconnection: close\r\n\r\n\
-                 retry: 3000\n\n";
+                 x-accel-buffering: no\r\n";
+    let tail = b"connection: close\r\n\r\nretry: 3000\n\n";
+    let mut parts = [
+        IoSlice::new(head),
+        IoSlice::new(RAW_HEADER.as_bytes()),
+        IoSlice::new(tail),
+    ];
     // Nothing is attached yet: the head goes out before any event.
-    if write_all_shared(stream, &mut [IoSlice::new(head)], write_timeout)
+    if write_all_shared(stream, &mut parts, write_timeout)
         .await
         .is_err()
     {

@@ -36,6 +36,10 @@ pub fn header(opcode: u8, len: usize) -> ([u8; 10], usize) {
     }
 }
 
+/// The server's keepalive: a ping with no payload (FIN + opcode 9, length 0), the same bytes
+/// for every subscriber every `alerts.ping_secs`, so nothing is built per ping.
+pub const EMPTY_PING: [u8; 2] = [0x80 | PING, 0];
+
 /// A whole control frame (`opcode`, `payload` cut to 125 bytes) as bytes.
 pub fn control(opcode: u8, payload: &[u8]) -> Vec<u8> {
     let payload = &payload[..payload.len().min(MAX_CONTROL)];
@@ -339,6 +343,7 @@ mod tests {
         assert_eq!(frame[..4], [0x88, 15, 0x0f, 0xa8]);
         assert_eq!(&frame[4..], b"slow consumer");
         assert!(close(1000, &"长".repeat(100)).len() <= 2 + MAX_CONTROL);
+        assert_eq!(EMPTY_PING.to_vec(), control(PING, b""));
         assert_eq!(echo_code(None), 1000);
         assert_eq!(echo_code(Some(4001)), 4001);
         for forbidden in [0, 999, 1005, 1006, 1015, 2000, 5000] {
