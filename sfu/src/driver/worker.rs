@@ -24,6 +24,12 @@ use super::session::Session;
 const MAX_SLEEP: Duration = Duration::from_millis(100);
 /// Messages handled per wake-up before timers are looked at again.
 const BATCH: usize = 256;
+/// Datagrams taken in before the sessions they wrote to are drained and sent. When the inbox
+/// holds more (the worker fell behind), the viewers' `Rtc`s are drained once for several
+/// incoming packets instead of once per receive call: str0m's fixed cost per `poll_output`
+/// round (ICE, DTLS, every timer) is shared and `sendmmsg` calls fill up. Small, so the first
+/// datagram's copies wait for at most a few more ingress steps (~10–20 µs each).
+const FLUSH_EVERY: usize = 8;
 /// Timeouts handled inside one drain of a session before it waits for the timer pass (a
 /// keyframe burst to one viewer is ~12 packets, one timeout each).
 const MAX_REPOLLS: u32 = 64;
@@ -91,6 +97,8 @@ pub(crate) struct Worker {
     outbox: Vec<str0m::net::Transmit>,
     /// Sends the outbox (reused `sendmmsg` headers).
     sender: super::net::BatchSender,
+    /// Datagrams taken in since the last flush (see [`FLUSH_EVERY`]).
+    unflushed: usize,
 }
 
 impl Worker {
@@ -107,6 +115,7 @@ impl Worker {
             due_rooms: Vec::new(),
             outbox: Vec::with_capacity(4 * super::net::SEND_BATCH),
             sender: super::net::BatchSender::new(),
+            unflushed: 0,
         }
     }
 
@@ -157,14 +166,21 @@ impl Worker {
                     let at = batch.at;
                     self.receive(session, Protocol::Udp, source, batch.destination, data, at);
                 }
+                self.unflushed += batch.len();
                 super::ingress::recycle(&self.shared.recycler, batch);
-                // Once per batch: sessions written to by several of its datagrams are drained
-                // once and their packets share `sendmmsg` calls.
-                self.flush();
+                // Sessions written to by several datagrams are drained once and their packets
+                // share `sendmmsg` calls; the run loop flushes what is left when the inbox is
+                // empty.
+                if self.unflushed >= FLUSH_EVERY {
+                    self.flush();
+                }
             }
             WorkerMsg::Datagram(d) => {
                 self.receive(d.session, d.proto, d.source, d.destination, &d.data, d.at);
-                self.flush();
+                self.unflushed += 1;
+                if self.unflushed >= FLUSH_EVERY {
+                    self.flush();
+                }
             }
             WorkerMsg::TcpAttach { remote, writer } => {
                 self.tcp_writers.insert(remote, writer);
@@ -255,6 +271,7 @@ impl Worker {
     /// Drains every dirty session until each reports its next timeout, processing the events
     /// that come out (which may dirty further sessions, e.g. forwarded media).
     pub(crate) fn flush(&mut self) {
+        self.unflushed = 0;
         while let Some(id) = self.dirty.pop() {
             self.drain_and_handle(id);
         }
