@@ -226,6 +226,40 @@ fn foreign_namespace_elements_are_skipped_and_a_bom_is_accepted() {
     }
 }
 
+/// CAP elements nest five deep (alert > info > area > geocode > value); a body of thousands
+/// of nested CAP or unnamespaced elements is refused while it is read, before a tree that deep
+/// exists (dropping one recursed per level and overflowed a 2 MiB tokio worker stack).
+#[test]
+fn deep_nesting_of_kept_elements_is_refused_on_a_worker_sized_stack() {
+    let worker = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(|| {
+            let mut results = Vec::new();
+            for open in ["<a>", "<info>"] {
+                let close = open.replacen('<', "</", 1);
+                let body = open.repeat(18_000) + &close.repeat(18_000);
+                let doc = FOOD.replacen("<incidents>", &format!("{body}<incidents>"), 1);
+                results.push(xml(&doc));
+            }
+            results
+        })
+        .expect("spawn");
+    for result in worker
+        .join()
+        .expect("the reader must not overflow its stack")
+    {
+        match result {
+            Err(CapError::Malformed { message, at, .. }) => {
+                assert!(message.contains("nested deeper than"), "{message}");
+                assert!(at.line >= 1, "{at}");
+            }
+            other => panic!("want Malformed, got {other:?}"),
+        }
+    }
+    // Real documents are far from the limit.
+    assert!(xml(FOOD).is_ok());
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 

@@ -16,8 +16,12 @@
 //!   namespace declarations and prefixed attributes (`xsi:schemaLocation`, `xml:lang`) are
 //!   ignored.
 //!
-//! The tree is built iteratively (no recursion), so nesting depth cannot exhaust the stack;
-//! its size is bounded by the input limit.
+//! - Kept elements may nest at most [`MAX_DEPTH`] deep (CAP needs five: alert > info > area >
+//!   geocode > value): the tree is built iteratively, but dropping it recurses once per level,
+//!   so a body of thousands of nested elements would overflow a worker thread's stack.
+//!   Skipped foreign elements are only counted, at any depth.
+//!
+//! The tree's size is bounded by the input limit.
 
 use quick_xml::events::Event;
 use quick_xml::name::ResolveResult;
@@ -28,6 +32,10 @@ use super::tree::{Element, xml_char};
 
 /// The CAP 1.2 namespace.
 pub const CAP_NAMESPACE: &str = "urn:oasis:names:tc:emergency:cap:1.2";
+
+/// Deepest nesting of kept elements (CAP 1.2 needs 5; room for unknown ones, which the decoder
+/// reports by path).
+pub(crate) const MAX_DEPTH: usize = 16;
 
 /// Suffix marking an element that has no namespace (it can never match a CAP slot).
 const NO_NAMESPACE: &str = " (no namespace)";
@@ -126,6 +134,13 @@ pub(crate) fn read_tree(input: &[u8], max_size: usize) -> Result<Element, CapErr
                     if !namespaced && attribute.is_none() {
                         attribute = Some(super::clip(attr.key.0));
                     }
+                }
+                if stack.len() >= MAX_DEPTH {
+                    let message = format!(
+                        "`<{}>` is nested deeper than {MAX_DEPTH} elements (CAP needs 5)",
+                        super::clip(&name)
+                    );
+                    return Err(malformed(start, message));
                 }
                 stack.push(Element {
                     name,
