@@ -73,6 +73,13 @@ pub async fn serve(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(http.header_read_timeout_secs));
+    // HTTP/2 (offered over TLS by ALPN): ping an idle connection, close it if the peer stops
+    // answering, so a vanished client does not hold a connection slot.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(H2_PING_EVERY))
+        .keep_alive_timeout(H2_PING_TIMEOUT);
     let context = ConnContext {
         router,
         builder,
@@ -130,6 +137,11 @@ pub async fn serve(
         }
     }
 }
+
+/// How often an HTTP/2 connection is pinged (hyper sends pings only while it is otherwise idle).
+const H2_PING_EVERY: Duration = Duration::from_secs(30);
+/// How long a ping may go unanswered before the HTTP/2 connection is closed.
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// What a side-path connection's task holds until it ends: its connection-cap permit and its
 /// place in the connections gauge.
@@ -264,12 +276,20 @@ impl ConnContext {
         }
     }
 
+    /// Serves one connection with hyper. Until its first request arrives the connection has
+    /// `http.header_read_timeout_secs` in all: hyper's own header timeout starts only once it
+    /// has chosen HTTP/1 or HTTP/2, and choosing waits for the first 24 bytes, so a client
+    /// silent after a TLS handshake, or stalled inside the HTTP/2 preface or handshake,
+    /// would otherwise hold a connection slot forever.
     async fn serve_io<S>(&self, stream: S, peer: SocketAddr, watcher: Watcher)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let router = self.router.clone();
+        let first = Arc::new(tokio::sync::Notify::new());
+        let seen = first.clone();
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+            seen.notify_one();
             request.extensions_mut().insert(ConnectInfo(peer));
             let router = router.clone();
             async move {
@@ -279,7 +299,21 @@ impl ConnContext {
         let connection = self
             .builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service);
-        if let Err(err) = watcher.watch(connection.into_owned()).await {
+        let served = watcher.watch(connection.into_owned());
+        tokio::pin!(served);
+        let started = tokio::select! {
+            ended = &mut served => Some(ended),
+            () = first.notified() => None,
+            () = tokio::time::sleep(self.header_timeout) => {
+                tracing::debug!(%peer, "no request within the header timeout; closed");
+                return;
+            }
+        };
+        let ended = match started {
+            Some(ended) => ended,
+            None => served.await,
+        };
+        if let Err(err) = ended {
             tracing::debug!(%peer, error = %err, "connection ended with an error");
         }
     }

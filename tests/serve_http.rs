@@ -137,9 +137,13 @@ async fn silent_and_slow_clients_are_closed_after_the_header_timeout() {
     let took = closed_within(&mut silent, limit).await;
     assert!(took >= std::time::Duration::from_millis(900), "{took:?}");
     // Starts a request line and stalls (hyper's header timeout); also for the SSE path.
+    // Stalls inside the HTTP/2 preface (hyper is still choosing a protocol), or after it
+    // (HTTP/2 handshake): no request within the header timeout either way.
     for start in [
         "GET /heal",
         "GET /sse/alerts?region=330100 HTTP/1.1\r\nHost: x\r\n",
+        "PRI * HTTP/2.0\r\n",
+        "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
     ] {
         let mut slow = tokio::net::TcpStream::connect(hub.addr)
             .await

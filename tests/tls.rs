@@ -138,3 +138,29 @@ async fn operator_pem_files() {
     assert_eq!(response.status, 200);
     assert_eq!(version, rustls::ProtocolVersion::TLSv1_3);
 }
+
+/// A client that completes the TLS handshake and then says nothing is closed after the header
+/// timeout (hyper's own timer starts only once it has read enough to choose HTTP/1 or 2).
+#[tokio::test]
+async fn silent_after_the_handshake_is_closed_after_the_header_timeout() {
+    use tokio::io::AsyncReadExt as _;
+    let hub = Hub::start(
+        &["--tls-self-signed"],
+        &[("HUBCAST_HTTP__HEADER_READ_TIMEOUT_SECS", "1")],
+    );
+    let cert = hub.data_dir.join("tls/self-signed-cert.pem");
+    let mut silent = tls_connect(&hub, &cert).await;
+    let started = std::time::Instant::now();
+    let mut sink = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        silent.read_to_end(&mut sink),
+    )
+    .await;
+    assert!(read.is_ok(), "still open after 10 s");
+    let took = started.elapsed();
+    assert!(took >= std::time::Duration::from_millis(900), "{took:?}");
+    // A client that does speak is served as before.
+    let (response, _) = https_get(&hub, &cert, "/healthz").await;
+    assert_eq!(response.status, 200);
+}
