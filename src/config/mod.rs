@@ -205,6 +205,9 @@ pub struct SfuSection {
     /// Estimate viewers' bandwidth (TWCC, pacing, probing) and pick simulcast layers by it.
     /// Default true; false saves ~30 % CPU per forwarded packet on LANs (BENCHMARKS.md).
     pub viewer_bwe: bool,
+    /// ICE-TCP connections open at once (two threads each); beyond it new ones are closed.
+    /// Default 256 (every site of a province-wide meeting and its wall over TCP).
+    pub max_tcp_connections: usize,
 }
 
 impl Default for SfuSection {
@@ -219,6 +222,7 @@ impl Default for SfuSection {
             connect_timeout_secs: 15,
             keyframe_interval_ms: 500,
             viewer_bwe: true,
+            max_tcp_connections: 256,
         }
     }
 }

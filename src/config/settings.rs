@@ -222,6 +222,8 @@ fn sfu_settings(section: &super::SfuSection) -> Result<sfu::driver::SfuConfig, C
             section.keyframe_interval_ms,
         )?),
         viewer_bwe: section.viewer_bwe,
+        max_tcp_connections: positive("max_tcp_connections", section.max_tcp_connections as u64)?
+            as usize,
         ..defaults
     })
 }

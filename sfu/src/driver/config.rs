@@ -48,6 +48,10 @@ pub struct SfuConfig {
     /// Minimum interval between keyframe requests per (track, layer). Default 500 ms (Jitsi
     /// uses 200 ms minimum, mediasoup 1 s).
     pub keyframe_interval: Duration,
+    /// ICE-TCP connections open at once (each costs a reader and a writer thread); beyond it a
+    /// new connection is closed at once and counted. Default 256: every site of a
+    /// province-wide meeting (102) and its wall, all on networks that block UDP.
+    pub max_tcp_connections: usize,
 }
 
 impl Default for SfuConfig {
@@ -65,6 +69,7 @@ impl Default for SfuConfig {
             initial_bwe_bps: 1_500_000,
             viewer_bwe: true,
             keyframe_interval: Duration::from_millis(500),
+            max_tcp_connections: 256,
         }
     }
 }

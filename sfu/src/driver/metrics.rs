@@ -34,7 +34,17 @@ pub struct SfuMetrics {
     pub send_dropped: IntCounter,
     /// `hubcast_sfu_speaker_changes_total`.
     pub speaker_changes: IntCounter,
+    /// `hubcast_sfu_tcp_connections`: ICE-TCP connections open.
+    pub tcp_connections: IntGauge,
+    /// `hubcast_sfu_tcp_closed_total{reason}`: ICE-TCP connections the SFU closed: `full`
+    /// (over `max_tcp_connections`), `no_session` (nothing routed to a session within the
+    /// connect timeout), `idle` (silent past the idle timeout), `write_stalled` (the peer
+    /// stopped reading).
+    pub tcp_closed: IntCounterVec,
 }
+
+/// Why the SFU closed an ICE-TCP connection (the label's whole value set).
+pub const TCP_CLOSE_REASONS: [&str; 4] = ["full", "no_session", "idle", "write_stalled"];
 
 /// Reasons a packet is dropped (the label's whole value set).
 pub const DROP_REASONS: [&str; 8] = [
@@ -102,6 +112,18 @@ impl SfuMetrics {
             "hubcast_sfu_speaker_changes_total",
             "Active speaker changes.",
         )?;
+        let tcp_connections =
+            IntGauge::new("hubcast_sfu_tcp_connections", "ICE-TCP connections open.")?;
+        let tcp_closed = IntCounterVec::new(
+            Opts::new(
+                "hubcast_sfu_tcp_closed_total",
+                "ICE-TCP connections closed by the SFU, by reason.",
+            ),
+            &["reason"],
+        )?;
+        for reason in TCP_CLOSE_REASONS {
+            tcp_closed.with_label_values(&[reason]);
+        }
         let drops = DROP_REASONS
             .iter()
             .map(|reason| dropped_packets.with_label_values(&[reason]))
@@ -124,6 +146,8 @@ impl SfuMetrics {
             send_errors,
             send_dropped,
             speaker_changes,
+            tcp_connections,
+            tcp_closed,
         };
         registry.register(Box::new(metrics.peers.clone()))?;
         registry.register(Box::new(metrics.tracks.clone()))?;
@@ -137,6 +161,8 @@ impl SfuMetrics {
         registry.register(Box::new(metrics.send_errors.clone()))?;
         registry.register(Box::new(metrics.send_dropped.clone()))?;
         registry.register(Box::new(metrics.speaker_changes.clone()))?;
+        registry.register(Box::new(metrics.tcp_connections.clone()))?;
+        registry.register(Box::new(metrics.tcp_closed.clone()))?;
         Ok(metrics)
     }
 

@@ -1,7 +1,7 @@
 //! The driver: sockets, threads and timers around the sans-IO room core.
 //!
 //! Layout: `config` (settings), `api` (commands and answers for the HTTP side), `net` (batched
-//! UDP sends and the ICE-TCP listener), `ingress` (the shared UDP socket's receiving thread:
+//! UDP sends), `tcp` (passive ICE-TCP and its limits), `placement` (room → worker), `ingress` (the shared UDP socket's receiving thread:
 //! `recvmmsg`, pooled per-worker batches), `demux` (datagram → session in O(1)), `worker` (one
 //! thread per core owning sessions and rooms), `command` (the HTTP side's commands, run on the
 //! worker), `session` (one str0m `Rtc` and SDP handling), `room` (str0m events →
@@ -25,6 +25,7 @@ mod placement;
 mod pump;
 mod room;
 mod session;
+mod tcp;
 mod worker;
 
 use placement::Placement;
@@ -158,8 +159,12 @@ impl Sfu {
         if let Some(listener) = tcp {
             let workers = workers.clone();
             let stop = stop.clone();
+            let limits = tcp::TcpLimits {
+                max_connections: config.max_tcp_connections.max(1),
+                connect_timeout: config.connect_timeout,
+            };
             threads.push(spawn("sfu-tcp-accept", move || {
-                net::tcp_accept_loop(&listener, &workers, &ufrags, &metrics, &stop);
+                tcp::accept_loop(&listener, &workers, &ufrags, &metrics, limits, &stop);
             })?);
         }
         tracing::info!(udp = %udp_addr, tcp = ?tcp_addr, workers = config.workers, "media plane started");

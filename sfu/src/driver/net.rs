@@ -1,30 +1,17 @@
-//! The sockets: one UDP socket shared by every peer (workers send on it directly, with
-//! `sendmmsg`; its receiving thread is `ingress`), and one TCP listener for passive ICE-TCP,
-//! whose connections carry RFC 4571 frames (16-bit length + datagram).
+//! Sending on the one UDP socket shared by every peer: workers send on it directly, with
+//! `sendmmsg` (its receiving thread is `ingress`; ICE-TCP is `tcp`).
 
-use std::io::{IoSlice, Read as _, Write as _};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{SyncSender, TrySendError};
-use std::time::{Duration, Instant};
+use std::io::IoSlice;
+use std::net::UdpSocket;
 
 use nix::errno::Errno;
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, sendmmsg};
-use str0m::net::{Protocol, Transmit};
+use str0m::net::Transmit;
 
-use super::demux::{AddrTable, Demuxed, UfragTable};
 use super::metrics::SfuMetrics;
-use super::worker::{Datagram, WorkerMsg};
 
 /// Largest datagram accepted (anything larger is not WebRTC media on a sane path MTU).
 pub(crate) const MAX_DATAGRAM: usize = 2048;
-/// How often blocked reads wake to check for shutdown.
-const POLL: Duration = Duration::from_millis(200);
-
-/// Datagrams queued toward one ICE-TCP connection's writer thread (~300 KB of video, ~0.25 s
-/// at 10 Mbit/s); beyond it the worker drops (see `worker::send_tcp`).
-pub(crate) const TCP_WRITE_QUEUE: usize = 256;
 
 /// Most datagrams handed to the kernel in one `sendmmsg`.
 pub(crate) const SEND_BATCH: usize = 32;
@@ -100,166 +87,12 @@ impl BatchSender {
     }
 }
 
-/// Accepts ICE-TCP connections until `stop`; each gets a reader thread.
-pub(crate) fn tcp_accept_loop(
-    listener: &TcpListener,
-    workers: &Arc<Vec<SyncSender<WorkerMsg>>>,
-    ufrags: &UfragTable,
-    metrics: &SfuMetrics,
-    stop: &Arc<AtomicBool>,
-) {
-    let _ = listener.set_nonblocking(true);
-    while !stop.load(Ordering::Relaxed) {
-        match listener.accept() {
-            Ok((stream, remote)) => {
-                let workers = workers.clone();
-                let ufrags = ufrags.clone();
-                let metrics = metrics.clone();
-                let stop = stop.clone();
-                let spawned = std::thread::Builder::new()
-                    .name("sfu-tcp".into())
-                    .spawn(move || {
-                        tcp_connection(stream, remote, &workers, &ufrags, &metrics, &stop)
-                    });
-                if let Err(err) = spawned {
-                    tracing::warn!(error = %err, "cannot spawn ICE-TCP reader");
-                }
-            }
-            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(err) => {
-                tracing::debug!(error = %err, "ICE-TCP accept failed");
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    }
-}
-
-/// One ICE-TCP connection: reads RFC 4571 frames and routes them like UDP datagrams; a writer
-/// thread sends the frames the worker produces for this remote address.
-fn tcp_connection(
-    stream: TcpStream,
-    remote: SocketAddr,
-    workers: &[SyncSender<WorkerMsg>],
-    ufrags: &UfragTable,
-    metrics: &SfuMetrics,
-    stop: &AtomicBool,
-) {
-    let local = stream.local_addr().unwrap_or(remote);
-    let _ = stream.set_nodelay(true);
-    let _ = stream.set_read_timeout(Some(POLL));
-    let Ok(mut writer_stream) = stream.try_clone() else {
-        return;
-    };
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(TCP_WRITE_QUEUE);
-    let writer = std::thread::Builder::new()
-        .name("sfu-tcp-w".into())
-        .spawn(move || {
-            for frame in rx {
-                let Ok(len) = u16::try_from(frame.len()) else {
-                    continue;
-                };
-                if writer_stream.write_all(&len.to_be_bytes()).is_err()
-                    || writer_stream.write_all(&frame).is_err()
-                {
-                    break;
-                }
-            }
-            let _ = writer_stream.shutdown(std::net::Shutdown::Both);
-        });
-    if writer.is_err() {
-        return;
-    }
-    let mut reader = stream;
-    let mut table = AddrTable::default();
-    let mut attached = None;
-    let mut header = [0u8; 2];
-    let mut frame = vec![0u8; usize::from(u16::MAX)];
-    while !stop.load(Ordering::Relaxed) {
-        match read_exact_or_timeout(&mut reader, &mut header, stop) {
-            Ok(true) => {}
-            Ok(false) | Err(_) => break,
-        }
-        let len = usize::from(u16::from_be_bytes(header));
-        if read_exact_or_timeout(&mut reader, &mut frame[..len], stop).map_or(true, |ok| !ok) {
-            break;
-        }
-        if len > MAX_DATAGRAM {
-            metrics.dropped("oversize");
-            continue;
-        }
-        let data = &frame[..len];
-        let Demuxed::Route(route) = table.route(remote, data, ufrags) else {
-            metrics.dropped("unknown_sender");
-            continue;
-        };
-        let Some(worker) = workers.get(route.worker) else {
-            break;
-        };
-        if attached != Some(route.worker) {
-            let attach = WorkerMsg::TcpAttach {
-                remote,
-                writer: tx.clone(),
-            };
-            if worker.send(attach).is_err() {
-                break;
-            }
-            if let Some(old) = attached.and_then(|w| workers.get(w)) {
-                let _ = old.send(WorkerMsg::TcpDetach { remote });
-            }
-            attached = Some(route.worker);
-        }
-        let msg = WorkerMsg::Datagram(Datagram {
-            session: route.session,
-            proto: Protocol::Tcp,
-            source: remote,
-            destination: local,
-            data: data.to_vec(),
-            at: Instant::now(),
-        });
-        if let Err(TrySendError::Full(_)) = worker.try_send(msg) {
-            metrics.dropped("queue_full");
-        }
-    }
-    // The reader is done: the worker's copy of the writer is the last one; dropping it ends
-    // the writer thread, which closes the socket.
-    if let Some(worker) = attached.and_then(|w| workers.get(w)) {
-        let _ = worker.send(WorkerMsg::TcpDetach { remote });
-    }
-}
-
-/// Reads exactly `buf.len()` bytes, retrying on read timeouts until `stop`. `Ok(false)` on EOF.
-fn read_exact_or_timeout(
-    stream: &mut TcpStream,
-    buf: &mut [u8],
-    stop: &AtomicBool,
-) -> std::io::Result<bool> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match stream.read(&mut buf[filled..]) {
-            Ok(0) => return Ok(false),
-            Ok(n) => filled += n,
-            Err(err)
-                if matches!(
-                    err.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                if stop.load(Ordering::Relaxed) {
-                    return Ok(false);
-                }
-            }
-            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(err),
-        }
-    }
-    Ok(true)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddr;
+    use std::time::{Duration, Instant};
+    use str0m::net::Protocol;
 
     fn transmit(from: SocketAddr, to: SocketAddr, body: &[u8]) -> Transmit {
         Transmit {
@@ -355,29 +188,5 @@ mod tests {
             "nothing was sent: {dropped} dropped"
         );
         assert_eq!(metrics.send_errors.get(), 0);
-    }
-
-    /// A stalled ICE-TCP viewer fills its writer's bounded queue; further datagrams are dropped
-    /// and counted, never queued without bound nor waited for.
-    #[test]
-    fn a_stalled_tcp_writer_queue_is_bounded() {
-        let registry = prometheus::Registry::new();
-        let metrics = SfuMetrics::new(&registry).expect("metrics");
-        let remote: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
-        let local: SocketAddr = "127.0.0.1:3478".parse().expect("addr");
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(TCP_WRITE_QUEUE);
-        let writers = std::collections::HashMap::from([(remote, tx)]);
-        for _ in 0..TCP_WRITE_QUEUE + 10 {
-            super::super::worker::send_tcp(&metrics, &writers, transmit(local, remote, b"x"));
-        }
-        assert_eq!(rx.try_iter().count(), TCP_WRITE_QUEUE);
-        assert_eq!(metrics.send_dropped.get(), 10);
-        // Unknown connection, then a closed one: errors, not drops.
-        let other: SocketAddr = "127.0.0.1:40001".parse().expect("addr");
-        super::super::worker::send_tcp(&metrics, &writers, transmit(local, other, b"x"));
-        drop(rx);
-        super::super::worker::send_tcp(&metrics, &writers, transmit(local, remote, b"x"));
-        assert_eq!(metrics.send_errors.get(), 2);
-        assert_eq!(metrics.send_dropped.get(), 10);
     }
 }

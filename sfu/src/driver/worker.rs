@@ -404,7 +404,7 @@ impl Worker {
 }
 
 /// Sends one ICE-TCP transmit through its connection's writer (RFC 4571 framing is added
-/// there). The writer's queue is bounded ([`TCP_WRITE_QUEUE`](super::net::TCP_WRITE_QUEUE)):
+/// there). The writer's queue is bounded ([`TCP_WRITE_QUEUE`](super::tcp::TCP_WRITE_QUEUE)):
 /// when a stalled connection has filled it the datagram is dropped and counted in
 /// `send_dropped`, like a full UDP send buffer; the worker never waits for one viewer.
 pub(super) fn send_tcp(

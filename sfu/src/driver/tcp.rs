@@ -1,0 +1,297 @@
+//! Passive ICE-TCP (RFC 6544) for networks that block UDP: one listener; each connection
+//! carries RFC 4571 frames (16-bit length + datagram), read by its own thread and routed like
+//! UDP datagrams, and written by a second thread from a bounded queue the worker fills.
+//!
+//! A connection costs two threads, so everything about one is bounded:
+//! - at most `max_tcp_connections` at once; beyond it a new connection is closed at once;
+//! - one that has routed nothing to a session (no STUN with a known username) within the
+//!   connect timeout is closed, and so is one silent for [`IDLE`] (ICE consent checks come
+//!   every ~5 s, RFC 7675);
+//! - its writer queue holds [`TCP_WRITE_QUEUE`] frames (the worker drops beyond it), and a
+//!   peer that stops reading for [`WRITE_TIMEOUT`] is disconnected.
+//!
+//! Every close the SFU decides is counted in `hubcast_sfu_tcp_closed_total{reason}`.
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::time::{Duration, Instant};
+
+use str0m::net::Protocol;
+
+use super::demux::{AddrTable, Demuxed, UfragTable};
+use super::metrics::SfuMetrics;
+use super::net::MAX_DATAGRAM;
+use super::worker::{Datagram, WorkerMsg};
+
+/// Datagrams queued toward one connection's writer thread (~300 KB of video, ~0.25 s at
+/// 10 Mbit/s); beyond it the worker drops (see `worker::send_tcp`).
+pub(crate) const TCP_WRITE_QUEUE: usize = 256;
+/// A connection silent this long is gone: ICE consent freshness (RFC 7675) sends a check
+/// every ~5 s, and browsers give up on consent after 30 s.
+pub(crate) const IDLE: Duration = Duration::from_secs(30);
+/// A peer that has not taken a frame for this long is disconnected (its writer thread would
+/// otherwise wait on it forever).
+pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often blocked reads wake to check for shutdown and the deadlines.
+const POLL: Duration = Duration::from_millis(200);
+
+/// What bounds the connections (from `SfuConfig`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TcpLimits {
+    /// Connections open at once.
+    pub max_connections: usize,
+    /// Time to route a first datagram to a session.
+    pub connect_timeout: Duration,
+}
+
+/// Accepts ICE-TCP connections until `stop`; each gets a reader thread.
+pub(crate) fn accept_loop(
+    listener: &TcpListener,
+    workers: &Arc<Vec<SyncSender<WorkerMsg>>>,
+    ufrags: &UfragTable,
+    metrics: &SfuMetrics,
+    limits: TcpLimits,
+    stop: &Arc<AtomicBool>,
+) {
+    let _ = listener.set_nonblocking(true);
+    let open = Arc::new(AtomicUsize::new(0));
+    while !stop.load(Ordering::Relaxed) {
+        match listener.accept() {
+            Ok((stream, remote)) => {
+                if open.load(Ordering::Relaxed) >= limits.max_connections {
+                    metrics.tcp_closed.with_label_values(&["full"]).inc();
+                    tracing::debug!(%remote, "ICE-TCP connection refused: at the limit");
+                    drop(stream);
+                    continue;
+                }
+                let slot = Slot::take(&open, metrics);
+                let workers = workers.clone();
+                let ufrags = ufrags.clone();
+                let metrics = metrics.clone();
+                let stop = stop.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("sfu-tcp".into())
+                    .spawn(move || {
+                        let _slot = slot;
+                        connection(stream, remote, &workers, &ufrags, &metrics, limits, &stop);
+                    });
+                if let Err(err) = spawned {
+                    tracing::warn!(error = %err, "cannot spawn ICE-TCP reader");
+                }
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(err) => {
+                tracing::debug!(error = %err, "ICE-TCP accept failed");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+/// One open connection's place under the limit and in the gauge, given back on drop (also
+/// when its thread could not be spawned).
+struct Slot {
+    open: Arc<AtomicUsize>,
+    gauge: prometheus::IntGauge,
+}
+
+impl Slot {
+    fn take(open: &Arc<AtomicUsize>, metrics: &SfuMetrics) -> Slot {
+        open.fetch_add(1, Ordering::Relaxed);
+        metrics.tcp_connections.inc();
+        Slot {
+            open: open.clone(),
+            gauge: metrics.tcp_connections.clone(),
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+        self.gauge.dec();
+    }
+}
+
+/// One connection: reads frames and routes them like UDP datagrams; a writer thread sends
+/// the frames the worker produces for this remote address.
+fn connection(
+    stream: TcpStream,
+    remote: SocketAddr,
+    workers: &[SyncSender<WorkerMsg>],
+    ufrags: &UfragTable,
+    metrics: &SfuMetrics,
+    limits: TcpLimits,
+    stop: &AtomicBool,
+) {
+    let local = stream.local_addr().unwrap_or(remote);
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(Some(POLL));
+    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+    let Ok(writer_stream) = stream.try_clone() else {
+        return;
+    };
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(TCP_WRITE_QUEUE);
+    let writer_metrics = metrics.clone();
+    let spawned = std::thread::Builder::new()
+        .name("sfu-tcp-w".into())
+        .spawn(move || write_frames(writer_stream, &rx, &writer_metrics));
+    if spawned.is_err() {
+        return;
+    }
+    let mut reader = stream;
+    let mut table = AddrTable::default();
+    let mut attached = None;
+    let mut header = [0u8; 2];
+    let mut frame = vec![0u8; usize::from(u16::MAX)];
+    let opened = Instant::now();
+    let mut heard = opened;
+    loop {
+        // Until a session is found the connect timeout applies, then the idle one.
+        let deadline = match attached {
+            None => opened + limits.connect_timeout,
+            Some(_) => heard + IDLE,
+        };
+        let read = read_exact_until(&mut reader, &mut header, deadline, stop).and_then(|()| {
+            let len = usize::from(u16::from_be_bytes(header));
+            read_exact_until(&mut reader, &mut frame[..len], deadline, stop).map(|()| len)
+        });
+        let len = match read {
+            Ok(len) => len,
+            Err(End::Expired) => {
+                let reason = if attached.is_none() {
+                    "no_session"
+                } else {
+                    "idle"
+                };
+                metrics.tcp_closed.with_label_values(&[reason]).inc();
+                tracing::debug!(%remote, reason, "ICE-TCP connection closed");
+                break;
+            }
+            Err(End::Closed) => break,
+        };
+        heard = Instant::now();
+        if len > MAX_DATAGRAM {
+            metrics.dropped("oversize");
+            continue;
+        }
+        let data = &frame[..len];
+        let Demuxed::Route(route) = table.route(remote, data, ufrags) else {
+            metrics.dropped("unknown_sender");
+            continue;
+        };
+        let Some(worker) = workers.get(route.worker) else {
+            break;
+        };
+        if attached != Some(route.worker) {
+            let attach = WorkerMsg::TcpAttach {
+                remote,
+                writer: tx.clone(),
+            };
+            if worker.send(attach).is_err() {
+                break;
+            }
+            if let Some(old) = attached.and_then(|w| workers.get(w)) {
+                let _ = old.send(WorkerMsg::TcpDetach { remote });
+            }
+            attached = Some(route.worker);
+        }
+        let msg = WorkerMsg::Datagram(Datagram {
+            session: route.session,
+            proto: Protocol::Tcp,
+            source: remote,
+            destination: local,
+            data: data.to_vec(),
+            at: heard,
+        });
+        if let Err(TrySendError::Full(_)) = worker.try_send(msg) {
+            metrics.dropped("queue_full");
+        }
+    }
+    // Ends the writer even while the worker still holds a sender: the socket closes under it.
+    let _ = reader.shutdown(std::net::Shutdown::Both);
+    // The worker's copy of the writer's sender is the last one; dropping it ends the writer.
+    if let Some(worker) = attached.and_then(|w| workers.get(w)) {
+        let _ = worker.send(WorkerMsg::TcpDetach { remote });
+    }
+}
+
+/// The writer thread: frames from the worker, each with its RFC 4571 length, until the queue
+/// closes or the peer stops reading for [`WRITE_TIMEOUT`].
+fn write_frames(
+    mut stream: TcpStream,
+    rx: &std::sync::mpsc::Receiver<Vec<u8>>,
+    metrics: &SfuMetrics,
+) {
+    for frame in rx {
+        let Ok(len) = u16::try_from(frame.len()) else {
+            continue;
+        };
+        let written = stream
+            .write_all(&len.to_be_bytes())
+            .and_then(|()| stream.write_all(&frame));
+        if let Err(err) = written {
+            if matches!(
+                err.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) {
+                metrics
+                    .tcp_closed
+                    .with_label_values(&["write_stalled"])
+                    .inc();
+            }
+            break;
+        }
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+}
+
+/// Why [`read_exact_until`] stopped short.
+#[derive(Debug, PartialEq, Eq)]
+enum End {
+    /// EOF, a socket error, or shutdown.
+    Closed,
+    /// `deadline` passed first.
+    Expired,
+}
+
+/// Reads exactly `buf.len()` bytes, waking every [`POLL`] to look at `stop` and `deadline`.
+fn read_exact_until(
+    stream: &mut TcpStream,
+    buf: &mut [u8],
+    deadline: Instant,
+    stop: &AtomicBool,
+) -> Result<(), End> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match stream.read(&mut buf[filled..]) {
+            Ok(0) => return Err(End::Closed),
+            Ok(n) => filled += n,
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                if stop.load(Ordering::Relaxed) {
+                    return Err(End::Closed);
+                }
+                if Instant::now() >= deadline {
+                    return Err(End::Expired);
+                }
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return Err(End::Closed),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "tcp_tests.rs"]
+mod tests;

@@ -1,0 +1,155 @@
+//! Tests of ICE-TCP's bounds: the writer queue, the connection cap, strangers closed after
+//! the connect timeout, and a peer that stops reading.
+
+use super::*;
+use str0m::net::Transmit;
+
+fn transmit(from: SocketAddr, to: SocketAddr, body: &[u8]) -> Transmit {
+    Transmit {
+        proto: Protocol::Tcp,
+        source: from,
+        destination: to,
+        contents: body.to_vec().into(),
+    }
+}
+
+/// A stalled ICE-TCP viewer fills its writer's bounded queue; further datagrams are dropped
+/// and counted, never queued without bound nor waited for.
+#[test]
+fn a_stalled_tcp_writer_queue_is_bounded() {
+    let registry = prometheus::Registry::new();
+    let metrics = SfuMetrics::new(&registry).expect("metrics");
+    let remote: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
+    let local: SocketAddr = "127.0.0.1:3478".parse().expect("addr");
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(TCP_WRITE_QUEUE);
+    let writers = std::collections::HashMap::from([(remote, tx)]);
+    for _ in 0..TCP_WRITE_QUEUE + 10 {
+        super::super::worker::send_tcp(&metrics, &writers, transmit(local, remote, b"x"));
+    }
+    assert_eq!(rx.try_iter().count(), TCP_WRITE_QUEUE);
+    assert_eq!(metrics.send_dropped.get(), 10);
+    // Unknown connection, then a closed one: errors, not drops.
+    let other: SocketAddr = "127.0.0.1:40001".parse().expect("addr");
+    super::super::worker::send_tcp(&metrics, &writers, transmit(local, other, b"x"));
+    drop(rx);
+    super::super::worker::send_tcp(&metrics, &writers, transmit(local, remote, b"x"));
+    assert_eq!(metrics.send_errors.get(), 2);
+    assert_eq!(metrics.send_dropped.get(), 10);
+}
+
+/// Reads until the server closes `stream`; how long that took (`None`: still open after
+/// `limit`).
+fn closed_within(stream: &mut TcpStream, limit: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    stream.set_read_timeout(Some(limit)).expect("timeout");
+    let mut buf = [0u8; 64];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return Some(started.elapsed()),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return Some(started.elapsed());
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
+/// Over the limit a connection is closed at once; connections that never route a STUN
+/// to a session are closed after the connect timeout; both are counted, and the slots
+/// come back.
+#[test]
+fn connections_are_capped_and_strangers_are_closed() {
+    let registry = prometheus::Registry::new();
+    let metrics = SfuMetrics::new(&registry).expect("metrics");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, _rx) = std::sync::mpsc::sync_channel(16);
+    let workers = Arc::new(vec![tx]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let limits = TcpLimits {
+        max_connections: 2,
+        connect_timeout: Duration::from_secs(1),
+    };
+    let acceptor = {
+        let (metrics, stop) = (metrics.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let ufrags = UfragTable::default();
+            accept_loop(&listener, &workers, &ufrags, &metrics, limits, &stop);
+        })
+    };
+    let mut first = TcpStream::connect(addr).expect("connect");
+    let mut second = TcpStream::connect(addr).expect("connect");
+    // Garbage that is no STUN: dropped, and it does not count as finding a session.
+    first.write_all(&[0, 4, 1, 2, 3, 4]).expect("write");
+    let wait = Instant::now() + Duration::from_secs(5);
+    while metrics.tcp_connections.get() < 2 && Instant::now() < wait {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(metrics.tcp_connections.get(), 2);
+    let mut third = TcpStream::connect(addr).expect("connect");
+    let refused = closed_within(&mut third, Duration::from_secs(3));
+    assert!(
+        refused.is_some_and(|t| t < Duration::from_millis(900)),
+        "{refused:?}"
+    );
+    assert_eq!(metrics.tcp_closed.with_label_values(&["full"]).get(), 1);
+    for stream in [&mut first, &mut second] {
+        let took = closed_within(stream, Duration::from_secs(5));
+        assert!(took.is_some(), "a stranger stays connected");
+    }
+    assert_eq!(
+        metrics.tcp_closed.with_label_values(&["no_session"]).get(),
+        2
+    );
+    assert_eq!(
+        metrics
+            .dropped_packets
+            .with_label_values(&["unknown_sender"])
+            .get(),
+        1
+    );
+    let wait = Instant::now() + Duration::from_secs(5);
+    while metrics.tcp_connections.get() > 0 && Instant::now() < wait {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(metrics.tcp_connections.get(), 0, "slots are given back");
+    stop.store(true, Ordering::Relaxed);
+    acceptor.join().expect("acceptor");
+}
+
+/// A peer that stops reading is disconnected after the write timeout instead of holding
+/// its writer thread forever.
+#[test]
+fn a_peer_that_stops_reading_is_disconnected() {
+    let registry = prometheus::Registry::new();
+    let metrics = SfuMetrics::new(&registry).expect("metrics");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let peer = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+    peer.set_read_timeout(Some(Duration::from_secs(1)))
+        .expect("timeout");
+    let (server, _) = listener.accept().expect("accept");
+    server
+        .set_write_timeout(Some(Duration::from_millis(300)))
+        .expect("timeout");
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(TCP_WRITE_QUEUE);
+    let writer = {
+        let metrics = metrics.clone();
+        std::thread::spawn(move || write_frames(server, &rx, &metrics))
+    };
+    // The peer never reads: the socket buffers fill, then the writer's write times out.
+    let started = Instant::now();
+    while !writer.is_finished() && started.elapsed() < Duration::from_secs(20) {
+        let _ = tx.try_send(vec![0u8; 1200]);
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    assert!(writer.is_finished(), "the writer still waits on the peer");
+    assert_eq!(
+        metrics
+            .tcp_closed
+            .with_label_values(&["write_stalled"])
+            .get(),
+        1
+    );
+    drop(peer);
+}
