@@ -6,9 +6,6 @@
 //! Every call needs `Authorization: Bearer`; permissions come from `tiers::authorize` against
 //! the room's region (the convening region: the creator's, or `?region=` within its subtree).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -19,37 +16,6 @@ use sfu::driver::{LayerChoice, PlaySource, SessionKind, SessionRequest, SfuError
 use tiers::{Action, Principal, RegionCode, authorize};
 
 use super::{ApiError, AppState, Authenticated};
-
-/// Most rooms remembered by the HTTP side (beyond: 503, see `RoomRegistry::region_for`).
-const MAX_ROOMS: usize = 10_000;
-
-/// Which region convened each room (the HTTP side's only room state).
-#[derive(Debug, Default)]
-pub struct RoomRegistry {
-    rooms: Mutex<HashMap<String, RegionCode>>,
-}
-
-impl RoomRegistry {
-    fn get(&self, room: &str) -> Option<RegionCode> {
-        self.rooms.lock().ok()?.get(room).copied()
-    }
-
-    fn insert(&self, room: &str, region: RegionCode) -> Result<(), ApiError> {
-        let mut rooms = self
-            .rooms
-            .lock()
-            .map_err(|_| ApiError::internal(&"room registry poisoned"))?;
-        if rooms.len() >= MAX_ROOMS && !rooms.contains_key(room) {
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too_many_rooms",
-                format!("at most {MAX_ROOMS} rooms"),
-            ));
-        }
-        rooms.insert(room.to_owned(), region);
-        Ok(())
-    }
-}
 
 /// Query of `POST /whip/{room}`.
 #[derive(Debug, Deserialize)]
@@ -182,7 +148,9 @@ pub async fn whip(
                 None => who.region,
             };
             authorize(tree, &who, Action::ConveneMeeting, region)?;
-            state.media_rooms().insert(&room, region)?;
+            state
+                .media_rooms()
+                .insert(&room, region, |r| sfu.has_room(r))?;
         }
     }
     let created_session = sfu

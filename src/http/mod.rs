@@ -23,6 +23,7 @@ mod cors;
 mod error;
 mod health;
 mod media;
+mod media_rooms;
 mod observe;
 mod raw;
 
@@ -42,7 +43,7 @@ use crate::config::HttpConfig;
 
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
-pub use media::RoomRegistry;
+pub use media_rooms::RoomRegistry;
 
 /// State shared by every handler (cheap to clone).
 #[derive(Debug, Clone)]
@@ -58,7 +59,7 @@ struct Inner {
     ready: AtomicBool,
     started: Instant,
     sfu: Option<sfu::driver::Sfu>,
-    media_rooms: media::RoomRegistry,
+    media_rooms: media_rooms::RoomRegistry,
     alerts: Option<AlertsState>,
 }
 
@@ -82,7 +83,7 @@ impl AppState {
             ready: AtomicBool::new(false),
             started: Instant::now(),
             sfu,
-            media_rooms: media::RoomRegistry::default(),
+            media_rooms: media_rooms::RoomRegistry::default(),
             alerts,
         }))
     }
@@ -98,7 +99,7 @@ impl AppState {
     }
 
     /// Room → convening region.
-    pub fn media_rooms(&self) -> &media::RoomRegistry {
+    pub fn media_rooms(&self) -> &media_rooms::RoomRegistry {
         &self.0.media_rooms
     }
 

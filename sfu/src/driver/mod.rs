@@ -230,6 +230,15 @@ impl Sfu {
     }
 
     /// Describes a room.
+    /// Whether `room` is placed on a worker, i.e. has (or is getting) a session. Cheap: one
+    /// short lock, no round trip to the worker.
+    pub fn has_room(&self, room: &str) -> bool {
+        self.inner
+            .placement
+            .lock()
+            .is_ok_and(|placement| placement.lookup(room).is_some())
+    }
+
     pub async fn room(&self, room: &str) -> Result<RoomInfo, SfuError> {
         let room_owned = room.to_owned();
         self.ask(room, Some(SfuError::NoSuchRoom), |reply| Command::Room {
