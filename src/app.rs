@@ -129,6 +129,7 @@ async fn open_alert_store(settings: &Settings, metrics: &Metrics) -> anyhow::Res
         // Normalizing (escaping, indentation) can grow a document: keep up to 4× the body.
         max_document_bytes: 4 * settings.alerts.max_body_bytes,
         readers: settings.alerts.store_readers,
+        query_timeout: std::time::Duration::from_millis(settings.alerts.query_timeout_ms),
         ..alerts::store::StoreConfig::default()
     };
     let (store, redis): (Arc<dyn alerts::store::Store>, _) = match settings.alerts.backend {
@@ -172,6 +173,9 @@ async fn open_alert_store(settings: &Settings, metrics: &Metrics) -> anyhow::Res
         max_body_bytes: settings.alerts.max_body_bytes,
         live,
         config: settings.alerts.clone(),
+        public_reads: Arc::new(tokio::sync::Semaphore::new(
+            settings.alerts.max_concurrent_reads,
+        )),
         connect_limiter: std::sync::Arc::new(crate::rate_limit::ConnectLimiter::new(
             settings.alerts.connect_rate_per_ip,
             settings.alerts.connect_burst_per_ip,

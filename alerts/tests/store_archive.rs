@@ -386,3 +386,38 @@ fn bad_cursors_and_limits_are_errors() {
     };
     assert!(matches!(store.query(&none), Err(StoreError::BadQuery(_))));
 }
+
+/// A read that runs past `query_timeout` is interrupted by SQLite and reported as
+/// `QueryTimeout` (HTTP 503), and the reader stays usable. With a zero timeout every read
+/// long enough to reach SQLite's progress check (1,000 VM instructions) stops there: a point
+/// lookup never gets that far, a text scan over 300 documents does.
+#[test]
+fn a_read_past_the_query_timeout_is_stopped_and_the_reader_recovers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = alerts::store::StoreConfig {
+        query_timeout: std::time::Duration::ZERO,
+        ..alerts::store::StoreConfig::default()
+    };
+    let store = SqliteStore::open_with(dir.path().join("a.db"), config).expect("open");
+    let long = "请消费者注意饮食安全，谨慎购买散装食品。".repeat(20);
+    for i in 0..300 {
+        let spec = Spec {
+            identifier: format!("SCAN-{i}"),
+            description: &long,
+            ..Spec::default()
+        };
+        append(&store, &alert(&spec));
+    }
+    assert!(store.get(1).expect("a point read").is_some());
+    let err = store
+        .query(&text("不在"))
+        .expect_err("a two-character term scans every document");
+    assert!(matches!(err, StoreError::QueryTimeout(_)), "{err}");
+    assert!(
+        !err.is_transient(),
+        "the query's own fault, not the store's"
+    );
+    for _ in 0..4 {
+        assert_eq!(store.last_seq().expect("readers still work"), 300);
+    }
+}

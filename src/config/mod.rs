@@ -238,6 +238,15 @@ pub struct AlertsConfig {
     /// Reader connections of the store (archive queries and `/alerts/{id}.xml`; the one
     /// writer is separate). Default 2, one per core of the reference machine.
     pub store_readers: usize,
+    /// Public store reads (archive queries, `/alerts/{id}.xml|json`) running or waiting for a
+    /// reader at once; beyond, 503 `busy` with `Retry-After: 1`. Default 32 (16 per reader):
+    /// a page takes milliseconds, so 32 waiting is already a flood, and each holds a blocking
+    /// thread. Publishes are not counted here.
+    pub max_concurrent_reads: usize,
+    /// Longest one store read may run before it is stopped (503 `query_timeout`), ms. Default
+    /// 5000: a page takes milliseconds; only an archive query scanning every document of a
+    /// large archive (a one- or two-character term and no other filter) comes near.
+    pub query_timeout_ms: u64,
     /// Live deliveries one subscriber may have waiting before it is closed as a slow consumer
     /// (WebSocket 4008, SSE end of stream). Default 256: alerts come a few per second at most,
     /// so a subscriber 256 behind is stalled, not busy.
@@ -324,6 +333,8 @@ impl Default for AlertsConfig {
         AlertsConfig {
             max_body_bytes: 256 * 1024,
             store_readers: 2,
+            max_concurrent_reads: 32,
+            query_timeout_ms: 5000,
             queue_capacity: 256,
             retain_count: 10_000,
             max_subscribers: 20_000,

@@ -298,7 +298,7 @@ fn validate_alerts(alerts: &AlertsConfig) -> Result<(), ConfigError> {
         ));
     }
     let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
-    let ranges: [(&str, u64, u64); 8] = [
+    let ranges: [(&str, u64, u64); 10] = [
         (
             "alerts.connect_rate_per_ip",
             u64::from(alerts.connect_rate_per_ip),
@@ -315,6 +315,12 @@ fn validate_alerts(alerts: &AlertsConfig) -> Result<(), ConfigError> {
             1 << 20,
         ),
         ("alerts.retain_count", count(alerts.retain_count), 1_000_000),
+        (
+            "alerts.max_concurrent_reads",
+            count(alerts.max_concurrent_reads),
+            4096,
+        ),
+        ("alerts.query_timeout_ms", alerts.query_timeout_ms, 600_000),
         (
             "alerts.max_subscribers",
             count(alerts.max_subscribers),
@@ -489,6 +495,14 @@ mod tests {
             (
                 "alerts.queue_capacity",
                 Box::new(|c| c.alerts.queue_capacity = 0),
+            ),
+            (
+                "alerts.max_concurrent_reads",
+                Box::new(|c| c.alerts.max_concurrent_reads = 0),
+            ),
+            (
+                "alerts.query_timeout_ms",
+                Box::new(|c| c.alerts.query_timeout_ms = 0),
             ),
             ("alerts.ping_secs", Box::new(|c| c.alerts.ping_secs = 0)),
             (

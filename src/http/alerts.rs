@@ -40,7 +40,7 @@ use serde_json::json;
 use tiers::{Action, Denied, Principal, RegionCode, RegionTree, authorize};
 use tokio::time::{Instant, timeout_at};
 
-use super::alerts_error::{AlertError, alerts_state, blocking, not_public, store_error};
+use super::alerts_error::{AlertError, alerts_state, not_public, read_store, store_error};
 use super::{ApiError, AppState, Authenticated};
 
 /// The alert store and the publishing limits, as the HTTP layer holds them.
@@ -54,6 +54,9 @@ pub struct AlertsState {
     pub live: crate::alerts_live::LiveHub,
     /// The `alerts` settings (live-delivery timers and bounds).
     pub config: crate::config::AlertsConfig,
+    /// Public store reads running or waiting at once (`alerts.max_concurrent_reads`); see
+    /// [`read_store`](super::alerts_error::read_store).
+    pub public_reads: Arc<tokio::sync::Semaphore>,
     /// Per-IP connection rate limit of the live endpoints.
     pub connect_limiter: std::sync::Arc<crate::rate_limit::ConnectLimiter>,
     /// The Redis log follower (`alerts.backend = "redis"`), kept for the life of the hub.
@@ -308,8 +311,7 @@ pub async fn get_alert(
         _ => return Err(not_found()),
     };
     let seq = parse_id(id).ok_or_else(not_found)?;
-    let store = alerts_state(&state)?.store.clone();
-    let stored = blocking(move || store.get(seq)).await?;
+    let stored = read_store(alerts_state(&state)?, move |store| store.get(seq)).await?;
     let stored = stored.ok_or_else(not_found)?;
     let (content_type, text) = match format {
         Format::Xml => ("application/cap+xml; charset=utf-8", stored.xml),

@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use tiers::{RegionCode, RegionTree};
 
 use super::AppState;
-use super::alerts_error::{AlertError, alerts_state, blocking};
+use super::alerts_error::{AlertError, alerts_state, read_store};
 
 const KNOWN: &str = "region, kind, min_severity, from, to, q, cursor, limit";
 
@@ -38,8 +38,7 @@ pub async fn archive(
 ) -> Result<Json<Value>, AlertError> {
     let Query(pairs) = query.map_err(|e| AlertError::bad_parameter("query", e.body_text()))?;
     let query = parse_query(&pairs, state.regions())?;
-    let store = alerts_state(&state)?.store.clone();
-    let page = blocking(move || store.query(&query)).await?;
+    let page = read_store(alerts_state(&state)?, move |store| store.query(&query)).await?;
     let items: Vec<Value> = page.items.iter().map(item).collect();
     Ok(Json(json!({
         "items": items,

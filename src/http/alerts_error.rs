@@ -8,6 +8,8 @@
 //! not CAP) is 400 `bad_cap`; schema and rule problems are 422 `invalid_cap`. [`store_error`]
 //! maps every [`StoreError`]; [`blocking`] runs a store call off the async workers.
 
+use std::sync::Arc;
+
 use alerts::cap::CapError;
 use alerts::store::StoreError;
 use axum::Json;
@@ -128,6 +130,7 @@ pub(super) fn store_error(err: &StoreError) -> AlertError {
         StoreError::BadCursor => AlertError::bad_parameter("cursor", err),
         StoreError::BadQuery(_) => AlertError::bad_parameter("q", err),
         StoreError::UnknownRegion(_) => AlertError::bad_parameter("region", err),
+        StoreError::QueryTimeout(_) => status(StatusCode::SERVICE_UNAVAILABLE, "query_timeout"),
         _ if err.is_transient() => {
             // Nothing was acknowledged; the publisher retries (idempotent on its identity).
             tracing::warn!(error = %err, "alert store unavailable");
@@ -156,6 +159,33 @@ pub(super) fn alerts_state(state: &AppState) -> Result<&AlertsState, AlertError>
     })
 }
 
+/// A public read of the store (archive page, one stored alert) on a blocking thread, if one of
+/// `alerts.max_concurrent_reads` places is free: otherwise 503 `busy` with `Retry-After: 1`
+/// at once, instead of queueing blocking threads behind the store's few readers. The place
+/// moves into the blocking task, so a client that hangs up does not free it early.
+pub(super) async fn read_store<T: Send + 'static>(
+    alerts: &AlertsState,
+    f: impl FnOnce(&dyn alerts::store::Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, AlertError> {
+    let place = read_place(&alerts.public_reads)?;
+    let store = alerts.store.clone();
+    blocking(move || {
+        let _place = place;
+        f(store.as_ref())
+    })
+    .await
+}
+
+/// One of the public-read places, or 503 `busy`.
+fn read_place(
+    places: &Arc<tokio::sync::Semaphore>,
+) -> Result<tokio::sync::OwnedSemaphorePermit, AlertError> {
+    places.clone().try_acquire_owned().map_err(|_| {
+        let message = "too many archive and alert reads at once; retry in a second";
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message).into()
+    })
+}
+
 /// Runs a store call on a blocking thread (SQLite commits fsync).
 pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
@@ -163,5 +193,29 @@ pub(super) async fn blocking<T: Send + 'static>(
     match tokio::task::spawn_blocking(f).await {
         Ok(result) => result.map_err(|e| store_error(&e)),
         Err(join) => Err(ApiError::internal(&join).into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_reads_beyond_the_limit_are_busy_until_a_place_frees() {
+        let places = Arc::new(tokio::sync::Semaphore::new(1));
+        let first = read_place(&places).expect("a free place");
+        let refused = read_place(&places).expect_err("full");
+        assert_eq!(refused.api.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(refused.api.code, "busy");
+        drop(first);
+        assert!(read_place(&places).is_ok(), "the place came back");
+    }
+
+    #[test]
+    fn a_stopped_query_is_a_503_naming_the_timeout() {
+        let err = store_error(&StoreError::QueryTimeout(std::time::Duration::from_secs(5)));
+        assert_eq!(err.api.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(err.api.code, "query_timeout");
+        assert!(err.api.message.contains("narrow it"), "{}", err.api.message);
     }
 }

@@ -200,6 +200,12 @@ pub enum StoreError {
         /// What is wrong.
         reason: String,
     },
+    /// A read ran past [`StoreConfig::query_timeout`] and was interrupted (an archive query
+    /// too broad for the store's size, e.g. a one-character term over every document).
+    #[error(
+        "the query ran over {0:?} and was stopped; narrow it (region, kind, time range, longer terms)"
+    )]
+    QueryTimeout(std::time::Duration),
     /// SQLite failed (I/O error, disk full, lock timeout).
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),

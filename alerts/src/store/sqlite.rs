@@ -3,9 +3,9 @@
 //! few reader connections (WAL lets them read while the writer commits).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags, Row, params};
 use tiers::{RegionCode, RegionTree};
@@ -33,6 +33,11 @@ pub struct StoreConfig {
     /// Reader connections (at least 1). Default 2, one per core of the reference machine;
     /// more readers than cores only queue in the kernel.
     pub readers: usize,
+    /// Longest a read may run before SQLite interrupts it ([`StoreError::QueryTimeout`]).
+    /// Default 5 s: an archive page takes milliseconds; only a query scanning every stored
+    /// document (a one- or two-character term, no other filter, a large archive) comes near,
+    /// and it must not hold one of the few readers for longer.
+    pub query_timeout: Duration,
 }
 
 impl Default for StoreConfig {
@@ -42,6 +47,7 @@ impl Default for StoreConfig {
             max_document_bytes: 4 * DEFAULT_MAX_SIZE,
             busy_timeout: Duration::from_secs(5),
             readers: 2,
+            query_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -51,9 +57,26 @@ impl Default for StoreConfig {
 pub struct SqliteStore {
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
+    /// Per reader: when its current read must stop, in nanoseconds since `epoch` (0: none).
+    /// Its SQLite progress handler looks at it every [`PROGRESS_OPS`] VM instructions.
+    deadlines: Vec<Arc<AtomicU64>>,
+    epoch: Instant,
     next_reader: AtomicUsize,
     config: StoreConfig,
     path: PathBuf,
+}
+
+/// SQLite virtual-machine instructions between two looks at a reader's deadline. A look is a
+/// clock read (~25 ns); the count is low because one instruction can be a `LIKE` over a whole
+/// stored document.
+const PROGRESS_OPS: i32 = 1_000;
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn nanos_since(epoch: Instant) -> u64 {
+    nanos(epoch.elapsed())
 }
 
 /// A poisoned lock only means another thread panicked mid-call; SQLite rolled its open
@@ -89,16 +112,31 @@ impl SqliteStore {
             std::fs::File::open(dir.unwrap_or(Path::new(".")))?.sync_all()?;
         }
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let readers = (0..config.readers.max(1))
-            .map(|_| {
-                let conn = Connection::open_with_flags(&path, flags)?;
+        let epoch = Instant::now();
+        let deadlines: Vec<Arc<AtomicU64>> = (0..config.readers.max(1))
+            .map(|_| Arc::new(AtomicU64::new(0)))
+            .collect();
+        let readers = deadlines
+            .iter()
+            .map(|deadline| {
+                let mut conn = Connection::open_with_flags(&path, flags)?;
                 super::schema::configure(&conn, config.busy_timeout)?;
+                let deadline = deadline.clone();
+                conn.progress_handler(
+                    PROGRESS_OPS,
+                    Some(move || {
+                        let at = deadline.load(Ordering::Relaxed);
+                        at != 0 && nanos_since(epoch) > at
+                    }),
+                )?;
                 Ok(Mutex::new(conn))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(SqliteStore {
             writer: Mutex::new(writer),
             readers,
+            deadlines,
+            epoch,
             next_reader: AtomicUsize::new(0),
             config,
             path,
@@ -145,9 +183,24 @@ impl SqliteStore {
     ) -> Result<T, StoreError> {
         let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
         let n = self.readers.len();
-        let free = (0..n).find_map(|i| self.readers[(start + i) % n].try_lock().ok());
-        let guard = free.unwrap_or_else(|| lock(&self.readers[start % n]));
-        f(&guard)
+        let free = (0..n).find_map(|i| {
+            let at = (start + i) % n;
+            self.readers[at].try_lock().ok().map(|guard| (at, guard))
+        });
+        let (at, guard) = free.unwrap_or_else(|| (start % n, lock(&self.readers[start % n])));
+        let limit = self.config.query_timeout;
+        let deadline = nanos_since(self.epoch).saturating_add(nanos(limit)).max(1);
+        self.deadlines[at].store(deadline, Ordering::Relaxed);
+        let result = f(&guard);
+        self.deadlines[at].store(0, Ordering::Relaxed);
+        result.map_err(|err| match err {
+            StoreError::Sqlite(e)
+                if e.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted) =>
+            {
+                StoreError::QueryTimeout(limit)
+            }
+            other => other,
+        })
     }
 }
 
