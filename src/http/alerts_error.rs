@@ -159,19 +159,34 @@ pub(super) fn alerts_state(state: &AppState) -> Result<&AlertsState, AlertError>
     })
 }
 
-/// A public read of the store (archive page, one stored alert) on a blocking thread, if one of
-/// `alerts.max_concurrent_reads` places is free: otherwise 503 `busy` with `Retry-After: 1`
-/// at once, instead of queueing blocking threads behind the store's few readers. The place
-/// moves into the blocking task, so a client that hangs up does not free it early.
+/// Public work off the runtime threads: a store read (archive page, one stored alert) or
+/// rendering the Atom feed, on a blocking thread, if one of `alerts.max_concurrent_reads`
+/// places is free: otherwise 503 `busy` (with `Retry-After: 1`) at once, instead of queueing
+/// blocking threads without bound. The place moves into the blocking task, so a client that
+/// hangs up does not free it early.
+pub(super) async fn public_work<T: Send + 'static>(
+    alerts: &AlertsState,
+    f: impl FnOnce() -> Result<T, AlertError> + Send + 'static,
+) -> Result<T, AlertError> {
+    let place = read_place(&alerts.public_reads)?;
+    let work = tokio::task::spawn_blocking(move || {
+        let _place = place;
+        f()
+    });
+    match work.await {
+        Ok(result) => result,
+        Err(join) => Err(ApiError::internal(&join).into()),
+    }
+}
+
+/// [`public_work`] reading the store.
 pub(super) async fn read_store<T: Send + 'static>(
     alerts: &AlertsState,
     f: impl FnOnce(&dyn alerts::store::Store) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, AlertError> {
-    let place = read_place(&alerts.public_reads)?;
     let store = alerts.store.clone();
-    blocking(move || {
-        let _place = place;
-        f(store.as_ref())
+    public_work(alerts, move || {
+        f(store.as_ref()).map_err(|e| store_error(&e))
     })
     .await
 }
@@ -184,16 +199,6 @@ fn read_place(
         let message = "too many archive and alert reads at once; retry in a second";
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message).into()
     })
-}
-
-/// Runs a store call on a blocking thread (SQLite commits fsync).
-pub(super) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, AlertError> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(result) => result.map_err(|e| store_error(&e)),
-        Err(join) => Err(ApiError::internal(&join).into()),
-    }
 }
 
 #[cfg(test)]

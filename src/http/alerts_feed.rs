@@ -16,7 +16,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
-use super::alerts_error::{AlertError, alerts_state};
+use super::alerts_error::{AlertError, alerts_state, public_work};
 use super::alerts_live::parse_live;
 use super::{ApiError, AppState};
 
@@ -32,13 +32,16 @@ pub async fn atom(
         Query(pairs)
     });
     let query = parse_live(query, &state)?;
-    let live = &alerts_state(&state)?.live;
-    let Some(mut alerts) = live.live_alerts(query.filter).await else {
+    let subsystem = alerts_state(&state)?;
+    let Some(mut alerts) = subsystem.live.live_alerts(query.filter).await else {
         let why = "live delivery is stopped";
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", why).into());
     };
     alerts.reverse();
-    let body = render(&query.filter.region.to_string(), &alerts);
+    // Up to `retain_count` entries to parse and render: off the runtime threads, and counted
+    // with the other public reads.
+    let region = query.filter.region.to_string();
+    let body = public_work(subsystem, move || Ok(render(&region, &alerts))).await?;
     let headers = [
         (header::CONTENT_TYPE, "application/atom+xml; charset=utf-8"),
         (header::CACHE_CONTROL, "public, max-age=30"),

@@ -33,7 +33,14 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
 
 /// `GET /metrics`: Prometheus text format 0.0.4.
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    match state.metrics().encode() {
+    // The process collector lists `/proc/self/fd` (one entry per socket, ~20k under load):
+    // blocking work, kept off the runtime threads.
+    let metrics = state.metrics().clone();
+    let encoded = match tokio::task::spawn_blocking(move || metrics.encode()).await {
+        Ok(encoded) => encoded,
+        Err(join) => return ApiError::internal(&join).into_response(),
+    };
+    match encoded {
         Ok(text) => (
             [(
                 axum::http::header::CONTENT_TYPE,
