@@ -325,3 +325,45 @@ async fn peers_that_never_connect_are_reaped() {
     let room = get(hub.addr, "/api/v1/rooms/reap", &[("Authorization", &auth)]).await;
     assert_eq!(room.status, 404, "{}", room.body);
 }
+
+/// WHIP/WHEP bodies are bounded: over 64 KiB is 413 `too_large`; a body that stops arriving
+/// is 408 `timeout` after the header timeout (a trickling client cannot hold the handler).
+#[tokio::test]
+async fn oversize_and_stalled_bodies_are_refused() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let hub = Hub::start(&[], &[("HUBCAST_HTTP__HEADER_READ_TIMEOUT_SECS", "1")]);
+    let city = hub.token("city-admin", "330100", &[]);
+    let huge = "a=x-padding\r\n".repeat(6000);
+    let big = post(&hub, "/whip/big", Some(&city), "application/sdp", &huge).await;
+    assert_eq!(big.status, 413, "{}", big.body);
+    assert!(big.body.contains("too_large"), "{}", big.body);
+
+    let mut stalled = tokio::net::TcpStream::connect(hub.addr)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /whip/slow HTTP/1.1\r\nHost: hub\r\nAuthorization: Bearer {city}\r\n\
+         Content-Type: application/sdp\r\nContent-Length: 1000\r\n\r\nv=0\r\n"
+    );
+    stalled.write_all(head.as_bytes()).await.expect("write");
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = [0u8; 4096];
+        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stalled.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "no answer within 10 s");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    // Nothing was created.
+    let auth = format!("Bearer {city}");
+    let room = get(hub.addr, "/api/v1/rooms/slow", &[("Authorization", &auth)]).await;
+    assert_eq!(room.status, 404, "{}", room.body);
+}

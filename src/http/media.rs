@@ -17,6 +17,48 @@ use tiers::{Action, Principal, RegionCode, authorize};
 
 use super::{ApiError, AppState, Authenticated};
 
+/// Largest WHIP/WHEP request body (an SDP offer with three simulcast layers is ~6–10 KB).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Middleware of the media routes: reads the whole body within `http.header_read_timeout_secs`
+/// of the request's start (408 `timeout`) and at most [`MAX_BODY_BYTES`] (413 `too_large`),
+/// so a client trickling a body cannot hold its connection and handler open.
+pub async fn bounded_body(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let limit = std::time::Duration::from_secs(state.http().header_read_timeout_secs);
+    let (parts, body) = request.into_parts();
+    let read = tokio::time::timeout(limit, axum::body::to_bytes(body, MAX_BODY_BYTES)).await;
+    let bytes = match read {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(err)) => {
+            // `to_bytes` stops with a length-limit error in its source chain at the limit;
+            // anything else is the body breaking off.
+            let over =
+                std::iter::successors(Some(&err as &(dyn std::error::Error + 'static)), |e| {
+                    e.source()
+                })
+                .any(|e| e.to_string().contains("length limit exceeded"));
+            return match over {
+                true => {
+                    let message = format!("the body is over {MAX_BODY_BYTES} bytes");
+                    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
+                }
+                false => ApiError::bad_request("bad_body", format!("reading the body: {err}")),
+            }
+            .into_response();
+        }
+        Err(_) => {
+            let message = "the body did not arrive within http.header_read_timeout_secs";
+            return ApiError::new(StatusCode::REQUEST_TIMEOUT, "timeout", message).into_response();
+        }
+    };
+    let request = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
+    next.run(request).await
+}
+
 /// Query of `POST /whip/{room}`.
 #[derive(Debug, Deserialize)]
 pub struct WhipQuery {

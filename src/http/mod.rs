@@ -145,17 +145,10 @@ impl AppState {
     }
 }
 
-/// The router for `state`.
-pub fn router(state: AppState) -> Router {
-    let mut router = Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(observe::metrics))
-        .route("/ws/health", get(health::ws_health))
-        .route("/api/v1/whoami", get(api::whoami))
-        .route("/api/v1/regions", get(api::regions))
-        .route("/api/v1/regions/{code}", get(api::region))
-        .route("/api/v1/rooms/{room}", get(media::room_info))
+/// WHIP/WHEP: bodies are SDP (or a small JSON), read whole within the header timeout and at
+/// most `media::MAX_BODY_BYTES` before a handler runs.
+fn media_routes(state: &AppState) -> Router<AppState> {
+    Router::new()
         .route("/whip/{room}", post(media::whip))
         .route(
             "/whip/{room}/sessions/{id}",
@@ -168,6 +161,24 @@ pub fn router(state: AppState) -> Router {
             delete(media::end).patch(media::patch),
         )
         .route("/whep/{room}/sessions/{id}/layer", post(media::layer))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            media::bounded_body,
+        ))
+}
+
+/// The router for `state`.
+pub fn router(state: AppState) -> Router {
+    let mut router = Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(observe::metrics))
+        .route("/ws/health", get(health::ws_health))
+        .route("/api/v1/whoami", get(api::whoami))
+        .route("/api/v1/regions", get(api::regions))
+        .route("/api/v1/regions/{code}", get(api::region))
+        .route("/api/v1/rooms/{room}", get(media::room_info))
+        .merge(media_routes(&state))
         .route(
             "/api/v1/alerts",
             post(alerts::publish).get(alerts_archive::archive),
