@@ -20,6 +20,7 @@ use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
@@ -173,9 +174,9 @@ impl ConnContext {
     /// Who serves the connection, from its first bytes (peeked): the side path for a request
     /// it claims, hyper for anything else (a partial start included: hyper serves it the same
     /// way), nobody if nothing arrives within the header timeout (what hyper would do too).
-    async fn first_request(&self, stream: &TcpStream) -> FirstRequest {
+    async fn first_request(&self, stream: &TcpStream, deadline: Instant) -> FirstRequest {
         let mut peeked = [0u8; 16];
-        match tokio::time::timeout(self.header_timeout, stream.peek(&mut peeked)).await {
+        match tokio::time::timeout_at(deadline, stream.peek(&mut peeked)).await {
             Ok(Ok(n)) if crate::http::alerts_sse_raw::claims(&peeked[..n]) => FirstRequest::RawSse,
             Ok(Ok(n)) if crate::http::alerts_ws_raw::claims(&peeked[..n]) => FirstRequest::RawWs,
             Ok(_) => FirstRequest::Hyper,
@@ -194,8 +195,11 @@ impl ConnContext {
         watcher: Watcher,
         permit: OwnedSemaphorePermit,
     ) {
+        // A plain connection's first request is due this long after the accept, whoever
+        // serves it (TLS restarts the clock after its own handshake timeout).
+        let deadline = Instant::now() + self.header_timeout;
         let first = match (&self.tls, &self.state) {
-            (None, Some(_)) => self.first_request(&stream).await,
+            (None, Some(_)) => self.first_request(&stream, deadline).await,
             _ => FirstRequest::Hyper,
         };
         match (first, &self.state) {
@@ -229,18 +233,21 @@ impl ConnContext {
                 tokio::spawn(self.shutdown.track(serve));
             }
             _ => {
-                tokio::spawn(self.connection(stream, peer, watcher, permit));
+                tokio::spawn(self.connection(stream, peer, watcher, permit, deadline));
             }
         }
     }
 
     /// Serves one connection with hyper; `permit` (the connection cap) is held until it ends.
+    /// Its first request is due by `deadline` (plain) or a header timeout after the TLS
+    /// handshake.
     async fn connection(
         self,
         stream: TcpStream,
         peer: SocketAddr,
         watcher: Watcher,
         permit: OwnedSemaphorePermit,
+        deadline: Instant,
     ) {
         let _permit = permit;
         let stream = crate::stall::StallGuard::new(stream, self.write_stall);
@@ -248,7 +255,7 @@ impl ConnContext {
             None => {
                 let gauge = self.metrics.http_connections.with_label_values(&["tcp"]);
                 gauge.inc();
-                self.serve_io(stream, peer, watcher).await;
+                self.serve_io(stream, peer, watcher, deadline).await;
                 gauge.dec();
             }
             Some(acceptor) => {
@@ -270,18 +277,19 @@ impl ConnContext {
                 };
                 let gauge = self.metrics.http_connections.with_label_values(&["tls"]);
                 gauge.inc();
-                self.serve_io(stream, peer, watcher).await;
+                let deadline = Instant::now() + self.header_timeout;
+                self.serve_io(stream, peer, watcher, deadline).await;
                 gauge.dec();
             }
         }
     }
 
-    /// Serves one connection with hyper. Until its first request arrives the connection has
-    /// `http.header_read_timeout_secs` in all: hyper's own header timeout starts only once it
+    /// Serves one connection with hyper. Its first request must arrive by `deadline` (one
+    /// `http.header_read_timeout_secs` in all): hyper's own header timeout starts only once it
     /// has chosen HTTP/1 or HTTP/2, and choosing waits for the first 24 bytes, so a client
     /// silent after a TLS handshake, or stalled inside the HTTP/2 preface or handshake,
     /// would otherwise hold a connection slot forever.
-    async fn serve_io<S>(&self, stream: S, peer: SocketAddr, watcher: Watcher)
+    async fn serve_io<S>(&self, stream: S, peer: SocketAddr, watcher: Watcher, deadline: Instant)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -304,7 +312,7 @@ impl ConnContext {
         let started = tokio::select! {
             ended = &mut served => Some(ended),
             () = first.notified() => None,
-            () = tokio::time::sleep(self.header_timeout) => {
+            () = tokio::time::sleep_until(deadline) => {
                 tracing::debug!(%peer, "no request within the header timeout; closed");
                 return;
             }

@@ -54,8 +54,8 @@ pub struct AlertsState {
     pub live: crate::alerts_live::LiveHub,
     /// The `alerts` settings (live-delivery timers and bounds).
     pub config: crate::config::AlertsConfig,
-    /// Public store reads running or waiting at once (`alerts.max_concurrent_reads`); see
-    /// [`read_store`](super::alerts_error::read_store).
+    /// Public store reads and feed renderings running or waiting at once
+    /// (`alerts.max_concurrent_reads`; beyond, 503 `busy`).
     pub public_reads: Arc<tokio::sync::Semaphore>,
     /// Per-IP connection rate limit of the live endpoints.
     pub connect_limiter: std::sync::Arc<crate::rate_limit::ConnectLimiter>,

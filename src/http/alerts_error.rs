@@ -6,7 +6,8 @@
 //! position in `message`; `kind` the stable [`CapError::kind`]), or `parameter` for archive
 //! queries. Reader errors split by level: syntax (not well-formed, DTD, undeclared entity,
 //! not CAP) is 400 `bad_cap`; schema and rule problems are 422 `invalid_cap`. [`store_error`]
-//! maps every [`StoreError`]; [`blocking`] runs a store call off the async workers.
+//! maps every [`StoreError`]; [`public_work`] and [`read_store`] run public reads off the
+//! async workers, at most `alerts.max_concurrent_reads` at once.
 
 use std::sync::Arc;
 

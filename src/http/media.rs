@@ -21,14 +21,22 @@ use super::{ApiError, AppState, Authenticated};
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Middleware of the media routes: reads the whole body within `http.header_read_timeout_secs`
-/// of the request's start (408 `timeout`) and at most [`MAX_BODY_BYTES`] (413 `too_large`),
-/// so a client trickling a body cannot hold its connection and handler open.
+/// of the request head's arrival (408 `timeout`) and at most [`MAX_BODY_BYTES`] (413
+/// `too_large`), so a client trickling a body cannot hold its connection and handler open.
 pub async fn bounded_body(
     State(state): State<AppState>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
     let limit = std::time::Duration::from_secs(state.http().header_read_timeout_secs);
+    let declared = (request.headers().get(header::CONTENT_LENGTH))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        // Refused from the head alone, before any of the body is read.
+        let message = format!("the body is over {MAX_BODY_BYTES} bytes");
+        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message).into_response();
+    }
     let (parts, body) = request.into_parts();
     let read = tokio::time::timeout(limit, axum::body::to_bytes(body, MAX_BODY_BYTES)).await;
     let bytes = match read {
@@ -192,7 +200,9 @@ pub async fn whip(
             authorize(tree, &who, Action::ConveneMeeting, region)?;
             state
                 .media_rooms()
-                .insert(&room, region, |r| sfu.has_room(r))?;
+                .insert(&room, region, std::time::Instant::now(), |r| {
+                    sfu.has_room(r)
+                })?;
         }
     }
     let created_session = sfu

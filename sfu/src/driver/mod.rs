@@ -229,16 +229,17 @@ impl Sfu {
         .await
     }
 
-    /// Describes a room.
-    /// Whether `room` is placed on a worker, i.e. has (or is getting) a session. Cheap: one
-    /// short lock, no round trip to the worker.
+    /// Whether `room` is placed on a worker, i.e. has (or is getting) a session; `true` when
+    /// it cannot tell (a poisoned lock), so callers forgetting rooms by it stay safe. Cheap:
+    /// one short lock, no round trip to the worker.
     pub fn has_room(&self, room: &str) -> bool {
         self.inner
             .placement
             .lock()
-            .is_ok_and(|placement| placement.lookup(room).is_some())
+            .map_or(true, |placement| placement.lookup(room).is_some())
     }
 
+    /// Describes a room.
     pub async fn room(&self, room: &str) -> Result<RoomInfo, SfuError> {
         let room_owned = room.to_owned();
         self.ask(room, Some(SfuError::NoSuchRoom), |reply| Command::Room {

@@ -209,8 +209,11 @@ fn connection(
             data: data.to_vec(),
             at: heard,
         });
-        if let Err(TrySendError::Full(_)) = worker.try_send(msg) {
-            metrics.dropped("queue_full");
+        match worker.try_send(msg) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => metrics.dropped("queue_full"),
+            // The worker is gone: the SFU is shutting down.
+            Err(TrySendError::Disconnected(_)) => break,
         }
     }
     // Ends the writer even while the worker still holds a sender: the socket closes under it.
@@ -260,7 +263,9 @@ enum End {
     Expired,
 }
 
-/// Reads exactly `buf.len()` bytes, waking every [`POLL`] to look at `stop` and `deadline`.
+/// Reads exactly `buf.len()` bytes. `stop` and `deadline` are looked at before every read
+/// (so a peer that keeps sending cannot outlast them) and at least every [`POLL`] while it is
+/// silent.
 fn read_exact_until(
     stream: &mut TcpStream,
     buf: &mut [u8],
@@ -269,23 +274,22 @@ fn read_exact_until(
 ) -> Result<(), End> {
     let mut filled = 0;
     while filled < buf.len() {
+        if stop.load(Ordering::Relaxed) {
+            return Err(End::Closed);
+        }
+        if Instant::now() >= deadline {
+            return Err(End::Expired);
+        }
         match stream.read(&mut buf[filled..]) {
             Ok(0) => return Err(End::Closed),
             Ok(n) => filled += n,
             Err(err)
                 if matches!(
                     err.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                if stop.load(Ordering::Relaxed) {
-                    return Err(End::Closed);
-                }
-                if Instant::now() >= deadline {
-                    return Err(End::Expired);
-                }
-            }
-            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
+                ) => {}
             Err(_) => return Err(End::Closed),
         }
     }

@@ -56,8 +56,8 @@ fn closed_within(stream: &mut TcpStream, limit: Duration) -> Option<Duration> {
 }
 
 /// Over the limit a connection is closed at once; connections that never route a STUN
-/// to a session are closed after the connect timeout; both are counted, and the slots
-/// come back.
+/// to a session are closed after the connect timeout, also one that keeps sending (its
+/// frames are dropped, and never reset the clock); all are counted, and the slots come back.
 #[test]
 fn connections_are_capped_and_strangers_are_closed() {
     let registry = prometheus::Registry::new();
@@ -69,7 +69,7 @@ fn connections_are_capped_and_strangers_are_closed() {
     let stop = Arc::new(AtomicBool::new(false));
     let limits = TcpLimits {
         max_connections: 2,
-        connect_timeout: Duration::from_secs(1),
+        connect_timeout: Duration::from_secs(3),
     };
     let acceptor = {
         let (metrics, stop) = (metrics.clone(), stop.clone());
@@ -82,33 +82,44 @@ fn connections_are_capped_and_strangers_are_closed() {
     let mut second = TcpStream::connect(addr).expect("connect");
     // Garbage that is no STUN: dropped, and it does not count as finding a session.
     first.write_all(&[0, 4, 1, 2, 3, 4]).expect("write");
+    // A chatty stranger: an empty frame every 50 ms, until the SFU closes it.
+    let mut chatty = second.try_clone().expect("clone");
+    let chatter = std::thread::spawn(move || {
+        let mut sent = 0u32;
+        while chatty.write_all(&[0, 0]).is_ok() && sent < 400 {
+            sent += 1;
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        sent
+    });
     let wait = Instant::now() + Duration::from_secs(5);
     while metrics.tcp_connections.get() < 2 && Instant::now() < wait {
         std::thread::sleep(Duration::from_millis(10));
     }
     assert_eq!(metrics.tcp_connections.get(), 2);
     let mut third = TcpStream::connect(addr).expect("connect");
-    let refused = closed_within(&mut third, Duration::from_secs(3));
+    let refused = closed_within(&mut third, Duration::from_secs(2));
     assert!(
-        refused.is_some_and(|t| t < Duration::from_millis(900)),
+        refused.is_some_and(|t| t < Duration::from_millis(1500)),
         "{refused:?}"
     );
     assert_eq!(metrics.tcp_closed.with_label_values(&["full"]).get(), 1);
     for stream in [&mut first, &mut second] {
-        let took = closed_within(stream, Duration::from_secs(5));
+        let took = closed_within(stream, Duration::from_secs(8));
         assert!(took.is_some(), "a stranger stays connected");
     }
+    let sent = chatter.join().expect("chatter");
+    assert!(sent < 400, "the chatty stranger was never closed");
     assert_eq!(
         metrics.tcp_closed.with_label_values(&["no_session"]).get(),
         2
     );
-    assert_eq!(
-        metrics
-            .dropped_packets
-            .with_label_values(&["unknown_sender"])
-            .get(),
-        1
-    );
+    // The garbage frame and every chatty one were dropped as from no known sender.
+    let unknown = metrics
+        .dropped_packets
+        .with_label_values(&["unknown_sender"])
+        .get();
+    assert!(unknown > 10, "{unknown}");
     let wait = Instant::now() + Duration::from_secs(5);
     while metrics.tcp_connections.get() > 0 && Instant::now() < wait {
         std::thread::sleep(Duration::from_millis(10));

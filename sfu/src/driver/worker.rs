@@ -193,7 +193,8 @@ impl Worker {
     }
 
     /// Feeds one datagram to its session's `Rtc` and drains that session; the sessions its
-    /// events write to are drained and sent by the caller's flush (once per batch).
+    /// events write to are drained and sent by the next flush (once per wake-up, or every
+    /// [`FLUSH_EVERY`] datagrams).
     fn receive(
         &mut self,
         id: u64,
