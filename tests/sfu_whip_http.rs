@@ -81,10 +81,7 @@ async fn whip_whep_status_codes_and_permissions() {
     let send = offer("a=sendonly", "a=rtpmap:96 VP8/90000");
     let recv = offer("a=recvonly", "a=rtpmap:96 VP8/90000");
 
-    let expect = |r: &common::Response, status: u16, code: &str| {
-        assert_eq!(r.status, status, "{}", r.body);
-        assert_eq!(r.json()["error"], code, "{}", r.body);
-    };
+    let expect = expect_error;
     expect(
         &post(&hub, "/whip/r1", None, "application/sdp", &send).await,
         401,
@@ -380,4 +377,100 @@ async fn oversize_and_stalled_bodies_are_refused() {
     let auth = format!("Bearer {city}");
     let room = get(hub.addr, "/api/v1/rooms/slow", &[("Authorization", &auth)]).await;
     assert_eq!(room.status, 404, "{}", room.body);
+}
+
+/// DELETE, PATCH and layer calls act only on the caller's own session, through its own
+/// endpoint kind, unless the caller moderates the room; a token bound to another meeting
+/// reaches neither this room's sessions nor its listing, nor alert publishing.
+#[tokio::test]
+async fn sessions_answer_only_to_their_owner_or_a_moderator() {
+    let hub = Hub::start(&[], &[]);
+    let city = hub.token("city-admin", "330100", &[]);
+    let county = hub.token("county-operator", "330106", &[]);
+    let other_county = hub.token("county-operator", "330108", &[]);
+    let elsewhere = hub.token("city-admin", "330100", &["--meeting", "another"]);
+    let send = offer("a=sendonly", "a=rtpmap:96 VP8/90000");
+    let recv = offer("a=recvonly", "a=rtpmap:96 VP8/90000");
+    let publish = post(&hub, "/whip/own", Some(&city), "application/sdp", &send).await;
+    assert_eq!(publish.status, 201, "{}", publish.body);
+    let publisher = publish.header("location").expect("Location").to_owned();
+    let view = post(&hub, "/whep/own", Some(&county), "application/sdp", &recv).await;
+    assert_eq!(view.status, 201, "{}", view.body);
+    let viewer = view.header("location").expect("Location").to_owned();
+    let other = post(
+        &hub,
+        "/whep/own",
+        Some(&other_county),
+        "application/sdp",
+        &recv,
+    )
+    .await;
+    assert_eq!(other.status, 201, "{}", other.body);
+    let other_viewer = other.header("location").expect("Location").to_owned();
+
+    // Another participant may not end, re-tune or restart someone else's session.
+    expect_error(
+        &delete(&hub, &publisher, &county).await,
+        403,
+        "not_your_session",
+    );
+    expect_error(
+        &delete(&hub, &viewer, &other_county).await,
+        403,
+        "not_your_session",
+    );
+    let layer = format!("{viewer}/layer");
+    let json = "application/json";
+    let retune = post(&hub, &layer, Some(&other_county), json, r#"{"rid":"q"}"#).await;
+    expect_error(&retune, 403, "not_your_session");
+    let restart = "a=ice-ufrag:evil\r\na=ice-pwd:0123456789abcdef0123456789\r\n";
+    let frag = "application/trickle-ice-sdpfrag";
+    let hijack = patch_as(&hub, &viewer, &other_county, frag, restart).await;
+    expect_error(&hijack, 403, "not_your_session");
+    // A session named through the other endpoint kind does not exist there.
+    let as_whep = publisher.replacen("/whip/", "/whep/", 1);
+    expect_error(&delete(&hub, &as_whep, &city).await, 404, "no_such_session");
+    // A token bound to another meeting reaches nothing of this room, nor alerts.
+    expect_error(&delete(&hub, &viewer, &elsewhere).await, 403, "forbidden");
+    let auth = format!("Bearer {elsewhere}");
+    let listing = get(hub.addr, "/api/v1/rooms/own", &[("Authorization", &auth)]).await;
+    expect_error(&listing, 403, "forbidden");
+    let cap = "application/cap+xml";
+    let alert = post(&hub, "/api/v1/alerts", Some(&elsewhere), cap, "<alert/>").await;
+    expect_error(&alert, 403, "forbidden");
+
+    // The owner trickles a candidate to its own session; the convening city moderates
+    // anyone's session.
+    let candidate = "a=candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host\r\n";
+    let own = patch_as(&hub, &viewer, &county, frag, candidate).await;
+    assert_eq!(own.status, 204, "{}", own.body);
+    assert_eq!(delete(&hub, &other_viewer, &city).await.status, 200);
+    assert_eq!(delete(&hub, &viewer, &county).await.status, 200);
+    assert_eq!(delete(&hub, &publisher, &city).await.status, 200);
+}
+
+/// Asserts an error answer's status and `error` code.
+fn expect_error(r: &common::Response, status: u16, code: &str) {
+    assert_eq!(r.status, status, "{}", r.body);
+    assert_eq!(r.json()["error"], code, "{}", r.body);
+}
+
+async fn patch_as(
+    hub: &Hub,
+    path: &str,
+    token: &str,
+    content_type: &str,
+    body: &str,
+) -> common::Response {
+    let stream = tokio::net::TcpStream::connect(hub.addr)
+        .await
+        .expect("connect");
+    let auth = format!("Bearer {token}");
+    let len = body.len().to_string();
+    let headers = [
+        ("Authorization", auth.as_str()),
+        ("Content-Type", content_type),
+        ("Content-Length", len.as_str()),
+    ];
+    request_with_body(stream, "PATCH", path, &headers, body.as_bytes()).await
 }

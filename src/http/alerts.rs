@@ -246,6 +246,11 @@ pub async fn publish(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, AlertError> {
+    if let Some(meeting) = &who.meeting {
+        let message =
+            format!("this token is for meeting {meeting:?} only, not for publishing alerts");
+        return Err(ApiError::forbidden(message).into());
+    }
     let alerts = alerts_state(&state)?.clone();
     let format = body_format(&headers)?;
     let deadline = Instant::now() + Duration::from_secs(state.http().header_read_timeout_secs);

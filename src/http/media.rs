@@ -8,11 +8,11 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{MatchedPath, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use sfu::driver::{LayerChoice, PlaySource, SessionKind, SessionRequest, SfuError};
+use sfu::driver::{LayerChoice, PlaySource, SessionKind, SessionRef, SessionRequest, SfuError};
 use tiers::{Action, Principal, RegionCode, authorize};
 
 use super::{ApiError, AppState, Authenticated};
@@ -86,6 +86,7 @@ impl From<SfuError> for ApiError {
             SfuError::BadOffer(_) => (StatusCode::BAD_REQUEST, "bad_sdp"),
             SfuError::NoCommonCodec => (StatusCode::NOT_ACCEPTABLE, "no_common_codec"),
             SfuError::NoSuchSession => (StatusCode::NOT_FOUND, "no_such_session"),
+            SfuError::NotYours => (StatusCode::FORBIDDEN, "not_your_session"),
             SfuError::NoSuchRoom => (StatusCode::NOT_FOUND, "no_such_room"),
             SfuError::NoSuchPublisher => (StatusCode::NOT_FOUND, "no_such_publisher"),
             SfuError::Full(_) => (StatusCode::SERVICE_UNAVAILABLE, "peer_limit"),
@@ -185,8 +186,14 @@ pub async fn whip(
     let offer = sdp_body(&headers, &body)?;
     let sfu = sfu(&state)?;
     let tree = state.regions();
+    // Convene only a room the SFU positively does not have: a busy or slow worker is an
+    // error, not an invitation to re-label a live room with the caller's region.
     let existing = match state.media_rooms().get(&room) {
-        Some(region) => sfu.room(&room).await.ok().map(|_| region),
+        Some(region) => match sfu.room(&room).await {
+            Ok(_) => Some(region),
+            Err(SfuError::NoSuchRoom) => None,
+            Err(err) => return Err(err.into()),
+        },
         None => None,
     };
     match existing {
@@ -295,20 +302,44 @@ async fn room_region(state: &AppState, room: &str) -> Result<RegionCode, ApiErro
     Ok(region)
 }
 
-/// `DELETE /whip/{room}/sessions/{id}` and `/whep/…`: end a session.
+/// `DELETE /whip/{room}/sessions/{id}` and `/whep/…`: end a session (the creator's own, or
+/// any as a moderator of the room).
 pub async fn end(
     State(state): State<AppState>,
     Path((room, id)): Path<(String, String)>,
+    matched: MatchedPath,
     Authenticated(who): Authenticated,
 ) -> Result<StatusCode, ApiError> {
-    check_room_name(&room)?;
+    let target = session_ref(&state, &room, &id, &matched, &who).await?;
+    sfu(&state)?.end_session(target).await?;
+    Ok(StatusCode::OK)
+}
+
+/// The session a `DELETE`/`PATCH`/layer call names, with who asks: the token must be good for
+/// this room (its `meeting` claim, if any), reach the room's region (`WatchMeeting`), and it
+/// is a moderator if it may moderate there. The SFU then allows the creator or a moderator.
+async fn session_ref(
+    state: &AppState,
+    room: &str,
+    id: &str,
+    matched: &MatchedPath,
+    who: &Principal,
+) -> Result<SessionRef, ApiError> {
+    check_room_name(room)?;
     let id: u64 = id
         .parse()
         .map_err(|_| ApiError::from(SfuError::NoSuchSession))?;
-    let region = room_region(&state, &room).await?;
-    authorize(state.regions(), &who, Action::WatchMeeting, region)?;
-    sfu(&state)?.end_session(&room, id).await?;
-    Ok(StatusCode::OK)
+    check_meeting_claim(who, room)?;
+    let region = room_region(state, room).await?;
+    authorize(state.regions(), who, Action::WatchMeeting, region)?;
+    let moderator = authorize(state.regions(), who, Action::ModerateMeeting, region).is_ok();
+    Ok(SessionRef {
+        room: room.to_owned(),
+        id,
+        publish: matched.as_str().starts_with("/whip/"),
+        subject: who.subject.clone(),
+        moderator,
+    })
 }
 
 /// `PATCH` on a session (RFC 9725 § 4.3): an `application/trickle-ice-sdpfrag` body. New
@@ -317,20 +348,16 @@ pub async fn end(
 pub async fn patch(
     State(state): State<AppState>,
     Path((room, id)): Path<(String, String)>,
+    matched: MatchedPath,
     Authenticated(who): Authenticated,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    check_room_name(&room)?;
-    let id: u64 = id
-        .parse()
-        .map_err(|_| ApiError::from(SfuError::NoSuchSession))?;
     require_content_type(&headers, "application/trickle-ice-sdpfrag")?;
     let frag = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::bad_request("bad_sdp", "the fragment is not UTF-8"))?;
-    let region = room_region(&state, &room).await?;
-    authorize(state.regions(), &who, Action::WatchMeeting, region)?;
-    match sfu(&state)?.patch_session(&room, id, frag).await? {
+    let target = session_ref(&state, &room, &id, &matched, &who).await?;
+    match sfu(&state)?.patch_session(target, frag).await? {
         Some(answer) => {
             let mut response = (StatusCode::OK, answer).into_response();
             response.headers_mut().insert(
@@ -347,18 +374,14 @@ pub async fn patch(
 pub async fn layer(
     State(state): State<AppState>,
     Path((room, id)): Path<(String, String)>,
+    matched: MatchedPath,
     Authenticated(who): Authenticated,
     Json(body): Json<LayerBody>,
 ) -> Result<StatusCode, ApiError> {
-    check_room_name(&room)?;
-    let id: u64 = id
-        .parse()
-        .map_err(|_| ApiError::from(SfuError::NoSuchSession))?;
     let choice = LayerChoice::from_rid(&body.rid)
         .ok_or_else(|| ApiError::bad_request("bad_layer", "rid must be q, h, f or auto"))?;
-    let region = room_region(&state, &room).await?;
-    authorize(state.regions(), &who, Action::WatchMeeting, region)?;
-    sfu(&state)?.set_layer(&room, id, choice).await?;
+    let target = session_ref(&state, &room, &id, &matched, &who).await?;
+    sfu(&state)?.set_layer(target, choice).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -369,6 +392,7 @@ pub async fn room_info(
     Authenticated(who): Authenticated,
 ) -> Result<Json<sfu::driver::RoomInfo>, ApiError> {
     check_room_name(&room)?;
+    check_meeting_claim(&who, &room)?;
     let region = room_region(&state, &room).await?;
     authorize(state.regions(), &who, Action::WatchMeeting, region)?;
     Ok(Json(sfu(&state)?.room(&room).await?))

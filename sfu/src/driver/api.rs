@@ -46,6 +46,23 @@ impl LayerChoice {
     }
 }
 
+/// An existing session, named by a client that wants to end, patch or re-tune it, with who
+/// asks. Only the session's creator (the subject it was created with, its `label`) or a
+/// moderator of the room may act on it, and only through its own endpoint kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRef {
+    /// Room name.
+    pub room: String,
+    /// Session id (from the `Location` of its creation).
+    pub id: u64,
+    /// Named through WHIP (a publish session) or WHEP (a viewer); the other kind is not found.
+    pub publish: bool,
+    /// The asking subject.
+    pub subject: String,
+    /// The asker may act on any session of the room (meeting moderators).
+    pub moderator: bool,
+}
+
 /// A session-creation request.
 #[derive(Debug, Clone)]
 pub struct SessionRequest {
@@ -110,6 +127,9 @@ pub enum SfuError {
     /// Unknown session (404).
     #[error("no such session")]
     NoSuchSession,
+    /// The session belongs to someone else and the asker does not moderate the room (403).
+    #[error("this session belongs to another participant")]
+    NotYours,
     /// Unknown room (404).
     #[error("no such room")]
     NoSuchRoom,

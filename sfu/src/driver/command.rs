@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use str0m::IceCreds;
 
-use super::api::{SessionCreated, SessionKind, SessionRequest, SfuError};
+use super::api::{SessionCreated, SessionKind, SessionRef, SessionRequest, SfuError};
 use super::demux::Route;
 use super::room::RoomSlot;
 use super::session::{self, Session};
@@ -26,13 +26,11 @@ pub(crate) enum Command {
         reply: Reply<SessionCreated>,
     },
     End {
-        room: String,
-        id: u64,
+        target: SessionRef,
         reply: Reply<()>,
     },
     SetLayer {
-        room: String,
-        id: u64,
+        target: SessionRef,
         choice: super::api::LayerChoice,
         reply: Reply<()>,
     },
@@ -42,8 +40,7 @@ pub(crate) enum Command {
     },
     /// WHIP/WHEP `PATCH`: trickle candidates or an ICE restart (RFC 9725 § 4.3).
     Patch {
-        room: String,
-        id: u64,
+        target: SessionRef,
         frag: String,
         reply: Reply<Option<String>>,
     },
@@ -63,39 +60,55 @@ impl Worker {
                 }
                 let _ = reply.send(result);
             }
-            Command::End { room, id, reply } => {
-                let found = self
-                    .sessions
-                    .get(&id)
-                    .is_some_and(|s| &*s.room == room.as_str());
-                if found {
-                    self.remove_session(id, "deleted");
-                    let _ = reply.send(Ok(()));
-                } else {
-                    let _ = reply.send(Err(SfuError::NoSuchSession));
+            Command::End { target, reply } => {
+                let allowed = self.check_access(&target);
+                if allowed.is_ok() {
+                    self.remove_session(target.id, "deleted");
                 }
+                let _ = reply.send(allowed);
             }
             Command::SetLayer {
-                room,
-                id,
+                target,
                 choice,
                 reply,
             } => {
-                let _ = reply.send(self.set_layer(&room, id, choice));
+                let result = self
+                    .check_access(&target)
+                    .and_then(|()| self.set_layer(&target.room, target.id, choice));
+                let _ = reply.send(result);
             }
             Command::Room { room, reply } => {
                 let _ = reply.send(self.room_info(&room));
             }
             Command::Patch {
-                room,
-                id,
+                target,
                 frag,
                 reply,
             } => {
-                let result = self.patch(&room, id, &frag);
+                let result = self
+                    .check_access(&target)
+                    .and_then(|()| self.patch(&target.room, target.id, &frag));
                 self.flush();
                 let _ = reply.send(result);
             }
+        }
+    }
+
+    /// Whether `target.subject` may act on the session `target` names: it must exist in that
+    /// room with the named kind (else "no such session", revealing nothing), and be the
+    /// asker's own unless the asker moderates the room.
+    fn check_access(&self, target: &SessionRef) -> Result<(), SfuError> {
+        let Some(session) = self.sessions.get(&target.id) else {
+            return Err(SfuError::NoSuchSession);
+        };
+        let publish = session.kind == SessionKind::Publish;
+        if *session.room != *target.room || publish != target.publish {
+            return Err(SfuError::NoSuchSession);
+        }
+        if target.moderator || session.label == target.subject {
+            Ok(())
+        } else {
+            Err(SfuError::NotYours)
         }
     }
 

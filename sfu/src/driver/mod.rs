@@ -31,8 +31,8 @@ mod worker;
 use placement::Placement;
 
 pub use api::{
-    LayerChoice, PlaySource, PublisherInfo, RoomInfo, SessionCreated, SessionKind, SessionRequest,
-    SfuError,
+    LayerChoice, PlaySource, PublisherInfo, RoomInfo, SessionCreated, SessionKind, SessionRef,
+    SessionRequest, SfuError,
 };
 pub use config::SfuConfig;
 pub use demux::stun_local_ufrag;
@@ -199,29 +199,22 @@ impl Sfu {
             .await
     }
 
-    /// Ends a session (WHIP/WHEP `DELETE`).
-    pub async fn end_session(&self, room: &str, id: u64) -> Result<(), SfuError> {
-        let room_owned = room.to_owned();
-        self.ask(room, Some(SfuError::NoSuchSession), |reply| Command::End {
-            room: room_owned,
-            id,
+    /// Ends a session (WHIP/WHEP `DELETE`), if `target`'s asker may ([`SessionRef`]).
+    pub async fn end_session(&self, target: SessionRef) -> Result<(), SfuError> {
+        let room = target.room.clone();
+        self.ask(&room, Some(SfuError::NoSuchSession), |reply| Command::End {
+            target,
             reply,
         })
         .await
     }
 
-    /// Sets a viewer's preferred simulcast layer.
-    pub async fn set_layer(
-        &self,
-        room: &str,
-        id: u64,
-        choice: LayerChoice,
-    ) -> Result<(), SfuError> {
-        let room_owned = room.to_owned();
-        self.ask(room, Some(SfuError::NoSuchSession), |reply| {
+    /// Sets a viewer's preferred simulcast layer, if `target`'s asker may ([`SessionRef`]).
+    pub async fn set_layer(&self, target: SessionRef, choice: LayerChoice) -> Result<(), SfuError> {
+        let room = target.room.clone();
+        self.ask(&room, Some(SfuError::NoSuchSession), |reply| {
             Command::SetLayer {
-                room: room_owned,
-                id,
+                target,
                 choice,
                 reply,
             }
@@ -253,15 +246,13 @@ impl Sfu {
     /// for an ICE restart, `None` for plain trickle.
     pub async fn patch_session(
         &self,
-        room: &str,
-        id: u64,
+        target: SessionRef,
         frag: String,
     ) -> Result<Option<String>, SfuError> {
-        let room_owned = room.to_owned();
-        self.ask(room, Some(SfuError::NoSuchSession), |reply| {
+        let room = target.room.clone();
+        self.ask(&room, Some(SfuError::NoSuchSession), |reply| {
             Command::Patch {
-                room: room_owned,
-                id,
+                target,
                 frag,
                 reply,
             }
