@@ -29,6 +29,9 @@ pub struct LiveMetrics {
     pub replays: IntCounter,
     /// `hubcast_alert_publish_to_deliver_seconds`.
     pub latency: Histogram,
+    /// `hubcast_alert_log_rewinds_total`: alerts handed over under a number the hub already
+    /// had for a different alert (the shared log lost entries and numbered again).
+    pub log_rewinds: IntCounter,
 }
 
 impl LiveMetrics {
@@ -71,6 +74,10 @@ impl LiveMetrics {
                 0.5, 1.0, 2.5,
             ]),
         )?;
+        let log_rewinds = IntCounter::new(
+            "hubcast_alert_log_rewinds_total",
+            "Alerts numbered again with a number already used (the shared log went back).",
+        )?;
         registry.register(Box::new(subscribers.clone()))?;
         registry.register(Box::new(published.clone()))?;
         registry.register(Box::new(deliveries.clone()))?;
@@ -78,6 +85,7 @@ impl LiveMetrics {
         registry.register(Box::new(slow_consumers.clone()))?;
         registry.register(Box::new(replays.clone()))?;
         registry.register(Box::new(latency.clone()))?;
+        registry.register(Box::new(log_rewinds.clone()))?;
         Ok(LiveMetrics {
             subscribers,
             published,
@@ -86,6 +94,7 @@ impl LiveMetrics {
             slow_consumers,
             replays,
             latency,
+            log_rewinds,
         })
     }
 }

@@ -207,7 +207,8 @@ async fn open_sqlite(
 }
 
 /// The shared log on `alerts.redis_url`, with its local archive index in
-/// `<data_dir>/alerts-redis-index.sqlite3`; warns when Redis does not fsync each write.
+/// `<data_dir>/alerts-redis-index.sqlite3`; refuses a Redis that does not fsync each write
+/// unless `alerts.redis_unsafe_durability`.
 async fn open_redis(
     settings: &Settings,
     config: alerts::store::StoreConfig,
@@ -229,18 +230,27 @@ async fn open_redis(
     })?;
     let store = Arc::new(store);
     let probe = store.clone();
-    match tokio::task::spawn_blocking(move || probe.durability()).await? {
-        Some(d) if d.is_synchronous() => {}
-        Some(d) => tracing::warn!(
-            appendonly = %d.appendonly,
-            appendfsync = %d.appendfsync,
-            "Redis does not fsync each write: an acknowledged alert can be lost if Redis \
-             crashes; set appendonly yes and appendfsync always"
-        ),
-        None => tracing::warn!(
+    let weak = match tokio::task::spawn_blocking(move || probe.durability()).await? {
+        Some(d) if d.is_synchronous() => None,
+        Some(d) => Some(format!(
+            "Redis runs with appendonly {} and appendfsync {}: it does not fsync each write, \
+             so an acknowledged alert can be lost in a Redis crash (and its number reused); \
+             set appendonly yes and appendfsync always",
+            d.appendonly, d.appendfsync
+        )),
+        None => Some(
             "cannot read Redis's persistence settings (CONFIG GET refused); make sure it runs \
              with appendonly yes and appendfsync always"
+                .to_owned(),
         ),
+    };
+    if let Some(why) = weak {
+        if !settings.alerts.redis_unsafe_durability {
+            let message =
+                format!("{why}, or set alerts.redis_unsafe_durability = true to start anyway");
+            return Err(ConfigError::new("alerts.redis_url", message).into());
+        }
+        tracing::warn!("{why} (starting anyway: alerts.redis_unsafe_durability = true)");
     }
     Ok(store)
 }

@@ -156,6 +156,57 @@ async fn two_instances_share_one_log() {
     let mut late = Ws::connect(c.addr, "region=330106&since=1").await;
     assert_eq!(late.next().await, Seen::Alert(2, "r-2".into()));
     assert_eq!(late.next().await, Seen::Alert(3, "r-1-cancel".into()));
+    // Each instance's own publishes came back through the tail as the same alerts: no
+    // false alarm of a rewound log.
+    for hub in [&a, &b, &c] {
+        let metrics = get(hub, "/metrics").await.body;
+        assert!(
+            metrics.contains("hubcast_alert_log_rewinds_total 0"),
+            "{metrics}"
+        );
+    }
+}
+
+/// A log that went back (here: its newest entry deleted and its last id set back, as when a
+/// Redis without fsync per write crashes) numbers a new alert with a number already used:
+/// the instance notices, says so loudly and counts it, instead of dropping it silently.
+#[tokio::test]
+async fn a_number_reused_by_a_rewound_log_is_detected() {
+    let redis = Redis::start();
+    let a = start(&redis);
+    let token = token();
+    let mut live = Ws::connect(a.addr, "region=330000").await;
+    for (i, id) in ["w-1", "w-2"].into_iter().enumerate() {
+        let (status, body) = publish(&a, &token, &alert(id, "330100", "回退前")).await;
+        assert_eq!(
+            (status, body["seq"].as_u64()),
+            (201, Some(i as u64 + 1)),
+            "{body}"
+        );
+        assert_eq!(live.next().await, Seen::Alert(i as u64 + 1, id.into()));
+    }
+    assert!(
+        redis
+            .command("XDEL {hubcast}:alerts:log 2-0")
+            .contains(":1")
+    );
+    assert!(
+        redis
+            .command("XSETID {hubcast}:alerts:log 1-0")
+            .contains("OK")
+    );
+    let (status, body) = publish(&a, &token, &alert("w-3", "330100", "回退后")).await;
+    assert_eq!((status, body["seq"].as_u64()), (201, Some(2)), "{body}");
+    let mut seen = false;
+    for _ in 0..50 {
+        let metrics = get(&a, "/metrics").await.body;
+        if metrics.contains("hubcast_alert_log_rewinds_total 1") {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(seen, "the reused number was not detected");
 }
 
 fn kill(child: &mut Child) {
@@ -351,6 +402,27 @@ async fn a_password_protected_redis_works_and_a_wrong_password_is_a_start_error(
         !err.contains("wrong") && !out.contains("wrong"),
         "the password is not printed: {err}"
     );
+}
+
+/// A Redis that does not fsync each write could lose acknowledged alerts (and reuse their
+/// numbers): the hub refuses to start on it, naming the setting and the override, and starts
+/// with `alerts.redis_unsafe_durability = true`.
+#[tokio::test]
+async fn a_redis_without_fsync_per_write_is_refused_unless_overridden() {
+    let redis = Redis::start();
+    let set = redis.command("CONFIG SET appendfsync everysec");
+    assert!(set.contains("OK"), "{set}");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (status, _, err) = serve_on_redis(tmp.path(), &redis.url());
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(err.contains("appendfsync everysec"), "{err}");
+    assert!(err.contains("alerts.redis_unsafe_durability"), "{err}");
+    let mut env = redis_env(&redis);
+    env.push(("HUBCAST_ALERTS__REDIS_UNSAFE_DURABILITY", "true".to_owned()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let hub = Hub::start(&[], &env);
+    let (status, body) = publish(&hub, &token(), &alert("w-1", "330100", "知情启动")).await;
+    assert_eq!((status, body["seq"].as_u64()), (201, Some(1)), "{body}");
 }
 
 /// An entry in the shared log that no instance can read (written by another tool or a later

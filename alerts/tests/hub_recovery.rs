@@ -131,6 +131,8 @@ impl World {
             None => first_since,
         };
         let (evicted, oldest) = self.window();
+        // `since` above everything published names nothing this hub had: reset.
+        let last = self.hub.last_seq();
         let id = self
             .hub
             .subscribe(self.filters[i], since, self.now)
@@ -139,7 +141,7 @@ impl World {
         c.sub = Some(id);
         c.woken = false;
         c.pos = Some(since.unwrap_or(self.published.last().map_or(0, |a| a.seq)));
-        c.expect_reset = since.filter(|&s| s < evicted).map(|_| oldest);
+        c.expect_reset = since.filter(|&s| s < evicted || s > last).map(|_| oldest);
         c.delivered_on_this_sub = false;
     }
 

@@ -36,8 +36,10 @@
 //! retained tail re-published (`Store::since`), with each alert's age taken from its
 //! `received_unix`, so `since` works across restarts.
 
+mod ahead;
 pub mod frame;
 mod mailbox;
+mod slots;
 mod tail;
 mod task;
 

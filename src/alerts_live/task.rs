@@ -15,6 +15,8 @@ use alerts::store::{MAX_PAGE, Store, StoreError};
 use tiers::RegionTree;
 use tokio::sync::mpsc;
 
+use super::ahead::Ahead;
+use super::slots::{Slots, release, subscribe};
 use super::{BATCH, Command, Mailbox};
 use crate::alerts_metrics::LiveMetrics;
 
@@ -55,36 +57,6 @@ pub(super) fn rebuild(
     Ok(hub)
 }
 
-/// Each subscriber's mailbox, by the hub's dense subscriber index (a broadcast looks up every
-/// subscriber: an array read, not a hash).
-#[derive(Default)]
-struct Slots(Vec<Option<(SubId, Arc<Mailbox>)>>);
-
-impl Slots {
-    fn get(&self, sub: &SubId) -> Option<&Arc<Mailbox>> {
-        match self.0.get(sub.index()) {
-            Some(Some((id, slot))) if id == sub => Some(slot),
-            _ => None,
-        }
-    }
-
-    fn insert(&mut self, sub: SubId, mailbox: Arc<Mailbox>) {
-        let i = sub.index();
-        if self.0.len() <= i {
-            self.0.resize_with(i + 1, || None);
-        }
-        self.0[i] = Some((sub, mailbox));
-    }
-
-    fn remove(&mut self, sub: &SubId) -> Option<Arc<Mailbox>> {
-        let cell = self.0.get_mut(sub.index())?;
-        match cell {
-            Some((id, _)) if id == sub => cell.take().map(|(_, slot)| slot),
-            _ => None,
-        }
-    }
-}
-
 /// The hub task: commands in, events out, a 1 s timer for expiry and retention.
 pub(super) async fn run(
     mut hub: Hub,
@@ -97,6 +69,7 @@ pub(super) async fn run(
     let mut pending: BTreeMap<u64, (PublishedAlert, Instant)> = BTreeMap::new();
     // Numbers up to here that the store holds but cannot read: not waited for.
     let mut skipped = 0;
+    let mut ahead = Ahead::default();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         let command = tokio::select! {
@@ -111,6 +84,7 @@ pub(super) async fn run(
                     publish_ready(&mut hub, &mut pending, skipped, &mut times, &metrics);
                 }
                 hub.handle_timeout(Instant::now(), crate::clock::unix_now());
+                release(&mut hub, &mut slots, &mut ahead);
                 drain_events(&mut hub, &mut slots, &times, &metrics).await;
                 continue;
             }
@@ -123,26 +97,38 @@ pub(super) async fn run(
                     pending
                         .entry(alert.seq)
                         .or_insert_with(|| (*alert, Instant::now()));
+                } else if hub
+                    .retained(alert.seq)
+                    .is_some_and(|had| had.frame != alert.frame)
+                {
+                    // The same number for a different alert: the log lost its newest entries
+                    // (a Redis without fsync per write crashed, a replica took over) and
+                    // numbered new alerts again. This one cannot be delivered live.
+                    metrics.log_rewinds.inc();
+                    tracing::error!(
+                        seq = alert.seq,
+                        "alert number reused by a different alert: the shared log went back; \
+                         subscribers will not get it live (archive and restart recover it)"
+                    );
                 }
                 publish_ready(&mut hub, &mut pending, skipped, &mut times, &metrics);
+                release(&mut hub, &mut slots, &mut ahead);
             }
             Command::Subscribe {
                 filter,
                 since,
                 reply,
-            } => match hub.subscribe(filter, since, Instant::now()) {
-                Ok(sub) => {
-                    let mailbox = Arc::new(Mailbox::default());
-                    slots.insert(sub, mailbox.clone());
-                    if reply.send(Ok((sub, mailbox))).is_err() {
-                        hub.unsubscribe(sub);
-                        slots.remove(&sub);
-                    }
+            } => {
+                let last = hub.last_seq();
+                if let Some(Command::Subscribe {
+                    filter,
+                    since,
+                    reply,
+                }) = ahead.park(filter, since, reply, last, Instant::now())
+                {
+                    subscribe(&mut hub, &mut slots, filter, since, reply);
                 }
-                Err(err) => {
-                    let _ = reply.send(Err(err));
-                }
-            },
+            }
             Command::Unsubscribe(sub) => {
                 hub.unsubscribe(sub);
                 slots.remove(&sub);

@@ -283,6 +283,12 @@ pub struct AlertsConfig {
     /// Key prefix in Redis, so several hubs (a test and a production province) can share one
     /// server: keys are `{prefix}:alerts:*`. Default `hubcast`.
     pub redis_prefix: String,
+    /// Start even though Redis does not fsync every write (`appendonly yes` +
+    /// `appendfsync always`) or will not say (`CONFIG GET` refused). Default false: then an
+    /// acknowledged alert could be lost in a Redis crash, and the numbers after it reused by
+    /// new alerts, so the hub refuses to start; set true only knowingly (e.g. a managed Redis
+    /// with its own durability guarantees).
+    pub redis_unsafe_durability: bool,
     /// Who writes live alerts to idle plain-TCP subscribers: `on`, the live hub task itself
     /// (no task wake-up per delivery: the least CPU per delivery, but one thread's worth of
     /// writes per process); `off`, each subscriber's connection task (a broadcast's writes
@@ -346,6 +352,7 @@ impl Default for AlertsConfig {
             backend: AlertsBackend::Sqlite,
             redis_url: "redis://127.0.0.1:6379/".to_owned(),
             redis_prefix: "hubcast".to_owned(),
+            redis_unsafe_durability: false,
             direct_writes: DirectWrites::Auto,
         }
     }

@@ -9,7 +9,8 @@
 //!
 //! Messages are text frames: each alert as the store's frame `{"type":"alert","seq":N,…}`, and
 //! `{"type":"reset","oldest_available":N,"archive":"/api/v1/alerts"}` first when `since` is
-//! older than retention. The server pings every `alerts.ping_secs` and closes 1001 after
+//! older than retention, or still above the log's last number after a short wait for it
+//! (`alerts_live::ahead`). The server pings every `alerts.ping_secs` and closes 1001 after
 //! `alerts.idle_timeout_secs` without a frame from the client, 4008 "slow consumer" when the
 //! hub dropped the subscriber, 1001 on shutdown; a write blocked `alerts.write_timeout_secs`
 //! drops the connection.

@@ -157,6 +157,12 @@ impl Hub {
     /// higher sequence number that its filter matches (after a [`Delivery::Reset`] if alerts
     /// after `since` are no longer retained), then live ones, with no gap and no duplicate.
     /// Without `since` it receives alerts published from now on.
+    ///
+    /// A `since` above [`last_seq`](Self::last_seq) names an alert this hub never had (a
+    /// store restored from a backup, a shared log that lost its newest entries, a bogus
+    /// value): the subscriber gets a [`Delivery::Reset`] and every retained alert, not a
+    /// silent subscription that skips the numbers up to `since`. (A driver whose log may lag
+    /// another instance's waits for it to catch up before calling this.)
     pub fn subscribe(
         &mut self,
         filter: Filter,
@@ -182,7 +188,7 @@ impl Hub {
                 .subs
                 .insert(Sub::new(compiled, self.last_seq, Mode::Live)));
         };
-        let (cursor, reset) = if since < self.ring.evicted_upto() {
+        let (cursor, reset) = if since < self.ring.evicted_upto() || since > self.last_seq {
             (self.ring.base(), Some(self.ring.oldest_available()))
         } else {
             (self.ring.position_after(since), None)
@@ -190,7 +196,13 @@ impl Hub {
         if reset.is_none() && cursor >= self.ring.end() {
             return Ok(self.subs.insert(Sub::new(compiled, since, Mode::Live)));
         }
-        let mut sub = Sub::new(compiled, since, Mode::Replay { cursor, reset });
+        // After a reset the replay starts at the oldest retained alert whatever `since` said
+        // (an ahead `since` must not hide the retained alerts numbered below it).
+        let last = match reset {
+            Some(_) => since.min(self.ring.evicted_upto()),
+            None => since,
+        };
+        let mut sub = Sub::new(compiled, last, Mode::Replay { cursor, reset });
         sub.notified = true;
         let id = self.subs.insert(sub);
         self.replaying.push(id.index);
@@ -316,6 +328,11 @@ impl Hub {
                         .any(|r| self.regions.is_related(r, sub))
                 })
             })
+    }
+
+    /// The retained alert numbered `seq`, if it is still in the replay window.
+    pub fn retained(&self, seq: u64) -> Option<&PublishedAlert> {
+        self.ring.find(seq).map(|entry| &entry.alert)
     }
 
     /// The highest sequence number published (or the resume point given at construction).

@@ -1,0 +1,152 @@
+//! Subscribes whose `since` is above the hub's last sequence number, held by the hub task
+//! until its log catches up.
+//!
+//! With Redis several instances share one log, and the instance a client reconnects to may
+//! trail the one it came from by a few entries (its tail has not read them yet). Such a
+//! `since` is held until the hub's last number reaches it, then subscribed normally: no
+//! spurious reset. One still ahead after [`AHEAD_WAIT`] names alerts this log does not have
+//! (a store restored from a backup, a log that lost its newest entries, a bogus value), and
+//! is subscribed anyway: the hub answers it with a reset and every retained alert
+//! (`Hub::subscribe`).
+//!
+//! Bounded: at most [`MAX_PARKED`] wait; beyond, a subscribe is not held (it gets the reset
+//! at once).
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use alerts::hub::Filter;
+
+use super::Command;
+
+/// Longest a subscribe waits for the log to reach its `since` (the hub task's 1 s timer may
+/// add up to a second).
+pub(super) const AHEAD_WAIT: Duration = Duration::from_secs(2);
+/// Most subscribes held at once.
+pub(super) const MAX_PARKED: usize = 4096;
+
+/// The reply channel of a subscribe.
+pub(super) type Reply = tokio::sync::oneshot::Sender<
+    Result<(alerts::hub::SubId, std::sync::Arc<super::Mailbox>), alerts::hub::HubError>,
+>;
+
+/// One held subscribe.
+#[derive(Debug)]
+pub(super) struct Parked {
+    pub filter: Filter,
+    pub since: u64,
+    pub reply: Reply,
+    until: Instant,
+}
+
+/// The held subscribes, oldest first.
+#[derive(Debug, Default)]
+pub(super) struct Ahead {
+    parked: VecDeque<Parked>,
+}
+
+impl Ahead {
+    /// Holds a subscribe whose `since` is above `last_seq`; gives it back when it should not
+    /// wait (not ahead, or the queue is full).
+    pub(super) fn park(
+        &mut self,
+        filter: Filter,
+        since: Option<u64>,
+        reply: Reply,
+        last_seq: u64,
+        now: Instant,
+    ) -> Option<Command> {
+        match since {
+            Some(since) if since > last_seq && self.parked.len() < MAX_PARKED => {
+                self.parked.push_back(Parked {
+                    filter,
+                    since,
+                    reply,
+                    until: now + AHEAD_WAIT,
+                });
+                None
+            }
+            _ => Some(Command::Subscribe {
+                filter,
+                since,
+                reply,
+            }),
+        }
+    }
+
+    /// Takes the subscribes that are due: the log reached their `since`, their wait is over,
+    /// or their client gave up (its reply channel is closed).
+    pub(super) fn due(&mut self, last_seq: u64, now: Instant) -> Vec<Parked> {
+        if self.parked.is_empty() {
+            return Vec::new();
+        }
+        let (due, wait): (Vec<Parked>, Vec<Parked>) = self
+            .parked
+            .drain(..)
+            .partition(|p| p.since <= last_seq || p.until <= now || p.reply.is_closed());
+        self.parked = wait.into();
+        due
+    }
+
+    /// Subscribes held now.
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.parked.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tiers::RegionCode;
+
+    fn filter() -> Filter {
+        Filter::all(RegionCode::from_u32(330_100).expect("code"))
+    }
+
+    #[test]
+    fn held_until_the_log_reaches_since_or_the_wait_ends() {
+        let mut ahead = Ahead::default();
+        let t0 = Instant::now();
+        let (tx, _rx1) = tokio::sync::oneshot::channel();
+        assert!(
+            ahead.park(filter(), Some(5), tx, 10, t0).is_some(),
+            "not ahead"
+        );
+        let (tx, _rx2) = tokio::sync::oneshot::channel();
+        assert!(ahead.park(filter(), None, tx, 10, t0).is_some(), "no since");
+        let (tx, _rx3) = tokio::sync::oneshot::channel();
+        assert!(ahead.park(filter(), Some(12), tx, 10, t0).is_none());
+        let (tx, _rx4) = tokio::sync::oneshot::channel();
+        assert!(ahead.park(filter(), Some(50), tx, 10, t0).is_none());
+        assert_eq!(ahead.len(), 2);
+        assert!(ahead.due(11, t0).is_empty());
+        let caught_up = ahead.due(12, t0);
+        assert_eq!(caught_up.iter().map(|p| p.since).collect::<Vec<_>>(), [12]);
+        assert!(ahead.due(12, t0 + AHEAD_WAIT / 2).is_empty());
+        let expired = ahead.due(12, t0 + AHEAD_WAIT);
+        assert_eq!(expired.iter().map(|p| p.since).collect::<Vec<_>>(), [50]);
+        assert_eq!(ahead.len(), 0);
+    }
+
+    #[test]
+    fn a_client_that_left_is_not_held_and_the_queue_is_bounded() {
+        let mut ahead = Ahead::default();
+        let t0 = Instant::now();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        assert!(ahead.park(filter(), Some(50), tx, 10, t0).is_none());
+        drop(rx);
+        assert_eq!(ahead.due(10, t0).len(), 1, "its reply channel closed");
+        let mut receivers = Vec::new();
+        for _ in 0..MAX_PARKED {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            receivers.push(rx);
+            assert!(ahead.park(filter(), Some(50), tx, 10, t0).is_none());
+        }
+        let (tx, _rx) = tokio::sync::oneshot::channel();
+        assert!(
+            ahead.park(filter(), Some(50), tx, 10, t0).is_some(),
+            "a full queue does not hold more"
+        );
+    }
+}
