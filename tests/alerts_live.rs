@@ -272,6 +272,47 @@ async fn since_ahead_of_the_log_gets_a_reset_then_everything_retained() {
     assert_eq!(waiting.next().await, alert(five, "A5"));
 }
 
+/// An Update of an alert from before a restart, which the restarted hub no longer holds in
+/// memory (retention 1), still reaches the original's audience: the hub reads the original
+/// back from the store. Here the Update narrows the area and lowers the severity, so only the
+/// original's areas and severity bring it to a severe-only Xihu subscriber.
+#[tokio::test]
+async fn an_update_of_an_alert_from_before_a_restart_reaches_its_audience() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("data");
+    let env = [("HUBCAST_ALERTS__RETAIN_COUNT", "1")];
+    let hub = Hub::start_in(&dir, &[], &env);
+    let token = hub.token("province-admin", "330000", &[]);
+    let original = publish(&hub, &token, "U-ORIG", "food", "Severe", "330106").await;
+    publish(&hub, &token, "U-OTHER", "food", "Minor", "330200").await;
+    drop(hub);
+    let hub = Hub::start_in(&dir, &[], &env);
+    let mut xihu_severe = Ws::connect(hub.addr, "region=330106&min_severity=severe").await;
+    let fixture = alerts_util::Fixture {
+        identifier: "U-UPD",
+        kind: "food",
+        severity: "Minor",
+        regions: &["330110"],
+        sent: "2025-07-01T09:00:00+08:00",
+        headline: "更新：范围缩小",
+        description: "更新说明",
+    };
+    let update = alerts_util::cap_xml(&fixture).replacen(
+        "<msgType>Alert</msgType><scope>Public</scope>",
+        &format!(
+            "<msgType>Update</msgType><scope>Public</scope>\
+             <references>{},U-ORIG,2025-07-01T08:00:00+08:00</references>",
+            alerts_util::SENDER
+        ),
+        1,
+    );
+    let (status, id) = publish_xml(&hub, &token, &update).await;
+    assert_eq!(status, 201, "{id}");
+    let seq: u64 = id.parse().expect("numeric id");
+    assert!(seq > original);
+    assert_eq!(xihu_severe.next().await, alert(seq, "U-UPD"));
+}
+
 #[tokio::test]
 async fn a_restarted_hub_replays_what_was_published_before() {
     let tmp = tempfile::tempdir().expect("tmp");

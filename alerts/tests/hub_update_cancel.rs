@@ -244,3 +244,39 @@ fn cancel_without_areas_reaches_the_original_audience() {
     assert!(drain(&mut hub, xihu).is_empty());
     assert_eq!(hub.stats().unrouted, 1);
 }
+
+/// An Update of an alert the hub no longer holds (from before a restart, or out of the ring
+/// and the live set) reaches the original's audience when the driver passes the original back
+/// from the store; without it only the update's own audience would get it.
+#[test]
+fn an_update_of_an_alert_no_longer_held_reaches_its_audience_with_the_original() {
+    let now = Instant::now();
+    let original = msg(1, MsgType::Alert, &[XIHU], Severity::Severe, &[]);
+    let update = msg(2, MsgType::Update, &[SHANGCHENG], Severity::Minor, &[1]);
+    let food = KindSet::only(AlertKind::Food);
+    for with_original in [false, true] {
+        // A hub started after the original: it holds nothing numbered 1.
+        let mut hub = Hub::resuming_after(&RegionTree::zhejiang(), HubConfig::default(), 1);
+        let xihu_severe = sub(&mut hub, XIHU, food, Severity::Severe, now);
+        let shangcheng = sub(&mut hub, SHANGCHENG, KindSet::ALL, Severity::Unknown, now);
+        assert_eq!(hub.missing_references(&update).collect::<Vec<_>>(), [1]);
+        let originals = if with_original {
+            vec![original.clone()]
+        } else {
+            Vec::new()
+        };
+        hub.publish_with_originals(update.clone(), &originals, now)
+            .expect("publish");
+        let want: Vec<u64> = if with_original { vec![2] } else { vec![] };
+        assert_eq!(
+            drain(&mut hub, xihu_severe),
+            want,
+            "with original: {with_original}"
+        );
+        assert_eq!(drain(&mut hub, shangcheng), vec![2]);
+    }
+    // A held original needs nothing from the store.
+    let mut hub = Hub::new(&RegionTree::zhejiang(), HubConfig::default());
+    hub.publish(original, now).expect("publish");
+    assert_eq!(hub.missing_references(&update).count(), 0);
+}

@@ -66,7 +66,7 @@ pub(super) async fn run(
 ) {
     let mut slots = Slots::default();
     let mut times: VecDeque<(u64, Instant)> = VecDeque::with_capacity(TIMES);
-    let mut pending: BTreeMap<u64, (PublishedAlert, Instant)> = BTreeMap::new();
+    let mut pending: BTreeMap<u64, Pending> = BTreeMap::new();
     // Numbers up to here that the store holds but cannot read: not waited for.
     let mut skipped = 0;
     let mut ahead = Ahead::default();
@@ -78,7 +78,7 @@ pub(super) async fn run(
                 None => break,
             },
             _ = tick.tick() => {
-                let stale = pending.values().next().is_some_and(|(_, at)| at.elapsed() > GAP_WAIT);
+                let stale = pending.values().next().is_some_and(|(_, at, _)| at.elapsed() > GAP_WAIT);
                 if stale {
                     skipped = fill_gap(&hub, &store, &mut pending, skipped).await;
                     publish_ready(&mut hub, &mut pending, skipped, &mut times, &metrics);
@@ -93,10 +93,9 @@ pub(super) async fn run(
             Command::Publish(alert) => {
                 // The first hand-off of a number wins (with Redis, an instance's own publishes
                 // also come back through the log tail).
-                if alert.seq > hub.last_seq() {
-                    pending
-                        .entry(alert.seq)
-                        .or_insert_with(|| (*alert, Instant::now()));
+                if alert.seq > hub.last_seq() && !pending.contains_key(&alert.seq) {
+                    let originals = read_originals(&hub, &store, &alert).await;
+                    pending.insert(alert.seq, (*alert, Instant::now(), originals));
                 } else if hub
                     .retained(alert.seq)
                     .is_some_and(|had| had.frame != alert.frame)
@@ -147,11 +146,49 @@ pub(super) async fn run(
     }
 }
 
+/// An alert waiting for its turn: when it was handed over, and the alerts it updates or
+/// cancels that the hub no longer holds, read back from the store ([`read_originals`]).
+type Pending = (PublishedAlert, Instant, Vec<PublishedAlert>);
+
+/// The alerts `alert` references that the hub no longer holds (an Update or Cancel of an old
+/// alert, or of one from before a restart), read back from the store so the update still
+/// reaches their audience. Rare, and a few point reads; on a store error the update goes
+/// out to its own audience only (logged).
+async fn read_originals(
+    hub: &Hub,
+    store: &Arc<dyn Store>,
+    alert: &PublishedAlert,
+) -> Vec<PublishedAlert> {
+    let missing: Vec<u64> = hub.missing_references(alert).collect();
+    if missing.is_empty() {
+        return Vec::new();
+    }
+    let reader = store.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        missing
+            .iter()
+            .map(|&seq| reader.get(seq).map(|found| found.map(|a| a.to_published())))
+            .collect::<Result<Vec<_>, StoreError>>()
+    })
+    .await;
+    match read {
+        Ok(Ok(found)) => found.into_iter().flatten().collect(),
+        Ok(Err(err)) => {
+            tracing::warn!(%err, seq = alert.seq, "cannot read the alerts an update references");
+            Vec::new()
+        }
+        Err(err) => {
+            tracing::warn!(%err, seq = alert.seq, "cannot read the alerts an update references");
+            Vec::new()
+        }
+    }
+}
+
 /// Publishes the pending alerts that follow the hub's last sequence number (or the last
 /// unreadable one, `skipped`) without a gap.
 fn publish_ready(
     hub: &mut Hub,
-    pending: &mut BTreeMap<u64, (PublishedAlert, Instant)>,
+    pending: &mut BTreeMap<u64, Pending>,
     skipped: u64,
     times: &mut VecDeque<(u64, Instant)>,
     metrics: &LiveMetrics,
@@ -160,9 +197,9 @@ fn publish_ready(
         if *entry.key() > hub.last_seq().max(skipped) + 1 {
             break;
         }
-        let (alert, at) = entry.remove();
+        let (alert, at, originals) = entry.remove();
         let (seq, kind) = (alert.seq, alert.kind);
-        match hub.publish(alert, Instant::now()) {
+        match hub.publish_with_originals(alert, &originals, Instant::now()) {
             Ok(()) => {
                 metrics.published.with_label_values(&[kind.as_str()]).inc();
                 if times.len() == TIMES {
@@ -182,7 +219,7 @@ fn publish_ready(
 async fn fill_gap(
     hub: &Hub,
     store: &Arc<dyn Store>,
-    pending: &mut BTreeMap<u64, (PublishedAlert, Instant)>,
+    pending: &mut BTreeMap<u64, Pending>,
     skipped: u64,
 ) -> u64 {
     let Some(&first) = pending.keys().next() else {
@@ -205,6 +242,7 @@ async fn fill_gap(
                     (
                         super::frame::for_live(stored.to_published()),
                         Instant::now(),
+                        Vec::new(),
                     )
                 });
             }
@@ -345,58 +383,5 @@ fn fill(hub: &mut Hub, mailbox: &Mailbox, sub: SubId, ages: &mut Ages<'_>) {
 }
 
 #[cfg(test)]
-mod tests {
-    use alerts::hub::{Delivery, Filter};
-    use axum::body::Bytes;
-    use tiers::RegionCode;
-
-    use super::*;
-
-    fn alert(seq: u64) -> PublishedAlert {
-        super::super::frame::test_alert(seq, Bytes::from(format!("{{\"seq\":{seq}}}")))
-    }
-
-    #[test]
-    fn out_of_order_hand_offs_are_published_in_sequence_order() {
-        let metrics = LiveMetrics::register(&prometheus::Registry::new()).expect("metrics");
-        let mut hub = Hub::new(&RegionTree::zhejiang(), HubConfig::default());
-        let filter = Filter::all(RegionCode::from_u32(330_106).expect("code"));
-        let sub = hub
-            .subscribe(filter, None, Instant::now())
-            .expect("subscribe");
-        let mut pending = BTreeMap::new();
-        let mut times = VecDeque::new();
-        for seq in [2, 3, 1, 5] {
-            pending.insert(seq, (alert(seq), Instant::now()));
-            publish_ready(&mut hub, &mut pending, 0, &mut times, &metrics);
-        }
-        assert_eq!(hub.last_seq(), 3, "5 waits for 4");
-        assert_eq!(pending.keys().copied().collect::<Vec<_>>(), [5]);
-        pending.insert(4, (alert(4), Instant::now()));
-        publish_ready(&mut hub, &mut pending, 0, &mut times, &metrics);
-        let mut seqs = Vec::new();
-        while let Some(Delivery::Alert { seq, .. }) = hub.pop(sub) {
-            seqs.push(seq);
-        }
-        assert_eq!(seqs, [1, 2, 3, 4, 5]);
-        assert_eq!(metrics.published.with_label_values(&["food"]).get(), 5);
-        assert_eq!(times.len(), 5);
-    }
-
-    #[test]
-    fn numbers_the_store_cannot_read_are_not_waited_for() {
-        let metrics = LiveMetrics::register(&prometheus::Registry::new()).expect("metrics");
-        let mut hub = Hub::new(&RegionTree::zhejiang(), HubConfig::default());
-        let mut pending = BTreeMap::new();
-        let mut times = VecDeque::new();
-        for seq in [1, 4, 5] {
-            pending.insert(seq, (alert(seq), Instant::now()));
-        }
-        publish_ready(&mut hub, &mut pending, 0, &mut times, &metrics);
-        assert_eq!(hub.last_seq(), 1, "4 waits for 2 and 3");
-        // 2 and 3 turned out unreadable in the store.
-        publish_ready(&mut hub, &mut pending, 3, &mut times, &metrics);
-        assert_eq!(hub.last_seq(), 5);
-        assert!(pending.is_empty());
-    }
-}
+#[path = "task_tests.rs"]
+mod tests;

@@ -69,6 +69,36 @@ impl Hub {
     /// subscriber it reaches gets its frame queued (a refcount, no copy). Rejects a sequence
     /// number not above the last one, so a redelivered alert is never fanned out twice.
     pub fn publish(&mut self, alert: PublishedAlert, now: Instant) -> Result<(), HubError> {
+        self.publish_with_originals(alert, &[], now)
+    }
+
+    /// The references of `alert` this hub no longer holds (neither in the replay ring nor in
+    /// the live set): an Update or Cancel of an old alert, or of one from before a restart.
+    /// A driver reads them back from the store and passes them to
+    /// [`publish_with_originals`](Self::publish_with_originals), so the update still reaches
+    /// the original's audience.
+    pub fn missing_references<'a>(
+        &'a self,
+        alert: &'a PublishedAlert,
+    ) -> impl Iterator<Item = u64> + 'a {
+        alert
+            .references
+            .iter()
+            .copied()
+            .filter(|&r| self.ring.find(r).is_none() && self.live.get(r).is_none())
+    }
+
+    /// [`publish`](Self::publish) with `originals`: referenced alerts the driver read back
+    /// from the store because this hub no longer holds them ([`missing_references`]); their
+    /// areas, kind and severity join the alert's audience like those of retained originals.
+    ///
+    /// [`missing_references`]: Self::missing_references
+    pub fn publish_with_originals(
+        &mut self,
+        alert: PublishedAlert,
+        originals: &[PublishedAlert],
+        now: Instant,
+    ) -> Result<(), HubError> {
         if alert.seq <= self.last_seq {
             self.stats.rejected += 1;
             return Err(HubError::SeqNotIncreasing {
@@ -76,12 +106,20 @@ impl Hub {
                 last: self.last_seq,
             });
         }
-        let inherited: Vec<Target> = alert
+        let mut inherited: Vec<Target> = alert
             .references
             .iter()
             .filter_map(|&r| self.ring.find(r).or_else(|| self.live.get(r)))
             .flat_map(|e| e.targets.iter().copied())
             .collect();
+        for original in originals {
+            let held =
+                self.ring.find(original.seq).is_some() || self.live.get(original.seq).is_some();
+            if alert.references.contains(&original.seq) && !held {
+                let entry = Entry::new(original.clone(), &self.regions, std::iter::empty(), now);
+                inherited.extend(entry.targets.iter().copied());
+            }
+        }
         let entry = Arc::new(Entry::new(alert, &self.regions, inherited.iter(), now));
         let seq = entry.alert.seq;
         self.last_seq = seq;

@@ -1,0 +1,56 @@
+//! Tests of the hub task's publishing: out-of-order hand-offs go out in sequence order, and
+//! numbers the store cannot read are not waited for.
+
+use alerts::hub::{Delivery, Filter};
+use axum::body::Bytes;
+use tiers::RegionCode;
+
+use super::*;
+
+fn alert(seq: u64) -> PublishedAlert {
+    super::super::frame::test_alert(seq, Bytes::from(format!("{{\"seq\":{seq}}}")))
+}
+
+#[test]
+fn out_of_order_hand_offs_are_published_in_sequence_order() {
+    let metrics = LiveMetrics::register(&prometheus::Registry::new()).expect("metrics");
+    let mut hub = Hub::new(&RegionTree::zhejiang(), HubConfig::default());
+    let filter = Filter::all(RegionCode::from_u32(330_106).expect("code"));
+    let sub = hub
+        .subscribe(filter, None, Instant::now())
+        .expect("subscribe");
+    let mut pending = BTreeMap::new();
+    let mut times = VecDeque::new();
+    for seq in [2, 3, 1, 5] {
+        pending.insert(seq, (alert(seq), Instant::now(), Vec::new()));
+        publish_ready(&mut hub, &mut pending, 0, &mut times, &metrics);
+    }
+    assert_eq!(hub.last_seq(), 3, "5 waits for 4");
+    assert_eq!(pending.keys().copied().collect::<Vec<_>>(), [5]);
+    pending.insert(4, (alert(4), Instant::now(), Vec::new()));
+    publish_ready(&mut hub, &mut pending, 0, &mut times, &metrics);
+    let mut seqs = Vec::new();
+    while let Some(Delivery::Alert { seq, .. }) = hub.pop(sub) {
+        seqs.push(seq);
+    }
+    assert_eq!(seqs, [1, 2, 3, 4, 5]);
+    assert_eq!(metrics.published.with_label_values(&["food"]).get(), 5);
+    assert_eq!(times.len(), 5);
+}
+
+#[test]
+fn numbers_the_store_cannot_read_are_not_waited_for() {
+    let metrics = LiveMetrics::register(&prometheus::Registry::new()).expect("metrics");
+    let mut hub = Hub::new(&RegionTree::zhejiang(), HubConfig::default());
+    let mut pending = BTreeMap::new();
+    let mut times = VecDeque::new();
+    for seq in [1, 4, 5] {
+        pending.insert(seq, (alert(seq), Instant::now(), Vec::new()));
+    }
+    publish_ready(&mut hub, &mut pending, 0, &mut times, &metrics);
+    assert_eq!(hub.last_seq(), 1, "4 waits for 2 and 3");
+    // 2 and 3 turned out unreadable in the store.
+    publish_ready(&mut hub, &mut pending, 3, &mut times, &metrics);
+    assert_eq!(hub.last_seq(), 5);
+    assert!(pending.is_empty());
+}
