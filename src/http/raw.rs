@@ -257,4 +257,41 @@ mod tests {
         assert_eq!(head.rest, b"\x81\x80");
         assert!(parse(b"GET /x HTTP/1.1\r\nBad Header\r\n\r\n", &[]).is_err());
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// The side paths face the internet without a login: arbitrary first bytes and heads
+        /// never panic the claim test or the parser, and what parses keeps only the wanted
+        /// headers.
+        #[test]
+        fn arbitrary_heads_never_panic(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048),
+        ) {
+            let _ = claims(&bytes, b"/sse/alerts");
+            let _ = claims(&bytes, b"");
+            if let Ok(head) = parse(&bytes, &["last-event-id"]) {
+                proptest::prop_assert!(head.headers.keys().all(|k| k == "last-event-id"));
+                proptest::prop_assert!(head.rest.len() <= bytes.len());
+            }
+        }
+
+        /// Well-formed heads with arbitrary header values parse; the bytes after the head are
+        /// kept as they came.
+        #[test]
+        fn well_formed_heads_parse(
+            value in "[ -~]{0,200}",
+            rest in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+        ) {
+            let mut bytes = format!(
+                "GET /sse/alerts?region=330100 HTTP/1.1\r\nHost: x\r\nLast-Event-ID: {value}\r\n\r\n"
+            )
+            .into_bytes();
+            bytes.extend_from_slice(&rest);
+            let head = parse(&bytes, &["last-event-id"])
+                .map_err(|_| proptest::test_runner::TestCaseError::fail("did not parse"))?;
+            proptest::prop_assert_eq!(head.rest, rest);
+            proptest::prop_assert_eq!(head.uri.path(), "/sse/alerts");
+        }
+    }
 }

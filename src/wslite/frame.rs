@@ -413,4 +413,56 @@ mod tests {
             Err(FrameError::TooLarge(6000))
         );
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Arbitrary bytes, split anywhere, never panic the decoder; once it reports an error
+        /// it is one with a close code a server may send.
+        #[test]
+        fn arbitrary_client_bytes_never_panic(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4096),
+            split in 0usize..4096,
+        ) {
+            let mut decoder = Decoder::new(1024);
+            let at = split.min(bytes.len());
+            let mut events = 0usize;
+            for chunk in [&bytes[..at], &bytes[at..]] {
+                match decoder.feed(chunk, |_| events += 1) {
+                    Ok(()) => {}
+                    Err(err) => {
+                        proptest::prop_assert!(matches!(err.close_code(), 1002 | 1009));
+                        break;
+                    }
+                }
+            }
+            proptest::prop_assert!(events <= bytes.len());
+        }
+
+        /// Valid masked frames of any size up to the limit decode to exactly one event each,
+        /// whatever the split.
+        #[test]
+        fn valid_frames_decode_whatever_the_split(
+            sizes in proptest::collection::vec(0usize..1024, 1..8),
+            split in 0usize..8192,
+        ) {
+            let mut stream = Vec::new();
+            for &n in &sizes {
+                stream.extend(client(true, TEXT, &vec![b'a'; n]));
+            }
+            let at = split.min(stream.len());
+            let mut decoder = Decoder::new(1024);
+            let mut data = 0usize;
+            for chunk in [&stream[..at], &stream[at..]] {
+                decoder
+                    .feed(chunk, |e| {
+                        if e == ClientEvent::Data {
+                            data += 1;
+                        }
+                    })
+                    .map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?;
+            }
+            proptest::prop_assert_eq!(data, sizes.len());
+        }
+    }
 }
