@@ -30,7 +30,9 @@ pub struct LiveMetrics {
     /// `hubcast_alert_publish_to_deliver_seconds`.
     pub latency: Histogram,
     /// `hubcast_alert_log_rewinds_total`: alerts handed over under a number the hub already
-    /// had for a different alert (the shared log lost entries and numbered again).
+    /// had for a different alert (the shared log lost entries and numbered again). Seen by the
+    /// instance that committed the new alert, while the old one is still in its replay ring;
+    /// other instances' log tails are already past that number and do not see it.
     pub log_rewinds: IntCounter,
 }
 

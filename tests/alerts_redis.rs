@@ -167,6 +167,47 @@ async fn two_instances_share_one_log() {
     }
 }
 
+/// With a shared log, a `since` a little ahead of this instance (a client coming from an
+/// instance whose log is further) is held until this instance's log reaches it: an ordinary
+/// subscription, no reset. One still ahead after the wait gets a reset and everything
+/// retained.
+#[tokio::test]
+async fn since_ahead_on_a_shared_log_is_held_then_reset_if_still_ahead() {
+    let redis = Redis::start();
+    let (a, b) = (start(&redis), start(&redis));
+    let token = token();
+    let (status, body) = publish(&a, &token, &alert("h-1", "330100", "第一条")).await;
+    assert_eq!((status, body["seq"].as_u64()), (201, Some(1)), "{body}");
+    // Seen on B, so B's log has 1.
+    let mut on_b = Ws::connect(b.addr, "region=330000&since=0").await;
+    assert_eq!(on_b.next().await, Seen::Alert(1, "h-1".into()));
+    // A client that saw 2 elsewhere connects to B before 2 exists: held (its handshake too).
+    let addr = b.addr;
+    let held = tokio::spawn(async move { Ws::connect(addr, "region=330000&since=2").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, body) = publish(&a, &token, &alert("h-2", "330100", "第二条")).await;
+    assert_eq!((status, body["seq"].as_u64()), (201, Some(2)), "{body}");
+    let mut held = held.await.expect("connect task");
+    let (status, body) = publish(&a, &token, &alert("h-3", "330100", "第三条")).await;
+    assert_eq!((status, body["seq"].as_u64()), (201, Some(3)), "{body}");
+    assert_eq!(
+        held.next().await,
+        Seen::Alert(3, "h-3".into()),
+        "no reset: B's log caught up"
+    );
+    // Far ahead: after the wait, a reset and everything retained.
+    let started = std::time::Instant::now();
+    let mut far = Ws::connect(b.addr, "region=330000&since=1000").await;
+    assert_eq!(far.next().await, Seen::Reset(1));
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "held first"
+    );
+    for (seq, id) in [(1, "h-1"), (2, "h-2"), (3, "h-3")] {
+        assert_eq!(far.next().await, Seen::Alert(seq, id.into()));
+    }
+}
+
 /// A log that went back (here: its newest entry deleted and its last id set back, as when a
 /// Redis without fsync per write crashes) numbers a new alert with a number already used:
 /// the instance notices, says so loudly and counts it, instead of dropping it silently.

@@ -23,7 +23,10 @@
 //! hub's (`alerts.queue_capacity`) plus an inbox of at most `BATCH`. An unsubscribe that
 //! cannot be queued from `Drop` is sent from a spawned task, so a subscriber is never leaked
 //! in the hub. The hub task does every subscriber's fan-out and inbox fill: one core's worth
-//! of deliveries per process (BENCHMARKS.md, `alert-load`).
+//! of deliveries per process (BENCHMARKS.md, `alert-load`). With a shared (Redis) log, at most
+//! `ahead::MAX_PARKED` (4096) subscribes whose `since` is ahead of this instance are held, for
+//! at most ~3 s each; beyond, they are answered at once. An Update or Cancel reads at most 16
+//! originals back from the store, waiting at most 500 ms.
 //!
 //! # Order
 //! Concurrent publishes commit in sequence order but may reach this task out of order; the
@@ -160,7 +163,9 @@ impl LiveHub {
         );
         let (tx, rx) = mpsc::channel(COMMANDS);
         let task_metrics = metrics.clone();
-        tokio::spawn(task::run(hub, rx, task_metrics, store_for_task));
+        // Only a log shared with other instances can be ahead of this one for a moment.
+        let shared_log = config.backend == crate::config::AlertsBackend::Redis;
+        tokio::spawn(task::run(hub, rx, task_metrics, store_for_task, shared_log));
         Ok(LiveHub {
             tx,
             slots: Arc::new(Semaphore::new(config.max_subscribers)),

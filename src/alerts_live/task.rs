@@ -47,7 +47,14 @@ pub(super) fn rebuild(
             let received = u64::try_from(stored.received_unix).unwrap_or(0);
             let age = Duration::from_secs(now_unix.saturating_sub(received));
             let at = now.checked_sub(age).unwrap_or(now);
-            if let Err(err) = hub.publish(super::frame::for_live(stored.to_published()), at) {
+            let alert = super::frame::for_live(stored.to_published());
+            let mut missing: Vec<u64> = hub.missing_references(&alert).collect();
+            missing.truncate(MAX_ORIGINALS);
+            let found = match missing.is_empty() {
+                true => Vec::new(),
+                false => originals(store, &missing)?,
+            };
+            if let Err(err) = hub.publish_with_originals(alert, &found, at) {
                 tracing::warn!(%err, seq = stored.seq, "alert not reloaded into the live hub");
             }
         }
@@ -63,6 +70,7 @@ pub(super) async fn run(
     mut rx: mpsc::Receiver<Command>,
     metrics: LiveMetrics,
     store: Arc<dyn Store>,
+    shared_log: bool,
 ) {
     let mut slots = Slots::default();
     let mut times: VecDeque<(u64, Instant)> = VecDeque::with_capacity(TIMES);
@@ -118,7 +126,12 @@ pub(super) async fn run(
                 since,
                 reply,
             } => {
-                let last = hub.last_seq();
+                // Held only when another instance may be ahead (a shared log) and the filter
+                // is valid (an invalid one is answered now); a single log is never behind.
+                let last = match shared_log && hub.check_filter(&filter).is_ok() {
+                    true => hub.last_seq(),
+                    false => u64::MAX,
+                };
                 if let Some(Command::Subscribe {
                     filter,
                     since,
@@ -150,38 +163,68 @@ pub(super) async fn run(
 /// cancels that the hub no longer holds, read back from the store ([`read_originals`]).
 type Pending = (PublishedAlert, Instant, Vec<PublishedAlert>);
 
+/// Most referenced alerts read back for one Update or Cancel.
+const MAX_ORIGINALS: usize = 16;
+/// Longest the hub task waits for them (a store that hangs must not stall delivery): past
+/// it the update goes out to its own audience only (logged).
+const ORIGINALS_WAIT: Duration = Duration::from_millis(500);
+
 /// The alerts `alert` references that the hub no longer holds (an Update or Cancel of an old
 /// alert, or of one from before a restart), read back from the store so the update still
-/// reaches their audience. Rare, and a few point reads; on a store error the update goes
-/// out to its own audience only (logged).
+/// reaches their audience: at most [`MAX_ORIGINALS`], within [`ORIGINALS_WAIT`]. Rare, and a
+/// few point reads; on a store error or timeout the update goes out to its own audience
+/// only (logged).
 async fn read_originals(
     hub: &Hub,
     store: &Arc<dyn Store>,
     alert: &PublishedAlert,
 ) -> Vec<PublishedAlert> {
-    let missing: Vec<u64> = hub.missing_references(alert).collect();
+    let mut missing: Vec<u64> = hub.missing_references(alert).collect();
     if missing.is_empty() {
         return Vec::new();
     }
+    missing.sort_unstable();
+    missing.dedup();
+    missing.truncate(MAX_ORIGINALS);
     let reader = store.clone();
-    let read = tokio::task::spawn_blocking(move || {
-        missing
-            .iter()
-            .map(|&seq| reader.get(seq).map(|found| found.map(|a| a.to_published())))
-            .collect::<Result<Vec<_>, StoreError>>()
-    })
-    .await;
-    match read {
-        Ok(Ok(found)) => found.into_iter().flatten().collect(),
+    let read = tokio::task::spawn_blocking(move || originals(reader.as_ref(), &missing));
+    match tokio::time::timeout(ORIGINALS_WAIT, read).await {
+        Ok(Ok(Ok(found))) => found,
+        Ok(Ok(Err(err))) => {
+            tracing::warn!(%err, seq = alert.seq, "cannot read the alerts an update references");
+            Vec::new()
+        }
         Ok(Err(err)) => {
             tracing::warn!(%err, seq = alert.seq, "cannot read the alerts an update references");
             Vec::new()
         }
-        Err(err) => {
-            tracing::warn!(%err, seq = alert.seq, "cannot read the alerts an update references");
+        Err(_) => {
+            tracing::warn!(
+                seq = alert.seq,
+                "the store did not return the alerts an update references in time"
+            );
             Vec::new()
         }
     }
+}
+
+/// The stored alerts numbered `seqs` as the hub routes an original: its own regions and
+/// those it inherited (an Update of an Update still reaches the first one's audience).
+fn originals(store: &dyn Store, seqs: &[u64]) -> Result<Vec<PublishedAlert>, StoreError> {
+    let mut found = Vec::with_capacity(seqs.len());
+    for &seq in seqs {
+        let Some(stored) = store.get(seq)? else {
+            continue;
+        };
+        let mut original = stored.to_published();
+        for region in &stored.inherited_regions {
+            if !original.regions.contains(region) {
+                original.regions.push(*region);
+            }
+        }
+        found.push(original);
+    }
+    Ok(found)
 }
 
 /// Publishes the pending alerts that follow the hub's last sequence number (or the last

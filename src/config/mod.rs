@@ -278,7 +278,8 @@ pub struct AlertsConfig {
     pub backend: AlertsBackend,
     /// Redis server of the `redis` backend, `redis://[:password@]host:port/[db]`. Default
     /// `redis://127.0.0.1:6379/` (Redis's default port). For "acknowledged means durable" the
-    /// server needs `appendonly yes` and `appendfsync always`; the hub warns at start if not.
+    /// server needs `appendonly yes` and `appendfsync always`; the hub refuses to start if not
+    /// (see `redis_unsafe_durability`).
     pub redis_url: String,
     /// Key prefix in Redis, so several hubs (a test and a production province) can share one
     /// server: keys are `{prefix}:alerts:*`. Default `hubcast`.

@@ -266,9 +266,18 @@ mod tests {
         /// headers.
         #[test]
         fn arbitrary_heads_never_panic(
-            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048),
+            start in proptest::sample::select(vec![
+                "", "GET ", "GET /sse/alerts", "GET /sse/alerts?", "GET /ws/alerts ",
+                "GET /sse/alerts?region=330100 HTTP/1.1\r\n",
+            ]),
+            tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048),
         ) {
+            // Request-like starts, so the claim test and the parser get past their first
+            // checks, followed by anything.
+            let mut bytes = start.as_bytes().to_vec();
+            bytes.extend_from_slice(&tail);
             let _ = claims(&bytes, b"/sse/alerts");
+            let _ = claims(&bytes, b"/ws/alerts");
             let _ = claims(&bytes, b"");
             if let Ok(head) = parse(&bytes, &["last-event-id"]) {
                 proptest::prop_assert!(head.headers.keys().all(|k| k == "last-event-id"));

@@ -417,8 +417,8 @@ mod tests {
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
 
-        /// Arbitrary bytes, split anywhere, never panic the decoder; once it reports an error
-        /// it is one with a close code a server may send.
+        /// Arbitrary bytes, split anywhere, never panic the decoder, and never make it report
+        /// more frames than the bytes could hold.
         #[test]
         fn arbitrary_client_bytes_never_panic(
             bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4096),
@@ -428,15 +428,12 @@ mod tests {
             let at = split.min(bytes.len());
             let mut events = 0usize;
             for chunk in [&bytes[..at], &bytes[at..]] {
-                match decoder.feed(chunk, |_| events += 1) {
-                    Ok(()) => {}
-                    Err(err) => {
-                        proptest::prop_assert!(matches!(err.close_code(), 1002 | 1009));
-                        break;
-                    }
+                if decoder.feed(chunk, |_| events += 1).is_err() {
+                    break;
                 }
             }
-            proptest::prop_assert!(events <= bytes.len());
+            // Every event is a complete masked frame: at least 2 header and 4 mask bytes.
+            proptest::prop_assert!(events * 6 <= bytes.len(), "{} events from {} bytes", events, bytes.len());
         }
 
         /// Valid masked frames of any size up to the limit decode to exactly one event each,

@@ -207,13 +207,11 @@ impl Hub {
         since: Option<u64>,
         now: Instant,
     ) -> Result<SubId, HubError> {
+        self.check_filter(&filter)?;
         let region = self
             .regions
             .index(filter.region)
             .ok_or(HubError::UnknownRegion(filter.region))?;
-        if filter.kinds.is_empty() {
-            return Err(HubError::NoKinds);
-        }
         let compiled = Compiled {
             region,
             kinds: filter.kinds,
@@ -366,6 +364,18 @@ impl Hub {
                         .any(|r| self.regions.is_related(r, sub))
                 })
             })
+    }
+
+    /// Whether [`subscribe`](Self::subscribe) would accept `filter` (a region of this hub's
+    /// tree, at least one kind).
+    pub fn check_filter(&self, filter: &Filter) -> Result<(), HubError> {
+        if self.regions.index(filter.region).is_none() {
+            return Err(HubError::UnknownRegion(filter.region));
+        }
+        if filter.kinds.is_empty() {
+            return Err(HubError::NoKinds);
+        }
+        Ok(())
     }
 
     /// The retained alert numbered `seq`, if it is still in the replay window.
