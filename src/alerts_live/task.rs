@@ -281,13 +281,12 @@ async fn fill_gap(
                 "live hand-off gap filled from the store"
             );
             for stored in missing {
-                pending.entry(stored.seq).or_insert_with(|| {
-                    (
-                        super::frame::for_live(stored.to_published()),
-                        Instant::now(),
-                        Vec::new(),
-                    )
-                });
+                if pending.contains_key(&stored.seq) {
+                    continue;
+                }
+                let alert = super::frame::for_live(stored.to_published());
+                let originals = read_originals(hub, store, &alert).await;
+                pending.insert(stored.seq, (alert, Instant::now(), originals));
             }
         }
         Ok(Err(err)) => {
