@@ -207,23 +207,37 @@ async fn subscribers_over_the_cap_get_503_before_the_upgrade() {
     assert!(ok, "the slot was not released");
 }
 
+/// Publishes severe food alerts `ids` for 330100, in order; their sequence numbers.
+async fn publish_each(hub: &Hub, token: &str, ids: &[&str]) -> Vec<u64> {
+    let mut seqs = Vec::new();
+    for id in ids {
+        seqs.push(publish(hub, token, id, "food", "Severe", "330100").await);
+    }
+    seqs
+}
+
+/// A WebSocket subscriber of 330100 resuming with `since` and an SSE one with
+/// `Last-Event-ID: last_event_id`; both must first receive `want`.
+async fn resume_both(hub: &Hub, since: u64, last_event_id: u64, want: &[Seen]) -> (Ws, Sse) {
+    let mut ws = Ws::connect(hub.addr, &format!("region=330100&since={since}")).await;
+    let last = last_event_id.to_string();
+    let mut sse = Sse::connect(hub.addr, "region=330100", &[("Last-Event-ID", &last)]).await;
+    assert_eq!(collect_ws(&mut ws, want.len()).await, want);
+    assert_eq!(collect_sse(&mut sse, want.len()).await, want);
+    (ws, sse)
+}
+
 #[tokio::test]
 async fn since_older_than_retention_gets_a_reset_then_what_is_retained() {
     let hub = Hub::start(&[], &[("HUBCAST_ALERTS__RETAIN_COUNT", "2")]);
     let token = hub.token("province-admin", "330000", &[]);
-    let mut seqs = Vec::new();
-    for id in ["T1", "T2", "T3", "T4"] {
-        seqs.push(publish(&hub, &token, id, "food", "Severe", "330100").await);
-    }
-    let mut ws = Ws::connect(hub.addr, "region=330100&since=0").await;
-    let mut sse = Sse::connect(hub.addr, "region=330100", &[("Last-Event-ID", "1")]).await;
+    let seqs = publish_each(&hub, &token, &["T1", "T2", "T3", "T4"]).await;
     let want = [
         Seen::Reset(seqs[2]),
         alert(seqs[2], "T3"),
         alert(seqs[3], "T4"),
     ];
-    assert_eq!(collect_ws(&mut ws, 3).await, want);
-    assert_eq!(collect_sse(&mut sse, 3).await, want);
+    let (mut ws, _sse) = resume_both(&hub, 0, 1, &want).await;
     let live = publish(&hub, &token, "T5", "food", "Severe", "330100").await;
     assert_eq!(ws.next().await, alert(live, "T5"));
 }
@@ -236,19 +250,13 @@ async fn since_older_than_retention_gets_a_reset_then_what_is_retained() {
 async fn since_ahead_of_the_log_gets_a_reset_then_everything_retained() {
     let hub = Hub::start(&[], &[]);
     let token = hub.token("province-admin", "330000", &[]);
-    let mut seqs = Vec::new();
-    for id in ["A1", "A2"] {
-        seqs.push(publish(&hub, &token, id, "food", "Severe", "330100").await);
-    }
-    let mut ws = Ws::connect(hub.addr, "region=330100&since=1000").await;
-    let mut sse = Sse::connect(hub.addr, "region=330100", &[("Last-Event-ID", "1000")]).await;
+    let seqs = publish_each(&hub, &token, &["A1", "A2"]).await;
     let want = [
         Seen::Reset(seqs[0]),
         alert(seqs[0], "A1"),
         alert(seqs[1], "A2"),
     ];
-    assert_eq!(collect_ws(&mut ws, 3).await, want);
-    assert_eq!(collect_sse(&mut sse, 3).await, want);
+    let (mut ws, mut sse) = resume_both(&hub, 1000, 1000, &want).await;
     let live = publish(&hub, &token, "A3", "food", "Severe", "330100").await;
     assert_eq!(ws.next().await, alert(live, "A3"));
     assert_eq!(sse.next().await, alert(live, "A3"));

@@ -41,6 +41,18 @@ async fn post(
     content_type: &str,
     body: &str,
 ) -> common::Response {
+    call(hub, "POST", path, token, content_type, body).await
+}
+
+/// `method path` with a body of `content_type`, and the bearer `token` if any.
+async fn call(
+    hub: &Hub,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    content_type: &str,
+    body: &str,
+) -> common::Response {
     let stream = tokio::net::TcpStream::connect(hub.addr)
         .await
         .expect("connect");
@@ -53,7 +65,7 @@ async fn post(
     if let Some(auth) = &auth {
         headers.push(("Authorization", auth.as_str()));
     }
-    request_with_body(stream, "POST", path, &headers, body.as_bytes()).await
+    request_with_body(stream, method, path, &headers, body.as_bytes()).await
 }
 
 async fn delete(hub: &Hub, path: &str, token: &str) -> common::Response {
@@ -230,20 +242,19 @@ async fn whip_whep_status_codes_and_permissions() {
     );
     // PATCH: trickle (same credentials) is 204; new credentials restart ICE: 200 with ours.
     let frag = "application/trickle-ice-sdpfrag";
+    let (hub_ref, city_ref) = (&hub, city.as_str());
     let patch = |body: &'static str, content_type: &'static str| {
         let location = location.clone();
-        let auth = auth.clone();
         async move {
-            let stream = tokio::net::TcpStream::connect(hub.addr)
-                .await
-                .expect("connect");
-            let len = body.len().to_string();
-            let headers = [
-                ("Authorization", auth.as_str()),
-                ("Content-Type", content_type),
-                ("Content-Length", len.as_str()),
-            ];
-            request_with_body(stream, "PATCH", &location, &headers, body.as_bytes()).await
+            call(
+                hub_ref,
+                "PATCH",
+                &location,
+                Some(city_ref),
+                content_type,
+                body,
+            )
+            .await
         }
     };
     expect(
@@ -425,7 +436,7 @@ async fn sessions_answer_only_to_their_owner_or_a_moderator() {
     expect_error(&retune, 403, "not_your_session");
     let restart = "a=ice-ufrag:evil\r\na=ice-pwd:0123456789abcdef0123456789\r\n";
     let frag = "application/trickle-ice-sdpfrag";
-    let hijack = patch_as(&hub, &viewer, &other_county, frag, restart).await;
+    let hijack = call(&hub, "PATCH", &viewer, Some(&other_county), frag, restart).await;
     expect_error(&hijack, 403, "not_your_session");
     // A session named through the other endpoint kind does not exist there.
     let as_whep = publisher.replacen("/whip/", "/whep/", 1);
@@ -442,7 +453,7 @@ async fn sessions_answer_only_to_their_owner_or_a_moderator() {
     // The owner trickles a candidate to its own session; the convening city moderates
     // anyone's session.
     let candidate = "a=candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host\r\n";
-    let own = patch_as(&hub, &viewer, &county, frag, candidate).await;
+    let own = call(&hub, "PATCH", &viewer, Some(&county), frag, candidate).await;
     assert_eq!(own.status, 204, "{}", own.body);
     assert_eq!(delete(&hub, &other_viewer, &city).await.status, 200);
     assert_eq!(delete(&hub, &viewer, &county).await.status, 200);
@@ -453,24 +464,4 @@ async fn sessions_answer_only_to_their_owner_or_a_moderator() {
 fn expect_error(r: &common::Response, status: u16, code: &str) {
     assert_eq!(r.status, status, "{}", r.body);
     assert_eq!(r.json()["error"], code, "{}", r.body);
-}
-
-async fn patch_as(
-    hub: &Hub,
-    path: &str,
-    token: &str,
-    content_type: &str,
-    body: &str,
-) -> common::Response {
-    let stream = tokio::net::TcpStream::connect(hub.addr)
-        .await
-        .expect("connect");
-    let auth = format!("Bearer {token}");
-    let len = body.len().to_string();
-    let headers = [
-        ("Authorization", auth.as_str()),
-        ("Content-Type", content_type),
-        ("Content-Length", len.as_str()),
-    ];
-    request_with_body(stream, "PATCH", path, &headers, body.as_bytes()).await
 }

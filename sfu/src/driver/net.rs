@@ -87,6 +87,22 @@ impl BatchSender {
     }
 }
 
+/// A transmit of `body` from `from` to `to` over `proto` (tests of the send paths).
+#[cfg(test)]
+pub(crate) fn test_transmit(
+    proto: str0m::net::Protocol,
+    from: std::net::SocketAddr,
+    to: std::net::SocketAddr,
+    body: &[u8],
+) -> Transmit {
+    Transmit {
+        proto,
+        source: from,
+        destination: to,
+        contents: body.to_vec().into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,12 +111,7 @@ mod tests {
     use str0m::net::Protocol;
 
     fn transmit(from: SocketAddr, to: SocketAddr, body: &[u8]) -> Transmit {
-        Transmit {
-            proto: Protocol::Udp,
-            source: from,
-            destination: to,
-            contents: body.to_vec().into(),
-        }
+        test_transmit(Protocol::Udp, from, to, body)
     }
 
     fn receive_all(socket: &UdpSocket) -> Vec<Vec<u8>> {

@@ -5,12 +5,7 @@ use super::*;
 use str0m::net::Transmit;
 
 fn transmit(from: SocketAddr, to: SocketAddr, body: &[u8]) -> Transmit {
-    Transmit {
-        proto: Protocol::Tcp,
-        source: from,
-        destination: to,
-        contents: body.to_vec().into(),
-    }
+    super::super::net::test_transmit(Protocol::Tcp, from, to, body)
 }
 
 /// A stalled ICE-TCP viewer fills its writer's bounded queue; further datagrams are dropped
