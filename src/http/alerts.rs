@@ -115,18 +115,21 @@ fn body_format(headers: &HeaderMap) -> Result<Format, AlertError> {
     }
 }
 
-/// Reads at most `limit` bytes of body before `deadline`.
-async fn read_body(
+/// Reads at most `limit` bytes of body before `deadline`: 413 `too_large` naming `what` (the
+/// setting or rule that sets the limit), from `Content-Length` alone when it declares more,
+/// after draining what the client is still sending; 408 `timeout` past the deadline.
+pub(super) async fn read_body(
     body: Body,
     headers: &HeaderMap,
     limit: usize,
+    what: &str,
     deadline: Instant,
 ) -> Result<Bytes, AlertError> {
     let declared = (headers.get(header::CONTENT_LENGTH))
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     let too_large = |size: String| -> AlertError {
-        let message = format!("the body is {size} bytes, over alerts.max_body_bytes = {limit}");
+        let message = format!("the body is {size} bytes, over {what} = {limit}");
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message).into()
     };
     let mut stream = body.into_data_stream();
@@ -255,7 +258,7 @@ pub async fn publish(
     let format = body_format(&headers)?;
     let deadline = Instant::now() + Duration::from_secs(state.http().header_read_timeout_secs);
     let limit = alerts.max_body_bytes;
-    let bytes = read_body(body, &headers, limit, deadline).await?;
+    let bytes = read_body(body, &headers, limit, "alerts.max_body_bytes", deadline).await?;
     let alert = read_alert(&bytes, format, limit)?;
     let regions = alert.regions().map_err(|e| AlertError::cap(&e))?;
     check_publish(state.regions(), &who, &regions)?;

@@ -29,42 +29,16 @@ pub async fn bounded_body(
     next: axum::middleware::Next,
 ) -> Response {
     let limit = std::time::Duration::from_secs(state.http().header_read_timeout_secs);
-    let declared = (request.headers().get(header::CONTENT_LENGTH))
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        // Refused from the head alone, before any of the body is read.
-        let message = format!("the body is over {MAX_BODY_BYTES} bytes");
-        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message).into_response();
-    }
+    let deadline = tokio::time::Instant::now() + limit;
     let (parts, body) = request.into_parts();
-    let read = tokio::time::timeout(limit, axum::body::to_bytes(body, MAX_BODY_BYTES)).await;
-    let bytes = match read {
-        Ok(Ok(bytes)) => bytes,
-        Ok(Err(err)) => {
-            // `to_bytes` stops with a length-limit error in its source chain at the limit;
-            // anything else is the body breaking off.
-            let over =
-                std::iter::successors(Some(&err as &(dyn std::error::Error + 'static)), |e| {
-                    e.source()
-                })
-                .any(|e| e.to_string().contains("length limit exceeded"));
-            return match over {
-                true => {
-                    let message = format!("the body is over {MAX_BODY_BYTES} bytes");
-                    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
-                }
-                false => ApiError::bad_request("bad_body", format!("reading the body: {err}")),
-            }
-            .into_response();
+    let what = "the WHIP/WHEP body limit";
+    match super::alerts::read_body(body, &parts.headers, MAX_BODY_BYTES, what, deadline).await {
+        Ok(bytes) => {
+            let request = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
+            next.run(request).await
         }
-        Err(_) => {
-            let message = "the body did not arrive within http.header_read_timeout_secs";
-            return ApiError::new(StatusCode::REQUEST_TIMEOUT, "timeout", message).into_response();
-        }
-    };
-    let request = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
-    next.run(request).await
+        Err(err) => err.into_response(),
+    }
 }
 
 /// Query of `POST /whip/{room}`.
@@ -188,14 +162,13 @@ pub async fn whip(
     let tree = state.regions();
     // Convene only a room the SFU positively does not have: a busy or slow worker is an
     // error, not an invitation to re-label a live room with the caller's region.
-    let existing = match state.media_rooms().get(&room) {
-        Some(region) => match sfu.room(&room).await {
-            Ok(_) => Some(region),
-            Err(SfuError::NoSuchRoom) => None,
-            Err(err) => return Err(err.into()),
-        },
-        None => None,
-    };
+    // A remembered room the SFU still places (live, or being created right now) keeps its
+    // region; only one the SFU has forgotten is convened again. No round trip to a worker,
+    // so a busy worker cannot make a live room look gone.
+    let existing = state
+        .media_rooms()
+        .get(&room)
+        .filter(|_| sfu.has_room(&room));
     match existing {
         Some(region) => authorize(tree, &who, Action::PublishMedia, region)?,
         None => {
@@ -290,14 +263,20 @@ async fn play(
     ))
 }
 
+/// 404 `no_such_room`.
+fn no_such_room(room: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no_such_room",
+        format!("no room {room:?}"),
+    )
+}
+
 async fn room_region(state: &AppState, room: &str) -> Result<RegionCode, ApiError> {
-    let region = state.media_rooms().get(room).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "no_such_room",
-            format!("no room {room:?}"),
-        )
-    })?;
+    let region = state
+        .media_rooms()
+        .get(room)
+        .ok_or_else(|| no_such_room(room))?;
     sfu(state)?.room(room).await?;
     Ok(region)
 }
@@ -330,7 +309,12 @@ async fn session_ref(
         .parse()
         .map_err(|_| ApiError::from(SfuError::NoSuchSession))?;
     check_meeting_claim(who, room)?;
-    let region = room_region(state, room).await?;
+    // The room's region from the registry; whether the session exists (in this room, of
+    // this kind) the worker answers itself.
+    let region = state
+        .media_rooms()
+        .get(room)
+        .ok_or_else(|| no_such_room(room))?;
     authorize(state.regions(), who, Action::WatchMeeting, region)?;
     let moderator = authorize(state.regions(), who, Action::ModerateMeeting, region).is_ok();
     Ok(SessionRef {
