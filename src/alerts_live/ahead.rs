@@ -17,8 +17,6 @@ use std::time::{Duration, Instant};
 
 use alerts::hub::Filter;
 
-use super::Command;
-
 /// Longest a subscribe waits for the log to reach its `since` (the hub task's 1 s timer may
 /// add up to a second).
 pub(super) const AHEAD_WAIT: Duration = Duration::from_secs(2);
@@ -45,46 +43,53 @@ pub(super) struct Ahead {
     parked: VecDeque<Parked>,
 }
 
+/// A subscribe handed back: not to be held.
+pub(super) type NotHeld = (Filter, Option<u64>, Reply);
+
 impl Ahead {
-    /// Holds a subscribe whose `since` is above `last_seq`; gives it back when it should not
-    /// wait (not ahead, or the queue is full).
+    /// Holds a subscribe whose `since` is above `last_seq`, if `may_hold` (a shared log and a
+    /// valid filter) and there is room; otherwise hands it back.
     pub(super) fn park(
         &mut self,
         filter: Filter,
         since: Option<u64>,
         reply: Reply,
         last_seq: u64,
+        may_hold: bool,
         now: Instant,
-    ) -> Option<Command> {
+    ) -> Result<(), NotHeld> {
         match since {
-            Some(since) if since > last_seq && self.parked.len() < MAX_PARKED => {
+            Some(since) if may_hold && since > last_seq && self.parked.len() < MAX_PARKED => {
                 self.parked.push_back(Parked {
                     filter,
                     since,
                     reply,
                     until: now + AHEAD_WAIT,
                 });
-                None
+                Ok(())
             }
-            _ => Some(Command::Subscribe {
-                filter,
-                since,
-                reply,
-            }),
+            _ => Err((filter, since, reply)),
         }
     }
 
     /// Takes the subscribes that are due: the log reached their `since`, their wait is over,
-    /// or their client gave up (its reply channel is closed).
+    /// or their client gave up (its reply channel is closed). Held in arrival order, so those
+    /// whose wait is over are at the front.
     pub(super) fn due(&mut self, last_seq: u64, now: Instant) -> Vec<Parked> {
-        if self.parked.is_empty() {
-            return Vec::new();
+        let mut due = Vec::new();
+        while self.parked.front().is_some_and(|p| p.until <= now) {
+            due.extend(self.parked.pop_front());
         }
-        let (due, wait): (Vec<Parked>, Vec<Parked>) = self
+        if self
             .parked
-            .drain(..)
-            .partition(|p| p.since <= last_seq || p.until <= now || p.reply.is_closed());
-        self.parked = wait.into();
+            .iter()
+            .any(|p| p.since <= last_seq || p.reply.is_closed())
+        {
+            let (ready, wait): (VecDeque<Parked>, VecDeque<Parked>) =
+                (self.parked.drain(..)).partition(|p| p.since <= last_seq || p.reply.is_closed());
+            due.extend(ready);
+            self.parked = wait;
+        }
         due
     }
 
@@ -110,15 +115,18 @@ mod tests {
         let t0 = Instant::now();
         let (tx, _rx1) = tokio::sync::oneshot::channel();
         assert!(
-            ahead.park(filter(), Some(5), tx, 10, t0).is_some(),
+            ahead.park(filter(), Some(5), tx, 10, true, t0).is_err(),
             "not ahead"
         );
         let (tx, _rx2) = tokio::sync::oneshot::channel();
-        assert!(ahead.park(filter(), None, tx, 10, t0).is_some(), "no since");
+        assert!(
+            ahead.park(filter(), None, tx, 10, true, t0).is_err(),
+            "no since"
+        );
         let (tx, _rx3) = tokio::sync::oneshot::channel();
-        assert!(ahead.park(filter(), Some(12), tx, 10, t0).is_none());
+        assert!(ahead.park(filter(), Some(12), tx, 10, true, t0).is_ok());
         let (tx, _rx4) = tokio::sync::oneshot::channel();
-        assert!(ahead.park(filter(), Some(50), tx, 10, t0).is_none());
+        assert!(ahead.park(filter(), Some(50), tx, 10, true, t0).is_ok());
         assert_eq!(ahead.len(), 2);
         assert!(ahead.due(11, t0).is_empty());
         let caught_up = ahead.due(12, t0);
@@ -134,18 +142,18 @@ mod tests {
         let mut ahead = Ahead::default();
         let t0 = Instant::now();
         let (tx, rx) = tokio::sync::oneshot::channel();
-        assert!(ahead.park(filter(), Some(50), tx, 10, t0).is_none());
+        assert!(ahead.park(filter(), Some(50), tx, 10, true, t0).is_ok());
         drop(rx);
         assert_eq!(ahead.due(10, t0).len(), 1, "its reply channel closed");
         let mut receivers = Vec::new();
         for _ in 0..MAX_PARKED {
             let (tx, rx) = tokio::sync::oneshot::channel();
             receivers.push(rx);
-            assert!(ahead.park(filter(), Some(50), tx, 10, t0).is_none());
+            assert!(ahead.park(filter(), Some(50), tx, 10, true, t0).is_ok());
         }
         let (tx, _rx) = tokio::sync::oneshot::channel();
         assert!(
-            ahead.park(filter(), Some(50), tx, 10, t0).is_some(),
+            ahead.park(filter(), Some(50), tx, 10, true, t0).is_err(),
             "a full queue does not hold more"
         );
     }

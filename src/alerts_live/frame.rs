@@ -5,7 +5,9 @@
 //! per alert and instance, when the alert enters the live hub ([`for_live`]).
 
 use alerts::hub::PublishedAlert;
-use bytes::{BufMut as _, Bytes, BytesMut};
+#[cfg(test)]
+use bytes::Bytes;
+use bytes::{BufMut as _, BytesMut};
 
 const DATA: &[u8] = b"\ndata: ";
 const END: &[u8] = b"\n\n";
@@ -47,19 +49,6 @@ fn json_range(event: &[u8], seq: u64) -> Option<std::ops::Range<usize>> {
     framed.then(|| start..event.len() - END.len())
 }
 
-/// The JSON frame inside an event made by [`for_live`] (the whole input if it is not one).
-pub fn json(event: &Bytes) -> Bytes {
-    let start = event
-        .windows(DATA.len())
-        .position(|w| w == DATA)
-        .map_or(0, |at| at + DATA.len());
-    let end = match event.ends_with(END) && start > 0 {
-        true => event.len() - END.len(),
-        false => event.len(),
-    };
-    event.slice(start..end)
-}
-
 /// A food alert for 330100 numbered `seq` carrying `frame` (unit tests of this module and
 /// the hub task).
 #[cfg(test)]
@@ -91,9 +80,8 @@ mod tests {
         assert!(text.starts_with("id: 42\ndata: {"), "{text}");
         assert!(text.ends_with("}\n\n"));
         assert_eq!(text.matches('\n').count(), 3, "one id line, one data line");
-        let inner = json(&live.frame);
-        assert_eq!(inner, frame);
-        assert_eq!(ws_body(&live.frame, 42), &frame[..]);
+        let inner = ws_body(&live.frame, 42);
+        assert_eq!(inner, &frame[..]);
         assert_eq!(
             ws_body(&live.frame, 7),
             &live.frame[..],
@@ -104,6 +92,10 @@ mod tests {
             live.frame[13..].as_ptr(),
             "a slice, not a copy"
         );
-        assert_eq!(json(&frame), frame, "a bare frame passes through");
+        assert_eq!(
+            ws_body(&frame, 42),
+            &frame[..],
+            "a bare frame passes through"
+        );
     }
 }

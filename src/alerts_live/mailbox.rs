@@ -18,7 +18,7 @@
 //! TLS connections attach nothing: the hub task cannot write through rustls; they always take
 //! the inbox path.
 
-use std::io::{ErrorKind, IoSlice};
+use std::io::IoSlice;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -73,7 +73,6 @@ impl Direct {
             Ok(0) => Attempt::Blocked,
             Ok(n) => Attempt::Partial(skip + n),
             // Would block, or an error the connection task will meet on its next write.
-            Err(err) if err.kind() == ErrorKind::WouldBlock => Attempt::Blocked,
             Err(_) => Attempt::Blocked,
         }
     }

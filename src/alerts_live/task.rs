@@ -48,12 +48,13 @@ pub(super) fn rebuild(
             let age = Duration::from_secs(now_unix.saturating_sub(received));
             let at = now.checked_sub(age).unwrap_or(now);
             let alert = super::frame::for_live(stored.to_published());
-            let mut missing: Vec<u64> = hub.missing_references(&alert).collect();
-            missing.truncate(MAX_ORIGINALS);
-            let found = match missing.is_empty() {
-                true => Vec::new(),
-                false => originals(store, &missing)?,
-            };
+            let missing = missing_originals(&hub, std::slice::from_ref(&alert));
+            // An original the store cannot return costs the update part of its audience,
+            // not the start (logged, as on the live path).
+            let found = originals(store, &missing).unwrap_or_else(|err| {
+                tracing::warn!(%err, seq = stored.seq, "cannot read the alerts an update references");
+                Vec::new()
+            });
             if let Err(err) = hub.publish_with_originals(alert, &found, at) {
                 tracing::warn!(%err, seq = stored.seq, "alert not reloaded into the live hub");
             }
@@ -102,7 +103,8 @@ pub(super) async fn run(
                 // The first hand-off of a number wins (with Redis, an instance's own publishes
                 // also come back through the log tail).
                 if alert.seq > hub.last_seq() && !pending.contains_key(&alert.seq) {
-                    let originals = read_originals(&hub, &store, &alert).await;
+                    let originals =
+                        read_originals(&hub, &store, std::slice::from_ref(&alert)).await;
                     pending.insert(alert.seq, (*alert, Instant::now(), originals));
                 } else if hub
                     .retained(alert.seq)
@@ -128,15 +130,10 @@ pub(super) async fn run(
             } => {
                 // Held only when another instance may be ahead (a shared log) and the filter
                 // is valid (an invalid one is answered now); a single log is never behind.
-                let last = match shared_log && hub.check_filter(&filter).is_ok() {
-                    true => hub.last_seq(),
-                    false => u64::MAX,
-                };
-                if let Some(Command::Subscribe {
-                    filter,
-                    since,
-                    reply,
-                }) = ahead.park(filter, since, reply, last, Instant::now())
+                let may_hold = shared_log && hub.check_filter(&filter).is_ok();
+                let (last, now) = (hub.last_seq(), Instant::now());
+                if let Err((filter, since, reply)) =
+                    ahead.park(filter, since, reply, last, may_hold, now)
                 {
                     subscribe(&mut hub, &mut slots, filter, since, reply);
                 }
@@ -169,54 +166,54 @@ const MAX_ORIGINALS: usize = 16;
 /// it the update goes out to its own audience only (logged).
 const ORIGINALS_WAIT: Duration = Duration::from_millis(500);
 
-/// The alerts `alert` references that the hub no longer holds (an Update or Cancel of an old
-/// alert, or of one from before a restart), read back from the store so the update still
-/// reaches their audience: at most [`MAX_ORIGINALS`], within [`ORIGINALS_WAIT`]. Rare, and a
-/// few point reads; on a store error or timeout the update goes out to its own audience
-/// only (logged).
-async fn read_originals(
-    hub: &Hub,
-    store: &Arc<dyn Store>,
-    alert: &PublishedAlert,
-) -> Vec<PublishedAlert> {
-    let mut missing: Vec<u64> = hub.missing_references(alert).collect();
-    if missing.is_empty() {
-        return Vec::new();
+/// The numbers `alerts` reference that the hub no longer holds (an Update or Cancel of an
+/// old alert, or of one from before a restart), each once, at most [`MAX_ORIGINALS`] per
+/// alert.
+fn missing_originals(hub: &Hub, alerts: &[PublishedAlert]) -> Vec<u64> {
+    let mut missing: Vec<u64> = Vec::new();
+    for alert in alerts {
+        missing.extend(hub.missing_references(alert).take(MAX_ORIGINALS));
     }
     missing.sort_unstable();
     missing.dedup();
-    missing.truncate(MAX_ORIGINALS);
+    missing
+}
+
+/// The originals of `alerts` the hub no longer holds, read back from the store so their
+/// updates still reach their audience: one blocking read for all of them, within
+/// [`ORIGINALS_WAIT`]. Rare, and a few point reads; on a store error or timeout the updates
+/// go out to their own audience only (logged).
+async fn read_originals(
+    hub: &Hub,
+    store: &Arc<dyn Store>,
+    alerts: &[PublishedAlert],
+) -> Vec<PublishedAlert> {
+    let missing = missing_originals(hub, alerts);
+    if missing.is_empty() {
+        return Vec::new();
+    }
     let reader = store.clone();
     let read = tokio::task::spawn_blocking(move || originals(reader.as_ref(), &missing));
-    match tokio::time::timeout(ORIGINALS_WAIT, read).await {
-        Ok(Ok(Ok(found))) => found,
-        Ok(Ok(Err(err))) => {
-            tracing::warn!(%err, seq = alert.seq, "cannot read the alerts an update references");
-            Vec::new()
-        }
-        Ok(Err(err)) => {
-            tracing::warn!(%err, seq = alert.seq, "cannot read the alerts an update references");
-            Vec::new()
-        }
-        Err(_) => {
-            tracing::warn!(
-                seq = alert.seq,
-                "the store did not return the alerts an update references in time"
-            );
-            Vec::new()
-        }
-    }
+    let failed = match tokio::time::timeout(ORIGINALS_WAIT, read).await {
+        Ok(Ok(Ok(found))) => return found,
+        Ok(Ok(Err(err))) => err.to_string(),
+        Ok(Err(err)) => err.to_string(),
+        Err(_) => format!("no answer within {ORIGINALS_WAIT:?}"),
+    };
+    tracing::warn!(error = %failed, "cannot read the alerts an update references");
+    Vec::new()
 }
 
 /// The stored alerts numbered `seqs` as the hub routes an original: its own regions and
-/// those it inherited (an Update of an Update still reaches the first one's audience).
+/// those it inherited (an Update of an Update still reaches the first one's audience). Only
+/// the routing fields are needed: no frame is serialized.
 fn originals(store: &dyn Store, seqs: &[u64]) -> Result<Vec<PublishedAlert>, StoreError> {
     let mut found = Vec::with_capacity(seqs.len());
     for &seq in seqs {
         let Some(stored) = store.get(seq)? else {
             continue;
         };
-        let mut original = stored.to_published();
+        let mut original = stored.to_published_with(bytes::Bytes::new());
         for region in &stored.inherited_regions {
             if !original.regions.contains(region) {
                 original.regions.push(*region);
@@ -280,13 +277,19 @@ async fn fill_gap(
                 count = missing.len(),
                 "live hand-off gap filled from the store"
             );
-            for stored in missing {
-                if pending.contains_key(&stored.seq) {
-                    continue;
-                }
-                let alert = super::frame::for_live(stored.to_published());
-                let originals = read_originals(hub, store, &alert).await;
-                pending.insert(stored.seq, (alert, Instant::now(), originals));
+            let alerts: Vec<PublishedAlert> = missing
+                .into_iter()
+                .filter(|stored| !pending.contains_key(&stored.seq))
+                .map(|stored| super::frame::for_live(stored.to_published()))
+                .collect();
+            // One read for the whole page's originals; each alert keeps those it references.
+            let originals = read_originals(hub, store, &alerts).await;
+            for alert in alerts {
+                let mine = (originals.iter())
+                    .filter(|o| alert.references.contains(&o.seq))
+                    .cloned()
+                    .collect();
+                pending.insert(alert.seq, (alert, Instant::now(), mine));
             }
         }
         Ok(Err(err)) => {

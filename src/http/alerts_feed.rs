@@ -54,8 +54,8 @@ fn render(region: &str, alerts: &[PublishedAlert]) -> String {
     let entries: Vec<(Value, &PublishedAlert)> = alerts
         .iter()
         .map(|a| {
-            let json = crate::alerts_live::frame::json(&a.frame);
-            let frame: Value = serde_json::from_slice(&json).unwrap_or(Value::Null);
+            let json = crate::alerts_live::frame::ws_body(&a.frame, a.seq);
+            let frame: Value = serde_json::from_slice(json).unwrap_or(Value::Null);
             (frame, a)
         })
         .collect();

@@ -34,7 +34,7 @@ use super::alerts_live::{parse_live, parse_seq, reset_text, subscribe};
 use crate::alerts_live::Subscription;
 
 /// The reconnection delay the stream advertises (`retry:`, milliseconds).
-const RETRY: &str = "retry: 3000\n\n";
+pub(super) const RETRY: &str = "retry: 3000\n\n";
 /// A keep-alive comment.
 const KEEP_ALIVE: &str = ":\n\n";
 

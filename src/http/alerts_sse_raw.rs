@@ -32,7 +32,7 @@ use super::cors::RAW_HEADER;
 use super::raw;
 use crate::alerts_live::{Direct, Subscription, Wire};
 use crate::stall::StallGuard;
-use crate::wslite::write_all_shared;
+use crate::wslite::{read_shared, write_all_shared};
 
 /// Events written per `writev` (the slice table lives in each subscriber's task: kept small).
 const CHUNK: usize = 8;
@@ -125,11 +125,12 @@ async fn run(state: &AppState, stream: &Arc<TcpStream>, mut sub: Subscription) {
     tokio::pin!(cancelled);
     let head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n\
                  x-accel-buffering: no\r\n";
-    let tail = b"connection: close\r\n\r\nretry: 3000\n\n";
+    let tail = b"connection: close\r\n\r\n";
     let mut parts = [
         IoSlice::new(head),
         IoSlice::new(RAW_HEADER.as_bytes()),
         IoSlice::new(tail),
+        IoSlice::new(super::alerts_sse::RETRY.as_bytes()),
     ];
     // Nothing is attached yet: the head goes out before any event.
     if write_all_shared(stream, &mut parts, write_timeout)
@@ -147,7 +148,7 @@ async fn run(state: &AppState, stream: &Arc<TcpStream>, mut sub: Subscription) {
             () = sub.ready() => b"",
             _ = ping.tick() => b":\n\n",
             // A subscriber says nothing after its request: anything (or the close) ends it.
-            _ = read_some(stream, &mut input) => break,
+            _ = read_shared(stream, &mut input) => break,
         };
         // Woken with events: written at once if the socket takes them all (no future).
         if extra.is_empty() {
@@ -224,15 +225,4 @@ async fn write_events(
         write_all_shared(stream, slices, limit).await?;
     }
     Ok(())
-}
-
-/// Reads what the subscriber sends (cancel-safe).
-async fn read_some(stream: &TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
-    loop {
-        stream.readable().await?;
-        match stream.try_read(buf) {
-            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
-            result => return result,
-        }
-    }
 }

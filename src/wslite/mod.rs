@@ -92,13 +92,7 @@ impl Conn {
         }
         match &mut self.io {
             Io::Upgraded(io) => io.read(buf).await,
-            Io::Tcp(stream) => loop {
-                stream.readable().await?;
-                match stream.try_read(buf) {
-                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-                    result => return result,
-                }
-            },
+            Io::Tcp(stream) => read_shared(stream, buf).await,
         }
     }
 
@@ -191,6 +185,18 @@ impl Conn {
         match &mut self.io {
             Io::Upgraded(io) => write_all_vectored(io, slices, limit).await,
             Io::Tcp(stream) => write_all_shared(stream, slices, limit).await,
+        }
+    }
+}
+
+/// Reads from a socket shared with the hub task's writers (`&TcpStream`: readiness and a
+/// non-blocking read, no `&mut`). Cancel-safe.
+pub async fn read_shared(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        stream.readable().await?;
+        match stream.try_read(buf) {
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+            result => return result,
         }
     }
 }

@@ -9,7 +9,7 @@ use tiers::RegionTree;
 
 use super::config::{BufferCapacities, HubConfig, HubStats};
 use super::regions::{RegionIdx, RegionIndex};
-use super::retain::{Compiled, Entry, LiveSet, Ring, Target};
+use super::retain::{Compiled, Entry, LiveSet, Ring, Target, own_targets};
 use super::subs::{Mode, Sub, Subs};
 use super::types::{Delivery, DisconnectReason, Filter, HubError, HubEvent, PublishedAlert, SubId};
 
@@ -85,7 +85,7 @@ impl Hub {
             .references
             .iter()
             .copied()
-            .filter(|&r| self.ring.find(r).is_none() && self.live.get(r).is_none())
+            .filter(|&r| self.held(r).is_none())
     }
 
     /// [`publish`](Self::publish) with `originals`: referenced alerts the driver read back
@@ -109,15 +109,12 @@ impl Hub {
         let mut inherited: Vec<Target> = alert
             .references
             .iter()
-            .filter_map(|&r| self.ring.find(r).or_else(|| self.live.get(r)))
+            .filter_map(|&r| self.held(r))
             .flat_map(|e| e.targets.iter().copied())
             .collect();
         for original in originals {
-            let held =
-                self.ring.find(original.seq).is_some() || self.live.get(original.seq).is_some();
-            if alert.references.contains(&original.seq) && !held {
-                let entry = Entry::new(original.clone(), &self.regions, std::iter::empty(), now);
-                inherited.extend(entry.targets.iter().copied());
+            if alert.references.contains(&original.seq) && self.held(original.seq).is_none() {
+                inherited.extend(own_targets(original, &self.regions));
             }
         }
         let entry = Arc::new(Entry::new(alert, &self.regions, inherited.iter(), now));
@@ -207,11 +204,7 @@ impl Hub {
         since: Option<u64>,
         now: Instant,
     ) -> Result<SubId, HubError> {
-        self.check_filter(&filter)?;
-        let region = self
-            .regions
-            .index(filter.region)
-            .ok_or(HubError::UnknownRegion(filter.region))?;
+        let region = self.check_filter(&filter)?;
         let compiled = Compiled {
             region,
             kinds: filter.kinds,
@@ -367,15 +360,19 @@ impl Hub {
     }
 
     /// Whether [`subscribe`](Self::subscribe) would accept `filter` (a region of this hub's
-    /// tree, at least one kind).
-    pub fn check_filter(&self, filter: &Filter) -> Result<(), HubError> {
-        if self.regions.index(filter.region).is_none() {
-            return Err(HubError::UnknownRegion(filter.region));
-        }
+    /// tree, at least one kind): the region's index if so.
+    pub fn check_filter(&self, filter: &Filter) -> Result<RegionIdx, HubError> {
+        let region =
+            (self.regions.index(filter.region)).ok_or(HubError::UnknownRegion(filter.region))?;
         if filter.kinds.is_empty() {
             return Err(HubError::NoKinds);
         }
-        Ok(())
+        Ok(region)
+    }
+
+    /// The entry numbered `seq` if the hub holds it: in the replay ring or the live set.
+    fn held(&self, seq: u64) -> Option<&Arc<Entry>> {
+        self.ring.find(seq).or_else(|| self.live.get(seq))
     }
 
     /// The retained alert numbered `seq`, if it is still in the replay window.

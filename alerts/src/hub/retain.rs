@@ -39,6 +39,21 @@ pub(crate) struct Entry {
     pub(crate) stored_at: Instant,
 }
 
+/// `alert`'s own areas (those in the tree) × its kind and severity.
+pub(crate) fn own_targets<'a>(
+    alert: &'a PublishedAlert,
+    regions: &'a RegionIndex,
+) -> impl Iterator<Item = Target> + 'a {
+    let (kind, severity) = (alert.kind, alert.severity);
+    (alert.regions.iter())
+        .filter_map(|&code| regions.index(code))
+        .map(move |region| Target {
+            region,
+            kind,
+            severity,
+        })
+}
+
 impl Entry {
     /// Builds an entry; `inherited` are the targets of the alerts it references.
     pub(crate) fn new<'a>(
@@ -47,16 +62,7 @@ impl Entry {
         inherited: impl Iterator<Item = &'a Target>,
         stored_at: Instant,
     ) -> Entry {
-        let (kind, severity) = (alert.kind, alert.severity);
-        let mut targets: Vec<Target> = alert
-            .regions
-            .iter()
-            .filter_map(|&code| regions.index(code))
-            .map(|region| Target {
-                region,
-                kind,
-                severity,
-            })
+        let mut targets: Vec<Target> = own_targets(&alert, regions)
             .chain(inherited.copied())
             .collect();
         targets.sort_unstable();
