@@ -221,12 +221,14 @@ impl ConnContext {
                         state.clone(),
                         stream,
                         peer,
+                        deadline,
                         held,
                     )),
                     _ => Either::Right(crate::http::alerts_sse_raw::serve(
                         state.clone(),
                         stream,
                         peer,
+                        deadline,
                         held,
                     )),
                 };

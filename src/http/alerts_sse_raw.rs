@@ -45,18 +45,19 @@ pub fn claims(peeked: &[u8]) -> bool {
     raw::claims(peeked, ROUTE.as_bytes())
 }
 
-/// Serves one SSE subscriber on `stream` (closed at the end); `held` (the listener's permit
-/// and gauge) is dropped with it.
+/// Serves one SSE subscriber on `stream` (closed at the end) whose request head is due by
+/// `deadline`; `held` (the listener's permit and gauge) is dropped with it.
 pub async fn serve<H: Send>(
     state: AppState,
     stream: StallGuard<TcpStream>,
     peer: SocketAddr,
+    deadline: tokio::time::Instant,
     held: H,
 ) {
     let _held = held;
     // The request's future (head parsing, subscription, error response) is its own
     // allocation, freed when it ends; the task keeps only the stream's.
-    if let Some((stream, sub)) = Box::pin(request(&state, stream, peer)).await {
+    if let Some((stream, sub)) = Box::pin(request(&state, stream, peer, deadline)).await {
         // The stream's writes have their own timeouts from here on; the socket is shared
         // with the hub task, which writes events itself while this task is idle.
         run(&state, &Arc::new(stream), sub).await;
@@ -69,9 +70,9 @@ async fn request(
     state: &AppState,
     mut stream: StallGuard<TcpStream>,
     peer: SocketAddr,
+    deadline: tokio::time::Instant,
 ) -> Option<(TcpStream, Subscription)> {
-    let limit = Duration::from_secs(state.http().header_read_timeout_secs);
-    let read = raw::read_head(&mut stream, limit, RAW_HEADER).await?;
+    let read = raw::read_head(&mut stream, deadline, RAW_HEADER).await?;
     let started = std::time::Instant::now();
     let parsed = raw::parse(&read, &["last-event-id"]);
     drop(read);

@@ -31,18 +31,19 @@ pub fn claims(peeked: &[u8]) -> bool {
     raw::claims(peeked, ROUTE.as_bytes())
 }
 
-/// Serves one WebSocket subscriber on `stream` (closed at the end); `held` (the listener's
-/// permit and gauge) is dropped with it.
+/// Serves one WebSocket subscriber on `stream` (closed at the end) whose request head is due
+/// by `deadline`; `held` (the listener's permit and gauge) is dropped with it.
 pub async fn serve<H: Send>(
     state: AppState,
     stream: StallGuard<TcpStream>,
     peer: SocketAddr,
+    deadline: tokio::time::Instant,
     held: H,
 ) {
     let _held = held;
     // The handshake's future (head parsing, subscription, error responses: ~1.7 KiB) is
     // its own allocation, freed when it ends; the task keeps only the session's.
-    if let Some((state, conn, sub)) = Box::pin(handshake(state, stream, peer)).await {
+    if let Some((state, conn, sub)) = Box::pin(handshake(state, stream, peer, deadline)).await {
         session(state, conn, sub).await;
     }
 }
@@ -52,9 +53,9 @@ async fn handshake(
     state: AppState,
     mut stream: StallGuard<TcpStream>,
     peer: SocketAddr,
+    deadline: tokio::time::Instant,
 ) -> Option<(AppState, Conn, Subscription)> {
-    let limit = Duration::from_secs(state.http().header_read_timeout_secs);
-    let read = raw::read_head(&mut stream, limit, "").await?;
+    let read = raw::read_head(&mut stream, deadline, "").await?;
     let started = std::time::Instant::now();
     let (sub, answer, rest) = match upgrade(&state, &read, peer).await {
         Ok(upgraded) => upgraded,
@@ -65,6 +66,7 @@ async fn handshake(
     };
     raw::count(&state, ROUTE, StatusCode::SWITCHING_PROTOCOLS, started);
     drop(read);
+    let limit = Duration::from_secs(state.http().header_read_timeout_secs);
     let answered = raw::write(&mut stream, answer.as_bytes(), limit).await;
     drop(answer);
     if !answered {

@@ -38,15 +38,16 @@ pub struct Head {
     pub rest: Vec<u8>,
 }
 
-/// Reads the request head within `limit`: `None` if the peer closed or stayed silent (closed
-/// without an answer, as hyper does), or if it is over [`MAX_HEAD`] (answered 431 with the
-/// JSON error and `extra` header lines).
+/// Reads the request head by `deadline` (the listener's first-request deadline, counted from
+/// the accept): `None` if the peer closed or stayed silent (closed without an answer, as
+/// hyper does), or if it is over [`MAX_HEAD`] (answered 431 with the JSON error and `extra`
+/// header lines).
 pub async fn read_head<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
-    limit: std::time::Duration,
+    deadline: tokio::time::Instant,
     extra: &str,
 ) -> Option<Vec<u8>> {
-    match tokio::time::timeout(limit, read_until_blank_line(stream)).await {
+    match tokio::time::timeout_at(deadline, read_until_blank_line(stream)).await {
         Ok(Ok(head)) => Some(head),
         Ok(Err(Unread::TooLarge)) => {
             let error = axum::response::IntoResponse::into_response(too_large());
