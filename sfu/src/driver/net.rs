@@ -34,9 +34,10 @@ impl BatchSender {
     /// Sends `batch`, [`SEND_BATCH`] per call, then clears it. Never blocks the worker:
     /// - a datagram the kernel refuses (bad destination, oversize) is skipped and counted in
     ///   `send_errors`, and the ones after it still go out;
-    /// - when the socket's send buffer is full (`EAGAIN`/`ENOBUFS`) the rest of the chunk is
-    ///   dropped and counted in `send_dropped`, as a full router queue would: waiting here
-    ///   would stall every room on the worker, and the viewers' NACKs recover media.
+    /// - when the socket's send buffer is full (`EAGAIN`/`ENOBUFS`) everything left in the
+    ///   batch is dropped and counted in `send_dropped`, as a full router queue would:
+    ///   waiting here would stall every room on the worker, and the viewers' NACKs recover
+    ///   media.
     pub(crate) fn send(
         &mut self,
         socket: &UdpSocket,
@@ -44,7 +45,8 @@ impl BatchSender {
         metrics: &SfuMetrics,
     ) {
         use std::os::fd::AsRawFd as _;
-        for chunk in batch.chunks(SEND_BATCH) {
+        let total = batch.len();
+        'chunks: for (c, chunk) in batch.chunks(SEND_BATCH).enumerate() {
             let addrs: [Option<SockaddrStorage>; SEND_BATCH] =
                 std::array::from_fn(|i| chunk.get(i).map(|t| SockaddrStorage::from(t.destination)));
             let iovs: [[IoSlice<'_>; 1]; SEND_BATCH] = std::array::from_fn(|i| {
@@ -70,10 +72,12 @@ impl BatchSender {
                     Ok(k) if k > 0 => at += k,
                     Err(Errno::EINTR) => {}
                     Ok(_) | Err(Errno::EAGAIN | Errno::ENOBUFS) => {
+                        // Full now, full for the next chunks too: drop all that is left.
+                        let left = total - (c * SEND_BATCH + at);
                         metrics
                             .send_dropped
-                            .inc_by(u64::try_from(n - at).unwrap_or(u64::MAX));
-                        break;
+                            .inc_by(u64::try_from(left).unwrap_or(u64::MAX));
+                        break 'chunks;
                     }
                     Err(errno) => {
                         tracing::trace!(%errno, to = ?chunk.get(at).map(|t| t.destination), "send failed");

@@ -15,11 +15,9 @@
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::{Duration, Instant};
-
-use str0m::net::Protocol;
 
 use super::demux::{AddrTable, Demuxed, UfragTable};
 use super::metrics::SfuMetrics;
@@ -57,17 +55,18 @@ pub(crate) fn accept_loop(
     stop: &Arc<AtomicBool>,
 ) {
     let _ = listener.set_nonblocking(true);
-    let open = Arc::new(AtomicUsize::new(0));
     while !stop.load(Ordering::Relaxed) {
         match listener.accept() {
             Ok((stream, remote)) => {
-                if open.load(Ordering::Relaxed) >= limits.max_connections {
+                // The gauge counts exactly this SFU's open connections (its own metrics).
+                let open = usize::try_from(metrics.tcp_connections.get()).unwrap_or(0);
+                if open >= limits.max_connections {
                     metrics.tcp_closed.with_label_values(&["full"]).inc();
                     tracing::debug!(%remote, "ICE-TCP connection refused: at the limit");
                     drop(stream);
                     continue;
                 }
-                let slot = Slot::take(&open, metrics);
+                let slot = Slot::take(metrics);
                 let workers = workers.clone();
                 let ufrags = ufrags.clone();
                 let metrics = metrics.clone();
@@ -93,19 +92,16 @@ pub(crate) fn accept_loop(
     }
 }
 
-/// One open connection's place under the limit and in the gauge, given back on drop (also
-/// when its thread could not be spawned).
+/// One open connection's place in the gauge (which the limit reads), given back on drop
+/// (also when its thread could not be spawned).
 struct Slot {
-    open: Arc<AtomicUsize>,
     gauge: prometheus::IntGauge,
 }
 
 impl Slot {
-    fn take(open: &Arc<AtomicUsize>, metrics: &SfuMetrics) -> Slot {
-        open.fetch_add(1, Ordering::Relaxed);
+    fn take(metrics: &SfuMetrics) -> Slot {
         metrics.tcp_connections.inc();
         Slot {
-            open: open.clone(),
             gauge: metrics.tcp_connections.clone(),
         }
     }
@@ -113,7 +109,6 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.open.fetch_sub(1, Ordering::Relaxed);
         self.gauge.dec();
     }
 }
@@ -203,7 +198,6 @@ fn connection(
         }
         let msg = WorkerMsg::Datagram(Datagram {
             session: route.session,
-            proto: Protocol::Tcp,
             source: remote,
             destination: local,
             data: data.to_vec(),

@@ -2,7 +2,7 @@
 //! the connect timeout, and a peer that stops reading.
 
 use super::*;
-use str0m::net::Transmit;
+use str0m::net::{Protocol, Transmit};
 
 fn transmit(from: SocketAddr, to: SocketAddr, body: &[u8]) -> Transmit {
     super::super::net::test_transmit(Protocol::Tcp, from, to, body)

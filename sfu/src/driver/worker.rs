@@ -34,11 +34,10 @@ const FLUSH_EVERY: usize = 8;
 /// keyframe burst to one viewer is ~12 packets, one timeout each).
 const MAX_REPOLLS: u32 = 64;
 
-/// A datagram routed to a session on this worker (ICE-TCP; UDP comes in [`Batch`]es).
+/// An ICE-TCP datagram routed to a session on this worker (UDP comes in [`Batch`]es).
 #[derive(Debug)]
 pub(crate) struct Datagram {
     pub session: u64,
-    pub proto: Protocol,
     pub source: SocketAddr,
     pub destination: SocketAddr,
     pub data: Vec<u8>,
@@ -176,7 +175,14 @@ impl Worker {
                 }
             }
             WorkerMsg::Datagram(d) => {
-                self.receive(d.session, d.proto, d.source, d.destination, &d.data, d.at);
+                self.receive(
+                    d.session,
+                    Protocol::Tcp,
+                    d.source,
+                    d.destination,
+                    &d.data,
+                    d.at,
+                );
                 self.unflushed += 1;
                 if self.unflushed >= FLUSH_EVERY {
                     self.flush();
