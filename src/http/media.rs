@@ -8,7 +8,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{MatchedPath, Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -281,15 +281,25 @@ async fn room_region(state: &AppState, room: &str) -> Result<RegionCode, ApiErro
     Ok(region)
 }
 
+/// Which endpoint a session route belongs to, attached per route by the router (a session
+/// named through the other kind is not found).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `/whip/…`: publish sessions.
+    Whip,
+    /// `/whep/…`: viewers.
+    Whep,
+}
+
 /// `DELETE /whip/{room}/sessions/{id}` and `/whep/…`: end a session (the creator's own, or
 /// any as a moderator of the room).
 pub async fn end(
     State(state): State<AppState>,
     Path((room, id)): Path<(String, String)>,
-    matched: MatchedPath,
+    Extension(endpoint): Extension<Endpoint>,
     Authenticated(who): Authenticated,
 ) -> Result<StatusCode, ApiError> {
-    let target = session_ref(&state, &room, &id, &matched, &who).await?;
+    let target = session_ref(&state, &room, &id, endpoint, &who).await?;
     sfu(&state)?.end_session(target).await?;
     Ok(StatusCode::OK)
 }
@@ -301,7 +311,7 @@ async fn session_ref(
     state: &AppState,
     room: &str,
     id: &str,
-    matched: &MatchedPath,
+    endpoint: Endpoint,
     who: &Principal,
 ) -> Result<SessionRef, ApiError> {
     check_room_name(room)?;
@@ -320,7 +330,7 @@ async fn session_ref(
     Ok(SessionRef {
         room: room.to_owned(),
         id,
-        publish: matched.as_str().starts_with("/whip/"),
+        publish: endpoint == Endpoint::Whip,
         subject: who.subject.clone(),
         moderator,
     })
@@ -332,7 +342,7 @@ async fn session_ref(
 pub async fn patch(
     State(state): State<AppState>,
     Path((room, id)): Path<(String, String)>,
-    matched: MatchedPath,
+    Extension(endpoint): Extension<Endpoint>,
     Authenticated(who): Authenticated,
     headers: HeaderMap,
     body: Bytes,
@@ -340,7 +350,7 @@ pub async fn patch(
     require_content_type(&headers, "application/trickle-ice-sdpfrag")?;
     let frag = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::bad_request("bad_sdp", "the fragment is not UTF-8"))?;
-    let target = session_ref(&state, &room, &id, &matched, &who).await?;
+    let target = session_ref(&state, &room, &id, endpoint, &who).await?;
     match sfu(&state)?.patch_session(target, frag).await? {
         Some(answer) => {
             let mut response = (StatusCode::OK, answer).into_response();
@@ -358,13 +368,13 @@ pub async fn patch(
 pub async fn layer(
     State(state): State<AppState>,
     Path((room, id)): Path<(String, String)>,
-    matched: MatchedPath,
+    Extension(endpoint): Extension<Endpoint>,
     Authenticated(who): Authenticated,
     Json(body): Json<LayerBody>,
 ) -> Result<StatusCode, ApiError> {
     let choice = LayerChoice::from_rid(&body.rid)
         .ok_or_else(|| ApiError::bad_request("bad_layer", "rid must be q, h, f or auto"))?;
-    let target = session_ref(&state, &room, &id, &matched, &who).await?;
+    let target = session_ref(&state, &room, &id, endpoint, &who).await?;
     sfu(&state)?.set_layer(target, choice).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -35,8 +35,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use axum::Router;
 use axum::routing::{delete, get, post};
+use axum::{Extension, Router};
 use tiers::{RegionTree, TokenVerifier};
 
 use crate::config::HttpConfig;
@@ -152,15 +152,22 @@ fn media_routes(state: &AppState) -> Router<AppState> {
         .route("/whip/{room}", post(media::whip))
         .route(
             "/whip/{room}/sessions/{id}",
-            delete(media::end).patch(media::patch),
+            delete(media::end)
+                .patch(media::patch)
+                .layer(Extension(media::Endpoint::Whip)),
         )
         .route("/whep/{room}", post(media::whep_floor))
         .route("/whep/{room}/{publisher}", post(media::whep_publisher))
         .route(
             "/whep/{room}/sessions/{id}",
-            delete(media::end).patch(media::patch),
+            delete(media::end)
+                .patch(media::patch)
+                .layer(Extension(media::Endpoint::Whep)),
         )
-        .route("/whep/{room}/sessions/{id}/layer", post(media::layer))
+        .route(
+            "/whep/{room}/sessions/{id}/layer",
+            post(media::layer).layer(Extension(media::Endpoint::Whep)),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             media::bounded_body,

@@ -272,10 +272,7 @@ impl Worker {
             }
             None => None,
         };
-        if !session.queued {
-            session.queued = true;
-            self.dirty.push(id);
-        }
+        session.queue(&mut self.dirty);
         Ok(answer)
     }
 

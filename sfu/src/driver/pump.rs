@@ -86,10 +86,7 @@ impl Worker {
             stream.write_rtp(write);
             packets += 1;
             bytes += len;
-            if !sub.queued {
-                sub.queued = true;
-                self.dirty.push(f.sub);
-            }
+            sub.queue(&mut self.dirty);
         }
         // Counters are atomics shared by all workers: touch them once per pump, not per packet.
         if packets > 0 {
@@ -116,10 +113,7 @@ impl Worker {
                             .keyframe_requests
                             .with_label_values(&["to_publishers"])
                             .inc();
-                        if !publisher.queued {
-                            publisher.queued = true;
-                            self.dirty.push(peer);
-                        }
+                        publisher.queue(&mut self.dirty);
                     }
                 }
                 core::RoomEvent::SpeakerChanged { .. } => metrics.speaker_changes.inc(),

@@ -248,6 +248,14 @@ pub(crate) fn parse_frag(frag: &str) -> Result<Frag, SfuError> {
 }
 
 impl Session {
+    /// Puts the session on the worker's `dirty` list (once) so the next flush drains it.
+    pub(crate) fn queue(&mut self, dirty: &mut Vec<u64>) {
+        if !self.queued {
+            self.queued = true;
+            dirty.push(self.id);
+        }
+    }
+
     /// Payload types negotiated with this peer, indexed by `core::Codec as usize` (looked
     /// up once after the answer, so forwarding does an array read instead of a scan).
     pub fn negotiated_pts(rtc: &Rtc) -> [Option<Pt>; 4] {

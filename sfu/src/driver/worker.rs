@@ -249,10 +249,7 @@ impl Worker {
                 if let Err(err) = session.rtc.handle_input(Input::Timeout(now)) {
                     tracing::debug!(session = id, error = %err, "timeout input failed");
                 }
-                if !session.queued {
-                    session.queued = true;
-                    self.dirty.push(*id);
-                }
+                session.queue(&mut self.dirty);
             }
         }
         for (id, why) in reap {
@@ -401,11 +398,8 @@ impl Worker {
     }
 
     pub(crate) fn mark_dirty(&mut self, id: u64) {
-        if let Some(session) = self.sessions.get_mut(&id)
-            && !session.queued
-        {
-            session.queued = true;
-            self.dirty.push(id);
+        if let Some(session) = self.sessions.get_mut(&id) {
+            session.queue(&mut self.dirty);
         }
     }
 }
