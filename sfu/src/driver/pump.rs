@@ -14,11 +14,10 @@ use super::worker::Worker;
 use crate::core;
 
 impl Worker {
-    /// Room timers (layer allocation tick, keyframe retries, speaker evaluation).
+    /// Room timers (layer allocation tick, keyframe retries, speaker evaluation) of a room
+    /// whose timer is due (the worker's timer pass picks those).
     pub(crate) fn room_timeout(&mut self, room: &Arc<str>, now: Instant) {
-        if let Some(slot) = self.rooms.get_mut(room)
-            && slot.core.poll_timeout().is_some_and(|t| t <= now)
-        {
+        if let Some(slot) = self.rooms.get_mut(room) {
             slot.core.handle_timeout(now);
         }
         self.pump_room(room);
