@@ -150,20 +150,10 @@ impl AppState {
 fn media_routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/whip/{room}", post(media::whip))
-        .route(
-            "/whip/{room}/sessions/{id}",
-            delete(media::end)
-                .patch(media::patch)
-                .layer(Extension(media::Endpoint::Whip)),
-        )
+        .route("/whip/{room}/sessions/{id}", session(media::Endpoint::Whip))
         .route("/whep/{room}", post(media::whep_floor))
         .route("/whep/{room}/{publisher}", post(media::whep_publisher))
-        .route(
-            "/whep/{room}/sessions/{id}",
-            delete(media::end)
-                .patch(media::patch)
-                .layer(Extension(media::Endpoint::Whep)),
-        )
+        .route("/whep/{room}/sessions/{id}", session(media::Endpoint::Whep))
         .route(
             "/whep/{room}/sessions/{id}/layer",
             post(media::layer).layer(Extension(media::Endpoint::Whep)),
@@ -172,6 +162,13 @@ fn media_routes(state: &AppState) -> Router<AppState> {
             state.clone(),
             media::bounded_body,
         ))
+}
+
+/// `DELETE` and `PATCH` of a WHIP or WHEP session location, marked with its endpoint kind.
+fn session(endpoint: media::Endpoint) -> axum::routing::MethodRouter<AppState> {
+    delete(media::end)
+        .patch(media::patch)
+        .layer(Extension(endpoint))
 }
 
 /// The router for `state`.
