@@ -238,10 +238,6 @@ pub(crate) fn udp_receive_loop(
     let mut filling: Vec<Option<Batch>> = workers.iter().map(|_| None).collect();
     let mut last_sweep = Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        if last_sweep.elapsed() > ADDR_SWEEP {
-            table.retain_live(ufrags);
-            last_sweep = Instant::now();
-        }
         let n = match receive(socket, &mut headers, &mut buffers, &mut got) {
             Ok(n) => n,
             Err(Errno::EAGAIN | Errno::EINTR) => continue,
@@ -251,6 +247,12 @@ pub(crate) fn udp_receive_loop(
             }
         };
         let at = Instant::now();
+        // Entries only accumulate while datagrams arrive: sweeping here, on the receive
+        // time already taken, is enough.
+        if at.duration_since(last_sweep) > ADDR_SWEEP {
+            table.retain_live(ufrags);
+            last_sweep = at;
+        }
         pool.reclaim();
         for (i, g) in got.iter().take(n).enumerate() {
             if g.len > MAX_DATAGRAM || g.truncated {
