@@ -228,20 +228,28 @@ impl Browser {
     }
 
     /// Polls `expr` until it evaluates to something truthy (not `null`/`false`/`0`/`""`) and
-    /// returns that value.
+    /// returns that value. A `ReferenceError` (the page's script has not defined the name yet:
+    /// a navigation can answer before the new document ran its scripts) counts as "not yet";
+    /// if it lasts until `timeout`, that error is returned, not a bare timeout.
     pub async fn wait_for(&self, expr: &str, timeout: Duration) -> Result<Value> {
-        crate::wait_until(timeout, expr, || async {
-            let v = self.eval(expr).await?;
-            let truthy = match &v {
-                Value::Null => false,
-                Value::Bool(b) => *b,
-                Value::Number(n) => n.as_f64() != Some(0.0),
-                Value::String(s) => !s.is_empty(),
-                _ => true,
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let pending = match self.eval(expr).await {
+                Ok(v) if truthy(&v) => return Ok(v),
+                Ok(_) => None,
+                Err(Error::WebDriver { message, .. }) if message.contains("ReferenceError") => {
+                    Some(message)
+                }
+                Err(err) => return Err(err),
             };
-            Ok(truthy.then_some(v))
-        })
-        .await
+            if tokio::time::Instant::now() >= deadline {
+                return Err(match pending {
+                    Some(message) => wd_err("eval", message),
+                    None => Error::Timeout(timeout, expr.to_owned()),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// A PNG of the viewport.
@@ -300,6 +308,17 @@ impl Browser {
 impl Drop for Browser {
     fn drop(&mut self) {
         self.teardown();
+    }
+}
+
+/// JavaScript truthiness of a JSON value (objects and arrays are truthy).
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64() != Some(0.0),
+        Value::String(s) => !s.is_empty(),
+        _ => true,
     }
 }
 
