@@ -1,6 +1,7 @@
 //! Publishing alerts against the real binary: two Chinese CAP files published with
 //! `hubcast alert publish` come back from `/alerts/{id}.xml` exactly as `write_xml` normalizes
 //! them; re-posts are idempotent (200, same id), conflicting re-posts 409; Update permissions;
+//! a CAP sender speaks for one region (configured, or its first publisher's: 403 otherwise);
 //! and a table of bad input (malformed XML, XXE, billion laughs, oversize, wrong content type,
 //! invalid CAP, area outside the publisher's subtree, unknown reference, forged or missing
 //! token), each with its exact status and code, none stored, the hub still healthy.
@@ -575,4 +576,86 @@ async fn alert_urls_answer_404_in_json() {
         let response = get(&hub, path).await;
         assert_error(&response, 404, "not_found", path);
     }
+}
+
+/// The fixture alert `identifier` for `region`, under `sender`.
+fn under_sender(sender: &str, identifier: &str, region: &str) -> Vec<u8> {
+    let xml = cap_xml(&Fixture {
+        identifier,
+        kind: "food",
+        severity: "Moderate",
+        regions: &[region],
+        sent: "2025-07-01T08:00:00+08:00",
+        headline: "发件人归属",
+        description: "一个发件人只代表一个地区",
+    });
+    xml.replacen(
+        &format!("<sender>{SENDER}</sender>"),
+        &format!("<sender>{sender}</sender>"),
+        1,
+    )
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn a_sender_speaks_for_one_region() {
+    // The province's sender is configured; a city's is bound by its first alert.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let config = tmp.path().join("hubcast.toml");
+    std::fs::write(
+        &config,
+        "[alerts.senders]\n\"scjg.zj.gov.cn\" = \"330000\"\n",
+    )
+    .expect("config");
+    let hub = Hub::start(&["--config", config.to_str().expect("path")], &[]);
+    let province = hub.token("province-admin", "330000", &[]);
+    let city = hub.token("city-admin", "330100", &[]);
+    let county = hub.token("county-operator", "330106", &[]);
+    let xml = Some("application/cap+xml");
+    let send = |token: &str, body: Vec<u8>| {
+        let token = token.to_owned();
+        let hub = &hub;
+        async move { post(hub, Some(&token), xml, &body).await }
+    };
+
+    // Configured: nobody but the province publishes under it, even before the province did.
+    let r = send(&city, under_sender(SENDER, "c-1", "330100")).await;
+    assert_error(
+        &r,
+        403,
+        "sender_not_yours",
+        "city under the province's sender",
+    );
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("330000"))
+    );
+    let r = send(&province, under_sender(SENDER, "p-1", "330100")).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+
+    // First use: the city's sender is the city's from its first alert on.
+    let hz = "scjg.hangzhou.gov.cn";
+    let r = send(&city, under_sender(hz, "hz-1", "330106")).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    for (who, token, identifier) in [
+        ("its county", &county, "hz-2"),
+        ("the province above it", &province, "hz-3"),
+        ("its county re-posting the city's alert", &county, "hz-1"),
+    ] {
+        let r = send(token, under_sender(hz, identifier, "330106")).await;
+        assert_error(&r, 403, "sender_not_yours", who);
+        assert!(
+            r.json()["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("330100"))
+        );
+    }
+    // Nothing was stored for the refused ones; the county has a sender of its own.
+    let r = send(&county, under_sender("scjg.xihu.gov.cn", "xh-1", "330106")).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let page = archive(&hub, "limit=50").await;
+    assert_eq!(identifiers(&page).len(), 3, "{page}");
+    let r = send(&city, under_sender(hz, "hz-1", "330106")).await;
+    assert_eq!(r.status, 200, "the owner's re-post: {}", r.body);
 }

@@ -2,7 +2,8 @@
 //! loopback port (`appendonly yes`, `appendfsync always`):
 //! - two hub instances share one log: one numbering, idempotency and conflicts across
 //!   instances, references resolved across instances, live delivery and replay on the other
-//!   instance, the same `/alerts/{id}.xml`, the archive (its local index caught up);
+//!   instance, the same `/alerts/{id}.xml`, the archive (its local index caught up); a CAP
+//!   sender bound to a region on one instance is refused to other regions on every instance;
 //! - no loss: 1000 alerts published to both instances while each in turn is killed with
 //!   SIGKILL (and the first restarted); WebSocket and SSE subscribers fail over between the
 //!   instances with their last sequence number and end with exactly the acknowledged alerts
@@ -211,6 +212,39 @@ async fn since_ahead_on_a_shared_log_is_held_then_reset_if_still_ahead() {
 /// A log that went back (here: its newest entry deleted and its last id set back, as when a
 /// Redis without fsync per write crashes) numbers a new alert with a number already used:
 /// the instance notices, says so loudly and counts it, instead of dropping it silently.
+/// A token for `role` at `region` signed with [`SECRET`].
+fn token_for(role: &str, region: &str) -> String {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let env = [("HUBCAST_AUTH__SECRET", SECRET)];
+    common::mint_token(tmp.path(), role, region, &[], &env)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_bound_on_one_instance_is_bound_on_all() {
+    let redis = Redis::start();
+    let (a, b) = (start(&redis), start(&redis));
+    let city = token_for("city-admin", "330100");
+    let county = token_for("county-operator", "330106");
+    let (status, body) = publish(&a, &city, &alert("s-1", "330106", "杭州市发布")).await;
+    assert_eq!(status, 201, "{body}");
+    // The fixtures' sender is the city's now, on both instances, for new alerts and re-posts.
+    for (hub, identifier) in [(&b, "s-2"), (&a, "s-3"), (&b, "s-1")] {
+        let (status, body) = publish(hub, &county, &alert(identifier, "330106", "区县冒用")).await;
+        assert_eq!(
+            (status, &body["error"]),
+            (403, &"sender_not_yours".into()),
+            "{body}"
+        );
+    }
+    assert!(
+        redis
+            .command("HGET {hubcast}:alerts:senders scjg.zj.gov.cn")
+            .contains("330100")
+    );
+    let (status, body) = publish(&b, &city, &alert("s-4", "330106", "杭州市再发布")).await;
+    assert_eq!((status, body["seq"].as_u64()), (201, Some(2)), "{body}");
+}
+
 #[tokio::test]
 async fn a_number_reused_by_a_rewound_log_is_detected() {
     let redis = Redis::start();

@@ -19,7 +19,7 @@ fn append_then_get_returns_the_normalized_xml_byte_for_byte() {
     let food = parse(FOOD);
     let raw = std::str::from_utf8(FOOD).expect("utf-8");
     let a = store
-        .append(&food, raw, "330100-amr", 1_000)
+        .append(&food, raw, &by("330100-amr"), 1_000)
         .expect("append");
     assert!(a.created);
     assert_eq!((a.seq, a.id.as_str()), (1, "1"));
@@ -131,7 +131,7 @@ fn reposting_is_idempotent_and_changed_content_is_a_conflict() {
     let raw_json = std::str::from_utf8(SPOT_JSON).expect("utf-8");
     let from_json = Alert::from_json(SPOT_JSON).expect("JSON sample");
     let again = store
-        .append(&from_json, raw_json, "other", 5)
+        .append(&from_json, raw_json, &by("other"), 5)
         .expect("re-post");
     assert!(!again.created, "same (sender, identifier), same content");
     assert_eq!((again.seq, &again.alert), (first.seq, &first.alert));
@@ -139,7 +139,7 @@ fn reposting_is_idempotent_and_changed_content_is_a_conflict() {
 
     let mut changed = spot.clone();
     changed.info[0].headline = Some("改过的标题".into());
-    match store.append(&changed, &changed.to_xml(), "p", 6) {
+    match store.append(&changed, &changed.to_xml(), &by("p"), 6) {
         Err(StoreError::Conflict {
             sender,
             identifier,
@@ -163,7 +163,7 @@ fn an_unknown_reference_fails_and_stores_nothing() {
     let food = parse(FOOD);
     for sample in [UPDATE, CANCEL] {
         let err = store
-            .append(&parse(sample), "x", "p", 1)
+            .append(&parse(sample), "x", &by("p"), 1)
             .expect_err("references an alert the store does not have");
         match err {
             StoreError::UnknownReference { reference } => {
@@ -181,7 +181,9 @@ fn an_unknown_reference_fails_and_stores_nothing() {
         .expect("refs")
         .replace("09:00:00", "09:00:01");
     update.references = Some(wrong);
-    let err = store.append(&update, "x", "p", 1).expect_err("wrong sent");
+    let err = store
+        .append(&update, "x", &by("p"), 1)
+        .expect_err("wrong sent");
     assert!(matches!(err, StoreError::UnknownReference { .. }), "{err}");
     assert_eq!(store.last_seq().expect("last"), 1, "nothing stored");
     let update = parse(UPDATE);
@@ -241,7 +243,7 @@ fn inputs_are_bounded_and_only_public_messages_are_stored() {
     let store = SqliteStore::open_with(dir.path().join("a.db"), config).expect("open");
     let food = parse(FOOD);
     let err = store
-        .append(&food, &"x".repeat(5000), "p", 1)
+        .append(&food, &"x".repeat(5000), &by("p"), 1)
         .expect_err("raw");
     assert!(
         matches!(
@@ -255,10 +257,10 @@ fn inputs_are_bounded_and_only_public_messages_are_stored() {
     );
     let mut big = food.clone();
     big.info[0].description = Some("长".repeat(2000));
-    let err = store.append(&big, "x", "p", 1).expect_err("xml");
+    let err = store.append(&big, "x", &by("p"), 1).expect_err("xml");
     assert!(matches!(err, StoreError::TooLarge { .. }), "{err}");
     let err = store
-        .append(&food, "x", &"p".repeat(300), 1)
+        .append(&food, "x", &by(&"p".repeat(300)), 1)
         .expect_err("publisher");
     assert!(
         matches!(
@@ -274,12 +276,14 @@ fn inputs_are_bounded_and_only_public_messages_are_stored() {
     let mut ack = food.clone();
     ack.msg_type = MsgType::Ack;
     let err = store
-        .append(&ack, "x", "p", 1)
+        .append(&ack, "x", &by("p"), 1)
         .expect_err("Ack is not public");
     assert!(matches!(err, StoreError::NotPublic(_)), "{err}");
     let mut kindless = food;
     kindless.info[0].event_codes.clear();
-    let err = store.append(&kindless, "x", "p", 1).expect_err("no kind");
+    let err = store
+        .append(&kindless, "x", &by("p"), 1)
+        .expect_err("no kind");
     assert!(matches!(err, StoreError::Invalid(_)), "{err}");
     assert_eq!(store.last_seq().expect("last"), 0);
 }
@@ -300,13 +304,13 @@ fn a_writer_lock_held_past_the_busy_timeout_is_transient_and_stores_nothing() {
         .expect("take the write lock");
     let food = parse(FOOD);
     let err = store
-        .append(&food, "raw", "330100-amr", 1_000)
+        .append(&food, "raw", &by("330100-amr"), 1_000)
         .expect_err("the lock is held");
     assert!(err.is_transient(), "busy must be transient (503): {err}");
     other.execute_batch("ROLLBACK").expect("release");
     assert_eq!(store.last_seq().expect("last"), 0, "nothing stored");
     let a = store
-        .append(&food, "raw", "330100-amr", 1_000)
+        .append(&food, "raw", &by("330100-amr"), 1_000)
         .expect("append after release");
     assert_eq!(a.seq, 1, "the failed attempt consumed no number");
     assert!(!StoreError::BadCursor.is_transient());

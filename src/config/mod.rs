@@ -298,6 +298,12 @@ pub struct AlertsConfig {
     /// delivered 10k subscribers 10–25 % sooner, the direct writes 6 hubs × 1 thread at 100k
     /// 20 % sooner (BENCHMARKS.md).
     pub direct_writes: DirectWrites,
+    /// CAP senders and the region that owns each (`"scjg.zj.gov.cn" = "330000"`): an alert
+    /// under a listed sender is accepted only from a token acting for that region (403
+    /// `sender_not_yours` otherwise), whoever published under it before. A sender not listed
+    /// belongs to the first region that publishes under it. Default empty (first use binds
+    /// every sender). Config file only (`[alerts.senders]`); each region must be in the tree.
+    pub senders: std::collections::BTreeMap<String, tiers::RegionCode>,
 }
 
 /// [`AlertsConfig::direct_writes`].
@@ -355,6 +361,7 @@ impl Default for AlertsConfig {
             redis_prefix: "hubcast".to_owned(),
             redis_unsafe_durability: false,
             direct_writes: DirectWrites::Auto,
+            senders: std::collections::BTreeMap::new(),
         }
     }
 }

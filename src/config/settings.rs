@@ -122,6 +122,7 @@ impl Settings {
         };
         let sfu = sfu_settings(&config.sfu)?;
         validate_alerts(&config.alerts)?;
+        validate_senders(&config.alerts, &regions)?;
         Ok(Settings {
             alerts: config.alerts.clone(),
             sfu,
@@ -349,6 +350,25 @@ fn validate_alerts(alerts: &AlertsConfig) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// `alerts.senders`: each sender as CAP allows it (no whitespace, `,`, `<` or `&`; at most
+/// 256 bytes, the store's bound), each owner in the region tree.
+fn validate_senders(alerts: &AlertsConfig, regions: &RegionTree) -> Result<(), ConfigError> {
+    for (sender, owner) in &alerts.senders {
+        let bad_char = |c: char| c.is_whitespace() || c.is_control() || ",<&".contains(c);
+        if sender.is_empty() || sender.len() > 256 || sender.contains(bad_char) {
+            let message = format!(
+                "sender {sender:?} is not a CAP sender (1–256 bytes, no spaces, ',', '<' or '&')"
+            );
+            return Err(ConfigError::new("alerts.senders", message));
+        }
+        if regions.get(*owner).is_none() {
+            let message = format!("sender {sender:?}: region {owner} is not in the region tree");
+            return Err(ConfigError::new("alerts.senders", message));
+        }
+    }
+    Ok(())
+}
+
 /// `redis://` or `rediss://`, a host, an optional port and database number.
 fn validate_redis_url(url: &str) -> Result<(), ConfigError> {
     let bad = |why: &str| {
@@ -503,6 +523,21 @@ mod tests {
             (
                 "alerts.query_timeout_ms",
                 Box::new(|c| c.alerts.query_timeout_ms = 0),
+            ),
+            (
+                "alerts.senders",
+                Box::new(|c| {
+                    let owner = tiers::RegionCode::parse("330000").expect("code");
+                    c.alerts.senders.insert("scjg zj".to_owned(), owner);
+                }),
+            ),
+            (
+                "alerts.senders",
+                Box::new(|c| {
+                    // A well-formed code that is not in the built-in tree.
+                    let owner = tiers::RegionCode::parse("990000").expect("code");
+                    c.alerts.senders.insert("scjg.x.gov.cn".to_owned(), owner);
+                }),
             ),
             ("alerts.ping_secs", Box::new(|c| c.alerts.ping_secs = 0)),
             (

@@ -13,11 +13,14 @@
 //!    repeated, out of order; enumeration; dateTime) → 422 `invalid_cap`;
 //! 5. `cap::validate`: 422 `invalid_cap` listing every problem; `Ack`/`Error` messages are not
 //!    published: 422 `invalid_cap` on `alert/msgType`;
-//! 6. `tiers::authorize(PublishAlert)` on every region of its areas: 403 `forbidden`;
+//! 6. `tiers::authorize(PublishAlert)` on every region of its areas: 403 `forbidden`; the CAP
+//!    `sender` must be the publisher's region's: listed in `alerts.senders` for another
+//!    region, 403 `sender_not_yours`;
 //! 7. on a blocking thread: each `references` triple is looked up (an Update or Cancel naming
 //!    an unknown alert: 422 `unknown_reference`) and `PublishAlert` is checked on the regions of
 //!    the referenced alerts too (a county can neither update nor cancel its city's alert: 403);
-//!    then `Store::append`: new → 201; same (sender, identifier) and same content → 200 with
+//!    then `Store::append`: a sender another region published under first → 403
+//!    `sender_not_yours` (`alerts::store::Publisher`); new → 201; same (sender, identifier) and same content → 200 with
 //!    the existing record; same pair, different content → 409 `conflict`. Body
 //!    `{"id","seq","created"}`, header `Location: /alerts/{id}.xml`. A new alert is then
 //!    handed to live delivery (`alerts_live`) from the same blocking thread, after the commit.
@@ -29,7 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alerts::cap::{self, Alert};
-use alerts::store::{Appended, Store, StoreError, parse_id};
+use alerts::store::{Appended, Publisher, SenderRule, Store, StoreError, parse_id};
 use axum::Json;
 use axum::body::{Body, BodyDataStream, Bytes};
 use axum::extract::{Path, State};
@@ -219,6 +222,7 @@ fn publish_blocking(
     tree: &RegionTree,
     store: &dyn Store,
     who: &Principal,
+    rule: SenderRule,
     alert: &Alert,
     raw: &str,
     now: i64,
@@ -239,7 +243,30 @@ fn publish_blocking(
             None => {}
         }
     }
-    (store.append(alert, raw, &publisher_label(who), now)).map_err(Failure::Store)
+    let label = publisher_label(who);
+    let publisher = Publisher {
+        label: &label,
+        region: who.region,
+        rule,
+    };
+    (store.append(alert, raw, &publisher, now)).map_err(Failure::Store)
+}
+
+/// How the store checks the alert's `sender`: bound to the region `alerts.senders` names
+/// (403 `sender_not_yours` at once for any other region), else to its first publisher's.
+fn sender_rule(
+    config: &crate::config::AlertsConfig,
+    sender: &str,
+    who: &Principal,
+) -> Result<SenderRule, AlertError> {
+    match config.senders.get(sender) {
+        None => Ok(SenderRule::FirstUse),
+        Some(&owner) if owner == who.region => Ok(SenderRule::Configured),
+        Some(&owner) => Err(store_error(&StoreError::SenderTaken {
+            sender: sender.to_owned(),
+            owner,
+        })),
+    }
 }
 
 /// `POST /api/v1/alerts`.
@@ -262,6 +289,7 @@ pub async fn publish(
     let alert = read_alert(&bytes, format, limit)?;
     let regions = alert.regions().map_err(|e| AlertError::cap(&e))?;
     check_publish(state.regions(), &who, &regions)?;
+    let rule = sender_rule(&alerts.config, &alert.sender, &who)?;
 
     // Both readers accepted the body, so it is UTF-8; kept as received for audit.
     let raw = String::from_utf8(Vec::from(bytes))
@@ -270,7 +298,8 @@ pub async fn publish(
     let task_state = state.clone();
     let task = tokio::task::spawn_blocking(move || {
         let tree = task_state.regions();
-        let appended = publish_blocking(tree, alerts.store.as_ref(), &who, &alert, &raw, now)?;
+        let store = alerts.store.as_ref();
+        let appended = publish_blocking(tree, store, &who, rule, &alert, &raw, now)?;
         // Committed: hand it to live delivery from this thread, which runs to completion even
         // if the request is cancelled. A re-post (not created) is not fanned out again.
         if appended.created {

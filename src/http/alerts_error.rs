@@ -121,6 +121,7 @@ pub(super) fn store_error(err: &StoreError) -> AlertError {
     let status = |status, code| ApiError::new(status, code, err.to_string()).into();
     match err {
         StoreError::Conflict { .. } => status(StatusCode::CONFLICT, "conflict"),
+        StoreError::SenderTaken { .. } => status(StatusCode::FORBIDDEN, "sender_not_yours"),
         StoreError::UnknownReference { .. } => {
             status(StatusCode::UNPROCESSABLE_ENTITY, "unknown_reference")
         }

@@ -5,20 +5,23 @@
 //! [`Prepared::new`] does the work that needs no database (normalizing, size checks, reading
 //! kind, severity, regions and references off the model) before the write lock is taken, so
 //! the lock is held only for lookups and inserts. [`append`] then, under the lock:
-//! 1. looks up (sender, identifier): same normalized XML → the existing record, `created:
+//! 1. refuses a sender owned by another region (`senders`);
+//! 2. looks up (sender, identifier): same normalized XML → the existing record, `created:
 //!    false`; different → [`StoreError::Conflict`];
-//! 2. resolves each `references` triple to a stored alert (sender, identifier and `sent` must
+//! 3. resolves each `references` triple to a stored alert (sender, identifier and `sent` must
 //!    all match); an unresolved one fails an Update or Cancel ([`StoreError::UnknownReference`])
 //!    and is skipped for other message types;
-//! 3. numbers the alert `MAX(seq) + 1` and inserts the row, its region index rows (own, then
+//! 4. numbers the alert `MAX(seq) + 1` and inserts the row, its region index rows (own, then
 //!    inherited), its reference rows and its full-text row;
-//! 4. commits (`synchronous=FULL`: the WAL is on disk when `commit` returns).
+//! 5. binds the sender to the publisher's region if it was free (or config says so);
+//! 6. commits (`synchronous=FULL`: the WAL is on disk when `commit` returns).
 
 use std::collections::BTreeSet;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tiers::RegionCode;
 
+use super::senders::{self, Publisher, SenderRule};
 use super::sqlite::{COLUMNS, join_list, select, severity_from_rank, to_sql_seq};
 use super::types::public_id;
 use super::{Appended, StoreError, StoredAlert};
@@ -44,6 +47,10 @@ pub(super) struct Prepared {
     pub(super) regions: Vec<RegionCode>,
     pub(super) references: Vec<Reference>,
     pub(super) publisher: String,
+    /// The publisher's region: the sender's owner once stored.
+    pub(super) owner: RegionCode,
+    /// How the sender is checked against `owner`.
+    pub(super) rule: SenderRule,
     pub(super) received_unix: i64,
     pub(super) xml: String,
     pub(super) json: String,
@@ -56,14 +63,14 @@ impl Prepared {
     pub(super) fn new(
         alert: &Alert,
         raw: &str,
-        publisher: &str,
+        publisher: &Publisher<'_>,
         now_unix: i64,
         config: &super::StoreConfig,
     ) -> Result<Prepared, StoreError> {
         let msg_type = MsgType::try_from(alert.msg_type)?;
         let limit = config.max_document_bytes;
         check_size("received body", raw.len(), limit)?;
-        check_size("publisher", publisher.len(), MAX_PUBLISHER_BYTES)?;
+        check_size("publisher", publisher.label.len(), MAX_PUBLISHER_BYTES)?;
         let xml = write_xml(alert);
         check_size("normalized XML", xml.len(), limit)?;
         // The model has only string keys and plain values: serializing it cannot fail.
@@ -89,7 +96,9 @@ impl Prepared {
             status: alert.status,
             regions: alert.regions()?,
             references,
-            publisher: publisher.to_owned(),
+            publisher: publisher.label.to_owned(),
+            owner: publisher.region,
+            rule: publisher.rule,
             received_unix: now_unix,
             xml,
             json,
@@ -192,6 +201,7 @@ pub(super) fn build(
 /// Stores `p` (see the module docs for the steps).
 pub(super) fn append(conn: &mut Connection, p: Prepared) -> Result<Appended, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    senders::check(&p.sender, senders::owner(&tx, &p.sender)?, &p.publisher())?;
     let existing_sql =
         format!("SELECT {COLUMNS} FROM alerts a WHERE a.sender = ?1 AND a.identifier = ?2");
     if let Some(existing) = select(&tx, &existing_sql, params![p.sender, p.identifier])?.pop() {
@@ -201,8 +211,10 @@ pub(super) fn append(conn: &mut Connection, p: Prepared) -> Result<Appended, Sto
     let next: i64 = tx.query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM alerts", [], |r| {
         r.get(0)
     })?;
+    let (owner, rule) = (p.owner, p.rule);
     let (alert, raw, search_text) = build(p, next.unsigned_abs(), &targets)?;
     insert(&tx, &alert, &raw, &search_text)?;
+    senders::bind(&tx, &alert.sender, owner, rule, next)?;
     tx.commit()?;
     Ok(Appended {
         seq: alert.seq,
@@ -217,6 +229,15 @@ impl Prepared {
     /// normalized content is the same, [`StoreError::Conflict`] if not.
     pub(super) fn same_as(self, existing: StoredAlert) -> Result<Appended, StoreError> {
         existing_record(&self.sender, &self.identifier, &self.xml, existing)
+    }
+
+    /// The publisher as [`senders::check`] takes it.
+    pub(super) fn publisher(&self) -> Publisher<'_> {
+        Publisher {
+            label: &self.publisher,
+            region: self.owner,
+            rule: self.rule,
+        }
     }
 
     /// Whether an unresolved reference fails the append (Update, Cancel) or is skipped.

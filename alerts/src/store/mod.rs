@@ -10,6 +10,7 @@
 //! - `sqlite`: [`SqliteStore`]: opening (pragmas, one writer and a few readers), reads.
 //! - `schema`: the tables and their migrations (`PRAGMA user_version`).
 //! - `append`: the publish transaction (idempotency, references, indexes).
+//! - `senders`: [`Publisher`] and [`SenderRule`]: which region owns a CAP sender.
 //! - `archive`: the archive query (region subtree, filters, full text, keyset pages).
 //! - `redis`, `redis_log`: [`RedisStore`] and [`LogTail`]; the stream's keys, append script
 //!   and entry format.
@@ -27,6 +28,9 @@
 //!   content again returns the existing record (`created: false`); the same pair with different
 //!   content is [`StoreError::Conflict`]. "Same content" means the same normalized XML
 //!   ([`write_xml`](crate::cap::write_xml) output), so a JSON re-post of an XML alert matches.
+//! - **A sender speaks for one region**: the first region to publish under a CAP `sender`
+//!   owns it (or config names the owner); another region's append is
+//!   [`StoreError::SenderTaken`] and writes nothing (`senders`).
 //! - **References resolve or the append fails**: an `Update`/`Cancel` whose `references` name
 //!   an alert not stored (sender and identifier unknown, or a different `sent`) is
 //!   [`StoreError::UnknownReference`], and nothing is written.
@@ -64,11 +68,13 @@ mod archive;
 mod redis;
 mod redis_log;
 mod schema;
+mod senders;
 mod sqlite;
 mod types;
 
 pub use self::redis::{Durability, LogTail, RedisStore};
 pub use schema::SCHEMA_VERSION;
+pub use senders::{Publisher, SenderRule};
 pub use sqlite::{SqliteStore, StoreConfig};
 pub use types::{
     Appended, ArchiveQuery, Cursor, DEFAULT_PAGE, MAX_PAGE, MAX_QUERY_CHARS, MAX_QUERY_TERMS, Page,
@@ -87,14 +93,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// already stored under its (sender, identifier) if the content is the same.
     ///
     /// `raw` is the body as received (XML or JSON text), kept for audit; `publisher` the
-    /// authenticated principal; `now_unix` the receive time. The caller has validated the
-    /// alert ([`cap::validate`](crate::cap::validate())); the store checks what it indexes.
+    /// authenticated principal (its label is kept; its region must own the alert's sender,
+    /// see [`Publisher`]); `now_unix` the receive time. The caller has validated the alert
+    /// ([`cap::validate`](crate::cap::validate())); the store checks what it indexes.
     /// Returns after the commit is durable.
     fn append(
         &self,
         alert: &Alert,
         raw: &str,
-        publisher: &str,
+        publisher: &Publisher<'_>,
         now_unix: i64,
     ) -> Result<Appended, StoreError>;
 
@@ -141,6 +148,14 @@ pub enum StoreError {
         identifier: String,
         /// Sequence number of the stored alert.
         seq: u64,
+    },
+    /// The alert's sender belongs to another region (see [`Publisher`]).
+    #[error("sender {sender:?} belongs to region {owner}; publish under your own region's sender")]
+    SenderTaken {
+        /// CAP sender.
+        sender: String,
+        /// The region that owns it.
+        owner: RegionCode,
     },
     /// An Update or Cancel references a message this store does not have.
     #[error("references names no known alert: {reference}")]

@@ -27,9 +27,11 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use redis::{Client, Connection, Value};
+use tiers::RegionCode;
 
 use super::append::{Prepared, Target, build, existing_record};
-use super::redis_log::{self, APPEND_SCRIPT, Entry, Keys, Slot, entry_id, identity};
+use super::redis_log::{self, APPEND_SCRIPT, Entry, Keys, ScriptAnswer, Slot, entry_id, identity};
+use super::senders::{self, Publisher};
 use super::sqlite::check_limit;
 use super::{Appended, ArchiveQuery, MAX_PAGE, Page, SqliteStore, Store, StoreConfig, StoreError};
 use super::{StoredAlert, types::public_id};
@@ -240,6 +242,24 @@ impl RedisStore {
         }
     }
 
+    /// The region that owns `sender` (`{P}:alerts:senders`), if it is bound.
+    fn sender_owner(&self, sender: &str) -> Result<Option<RegionCode>, StoreError> {
+        let code: Option<u32> = self.with_conn(|c| {
+            Ok(redis::cmd("HGET")
+                .arg(&self.keys.senders)
+                .arg(sender)
+                .query(c)?)
+        })?;
+        match code.map(RegionCode::from_u32) {
+            None => Ok(None),
+            Some(Ok(region)) => Ok(Some(region)),
+            Some(Err(err)) => Err(StoreError::Corrupt {
+                seq: 0,
+                reason: format!("sender {sender:?} is bound to an invalid region: {err}"),
+            }),
+        }
+    }
+
     fn seq_of(&self, sender: &str, identifier: &str) -> Result<Option<u64>, StoreError> {
         let key = identity(sender, identifier);
         self.with_conn(|c| Ok(redis::cmd("HGET").arg(&self.keys.ids).arg(&key).query(c)?))
@@ -282,15 +302,19 @@ impl Store for RedisStore {
         &self,
         alert: &Alert,
         raw: &str,
-        publisher: &str,
+        publisher: &Publisher<'_>,
         now_unix: i64,
     ) -> Result<Appended, StoreError> {
         let p = Prepared::new(alert, raw, publisher, now_unix, &self.config)?;
+        // Checked again, atomically, by the script; here so that a re-post answered from the
+        // identity index below is checked too.
+        senders::check(&p.sender, self.sender_owner(&p.sender)?, publisher)?;
         if let Some(existing) = self.by_identifier(&p.sender, &p.identifier)? {
             return p.same_as(existing);
         }
         let targets = self.resolve(&p)?;
         let key = identity(&p.sender, &p.identifier);
+        let (owner, rule) = (p.owner.as_u32().to_string(), p.rule.as_str());
         let (mut record, raw, _search) = build(p, 0, &targets)?;
         let rec = redis_log::encode(&record);
         let mut retried = false;
@@ -300,9 +324,13 @@ impl Store for RedisStore {
                 .script
                 .key(&self.keys.log)
                 .key(&self.keys.ids)
+                .key(&self.keys.senders)
                 .arg(&key)
                 .arg(&rec)
                 .arg(&raw)
+                .arg(&record.sender)
+                .arg(&owner)
+                .arg(rule)
                 .invoke(&mut conn);
             match result {
                 Ok(reply) => {
@@ -326,15 +354,22 @@ impl Store for RedisStore {
                 Err(err) => return Err(err.into()),
             }
         };
-        let (created, seq) = redis_log::script_answer(&reply)?;
-        if !created {
-            // Another instance stored the same identity between our lookup and the script.
-            let existing = self.get(seq)?.ok_or_else(|| StoreError::Corrupt {
-                seq,
-                reason: "the identity index names a missing log entry".to_owned(),
-            })?;
-            return existing_record(&record.sender, &record.identifier, &record.xml, existing);
-        }
+        let seq = match redis_log::script_answer(&reply)? {
+            ScriptAnswer::Created(seq) => seq,
+            ScriptAnswer::SenderTaken(owner) => {
+                // Another region bound the sender between our check and the script.
+                let sender = record.sender;
+                return Err(StoreError::SenderTaken { sender, owner });
+            }
+            ScriptAnswer::Known(seq) => {
+                // Another instance stored the same identity between our lookup and the script.
+                let existing = self.get(seq)?.ok_or_else(|| StoreError::Corrupt {
+                    seq,
+                    reason: "the identity index names a missing log entry".to_owned(),
+                })?;
+                return existing_record(&record.sender, &record.identifier, &record.xml, existing);
+            }
+        };
         record.seq = seq;
         record.id = public_id(seq);
         Ok(Appended {

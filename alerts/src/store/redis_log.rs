@@ -7,15 +7,19 @@
 //!                           JSON, without seq) and `raw` (the body as received, audit)
 //! {P}:alerts:ids   HASH     "<sender>\n<identifier>" → seq: CAP identity, idempotency,
 //!                           reference lookup
+//! {P}:alerts:senders HASH   CAP sender → the GB2260 code of the region that owns it
+//!                           (`senders.rs`); written by the append script
 //! ```
 //! The braces are a Redis Cluster hash tag: both keys live in one slot, so the script may
 //! touch both. Entries are never trimmed or deleted: the log is the archive's source of truth
 //! (a few thousand alerts a day is megabytes a year).
 //!
 //! # The append script
-//! Atomic in Redis (a script runs alone): if the identity is known it returns `{0, seq}` (the
-//! caller compares content), else it numbers the alert one above the stream's last entry,
-//! `XADD`s it with that explicit id and records the identity: `{1, seq}`. Numbering from the
+//! Atomic in Redis (a script runs alone): if another region owns the sender (and the rule is
+//! not `configured`) it returns `{2, owner}`; if the identity is known, `{0, seq}` (the
+//! caller compares content); else it numbers the alert one above the stream's last entry,
+//! `XADD`s it with that explicit id, records the identity and binds the sender to the
+//! publisher's region: `{1, seq}`. Numbering from the
 //! stream itself, not a separate counter, keeps the sequence gap-free even if a script
 //! failed half way (Redis does not roll scripts back): nothing but a successful `XADD`
 //! consumes a number.
@@ -30,8 +34,13 @@ use super::{StoreError, StoredAlert};
 use crate::cap::Status;
 use crate::convert::{msg_type_str, parse_msg_type};
 
-/// The append script (see the module docs). KEYS: log, ids. ARGV: identity, record, raw.
+/// The append script (see the module docs). KEYS: log, ids, senders. ARGV: identity, record,
+/// raw, sender, publisher region, sender rule (`first` or `configured`).
 pub(super) const APPEND_SCRIPT: &str = r"
+local owner = redis.call('HGET', KEYS[3], ARGV[4])
+if owner and owner ~= ARGV[5] and ARGV[6] ~= 'configured' then
+  return {2, tonumber(owner)}
+end
 local known = redis.call('HGET', KEYS[2], ARGV[1])
 if known then return {0, tonumber(known)} end
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
@@ -41,6 +50,7 @@ if #last > 0 then
 end
 redis.call('XADD', KEYS[1], seq .. '-0', 'rec', ARGV[2], 'raw', ARGV[3])
 redis.call('HSET', KEYS[2], ARGV[1], seq)
+redis.call('HSET', KEYS[3], ARGV[4], ARGV[5])
 return {1, seq}
 ";
 
@@ -49,6 +59,7 @@ return {1, seq}
 pub(super) struct Keys {
     pub(super) log: String,
     pub(super) ids: String,
+    pub(super) senders: String,
 }
 
 impl Keys {
@@ -56,6 +67,7 @@ impl Keys {
         Keys {
             log: format!("{{{prefix}}}:alerts:log"),
             ids: format!("{{{prefix}}}:alerts:ids"),
+            senders: format!("{{{prefix}}}:alerts:senders"),
         }
     }
 }
@@ -275,13 +287,32 @@ fn malformed(seq: u64, reason: impl std::fmt::Display) -> StoreError {
     }
 }
 
-/// The `{created, seq}` answer of [`APPEND_SCRIPT`].
-pub(super) fn script_answer(reply: &Value) -> Result<(bool, u64), StoreError> {
+/// What [`APPEND_SCRIPT`] answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ScriptAnswer {
+    /// `{1, seq}`: appended as `seq`.
+    Created(u64),
+    /// `{0, seq}`: the identity is already stored as `seq`.
+    Known(u64),
+    /// `{2, region}`: the sender belongs to `region`.
+    SenderTaken(RegionCode),
+}
+
+/// Reads [`APPEND_SCRIPT`]'s answer.
+pub(super) fn script_answer(reply: &Value) -> Result<ScriptAnswer, StoreError> {
     if let Value::Array(parts) = reply
-        && let [Value::Int(created), Value::Int(seq)] = parts.as_slice()
-        && let Ok(seq) = u64::try_from(*seq)
+        && let [Value::Int(code), Value::Int(n)] = parts.as_slice()
     {
-        return Ok((*created == 1, seq));
+        let seq = u64::try_from(*n).ok();
+        let region = u32::try_from(*n)
+            .ok()
+            .and_then(|n| RegionCode::from_u32(n).ok());
+        match (code, seq, region) {
+            (1, Some(seq), _) => return Ok(ScriptAnswer::Created(seq)),
+            (0, Some(seq), _) => return Ok(ScriptAnswer::Known(seq)),
+            (2, _, Some(region)) => return Ok(ScriptAnswer::SenderTaken(region)),
+            _ => {}
+        }
     }
     Err(malformed(0, format!("append script answered {reply:?}")))
 }
@@ -382,10 +413,17 @@ mod tests {
             .collect();
         assert_eq!(readable, [4, 7]);
         assert!(script_answer(&Value::Nil).is_err());
+        let answer = |code, n| script_answer(&Value::Array(vec![Value::Int(code), Value::Int(n)]));
+        assert_eq!(answer(1, 9).expect("created"), ScriptAnswer::Created(9));
+        assert_eq!(answer(0, 3).expect("known"), ScriptAnswer::Known(3));
+        let owner = RegionCode::from_u32(330_000).expect("code");
         assert_eq!(
-            script_answer(&Value::Array(vec![Value::Int(1), Value::Int(9)])).expect("answer"),
-            (true, 9)
+            answer(2, 330_000).expect("taken"),
+            ScriptAnswer::SenderTaken(owner)
         );
+        assert!(answer(2, 12).is_err(), "not a region code");
+        assert!(answer(1, -1).is_err(), "not a sequence number");
+        assert!(answer(7, 1).is_err(), "unknown code");
     }
 
     #[test]
@@ -393,5 +431,6 @@ mod tests {
         let k = Keys::new("hubcast");
         assert_eq!(k.log, "{hubcast}:alerts:log");
         assert_eq!(k.ids, "{hubcast}:alerts:ids");
+        assert_eq!(k.senders, "{hubcast}:alerts:senders");
     }
 }

@@ -1,6 +1,6 @@
 //! The SQLite schema, its migrations, and the connection settings durability rests on.
 //!
-//! # Tables (version 1)
+//! # Tables (version 2)
 //! ```text
 //! alerts            seq INTEGER PRIMARY KEY        -- gap-free, assigned in append's transaction
 //!                   sender, identifier             -- UNIQUE: CAP's identity, idempotency key
@@ -14,6 +14,7 @@
 //! alert_regions     (region, seq) PK, own          -- own + inherited regions, for region search
 //! alert_references  (ref_seq, seq) PK              -- "what updated or cancelled #ref_seq"
 //! alerts_fts        fts5(body, tokenize=trigram)   -- rowid = seq; the searchable text
+//! senders           sender PK, region, since_seq   -- (version 2) who owns a CAP sender
 //! ```
 //! `STRICT` tables: a wrong type is an error, not a silent conversion.
 //!
@@ -68,6 +69,20 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (ref_seq, seq)
     ) STRICT, WITHOUT ROWID;
     CREATE VIRTUAL TABLE alerts_fts USING fts5 (body, tokenize = 'trigram');",
+    // 2: each CAP sender's owning region (`senders.rs`). Senders already stored are bound to
+    // the region of their first alert's publisher label, `role@region subject`; a label
+    // without a region (written by hand, not by the HTTP layer) binds nothing.
+    "CREATE TABLE senders (
+        sender    TEXT PRIMARY KEY,
+        region    INTEGER NOT NULL,
+        since_seq INTEGER NOT NULL
+    ) STRICT, WITHOUT ROWID;
+    INSERT OR IGNORE INTO senders (sender, region, since_seq)
+        SELECT sender, CAST(substr(publisher, instr(publisher, '@') + 1, 6) AS INTEGER), seq
+        FROM alerts
+        WHERE instr(publisher, '@') > 0
+          AND substr(publisher, instr(publisher, '@') + 1, 6) GLOB '[1-9][0-9][0-9][0-9][0-9][0-9]'
+        ORDER BY seq;",
 ];
 
 /// Settings of every connection: wait up to `busy_timeout` for another writer's lock instead

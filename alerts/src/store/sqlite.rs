@@ -209,7 +209,7 @@ impl Store for SqliteStore {
         &self,
         alert: &Alert,
         raw: &str,
-        publisher: &str,
+        publisher: &super::Publisher<'_>,
         now_unix: i64,
     ) -> Result<Appended, StoreError> {
         let prepared = super::append::Prepared::new(alert, raw, publisher, now_unix, &self.config)?;

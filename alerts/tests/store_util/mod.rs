@@ -6,7 +6,7 @@ use alerts::cap::{
     Alert, AlertKind, Area, CapDateTime, Category, Certainty, GB2260, Info, KIND_CODE, MsgType,
     Reference, Scope, Severity, Status, Urgency, ValuePair,
 };
-use alerts::store::{Appended, SqliteStore, Store};
+use alerts::store::{Appended, Publisher, SenderRule, SqliteStore, Store};
 use tiers::{RegionCode, RegionTree};
 
 pub const FOOD: &[u8] = include_bytes!("../data/food_warning_330100.xml");
@@ -27,6 +27,15 @@ pub fn code(s: &str) -> RegionCode {
     RegionCode::parse(s).expect("region code")
 }
 
+/// A publisher labelled `label`, acting for Hangzhou (330100), sender bound on first use.
+pub fn by(label: &str) -> Publisher<'_> {
+    Publisher {
+        label,
+        region: code("330100"),
+        rule: SenderRule::FirstUse,
+    }
+}
+
 /// A store file in `dir`.
 pub fn open(dir: &tempfile::TempDir) -> SqliteStore {
     SqliteStore::open(dir.path().join("alerts.db")).expect("store opens")
@@ -35,7 +44,7 @@ pub fn open(dir: &tempfile::TempDir) -> SqliteStore {
 /// Appends `alert` as if posted as its XML by a test publisher at `T0 + 1 day`.
 pub fn append(store: &dyn Store, alert: &Alert) -> Appended {
     store
-        .append(alert, &alert.to_xml(), "test-publisher", T0 + 86_400)
+        .append(alert, &alert.to_xml(), &by("test-publisher"), T0 + 86_400)
         .expect("append")
 }
 
