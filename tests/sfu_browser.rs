@@ -35,7 +35,7 @@ async fn chromium_simulcast_publish_two_viewers_and_layer_switch() {
     let publisher = Browser::launch().await.expect("chromium");
     publisher
         .goto(&format!(
-            "{}/assets/test/publish.html?room=weekly&token={publisher_token}",
+            "{}/assets/test/publish.html?room=weekly#token={publisher_token}",
             hub.url
         ))
         .await
@@ -63,7 +63,7 @@ async fn chromium_simulcast_publish_two_viewers_and_layer_switch() {
     let viewer1 = Browser::launch().await.expect("chromium");
     viewer1
         .goto(&format!(
-            "{}/assets/test/view.html?room=weekly&publisher={}&token={wall_token}&muted=1",
+            "{}/assets/test/view.html?room=weekly&publisher={}&muted=1#token={wall_token}",
             hub.url, ids[0]
         ))
         .await

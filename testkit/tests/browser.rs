@@ -140,8 +140,21 @@ async fn test_pages_start_and_report_a_missing_hub() {
     let assets = concat!(env!("CARGO_MANIFEST_DIR"), "/../dashboard/assets/test");
     let browser = Browser::launch().await.expect("launch chromium");
     // Nothing listens on port 9: the pages must get as far as the POST and report the failure.
-    for (page, expect) in [("publish.html", "WHIP"), ("view.html", "WHEP")] {
-        let url = format!("file://{assets}/{page}?room=r1&token=t&base=http://127.0.0.1:9");
+    // The token as a fragment (publish) and as a query parameter (view): either way the page
+    // takes it and leaves it out of the address bar.
+    for (page, expect, url_rest) in [
+        (
+            "publish.html",
+            "WHIP",
+            "?room=r1&base=http://127.0.0.1:9#token=t&x=1",
+        ),
+        (
+            "view.html",
+            "WHEP",
+            "?room=r1&token=t&base=http://127.0.0.1:9",
+        ),
+    ] {
+        let url = format!("file://{assets}/{page}{url_rest}");
         browser.goto(&url).await.expect("goto");
         let state = browser
             .wait_for(
@@ -157,6 +170,13 @@ async fn test_pages_start_and_report_a_missing_hub() {
             "{page}: {state}"
         );
         assert!(state["location"].is_null(), "{page} ({expect}): {state}");
+        let href = browser.eval("location.href").await.expect("href");
+        let href = href.as_str().unwrap_or_default();
+        assert!(
+            !href.contains("token") && href.contains("room=r1"),
+            "{page}: the token stays in the address bar: {href}"
+        );
+        assert_eq!(href.contains("#x=1"), page == "publish.html", "{href}");
         let stats = browser.eval("hubcastStats()").await.expect("stats");
         assert!(stats.is_object(), "{page}: {stats}");
     }

@@ -1,7 +1,23 @@
-// Shared by the WebRTC test pages (publish.html, view.html): status line and log, the
+// Shared by the WebRTC test pages (publish.html, view.html): the token, status line and log, the
 // candidate rewrite for a relay (?via=host:port), and waiting for ICE gathering.
 // The pages define `state` (their status record) before calling these.
 "use strict";
+
+// The page's bearer token, from the fragment (#token=…, never sent to any server, so never in
+// access logs) or, for older links, the query (?token=…). Either way it is then removed from
+// the address bar and this history entry, so it is neither bookmarked nor left in history.
+function takeToken() {
+  const query = new URLSearchParams(location.search);
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  const token = fragment.get("token") || query.get("token");
+  if (query.has("token") || fragment.has("token")) {
+    query.delete("token");
+    fragment.delete("token");
+    const q = query.toString(), f = fragment.toString();
+    history.replaceState(null, "", location.pathname + (q ? "?" + q : "") + (f ? "#" + f : ""));
+  }
+  return token;
+}
 
 function setStatus(text) {
   state.status = text;
