@@ -29,6 +29,9 @@ fn redact_url_password(url: &str) -> String {
 /// by what it resolves to.
 pub fn check_config(settings: &Settings) -> anyhow::Result<String> {
     let mut config = settings.config.clone();
+    if config.http.metrics_token.is_some() {
+        config.http.metrics_token = Some("<redacted>".to_owned());
+    }
     if config.auth.secret.is_some() {
         config.auth.secret = Some("<redacted>".to_owned());
     }

@@ -101,6 +101,13 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         regions = %settings.regions_source,
         "hubcast ready"
     );
+    if settings.http.metrics_token.is_none() && !settings.listen.ip().is_loopback() {
+        tracing::warn!(
+            listen = %settings.listen,
+            "GET /metrics is public on a non-loopback listener (live meetings, peers, \
+             subscribers); set http.metrics_token to require a bearer token"
+        );
+    }
     // One machine-readable line on stdout, for scripts and tests that bind port 0.
     println!("hubcast listening on {}", hub.url());
     let cut = hub.wait().await?;

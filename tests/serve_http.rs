@@ -93,6 +93,48 @@ async fn health_ready_and_metrics() {
 }
 
 #[tokio::test]
+async fn metrics_behind_a_token_answer_only_to_it() {
+    let secret = "prometheus-scrape-secret-0123";
+    let hub = Hub::start(&[], &[("HUBCAST_HTTP__METRICS_TOKEN", secret)]);
+    let wrong = format!("Bearer {secret}x");
+    let basic = format!("Basic {secret}");
+    for (what, headers) in [
+        ("no token", vec![]),
+        ("a wrong token", vec![("authorization", wrong.as_str())]),
+        ("another scheme", vec![("authorization", basic.as_str())]),
+    ] {
+        let response = get(hub.addr, "/metrics", &headers).await;
+        assert_eq!(response.status, 401, "{what}: {}", response.body);
+        assert_eq!(response.json()["error"], "unauthorized", "{what}");
+        assert!(
+            response
+                .header("www-authenticate")
+                .is_some_and(|h| h.starts_with("Bearer ")),
+            "{what}"
+        );
+        assert!(!response.body.contains("hubcast_build_info"), "{what}");
+    }
+    let right = format!("Bearer {secret}");
+    let response = get(hub.addr, "/metrics", &[("authorization", right.as_str())]).await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert!(response.body.contains("hubcast_build_info{"));
+    // Health and readiness stay open to probes.
+    assert_eq!(get(hub.addr, "/readyz", &[]).await.status, 200);
+    // check-config shows that a token is set, not the token.
+    let (status, out, err) = common::run(
+        &[
+            "check-config",
+            "--data-dir",
+            hub.data_dir.to_str().expect("path"),
+        ],
+        &[("HUBCAST_HTTP__METRICS_TOKEN", secret)],
+    );
+    assert!(status.success(), "{err}");
+    assert!(out.contains("metrics_token = \"<redacted>\""), "{out}");
+    assert!(!out.contains(secret), "{out}");
+}
+
+#[tokio::test]
 async fn regions_api() {
     let hub = Hub::start(&[], &[]);
     let xihu = get(hub.addr, "/api/v1/regions/330106", &[]).await;

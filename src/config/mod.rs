@@ -109,6 +109,12 @@ pub struct HttpConfig {
     /// one per core. Several hub processes on one machine (multi-node tests, the `alert-load`
     /// benchmark's 100k run) do better with 1 each than with a thread per core each.
     pub worker_threads: usize,
+    /// Bearer token `GET /metrics` requires (`Authorization: Bearer <token>`, as Prometheus's
+    /// `authorization.credentials_file` sends it): 16–512 visible ASCII characters. Unset
+    /// (default): `/metrics` is public, which suits a loopback listener; on any other the hub
+    /// warns at start, since the metrics tell outsiders how many meetings, peers and
+    /// subscribers are live. Env `HUBCAST_HTTP__METRICS_TOKEN`; redacted by `check-config`.
+    pub metrics_token: Option<String>,
 }
 
 impl Default for HttpConfig {
@@ -123,6 +129,7 @@ impl Default for HttpConfig {
             health_push_secs: 5,
             debug_routes: false,
             worker_threads: 0,
+            metrics_token: None,
         }
     }
 }

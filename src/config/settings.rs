@@ -278,6 +278,15 @@ fn validate_http(http: &HttpConfig) -> Result<(), ConfigError> {
             "must be between 0 (one per core) and 1024",
         ));
     }
+    if let Some(token) = &http.metrics_token {
+        let visible = token.bytes().all(|b| b.is_ascii_graphic());
+        if !(16..=512).contains(&token.len()) || !visible {
+            return Err(ConfigError::new(
+                "http.metrics_token",
+                "must be 16–512 visible ASCII characters (no spaces)",
+            ));
+        }
+    }
     if http.max_connections == 0 || http.max_connections > 1_000_000 {
         return Err(ConfigError::new(
             "http.max_connections",
@@ -523,6 +532,14 @@ mod tests {
             (
                 "alerts.query_timeout_ms",
                 Box::new(|c| c.alerts.query_timeout_ms = 0),
+            ),
+            (
+                "http.metrics_token",
+                Box::new(|c| c.http.metrics_token = Some("short".to_owned())),
+            ),
+            (
+                "http.metrics_token",
+                Box::new(|c| c.http.metrics_token = Some("sixteen chars or more".to_owned())),
             ),
             (
                 "alerts.senders",

@@ -31,8 +31,19 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
     response
 }
 
-/// `GET /metrics`: Prometheus text format 0.0.4.
-pub async fn metrics(State(state): State<AppState>) -> Response {
+/// `GET /metrics`: Prometheus text format 0.0.4; with `http.metrics_token` set, only for a
+/// request bearing it (401 `unauthorized` otherwise).
+pub async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    if let Some(expected) = &state.http().metrics_token {
+        let given = (headers.get(axum::http::header::AUTHORIZATION))
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        if !given.is_some_and(|given| same_secret(given.as_bytes(), expected.as_bytes())) {
+            let message = "GET /metrics needs the bearer token set as http.metrics_token";
+            return ApiError::unauthorized("unauthorized", message).into_response();
+        }
+    }
     // The process collector lists `/proc/self/fd` (one entry per socket, ~20k under load):
     // blocking work, kept off the runtime threads.
     let metrics = state.metrics().clone();
@@ -65,4 +76,23 @@ pub async fn method_not_allowed(method: axum::http::Method) -> ApiError {
         "method_not_allowed",
         format!("{method} is not allowed here"),
     )
+}
+
+/// Whether `a` and `b` are equal, in time independent of where they differ (a secret compared
+/// byte by byte would tell a prober how much of its guess is right).
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_secret;
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret(b"0123456789abcdef", b"0123456789abcdef"));
+        assert!(!same_secret(b"0123456789abcdef", b"0123456789abcdeF"));
+        assert!(!same_secret(b"0123456789abcdef", b"0123456789abcde"));
+        assert!(!same_secret(b"", b"x"));
+    }
 }
