@@ -153,8 +153,33 @@ async fn cli_round_trip_is_byte_exact_and_idempotent() {
     assert_error(
         &response,
         403,
+        "sender_not_yours",
+        "county updates the city's alert under the city's sender",
+    );
+    // Under its own sender the county still may not: the update would reach the city.
+    let own = update.replace(
+        "<sender>scjg.hangzhou.gov.cn</sender>",
+        "<sender>scjg.xihu.hangzhou.gov.cn</sender>",
+    );
+    let response = post(
+        &hub,
+        Some(&county),
+        Some("application/cap+xml"),
+        own.as_bytes(),
+    )
+    .await;
+    assert_error(
+        &response,
+        403,
         "forbidden",
         "county updates the city's alert",
+    );
+    assert!(
+        response.json()["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("reaches region 330100")),
+        "{}",
+        response.body
     );
     let (status, _) = publish_xml(&hub, &city, &update).await;
     assert_eq!(status, 201);

@@ -1,4 +1,5 @@
-//! Who may publish under a CAP sender, in the SQLite store: the first region to publish under
+//! Who may publish what, in the SQLite store: a reference reaching a region the publisher may
+//! not publish to fails the append itself; the first region to publish under
 //! a sender owns it and another region's append (new or a re-post) is refused with nothing
 //! written; a configured owner rebinds it; a file of schema version 1 binds every stored
 //! sender to the region of its first publisher label when it is migrated.
@@ -13,6 +14,7 @@ fn as_region<'a>(label: &'a str, region: &str, rule: SenderRule) -> Publisher<'a
         label,
         region: code(region),
         rule,
+        may_reach: None,
     }
 }
 
@@ -143,4 +145,39 @@ fn migrating_a_version_1_file_binds_stored_senders_to_their_first_publisher() {
     let err = (store.append(&under("scjg.other.gov.cn", &parse(FOOD)), "raw", &city, 6))
         .expect_err("now the county's");
     refused_for(err, "330106");
+}
+
+#[test]
+fn a_reference_reaching_beyond_the_publisher_is_refused_inside_the_append() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir);
+    let city = as_region("city-admin@330100 hz", "330100", SenderRule::FirstUse);
+    let food = store.append(&parse(FOOD), "raw", &city, 1).expect("food");
+    assert_eq!(food.alert.regions, vec![code("330100")]);
+    // A county (its own sender) updates the city's alert: the update would reach 330100.
+    let county_only = |r: tiers::RegionCode| r == code("330106");
+    let county = Publisher {
+        may_reach: Some(&county_only),
+        ..as_region("county-operator@330106 xh", "330106", SenderRule::FirstUse)
+    };
+    let update = under("scjg.xihu.hz.gov.cn", &parse(UPDATE));
+    match store.append(&update, "raw", &county, 2) {
+        Err(StoreError::ReferenceOutOfReach { region, reference }) => {
+            assert_eq!(region, code("330100"));
+            assert!(reference.contains("scjg.hangzhou.gov.cn"), "{reference}");
+        }
+        other => panic!("expected ReferenceOutOfReach, got {other:?}"),
+    }
+    assert_eq!(store.last_seq().expect("last"), 1, "nothing stored");
+    // Whoever may reach the city may update it, and the update inherits what was checked.
+    let zhejiang = |r: tiers::RegionCode| r.as_u32() / 10_000 == 33;
+    let province = Publisher {
+        may_reach: Some(&zhejiang),
+        ..as_region("province-admin@330000 zj", "330000", SenderRule::FirstUse)
+    };
+    let update = under("scjg.zj.gov.cn", &parse(UPDATE));
+    let stored = store
+        .append(&update, "raw", &province, 3)
+        .expect("in reach");
+    assert_eq!(stored.alert.references, vec![food.seq]);
 }

@@ -16,12 +16,13 @@
 //! 6. `tiers::authorize(PublishAlert)` on every region of its areas: 403 `forbidden`; the CAP
 //!    `sender` must be the publisher's region's: listed in `alerts.senders` for another
 //!    region, 403 `sender_not_yours`;
-//! 7. on a blocking thread: each `references` triple is looked up (an Update or Cancel naming
-//!    an unknown alert: 422 `unknown_reference`) and `PublishAlert` is checked on the regions of
-//!    the referenced alerts too (a county can neither update nor cancel its city's alert: 403);
-//!    then `Store::append`: a sender another region published under first → 403
-//!    `sender_not_yours` (`alerts::store::Publisher`); new → 201; same (sender, identifier) and same content → 200 with
-//!    the existing record; same pair, different content → 409 `conflict`. Body
+//! 7. on a blocking thread, `Store::append`, in one transaction (`alerts::store::Publisher`):
+//!    a sender another region published under first → 403 `sender_not_yours`; each
+//!    `references` triple is resolved (an Update or Cancel naming an unknown alert: 422
+//!    `unknown_reference`) and `PublishAlert` is asked of every region the referenced alerts
+//!    reach, the very regions the new one then inherits (a county can neither update nor
+//!    cancel its city's alert: 403 `forbidden`); new → 201; same (sender, identifier) and same
+//!    content → 200 with the existing record; same pair, different content → 409 `conflict`. Body
 //!    `{"id","seq","created"}`, header `Location: /alerts/{id}.xml`. A new alert is then
 //!    handed to live delivery (`alerts_live`) from the same blocking thread, after the commit.
 //!
@@ -211,13 +212,8 @@ fn publisher_label(who: &Principal) -> String {
     label
 }
 
-/// Why the blocking part of a publish failed.
-enum Failure {
-    Store(StoreError),
-    Denied(Denied),
-}
-
-/// Step 7: references, their regions, then the append.
+/// Step 7: the append, which resolves the references and asks `PublishAlert` of every region
+/// they reach inside its own transaction (so what the alert inherits is what was checked).
 fn publish_blocking(
     tree: &RegionTree,
     store: &dyn Store,
@@ -226,30 +222,16 @@ fn publish_blocking(
     alert: &Alert,
     raw: &str,
     now: i64,
-) -> Result<Appended, Failure> {
-    let must_resolve = matches!(alert.msg_type, cap::MsgType::Update | cap::MsgType::Cancel);
-    let references = (alert.parsed_references()).map_err(|e| Failure::Store(e.into()))?;
-    for reference in references {
-        let target = (store.by_identifier(&reference.sender, &reference.identifier))
-            .map_err(Failure::Store)?
-            .filter(|t| t.sent_unix == reference.sent.unix_seconds());
-        match target {
-            Some(t) => check_publish(tree, who, t.regions.iter().chain(&t.inherited_regions))
-                .map_err(Failure::Denied)?,
-            None if must_resolve => {
-                let reference = reference.to_string();
-                return Err(Failure::Store(StoreError::UnknownReference { reference }));
-            }
-            None => {}
-        }
-    }
+) -> Result<Appended, StoreError> {
     let label = publisher_label(who);
+    let may_reach = |region| authorize(tree, who, Action::PublishAlert, region).is_ok();
     let publisher = Publisher {
         label: &label,
         region: who.region,
         rule,
+        may_reach: Some(&may_reach),
     };
-    (store.append(alert, raw, &publisher, now)).map_err(Failure::Store)
+    store.append(alert, raw, &publisher, now)
 }
 
 /// How the store checks the alert's `sender`: bound to the region `alerts.senders` names
@@ -309,8 +291,7 @@ pub async fn publish(
     });
     let (appended, who) = match task.await {
         Ok(Ok(done)) => done,
-        Ok(Err(Failure::Store(err))) => return Err(store_error(&err)),
-        Ok(Err(Failure::Denied(denied))) => return Err(denied.into()),
+        Ok(Err(err)) => return Err(store_error(&err)),
         Err(join) => return Err(ApiError::internal(&join).into()),
     };
     tracing::info!(

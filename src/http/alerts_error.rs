@@ -122,6 +122,7 @@ pub(super) fn store_error(err: &StoreError) -> AlertError {
     match err {
         StoreError::Conflict { .. } => status(StatusCode::CONFLICT, "conflict"),
         StoreError::SenderTaken { .. } => status(StatusCode::FORBIDDEN, "sender_not_yours"),
+        StoreError::ReferenceOutOfReach { .. } => status(StatusCode::FORBIDDEN, "forbidden"),
         StoreError::UnknownReference { .. } => {
             status(StatusCode::UNPROCESSABLE_ENTITY, "unknown_reference")
         }

@@ -10,7 +10,9 @@
 //!    false`; different → [`StoreError::Conflict`];
 //! 3. resolves each `references` triple to a stored alert (sender, identifier and `sent` must
 //!    all match); an unresolved one fails an Update or Cancel ([`StoreError::UnknownReference`])
-//!    and is skipped for other message types;
+//!    and is skipped for other message types; a resolved one reaching a region the publisher
+//!    may not publish to fails the append ([`StoreError::ReferenceOutOfReach`]), so what is
+//!    inherited is exactly what was authorized;
 //! 4. numbers the alert `MAX(seq) + 1` and inserts the row, its region index rows (own, then
 //!    inherited), its reference rows and its full-text row;
 //! 5. binds the sender to the publisher's region if it was free (or config says so);
@@ -198,16 +200,42 @@ pub(super) fn build(
     Ok((alert, p.raw, p.search_text))
 }
 
+/// [`Publisher::may_reach`].
+pub(super) type Reach<'a> = Option<&'a (dyn Fn(RegionCode) -> bool + Sync)>;
+
+/// Refuses `reference` if the alert it resolved to reaches (`regions`, own and inherited) a
+/// region the publisher may not publish to.
+pub(super) fn check_reach(
+    reference: &Reference,
+    regions: &[RegionCode],
+    may_reach: Reach<'_>,
+) -> Result<(), StoreError> {
+    let Some(may_reach) = may_reach else {
+        return Ok(());
+    };
+    match regions.iter().find(|&&r| !may_reach(r)) {
+        Some(&region) => Err(StoreError::ReferenceOutOfReach {
+            reference: reference.to_string(),
+            region,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Stores `p` (see the module docs for the steps).
-pub(super) fn append(conn: &mut Connection, p: Prepared) -> Result<Appended, StoreError> {
+pub(super) fn append(
+    conn: &mut Connection,
+    p: Prepared,
+    may_reach: Reach<'_>,
+) -> Result<Appended, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    senders::check(&p.sender, senders::owner(&tx, &p.sender)?, &p.publisher())?;
+    senders::check(&p.sender, senders::owner(&tx, &p.sender)?, p.owner, p.rule)?;
     let existing_sql =
         format!("SELECT {COLUMNS} FROM alerts a WHERE a.sender = ?1 AND a.identifier = ?2");
     if let Some(existing) = select(&tx, &existing_sql, params![p.sender, p.identifier])?.pop() {
         return p.same_as(existing);
     }
-    let targets = resolve(&tx, &p)?;
+    let targets = resolve(&tx, &p, may_reach)?;
     let next: i64 = tx.query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM alerts", [], |r| {
         r.get(0)
     })?;
@@ -229,15 +257,6 @@ impl Prepared {
     /// normalized content is the same, [`StoreError::Conflict`] if not.
     pub(super) fn same_as(self, existing: StoredAlert) -> Result<Appended, StoreError> {
         existing_record(&self.sender, &self.identifier, &self.xml, existing)
-    }
-
-    /// The publisher as [`senders::check`] takes it.
-    pub(super) fn publisher(&self) -> Publisher<'_> {
-        Publisher {
-            label: &self.publisher,
-            region: self.owner,
-            rule: self.rule,
-        }
     }
 
     /// Whether an unresolved reference fails the append (Update, Cancel) or is skipped.
@@ -359,7 +378,11 @@ pub(super) fn insert_numbered<'a>(
 }
 
 /// The stored alerts `p.references` name, each once, in document order.
-fn resolve(conn: &Connection, p: &Prepared) -> Result<Vec<Target>, StoreError> {
+fn resolve(
+    conn: &Connection,
+    p: &Prepared,
+    may_reach: Reach<'_>,
+) -> Result<Vec<Target>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT seq, sent_unix, kind, severity FROM alerts WHERE sender = ?1 AND identifier = ?2",
     )?;
@@ -397,6 +420,7 @@ fn resolve(conn: &Connection, p: &Prepared) -> Result<Vec<Target>, StoreError> {
                 RegionCode::from_u32(code).map_err(|e| corrupt(format!("region {code}: {e}")))?,
             );
         }
+        check_reach(r, &codes, may_reach)?;
         targets.push(Target {
             seq: seq.unsigned_abs(),
             kind,

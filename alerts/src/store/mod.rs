@@ -157,6 +157,15 @@ pub enum StoreError {
         /// The region that owns it.
         owner: RegionCode,
     },
+    /// A referenced alert reaches a region the publisher may not publish to (see
+    /// [`Publisher::may_reach`]).
+    #[error("the referenced alert {reference} reaches region {region}, where you may not publish")]
+    ReferenceOutOfReach {
+        /// The `sender,identifier,sent` triple.
+        reference: String,
+        /// The first region out of reach.
+        region: RegionCode,
+    },
     /// An Update or Cancel references a message this store does not have.
     #[error("references names no known alert: {reference}")]
     UnknownReference {

@@ -29,7 +29,7 @@ use std::time::Duration;
 use redis::{Client, Connection, Value};
 use tiers::RegionCode;
 
-use super::append::{Prepared, Target, build, existing_record};
+use super::append::{Prepared, Reach, Target, build, check_reach, existing_record};
 use super::redis_log::{self, APPEND_SCRIPT, Entry, Keys, ScriptAnswer, Slot, entry_id, identity};
 use super::senders::{self, Publisher};
 use super::sqlite::check_limit;
@@ -266,7 +266,7 @@ impl RedisStore {
     }
 
     /// The stored alerts `p.references` name, each once, in document order.
-    fn resolve(&self, p: &Prepared) -> Result<Vec<Target>, StoreError> {
+    fn resolve(&self, p: &Prepared, may_reach: Reach<'_>) -> Result<Vec<Target>, StoreError> {
         let mut targets: Vec<Target> = Vec::new();
         for r in &p.references {
             let found = match self.seq_of(&r.sender, &r.identifier)? {
@@ -286,6 +286,7 @@ impl RedisStore {
             }
             let mut regions = a.regions;
             regions.extend(a.inherited_regions);
+            check_reach(r, &regions, may_reach)?;
             targets.push(Target {
                 seq: a.seq,
                 kind: a.kind,
@@ -308,11 +309,11 @@ impl Store for RedisStore {
         let p = Prepared::new(alert, raw, publisher, now_unix, &self.config)?;
         // Checked again, atomically, by the script; here so that a re-post answered from the
         // identity index below is checked too.
-        senders::check(&p.sender, self.sender_owner(&p.sender)?, publisher)?;
+        senders::check(&p.sender, self.sender_owner(&p.sender)?, p.owner, p.rule)?;
         if let Some(existing) = self.by_identifier(&p.sender, &p.identifier)? {
             return p.same_as(existing);
         }
-        let targets = self.resolve(&p)?;
+        let targets = self.resolve(&p, publisher.may_reach)?;
         let key = identity(&p.sender, &p.identifier);
         let (owner, rule) = (p.owner.as_u32().to_string(), p.rule.as_str());
         let (mut record, raw, _search) = build(p, 0, &targets)?;

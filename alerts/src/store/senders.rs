@@ -24,7 +24,7 @@ use tiers::RegionCode;
 use super::StoreError;
 
 /// Who publishes an alert, as the store records and checks it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct Publisher<'a> {
     /// The audit label kept with the record (role, region and subject; at most 256 bytes).
     pub label: &'a str,
@@ -32,6 +32,22 @@ pub struct Publisher<'a> {
     pub region: RegionCode,
     /// How the alert's sender is checked against that region.
     pub rule: SenderRule,
+    /// Whether the publisher may publish to a region. An Update or Cancel reaches the regions
+    /// of what it references, so the append asks this of every region of the alerts its
+    /// references resolve to, the very ones it then inherits (refused:
+    /// [`StoreError::ReferenceOutOfReach`]). `None`: no such check (imports, tests).
+    pub may_reach: Option<&'a (dyn Fn(RegionCode) -> bool + Sync)>,
+}
+
+impl std::fmt::Debug for Publisher<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("label", &self.label)
+            .field("region", &self.region)
+            .field("rule", &self.rule)
+            .field("may_reach", &self.may_reach.is_some())
+            .finish()
+    }
 }
 
 /// How an append checks the alert's `sender` (see the module docs).
@@ -53,15 +69,16 @@ impl SenderRule {
     }
 }
 
-/// Refuses `publisher` if `owner` (the sender's current owner, if any) is another region and
-/// the rule does not rebind.
+/// Refuses a publisher acting for `region` if `owner` (the sender's current owner, if any) is
+/// another region and `rule` does not rebind.
 pub(super) fn check(
     sender: &str,
     owner: Option<RegionCode>,
-    publisher: &Publisher<'_>,
+    region: RegionCode,
+    rule: SenderRule,
 ) -> Result<(), StoreError> {
     match owner {
-        Some(owner) if owner != publisher.region && publisher.rule == SenderRule::FirstUse => {
+        Some(owner) if owner != region && rule == SenderRule::FirstUse => {
             Err(StoreError::SenderTaken {
                 sender: sender.to_owned(),
                 owner,

@@ -214,7 +214,7 @@ impl Store for SqliteStore {
     ) -> Result<Appended, StoreError> {
         let prepared = super::append::Prepared::new(alert, raw, publisher, now_unix, &self.config)?;
         let mut conn = lock(&self.writer);
-        super::append::append(&mut conn, prepared)
+        super::append::append(&mut conn, prepared, publisher.may_reach)
     }
 
     fn get(&self, seq: u64) -> Result<Option<StoredAlert>, StoreError> {

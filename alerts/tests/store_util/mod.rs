@@ -33,6 +33,7 @@ pub fn by(label: &str) -> Publisher<'_> {
         label,
         region: code("330100"),
         rule: SenderRule::FirstUse,
+        may_reach: None,
     }
 }
 
