@@ -119,7 +119,8 @@ pub struct TokenArgs {
     /// Lifetime, e.g. 90s, 15m, 8h, 7d [default: auth.default_ttl, 8h].
     #[arg(long)]
     pub ttl: Option<String>,
-    /// Subject (who the token is for); defaults to ROLE@REGION.
+    /// Subject (who the token is for); defaults to ROLE@REGION#<8 random hex digits>, unique
+    /// per token (media sessions belong to their creator's subject).
     #[arg(long)]
     pub sub: Option<String>,
     /// Bind the token to one meeting id.

@@ -92,7 +92,12 @@ pub fn mint_token(
         Some(text) => parse_duration_secs(text).map_err(|msg| ConfigError::new("ttl", msg))?,
         None => settings.default_ttl_secs,
     };
-    let subject = subject.unwrap_or_else(|| format!("{role}@{region}"));
+    // Media sessions answer to their creator's subject: a default shared by every token of
+    // a role and region would let any of them end the others' sessions, so each gets its own.
+    let subject = subject.unwrap_or_else(|| {
+        let tag: u32 = rand::random();
+        format!("{role}@{region}#{tag:08x}")
+    });
     let principal = Principal::new(&settings.regions, subject, role, region, meeting)
         .map_err(|err| ConfigError::new("region", err.to_string()))?;
     settings.prepare_data_dir()?;
