@@ -41,6 +41,7 @@ fn alert(seq: u64, region: RegionCode, frame: &Bytes) -> PublishedAlert {
         regions: vec![region],
         msg_type: MsgType::Alert,
         references: Vec::new(),
+        inherited: Vec::new(),
         expires: None,
         frame: frame.clone(),
     }

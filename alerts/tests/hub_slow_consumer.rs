@@ -27,6 +27,7 @@ fn alert(seq: u64, region: u32) -> PublishedAlert {
         regions: vec![code(region)],
         msg_type: MsgType::Alert,
         references: Vec::new(),
+        inherited: Vec::new(),
         expires: None,
         frame: Bytes::from(format!("frame {seq}")),
     }

@@ -5,7 +5,8 @@
 use std::time::{Duration, Instant};
 
 use alerts::hub::{
-    AlertKind, Delivery, Filter, Hub, HubConfig, KindSet, MsgType, PublishedAlert, Severity, SubId,
+    AlertKind, Delivery, Filter, Hub, HubConfig, Inherited, KindSet, MsgType, PublishedAlert,
+    Severity, SubId,
 };
 use bytes::Bytes;
 use tiers::{RegionCode, RegionTree};
@@ -35,6 +36,7 @@ fn msg(
         regions: regions.iter().map(|&c| code(c)).collect(),
         msg_type,
         references: refs.to_vec(),
+        inherited: Vec::new(),
         expires: None,
         frame: Bytes::from(format!("frame {seq}")),
     }
@@ -246,37 +248,91 @@ fn cancel_without_areas_reaches_the_original_audience() {
 }
 
 /// An Update of an alert the hub no longer holds (from before a restart, or out of the ring
-/// and the live set) reaches the original's audience when the driver passes the original back
-/// from the store; without it only the update's own audience would get it.
+/// and the live set) reaches the original's audience through the targets it carries (the
+/// store resolved them at publish time); without them only its own audience would get it.
+/// A held original adds its own targets, and a Cancel of a chain carries the whole chain.
 #[test]
-fn an_update_of_an_alert_no_longer_held_reaches_its_audience_with_the_original() {
+fn an_update_of_an_alert_no_longer_held_reaches_the_audience_it_carries() {
     let now = Instant::now();
     let original = msg(1, MsgType::Alert, &[XIHU], Severity::Severe, &[]);
-    let update = msg(2, MsgType::Update, &[SHANGCHENG], Severity::Minor, &[1]);
+    let carried = Inherited {
+        region: code(XIHU),
+        kind: AlertKind::Food,
+        severity: Severity::Severe,
+    };
     let food = KindSet::only(AlertKind::Food);
-    for with_original in [false, true] {
+    for carries in [false, true] {
+        let mut update = msg(2, MsgType::Update, &[SHANGCHENG], Severity::Minor, &[1]);
+        if carries {
+            update.inherited = vec![carried];
+        }
         // A hub started after the original: it holds nothing numbered 1.
         let mut hub = Hub::resuming_after(&RegionTree::zhejiang(), HubConfig::default(), 1);
         let xihu_severe = sub(&mut hub, XIHU, food, Severity::Severe, now);
+        let xihu_spot = sub(
+            &mut hub,
+            XIHU,
+            KindSet::only(AlertKind::SpotCheck),
+            Severity::Unknown,
+            now,
+        );
         let shangcheng = sub(&mut hub, SHANGCHENG, KindSet::ALL, Severity::Unknown, now);
-        assert_eq!(hub.missing_references(&update).collect::<Vec<_>>(), [1]);
-        let originals = if with_original {
-            vec![original.clone()]
-        } else {
-            Vec::new()
-        };
-        hub.publish_with_originals(update.clone(), &originals, now)
-            .expect("publish");
-        let want: Vec<u64> = if with_original { vec![2] } else { vec![] };
-        assert_eq!(
-            drain(&mut hub, xihu_severe),
-            want,
-            "with original: {with_original}"
+        let ningbo = sub(&mut hub, NINGBO, KindSet::ALL, Severity::Unknown, now);
+        hub.publish(update, now).expect("publish");
+        let want: Vec<u64> = if carries { vec![2] } else { vec![] };
+        assert_eq!(drain(&mut hub, xihu_severe), want, "carries: {carries}");
+        assert!(
+            drain(&mut hub, xihu_spot).is_empty(),
+            "the original's kind only"
         );
         assert_eq!(drain(&mut hub, shangcheng), vec![2]);
+        assert!(drain(&mut hub, ningbo).is_empty());
+        // A bare Cancel of that update carries the chain: the original's audience and the
+        // update's, each with its own kind and severity.
+        let mut cancel = msg(3, MsgType::Cancel, &[], Severity::Minor, &[2]);
+        cancel.inherited = vec![
+            carried,
+            Inherited {
+                region: code(SHANGCHENG),
+                kind: AlertKind::Food,
+                severity: Severity::Minor,
+            },
+        ];
+        hub.publish(cancel, now).expect("publish");
+        assert_eq!(drain(&mut hub, xihu_severe), vec![3]);
+        assert_eq!(drain(&mut hub, shangcheng), vec![3]);
+        assert!(drain(&mut hub, ningbo).is_empty());
+        assert_eq!(hub.stats().unrouted, 0);
     }
-    // A held original needs nothing from the store.
+    // Held, the original's targets join even when the update carries none.
     let mut hub = Hub::new(&RegionTree::zhejiang(), HubConfig::default());
+    let xihu_severe = sub(&mut hub, XIHU, food, Severity::Severe, now);
     hub.publish(original, now).expect("publish");
-    assert_eq!(hub.missing_references(&update).count(), 0);
+    let update = msg(2, MsgType::Update, &[SHANGCHENG], Severity::Minor, &[1]);
+    hub.publish(update, now).expect("publish");
+    assert_eq!(drain(&mut hub, xihu_severe), vec![1, 2]);
+}
+
+#[test]
+fn inherited_targets_reduce_to_the_gravest_per_region_and_kind() {
+    let t = |region: u32, kind, severity| Inherited {
+        region: code(region),
+        kind,
+        severity,
+    };
+    let reduced = Inherited::reduce(vec![
+        t(XIHU, AlertKind::Food, Severity::Minor),
+        t(HZ, AlertKind::Food, Severity::Moderate),
+        t(XIHU, AlertKind::Food, Severity::Extreme),
+        t(XIHU, AlertKind::SpotCheck, Severity::Minor),
+        t(XIHU, AlertKind::Food, Severity::Severe),
+    ]);
+    assert_eq!(
+        reduced,
+        vec![
+            t(HZ, AlertKind::Food, Severity::Moderate),
+            t(XIHU, AlertKind::Food, Severity::Extreme),
+            t(XIHU, AlertKind::SpotCheck, Severity::Minor),
+        ]
+    );
 }

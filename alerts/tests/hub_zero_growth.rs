@@ -42,6 +42,7 @@ fn alert(
         regions: vec![region],
         msg_type: MsgType::Alert,
         references: Vec::new(),
+        inherited: Vec::new(),
         expires: None,
         frame: frame.clone(),
     }

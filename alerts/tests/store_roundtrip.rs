@@ -206,6 +206,17 @@ fn update_and_cancel_resolve_their_references_and_inherit_what_they_lack() {
     assert_eq!(update.regions, [code("330106"), code("330110")]);
     assert_eq!(update.inherited_regions, [code("330100")]);
     assert_eq!(update.to_published().regions, update.regions);
+    // The audience it inherits: the original's area with the original's kind and severity.
+    let reach = |a: &alerts::store::StoredAlert| {
+        (a.regions.iter().map(|&region| hub::Inherited {
+            region,
+            kind: a.kind,
+            severity: a.severity,
+        }))
+        .collect::<Vec<_>>()
+    };
+    assert_eq!(update.inherited_targets, reach(&food));
+    assert_eq!(update.to_published().inherited, update.inherited_targets);
 
     let cancel = append(&store, &parse(CANCEL)).alert;
     assert_eq!(cancel.msg_type, hub::MsgType::Cancel);
@@ -217,7 +228,8 @@ fn update_and_cancel_resolve_their_references_and_inherit_what_they_lack() {
     let published = cancel.to_published();
     assert_eq!(published.references, [spot.seq]);
     assert_eq!(
-        published.regions, spot.regions,
+        published.inherited,
+        reach(&spot),
         "routed where the original was"
     );
     assert_eq!(store.get(cancel.seq).expect("get"), Some(cancel));
@@ -231,6 +243,40 @@ fn update_and_cancel_resolve_their_references_and_inherit_what_they_lack() {
     let c = append(&store, &cancel2).alert;
     assert_eq!(c.references, [up_stored.seq]);
     assert_eq!(c.severity, hub::Severity::Extreme);
+    // The Cancel of the chain carries the update's audience and, through it, the original's.
+    let mut chain = reach(&up_stored);
+    chain.extend(up_stored.inherited_targets.iter().copied());
+    assert_eq!(c.inherited_targets, hub::Inherited::reduce(chain));
+    assert!(!up_stored.inherited_targets.is_empty());
+    assert_eq!(store.get(c.seq).expect("get"), Some(c));
+}
+
+#[test]
+fn a_version_2_file_gets_inherited_targets_from_its_references() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("alerts.db");
+    let (food, update) = {
+        let store = SqliteStore::open(&path).expect("open");
+        let food = append(&store, &parse(FOOD)).alert;
+        (food, append(&store, &parse(UPDATE)).alert)
+    };
+    assert!(!update.inherited_targets.is_empty());
+    {
+        // Back to version 2: no inherited_targets column.
+        let conn = rusqlite::Connection::open(&path).expect("raw open");
+        conn.execute_batch(
+            "ALTER TABLE alerts DROP COLUMN inherited_targets; PRAGMA user_version = 2;",
+        )
+        .expect("downgrade");
+    }
+    let store = SqliteStore::open(&path).expect("reopen migrates");
+    let migrated = store.get(update.seq).expect("get").expect("stored");
+    assert_eq!(migrated.inherited_targets, update.inherited_targets);
+    let original = store.get(food.seq).expect("get").expect("stored");
+    assert!(
+        original.inherited_targets.is_empty(),
+        "no references, nothing inherited"
+    );
 }
 
 #[test]

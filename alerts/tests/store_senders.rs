@@ -116,10 +116,13 @@ fn migrating_a_version_1_file_binds_stored_senders_to_their_first_publisher() {
         store.append(&other, "raw", &hand, 2).expect("other");
     }
     {
-        // Back to version 1: no senders table.
+        // Back to version 1: no senders table (nor version 3's column).
         let conn = rusqlite::Connection::open(&path).expect("raw open");
-        conn.execute_batch("DROP TABLE senders; PRAGMA user_version = 1;")
-            .expect("downgrade");
+        conn.execute_batch(
+            "DROP TABLE senders; ALTER TABLE alerts DROP COLUMN inherited_targets;
+             PRAGMA user_version = 1;",
+        )
+        .expect("downgrade");
     }
     let store = SqliteStore::open(&path).expect("reopen migrates");
     let county = as_region("county-operator@330106 xh", "330106", SenderRule::FirstUse);

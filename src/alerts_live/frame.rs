@@ -62,6 +62,7 @@ pub(super) fn test_alert(seq: u64, frame: Bytes) -> PublishedAlert {
         regions: vec![tiers::RegionCode::from_u32(330_100).expect("code")],
         msg_type: MsgType::Alert,
         references: Vec::new(),
+        inherited: Vec::new(),
         expires: None,
         frame,
     }

@@ -48,14 +48,7 @@ pub(super) fn rebuild(
             let age = Duration::from_secs(now_unix.saturating_sub(received));
             let at = now.checked_sub(age).unwrap_or(now);
             let alert = super::frame::for_live(stored.to_published());
-            let missing = missing_originals(&hub, std::slice::from_ref(&alert));
-            // An original the store cannot return costs the update part of its audience,
-            // not the start (logged, as on the live path).
-            let found = originals(store, &missing).unwrap_or_else(|err| {
-                tracing::warn!(%err, seq = stored.seq, "cannot read the alerts an update references");
-                Vec::new()
-            });
-            if let Err(err) = hub.publish_with_originals(alert, &found, at) {
+            if let Err(err) = hub.publish(alert, at) {
                 tracing::warn!(%err, seq = stored.seq, "alert not reloaded into the live hub");
             }
         }
@@ -87,7 +80,7 @@ pub(super) async fn run(
                 None => break,
             },
             _ = tick.tick() => {
-                let stale = pending.values().next().is_some_and(|(_, at, _)| at.elapsed() > GAP_WAIT);
+                let stale = pending.values().next().is_some_and(|(_, at)| at.elapsed() > GAP_WAIT);
                 if stale {
                     skipped = fill_gap(&hub, &store, &mut pending, skipped).await;
                     publish_ready(&mut hub, &mut pending, skipped, &mut times, &metrics);
@@ -103,9 +96,7 @@ pub(super) async fn run(
                 // The first hand-off of a number wins (with Redis, an instance's own publishes
                 // also come back through the log tail).
                 if alert.seq > hub.last_seq() && !pending.contains_key(&alert.seq) {
-                    let originals =
-                        read_originals(&hub, &store, std::slice::from_ref(&alert)).await;
-                    pending.insert(alert.seq, (*alert, Instant::now(), originals));
+                    pending.insert(alert.seq, (*alert, Instant::now()));
                 } else if hub
                     .retained(alert.seq)
                     .is_some_and(|had| had.frame != alert.frame)
@@ -156,73 +147,10 @@ pub(super) async fn run(
     }
 }
 
-/// An alert waiting for its turn: when it was handed over, and the alerts it updates or
-/// cancels that the hub no longer holds, read back from the store ([`read_originals`]).
-type Pending = (PublishedAlert, Instant, Vec<PublishedAlert>);
-
-/// Most referenced alerts read back for one Update or Cancel.
-const MAX_ORIGINALS: usize = 16;
-/// Longest the hub task waits for them (a store that hangs must not stall delivery): past
-/// it the update goes out to its own audience only (logged).
-const ORIGINALS_WAIT: Duration = Duration::from_millis(500);
-
-/// The numbers `alerts` reference that the hub no longer holds (an Update or Cancel of an
-/// old alert, or of one from before a restart), each once, at most [`MAX_ORIGINALS`] per
-/// alert.
-fn missing_originals(hub: &Hub, alerts: &[PublishedAlert]) -> Vec<u64> {
-    let mut missing: Vec<u64> = Vec::new();
-    for alert in alerts {
-        missing.extend(hub.missing_references(alert).take(MAX_ORIGINALS));
-    }
-    missing.sort_unstable();
-    missing.dedup();
-    missing
-}
-
-/// The originals of `alerts` the hub no longer holds, read back from the store so their
-/// updates still reach their audience: one blocking read for all of them, within
-/// [`ORIGINALS_WAIT`]. Rare, and a few point reads; on a store error or timeout the updates
-/// go out to their own audience only (logged).
-async fn read_originals(
-    hub: &Hub,
-    store: &Arc<dyn Store>,
-    alerts: &[PublishedAlert],
-) -> Vec<PublishedAlert> {
-    let missing = missing_originals(hub, alerts);
-    if missing.is_empty() {
-        return Vec::new();
-    }
-    let reader = store.clone();
-    let read = tokio::task::spawn_blocking(move || originals(reader.as_ref(), &missing));
-    let failed = match tokio::time::timeout(ORIGINALS_WAIT, read).await {
-        Ok(Ok(Ok(found))) => return found,
-        Ok(Ok(Err(err))) => err.to_string(),
-        Ok(Err(err)) => err.to_string(),
-        Err(_) => format!("no answer within {ORIGINALS_WAIT:?}"),
-    };
-    tracing::warn!(error = %failed, "cannot read the alerts an update references");
-    Vec::new()
-}
-
-/// The stored alerts numbered `seqs` as the hub routes an original: its own regions and
-/// those it inherited (an Update of an Update still reaches the first one's audience). Only
-/// the routing fields are needed: no frame is serialized.
-fn originals(store: &dyn Store, seqs: &[u64]) -> Result<Vec<PublishedAlert>, StoreError> {
-    let mut found = Vec::with_capacity(seqs.len());
-    for &seq in seqs {
-        let Some(stored) = store.get(seq)? else {
-            continue;
-        };
-        let mut original = stored.to_published_with(bytes::Bytes::new());
-        for region in &stored.inherited_regions {
-            if !original.regions.contains(region) {
-                original.regions.push(*region);
-            }
-        }
-        found.push(original);
-    }
-    Ok(found)
-}
+/// An alert waiting for its turn, and when it was handed over. An Update or Cancel carries
+/// the audience it inherits (`PublishedAlert::inherited`, resolved by the store), so nothing
+/// is read back for it here.
+type Pending = (PublishedAlert, Instant);
 
 /// Publishes the pending alerts that follow the hub's last sequence number (or the last
 /// unreadable one, `skipped`) without a gap.
@@ -237,9 +165,9 @@ fn publish_ready(
         if *entry.key() > hub.last_seq().max(skipped) + 1 {
             break;
         }
-        let (alert, at, originals) = entry.remove();
+        let (alert, at) = entry.remove();
         let (seq, kind) = (alert.seq, alert.kind);
-        match hub.publish_with_originals(alert, &originals, Instant::now()) {
+        match hub.publish(alert, Instant::now()) {
             Ok(()) => {
                 metrics.published.with_label_values(&[kind.as_str()]).inc();
                 if times.len() == TIMES {
@@ -277,19 +205,11 @@ async fn fill_gap(
                 count = missing.len(),
                 "live hand-off gap filled from the store"
             );
-            let alerts: Vec<PublishedAlert> = missing
-                .into_iter()
-                .filter(|stored| !pending.contains_key(&stored.seq))
-                .map(|stored| super::frame::for_live(stored.to_published()))
-                .collect();
-            // One read for the whole page's originals; each alert keeps those it references.
-            let originals = read_originals(hub, store, &alerts).await;
-            for alert in alerts {
-                let mine = (originals.iter())
-                    .filter(|o| alert.references.contains(&o.seq))
-                    .cloned()
-                    .collect();
-                pending.insert(alert.seq, (alert, Instant::now(), mine));
+            for stored in missing {
+                if !pending.contains_key(&stored.seq) {
+                    let alert = super::frame::for_live(stored.to_published());
+                    pending.insert(alert.seq, (alert, Instant::now()));
+                }
             }
         }
         Ok(Err(err)) => {

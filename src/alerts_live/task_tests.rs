@@ -22,12 +22,12 @@ fn out_of_order_hand_offs_are_published_in_sequence_order() {
     let mut pending = BTreeMap::new();
     let mut times = VecDeque::new();
     for seq in [2, 3, 1, 5] {
-        pending.insert(seq, (alert(seq), Instant::now(), Vec::new()));
+        pending.insert(seq, (alert(seq), Instant::now()));
         publish_ready(&mut hub, &mut pending, 0, &mut times, &metrics);
     }
     assert_eq!(hub.last_seq(), 3, "5 waits for 4");
     assert_eq!(pending.keys().copied().collect::<Vec<_>>(), [5]);
-    pending.insert(4, (alert(4), Instant::now(), Vec::new()));
+    pending.insert(4, (alert(4), Instant::now()));
     publish_ready(&mut hub, &mut pending, 0, &mut times, &metrics);
     let mut seqs = Vec::new();
     while let Some(Delivery::Alert { seq, .. }) = hub.pop(sub) {
@@ -45,7 +45,7 @@ fn numbers_the_store_cannot_read_are_not_waited_for() {
     let mut pending = BTreeMap::new();
     let mut times = VecDeque::new();
     for seq in [1, 4, 5] {
-        pending.insert(seq, (alert(seq), Instant::now(), Vec::new()));
+        pending.insert(seq, (alert(seq), Instant::now()));
     }
     publish_ready(&mut hub, &mut pending, 0, &mut times, &metrics);
     assert_eq!(hub.last_seq(), 1, "4 waits for 2 and 3");

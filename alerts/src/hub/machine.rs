@@ -9,7 +9,7 @@ use tiers::RegionTree;
 
 use super::config::{BufferCapacities, HubConfig, HubStats};
 use super::regions::{RegionIdx, RegionIndex};
-use super::retain::{Compiled, Entry, LiveSet, Ring, Target, own_targets};
+use super::retain::{Compiled, Entry, LiveSet, Ring, Target};
 use super::subs::{Mode, Sub, Subs};
 use super::types::{Delivery, DisconnectReason, Filter, HubError, HubEvent, PublishedAlert, SubId};
 
@@ -68,37 +68,11 @@ impl Hub {
     /// Fans out one stored alert: it joins the replay ring and the live set, and every live
     /// subscriber it reaches gets its frame queued (a refcount, no copy). Rejects a sequence
     /// number not above the last one, so a redelivered alert is never fanned out twice.
-    pub fn publish(&mut self, alert: PublishedAlert, now: Instant) -> Result<(), HubError> {
-        self.publish_with_originals(alert, &[], now)
-    }
-
-    /// The references of `alert` this hub no longer holds (neither in the replay ring nor in
-    /// the live set): an Update or Cancel of an old alert, or of one from before a restart.
-    /// A driver reads them back from the store and passes them to
-    /// [`publish_with_originals`](Self::publish_with_originals), so the update still reaches
-    /// the original's audience.
-    pub fn missing_references<'a>(
-        &'a self,
-        alert: &'a PublishedAlert,
-    ) -> impl Iterator<Item = u64> + 'a {
-        alert
-            .references
-            .iter()
-            .copied()
-            .filter(|&r| self.held(r).is_none())
-    }
-
-    /// [`publish`](Self::publish) with `originals`: referenced alerts the driver read back
-    /// from the store because this hub no longer holds them ([`missing_references`]); their
-    /// areas, kind and severity join the alert's audience like those of retained originals.
     ///
-    /// [`missing_references`]: Self::missing_references
-    pub fn publish_with_originals(
-        &mut self,
-        alert: PublishedAlert,
-        originals: &[PublishedAlert],
-        now: Instant,
-    ) -> Result<(), HubError> {
+    /// An Update or Cancel reaches its own areas, the audience it carries
+    /// ([`PublishedAlert::inherited`], resolved by the store), and that of each referenced
+    /// alert this hub still holds.
+    pub fn publish(&mut self, alert: PublishedAlert, now: Instant) -> Result<(), HubError> {
         if alert.seq <= self.last_seq {
             self.stats.rejected += 1;
             return Err(HubError::SeqNotIncreasing {
@@ -106,17 +80,19 @@ impl Hub {
                 last: self.last_seq,
             });
         }
-        let mut inherited: Vec<Target> = alert
-            .references
-            .iter()
+        let regions = &self.regions;
+        let carried = (alert.inherited.iter()).filter_map(|i| {
+            Some(Target {
+                region: regions.index(i.region)?,
+                kind: i.kind,
+                severity: i.severity,
+            })
+        });
+        let inherited: Vec<Target> = (alert.references.iter())
             .filter_map(|&r| self.held(r))
             .flat_map(|e| e.targets.iter().copied())
+            .chain(carried)
             .collect();
-        for original in originals {
-            if alert.references.contains(&original.seq) && self.held(original.seq).is_none() {
-                inherited.extend(own_targets(original, &self.regions));
-            }
-        }
         let entry = Arc::new(Entry::new(alert, &self.regions, inherited.iter(), now));
         let seq = entry.alert.seq;
         self.last_seq = seq;

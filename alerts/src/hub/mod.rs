@@ -90,6 +90,6 @@ mod types;
 pub use config::{BufferCapacities, HubConfig, HubStats};
 pub use machine::Hub;
 pub use types::{
-    AlertKind, Delivery, DisconnectReason, Filter, HubError, HubEvent, KindSet, MsgType,
+    AlertKind, Delivery, DisconnectReason, Filter, HubError, HubEvent, Inherited, KindSet, MsgType,
     PublishedAlert, Severity, SubId, UnknownName,
 };

@@ -200,10 +200,38 @@ pub struct PublishedAlert {
     pub msg_type: MsgType,
     /// Sequence numbers of the alerts an Update or Cancel supersedes (resolved by the store).
     pub references: Vec<u64>,
+    /// The audience it inherits from what it references, resolved by the store when it was
+    /// published: each referenced alert's areas with its kind and severity, and what that one
+    /// inherited in turn. The hub also adds the targets of references it still holds, so a
+    /// caller without this (tests, old records) still reaches retained originals' audience.
+    pub inherited: Vec<Inherited>,
     /// When it stops being live, unix seconds; `None`: until updated or cancelled.
     pub expires: Option<u64>,
     /// The message serialized once by the caller (e.g. the JSON text frame); shared, not copied.
     pub frame: Bytes,
+}
+
+/// One region an Update or Cancel reaches because an alert it references did, with that
+/// alert's kind and severity: subscribers who received the original receive its update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Inherited {
+    /// The original's area.
+    pub region: RegionCode,
+    /// The original's kind.
+    pub kind: AlertKind,
+    /// The original's severity.
+    pub severity: Severity,
+}
+
+impl Inherited {
+    /// `targets` reduced to one entry per (region, kind), the gravest severity kept: that
+    /// reaches the same subscribers (a filter takes everything from its lowest severity up)
+    /// and bounds the list by the region tree, however long a chain of updates grows.
+    pub fn reduce(mut targets: Vec<Inherited>) -> Vec<Inherited> {
+        targets.sort_unstable_by_key(|t| (t.region, t.kind, std::cmp::Reverse(t.severity)));
+        targets.dedup_by(|later, first| later.region == first.region && later.kind == first.kind);
+        targets
+    }
 }
 
 /// What a subscriber asked for.

@@ -24,11 +24,11 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tiers::RegionCode;
 
 use super::senders::{self, Publisher, SenderRule};
-use super::sqlite::{COLUMNS, join_list, select, severity_from_rank, to_sql_seq};
+use super::sqlite::{COLUMNS, inherited_text, join_list, select, select_one, to_sql_seq};
 use super::types::public_id;
 use super::{Appended, StoreError, StoredAlert};
 use crate::cap::{Alert, CapError, Reference, Status, write_xml};
-use crate::hub::{AlertKind, MsgType, Severity};
+use crate::hub::{AlertKind, Inherited, MsgType, Severity};
 
 /// Longest `publisher` (a token subject): bounded like every other input.
 const MAX_PUBLISHER_BYTES: usize = 256;
@@ -157,6 +157,29 @@ pub(super) struct Target {
     pub(super) severity: Severity,
     /// Its own and inherited regions.
     pub(super) regions: Vec<RegionCode>,
+    /// The audience an alert referencing it inherits: its own areas × its kind and severity,
+    /// and its own inherited targets.
+    pub(super) reach: Vec<Inherited>,
+}
+
+impl Target {
+    /// [`Target::reach`] of an alert with `own` areas, `kind`, `severity` and `inherited`
+    /// targets.
+    pub(super) fn reach_of(
+        own: &[RegionCode],
+        kind: AlertKind,
+        severity: Severity,
+        inherited: &[Inherited],
+    ) -> Vec<Inherited> {
+        (own.iter())
+            .map(|&region| Inherited {
+                region,
+                kind,
+                severity,
+            })
+            .chain(inherited.iter().copied())
+            .collect()
+    }
 }
 
 /// `p` as the record to store, numbered `seq`, with what its `targets` (the resolved
@@ -191,6 +214,12 @@ pub(super) fn build(
         status: p.status,
         regions: p.regions,
         inherited_regions: inherited.into_iter().collect(),
+        inherited_targets: Inherited::reduce(
+            targets
+                .iter()
+                .flat_map(|t| t.reach.iter().copied())
+                .collect(),
+        ),
         references: targets.iter().map(|t| t.seq).collect(),
         publisher: p.publisher,
         received_unix: p.received_unix,
@@ -300,8 +329,9 @@ pub(super) fn insert(
     tx.execute(
         "INSERT INTO alerts (seq, sender, identifier, sent_unix, expires_unix, kind, severity,
              msg_type, status, regions, inherited_regions, refs, publisher, received_unix,
-             xml, json, raw)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+             xml, json, raw, inherited_targets)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+             ?18)",
         params![
             seq,
             a.sender,
@@ -320,6 +350,9 @@ pub(super) fn insert(
             a.xml,
             a.json,
             raw,
+            (a.inherited_targets.iter().map(inherited_text))
+                .collect::<Vec<_>>()
+                .join(","),
         ],
     )?;
     let mut region =
@@ -383,19 +416,13 @@ fn resolve(
     p: &Prepared,
     may_reach: Reach<'_>,
 ) -> Result<Vec<Target>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT seq, sent_unix, kind, severity FROM alerts WHERE sender = ?1 AND identifier = ?2",
-    )?;
-    let mut regions = conn.prepare_cached("SELECT region FROM alert_regions WHERE seq = ?1")?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM alerts a WHERE a.sender = ?1 AND a.identifier = ?2"
+    ))?;
     let mut targets: Vec<Target> = Vec::new();
     for r in &p.references {
-        let row: Option<(i64, i64, String, i64)> = stmt
-            .query_row(params![r.sender, r.identifier], |row| {
-                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-            })
-            .optional()?;
-        let found = row.filter(|(_, sent, _, _)| *sent == r.sent.unix_seconds());
-        let Some((seq, _, kind, severity)) = found else {
+        let row = select_one(&mut stmt, params![r.sender, r.identifier])?;
+        let Some(a) = row.filter(|a| a.sent_unix == r.sent.unix_seconds()) else {
             if p.must_resolve() {
                 return Err(StoreError::UnknownReference {
                     reference: r.to_string(),
@@ -403,29 +430,19 @@ fn resolve(
             }
             continue;
         };
-        let corrupt = |reason: String| StoreError::Corrupt {
-            seq: seq.unsigned_abs(),
-            reason,
-        };
-        if targets.iter().any(|t| t.seq == seq.unsigned_abs()) {
+        if targets.iter().any(|t| t.seq == a.seq) {
             continue;
         }
-        let kind = kind.parse().map_err(|e| corrupt(format!("{e}")))?;
-        let severity =
-            severity_from_rank(severity).ok_or_else(|| corrupt(format!("severity {severity}")))?;
-        let mut codes = Vec::new();
-        for code in regions.query_map(params![seq], |r| r.get::<_, u32>(0))? {
-            let code = code?;
-            codes.push(
-                RegionCode::from_u32(code).map_err(|e| corrupt(format!("region {code}: {e}")))?,
-            );
-        }
-        check_reach(r, &codes, may_reach)?;
+        let mut regions = a.regions.clone();
+        regions.extend(&a.inherited_regions);
+        check_reach(r, &regions, may_reach)?;
+        let reach = Target::reach_of(&a.regions, a.kind, a.severity, &a.inherited_targets);
         targets.push(Target {
-            seq: seq.unsigned_abs(),
-            kind,
-            severity,
-            regions: codes,
+            seq: a.seq,
+            kind: a.kind,
+            severity: a.severity,
+            regions,
+            reach,
         });
     }
     Ok(targets)

@@ -284,6 +284,7 @@ impl RedisStore {
             if targets.iter().any(|t| t.seq == a.seq) {
                 continue;
             }
+            let reach = Target::reach_of(&a.regions, a.kind, a.severity, &a.inherited_targets);
             let mut regions = a.regions;
             regions.extend(a.inherited_regions);
             check_reach(r, &regions, may_reach)?;
@@ -292,6 +293,7 @@ impl RedisStore {
                 kind: a.kind,
                 severity: a.severity,
                 regions,
+                reach,
             });
         }
         Ok(targets)

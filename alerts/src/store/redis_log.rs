@@ -33,6 +33,7 @@ use super::types::public_id;
 use super::{StoreError, StoredAlert};
 use crate::cap::Status;
 use crate::convert::{msg_type_str, parse_msg_type};
+use crate::hub::Inherited;
 
 /// The append script (see the module docs). KEYS: log, ids, senders. ARGV: identity, record,
 /// raw, sender, publisher region, sender rule (`first` or `configured`).
@@ -101,6 +102,10 @@ struct Record {
     received: i64,
     xml: String,
     json: String,
+    /// [`StoredAlert::inherited_targets`] as `(region, kind, severity rank)`; absent in
+    /// records written before it existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    targets: Vec<(u32, String, u8)>,
 }
 
 /// The `rec` field for `a`.
@@ -121,6 +126,15 @@ pub(super) fn encode(a: &StoredAlert) -> String {
         received: a.received_unix,
         xml: a.xml.clone(),
         json: a.json.clone(),
+        targets: (a.inherited_targets.iter())
+            .map(|t| {
+                (
+                    t.region.as_u32(),
+                    t.kind.as_str().to_owned(),
+                    t.severity as u8,
+                )
+            })
+            .collect(),
     };
     // Strings, numbers and lists only: serializing cannot fail.
     serde_json::to_string(&record).unwrap_or_default()
@@ -260,6 +274,17 @@ fn decode(seq: u64, rec: &str) -> Result<StoredAlert, StoreError> {
             .map_err(|e| bad(format!("{e}")))?,
         regions: codes(&r.regions)?,
         inherited_regions: codes(&r.inherited)?,
+        inherited_targets: (r.targets.iter())
+            .map(|(code, kind, rank)| {
+                Ok(Inherited {
+                    region: RegionCode::from_u32(*code)
+                        .map_err(|e| bad(format!("target region {code}: {e}")))?,
+                    kind: kind.parse().map_err(|e| bad(format!("target {e}")))?,
+                    severity: severity_from_rank(i64::from(*rank))
+                        .ok_or_else(|| bad(format!("target severity {rank}")))?,
+                })
+            })
+            .collect::<Result<_, StoreError>>()?,
         references: r.refs,
         sender: r.sender,
         identifier: r.identifier,
@@ -336,6 +361,11 @@ mod tests {
             status: Status::Actual,
             regions: vec![RegionCode::from_u32(330_106).expect("code")],
             inherited_regions: vec![RegionCode::from_u32(330_100).expect("code")],
+            inherited_targets: vec![Inherited {
+                region: RegionCode::from_u32(330_100).expect("code"),
+                kind: AlertKind::Food,
+                severity: Severity::Extreme,
+            }],
             references: vec![3],
             publisher: "user:1".to_owned(),
             received_unix: 1_750_000_001,
@@ -367,6 +397,22 @@ mod tests {
         let entry = slot.entry.expect("readable");
         assert_eq!(entry.alert, a);
         assert_eq!(entry.raw, "<r/>");
+    }
+
+    #[test]
+    fn records_written_before_inherited_targets_still_read() {
+        let a = sample();
+        let mut rec: serde_json::Value = serde_json::from_str(&encode(&a)).expect("json");
+        assert!(rec["targets"].is_array(), "{rec}");
+        rec.as_object_mut().expect("object").remove("targets");
+        let old = decode(7, &rec.to_string()).expect("an older record");
+        assert!(old.inherited_targets.is_empty());
+        assert_eq!(old.inherited_regions, a.inherited_regions);
+        rec["targets"] = serde_json::json!([[330_100, "nonsense", 3]]);
+        assert!(
+            decode(7, &rec.to_string()).is_err(),
+            "a bad target is corrupt"
+        );
     }
 
     #[test]

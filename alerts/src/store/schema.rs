@@ -1,6 +1,6 @@
 //! The SQLite schema, its migrations, and the connection settings durability rests on.
 //!
-//! # Tables (version 2)
+//! # Tables (version 3)
 //! ```text
 //! alerts            seq INTEGER PRIMARY KEY        -- gap-free, assigned in append's transaction
 //!                   sender, identifier             -- UNIQUE: CAP's identity, idempotency key
@@ -11,6 +11,7 @@
 //!                   refs TEXT                      -- comma-separated referenced seqs
 //!                   publisher, received_unix       -- audit
 //!                   xml, json, raw TEXT            -- normalized XML, compact JSON, as received
+//!                   inherited_targets TEXT         -- (v3) region:kind:severity, comma-separated
 //! alert_regions     (region, seq) PK, own          -- own + inherited regions, for region search
 //! alert_references  (ref_seq, seq) PK              -- "what updated or cancelled #ref_seq"
 //! alerts_fts        fts5(body, tokenize=trigram)   -- rowid = seq; the searchable text
@@ -83,6 +84,23 @@ const MIGRATIONS: &[&str] = &[
         WHERE instr(publisher, '@') > 0
           AND substr(publisher, instr(publisher, '@') + 1, 6) GLOB '[1-9][0-9][0-9][0-9][0-9][0-9]'
         ORDER BY seq;",
+    // 3: the audience an alert inherits from its references (`region:kind:severity`, one per
+    // region and kind, gravest severity), so live delivery routes an Update or Cancel without
+    // reading its originals back. Stored alerts get it from their references' regions (own
+    // and inherited) with each reference's kind and severity: exact for one level, and for a
+    // chain of updates it assumes an update keeps its original's kind (a Cancel takes it).
+    "ALTER TABLE alerts ADD COLUMN inherited_targets TEXT NOT NULL DEFAULT '';
+    UPDATE alerts SET inherited_targets = COALESCE((
+        SELECT group_concat(region || ':' || kind || ':' || severity, ',') FROM (
+            SELECT rg.region AS region, o.kind AS kind, MAX(o.severity) AS severity
+            FROM alert_references ar
+            JOIN alerts o ON o.seq = ar.ref_seq
+            JOIN alert_regions rg ON rg.seq = o.seq
+            WHERE ar.seq = alerts.seq
+            GROUP BY rg.region, o.kind
+            ORDER BY rg.region, o.kind)
+    ), '')
+    WHERE refs != '';",
 ];
 
 /// Settings of every connection: wait up to `busy_timeout` for another writer's lock instead

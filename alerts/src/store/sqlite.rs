@@ -14,7 +14,7 @@ use super::types::{MAX_PAGE, public_id};
 use super::{Appended, ArchiveQuery, Page, Store, StoreError, StoredAlert};
 use crate::cap::{Alert, DEFAULT_MAX_SIZE};
 use crate::convert::parse_msg_type;
-use crate::hub::Severity;
+use crate::hub::{Inherited, Severity};
 
 /// Tunables of a [`SqliteStore`].
 #[derive(Debug, Clone)]
@@ -275,7 +275,7 @@ pub(super) fn to_sql_seq(seq: u64) -> i64 {
 /// The columns `RawRow::read` expects, from table alias `a`.
 pub(super) const COLUMNS: &str = "a.seq, a.sender, a.identifier, a.sent_unix, a.expires_unix, \
     a.kind, a.severity, a.msg_type, a.status, a.regions, a.inherited_regions, a.refs, \
-    a.publisher, a.received_unix, a.xml, a.json";
+    a.publisher, a.received_unix, a.xml, a.json, a.inherited_targets";
 
 /// Runs a `SELECT {COLUMNS} …` and converts every row.
 pub(super) fn select(
@@ -290,6 +290,18 @@ pub(super) fn select(
         out.push(row?.convert()?);
     }
     Ok(out)
+}
+
+/// Runs a prepared `SELECT {COLUMNS} …` that matches at most one row.
+pub(super) fn select_one(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    params: impl rusqlite::Params,
+) -> Result<Option<StoredAlert>, StoreError> {
+    let mut rows = stmt.query_map(params, RawRow::read)?;
+    match rows.next() {
+        Some(row) => Ok(Some(row?.convert()?)),
+        None => Ok(None),
+    }
 }
 
 /// A row's columns as SQLite gave them; [`RawRow::convert`] checks and types them.
@@ -310,6 +322,7 @@ struct RawRow {
     received_unix: i64,
     xml: String,
     json: String,
+    inherited_targets: String,
 }
 
 impl RawRow {
@@ -331,6 +344,7 @@ impl RawRow {
             received_unix: row.get(13)?,
             xml: row.get(14)?,
             json: row.get(15)?,
+            inherited_targets: row.get(16)?,
         })
     }
 
@@ -351,6 +365,8 @@ impl RawRow {
             inherited_regions: parse_list(&self.inherited_regions, RegionCode::parse)
                 .map_err(corrupt)?,
             references: parse_list(&self.refs, str::parse::<u64>).map_err(corrupt)?,
+            inherited_targets: parse_list(&self.inherited_targets, parse_inherited)
+                .map_err(corrupt)?,
             sender: self.sender,
             identifier: self.identifier,
             sent_unix: self.sent_unix,
@@ -381,6 +397,30 @@ fn parse_list<T, E: std::fmt::Display>(
     text.split(',')
         .map(|item| parse(item).map_err(|e| format!("list item `{item}`: {e}")))
         .collect()
+}
+
+/// One entry of the `inherited_targets` column: `region:kind:severity rank`
+/// (`330100:food:3`).
+pub(super) fn inherited_text(i: &Inherited) -> String {
+    format!("{}:{}:{}", i.region, i.kind.as_str(), i.severity as u8)
+}
+
+/// Reads an entry written by [`inherited_text`].
+fn parse_inherited(text: &str) -> Result<Inherited, String> {
+    let mut parts = text.split(':');
+    let (Some(region), Some(kind), Some(rank), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err("not region:kind:severity".to_owned());
+    };
+    let rank: i64 = rank.parse().map_err(|_| format!("severity {rank}"))?;
+    Ok(Inherited {
+        region: RegionCode::parse(region).map_err(|e| e.to_string())?,
+        kind: kind
+            .parse()
+            .map_err(|e: crate::hub::UnknownName| e.to_string())?,
+        severity: severity_from_rank(rank).ok_or_else(|| format!("severity {rank}"))?,
+    })
 }
 
 /// Writes a list as the `regions`, `inherited_regions` and `refs` columns hold it.

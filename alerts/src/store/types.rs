@@ -12,7 +12,7 @@ use tiers::RegionCode;
 
 use super::StoreError;
 use crate::cap::{Alert, CapError, Status};
-use crate::hub::{AlertKind, KindSet, MsgType, PublishedAlert, Severity};
+use crate::hub::{AlertKind, Inherited, KindSet, MsgType, PublishedAlert, Severity};
 
 /// Largest page of [`Store::query`](super::Store::query) and batch of
 /// [`Store::since`](super::Store::since): 500 alerts of a few KiB each keeps one response in
@@ -53,6 +53,12 @@ pub struct StoredAlert {
     /// Regions of the alerts it references (their own and inherited), sorted; empty for a
     /// plain Alert.
     pub inherited_regions: Vec<RegionCode>,
+    /// The audience it inherits: each referenced alert's own areas with that alert's kind and
+    /// severity, plus what that one inherited, one entry per (region, kind) with the gravest
+    /// severity ([`Inherited::reduce`]). Live delivery routes an Update or Cancel with it
+    /// without reading the originals back. Empty for an alert without references (and for
+    /// records of the Redis log written before schema 3 added it).
+    pub inherited_targets: Vec<Inherited>,
     /// Sequence numbers of the alerts its `references` name, in document order.
     pub references: Vec<u64>,
     /// Who published it (the token's principal).
@@ -87,12 +93,14 @@ impl StoredAlert {
         self.to_published_with(self.frame())
     }
 
-    /// What the hub fans out, with a frame the caller serialized. Regions are the alert's own,
-    /// or, for an alert without areas (a bare Cancel), the inherited ones: the hub finds the
-    /// audience of a reference in its ring, and this keeps a Cancel routed when the original
-    /// has left it.
+    /// What the hub fans out, with a frame the caller serialized: its own regions, kind and
+    /// severity, and the audience it inherited ([`StoredAlert::inherited_targets`]), so an
+    /// Update or Cancel reaches its originals' subscribers even when the hub no longer holds
+    /// them.
     pub fn to_published_with(&self, frame: Bytes) -> PublishedAlert {
-        let regions = if self.regions.is_empty() {
+        // A record without inherited targets (written before they were stored) routes a bare
+        // Cancel by the regions it inherited, as before.
+        let regions = if self.regions.is_empty() && self.inherited_targets.is_empty() {
             self.inherited_regions.clone()
         } else {
             self.regions.clone()
@@ -105,6 +113,7 @@ impl StoredAlert {
             regions,
             msg_type: self.msg_type,
             references: self.references.clone(),
+            inherited: self.inherited_targets.clone(),
             expires: self.expires_unix.map(|t| u64::try_from(t).unwrap_or(0)),
             frame,
         }

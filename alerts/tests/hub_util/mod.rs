@@ -20,6 +20,7 @@ pub fn alert(seq: u64, regions: &[u32], kind: AlertKind, severity: Severity) -> 
         regions: regions.iter().map(|&c| code(c)).collect(),
         msg_type: MsgType::Alert,
         references: Vec::new(),
+        inherited: Vec::new(),
         expires: None,
         frame: Bytes::from(format!("frame {seq}")),
     }
