@@ -23,7 +23,7 @@ use nix::errno::Errno;
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg};
 
 use super::demux::{AddrTable, Demuxed, UfragTable};
-use super::metrics::SfuMetrics;
+use super::metrics::{DropReason, SfuMetrics};
 use super::net::MAX_DATAGRAM;
 use super::worker::WorkerMsg;
 
@@ -256,16 +256,16 @@ pub(crate) fn udp_receive_loop(
         pool.reclaim();
         for (i, g) in got.iter().take(n).enumerate() {
             if g.len > MAX_DATAGRAM || g.truncated {
-                metrics.dropped("oversize");
+                metrics.dropped(DropReason::Oversize);
                 continue;
             }
             let (Some(source), Some(data)) = (g.source, buffers.get(i * SLOT..i * SLOT + g.len))
             else {
-                metrics.dropped("unknown_sender");
+                metrics.dropped(DropReason::UnknownSender);
                 continue;
             };
             let Demuxed::Route(route) = table.route(source, data, ufrags) else {
-                metrics.dropped("unknown_sender");
+                metrics.dropped(DropReason::UnknownSender);
                 continue;
             };
             let Some(slot) = filling.get_mut(route.worker) else {
@@ -276,7 +276,7 @@ pub(crate) fn udp_receive_loop(
             }
             match slot {
                 Some(batch) => batch.push(route.session, source, data),
-                None => metrics.dropped("queue_full"),
+                None => metrics.dropped(DropReason::QueueFull),
             }
         }
         for (worker, slot) in workers.iter().zip(filling.iter_mut()) {
@@ -288,7 +288,7 @@ pub(crate) fn udp_receive_loop(
                 Ok(()) => {}
                 Err(TrySendError::Full(msg)) => {
                     if let WorkerMsg::Batch(batch) = msg {
-                        metrics.dropped_many("queue_full", batch.len());
+                        metrics.dropped_many(DropReason::QueueFull, batch.len());
                         pool.put(batch);
                     }
                 }

@@ -24,7 +24,7 @@ pub struct SfuMetrics {
     pub ice_failures: IntCounter,
     /// `hubcast_sfu_dropped_packets_total{reason}`: invalid or unroutable input.
     pub dropped_packets: IntCounterVec,
-    /// `dropped_packets` resolved per `DROP_REASONS` entry, same order: counting a drop is an
+    /// `dropped_packets` resolved per [`DropReason`], indexed by it: counting a drop is an
     /// atomic add, not a label lookup (drops come per datagram under a flood).
     drops: Vec<IntCounter>,
     /// `hubcast_sfu_send_errors_total`: datagrams the kernel refused to send.
@@ -46,17 +46,54 @@ pub struct SfuMetrics {
 /// Why the SFU closed an ICE-TCP connection (the label's whole value set).
 pub const TCP_CLOSE_REASONS: [&str; 4] = ["full", "no_session", "idle", "write_stalled"];
 
-/// Reasons a packet is dropped (the label's whole value set).
-pub const DROP_REASONS: [&str; 8] = [
-    "unknown_sender",
-    "unknown_session",
-    "unparseable",
-    "not_accepted",
-    "rejected",
-    "queue_full",
-    "oversize",
-    "unknown_rid",
-];
+/// Why a datagram was dropped: the `reason` label of `hubcast_sfu_dropped_packets_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// From an address no session owns, and not a STUN request naming one.
+    UnknownSender,
+    /// Routed to a session the worker no longer has (it just ended).
+    UnknownSession,
+    /// Not STUN, DTLS, RTP or RTCP (RFC 7983 first byte), or truncated.
+    Unparseable,
+    /// str0m would not take it in the session's state.
+    NotAccepted,
+    /// str0m took it and refused it (bad SRTP authentication, replay, malformed).
+    Rejected,
+    /// The worker's inbox or batch pool was full.
+    QueueFull,
+    /// Larger than any datagram the SFU reads.
+    Oversize,
+    /// Simulcast RTP whose rid the publisher's track does not have.
+    UnknownRid,
+}
+
+impl DropReason {
+    /// Every reason, in declaration order (the label's whole value set).
+    pub const ALL: [DropReason; 8] = [
+        DropReason::UnknownSender,
+        DropReason::UnknownSession,
+        DropReason::Unparseable,
+        DropReason::NotAccepted,
+        DropReason::Rejected,
+        DropReason::QueueFull,
+        DropReason::Oversize,
+        DropReason::UnknownRid,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::UnknownSender => "unknown_sender",
+            DropReason::UnknownSession => "unknown_session",
+            DropReason::Unparseable => "unparseable",
+            DropReason::NotAccepted => "not_accepted",
+            DropReason::Rejected => "rejected",
+            DropReason::QueueFull => "queue_full",
+            DropReason::Oversize => "oversize",
+            DropReason::UnknownRid => "unknown_rid",
+        }
+    }
+}
 
 impl SfuMetrics {
     /// Creates the metrics and registers them into `registry`.
@@ -124,9 +161,9 @@ impl SfuMetrics {
         for reason in TCP_CLOSE_REASONS {
             tcp_closed.with_label_values(&[reason]);
         }
-        let drops = DROP_REASONS
+        let drops = DropReason::ALL
             .iter()
-            .map(|reason| dropped_packets.with_label_values(&[reason]))
+            .map(|reason| dropped_packets.with_label_values(&[reason.as_str()]))
             .collect();
         for direction in ["from_viewers", "to_publishers"] {
             keyframe_requests.with_label_values(&[direction]);
@@ -166,18 +203,16 @@ impl SfuMetrics {
         Ok(metrics)
     }
 
-    /// Counts a dropped datagram. `reason` must be one of `DROP_REASONS`.
-    pub fn dropped(&self, reason: &'static str) {
+    /// Counts a dropped datagram.
+    pub fn dropped(&self, reason: DropReason) {
         self.dropped_many(reason, 1);
     }
 
-    /// Counts `n` datagrams dropped for the same reason (one of `DROP_REASONS`).
-    pub fn dropped_many(&self, reason: &'static str, n: usize) {
-        debug_assert!(DROP_REASONS.contains(&reason));
+    /// Counts `n` datagrams dropped for the same reason.
+    pub fn dropped_many(&self, reason: DropReason, n: usize) {
         let n = u64::try_from(n).unwrap_or(u64::MAX);
-        match DROP_REASONS.iter().position(|r| *r == reason) {
-            Some(i) => self.drops[i].inc_by(n),
-            None => self.dropped_packets.with_label_values(&[reason]).inc_by(n),
+        if let Some(counter) = self.drops.get(reason as usize) {
+            counter.inc_by(n);
         }
     }
 }

@@ -36,7 +36,7 @@ pub use api::{
 };
 pub use config::SfuConfig;
 pub use demux::stun_local_ufrag;
-pub use metrics::SfuMetrics;
+pub use metrics::{DropReason, SfuMetrics};
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::Arc;

@@ -10,6 +10,7 @@ use str0m::rtp::RtpPacket;
 
 use super::api::{LayerChoice, PlaySource, PublisherInfo, RoomInfo, SessionKind, SfuError};
 use super::config::SfuConfig;
+use super::metrics::DropReason;
 use super::session::{RxStream, TxStream};
 use super::worker::Worker;
 use crate::core;
@@ -184,7 +185,7 @@ impl Worker {
                     Some(r) => match rids.iter().position(|x| *x == r) {
                         Some(i) => i as u8,
                         None => {
-                            self.shared.metrics.dropped("unknown_rid");
+                            self.shared.metrics.dropped(DropReason::UnknownRid);
                             return;
                         }
                     },

@@ -20,7 +20,7 @@ use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
 use super::demux::{AddrTable, Demuxed, UfragTable};
-use super::metrics::SfuMetrics;
+use super::metrics::{DropReason, SfuMetrics};
 use super::net::MAX_DATAGRAM;
 use super::worker::{Datagram, WorkerMsg};
 
@@ -172,12 +172,12 @@ fn connection(
         };
         heard = Instant::now();
         if len > MAX_DATAGRAM {
-            metrics.dropped("oversize");
+            metrics.dropped(DropReason::Oversize);
             continue;
         }
         let data = &frame[..len];
         let Demuxed::Route(route) = table.route(remote, data, ufrags) else {
-            metrics.dropped("unknown_sender");
+            metrics.dropped(DropReason::UnknownSender);
             continue;
         };
         let Some(worker) = workers.get(route.worker) else {
@@ -205,7 +205,7 @@ fn connection(
         });
         match worker.try_send(msg) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => metrics.dropped("queue_full"),
+            Err(TrySendError::Full(_)) => metrics.dropped(DropReason::QueueFull),
             // The worker is gone: the SFU is shutting down.
             Err(TrySendError::Disconnected(_)) => break,
         }

@@ -16,7 +16,7 @@ use super::command::Command;
 use super::config::SfuConfig;
 use super::demux::UfragTable;
 use super::ingress::{Batch, Recycler};
-use super::metrics::SfuMetrics;
+use super::metrics::{DropReason, SfuMetrics};
 use super::room::RoomSlot;
 use super::session::Session;
 
@@ -212,21 +212,21 @@ impl Worker {
     ) {
         let metrics = &self.shared.metrics;
         let Some(session) = self.sessions.get_mut(&id) else {
-            metrics.dropped("unknown_session");
+            metrics.dropped(DropReason::UnknownSession);
             return;
         };
         let Ok(receive) = Receive::new(proto, source, destination, data) else {
-            metrics.dropped("unparseable");
+            metrics.dropped(DropReason::Unparseable);
             return;
         };
         let input = Input::Receive(at, receive);
         if !session.rtc.accepts(&input) {
-            metrics.dropped("not_accepted");
+            metrics.dropped(DropReason::NotAccepted);
             return;
         }
         if let Err(err) = session.rtc.handle_input(input) {
             tracing::debug!(session = id, error = %err, "input rejected");
-            metrics.dropped("rejected");
+            metrics.dropped(DropReason::Rejected);
         }
         // str0m holds one received RTP packet until the next `poll_output` (RTP mode), so the
         // session is drained now; the sessions its events touch wait for the flush.
