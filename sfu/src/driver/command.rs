@@ -74,7 +74,7 @@ impl Worker {
             } => {
                 let result = self
                     .check_access(&target)
-                    .and_then(|()| self.set_layer(&target.room, target.id, choice));
+                    .and_then(|()| self.set_layer(target.id, choice));
                 let _ = reply.send(result);
             }
             Command::Room { room, reply } => {
@@ -87,7 +87,7 @@ impl Worker {
             } => {
                 let result = self
                     .check_access(&target)
-                    .and_then(|()| self.patch(&target.room, target.id, &frag));
+                    .and_then(|()| self.patch(target.id, &frag));
                 self.flush();
                 let _ = reply.send(result);
             }
@@ -134,11 +134,8 @@ impl Worker {
             return Err(SfuError::Full("peers in this room"));
         }
         let now = Instant::now();
-        let ufrag = format!("hc{id:x}{:04x}", rand_u16(id));
-        let creds = IceCreds {
-            ufrag: ufrag.clone(),
-            pass: random_password(id),
-        };
+        let creds = local_creds(id, 0);
+        let ufrag = creds.ufrag.clone();
         let (rtc, answer) = session::accept(
             config,
             &req.kind,
@@ -197,13 +194,7 @@ impl Worker {
         if let Some(slot) = self.rooms.get_mut(&room) {
             slot.add_session(id);
         }
-        self.shared.ufrags.insert(
-            &ufrag,
-            Route {
-                worker: self.index,
-                session: id,
-            },
-        );
+        self.route_ufrag(&ufrag, id);
         self.shared.metrics.peers.inc();
         self.mark_dirty(id);
         self.flush();
@@ -213,17 +204,24 @@ impl Worker {
         })
     }
 
-    /// Applies a trickle-ICE SDP fragment. New `ice-ufrag`/`ice-pwd` mean an ICE restart: the
-    /// session gets fresh local credentials (returned as the answer fragment, with our
-    /// candidates); the same credentials with candidates are trickle (nothing to answer: an
-    /// ICE-lite server learns the client's address from its checks anyway).
-    fn patch(&mut self, room: &str, id: u64, frag: &str) -> Result<Option<String>, SfuError> {
+    /// Receivers route STUN naming `ufrag` to session `id` on this worker.
+    fn route_ufrag(&self, ufrag: &str, id: u64) {
+        let route = Route {
+            worker: self.index,
+            session: id,
+        };
+        self.shared.ufrags.insert(ufrag, route);
+    }
+
+    /// Applies a trickle-ICE SDP fragment to session `id` (access already checked). New
+    /// `ice-ufrag`/`ice-pwd` mean an ICE restart: the session gets fresh local credentials
+    /// (returned as the answer fragment, with our candidates); the same credentials with
+    /// candidates are trickle (nothing to answer: an ICE-lite server learns the client's
+    /// address from its checks anyway).
+    fn patch(&mut self, id: u64, frag: &str) -> Result<Option<String>, SfuError> {
         let Some(session) = self.sessions.get_mut(&id) else {
             return Err(SfuError::NoSuchSession);
         };
-        if &*session.room != room {
-            return Err(SfuError::NoSuchSession);
-        }
         let parsed = session::parse_frag(frag)?;
         for candidate in parsed.candidates {
             session.rtc.add_remote_candidate(candidate);
@@ -240,40 +238,28 @@ impl Worker {
             }
             _ => None,
         };
-        let answer = match restart {
-            Some(remote) => {
-                let ufrag = format!("hc{id:x}{:04x}", rand_u16(id ^ 0x5a5a));
-                let local = IceCreds {
-                    ufrag: ufrag.clone(),
-                    pass: random_password(id),
-                };
-                let mut api = session.rtc.direct_api();
-                api.set_local_ice_credentials(local.clone());
-                api.set_remote_ice_credentials(remote.clone());
-                self.shared.ufrags.remove(&session.ufrag);
-                self.shared.ufrags.insert(
-                    &ufrag,
-                    Route {
-                        worker: self.index,
-                        session: id,
-                    },
-                );
-                session.ufrag = ufrag;
-                session.remote_ufrag = remote.ufrag;
-                let mut text = format!(
-                    "a=ice-ufrag:{}\r\na=ice-pwd:{}\r\n",
-                    local.ufrag, local.pass
-                );
-                for line in &session.candidate_lines {
-                    text.push_str(line);
-                    text.push_str("\r\n");
-                }
-                Some(text)
-            }
-            None => None,
+        let Some(remote) = restart else {
+            session.queue(&mut self.dirty);
+            return Ok(None);
         };
+        let local = local_creds(id, 0x5a5a);
+        let mut api = session.rtc.direct_api();
+        api.set_local_ice_credentials(local.clone());
+        api.set_remote_ice_credentials(remote.clone());
+        let old = std::mem::replace(&mut session.ufrag, local.ufrag.clone());
+        session.remote_ufrag = remote.ufrag;
+        let mut answer = format!(
+            "a=ice-ufrag:{}\r\na=ice-pwd:{}\r\n",
+            local.ufrag, local.pass
+        );
+        for line in &session.candidate_lines {
+            answer.push_str(line);
+            answer.push_str("\r\n");
+        }
         session.queue(&mut self.dirty);
-        Ok(answer)
+        self.shared.ufrags.remove(&old);
+        self.route_ufrag(&local.ufrag, id);
+        Ok(Some(answer))
     }
 
     pub(crate) fn remove_session(&mut self, id: u64, why: &'static str) {
@@ -306,6 +292,15 @@ impl Worker {
 }
 
 /// A 16-bit value mixed from `seed` and the clock, for ufrag uniqueness across restarts.
+/// Fresh local ICE credentials for session `id`: a ufrag unique on the node (`salt` varies it
+/// across an ICE restart) and an unguessable password.
+fn local_creds(id: u64, salt: u64) -> IceCreds {
+    IceCreds {
+        ufrag: format!("hc{id:x}{:04x}", rand_u16(id ^ salt)),
+        pass: random_password(id),
+    }
+}
+
 fn rand_u16(seed: u64) -> u16 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

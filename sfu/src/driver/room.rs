@@ -288,18 +288,12 @@ impl Worker {
         self.pump_room(&room);
     }
 
-    pub(crate) fn set_layer(
-        &mut self,
-        room: &str,
-        id: u64,
-        choice: LayerChoice,
-    ) -> Result<(), SfuError> {
+    /// The layer viewer session `id` asks for (access already checked: it exists in the
+    /// named room and plays).
+    pub(crate) fn set_layer(&mut self, id: u64, choice: LayerChoice) -> Result<(), SfuError> {
         let Some(session) = self.sessions.get(&id) else {
             return Err(SfuError::NoSuchSession);
         };
-        if &*session.room != room || session.kind == SessionKind::Publish {
-            return Err(SfuError::NoSuchSession);
-        }
         let Some(video) = session.tx_video else {
             return Err(SfuError::NoSuchSession);
         };
