@@ -134,6 +134,108 @@ async fn metrics_behind_a_token_answer_only_to_it() {
     assert!(!out.contains(secret), "{out}");
 }
 
+/// Every `$ref` in `value` (a JSON pointer into `doc`) resolves.
+fn check_refs(doc: &serde_json::Value, value: &serde_json::Value, seen: &mut usize) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if let Some(target) = map.get("$ref").and_then(|r| r.as_str()) {
+                let pointer = target.strip_prefix('#').expect("a local reference");
+                assert!(doc.pointer(pointer).is_some(), "dangling $ref {target}");
+                *seen += 1;
+            }
+            map.values().for_each(|v| check_refs(doc, v, seen));
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| check_refs(doc, v, seen)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn the_openapi_description_matches_the_router() {
+    let hub = Hub::start(&[], &[]);
+    let response = get(hub.addr, "/openapi.json", &[]).await;
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("content-type"), Some("application/json"));
+    let doc = response.json();
+    assert!(
+        doc["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1.")),
+        "{}",
+        doc["openapi"]
+    );
+    let mut refs = 0;
+    check_refs(&doc, &doc, &mut refs);
+    assert!(refs > 50, "{refs} references");
+
+    // Every documented operation is routed: neither the router's 404 nor a 405.
+    let paths = doc["paths"].as_object().expect("paths");
+    let mut operations = 0;
+    let mut ids = std::collections::HashSet::new();
+    for (path, item) in paths {
+        let concrete = path
+            .replace("{room}", "r1")
+            .replace("{id}", "1")
+            .replace("{publisher}", "1")
+            .replace("{code}", "330100")
+            .replace("{file}", "1.xml")
+            .replace("{path}", "test/publish.html");
+        assert!(!concrete.contains('{'), "unknown parameter in {path}");
+        for method in ["get", "post", "patch", "delete"] {
+            let Some(op) = item.get(method) else { continue };
+            operations += 1;
+            let id = op["operationId"].as_str().expect("operationId");
+            assert!(ids.insert(id.to_owned()), "operationId {id} twice");
+            assert!(
+                op["responses"].as_object().is_some_and(|r| !r.is_empty()),
+                "{method} {path}: no responses"
+            );
+            let stream = tokio::net::TcpStream::connect(hub.addr)
+                .await
+                .expect("connect");
+            let verb = method.to_ascii_uppercase();
+            let answer = common::request(stream, &verb, &concrete, &[]).await;
+            let unrouted = answer.status == 405
+                || (answer.status == 404 && answer.body.contains("no route for"));
+            assert!(
+                !unrouted,
+                "{verb} {concrete}: {} {}",
+                answer.status, answer.body
+            );
+        }
+    }
+    // The router's paths, each documented (a route added without its description fails here).
+    let routed = [
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+        "/ws/health",
+        "/api/v1/whoami",
+        "/api/v1/regions",
+        "/api/v1/regions/{code}",
+        "/api/v1/rooms/{room}",
+        "/whip/{room}",
+        "/whip/{room}/sessions/{id}",
+        "/whep/{room}",
+        "/whep/{room}/{publisher}",
+        "/whep/{room}/sessions/{id}",
+        "/whep/{room}/sessions/{id}/layer",
+        "/api/v1/alerts",
+        "/alerts/{file}",
+        "/ws/alerts",
+        "/sse/alerts",
+        "/feeds/alerts.atom",
+        "/assets/{path}",
+    ];
+    let mut documented: Vec<&str> = paths.keys().map(String::as_str).collect();
+    documented.sort_unstable();
+    let mut routed = routed.to_vec();
+    routed.sort_unstable();
+    assert_eq!(documented, routed);
+    assert_eq!(operations, 24);
+}
+
 #[tokio::test]
 async fn regions_api() {
     let hub = Hub::start(&[], &[]);

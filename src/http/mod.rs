@@ -177,6 +177,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(observe::metrics))
+        .route("/openapi.json", get(observe::openapi))
         .route("/ws/health", get(health::ws_health))
         .route("/api/v1/whoami", get(api::whoami))
         .route("/api/v1/regions", get(api::regions))

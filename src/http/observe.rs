@@ -1,4 +1,4 @@
-//! Request metrics middleware, `/metrics`, and the JSON 404/405 fallbacks.
+//! Request metrics middleware, `/metrics`, `/openapi.json`, and the JSON 404/405 fallbacks.
 
 use std::time::Instant;
 
@@ -62,6 +62,16 @@ pub async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderM
             .into_response(),
         Err(err) => ApiError::internal(&err).into_response(),
     }
+}
+
+/// `GET /openapi.json`: the OpenAPI 3.1 description of this API (`openapi.json` beside this
+/// file, checked against the router by `tests/serve_http.rs`).
+pub async fn openapi() -> Response {
+    let headers = [
+        (axum::http::header::CONTENT_TYPE, "application/json"),
+        (axum::http::header::CACHE_CONTROL, "public, max-age=3600"),
+    ];
+    (headers, include_str!("openapi.json")).into_response()
 }
 
 /// Unknown path.
