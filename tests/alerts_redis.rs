@@ -209,9 +209,6 @@ async fn since_ahead_on_a_shared_log_is_held_then_reset_if_still_ahead() {
     }
 }
 
-/// A log that went back (here: its newest entry deleted and its last id set back, as when a
-/// Redis without fsync per write crashes) numbers a new alert with a number already used:
-/// the instance notices, says so loudly and counts it, instead of dropping it silently.
 /// A token for `role` at `region` signed with [`SECRET`].
 fn token_for(role: &str, region: &str) -> String {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -243,8 +240,32 @@ async fn a_sender_bound_on_one_instance_is_bound_on_all() {
     );
     let (status, body) = publish(&b, &city, &alert("s-4", "330106", "杭州市再发布")).await;
     assert_eq!((status, body["seq"].as_u64()), (201, Some(2)), "{body}");
+
+    // A log from before sender bindings: no binding, no marker. An instance starting on it
+    // binds each sender to its first alert's publisher region before it serves.
+    assert!(redis.command("DEL {hubcast}:alerts:senders").contains(":1"));
+    assert!(
+        redis
+            .command("DEL {hubcast}:alerts:senders:from_log")
+            .contains(":1")
+    );
+    let c = start(&redis);
+    assert!(
+        redis
+            .command("HGET {hubcast}:alerts:senders scjg.zj.gov.cn")
+            .contains("330100")
+    );
+    let (status, body) = publish(&c, &county, &alert("s-5", "330106", "区县冒用")).await;
+    assert_eq!(
+        (status, &body["error"]),
+        (403, &"sender_not_yours".into()),
+        "{body}"
+    );
 }
 
+/// A log that went back (here: its newest entry deleted and its last id set back, as when a
+/// Redis without fsync per write crashes) numbers a new alert with a number already used:
+/// the instance notices, says so loudly and counts it, instead of dropping it silently.
 #[tokio::test]
 async fn a_number_reused_by_a_rewound_log_is_detected() {
     let redis = Redis::start();

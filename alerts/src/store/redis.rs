@@ -121,7 +121,53 @@ impl RedisStore {
             };
         }
         store.catch_up()?;
+        store.bind_logged_senders()?;
         Ok(store)
+    }
+
+    /// Binds each sender already in the log to the region of its first alert's publisher
+    /// label, as SQLite's schema 2 does, once per log (`{P}:alerts:senders:from_log` marks it
+    /// done). `HSETNX`: a binding already made stays. Runs before this instance serves, so an
+    /// old sender is bound before anyone can take it by first use.
+    fn bind_logged_senders(&self) -> Result<(), StoreError> {
+        let done: bool = self.with_conn(|c| {
+            Ok(redis::cmd("EXISTS")
+                .arg(&self.keys.senders_from_log)
+                .query(c)?)
+        })?;
+        if done {
+            return Ok(());
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut after = 0;
+        loop {
+            let page = self.entries_after(after, MAX_PAGE)?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            for entry in page.into_iter().filter_map(Slot::readable) {
+                let alert = entry.alert;
+                // The first alert with a region in its label decides, as in SQLite.
+                let Some(region) = senders::label_region(&alert.publisher) else {
+                    continue;
+                };
+                if !seen.insert(alert.sender.clone()) {
+                    continue;
+                }
+                self.with_conn(|c| {
+                    Ok(redis::cmd("HSETNX")
+                        .arg(&self.keys.senders)
+                        .arg(&alert.sender)
+                        .arg(region.as_u32())
+                        .query::<i64>(c)?)
+                })?;
+            }
+        }
+        self.with_conn(|c| {
+            Ok(redis::cmd("SET")
+                .arg(&self.keys.senders_from_log)
+                .arg(after)
+                .query::<()>(c)?)
+        })
     }
 
     /// The server's persistence settings, `None` if `CONFIG GET` is not allowed.
@@ -313,6 +359,9 @@ impl Store for RedisStore {
         // identity index below is checked too.
         senders::check(&p.sender, self.sender_owner(&p.sender)?, p.owner, p.rule)?;
         if let Some(existing) = self.by_identifier(&p.sender, &p.identifier)? {
+            // Checked again: another region may have bound the sender and stored this very
+            // alert since the check above.
+            senders::check(&p.sender, self.sender_owner(&p.sender)?, p.owner, p.rule)?;
             return p.same_as(existing);
         }
         let targets = self.resolve(&p, publisher.may_reach)?;
@@ -346,6 +395,9 @@ impl Store for RedisStore {
                 Err(err) if err.is_unrecoverable_error() && !retried => {
                     retried = true;
                     if let Some(found) = self.by_identifier(&record.sender, &record.identifier)? {
+                        // Ours, or (rarely) another region's that bound the sender meanwhile.
+                        let owner = self.sender_owner(&record.sender)?;
+                        senders::check(&record.sender, owner, publisher.region, publisher.rule)?;
                         return existing_record(
                             &record.sender,
                             &record.identifier,

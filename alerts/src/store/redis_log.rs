@@ -8,7 +8,8 @@
 //! {P}:alerts:ids   HASH     "<sender>\n<identifier>" → seq: CAP identity, idempotency,
 //!                           reference lookup
 //! {P}:alerts:senders HASH   CAP sender → the GB2260 code of the region that owns it
-//!                           (`senders.rs`); written by the append script
+//!                           (`senders.rs`); written by the append script, and once per
+//!                           log for the senders already in it (`…:senders:from_log` set)
 //! ```
 //! The braces are a Redis Cluster hash tag: both keys live in one slot, so the script may
 //! touch both. Entries are never trimmed or deleted: the log is the archive's source of truth
@@ -61,6 +62,7 @@ pub(super) struct Keys {
     pub(super) log: String,
     pub(super) ids: String,
     pub(super) senders: String,
+    pub(super) senders_from_log: String,
 }
 
 impl Keys {
@@ -69,6 +71,7 @@ impl Keys {
             log: format!("{{{prefix}}}:alerts:log"),
             ids: format!("{{{prefix}}}:alerts:ids"),
             senders: format!("{{{prefix}}}:alerts:senders"),
+            senders_from_log: format!("{{{prefix}}}:alerts:senders:from_log"),
         }
     }
 }
@@ -274,17 +277,7 @@ fn decode(seq: u64, rec: &str) -> Result<StoredAlert, StoreError> {
             .map_err(|e| bad(format!("{e}")))?,
         regions: codes(&r.regions)?,
         inherited_regions: codes(&r.inherited)?,
-        inherited_targets: (r.targets.iter())
-            .map(|(code, kind, rank)| {
-                Ok(Inherited {
-                    region: RegionCode::from_u32(*code)
-                        .map_err(|e| bad(format!("target region {code}: {e}")))?,
-                    kind: kind.parse().map_err(|e| bad(format!("target {e}")))?,
-                    severity: severity_from_rank(i64::from(*rank))
-                        .ok_or_else(|| bad(format!("target severity {rank}")))?,
-                })
-            })
-            .collect::<Result<_, StoreError>>()?,
+        inherited_targets: targets(&r, &bad)?,
         references: r.refs,
         sender: r.sender,
         identifier: r.identifier,
@@ -295,6 +288,38 @@ fn decode(seq: u64, rec: &str) -> Result<StoredAlert, StoreError> {
         xml: r.xml,
         json: r.json,
     })
+}
+
+/// The record's inherited targets. A record written before they were stored has none but
+/// may have inherited regions: those, with the record's own kind and severity, stand in (the
+/// approximation SQLite's schema 3 backfill makes), so its updates still reach them.
+fn targets(r: &Record, bad: &dyn Fn(String) -> StoreError) -> Result<Vec<Inherited>, StoreError> {
+    let kind = r.kind.parse().map_err(|e| bad(format!("{e}")))?;
+    let severity = severity_from_rank(i64::from(r.severity))
+        .ok_or_else(|| bad(format!("severity {}", r.severity)))?;
+    if r.targets.is_empty() {
+        return (r.inherited.iter())
+            .map(|&code| {
+                Ok(Inherited {
+                    region: RegionCode::from_u32(code)
+                        .map_err(|e| bad(format!("region {code}: {e}")))?,
+                    kind,
+                    severity,
+                })
+            })
+            .collect();
+    }
+    (r.targets.iter())
+        .map(|(code, kind, rank)| {
+            Ok(Inherited {
+                region: RegionCode::from_u32(*code)
+                    .map_err(|e| bad(format!("target region {code}: {e}")))?,
+                kind: kind.parse().map_err(|e| bad(format!("target {e}")))?,
+                severity: severity_from_rank(i64::from(*rank))
+                    .ok_or_else(|| bad(format!("target severity {rank}")))?,
+            })
+        })
+        .collect()
 }
 
 fn text(v: Value) -> Option<String> {
@@ -406,8 +431,16 @@ mod tests {
         assert!(rec["targets"].is_array(), "{rec}");
         rec.as_object_mut().expect("object").remove("targets");
         let old = decode(7, &rec.to_string()).expect("an older record");
-        assert!(old.inherited_targets.is_empty());
         assert_eq!(old.inherited_regions, a.inherited_regions);
+        // Its inherited regions stand in, with its own kind and severity.
+        let stand_in: Vec<Inherited> = (a.inherited_regions.iter())
+            .map(|&region| Inherited {
+                region,
+                kind: a.kind,
+                severity: a.severity,
+            })
+            .collect();
+        assert_eq!(old.inherited_targets, stand_in);
         rec["targets"] = serde_json::json!([[330_100, "nonsense", 3]]);
         assert!(
             decode(7, &rec.to_string()).is_err(),

@@ -15,8 +15,9 @@
 //! The check and the binding happen inside the append's own transaction (SQLite) or script
 //! (Redis), so two regions racing for a new sender cannot both win. A re-post of a stored
 //! alert is checked too: it answers with the stored record, which another region has no
-//! business confirming. Schema version 2 added the table and bound each sender already stored
-//! to the region in its first alert's publisher label (`role@region subject`).
+//! business confirming. Senders stored before bindings existed are bound to the region in
+//! their first alert's publisher label (`role@region subject`): by SQLite's schema 2, and by
+//! the Redis store once per log when it opens.
 
 use rusqlite::{Connection, OptionalExtension, params};
 use tiers::RegionCode;
@@ -88,6 +89,13 @@ pub(super) fn check(
     }
 }
 
+/// The region in a publisher label the HTTP layer wrote (`role@region subject`), the owner a
+/// sender stored before bindings existed gets (SQLite schema 2 does the same in SQL).
+pub(super) fn label_region(label: &str) -> Option<RegionCode> {
+    let (_, rest) = label.split_once('@')?;
+    RegionCode::parse(rest.get(..6)?).ok()
+}
+
 /// The region that owns `sender` in the SQLite store, inside the caller's transaction.
 pub(super) fn owner(tx: &Connection, sender: &str) -> Result<Option<RegionCode>, StoreError> {
     let code: Option<u32> = tx
@@ -130,4 +138,23 @@ pub(super) fn bind(
     tx.prepare_cached(sql)?
         .execute(params![sender, region.as_u32(), seq])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::label_region;
+
+    #[test]
+    fn the_region_of_a_publisher_label() {
+        let region = |label| label_region(label).map(|r| r.to_string());
+        assert_eq!(region("city-admin@330100 hz").as_deref(), Some("330100"));
+        assert_eq!(
+            region("county-operator@330106 county-operator@330106#a1").as_deref(),
+            Some("330106")
+        );
+        assert_eq!(region("import"), None);
+        assert_eq!(region("x@33010"), None);
+        assert_eq!(region("x@abcdef y"), None);
+        assert_eq!(region("x@33é100"), None, "not a char boundary: no panic");
+    }
 }

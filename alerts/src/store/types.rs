@@ -56,8 +56,9 @@ pub struct StoredAlert {
     /// The audience it inherits: each referenced alert's own areas with that alert's kind and
     /// severity, plus what that one inherited, one entry per (region, kind) with the gravest
     /// severity ([`Inherited::reduce`]). Live delivery routes an Update or Cancel with it
-    /// without reading the originals back. Empty for an alert without references (and for
-    /// records of the Redis log written before schema 3 added it).
+    /// without reading the originals back. Empty for an alert without references. Records
+    /// written before it was stored get their inherited regions with their own kind and
+    /// severity instead (SQLite schema 3, and the Redis record decoder).
     pub inherited_targets: Vec<Inherited>,
     /// Sequence numbers of the alerts its `references` name, in document order.
     pub references: Vec<u64>,
@@ -96,7 +97,8 @@ impl StoredAlert {
     /// What the hub fans out, with a frame the caller serialized: its own regions, kind and
     /// severity, and the audience it inherited ([`StoredAlert::inherited_targets`]), so an
     /// Update or Cancel reaches its originals' subscribers even when the hub no longer holds
-    /// them.
+    /// them. An alert without areas and without inherited targets (nothing resolved) is
+    /// routed by its inherited regions, if any.
     pub fn to_published_with(&self, frame: Bytes) -> PublishedAlert {
         // A record without inherited targets (written before they were stored) routes a bare
         // Cancel by the regions it inherited, as before.
