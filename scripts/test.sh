@@ -44,8 +44,12 @@ for _ in $(seq 1 300); do
 done
 url="$(sed -n 's/^hubcast listening on //p' "$tmp/out")"
 [ -n "$url" ] || { echo "hub did not start:"; cat "$tmp/err"; exit 1; }
-curl -fsS "$url/healthz" | grep -q '"ok"'
-curl -fsS "$url/metrics" | grep -q '^hubcast_build_info{'
+# Into files, then grep: `curl | grep -q` fails with curl's "(23) Failed writing body" under
+# pipefail whenever grep has matched and exited before curl wrote the rest.
+curl -fsS "$url/healthz" -o "$tmp/healthz"
+grep -q '"ok"' "$tmp/healthz"
+curl -fsS "$url/metrics" -o "$tmp/metrics"
+grep -q '^hubcast_build_info{' "$tmp/metrics"
 kill -TERM "$hub_pid"
 wait "$hub_pid"
 hub_pid=""

@@ -225,6 +225,16 @@ async fn whip_whep_status_codes_and_permissions() {
     )
     .await;
     expect(&bad_layer, 400, "bad_layer");
+    // A body that is not that JSON (malformed, no rid, another content type): the same JSON
+    // 400, not axum's plain-text rejection.
+    for (content_type, body) in [
+        ("application/json", "{"),
+        ("application/json", "{}"),
+        ("text/plain", r#"{"rid":"q"}"#),
+    ] {
+        let answer = post(&hub, &layer_path, Some(&county), content_type, body).await;
+        expect(&answer, 400, "bad_layer");
+    }
 
     // Room listing.
     let auth = format!("Bearer {city}");

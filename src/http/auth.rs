@@ -34,7 +34,7 @@ impl FromRequestParts<AppState> for Authenticated {
 }
 
 /// The token of a `Bearer` credential (scheme case-insensitive, RFC 7235 § 2.1).
-fn bearer(value: &str) -> Option<&str> {
+pub(super) fn bearer(value: &str) -> Option<&str> {
     let (scheme, token) = value.trim().split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)

@@ -370,10 +370,13 @@ pub async fn layer(
     Path((room, id)): Path<(String, String)>,
     Extension(endpoint): Extension<Endpoint>,
     Authenticated(who): Authenticated,
-    Json(body): Json<LayerBody>,
+    body: Result<Json<LayerBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
+    let bad = |why: String| ApiError::bad_request("bad_layer", why);
+    let Json(body) =
+        body.map_err(|e| bad(format!("the body must be {{\"rid\":…}}: {}", e.body_text())))?;
     let choice = LayerChoice::from_rid(&body.rid)
-        .ok_or_else(|| ApiError::bad_request("bad_layer", "rid must be q, h, f or auto"))?;
+        .ok_or_else(|| bad("rid must be q, h, f or auto".to_owned()))?;
     let target = session_ref(&state, &room, &id, endpoint, &who).await?;
     sfu(&state)?.set_layer(target, choice).await?;
     Ok(StatusCode::NO_CONTENT)

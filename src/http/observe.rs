@@ -37,8 +37,7 @@ pub async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderM
     if let Some(expected) = &state.http().metrics_token {
         let given = (headers.get(axum::http::header::AUTHORIZATION))
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
+            .and_then(super::auth::bearer);
         if !given.is_some_and(|given| same_secret(given.as_bytes(), expected.as_bytes())) {
             let message = "GET /metrics needs the bearer token set as http.metrics_token";
             return ApiError::unauthorized("unauthorized", message).into_response();

@@ -291,7 +291,6 @@ impl Worker {
     }
 }
 
-/// A 16-bit value mixed from `seed` and the clock, for ufrag uniqueness across restarts.
 /// Fresh local ICE credentials for session `id`: a ufrag unique on the node (`salt` varies it
 /// across an ICE restart) and an unguessable password.
 fn local_creds(id: u64, salt: u64) -> IceCreds {
@@ -301,6 +300,7 @@ fn local_creds(id: u64, salt: u64) -> IceCreds {
     }
 }
 
+/// A 16-bit value mixed from `seed` and the clock, for ufrag uniqueness across restarts.
 fn rand_u16(seed: u64) -> u16 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
