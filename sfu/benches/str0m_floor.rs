@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use aws_lc_rs::aead::{AES_128_GCM, AES_256_GCM, Aad, Algorithm, LessSafeKey, Nonce, UnboundKey};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use str0m::bwe::Bitrate;
+use sfu::driver::SfuConfig;
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid, Pt};
 use str0m::net::{Protocol, Receive, Transmit};
@@ -39,11 +39,8 @@ const PACKET_GAP: Duration = Duration::from_micros(8_333);
 const CHUNK: u64 = 32;
 /// As the worker (`sfu/src/driver/worker.rs`) does on the real clock, where the pacer's
 /// 1 µs has passed by the time it looks: timeouts this close are handled in the same drain
-/// (the simulated clock advanced to them), at most this many times.
+/// (the simulated clock advanced to them), at most the worker's `MAX_REPOLLS` times.
 const IMMEDIATE: Duration = Duration::from_micros(100);
-const MAX_REPOLLS: u32 = 64;
-/// Initial estimate with BWE on, as `SfuConfig::initial_bwe_bps`.
-const INITIAL_BWE_BPS: u64 = 1_500_000;
 
 /// One side: its `Rtc`, when it next wants a timeout, what it sent, what it learnt.
 struct Peer {
@@ -103,7 +100,7 @@ impl Peer {
     /// Handles the timeouts str0m asks for at once, as the worker's drain does: its pacer
     /// takes new media at a timeout, and asks for another 1 µs after each packet it releases.
     fn settle(&mut self, now: Instant) {
-        for _ in 0..MAX_REPOLLS {
+        for _ in 0..sfu::driver::MAX_REPOLLS {
             if self.next > now + IMMEDIATE {
                 return;
             }
@@ -122,21 +119,10 @@ impl Peer {
     }
 }
 
-/// The server built as `session::accept` builds a viewer's `Rtc`.
+/// The server built as `session::accept` builds a viewer's `Rtc` (the same configuration).
 fn server_rtc(bwe: bool, now: Instant) -> Rtc {
-    let mut builder = Rtc::builder()
-        .set_ice_lite(true)
-        .set_rtp_mode(true)
-        .set_stats_interval(Some(Duration::from_secs(1)))
-        .clear_codecs()
-        .enable_opus(true, false)
-        .enable_vp8(true)
-        .enable_vp9(true)
-        .enable_h264(true);
-    if bwe {
-        builder = builder.enable_bwe(Some(Bitrate::bps(INITIAL_BWE_BPS)));
-    }
-    builder.build(now)
+    let bps = SfuConfig::default().initial_bwe_bps;
+    sfu::driver::rtc_config(bwe.then_some(bps)).build(now)
 }
 
 /// A connected pair: the viewer's server-side `Rtc` with its video send stream, and the client.

@@ -37,6 +37,8 @@ pub use api::{
 pub use config::SfuConfig;
 pub use demux::stun_local_ufrag;
 pub use metrics::{DropReason, SfuMetrics};
+pub use session::rtc_config;
+pub use worker::MAX_REPOLLS;
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::Arc;

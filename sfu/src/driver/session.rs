@@ -90,6 +90,26 @@ impl std::fmt::Debug for Session {
 /// Codecs the SFU forwards (by their SDP names).
 const FORWARDED: [&str; 4] = ["opus/", "vp8/", "vp9/", "h264/"];
 
+/// How every session's `Rtc` is configured: ICE-lite, RTP mode (the SFU forwards packets, not
+/// frames), 1 s stats, the forwarded codecs only; with `bwe_bps`, send-side bandwidth
+/// estimation starting there (viewers, unless `sfu.viewer_bwe` is off). Public so the
+/// `str0m_floor` bench measures exactly this `Rtc`.
+pub fn rtc_config(bwe_bps: Option<u64>) -> str0m::RtcConfig {
+    let builder = Rtc::builder()
+        .set_ice_lite(true)
+        .set_rtp_mode(true)
+        .set_stats_interval(Some(std::time::Duration::from_secs(1)))
+        .clear_codecs()
+        .enable_opus(true, false)
+        .enable_vp8(true)
+        .enable_vp9(true)
+        .enable_h264(true);
+    match bwe_bps {
+        Some(bps) => builder.enable_bwe(Some(Bitrate::bps(bps))),
+        None => builder,
+    }
+}
+
 /// Builds the `Rtc` for `offer` and returns it with the SDP answer.
 pub(crate) fn accept(
     config: &SfuConfig,
@@ -102,20 +122,10 @@ pub(crate) fn accept(
 ) -> Result<(Rtc, String), SfuError> {
     check_offer(kind, offer)?;
     let parsed = SdpOffer::from_sdp_string(offer).map_err(|e| SfuError::BadOffer(e.to_string()))?;
-    let mut builder = Rtc::builder()
-        .set_ice_lite(true)
-        .set_rtp_mode(true)
+    let viewer_bwe = matches!(kind, SessionKind::Play(_)) && config.viewer_bwe;
+    let mut rtc = rtc_config(viewer_bwe.then_some(config.initial_bwe_bps))
         .set_local_ice_credentials(creds)
-        .set_stats_interval(Some(std::time::Duration::from_secs(1)))
-        .clear_codecs()
-        .enable_opus(true, false)
-        .enable_vp8(true)
-        .enable_vp9(true)
-        .enable_h264(true);
-    if matches!(kind, SessionKind::Play(_)) && config.viewer_bwe {
-        builder = builder.enable_bwe(Some(Bitrate::bps(config.initial_bwe_bps)));
-    }
-    let mut rtc = builder.build(now);
+        .build(now);
     for ip in advertised(config, udp) {
         let cand = Candidate::host(SocketAddr::new(ip, udp.port()), "udp")
             .map_err(|e| SfuError::BadOffer(format!("local candidate: {e}")))?;

@@ -32,7 +32,7 @@ const BATCH: usize = 256;
 const FLUSH_EVERY: usize = 8;
 /// Timeouts handled inside one drain of a session before it waits for the timer pass (a
 /// keyframe burst to one viewer is ~12 packets, one timeout each).
-const MAX_REPOLLS: u32 = 64;
+pub const MAX_REPOLLS: u32 = 64;
 
 /// An ICE-TCP datagram routed to a session on this worker (UDP comes in [`Batch`]es).
 #[derive(Debug)]
