@@ -150,6 +150,13 @@ async fn archive_filters_pages_and_refuses_bad_parameters() {
             "min_severity=moderate&kind=food".into(),
             vec!["PROV", "NINGBO"],
         ),
+        // Exact levels (the issue's `severity=`), alone and with a floor.
+        ("severity=moderate".into(), vec!["HZ", "NINGBO"]),
+        ("severity=extreme,minor".into(), vec!["XIHU", "YUHANG"]),
+        (
+            "severity=minor,severe&min_severity=moderate".into(),
+            vec!["PROV", "HAISHU"],
+        ),
         ("region=330100&kind=food".into(), vec!["PROV", "XIHU-2"]),
         // `from` inclusive, `to` exclusive; RFC 3339 (`+` encoded) or unix seconds.
         (
@@ -253,7 +260,9 @@ async fn bad_archive_parameters_are_400_naming_the_parameter() {
         ("cursor=not-a-cursor".into(), "cursor"),
         (format!("q={long_q}"), "q"),
         (format!("q={}", enc("a b c d e f g h i")), "q"),
-        ("severity=severe".into(), "severity"),
+        ("severity=high".into(), "severity"),
+        ("severity=severe,,minor".into(), "severity"),
+        ("severity=minor&severity=severe".into(), "severity"),
         ("region=330100&region=330106".into(), "region"),
     ];
     for (query, parameter) in &cases {

@@ -4,7 +4,8 @@
 //! - `region`: six-digit GB/T 2260 code in the hub's tree; alerts whose area is that region, an
 //!   ancestor or a descendant (the live filter's both-ways rule);
 //! - `kind`: comma list of `food`, `spotcheck`, `consumer`, `market`;
-//! - `min_severity`: `unknown`, `minor`, `moderate`, `severe` or `extreme`;
+//! - `min_severity`: `unknown`, `minor`, `moderate`, `severe` or `extreme`: that and graver;
+//! - `severity`: comma list of those: exactly these (with `min_severity`, both must hold);
 //! - `from` (inclusive), `to` (exclusive): on `sent`; RFC 3339 (`2024-05-17T09:00:00+08:00`,
 //!   `…Z`, fractional seconds ignored; a `+` that form-decoding turned into a space is read
 //!   back as `+`) or unix seconds;
@@ -29,7 +30,7 @@ use tiers::{RegionCode, RegionTree};
 use super::AppState;
 use super::alerts_error::{AlertError, alerts_state, read_store};
 
-const KNOWN: &str = "region, kind, min_severity, from, to, q, cursor, limit";
+const KNOWN: &str = "region, kind, min_severity, severity, from, to, q, cursor, limit";
 
 /// `GET /api/v1/alerts`.
 pub async fn archive(
@@ -95,6 +96,14 @@ fn parse_query(pairs: &[(String, String)], tree: &RegionTree) -> Result<ArchiveQ
             "region" => query.region = Some(parse_region(value, tree)?),
             "kind" => query.kinds = parse_kinds(value)?,
             "min_severity" => query.min_severity = parse_min_severity(name, value)?,
+            "severity" => {
+                for item in value.split(',') {
+                    let severity = parse_min_severity(name, item.trim())?;
+                    if !query.severities.contains(&severity) {
+                        query.severities.push(severity);
+                    }
+                }
+            }
             "from" => query.from = Some(parse_time(name, value)?),
             "to" => query.to = Some(parse_time(name, value)?),
             "q" => query.q = Some(value.to_owned()),

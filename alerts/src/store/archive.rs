@@ -85,6 +85,12 @@ pub(super) fn plan(query: &ArchiveQuery, tree: &RegionTree) -> Result<Plan, Stor
     if query.min_severity > Severity::Unknown {
         conds.push(format!("a.severity >= {}", query.min_severity as u8));
     }
+    if !query.severities.is_empty() {
+        let ranks: Vec<String> = (query.severities.iter())
+            .map(|s| (*s as u8).to_string())
+            .collect();
+        conds.push(format!("a.severity IN ({})", ranks.join(", ")));
+    }
     if let Some(from) = query.from {
         conds.push("a.sent_unix >= ?".into());
         params.push(Value::Integer(from));

@@ -166,6 +166,8 @@ pub struct ArchiveQuery {
     pub kinds: KindSet,
     /// Lowest severity wanted.
     pub min_severity: Severity,
+    /// Exactly these severities (empty: any), on top of `min_severity`.
+    pub severities: Vec<Severity>,
     /// `sent` at or after, unix seconds.
     pub from: Option<i64>,
     /// `sent` before, unix seconds (exclusive).
@@ -184,6 +186,7 @@ impl Default for ArchiveQuery {
             region: None,
             kinds: KindSet::ALL,
             min_severity: Severity::Unknown,
+            severities: Vec::new(),
             from: None,
             to: None,
             q: None,
