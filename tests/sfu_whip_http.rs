@@ -309,6 +309,79 @@ async fn whip_whep_status_codes_and_permissions() {
     );
 }
 
+/// `PATCH location` with a trickle fragment, as `token`, with `If-Match: if_match` if given.
+async fn patch_if(
+    hub: &Hub,
+    location: &str,
+    token: &str,
+    if_match: Option<&str>,
+    body: &str,
+) -> common::Response {
+    let stream = tokio::net::TcpStream::connect(hub.addr)
+        .await
+        .expect("connect");
+    let (auth, len) = (format!("Bearer {token}"), body.len().to_string());
+    let mut headers = vec![
+        ("Content-Type", "application/trickle-ice-sdpfrag"),
+        ("Content-Length", len.as_str()),
+        ("Authorization", auth.as_str()),
+    ];
+    if let Some(tag) = if_match {
+        headers.push(("If-Match", tag));
+    }
+    request_with_body(stream, "PATCH", location, &headers, body.as_bytes()).await
+}
+
+/// RFC 9725 § 4.3: the answer's `ETag` names the ICE session (our ufrag); a `PATCH` whose
+/// `If-Match` names another one is 412, `*` (an ICE restart) always matches, and the restart
+/// answers with the new session's tag, which the next `PATCH` must use.
+#[tokio::test]
+async fn patch_follows_the_ice_session_entity_tag() {
+    let hub = Hub::start(&[], &[]);
+    let city = hub.token("city-admin", "330100", &[]);
+    let send = offer("a=sendonly", "a=rtpmap:96 VP8/90000");
+    let created = post(&hub, "/whip/etag", Some(&city), "application/sdp", &send).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(
+        created.header("accept-patch"),
+        Some("application/trickle-ice-sdpfrag")
+    );
+    let ufrag = |sdp: &str| {
+        sdp.lines()
+            .find_map(|l| l.strip_prefix("a=ice-ufrag:"))
+            .map(|u| format!("\"{u}\""))
+    };
+    let first = created.header("etag").expect("ETag").to_owned();
+    assert_eq!(Some(first.clone()), ufrag(&created.body));
+    let location = created.header("location").expect("Location").to_owned();
+    let candidate = "a=candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host\r\n";
+
+    let stale = patch_if(&hub, &location, &city, Some("\"nope\""), candidate).await;
+    assert_eq!(stale.status, 412, "{}", stale.body);
+    assert_eq!(stale.json()["error"], "ice_session_changed");
+    for tag in [Some(first.as_str()), None, Some("\"x\", W/\"x\"")] {
+        let answer = patch_if(&hub, &location, &city, tag, candidate).await;
+        let want = if tag == Some("\"x\", W/\"x\"") {
+            412
+        } else {
+            204
+        };
+        assert_eq!(answer.status, want, "If-Match {tag:?}: {}", answer.body);
+    }
+
+    let restart = "a=ice-ufrag:efgh\r\na=ice-pwd:abcdefabcdefabcdefabcdef\r\n";
+    let restarted = patch_if(&hub, &location, &city, Some("*"), restart).await;
+    assert_eq!(restarted.status, 200, "{}", restarted.body);
+    let second = restarted.header("etag").expect("new ETag").to_owned();
+    assert_eq!(Some(second.clone()), ufrag(&restarted.body));
+    assert_ne!(first, second);
+    let old = patch_if(&hub, &location, &city, Some(&first), candidate).await;
+    assert_eq!(old.status, 412, "the old ICE session's tag: {}", old.body);
+    let weak = format!("W/{second}");
+    let current = patch_if(&hub, &location, &city, Some(&weak), candidate).await;
+    assert_eq!(current.status, 204, "{}", current.body);
+}
+
 #[tokio::test]
 async fn peers_that_never_connect_are_reaped() {
     let hub = Hub::start(&[], &[("HUBCAST_SFU__CONNECT_TIMEOUT_SECS", "1")]);

@@ -12,7 +12,9 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use sfu::driver::{LayerChoice, PlaySource, SessionKind, SessionRef, SessionRequest, SfuError};
+use sfu::driver::{
+    IfMatch, LayerChoice, PlaySource, SessionKind, SessionRef, SessionRequest, SfuError,
+};
 use tiers::{Action, Principal, RegionCode, authorize};
 
 use super::{ApiError, AppState, Authenticated};
@@ -65,6 +67,7 @@ impl From<SfuError> for ApiError {
             SfuError::NoSuchPublisher => (StatusCode::NOT_FOUND, "no_such_publisher"),
             SfuError::Full(_) => (StatusCode::SERVICE_UNAVAILABLE, "peer_limit"),
             SfuError::Busy | SfuError::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+            SfuError::IceSessionChanged => (StatusCode::PRECONDITION_FAILED, "ice_session_changed"),
         };
         ApiError::new(status, code, err.to_string())
     }
@@ -134,6 +137,7 @@ fn sfu(state: &AppState) -> Result<&sfu::driver::Sfu, ApiError> {
 
 fn created(kind: &str, room: &str, session: u64, answer: String) -> Response {
     let location = format!("/{kind}/{room}/sessions/{session}");
+    let etag = ice_etag(&answer);
     let mut response = (StatusCode::CREATED, answer).into_response();
     let headers = response.headers_mut();
     headers.insert(
@@ -143,7 +147,24 @@ fn created(kind: &str, room: &str, session: u64, answer: String) -> Response {
     if let Ok(value) = HeaderValue::from_str(&location) {
         headers.insert(header::LOCATION, value);
     }
+    // RFC 9725 § 4.3: the session takes trickle ICE and ICE restarts by PATCH.
+    headers.insert(
+        header::HeaderName::from_static("accept-patch"),
+        HeaderValue::from_static("application/trickle-ice-sdpfrag"),
+    );
+    if let Some(etag) = etag {
+        headers.insert(header::ETAG, etag);
+    }
     response
+}
+
+/// The entity tag of the ICE session an SDP answer (or answer fragment) sets up: its
+/// `a=ice-ufrag`, quoted (RFC 9725 § 4.3.1). `PATCH` compares `If-Match` with it.
+fn ice_etag(sdp: &str) -> Option<HeaderValue> {
+    let ufrag = sdp
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("a=ice-ufrag:"))?;
+    HeaderValue::from_str(&format!("\"{}\"", ufrag.trim())).ok()
 }
 
 /// `POST /whip/{room}`: publish into a room, creating it when new.
@@ -337,8 +358,9 @@ async fn session_ref(
 }
 
 /// `PATCH` on a session (RFC 9725 § 4.3): an `application/trickle-ice-sdpfrag` body. New
-/// `ice-ufrag`/`ice-pwd` restart ICE (200 with our new credentials and candidates); the same
-/// credentials with candidates are trickle (204).
+/// `ice-ufrag`/`ice-pwd` restart ICE (200 with our new credentials and candidates, and the new
+/// `ETag`); the same credentials with candidates are trickle (204). An `If-Match` naming
+/// another ICE session than the current one is 412 `ice_session_changed`; `*` or none match.
 pub async fn patch(
     State(state): State<AppState>,
     Path((room, id)): Path<(String, String)>,
@@ -351,13 +373,21 @@ pub async fn patch(
     let frag = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::bad_request("bad_sdp", "the fragment is not UTF-8"))?;
     let target = session_ref(&state, &room, &id, endpoint, &who).await?;
-    match sfu(&state)?.patch_session(target, frag).await? {
+    let if_match = (headers.get(header::IF_MATCH)).map(|v| v.to_str().unwrap_or("\"\""));
+    let if_match = IfMatch::parse(if_match);
+    match sfu(&state)?.patch_session(target, frag, if_match).await? {
         Some(answer) => {
+            let etag = ice_etag(&answer);
             let mut response = (StatusCode::OK, answer).into_response();
-            response.headers_mut().insert(
+            let headers = response.headers_mut();
+            headers.insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/trickle-ice-sdpfrag"),
             );
+            // The restarted ICE session's tag, for the next PATCH's If-Match.
+            if let Some(etag) = etag {
+                headers.insert(header::ETAG, etag);
+            }
             Ok(response)
         }
         None => Ok(StatusCode::NO_CONTENT.into_response()),

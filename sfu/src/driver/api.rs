@@ -115,6 +115,49 @@ pub struct RoomInfo {
     pub forwarded_packets: u64,
 }
 
+/// The `If-Match` of a WHIP/WHEP `PATCH` (RFC 9725 § 4.3, RFC 9110 § 13.1.1): which ICE
+/// session the client means. A session's entity tag is its current local ICE ufrag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IfMatch {
+    /// No `If-Match`: taken as the current session (clients before RFC 9725 send none).
+    Absent,
+    /// `If-Match: *` (what an ICE restart sends): any session.
+    Any,
+    /// These entity tags, unquoted: one must be the current one.
+    Tags(Vec<String>),
+}
+
+impl IfMatch {
+    /// Reads an `If-Match` field value (`*`, or a list of `"tag"` / `W/"tag"`).
+    pub fn parse(value: Option<&str>) -> IfMatch {
+        let Some(value) = value.map(str::trim) else {
+            return IfMatch::Absent;
+        };
+        if value == "*" {
+            return IfMatch::Any;
+        }
+        let tags = value
+            .split(',')
+            .map(|t| {
+                t.trim()
+                    .trim_start_matches("W/")
+                    .trim_matches('"')
+                    .to_owned()
+            })
+            .filter(|t| !t.is_empty())
+            .collect();
+        IfMatch::Tags(tags)
+    }
+
+    /// Whether it names the session whose local ufrag is `ufrag`.
+    pub fn matches(&self, ufrag: &str) -> bool {
+        match self {
+            IfMatch::Absent | IfMatch::Any => true,
+            IfMatch::Tags(tags) => tags.iter().any(|t| t == ufrag),
+        }
+    }
+}
+
 /// Errors of the media plane, each mapping to one HTTP status.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SfuError {
@@ -145,4 +188,7 @@ pub enum SfuError {
     /// The worker did not answer in time (503).
     #[error("media plane did not answer within {0:?}")]
     Timeout(Duration),
+    /// A `PATCH`'s `If-Match` names another ICE session than the current one (412).
+    #[error("the ICE session changed (If-Match does not name the current entity tag)")]
+    IceSessionChanged,
 }

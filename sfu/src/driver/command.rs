@@ -42,6 +42,7 @@ pub(crate) enum Command {
     Patch {
         target: SessionRef,
         frag: String,
+        if_match: super::api::IfMatch,
         reply: Reply<Option<String>>,
     },
 }
@@ -83,11 +84,12 @@ impl Worker {
             Command::Patch {
                 target,
                 frag,
+                if_match,
                 reply,
             } => {
                 let result = self
                     .check_access(&target)
-                    .and_then(|()| self.patch(target.id, &frag));
+                    .and_then(|()| self.patch(target.id, &frag, &if_match));
                 self.flush();
                 let _ = reply.send(result);
             }
@@ -213,15 +215,26 @@ impl Worker {
         self.shared.ufrags.insert(ufrag, route);
     }
 
-    /// Applies a trickle-ICE SDP fragment to session `id` (access already checked). New
+    /// Applies a trickle-ICE SDP fragment to session `id` (access already checked) if
+    /// `if_match` names its current ICE session (its local ufrag, the entity tag). New
     /// `ice-ufrag`/`ice-pwd` mean an ICE restart: the session gets fresh local credentials
     /// (returned as the answer fragment, with our candidates); the same credentials with
     /// candidates are trickle (nothing to answer: an ICE-lite server learns the client's
     /// address from its checks anyway).
-    fn patch(&mut self, id: u64, frag: &str) -> Result<Option<String>, SfuError> {
+    fn patch(
+        &mut self,
+        id: u64,
+        frag: &str,
+        if_match: &super::api::IfMatch,
+    ) -> Result<Option<String>, SfuError> {
         let Some(session) = self.sessions.get_mut(&id) else {
             return Err(SfuError::NoSuchSession);
         };
+        // Candidates or credentials meant for an ICE session that was since restarted would
+        // be applied to the wrong one (RFC 9725 § 4.3.1): 412.
+        if !if_match.matches(&session.ufrag) {
+            return Err(SfuError::IceSessionChanged);
+        }
         let parsed = session::parse_frag(frag)?;
         for candidate in parsed.candidates {
             session.rtc.add_remote_candidate(candidate);

@@ -31,8 +31,8 @@ mod worker;
 use placement::Placement;
 
 pub use api::{
-    LayerChoice, PlaySource, PublisherInfo, RoomInfo, SessionCreated, SessionKind, SessionRef,
-    SessionRequest, SfuError,
+    IfMatch, LayerChoice, PlaySource, PublisherInfo, RoomInfo, SessionCreated, SessionKind,
+    SessionRef, SessionRequest, SfuError,
 };
 pub use config::SfuConfig;
 pub use demux::stun_local_ufrag;
@@ -250,12 +250,14 @@ impl Sfu {
         &self,
         target: SessionRef,
         frag: String,
+        if_match: IfMatch,
     ) -> Result<Option<String>, SfuError> {
         let room = target.room.clone();
         self.ask(&room, Some(SfuError::NoSuchSession), |reply| {
             Command::Patch {
                 target,
                 frag,
+                if_match,
                 reply,
             }
         })
