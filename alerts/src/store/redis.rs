@@ -36,6 +36,7 @@ use super::sqlite::check_limit;
 use super::{Appended, ArchiveQuery, MAX_PAGE, Page, SqliteStore, Store, StoreConfig, StoreError};
 use super::{StoredAlert, types::public_id};
 use crate::cap::Alert;
+use crate::hub::Inherited;
 
 /// Connect, read and write timeout of pooled connections.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -127,8 +128,11 @@ impl RedisStore {
 
     /// Binds each sender already in the log to the region of its first alert's publisher
     /// label, as SQLite's schema 2 does, once per log (`{P}:alerts:senders:from_log` marks it
-    /// done). `HSETNX`: a binding already made stays. Runs before this instance serves, so an
-    /// old sender is bound before anyone can take it by first use.
+    /// done; it is set last, so a crash half way just redoes it). Read from the local index,
+    /// just caught up with the log; written with `HSETNX` in one pipeline, so a binding
+    /// already made stays. It runs before this instance serves, so an old sender is bound
+    /// before anyone can take it by first use (unless an instance of an older version, which
+    /// neither backfills nor binds, is still serving the same log).
     fn bind_logged_senders(&self) -> Result<(), StoreError> {
         let done: bool = self.with_conn(|c| {
             Ok(redis::cmd("EXISTS")
@@ -138,35 +142,21 @@ impl RedisStore {
         if done {
             return Ok(());
         }
-        let mut seen = std::collections::HashSet::new();
-        let mut after = 0;
-        loop {
-            let page = self.entries_after(after, MAX_PAGE)?;
-            let Some(last) = page.last() else { break };
-            after = last.seq;
-            for entry in page.into_iter().filter_map(Slot::readable) {
-                let alert = entry.alert;
-                // The first alert with a region in its label decides, as in SQLite.
-                let Some(region) = senders::label_region(&alert.publisher) else {
-                    continue;
-                };
-                if !seen.insert(alert.sender.clone()) {
-                    continue;
-                }
-                self.with_conn(|c| {
-                    Ok(redis::cmd("HSETNX")
-                        .arg(&self.keys.senders)
-                        .arg(&alert.sender)
-                        .arg(region.as_u32())
-                        .query::<i64>(c)?)
-                })?;
-            }
-        }
+        let senders = self.mirror.first_labelled_senders()?;
         self.with_conn(|c| {
-            Ok(redis::cmd("SET")
+            let mut pipe = redis::pipe();
+            for (sender, region) in &senders {
+                pipe.cmd("HSETNX")
+                    .arg(&self.keys.senders)
+                    .arg(sender)
+                    .arg(region.as_u32())
+                    .ignore();
+            }
+            pipe.cmd("SET")
                 .arg(&self.keys.senders_from_log)
-                .arg(after)
-                .query::<()>(c)?)
+                .arg(senders.len())
+                .ignore();
+            Ok(pipe.query::<()>(c)?)
         })
     }
 
@@ -228,7 +218,58 @@ impl RedisStore {
                 .arg(limit)
                 .query(c)?)
         })?;
-        redis_log::entries(reply)
+        let mut slots = redis_log::entries(reply)?;
+        for slot in &mut slots {
+            if let Ok(entry) = &mut slot.entry {
+                self.complete_targets(entry)?;
+            }
+        }
+        Ok(slots)
+    }
+
+    /// Entry `seq` as stored, without [`complete_targets`](Self::complete_targets).
+    fn raw_get(&self, seq: u64) -> Result<Option<Entry>, StoreError> {
+        if seq == 0 {
+            return Ok(None);
+        }
+        let id = entry_id(seq);
+        let reply: Value = self.with_conn(|c| {
+            Ok(redis::cmd("XRANGE")
+                .arg(&self.keys.log)
+                .arg(&id)
+                .arg(&id)
+                .query(c)?)
+        })?;
+        // An unreadable entry is an error here (someone asked for that number), not a skip.
+        redis_log::entries(reply)?
+            .pop()
+            .map(|slot| slot.entry)
+            .transpose()
+    }
+
+    /// Fills in the inherited targets of a record written before they were stored, as SQLite's
+    /// schema 3 backfill does: each referenced alert's regions (own and inherited) with that
+    /// alert's kind and severity. One read per reference, only for such records.
+    fn complete_targets(&self, entry: &mut Entry) -> Result<(), StoreError> {
+        if !entry.targets_missing {
+            return Ok(());
+        }
+        let mut targets = Vec::new();
+        for &seq in &entry.alert.references {
+            let Some(original) = self.raw_get(seq)? else {
+                continue;
+            };
+            let o = original.alert;
+            let regions = o.regions.iter().chain(&o.inherited_regions);
+            targets.extend(regions.map(|&region| Inherited {
+                region,
+                kind: o.kind,
+                severity: o.severity,
+            }));
+        }
+        entry.alert.inherited_targets = Inherited::reduce(targets);
+        entry.targets_missing = false;
+        Ok(())
     }
 
     /// Runs `f` on a pooled connection. A connection-level failure drops the connection and
@@ -436,22 +477,11 @@ impl Store for RedisStore {
     }
 
     fn get(&self, seq: u64) -> Result<Option<StoredAlert>, StoreError> {
-        if seq == 0 {
+        let Some(mut entry) = self.raw_get(seq)? else {
             return Ok(None);
-        }
-        let id = entry_id(seq);
-        let reply: Value = self.with_conn(|c| {
-            Ok(redis::cmd("XRANGE")
-                .arg(&self.keys.log)
-                .arg(&id)
-                .arg(&id)
-                .query(c)?)
-        })?;
-        // An unreadable entry is an error here (someone asked for that number), not a skip.
-        redis_log::entries(reply)?
-            .pop()
-            .map(|slot| slot.entry.map(|e| e.alert))
-            .transpose()
+        };
+        self.complete_targets(&mut entry)?;
+        Ok(Some(entry.alert))
     }
 
     fn by_identifier(

@@ -105,10 +105,10 @@ struct Record {
     received: i64,
     xml: String,
     json: String,
-    /// [`StoredAlert::inherited_targets`] as `(region, kind, severity rank)`; absent in
-    /// records written before it existed.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    targets: Vec<(u32, String, u8)>,
+    /// [`StoredAlert::inherited_targets`] as `(region, kind, severity rank)`: absent
+    /// (`None`) in records written before it existed, present (maybe empty) in newer ones.
+    #[serde(default)]
+    targets: Option<Vec<(u32, String, u8)>>,
 }
 
 /// The `rec` field for `a`.
@@ -129,15 +129,17 @@ pub(super) fn encode(a: &StoredAlert) -> String {
         received: a.received_unix,
         xml: a.xml.clone(),
         json: a.json.clone(),
-        targets: (a.inherited_targets.iter())
-            .map(|t| {
-                (
-                    t.region.as_u32(),
-                    t.kind.as_str().to_owned(),
-                    t.severity as u8,
-                )
-            })
-            .collect(),
+        targets: Some(
+            (a.inherited_targets.iter())
+                .map(|t| {
+                    (
+                        t.region.as_u32(),
+                        t.kind.as_str().to_owned(),
+                        t.severity as u8,
+                    )
+                })
+                .collect(),
+        ),
     };
     // Strings, numbers and lists only: serializing cannot fail.
     serde_json::to_string(&record).unwrap_or_default()
@@ -148,6 +150,10 @@ pub(super) fn encode(a: &StoredAlert) -> String {
 pub(super) struct Entry {
     pub(super) alert: StoredAlert,
     pub(super) raw: String,
+    /// The record predates inherited targets (no `targets` field) and references alerts:
+    /// its `inherited_targets` are empty until the store fills them in from what it
+    /// references (`RedisStore::complete_targets`).
+    pub(super) targets_missing: bool,
 }
 
 /// One place in the log: its number, and its alert unless the record cannot be decoded (an
@@ -249,13 +255,17 @@ fn contents(seq: u64, fields: Value) -> Result<Entry, StoreError> {
         }
     }
     let rec = rec.ok_or_else(|| malformed(seq, "no `rec` field".to_owned()))?;
+    let (alert, targets_missing) = decode(seq, &rec)?;
     Ok(Entry {
-        alert: decode(seq, &rec)?,
+        alert,
         raw: raw.unwrap_or_default(),
+        targets_missing,
     })
 }
 
-fn decode(seq: u64, rec: &str) -> Result<StoredAlert, StoreError> {
+/// The record as a [`StoredAlert`], and whether its inherited targets are missing (written
+/// before they were stored, and it references alerts).
+fn decode(seq: u64, rec: &str) -> Result<(StoredAlert, bool), StoreError> {
     let bad = |reason: String| malformed(seq, reason);
     let r: Record = serde_json::from_str(rec).map_err(|e| bad(e.to_string()))?;
     let codes = |list: &[u32]| -> Result<Vec<RegionCode>, StoreError> {
@@ -263,7 +273,8 @@ fn decode(seq: u64, rec: &str) -> Result<StoredAlert, StoreError> {
             .map(|&c| RegionCode::from_u32(c).map_err(|e| bad(format!("region {c}: {e}"))))
             .collect()
     };
-    Ok(StoredAlert {
+    let targets_missing = r.targets.is_none() && !r.refs.is_empty();
+    let alert = StoredAlert {
         seq,
         id: public_id(seq),
         kind: r.kind.parse().map_err(|e| bad(format!("{e}")))?,
@@ -287,29 +298,14 @@ fn decode(seq: u64, rec: &str) -> Result<StoredAlert, StoreError> {
         received_unix: r.received,
         xml: r.xml,
         json: r.json,
-    })
+    };
+    Ok((alert, targets_missing))
 }
 
-/// The record's inherited targets. A record written before they were stored has none but
-/// may have inherited regions: those, with the record's own kind and severity, stand in (the
-/// approximation SQLite's schema 3 backfill makes), so its updates still reach them.
+/// The record's inherited targets: none for a record written before they were stored (the
+/// store fills those in from what they reference: `RedisStore::complete_targets`).
 fn targets(r: &Record, bad: &dyn Fn(String) -> StoreError) -> Result<Vec<Inherited>, StoreError> {
-    let kind = r.kind.parse().map_err(|e| bad(format!("{e}")))?;
-    let severity = severity_from_rank(i64::from(r.severity))
-        .ok_or_else(|| bad(format!("severity {}", r.severity)))?;
-    if r.targets.is_empty() {
-        return (r.inherited.iter())
-            .map(|&code| {
-                Ok(Inherited {
-                    region: RegionCode::from_u32(code)
-                        .map_err(|e| bad(format!("region {code}: {e}")))?,
-                    kind,
-                    severity,
-                })
-            })
-            .collect();
-    }
-    (r.targets.iter())
+    (r.targets.iter().flatten())
         .map(|(code, kind, rank)| {
             Ok(Inherited {
                 region: RegionCode::from_u32(*code)
@@ -429,18 +425,17 @@ mod tests {
         let a = sample();
         let mut rec: serde_json::Value = serde_json::from_str(&encode(&a)).expect("json");
         assert!(rec["targets"].is_array(), "{rec}");
+        let (new, missing) = decode(7, &rec.to_string()).expect("a record");
+        assert!(!missing);
+        assert_eq!(new, a);
         rec.as_object_mut().expect("object").remove("targets");
-        let old = decode(7, &rec.to_string()).expect("an older record");
+        let (old, missing) = decode(7, &rec.to_string()).expect("an older record");
+        assert!(missing, "references, no targets: the store fills them in");
+        assert!(old.inherited_targets.is_empty());
         assert_eq!(old.inherited_regions, a.inherited_regions);
-        // Its inherited regions stand in, with its own kind and severity.
-        let stand_in: Vec<Inherited> = (a.inherited_regions.iter())
-            .map(|&region| Inherited {
-                region,
-                kind: a.kind,
-                severity: a.severity,
-            })
-            .collect();
-        assert_eq!(old.inherited_targets, stand_in);
+        rec["refs"] = serde_json::json!([]);
+        let (_, missing) = decode(7, &rec.to_string()).expect("no references");
+        assert!(!missing, "nothing to inherit");
         rec["targets"] = serde_json::json!([[330_100, "nonsense", 3]]);
         assert!(
             decode(7, &rec.to_string()).is_err(),

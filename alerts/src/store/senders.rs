@@ -93,7 +93,12 @@ pub(super) fn check(
 /// sender stored before bindings existed gets (SQLite schema 2 does the same in SQL).
 pub(super) fn label_region(label: &str) -> Option<RegionCode> {
     let (_, rest) = label.split_once('@')?;
-    RegionCode::parse(rest.get(..6)?).ok()
+    let code = rest.get(..6)?;
+    // The same six characters schema 2's GLOB takes: a digit 1-9, then five digits.
+    if !code.starts_with(|c: char| ('1'..='9').contains(&c)) {
+        return None;
+    }
+    RegionCode::parse(code).ok()
 }
 
 /// The region that owns `sender` in the SQLite store, inside the caller's transaction.
@@ -155,6 +160,11 @@ mod tests {
         assert_eq!(region("import"), None);
         assert_eq!(region("x@33010"), None);
         assert_eq!(region("x@abcdef y"), None);
-        assert_eq!(region("x@33é100"), None, "not a char boundary: no panic");
+        assert_eq!(region("x@33100é"), None, "`é` straddles byte 6: no panic");
+        assert_eq!(
+            region("x@033100"),
+            None,
+            "schema 2 takes none with a leading 0"
+        );
     }
 }

@@ -176,6 +176,25 @@ impl SqliteStore {
         super::append::insert_numbered(&mut conn, records)
     }
 
+    /// Each sender with the region of its first alert (by number) whose publisher label names
+    /// one (`senders::label_region`): how senders stored before bindings existed are bound.
+    pub(super) fn first_labelled_senders(&self) -> Result<Vec<(String, RegionCode)>, StoreError> {
+        let conn = lock(&self.writer);
+        let mut stmt = conn.prepare("SELECT sender, publisher FROM alerts ORDER BY seq")?;
+        let mut rows = stmt.query([])?;
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let (sender, label): (String, String) = (row.get(0)?, row.get(1)?);
+            if let Some(region) = super::senders::label_region(&label)
+                && seen.insert(sender.clone())
+            {
+                out.push((sender, region));
+            }
+        }
+        Ok(out)
+    }
+
     /// Runs `f` on a free reader connection (or waits for one, round robin).
     pub(super) fn read<T>(
         &self,

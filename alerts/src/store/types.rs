@@ -56,9 +56,9 @@ pub struct StoredAlert {
     /// The audience it inherits: each referenced alert's own areas with that alert's kind and
     /// severity, plus what that one inherited, one entry per (region, kind) with the gravest
     /// severity ([`Inherited::reduce`]). Live delivery routes an Update or Cancel with it
-    /// without reading the originals back. Empty for an alert without references. Records
-    /// written before it was stored get their inherited regions with their own kind and
-    /// severity instead (SQLite schema 3, and the Redis record decoder).
+    /// without reading the originals back. Empty for an alert without references. For
+    /// records written before it was stored, the store derives it from what they reference
+    /// (SQLite schema 3's backfill; the Redis store when it reads such a record).
     pub inherited_targets: Vec<Inherited>,
     /// Sequence numbers of the alerts its `references` name, in document order.
     pub references: Vec<u64>,
@@ -100,8 +100,8 @@ impl StoredAlert {
     /// them. An alert without areas and without inherited targets (nothing resolved) is
     /// routed by its inherited regions, if any.
     pub fn to_published_with(&self, frame: Bytes) -> PublishedAlert {
-        // A record without inherited targets (written before they were stored) routes a bare
-        // Cancel by the regions it inherited, as before.
+        // An alert without areas whose inherited targets are empty although it inherited
+        // regions (its references' records could not be read) is routed by those regions.
         let regions = if self.regions.is_empty() && self.inherited_targets.is_empty() {
             self.inherited_regions.clone()
         } else {

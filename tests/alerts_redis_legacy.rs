@@ -1,0 +1,133 @@
+//! A Redis log written before inherited targets were stored, against a real `redis-server`: a
+//! record without its `targets` field gets them from what it references when the store reads
+//! it (as SQLite's schema 3 backfill does), so an Update of such a record, or a Cancel of it,
+//! still reaches the original's audience with the original's severity.
+
+mod alerts_util;
+mod common;
+
+use std::process::Command;
+
+use alerts::cap::Alert;
+use alerts::hub::{AlertKind, Inherited, Severity};
+use alerts::store::{Publisher, RedisStore, SenderRule, Store, StoreConfig};
+use alerts_util::{Fixture, SENDER, cancel_xml, cap_xml};
+use common::redis::Redis;
+use tiers::RegionCode;
+
+const SENT: &str = "2025-07-01T08:00:00+08:00";
+
+fn alert(xml: &str) -> Alert {
+    Alert::from_xml(xml.as_bytes()).expect("fixture parses")
+}
+
+fn fixture(identifier: &str, severity: &str) -> String {
+    cap_xml(&Fixture {
+        identifier,
+        kind: "food",
+        severity,
+        regions: &["330100"],
+        sent: SENT,
+        headline: "杭州市食品预警",
+        description: "旧记录",
+    })
+}
+
+/// `redis-cli -p PORT ARGS…`, its output.
+fn cli(redis: &Redis, args: &[&str]) -> String {
+    let port = redis.port.to_string();
+    let out = Command::new("redis-cli")
+        .args(["-p", &port, "--raw"])
+        .args(args)
+        .output()
+        .expect("redis-cli");
+    assert!(out.status.success(), "{args:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_record_without_targets_gets_them_from_what_it_references() {
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let open = || {
+        RedisStore::open(
+            &redis.url(),
+            "hubcast",
+            &dir.path().join("index.sqlite3"),
+            StoreConfig::default(),
+        )
+        .expect("store")
+    };
+    let store = open();
+    let hz = RegionCode::parse("330100").expect("code");
+    let publisher = Publisher {
+        label: "province-admin@330000 zj",
+        region: RegionCode::parse("330000").expect("code"),
+        rule: SenderRule::FirstUse,
+        may_reach: None,
+    };
+    // O: Extreme; U: an Update of O over the same area, Minor.
+    let original = store
+        .append(&alert(&fixture("O", "Extreme")), "raw", &publisher, 1)
+        .expect("O");
+    let update_xml = fixture("U", "Minor")
+        .replacen("<msgType>Alert</msgType>", "<msgType>Update</msgType>", 1)
+        .replacen(
+            "<scope>Public</scope>",
+            &format!("<scope>Public</scope><references>{SENDER},O,{SENT}</references>"),
+            1,
+        );
+    let update = store
+        .append(&alert(&update_xml), "raw", &publisher, 2)
+        .expect("U");
+    let extreme = Inherited {
+        region: hz,
+        kind: AlertKind::Food,
+        severity: Severity::Extreme,
+    };
+    assert_eq!(update.alert.inherited_targets, [extreme]);
+    assert_eq!(update.alert.references, [original.seq]);
+
+    // Rewrite U as an older hubcast wrote it: no `targets` field.
+    let listing = cli(&redis, &["XRANGE", "{hubcast}:alerts:log", "2-0", "2-0"]);
+    // `--raw`: the id, then field and value lines; the record is one line of JSON.
+    let json = (listing.lines())
+        .skip_while(|l| *l != "rec")
+        .nth(1)
+        .expect("rec value");
+    let mut rec: serde_json::Value = serde_json::from_str(json).expect("record");
+    assert!(rec["targets"].is_array(), "{rec}");
+    rec.as_object_mut().expect("object").remove("targets");
+    assert!(cli(&redis, &["XDEL", "{hubcast}:alerts:log", "2-0"]).contains('1'));
+    assert!(cli(&redis, &["XSETID", "{hubcast}:alerts:log", "1-0"]).contains("OK"));
+    let added = cli(
+        &redis,
+        &[
+            "XADD",
+            "{hubcast}:alerts:log",
+            "2-0",
+            "rec",
+            &rec.to_string(),
+            "raw",
+            "raw",
+        ],
+    );
+    assert!(added.contains("2-0"), "{added}");
+    drop(store);
+
+    // Read back, U has O's audience again; a bare Cancel of U inherits it, Extreme included.
+    let store = open();
+    let legacy = store.get(update.seq).expect("get").expect("U");
+    assert_eq!(legacy.inherited_targets, [extreme]);
+    let since = store.since(0, 10).expect("since");
+    assert_eq!(since[1].inherited_targets, [extreme]);
+    let cancel = cancel_xml("C", "U", SENT, "2025-07-01T09:00:00+08:00");
+    let cancel = store
+        .append(&alert(&cancel), "raw", &publisher, 3)
+        .expect("C");
+    assert_eq!(cancel.alert.inherited_targets, [extreme]);
+    assert!(
+        cancel.alert.to_published().inherited.contains(&extreme),
+        "routed to the Extreme subscribers of O"
+    );
+}
