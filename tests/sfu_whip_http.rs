@@ -375,10 +375,18 @@ async fn patch_follows_the_ice_session_entity_tag() {
     let second = restarted.header("etag").expect("new ETag").to_owned();
     assert_eq!(Some(second.clone()), ufrag(&restarted.body));
     assert_ne!(first, second);
+    // The same restart again (its answer was lost): the same answer, no new ICE session.
+    let again = patch_if(&hub, &location, &city, Some("*"), restart).await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.header("etag"), Some(second.as_str()));
+    assert_eq!(again.body, restarted.body);
     let old = patch_if(&hub, &location, &city, Some(&first), candidate).await;
     assert_eq!(old.status, 412, "the old ICE session's tag: {}", old.body);
+    // If-Match compares strongly (RFC 9110 § 13.1.1): a weak tag never matches.
     let weak = format!("W/{second}");
-    let current = patch_if(&hub, &location, &city, Some(&weak), candidate).await;
+    let weakened = patch_if(&hub, &location, &city, Some(&weak), candidate).await;
+    assert_eq!(weakened.status, 412, "{}", weakened.body);
+    let current = patch_if(&hub, &location, &city, Some(&second), candidate).await;
     assert_eq!(current.status, 204, "{}", current.body);
 }
 

@@ -247,6 +247,13 @@ mod tests {
         .expect("valid");
         assert_eq!(q.kinds.iter().count(), 2);
         assert_eq!(q.q, None);
+        let exact = parse_query(&pairs(&[("severity", "severe, minor,severe")]), &tree);
+        let exact = exact.expect("a list of levels").severities;
+        assert_eq!(
+            exact,
+            [Severity::Severe, Severity::Minor],
+            "each once, in order"
+        );
         for (name, value) in [
             ("region", "3301"),
             ("region", "110000"),
@@ -255,7 +262,10 @@ mod tests {
             ("limit", "0"),
             ("limit", "501"),
             ("cursor", "abc"),
-            ("severity", "severe"),
+            ("severity", "high"),
+            ("severity", "Severe"),
+            ("severity", "minor,,severe"),
+            ("unknown", "1"),
         ] {
             let err = parse_query(&pairs(&[(name, value)]), &tree).expect_err(name);
             assert_eq!(err.parameter(), Some(name), "{name}={value}");

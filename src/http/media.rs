@@ -373,8 +373,13 @@ pub async fn patch(
     let frag = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::bad_request("bad_sdp", "the fragment is not UTF-8"))?;
     let target = session_ref(&state, &room, &id, endpoint, &who).await?;
-    let if_match = (headers.get(header::IF_MATCH)).map(|v| v.to_str().unwrap_or("\"\""));
-    let if_match = IfMatch::parse(if_match);
+    // Several If-Match field lines form one list (RFC 9110 § 5.3); a value that is not text
+    // names no tag (matches nothing).
+    let lines: Vec<&str> = (headers.get_all(header::IF_MATCH).iter())
+        .map(|v| v.to_str().unwrap_or("\"\""))
+        .collect();
+    let joined = lines.join(", ");
+    let if_match = IfMatch::parse((!lines.is_empty()).then_some(joined.as_str()));
     match sfu(&state)?.patch_session(target, frag, if_match).await? {
         Some(answer) => {
             let etag = ice_etag(&answer);

@@ -128,7 +128,9 @@ pub enum IfMatch {
 }
 
 impl IfMatch {
-    /// Reads an `If-Match` field value (`*`, or a list of `"tag"` / `W/"tag"`).
+    /// Reads an `If-Match` field value: `*`, or a comma-separated list of entity tags
+    /// (`"tag"`, or weak `W/"tag"`, which never matches: If-Match compares strongly, RFC 9110
+    /// § 13.1.1). Anything that is not a quoted tag is kept as matching nothing.
     pub fn parse(value: Option<&str>) -> IfMatch {
         let Some(value) = value.map(str::trim) else {
             return IfMatch::Absent;
@@ -136,16 +138,26 @@ impl IfMatch {
         if value == "*" {
             return IfMatch::Any;
         }
-        let tags = value
-            .split(',')
-            .map(|t| {
-                t.trim()
-                    .trim_start_matches("W/")
-                    .trim_matches('"')
-                    .to_owned()
-            })
-            .filter(|t| !t.is_empty())
-            .collect();
+        let mut tags = Vec::new();
+        let mut rest = value;
+        loop {
+            rest = rest.trim_start_matches([' ', '\t', ',']);
+            if rest.is_empty() {
+                break;
+            }
+            let weak = rest.starts_with("W/");
+            let body = rest.strip_prefix("W/").unwrap_or(rest);
+            let Some(quoted) = body.strip_prefix('"') else {
+                break; // not an entity tag: nothing after it can be trusted either
+            };
+            let Some(end) = quoted.find('"') else {
+                break;
+            };
+            if !weak {
+                tags.push(quoted[..end].to_owned());
+            }
+            rest = &quoted[end + 1..];
+        }
         IfMatch::Tags(tags)
     }
 
@@ -155,6 +167,29 @@ impl IfMatch {
             IfMatch::Absent | IfMatch::Any => true,
             IfMatch::Tags(tags) => tags.iter().any(|t| t == ufrag),
         }
+    }
+}
+
+#[cfg(test)]
+mod if_match_tests {
+    use super::IfMatch;
+
+    #[test]
+    fn strong_tags_only_and_commas_inside_quotes() {
+        let tags = |v| IfMatch::parse(Some(v));
+        assert_eq!(IfMatch::parse(None), IfMatch::Absent);
+        assert_eq!(tags(" * "), IfMatch::Any);
+        assert!(tags("\"hc1\"").matches("hc1"));
+        assert!(tags("\"x\", \"hc1\"").matches("hc1"));
+        assert!(!tags("W/\"hc1\"").matches("hc1"), "weak never matches");
+        assert!(!tags("hc1").matches("hc1"), "unquoted is not a tag");
+        assert!(
+            !tags("\"a,hc1\"").matches("hc1"),
+            "one tag with a comma in it"
+        );
+        assert!(tags("\"a,hc1\", \"hc1\"").matches("hc1"));
+        assert!(!tags("\"hc1").matches("hc1"), "unterminated");
+        assert!(!tags("").matches("hc1"));
     }
 }
 

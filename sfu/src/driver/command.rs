@@ -137,7 +137,7 @@ impl Worker {
         }
         let now = Instant::now();
         let creds = local_creds(id, 0);
-        let ufrag = creds.ufrag.clone();
+        let (ufrag, pwd) = (creds.ufrag.clone(), creds.pass.clone());
         let (rtc, answer) = session::accept(
             config,
             &req.kind,
@@ -171,6 +171,7 @@ impl Worker {
             kind: req.kind.clone(),
             label: req.label,
             ufrag: ufrag.clone(),
+            pwd,
             rtc,
             created: now,
             connected: false,
@@ -239,36 +240,30 @@ impl Worker {
         for candidate in parsed.candidates {
             session.rtc.add_remote_candidate(candidate);
         }
+        // `parse_frag` refused a ufrag without a pwd (or the reverse) before anything changed.
         let restart = match (&parsed.ufrag, &parsed.pwd) {
             (Some(ufrag), Some(pwd)) if *ufrag != session.remote_ufrag => Some(IceCreds {
                 ufrag: ufrag.clone(),
                 pass: pwd.clone(),
             }),
-            (Some(_), None) | (None, Some(_)) => {
-                return Err(SfuError::BadOffer(
-                    "ice-ufrag and ice-pwd go together".into(),
-                ));
-            }
             _ => None,
         };
         let Some(remote) = restart else {
             session.queue(&mut self.dirty);
-            return Ok(None);
+            // A restart asked again with the credentials it already brought (its 200 was lost,
+            // or a 503 came after the worker applied it): the same answer again, not trickle's
+            // 204, so the client learns our credentials.
+            let repeated = *if_match == super::api::IfMatch::Any && parsed.pwd.is_some();
+            return Ok(repeated.then(|| restart_answer(session)));
         };
         let local = local_creds(id, 0x5a5a);
         let mut api = session.rtc.direct_api();
         api.set_local_ice_credentials(local.clone());
         api.set_remote_ice_credentials(remote.clone());
         let old = std::mem::replace(&mut session.ufrag, local.ufrag.clone());
+        session.pwd = local.pass;
         session.remote_ufrag = remote.ufrag;
-        let mut answer = format!(
-            "a=ice-ufrag:{}\r\na=ice-pwd:{}\r\n",
-            local.ufrag, local.pass
-        );
-        for line in &session.candidate_lines {
-            answer.push_str(line);
-            answer.push_str("\r\n");
-        }
+        let answer = restart_answer(session);
         session.queue(&mut self.dirty);
         self.shared.ufrags.remove(&old);
         self.route_ufrag(&local.ufrag, id);
@@ -302,6 +297,19 @@ impl Worker {
         // Viewers of this publisher may need a keyframe from the next source.
         self.pump_room(&session.room);
     }
+}
+
+/// The answer fragment of an ICE restart: our current credentials and candidates.
+fn restart_answer(session: &Session) -> String {
+    let mut answer = format!(
+        "a=ice-ufrag:{}\r\na=ice-pwd:{}\r\n",
+        session.ufrag, session.pwd
+    );
+    for line in &session.candidate_lines {
+        answer.push_str(line);
+        answer.push_str("\r\n");
+    }
+    answer
 }
 
 /// Fresh local ICE credentials for session `id`: a ufrag unique on the node (`salt` varies it

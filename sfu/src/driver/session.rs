@@ -44,7 +44,9 @@ pub(crate) struct Session {
     pub room: Arc<str>,
     pub kind: SessionKind,
     pub label: String,
+    /// Our current ICE ufrag (the session's entity tag) and password.
     pub ufrag: String,
+    pub pwd: String,
     pub rtc: Rtc,
     pub created: Instant,
     pub connected: bool,
@@ -252,6 +254,12 @@ pub(crate) fn parse_frag(frag: &str) -> Result<Frag, SfuError> {
     if !valid(&out.ufrag, 4) || !valid(&out.pwd, 22) {
         return Err(SfuError::BadOffer(
             "ice-ufrag must be 4-256 and ice-pwd 22-256 printable characters (RFC 8839)".into(),
+        ));
+    }
+    // Checked here, before anything of the fragment is applied to a session.
+    if out.ufrag.is_some() != out.pwd.is_some() {
+        return Err(SfuError::BadOffer(
+            "ice-ufrag and ice-pwd go together".into(),
         ));
     }
     Ok(out)
