@@ -43,7 +43,7 @@ pub use worker::MAX_REPOLLS;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::mpsc::SyncSender;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -297,19 +297,23 @@ impl Sfu {
         make: impl FnOnce(Reply<T>) -> Command,
     ) -> Result<T, SfuError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let index = match (self.inner.placement.lock(), missing) {
+        let (index, placed_now) = match (self.inner.placement.lock(), missing) {
             (Ok(mut placement), None) => {
-                placement.worker_for(room).ok_or(SfuError::Full("rooms"))?
+                let had = placement.lookup(room).is_some();
+                let index = placement.worker_for(room).ok_or(SfuError::Full("rooms"))?;
+                (index, !had)
             }
-            (Ok(placement), Some(missing)) => placement.lookup(room).ok_or(missing)?,
+            (Ok(placement), Some(missing)) => (placement.lookup(room).ok_or(missing)?, false),
             (Err(_), _) => return Err(SfuError::Busy),
         };
         let worker = &self.inner.workers[index];
-        match worker.try_send(WorkerMsg::Command(make(tx))) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                return Err(SfuError::Busy);
+        if worker.try_send(WorkerMsg::Command(make(tx))).is_err() {
+            // The worker never saw this create: a room placed for it alone is forgotten
+            // again (the worker releases the ones it had and emptied).
+            if placed_now && let Ok(mut placement) = self.inner.placement.lock() {
+                placement.release(room, index);
             }
+            return Err(SfuError::Busy);
         }
         match tokio::time::timeout(ANSWER_TIMEOUT, rx).await {
             Ok(Ok(result)) => result,
