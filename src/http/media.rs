@@ -186,26 +186,22 @@ pub async fn whip(
     // A remembered room the SFU still places (live, or being created right now) keeps its
     // region; only one the SFU has forgotten is convened again. No round trip to a worker,
     // so a busy worker cannot make a live room look gone.
-    let existing = state
-        .media_rooms()
-        .get(&room)
-        .filter(|_| sfu.has_room(&room));
-    match existing {
-        Some(region) => authorize(tree, &who, Action::PublishMedia, region)?,
-        None => {
-            let region = match &query.region {
-                Some(text) => RegionCode::parse(text)
-                    .map_err(|e| ApiError::bad_request("bad_region", e.to_string()))?,
-                None => who.region,
-            };
-            authorize(tree, &who, Action::ConveneMeeting, region)?;
-            state
-                .media_rooms()
-                .insert(&room, region, std::time::Instant::now(), |r| {
-                    sfu.has_room(r)
-                })?;
+    let requested = match &query.region {
+        Some(text) => RegionCode::parse(text)
+            .map_err(|e| ApiError::bad_request("bad_region", e.to_string()))?,
+        None => who.region,
+    };
+    let alive = |r: &str| sfu.has_room(r);
+    let may_convene = |region| Ok(authorize(tree, &who, Action::ConveneMeeting, region)?);
+    let now = std::time::Instant::now();
+    let rooms = state.media_rooms();
+    let convening = match rooms.convene(&room, requested, now, alive, may_convene)? {
+        Some(region) => {
+            authorize(tree, &who, Action::PublishMedia, region)?;
+            false
         }
-    }
+        None => true,
+    };
     let created_session = sfu
         .create_session(SessionRequest {
             room: room.clone(),
@@ -213,7 +209,12 @@ pub async fn whip(
             label: who.subject.clone(),
             offer,
         })
-        .await?;
+        .await
+        .inspect_err(|_| {
+            if convening {
+                rooms.forget_unless(&room, alive);
+            }
+        })?;
     Ok(created(
         "whip",
         &room,
@@ -266,7 +267,7 @@ async fn play(
     check_room_name(&room)?;
     check_meeting_claim(&who, &room)?;
     let offer = sdp_body(headers, body)?;
-    let region = room_region(&state, &room).await?;
+    let region = room_region(&state, &room)?;
     authorize(state.regions(), &who, Action::WatchMeeting, region)?;
     let created_session = sfu(&state)?
         .create_session(SessionRequest {
@@ -293,13 +294,12 @@ fn no_such_room(room: &str) -> ApiError {
     )
 }
 
-async fn room_region(state: &AppState, room: &str) -> Result<RegionCode, ApiError> {
-    let region = state
-        .media_rooms()
-        .get(room)
-        .ok_or_else(|| no_such_room(room))?;
-    sfu(state)?.room(room).await?;
-    Ok(region)
+/// The convening region of `room`, which the SFU must have (no worker round trip).
+fn room_region(state: &AppState, room: &str) -> Result<RegionCode, ApiError> {
+    let sfu = sfu(state)?;
+    (state.media_rooms().get(room))
+        .filter(|_| sfu.has_room(room))
+        .ok_or_else(|| no_such_room(room))
 }
 
 /// Which endpoint a session route belongs to, attached per route by the router (a session
@@ -425,7 +425,7 @@ pub async fn room_info(
 ) -> Result<Json<sfu::driver::RoomInfo>, ApiError> {
     check_room_name(&room)?;
     check_meeting_claim(&who, &room)?;
-    let region = room_region(&state, &room).await?;
+    let region = room_region(&state, &room)?;
     authorize(state.regions(), &who, Action::WatchMeeting, region)?;
     Ok(Json(sfu(&state)?.room(&room).await?))
 }

@@ -2,8 +2,8 @@
 //! every WHIP/WHEP call against the room's region.
 //!
 //! Bounded: at most [`MAX_ROOMS`] entries. An entry outlives its room (the SFU forgets a room
-//! when its last session leaves, and a publish whose SDP the SFU refused leaves one behind),
-//! so when the table is full, entries whose room the SFU no longer has are dropped before a
+//! when its last session leaves; a convening publish whose session the SFU refused removes
+//! its entry again), so when the table is full, entries whose room the SFU no longer has are dropped before a
 //! new room is refused. Entries younger than [`SWEEP_GRACE`] are kept: their room may still
 //! be on its way into the SFU (the entry is written before the session is created). A stale
 //! entry is harmless meanwhile: a publish to a room the SFU does not have convenes it afresh.
@@ -25,10 +25,13 @@ pub const MAX_ROOMS: usize = 10_000;
 /// SFU answers within 5 s or the request fails).
 pub const SWEEP_GRACE: Duration = Duration::from_secs(60);
 
+/// Room name → convening region and when that was recorded.
+type Rooms = HashMap<String, (RegionCode, Instant)>;
+
 /// Room name → convening region (and when that was recorded).
 #[derive(Debug)]
 pub struct RoomRegistry {
-    rooms: Mutex<HashMap<String, (RegionCode, Instant)>>,
+    rooms: Mutex<Rooms>,
     capacity: usize,
 }
 
@@ -52,6 +55,39 @@ impl RoomRegistry {
         self.rooms.lock().ok()?.get(room).map(|(region, _)| *region)
     }
 
+    /// The region of `room` if it is remembered and the SFU still has it (`alive`); else,
+    /// after `may_convene(region)` allows it, records that `region` convenes it now and gives
+    /// `None`. One lock for both: two publishers convening the same room at once cannot both
+    /// pass, the second would re-label the first's room.
+    pub fn convene(
+        &self,
+        room: &str,
+        region: RegionCode,
+        now: Instant,
+        alive: impl Fn(&str) -> bool,
+        may_convene: impl FnOnce(RegionCode) -> Result<(), ApiError>,
+    ) -> Result<Option<RegionCode>, ApiError> {
+        let mut rooms = self.lock()?;
+        if let Some(&(existing, _)) = rooms.get(room)
+            && alive(room)
+        {
+            return Ok(Some(existing));
+        }
+        may_convene(region)?;
+        self.record(&mut rooms, room, region, now, alive)?;
+        Ok(None)
+    }
+
+    /// Forgets `room` unless the SFU has it: a convening publish whose session was refused
+    /// leaves no entry behind (else bad offers could fill the table).
+    pub fn forget_unless(&self, room: &str, alive: impl Fn(&str) -> bool) {
+        if let Ok(mut rooms) = self.lock()
+            && !alive(room)
+        {
+            rooms.remove(room);
+        }
+    }
+
     /// Records that `region` convened `room` at `now`. When full, first forgets every room
     /// older than `SWEEP_GRACE` (60 s) for which `alive` says the SFU no longer has it; 503 if that
     /// frees nothing.
@@ -62,10 +98,25 @@ impl RoomRegistry {
         now: Instant,
         alive: impl Fn(&str) -> bool,
     ) -> Result<(), ApiError> {
-        let mut rooms = self
-            .rooms
+        let mut rooms = self.lock()?;
+        self.record(&mut rooms, room, region, now, alive)
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Rooms>, ApiError> {
+        self.rooms
             .lock()
-            .map_err(|_| ApiError::internal(&"room registry poisoned"))?;
+            .map_err(|_| ApiError::internal(&"room registry poisoned"))
+    }
+
+    /// [`insert`](Self::insert) under the caller's lock.
+    fn record(
+        &self,
+        rooms: &mut Rooms,
+        room: &str,
+        region: RegionCode,
+        now: Instant,
+        alive: impl Fn(&str) -> bool,
+    ) -> Result<(), ApiError> {
         if rooms.len() >= self.capacity && !rooms.contains_key(room) {
             rooms.retain(|name, (_, at)| now.duration_since(*at) < SWEEP_GRACE || alive(name));
             tracing::debug!(left = rooms.len(), "room registry full: forgot ended rooms");
@@ -136,5 +187,35 @@ mod tests {
         assert_eq!(registry.get("a"), None);
         assert_eq!(registry.get("b"), Some(region(330_100)));
         assert_eq!(registry.get("c"), Some(region(330_000)));
+    }
+
+    #[test]
+    fn convening_is_one_step_and_a_refused_create_leaves_nothing() {
+        let registry = RoomRegistry::with_capacity(4);
+        let t0 = Instant::now();
+        let allow = |_| Ok(());
+        let none_alive = |_: &str| false;
+        assert_eq!(
+            registry
+                .convene("a", region(330_100), t0, none_alive, allow)
+                .expect("new"),
+            None
+        );
+        // Live in the SFU: the second convener gets the first's region, and is not asked.
+        let refuse = |_| Err(ApiError::forbidden("not asked"));
+        let got = registry.convene("a", region(330_200), t0, |_: &str| true, refuse);
+        assert_eq!(got.expect("existing"), Some(region(330_100)));
+        // Not allowed to convene: nothing recorded.
+        assert!(
+            registry
+                .convene("b", region(330_200), t0, none_alive, refuse)
+                .is_err()
+        );
+        assert_eq!(registry.get("b"), None);
+        // The create failed and the SFU has no room "a": forgotten; a live room stays.
+        registry.forget_unless("a", |_: &str| true);
+        assert_eq!(registry.get("a"), Some(region(330_100)));
+        registry.forget_unless("a", none_alive);
+        assert_eq!(registry.get("a"), None);
     }
 }
