@@ -256,8 +256,17 @@ impl RedisStore {
         }
         let mut targets = Vec::new();
         for &seq in &entry.alert.references {
-            let Some(original) = self.raw_get(seq)? else {
-                continue;
+            // An unreadable original contributes nothing (logged): like a reader skipping an
+            // unreadable entry, it must not make every read of this record fail. The record
+            // is then routed by its inherited regions (`to_published_with`).
+            let original = match self.raw_get(seq) {
+                Ok(Some(original)) => original,
+                Ok(None) => continue,
+                Err(err @ StoreError::Corrupt { .. }) => {
+                    tracing::warn!(%err, seq = entry.alert.seq, "an original of a record is unreadable");
+                    continue;
+                }
+                Err(err) => return Err(err),
             };
             let o = original.alert;
             let regions = o.regions.iter().chain(&o.inherited_regions);
@@ -337,14 +346,30 @@ impl RedisStore {
                 .arg(sender)
                 .query(c)?)
         })?;
-        match code.map(RegionCode::from_u32) {
-            None => Ok(None),
-            Some(Ok(region)) => Ok(Some(region)),
-            Some(Err(err)) => Err(StoreError::Corrupt {
-                seq: 0,
-                reason: format!("sender {sender:?} is bound to an invalid region: {err}"),
-            }),
-        }
+        owner_region(sender, code)
+    }
+
+    /// The owner of `sender` and the number stored under (`sender`, `identifier`), in one
+    /// round trip. The identity is read first: the script records an identity and its
+    /// sender's binding atomically, so an identity found comes with its binding, even if
+    /// another client's script runs between the two reads.
+    fn owner_and_seq(
+        &self,
+        sender: &str,
+        identifier: &str,
+    ) -> Result<(Option<RegionCode>, Option<u64>), StoreError> {
+        let key = identity(sender, identifier);
+        let (seq, code): (Option<u64>, Option<u32>) = self.with_conn(|c| {
+            Ok(redis::pipe()
+                .cmd("HGET")
+                .arg(&self.keys.ids)
+                .arg(&key)
+                .cmd("HGET")
+                .arg(&self.keys.senders)
+                .arg(sender)
+                .query(c)?)
+        })?;
+        Ok((owner_region(sender, code)?, seq))
     }
 
     fn seq_of(&self, sender: &str, identifier: &str) -> Result<Option<u64>, StoreError> {
@@ -387,6 +412,18 @@ impl RedisStore {
     }
 }
 
+/// A sender's stored owner code as a region.
+fn owner_region(sender: &str, code: Option<u32>) -> Result<Option<RegionCode>, StoreError> {
+    match code.map(RegionCode::from_u32) {
+        None => Ok(None),
+        Some(Ok(region)) => Ok(Some(region)),
+        Some(Err(err)) => Err(StoreError::Corrupt {
+            seq: 0,
+            reason: format!("sender {sender:?} is bound to an invalid region: {err}"),
+        }),
+    }
+}
+
 impl Store for RedisStore {
     fn append(
         &self,
@@ -396,13 +433,12 @@ impl Store for RedisStore {
         now_unix: i64,
     ) -> Result<Appended, StoreError> {
         let p = Prepared::new(alert, raw, publisher, now_unix, &self.config)?;
-        // Checked again, atomically, by the script; here so that a re-post answered from the
-        // identity index below is checked too.
-        senders::check(&p.sender, self.sender_owner(&p.sender)?, p.owner, p.rule)?;
-        if let Some(existing) = self.by_identifier(&p.sender, &p.identifier)? {
-            // Checked again: another region may have bound the sender and stored this very
-            // alert since the check above.
-            senders::check(&p.sender, self.sender_owner(&p.sender)?, p.owner, p.rule)?;
+        // The owner and the identity in one round trip: the sender is checked first, as in
+        // SQLite, for new alerts and re-posts alike (the script checks a new one again,
+        // atomically).
+        let (owner, known) = self.owner_and_seq(&p.sender, &p.identifier)?;
+        senders::check(&p.sender, owner, p.owner, p.rule)?;
+        if let Some(existing) = known.map(|seq| self.get(seq)).transpose()?.flatten() {
             return p.same_as(existing);
         }
         let targets = self.resolve(&p, publisher.may_reach)?;
