@@ -9,7 +9,7 @@ use tiers::RegionTree;
 
 use super::config::{BufferCapacities, HubConfig, HubStats};
 use super::regions::{RegionIdx, RegionIndex};
-use super::retain::{Compiled, Entry, LiveSet, Ring, Target};
+use super::retain::{Compiled, Entry, LiveSet, Ring};
 use super::subs::{Mode, Sub, Subs};
 use super::types::{Delivery, DisconnectReason, Filter, HubError, HubEvent, PublishedAlert, SubId};
 
@@ -80,20 +80,17 @@ impl Hub {
                 last: self.last_seq,
             });
         }
-        let regions = &self.regions;
-        let carried = (alert.inherited.iter()).filter_map(|i| {
-            Some(Target {
-                region: regions.index(i.region)?,
-                kind: i.kind,
-                severity: i.severity,
-            })
-        });
-        let inherited: Vec<Target> = (alert.references.iter())
-            .filter_map(|&r| self.held(r))
-            .flat_map(|e| e.targets.iter().copied())
-            .chain(carried)
-            .collect();
-        let entry = Arc::new(Entry::new(alert, &self.regions, inherited.iter(), now));
+        // The store's record carries the inherited audience; only an alert without it (built
+        // in code, or read from a record whose originals could not be read) takes it from
+        // the referenced alerts this hub still holds.
+        let held: Vec<Arc<Entry>> = match alert.inherited.is_empty() {
+            true => (alert.references.iter())
+                .filter_map(|&r| self.held(r).cloned())
+                .collect(),
+            false => Vec::new(),
+        };
+        let held_targets = held.iter().flat_map(|e| e.targets.iter().copied());
+        let entry = Arc::new(Entry::new(alert, &self.regions, held_targets, now));
         let seq = entry.alert.seq;
         self.last_seq = seq;
         self.stats.published += 1;

@@ -55,18 +55,29 @@ pub(crate) fn own_targets<'a>(
 }
 
 impl Entry {
-    /// Builds an entry; `inherited` are the targets of the alerts it references.
-    pub(crate) fn new<'a>(
+    /// Builds an entry: its own areas, the audience it carries (`alert.inherited`) and
+    /// `held`, the targets of referenced alerts taken from the hub. One target per (region,
+    /// kind), the gravest severity: a filter takes everything from its lowest severity up,
+    /// so that reaches the same subscribers with fewer targets to scan.
+    pub(crate) fn new(
         alert: PublishedAlert,
         regions: &RegionIndex,
-        inherited: impl Iterator<Item = &'a Target>,
+        held: impl Iterator<Item = Target>,
         stored_at: Instant,
     ) -> Entry {
+        let carried = (alert.inherited.iter()).filter_map(|i| {
+            Some(Target {
+                region: regions.index(i.region)?,
+                kind: i.kind,
+                severity: i.severity,
+            })
+        });
         let mut targets: Vec<Target> = own_targets(&alert, regions)
-            .chain(inherited.copied())
+            .chain(carried)
+            .chain(held)
             .collect();
-        targets.sort_unstable();
-        targets.dedup();
+        targets.sort_unstable_by_key(|t| (t.region, t.kind, std::cmp::Reverse(t.severity)));
+        targets.dedup_by_key(|t| (t.region, t.kind));
         Entry {
             alert,
             targets: targets.into_boxed_slice(),
