@@ -23,8 +23,8 @@ use std::collections::BTreeSet;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tiers::RegionCode;
 
-use super::senders::{self, Publisher, SenderRule};
-use super::sqlite::{COLUMNS, inherited_text, join_list, select, select_one, to_sql_seq};
+use super::senders::{self, Publisher};
+use super::sqlite::{by_identity, inherited_text, join_list, to_sql_seq};
 use super::types::public_id;
 use super::{Appended, StoreError, StoredAlert};
 use crate::cap::{Alert, CapError, Reference, Status, write_xml};
@@ -49,10 +49,6 @@ pub(super) struct Prepared {
     pub(super) regions: Vec<RegionCode>,
     pub(super) references: Vec<Reference>,
     pub(super) publisher: String,
-    /// The publisher's region: the sender's owner once stored.
-    pub(super) owner: RegionCode,
-    /// How the sender is checked against `owner`.
-    pub(super) rule: SenderRule,
     pub(super) received_unix: i64,
     pub(super) xml: String,
     pub(super) json: String,
@@ -99,8 +95,6 @@ impl Prepared {
             regions: alert.regions()?,
             references,
             publisher: publisher.label.to_owned(),
-            owner: publisher.region,
-            rule: publisher.rule,
             received_unix: now_unix,
             xml,
             json,
@@ -229,17 +223,14 @@ pub(super) fn build(
     Ok((alert, p.raw, p.search_text))
 }
 
-/// [`Publisher::may_reach`].
-pub(super) type Reach<'a> = Option<&'a (dyn Fn(RegionCode) -> bool + Sync)>;
-
 /// Refuses `reference` if the alert it resolved to reaches (`regions`, own and inherited) a
-/// region the publisher may not publish to.
+/// region `publisher` may not publish to ([`Publisher::may_reach`]).
 pub(super) fn check_reach(
     reference: &Reference,
     regions: &[RegionCode],
-    may_reach: Reach<'_>,
+    publisher: &Publisher<'_>,
 ) -> Result<(), StoreError> {
-    let Some(may_reach) = may_reach else {
+    let Some(may_reach) = publisher.may_reach else {
         return Ok(());
     };
     match regions.iter().find(|&&r| !may_reach(r)) {
@@ -255,23 +246,21 @@ pub(super) fn check_reach(
 pub(super) fn append(
     conn: &mut Connection,
     p: Prepared,
-    may_reach: Reach<'_>,
+    publisher: &Publisher<'_>,
 ) -> Result<Appended, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    senders::check(&p.sender, senders::owner(&tx, &p.sender)?, p.owner, p.rule)?;
-    let existing_sql =
-        format!("SELECT {COLUMNS} FROM alerts a WHERE a.sender = ?1 AND a.identifier = ?2");
-    if let Some(existing) = select(&tx, &existing_sql, params![p.sender, p.identifier])?.pop() {
+    let owner = senders::owner(&tx, &p.sender)?;
+    senders::check(&p.sender, owner, publisher.region, publisher.rule)?;
+    if let Some(existing) = by_identity(&tx, &p.sender, &p.identifier)? {
         return p.same_as(existing);
     }
-    let targets = resolve(&tx, &p, may_reach)?;
+    let targets = resolve(&tx, &p, publisher)?;
     let next: i64 = tx.query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM alerts", [], |r| {
         r.get(0)
     })?;
-    let (owner, rule) = (p.owner, p.rule);
     let (alert, raw, search_text) = build(p, next.unsigned_abs(), &targets)?;
     insert(&tx, &alert, &raw, &search_text)?;
-    senders::bind(&tx, &alert.sender, owner, rule, next)?;
+    senders::bind(&tx, &alert.sender, publisher.region, publisher.rule, next)?;
     tx.commit()?;
     Ok(Appended {
         seq: alert.seq,
@@ -414,14 +403,11 @@ pub(super) fn insert_numbered<'a>(
 fn resolve(
     conn: &Connection,
     p: &Prepared,
-    may_reach: Reach<'_>,
+    publisher: &Publisher<'_>,
 ) -> Result<Vec<Target>, StoreError> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM alerts a WHERE a.sender = ?1 AND a.identifier = ?2"
-    ))?;
     let mut targets: Vec<Target> = Vec::new();
     for r in &p.references {
-        let row = select_one(&mut stmt, params![r.sender, r.identifier])?;
+        let row = by_identity(conn, &r.sender, &r.identifier)?;
         let Some(a) = row.filter(|a| a.sent_unix == r.sent.unix_seconds()) else {
             if p.must_resolve() {
                 return Err(StoreError::UnknownReference {
@@ -435,7 +421,7 @@ fn resolve(
         }
         let mut regions = a.regions.clone();
         regions.extend(&a.inherited_regions);
-        check_reach(r, &regions, may_reach)?;
+        check_reach(r, &regions, publisher)?;
         let reach = Target::reach_of(&a.regions, a.kind, a.severity, &a.inherited_targets);
         targets.push(Target {
             seq: a.seq,

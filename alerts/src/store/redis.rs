@@ -29,7 +29,7 @@ use std::time::Duration;
 use redis::{Client, Connection, Value};
 use tiers::RegionCode;
 
-use super::append::{Prepared, Reach, Target, build, check_reach, existing_record};
+use super::append::{Prepared, Target, build, check_reach, existing_record};
 use super::redis_log::{self, APPEND_SCRIPT, Entry, Keys, ScriptAnswer, Slot, entry_id, identity};
 use super::senders::{self, Publisher};
 use super::sqlite::check_limit;
@@ -378,7 +378,7 @@ impl RedisStore {
     }
 
     /// The stored alerts `p.references` name, each once, in document order.
-    fn resolve(&self, p: &Prepared, may_reach: Reach<'_>) -> Result<Vec<Target>, StoreError> {
+    fn resolve(&self, p: &Prepared, publisher: &Publisher<'_>) -> Result<Vec<Target>, StoreError> {
         let mut targets: Vec<Target> = Vec::new();
         for r in &p.references {
             let found = match self.seq_of(&r.sender, &r.identifier)? {
@@ -399,7 +399,7 @@ impl RedisStore {
             let reach = Target::reach_of(&a.regions, a.kind, a.severity, &a.inherited_targets);
             let mut regions = a.regions;
             regions.extend(a.inherited_regions);
-            check_reach(r, &regions, may_reach)?;
+            check_reach(r, &regions, publisher)?;
             targets.push(Target {
                 seq: a.seq,
                 kind: a.kind,
@@ -437,13 +437,16 @@ impl Store for RedisStore {
         // SQLite, for new alerts and re-posts alike (the script checks a new one again,
         // atomically).
         let (owner, known) = self.owner_and_seq(&p.sender, &p.identifier)?;
-        senders::check(&p.sender, owner, p.owner, p.rule)?;
+        senders::check(&p.sender, owner, publisher.region, publisher.rule)?;
         if let Some(existing) = known.map(|seq| self.get(seq)).transpose()?.flatten() {
             return p.same_as(existing);
         }
-        let targets = self.resolve(&p, publisher.may_reach)?;
+        let targets = self.resolve(&p, publisher)?;
         let key = identity(&p.sender, &p.identifier);
-        let (owner, rule) = (p.owner.as_u32().to_string(), p.rule.as_str());
+        let (owner, rule) = (
+            publisher.region.as_u32().to_string(),
+            publisher.rule.as_str(),
+        );
         let (mut record, raw, _search) = build(p, 0, &targets)?;
         let rec = redis_log::encode(&record);
         let mut retried = false;

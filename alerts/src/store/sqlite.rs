@@ -233,7 +233,7 @@ impl Store for SqliteStore {
     ) -> Result<Appended, StoreError> {
         let prepared = super::append::Prepared::new(alert, raw, publisher, now_unix, &self.config)?;
         let mut conn = lock(&self.writer);
-        super::append::append(&mut conn, prepared, publisher.may_reach)
+        super::append::append(&mut conn, prepared, publisher)
     }
 
     fn get(&self, seq: u64) -> Result<Option<StoredAlert>, StoreError> {
@@ -246,9 +246,7 @@ impl Store for SqliteStore {
         sender: &str,
         identifier: &str,
     ) -> Result<Option<StoredAlert>, StoreError> {
-        let sql =
-            format!("SELECT {COLUMNS} FROM alerts a WHERE a.sender = ?1 AND a.identifier = ?2");
-        self.read(|conn| Ok(select(conn, &sql, params![sender, identifier])?.pop()))
+        self.read(|conn| by_identity(conn, sender, identifier))
     }
 
     fn since(&self, after: u64, limit: usize) -> Result<Vec<StoredAlert>, StoreError> {
@@ -311,16 +309,14 @@ pub(super) fn select(
     Ok(out)
 }
 
-/// Runs a prepared `SELECT {COLUMNS} …` that matches at most one row.
-pub(super) fn select_one(
-    stmt: &mut rusqlite::CachedStatement<'_>,
-    params: impl rusqlite::Params,
+/// The alert stored under the CAP identity (`sender`, `identifier`).
+pub(super) fn by_identity(
+    conn: &Connection,
+    sender: &str,
+    identifier: &str,
 ) -> Result<Option<StoredAlert>, StoreError> {
-    let mut rows = stmt.query_map(params, RawRow::read)?;
-    match rows.next() {
-        Some(row) => Ok(Some(row?.convert()?)),
-        None => Ok(None),
-    }
+    let sql = format!("SELECT {COLUMNS} FROM alerts a WHERE a.sender = ?1 AND a.identifier = ?2");
+    Ok(select(conn, &sql, params![sender, identifier])?.pop())
 }
 
 /// A row's columns as SQLite gave them; [`RawRow::convert`] checks and types them.
