@@ -171,7 +171,22 @@ pub(super) async fn public_work<T: Send + 'static>(
     alerts: &AlertsState,
     f: impl FnOnce() -> Result<T, AlertError> + Send + 'static,
 ) -> Result<T, AlertError> {
-    let place = read_place(&alerts.public_reads)?;
+    public_work_in(public_place(alerts)?, f).await
+}
+
+/// One of the `alerts.max_concurrent_reads` places, or 503 `busy`: for a request that must
+/// hold its place before work of its own (the Atom feed asks the hub task for the live set).
+pub(super) fn public_place(
+    alerts: &AlertsState,
+) -> Result<tokio::sync::OwnedSemaphorePermit, AlertError> {
+    read_place(&alerts.public_reads)
+}
+
+/// [`public_work`] in a place already taken.
+pub(super) async fn public_work_in<T: Send + 'static>(
+    place: tokio::sync::OwnedSemaphorePermit,
+    f: impl FnOnce() -> Result<T, AlertError> + Send + 'static,
+) -> Result<T, AlertError> {
     let work = tokio::task::spawn_blocking(move || {
         let _place = place;
         f()

@@ -16,7 +16,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
-use super::alerts_error::{AlertError, alerts_state, public_work};
+use super::alerts_error::{AlertError, alerts_state, public_place, public_work_in};
 use super::alerts_live::parse_live;
 use super::{ApiError, AppState};
 
@@ -33,6 +33,9 @@ pub async fn atom(
     });
     let query = parse_live(query, &state)?;
     let subsystem = alerts_state(&state)?;
+    // The place first: a flood of feed requests is refused before it makes the hub task copy
+    // the live set for each.
+    let place = public_place(subsystem)?;
     let Some(mut alerts) = subsystem.live.live_alerts(query.filter).await else {
         let why = "live delivery is stopped";
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", why).into());
@@ -41,7 +44,7 @@ pub async fn atom(
     // Up to `retain_count` entries to parse and render: off the runtime threads, and counted
     // with the other public reads.
     let region = query.filter.region.to_string();
-    let body = public_work(subsystem, move || Ok(render(&region, &alerts))).await?;
+    let body = public_work_in(place, move || Ok(render(&region, &alerts))).await?;
     let headers = [
         (header::CONTENT_TYPE, "application/atom+xml; charset=utf-8"),
         (header::CACHE_CONTROL, "public, max-age=30"),
