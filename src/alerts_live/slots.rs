@@ -66,6 +66,9 @@ pub(super) fn subscribe(
 /// [`Ahead`]).
 pub(super) fn release(hub: &mut Hub, slots: &mut Slots, ahead: &mut Ahead) {
     for parked in ahead.due(hub.last_seq(), Instant::now()) {
-        subscribe(hub, slots, parked.filter, Some(parked.since), parked.reply);
+        // A client that gave up gets nothing: no subscription made only to be undone.
+        if !parked.reply.is_closed() {
+            subscribe(hub, slots, parked.filter, Some(parked.since), parked.reply);
+        }
     }
 }

@@ -119,10 +119,12 @@ pub(super) async fn run(
                 since,
                 reply,
             } => {
-                // Held only when another instance may be ahead (a shared log) and the filter
-                // is valid (an invalid one is answered now); a single log is never behind.
-                let may_hold = shared_log && hub.check_filter(&filter).is_ok();
+                // Held only when another instance may be ahead (a shared log), `since` is
+                // ahead of this one, and the filter is valid (an invalid one is answered
+                // now); a single log is never behind.
                 let (last, now) = (hub.last_seq(), Instant::now());
+                let ahead_of_us = since.is_some_and(|s| s > last);
+                let may_hold = shared_log && ahead_of_us && hub.check_filter(&filter).is_ok();
                 if let Err((filter, since, reply)) =
                     ahead.park(filter, since, reply, last, may_hold, now)
                 {
@@ -206,10 +208,12 @@ async fn fill_gap(
                 "live hand-off gap filled from the store"
             );
             for stored in missing {
-                if !pending.contains_key(&stored.seq) {
-                    let alert = super::frame::for_live(stored.to_published());
-                    pending.insert(alert.seq, (alert, Instant::now()));
-                }
+                (pending.entry(stored.seq)).or_insert_with(|| {
+                    (
+                        super::frame::for_live(stored.to_published()),
+                        Instant::now(),
+                    )
+                });
             }
         }
         Ok(Err(err)) => {
@@ -278,14 +282,15 @@ struct Ages<'a> {
     /// The pass's metrics, kept locally and added to the shared ones once, when the pass ends
     /// (drop): no atomic update per subscriber.
     metrics: &'a LiveMetrics,
-    latency: prometheus::local::LocalHistogram,
+    /// Made on the first observation (a local histogram allocates its buckets), and flushed
+    /// into the shared one when dropped.
+    latency: Option<prometheus::local::LocalHistogram>,
     delivered: u64,
     direct: u64,
 }
 
 impl Drop for Ages<'_> {
     fn drop(&mut self) {
-        self.latency.flush();
         if self.delivered > 0 {
             self.metrics.deliveries.inc_by(self.delivered);
         }
@@ -302,7 +307,7 @@ impl<'a> Ages<'a> {
             now: Instant::now(),
             last: None,
             metrics,
-            latency: metrics.latency.local(),
+            latency: None,
             delivered: 0,
             direct: 0,
         }
@@ -339,7 +344,8 @@ fn fill(hub: &mut Hub, mailbox: &Mailbox, sub: SubId, ages: &mut Ages<'_>) {
         || hub.pop(sub),
         |seq| {
             if let Some(age) = ages.of(seq) {
-                ages.latency.observe(age);
+                let metrics = ages.metrics;
+                (ages.latency.get_or_insert_with(|| metrics.latency.local())).observe(age);
             }
         },
     );
