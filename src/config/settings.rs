@@ -359,15 +359,12 @@ fn validate_alerts(alerts: &AlertsConfig) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// `alerts.senders`: each sender as CAP allows it (no whitespace, `,`, `<` or `&`; at most
-/// 256 bytes, the store's bound), each owner in the region tree.
+/// `alerts.senders`: each sender as CAP allows it (the publish path's own rule,
+/// `alerts::cap::id_problem`), each owner in the region tree.
 fn validate_senders(alerts: &AlertsConfig, regions: &RegionTree) -> Result<(), ConfigError> {
     for (sender, owner) in &alerts.senders {
-        let bad_char = |c: char| c.is_whitespace() || c.is_control() || ",<&".contains(c);
-        if sender.is_empty() || sender.len() > 256 || sender.contains(bad_char) {
-            let message = format!(
-                "sender {sender:?} is not a CAP sender (1–256 bytes, no spaces, ',', '<' or '&')"
-            );
+        if let Some(problem) = alerts::cap::id_problem(sender) {
+            let message = format!("sender {sender:?} is not a CAP sender: it {problem}");
             return Err(ConfigError::new("alerts.senders", message));
         }
         if regions.get(*owner).is_none() {

@@ -73,7 +73,7 @@ pub use model::{Alert, Area, Info, Resource, ValuePair};
 pub use params::{RASFF_CLASSIFICATION, RASFF_RISK, SPOTCHECK_PREFIX};
 pub use semantics::{AlertKind, GB2260, KIND_CODE, Reference, WarningLevel};
 pub use spotcheck::{FailedItem, RasffClassification, RasffRisk, SpotCheck, SpotCheckResult};
-pub use validate::validate;
+pub use validate::{id_problem, validate};
 pub use xml_read::CAP_NAMESPACE;
 pub use xml_write::write_xml;
 

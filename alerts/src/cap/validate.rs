@@ -66,8 +66,9 @@ pub fn validate(alert: &Alert) -> Result<(), Vec<CapError>> {
     if v.is_empty() { Ok(()) } else { Err(v) }
 }
 
-/// Why `s` cannot be a CAP identifier or sender, if it cannot.
-pub(crate) fn id_problem(s: &str) -> Option<&'static str> {
+/// Why `s` cannot be a CAP identifier or sender, if it cannot (CAP 1.2 § 3.2.1: no spaces,
+/// commas or restricted characters `<` and `&`).
+pub fn id_problem(s: &str) -> Option<&'static str> {
     if s.is_empty() {
         Some("must not be empty")
     } else if s
