@@ -232,23 +232,24 @@ impl Browser {
     /// a navigation can answer before the new document ran its scripts) counts as "not yet";
     /// if it lasts until `timeout`, that error is returned, not a bare timeout.
     pub async fn wait_for(&self, expr: &str, timeout: Duration) -> Result<Value> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let pending = match self.eval(expr).await {
-                Ok(v) if truthy(&v) => return Ok(v),
-                Ok(_) => None,
-                Err(Error::WebDriver { message, .. }) if message.contains("ReferenceError") => {
-                    Some(message)
+        let pending = std::cell::RefCell::new(None);
+        let waited = crate::wait_until(timeout, expr, || async {
+            match self.eval(expr).await {
+                Ok(v) => {
+                    *pending.borrow_mut() = None;
+                    Ok(truthy(&v).then_some(v))
                 }
-                Err(err) => return Err(err),
-            };
-            if tokio::time::Instant::now() >= deadline {
-                return Err(match pending {
-                    Some(message) => wd_err("eval", message),
-                    None => Error::Timeout(timeout, expr.to_owned()),
-                });
+                Err(Error::WebDriver { message, .. }) if message.contains("ReferenceError") => {
+                    *pending.borrow_mut() = Some(message);
+                    Ok(None)
+                }
+                Err(err) => Err(err),
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        })
+        .await;
+        match (waited, pending.into_inner()) {
+            (Err(Error::Timeout(..)), Some(message)) => Err(wd_err("eval", message)),
+            (waited, _) => waited,
         }
     }
 
