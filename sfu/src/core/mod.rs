@@ -52,6 +52,8 @@ mod speaker;
 mod stats;
 mod table;
 
+pub use table::IdMap;
+
 pub use codec::{Vp8Info, is_keyframe, parse_vp8_descriptor};
 pub use config::RoomConfig;
 pub use packet::{AudioLevel, Forward, Incoming, RoomEvent, Vp8Rewrite};

@@ -81,7 +81,9 @@ pub(crate) struct Shared {
 pub(crate) struct Worker {
     pub(crate) index: usize,
     pub(crate) shared: Shared,
-    pub(crate) sessions: HashMap<u64, Session>,
+    /// By session id: sequential and server-assigned, so the fast id hash (no SipHash per
+    /// datagram and per forwarded packet).
+    pub(crate) sessions: crate::core::IdMap<u64, Session>,
     pub(crate) rooms: HashMap<Arc<str>, RoomSlot>,
     tcp_writers: HashMap<SocketAddr, SyncSender<Vec<u8>>>,
     /// Sessions whose `Rtc` got input and must be drained.
@@ -105,7 +107,7 @@ impl Worker {
         Worker {
             index,
             shared,
-            sessions: HashMap::new(),
+            sessions: crate::core::IdMap::default(),
             rooms: HashMap::new(),
             tcp_writers: HashMap::new(),
             dirty: Vec::with_capacity(64),
