@@ -137,7 +137,7 @@ impl Worker {
         }
         let now = Instant::now();
         let creds = local_creds(id, 0);
-        let (ufrag, pwd) = (creds.ufrag.clone(), creds.pass.clone());
+        let ufrag = creds.ufrag.clone();
         let (rtc, answer) = session::accept(
             config,
             &req.kind,
@@ -171,7 +171,6 @@ impl Worker {
             kind: req.kind.clone(),
             label: req.label,
             ufrag: ufrag.clone(),
-            pwd,
             rtc,
             created: now,
             connected: false,
@@ -261,7 +260,6 @@ impl Worker {
         api.set_local_ice_credentials(local.clone());
         api.set_remote_ice_credentials(remote.clone());
         let old = std::mem::replace(&mut session.ufrag, local.ufrag.clone());
-        session.pwd = local.pass;
         session.remote_ufrag = remote.ufrag;
         let answer = restart_answer(session);
         session.queue(&mut self.dirty);
@@ -299,11 +297,13 @@ impl Worker {
     }
 }
 
-/// The answer fragment of an ICE restart: our current credentials and candidates.
-fn restart_answer(session: &Session) -> String {
+/// The answer fragment of an ICE restart: our current credentials (as str0m holds them) and
+/// candidates.
+fn restart_answer(session: &mut Session) -> String {
+    let local = session.rtc.direct_api().local_ice_credentials();
     let mut answer = format!(
         "a=ice-ufrag:{}\r\na=ice-pwd:{}\r\n",
-        session.ufrag, session.pwd
+        local.ufrag, local.pass
     );
     for line in &session.candidate_lines {
         answer.push_str(line);

@@ -44,9 +44,8 @@ pub(crate) struct Session {
     pub room: Arc<str>,
     pub kind: SessionKind,
     pub label: String,
-    /// Our current ICE ufrag (the session's entity tag) and password.
+    /// Our current ICE ufrag: the session's entity tag and its key in the ufrag table.
     pub ufrag: String,
-    pub pwd: String,
     pub rtc: Rtc,
     pub created: Instant,
     pub connected: bool,
