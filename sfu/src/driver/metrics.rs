@@ -26,7 +26,7 @@ pub struct SfuMetrics {
     pub dropped_packets: IntCounterVec,
     /// `dropped_packets` resolved per [`DropReason`], indexed by it: counting a drop is an
     /// atomic add, not a label lookup (drops come per datagram under a flood).
-    drops: Vec<IntCounter>,
+    drops: [IntCounter; DropReason::ALL.len()],
     /// `hubcast_sfu_send_errors_total`: datagrams the kernel refused to send.
     pub send_errors: IntCounter,
     /// `hubcast_sfu_send_dropped_total`: outgoing datagrams dropped because the socket's send
@@ -38,7 +38,7 @@ pub struct SfuMetrics {
     pub tcp_connections: IntGauge,
     /// `hubcast_sfu_tcp_closed_total{reason}`: ICE-TCP connections the SFU closed: `full`
     /// (over `max_tcp_connections`), `no_session` (nothing routed to a session within the
-    /// connect timeout), `idle` (silent past the idle timeout), `write_stalled` (the peer
+    /// connect timeout, or its session ended), `idle` (silent past the idle timeout), `write_stalled` (the peer
     /// stopped reading).
     pub tcp_closed: IntCounterVec,
 }
@@ -161,10 +161,8 @@ impl SfuMetrics {
         for reason in TCP_CLOSE_REASONS {
             tcp_closed.with_label_values(&[reason]);
         }
-        let drops = DropReason::ALL
-            .iter()
-            .map(|reason| dropped_packets.with_label_values(&[reason.as_str()]))
-            .collect();
+        let drops =
+            DropReason::ALL.map(|reason| dropped_packets.with_label_values(&[reason.as_str()]));
         for direction in ["from_viewers", "to_publishers"] {
             keyframe_requests.with_label_values(&[direction]);
             nacks.with_label_values(&[direction]);
@@ -211,8 +209,29 @@ impl SfuMetrics {
     /// Counts `n` datagrams dropped for the same reason.
     pub fn dropped_many(&self, reason: DropReason, n: usize) {
         let n = u64::try_from(n).unwrap_or(u64::MAX);
-        if let Some(counter) = self.drops.get(reason as usize) {
-            counter.inc_by(n);
+        // One counter per reason, in declaration order: the index is always in range.
+        self.drops[reason as usize].inc_by(n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_drop_reason_counts_under_its_own_label() {
+        for (i, reason) in DropReason::ALL.into_iter().enumerate() {
+            assert_eq!(reason as usize, i, "ALL is in declaration order");
+        }
+        let metrics = SfuMetrics::new(&Registry::new()).expect("metrics");
+        for (n, reason) in DropReason::ALL.into_iter().enumerate() {
+            metrics.dropped_many(reason, n + 1);
+        }
+        for (n, reason) in DropReason::ALL.into_iter().enumerate() {
+            let counted = (metrics.dropped_packets)
+                .with_label_values(&[reason.as_str()])
+                .get();
+            assert_eq!(counted, n as u64 + 1, "{}", reason.as_str());
         }
     }
 }
