@@ -49,6 +49,13 @@ impl UfragTable {
             .unwrap_or_default()
     }
 
+    /// Whether session `id` is still registered (a scan: for occasional checks only).
+    pub fn has_session(&self, id: u64) -> bool {
+        self.inner
+            .lock()
+            .is_ok_and(|map| map.values().any(|r| r.session == id))
+    }
+
     /// The session whose ufrag is `ufrag`.
     pub fn get(&self, ufrag: &[u8]) -> Option<Route> {
         let ufrag = std::str::from_utf8(ufrag).ok()?;

@@ -300,4 +300,4 @@ pub(crate) fn udp_receive_loop(
 
 #[cfg(test)]
 #[path = "ingress_tests.rs"]
-mod tests;
+pub(super) mod tests;

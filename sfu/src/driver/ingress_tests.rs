@@ -60,7 +60,7 @@ fn the_pool_is_bounded_per_worker_and_reuses_returned_batches() {
 }
 
 /// A STUN binding request whose USERNAME is `username` (RFC 8489 § 14.3).
-fn binding_request(username: &str) -> Vec<u8> {
+pub(in crate::driver) fn binding_request(username: &str) -> Vec<u8> {
     let mut attr = vec![0x00, 0x06];
     attr.extend_from_slice(&u16::try_from(username.len()).expect("short").to_be_bytes());
     attr.extend_from_slice(username.as_bytes());

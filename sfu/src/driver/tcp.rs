@@ -6,7 +6,8 @@
 //! - at most `max_tcp_connections` at once; beyond it a new connection is closed at once;
 //! - one that has routed nothing to a session (no STUN with a known username) within the
 //!   connect timeout is closed, and so is one silent for [`IDLE`] (ICE consent checks come
-//!   every ~5 s, RFC 7675);
+//!   every ~5 s, RFC 7675), and one whose session ended (checked once per connect timeout:
+//!   its peer's frames would otherwise keep it open);
 //! - its writer queue holds [`TCP_WRITE_QUEUE`] frames (the worker drops beyond it), and a
 //!   peer that stops reading for [`WRITE_TIMEOUT`] is disconnected.
 //!
@@ -146,6 +147,9 @@ fn connection(
     let mut frame = vec![0u8; usize::from(u16::MAX)];
     let opened = Instant::now();
     let mut heard = opened;
+    // The session the frames last went to, and when it was last seen registered.
+    let mut attached_route: Option<u64> = None;
+    let mut checked = opened;
     loop {
         // Until a session is found the connect timeout applies, then the idle one.
         let deadline = match attached {
@@ -171,6 +175,19 @@ fn connection(
             Err(End::Closed) => break,
         };
         heard = Instant::now();
+        // Frames keep resetting the idle clock, so a connection whose session ended (deleted,
+        // reaped) would stay open as long as its peer sends: every connect timeout, it must
+        // still route to a registered session.
+        if let Some(route) = attached_route
+            && heard.duration_since(checked) > limits.connect_timeout
+        {
+            if !ufrags.has_session(route) {
+                metrics.tcp_closed.with_label_values(&["no_session"]).inc();
+                tracing::debug!(%remote, "ICE-TCP connection closed: its session ended");
+                break;
+            }
+            checked = heard;
+        }
         if len > MAX_DATAGRAM {
             metrics.dropped(DropReason::Oversize);
             continue;
@@ -183,6 +200,10 @@ fn connection(
         let Some(worker) = workers.get(route.worker) else {
             break;
         };
+        if attached_route != Some(route.session) {
+            attached_route = Some(route.session);
+            checked = heard;
+        }
         if attached != Some(route.worker) {
             let attach = WorkerMsg::TcpAttach {
                 remote,
@@ -229,9 +250,7 @@ fn write_frames(
         let Ok(len) = u16::try_from(frame.len()) else {
             continue;
         };
-        let written = stream
-            .write_all(&len.to_be_bytes())
-            .and_then(|()| stream.write_all(&frame));
+        let written = write_frame(&mut stream, &len.to_be_bytes(), &frame);
         if let Err(err) = written {
             if matches!(
                 err.kind(),
@@ -246,6 +265,22 @@ fn write_frames(
         }
     }
     let _ = stream.shutdown(std::net::Shutdown::Both);
+}
+
+/// Writes an RFC 4571 frame, its length and then its datagram, with one vectored write
+/// (two writes on a `TCP_NODELAY` socket would be two system calls and can be two segments).
+fn write_frame(stream: &mut TcpStream, len: &[u8; 2], frame: &[u8]) -> std::io::Result<()> {
+    let mut parts = [std::io::IoSlice::new(len), std::io::IoSlice::new(frame)];
+    let mut bufs = &mut parts[..];
+    while !bufs.is_empty() {
+        match stream.write_vectored(bufs) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => std::io::IoSlice::advance_slices(&mut bufs, n),
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
 }
 
 /// Why [`read_exact_until`] stopped short.

@@ -159,3 +159,61 @@ fn a_peer_that_stops_reading_is_disconnected() {
     );
     drop(peer);
 }
+
+/// A connection whose session ended is closed within the connect timeout, although its peer
+/// keeps sending (each frame would reset the idle clock).
+#[test]
+fn a_connection_whose_session_ended_is_closed() {
+    let metrics = SfuMetrics::new(&prometheus::Registry::new()).expect("metrics");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, _rx) = std::sync::mpsc::sync_channel(1024);
+    let workers = Arc::new(vec![tx]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let limits = TcpLimits {
+        max_connections: 4,
+        connect_timeout: Duration::from_secs(1),
+    };
+    let ufrags = UfragTable::default();
+    ufrags.insert(
+        "srvT",
+        super::super::demux::Route {
+            worker: 0,
+            session: 7,
+        },
+    );
+    let acceptor = {
+        let (metrics, stop, ufrags) = (metrics.clone(), stop.clone(), ufrags.clone());
+        std::thread::spawn(move || {
+            accept_loop(&listener, &workers, &ufrags, &metrics, limits, &stop);
+        })
+    };
+    let mut client = TcpStream::connect(addr).expect("connect");
+    let stun = super::super::ingress::tests::binding_request("srvT:cli");
+    let mut frame = u16::try_from(stun.len())
+        .expect("short")
+        .to_be_bytes()
+        .to_vec();
+    frame.extend_from_slice(&stun);
+    let mut sender = client.try_clone().expect("clone");
+    let chatter = std::thread::spawn(move || {
+        let mut sent = 0u32;
+        while sender.write_all(&frame).is_ok() && sent < 200 {
+            sent += 1;
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        sent
+    });
+    // Alive: frames route to session 7 and the connection stays past the connect timeout.
+    assert!(closed_within(&mut client, Duration::from_millis(2500)).is_none());
+    ufrags.remove("srvT");
+    let took = closed_within(&mut client, Duration::from_secs(5));
+    assert!(took.is_some(), "still open after its session ended");
+    assert!(chatter.join().expect("chatter") < 200);
+    assert_eq!(
+        metrics.tcp_closed.with_label_values(&["no_session"]).get(),
+        1
+    );
+    stop.store(true, Ordering::Relaxed);
+    acceptor.join().expect("acceptor");
+}
