@@ -13,7 +13,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use sfu::driver::{
-    IfMatch, LayerChoice, PlaySource, SessionKind, SessionRef, SessionRequest, SfuError,
+    IfMatch, LayerChoice, PlaySource, SessionCreated, SessionKind, SessionRef, SessionRequest,
+    SfuError,
 };
 use tiers::{Action, Principal, RegionCode, authorize};
 
@@ -135,10 +136,9 @@ fn sfu(state: &AppState) -> Result<&sfu::driver::Sfu, ApiError> {
     })
 }
 
-fn created(kind: &str, room: &str, session: u64, answer: String) -> Response {
-    let location = format!("/{kind}/{room}/sessions/{session}");
-    let etag = ice_etag(&answer);
-    let mut response = (StatusCode::CREATED, answer).into_response();
+fn created(kind: &str, room: &str, created: SessionCreated) -> Response {
+    let location = format!("/{kind}/{room}/sessions/{}", created.session);
+    let mut response = (StatusCode::CREATED, created.answer).into_response();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -152,19 +152,16 @@ fn created(kind: &str, room: &str, session: u64, answer: String) -> Response {
         header::HeaderName::from_static("accept-patch"),
         HeaderValue::from_static("application/trickle-ice-sdpfrag"),
     );
-    if let Some(etag) = etag {
-        headers.insert(header::ETAG, etag);
-    }
+    insert_etag(headers, &created.ufrag);
     response
 }
 
-/// The entity tag of the ICE session an SDP answer (or answer fragment) sets up: its
-/// `a=ice-ufrag`, quoted (RFC 9725 § 4.3.1). `PATCH` compares `If-Match` with it.
-fn ice_etag(sdp: &str) -> Option<HeaderValue> {
-    let ufrag = sdp
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("a=ice-ufrag:"))?;
-    HeaderValue::from_str(&format!("\"{}\"", ufrag.trim())).ok()
+/// The session's entity tag: the ICE session, named by our ufrag, quoted (RFC 9725
+/// § 4.3.1). `PATCH` compares `If-Match` with it.
+fn insert_etag(headers: &mut HeaderMap, ufrag: &str) {
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{ufrag}\"")) {
+        headers.insert(header::ETAG, etag);
+    }
 }
 
 /// `POST /whip/{room}`: publish into a room, creating it when new.
@@ -215,12 +212,7 @@ pub async fn whip(
                 rooms.forget_unless(&room, alive);
             }
         })?;
-    Ok(created(
-        "whip",
-        &room,
-        created_session.session,
-        created_session.answer,
-    ))
+    Ok(created("whip", &room, created_session))
 }
 
 /// `POST /whep/{room}`: watch the room's floor / loudest speaker.
@@ -277,12 +269,7 @@ async fn play(
             offer,
         })
         .await?;
-    Ok(created(
-        "whep",
-        &room,
-        created_session.session,
-        created_session.answer,
-    ))
+    Ok(created("whep", &room, created_session))
 }
 
 /// 404 `no_such_room`.
@@ -381,18 +368,15 @@ pub async fn patch(
     let joined = lines.join(", ");
     let if_match = IfMatch::parse((!lines.is_empty()).then_some(joined.as_str()));
     match sfu(&state)?.patch_session(target, frag, if_match).await? {
-        Some(answer) => {
-            let etag = ice_etag(&answer);
-            let mut response = (StatusCode::OK, answer).into_response();
+        Some(restart) => {
+            let mut response = (StatusCode::OK, restart.fragment).into_response();
             let headers = response.headers_mut();
             headers.insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/trickle-ice-sdpfrag"),
             );
             // The restarted ICE session's tag, for the next PATCH's If-Match.
-            if let Some(etag) = etag {
-                headers.insert(header::ETAG, etag);
-            }
+            insert_etag(headers, &restart.ufrag);
             Ok(response)
         }
         None => Ok(StatusCode::NO_CONTENT.into_response()),

@@ -83,6 +83,17 @@ pub struct SessionCreated {
     pub session: u64,
     /// The SDP answer.
     pub answer: String,
+    /// Our ICE ufrag in it: the session's entity tag (a `PATCH`'s `If-Match` names it).
+    pub ufrag: String,
+}
+
+/// The answer to an ICE restart (RFC 9725 § 4.3.2).
+#[derive(Debug, Clone)]
+pub struct RestartAnswer {
+    /// Our new credentials and candidates, as an `application/trickle-ice-sdpfrag`.
+    pub fragment: String,
+    /// Our new ICE ufrag: the session's new entity tag.
+    pub ufrag: String,
 }
 
 /// A publisher as listed in a room.

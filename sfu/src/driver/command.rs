@@ -43,7 +43,7 @@ pub(crate) enum Command {
         target: SessionRef,
         frag: String,
         if_match: super::api::IfMatch,
-        reply: Reply<Option<String>>,
+        reply: Reply<Option<super::api::RestartAnswer>>,
     },
 }
 
@@ -203,6 +203,7 @@ impl Worker {
         Ok(SessionCreated {
             session: id,
             answer,
+            ufrag,
         })
     }
 
@@ -226,7 +227,7 @@ impl Worker {
         id: u64,
         frag: &str,
         if_match: &super::api::IfMatch,
-    ) -> Result<Option<String>, SfuError> {
+    ) -> Result<Option<super::api::RestartAnswer>, SfuError> {
         let Some(session) = self.sessions.get_mut(&id) else {
             return Err(SfuError::NoSuchSession);
         };
@@ -297,19 +298,22 @@ impl Worker {
     }
 }
 
-/// The answer fragment of an ICE restart: our current credentials (as str0m holds them) and
+/// The answer to an ICE restart: our current credentials (as str0m holds them) and
 /// candidates.
-fn restart_answer(session: &mut Session) -> String {
+fn restart_answer(session: &mut Session) -> super::api::RestartAnswer {
     let local = session.rtc.direct_api().local_ice_credentials();
-    let mut answer = format!(
+    let mut fragment = format!(
         "a=ice-ufrag:{}\r\na=ice-pwd:{}\r\n",
         local.ufrag, local.pass
     );
     for line in &session.candidate_lines {
-        answer.push_str(line);
-        answer.push_str("\r\n");
+        fragment.push_str(line);
+        fragment.push_str("\r\n");
     }
-    answer
+    super::api::RestartAnswer {
+        fragment,
+        ufrag: local.ufrag,
+    }
 }
 
 /// Fresh local ICE credentials for session `id`: a ufrag unique on the node (`salt` varies it

@@ -31,8 +31,8 @@ mod worker;
 use placement::Placement;
 
 pub use api::{
-    IfMatch, LayerChoice, PlaySource, PublisherInfo, RoomInfo, SessionCreated, SessionKind,
-    SessionRef, SessionRequest, SfuError,
+    IfMatch, LayerChoice, PlaySource, PublisherInfo, RestartAnswer, RoomInfo, SessionCreated,
+    SessionKind, SessionRef, SessionRequest, SfuError,
 };
 pub use config::SfuConfig;
 pub use demux::stun_local_ufrag;
@@ -251,7 +251,7 @@ impl Sfu {
         target: SessionRef,
         frag: String,
         if_match: IfMatch,
-    ) -> Result<Option<String>, SfuError> {
+    ) -> Result<Option<RestartAnswer>, SfuError> {
         let room = target.room.clone();
         self.ask(&room, Some(SfuError::NoSuchSession), |reply| {
             Command::Patch {
