@@ -31,6 +31,23 @@ use rusqlite::{Connection, TransactionBehavior};
 
 use super::StoreError;
 
+/// Each alert whose publisher label (`role@region subject`, as the HTTP layer writes it)
+/// names a region: (sender, region code, seq), oldest first. The first row per sender is the
+/// region a sender stored before bindings existed belongs to: schema 2 binds it so, and the
+/// Redis store does the same from its local index (`SqliteStore::first_labelled_senders`).
+macro_rules! labelled_senders {
+    () => {
+        "SELECT sender, CAST(substr(publisher, instr(publisher, '@') + 1, 6) AS INTEGER), seq
+        FROM alerts
+        WHERE instr(publisher, '@') > 0
+          AND substr(publisher, instr(publisher, '@') + 1, 6) GLOB '[1-9][0-9][0-9][0-9][0-9][0-9]'
+        ORDER BY seq"
+    };
+}
+
+/// [`labelled_senders!`] as a statement.
+pub(super) const LABELLED_SENDERS: &str = labelled_senders!();
+
 /// The schema version this build writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -73,17 +90,17 @@ const MIGRATIONS: &[&str] = &[
     // 2: each CAP sender's owning region (`senders.rs`). Senders already stored are bound to
     // the region of their first alert's publisher label, `role@region subject`; a label
     // without a region (written by hand, not by the HTTP layer) binds nothing.
-    "CREATE TABLE senders (
+    concat!(
+        "CREATE TABLE senders (
         sender    TEXT PRIMARY KEY,
         region    INTEGER NOT NULL,
         since_seq INTEGER NOT NULL
     ) STRICT, WITHOUT ROWID;
     INSERT OR IGNORE INTO senders (sender, region, since_seq)
-        SELECT sender, CAST(substr(publisher, instr(publisher, '@') + 1, 6) AS INTEGER), seq
-        FROM alerts
-        WHERE instr(publisher, '@') > 0
-          AND substr(publisher, instr(publisher, '@') + 1, 6) GLOB '[1-9][0-9][0-9][0-9][0-9][0-9]'
-        ORDER BY seq;",
+        ",
+        labelled_senders!(),
+        ";"
+    ),
     // 3: the audience an alert inherits from its references (`region:kind:severity`, one per
     // region and kind, gravest severity), so live delivery routes an Update or Cancel without
     // reading its originals back. Stored alerts get it from their references' regions (own

@@ -89,18 +89,6 @@ pub(super) fn check(
     }
 }
 
-/// The region in a publisher label the HTTP layer wrote (`role@region subject`), the owner a
-/// sender stored before bindings existed gets (SQLite schema 2 does the same in SQL).
-pub(super) fn label_region(label: &str) -> Option<RegionCode> {
-    let (_, rest) = label.split_once('@')?;
-    let code = rest.get(..6)?;
-    // The same six characters schema 2's GLOB takes: a digit 1-9, then five digits.
-    if !code.starts_with(|c: char| ('1'..='9').contains(&c)) {
-        return None;
-    }
-    RegionCode::parse(code).ok()
-}
-
 /// The region that owns `sender` in the SQLite store, inside the caller's transaction.
 pub(super) fn owner(tx: &Connection, sender: &str) -> Result<Option<RegionCode>, StoreError> {
     let code: Option<u32> = tx
@@ -143,28 +131,4 @@ pub(super) fn bind(
     tx.prepare_cached(sql)?
         .execute(params![sender, region.as_u32(), seq])?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::label_region;
-
-    #[test]
-    fn the_region_of_a_publisher_label() {
-        let region = |label| label_region(label).map(|r| r.to_string());
-        assert_eq!(region("city-admin@330100 hz").as_deref(), Some("330100"));
-        assert_eq!(
-            region("county-operator@330106 county-operator@330106#a1").as_deref(),
-            Some("330106")
-        );
-        assert_eq!(region("import"), None);
-        assert_eq!(region("x@33010"), None);
-        assert_eq!(region("x@abcdef y"), None);
-        assert_eq!(region("x@33100é"), None, "`é` straddles byte 6: no panic");
-        assert_eq!(
-            region("x@033100"),
-            None,
-            "schema 2 takes none with a leading 0"
-        );
-    }
 }

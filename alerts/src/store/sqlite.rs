@@ -177,16 +177,19 @@ impl SqliteStore {
     }
 
     /// Each sender with the region of its first alert (by number) whose publisher label names
-    /// one (`senders::label_region`): how senders stored before bindings existed are bound.
+    /// one, by the rule schema 2 applies ([`super::schema::LABELLED_SENDERS`]): how senders
+    /// stored before bindings existed are bound.
     pub(super) fn first_labelled_senders(&self) -> Result<Vec<(String, RegionCode)>, StoreError> {
         let conn = lock(&self.writer);
-        let mut stmt = conn.prepare("SELECT sender, publisher FROM alerts ORDER BY seq")?;
+        let mut stmt = conn.prepare(super::schema::LABELLED_SENDERS)?;
         let mut rows = stmt.query([])?;
         let mut seen = std::collections::HashSet::new();
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {
-            let (sender, label): (String, String) = (row.get(0)?, row.get(1)?);
-            if let Some(region) = super::senders::label_region(&label)
+            let (sender, code): (String, u32) = (row.get(0)?, row.get(1)?);
+            // A code the GLOB took but the region rules do not: bound to nothing, as a
+            // reader of the senders table would refuse it.
+            if let Ok(region) = RegionCode::from_u32(code)
                 && seen.insert(sender.clone())
             {
                 out.push((sender, region));
