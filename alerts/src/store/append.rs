@@ -225,7 +225,7 @@ pub(super) fn build(
 
 /// Refuses `reference` if the alert it resolved to reaches (`regions`, own and inherited) a
 /// region `publisher` may not publish to ([`Publisher::may_reach`]).
-pub(super) fn check_reach(
+fn check_reach(
     reference: &Reference,
     regions: &[RegionCode],
     publisher: &Publisher<'_>,
@@ -399,16 +399,28 @@ pub(super) fn insert_numbered<'a>(
     Ok(())
 }
 
-/// The stored alerts `p.references` name, each once, in document order.
+/// The stored alerts `p.references` name, each once, in document order, in the SQLite store.
 fn resolve(
     conn: &Connection,
     p: &Prepared,
     publisher: &Publisher<'_>,
 ) -> Result<Vec<Target>, StoreError> {
+    resolve_with(p, publisher, |r| {
+        by_identity(conn, &r.sender, &r.identifier)
+    })
+}
+
+/// The stored alerts `p.references` name, each once, in document order, as `lookup` finds
+/// them by CAP identity (both backends): `sent` must match too; an unresolved one fails an
+/// Update or Cancel and is skipped otherwise; each must be in `publisher`'s reach.
+pub(super) fn resolve_with(
+    p: &Prepared,
+    publisher: &Publisher<'_>,
+    mut lookup: impl FnMut(&Reference) -> Result<Option<StoredAlert>, StoreError>,
+) -> Result<Vec<Target>, StoreError> {
     let mut targets: Vec<Target> = Vec::new();
     for r in &p.references {
-        let row = by_identity(conn, &r.sender, &r.identifier)?;
-        let Some(a) = row.filter(|a| a.sent_unix == r.sent.unix_seconds()) else {
+        let Some(a) = lookup(r)?.filter(|a| a.sent_unix == r.sent.unix_seconds()) else {
             if p.must_resolve() {
                 return Err(StoreError::UnknownReference {
                     reference: r.to_string(),
@@ -419,10 +431,10 @@ fn resolve(
         if targets.iter().any(|t| t.seq == a.seq) {
             continue;
         }
-        let mut regions = a.regions.clone();
-        regions.extend(&a.inherited_regions);
-        check_reach(r, &regions, publisher)?;
         let reach = Target::reach_of(&a.regions, a.kind, a.severity, &a.inherited_targets);
+        let mut regions = a.regions;
+        regions.extend(a.inherited_regions);
+        check_reach(r, &regions, publisher)?;
         targets.push(Target {
             seq: a.seq,
             kind: a.kind,

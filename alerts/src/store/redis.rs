@@ -29,7 +29,7 @@ use std::time::Duration;
 use redis::{Client, Connection, Value};
 use tiers::RegionCode;
 
-use super::append::{Prepared, Target, build, check_reach, existing_record};
+use super::append::{Prepared, Target, build, existing_record, resolve_with};
 use super::redis_log::{self, APPEND_SCRIPT, Entry, Keys, ScriptAnswer, Slot, entry_id, identity};
 use super::senders::{self, Publisher};
 use super::sqlite::check_limit;
@@ -377,38 +377,14 @@ impl RedisStore {
         self.with_conn(|c| Ok(redis::cmd("HGET").arg(&self.keys.ids).arg(&key).query(c)?))
     }
 
-    /// The stored alerts `p.references` name, each once, in document order.
+    /// The stored alerts `p.references` name ([`resolve_with`] on the shared log).
     fn resolve(&self, p: &Prepared, publisher: &Publisher<'_>) -> Result<Vec<Target>, StoreError> {
-        let mut targets: Vec<Target> = Vec::new();
-        for r in &p.references {
-            let found = match self.seq_of(&r.sender, &r.identifier)? {
-                Some(seq) => self.get(seq)?,
-                None => None,
-            };
-            let Some(a) = found.filter(|a| a.sent_unix == r.sent.unix_seconds()) else {
-                if p.must_resolve() {
-                    return Err(StoreError::UnknownReference {
-                        reference: r.to_string(),
-                    });
-                }
-                continue;
-            };
-            if targets.iter().any(|t| t.seq == a.seq) {
-                continue;
+        resolve_with(p, publisher, |r| {
+            match self.seq_of(&r.sender, &r.identifier)? {
+                Some(seq) => self.get(seq),
+                None => Ok(None),
             }
-            let reach = Target::reach_of(&a.regions, a.kind, a.severity, &a.inherited_targets);
-            let mut regions = a.regions;
-            regions.extend(a.inherited_regions);
-            check_reach(r, &regions, publisher)?;
-            targets.push(Target {
-                seq: a.seq,
-                kind: a.kind,
-                severity: a.severity,
-                regions,
-                reach,
-            });
-        }
-        Ok(targets)
+        })
     }
 }
 
