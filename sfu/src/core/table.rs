@@ -44,7 +44,8 @@ impl Hasher for IdHasher {
     }
 }
 
-/// A `HashMap` keyed by ids with [`IdHasher`].
+/// A `HashMap` keyed by ids with `IdHasher`: a multiply-rotate hash, no SipHash (ids are
+/// assigned here, not chosen by peers).
 pub type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 
 /// A peer: what it publishes and what it subscribes to.
