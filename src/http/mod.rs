@@ -52,6 +52,7 @@ pub struct AppState(Arc<Inner>);
 #[derive(Debug)]
 struct Inner {
     metrics: Metrics,
+    scrape: observe::Scrape,
     verifier: TokenVerifier,
     regions: RegionTree,
     http: HttpConfig,
@@ -76,6 +77,7 @@ impl AppState {
     ) -> Self {
         AppState(Arc::new(Inner {
             metrics,
+            scrape: observe::Scrape::default(),
             verifier,
             regions,
             http,
@@ -117,6 +119,11 @@ impl AppState {
     /// Process metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.0.metrics
+    }
+
+    /// The last `/metrics` text, shared by concurrent scrapes.
+    pub fn scrape(&self) -> &observe::Scrape {
+        &self.0.scrape
     }
 
     /// Token verifier.

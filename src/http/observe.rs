@@ -1,6 +1,10 @@
-//! Request metrics middleware, `/metrics`, `/openapi.json`, and the JSON 404/405 fallbacks.
+//! Request metrics middleware, `/metrics` (one render at a time, shared by the requests that
+//! arrive while it runs), `/openapi.json`, and the JSON 404/405 fallbacks.
 
-use std::time::Instant;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
@@ -44,13 +48,16 @@ pub async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderM
         }
     }
     // The process collector lists `/proc/self/fd` (one entry per socket, ~20k under load):
-    // blocking work, kept off the runtime threads.
+    // blocking work, kept off the runtime threads and done once for concurrent scrapes.
     let metrics = state.metrics().clone();
-    let encoded = match tokio::task::spawn_blocking(move || metrics.encode()).await {
-        Ok(encoded) => encoded,
-        Err(join) => return ApiError::internal(&join).into_response(),
+    let render = || async move {
+        match tokio::task::spawn_blocking(move || metrics.encode()).await {
+            Ok(Ok(text)) => Ok(Bytes::from(text)),
+            Ok(Err(err)) => Err(ApiError::internal(&err)),
+            Err(join) => Err(ApiError::internal(&join)),
+        }
     };
-    match encoded {
+    match state.scrape().text(Instant::now(), render).await {
         Ok(text) => (
             [(
                 axum::http::header::CONTENT_TYPE,
@@ -59,7 +66,42 @@ pub async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderM
             text,
         )
             .into_response(),
-        Err(err) => ApiError::internal(&err).into_response(),
+        Err(err) => err.into_response(),
+    }
+}
+
+/// The last `/metrics` text and when the request that rendered it arrived. Requests wait for one render at a
+/// time (so a burst of scrapes costs one blocking thread, not one each) and a text younger
+/// than [`Scrape::FRESH`] is served again instead of rendered anew.
+#[derive(Debug, Default)]
+pub struct Scrape {
+    last: tokio::sync::Mutex<Option<(Instant, Bytes)>>,
+}
+
+impl Scrape {
+    /// How long a rendered text is served again: well under any scrape interval
+    /// (Prometheus's default is 60 s, 15 s is common), so only concurrent or back-to-back
+    /// scrapes share one.
+    pub const FRESH: Duration = Duration::from_secs(1);
+
+    /// The text as of `now`: the last one if it is fresh, else `render`'s (a failed render is
+    /// returned and not kept).
+    pub async fn text<F, Fut, E>(&self, now: Instant, render: F) -> Result<Bytes, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Bytes, E>>,
+    {
+        let mut last = self.last.lock().await;
+        if let Some((at, text)) = last.as_ref() {
+            // A request that queued behind a render began after it (`now` ≥ `at`, or just
+            // before it) gets that render's text.
+            if now.saturating_duration_since(*at) < Self::FRESH {
+                return Ok(text.clone());
+            }
+        }
+        let text = render().await?;
+        *last = Some((now, text.clone()));
+        Ok(text)
     }
 }
 
@@ -95,7 +137,60 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::same_secret;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// A render that counts its calls and takes a while, like the fd listing under load.
+    fn counted(
+        renders: Arc<AtomicUsize>,
+    ) -> impl FnOnce() -> std::pin::Pin<Box<dyn Future<Output = Result<Bytes, ()>> + Send>> {
+        move || {
+            Box::pin(async move {
+                let n = renders.fetch_add(1, Ordering::SeqCst) + 1;
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                Ok(Bytes::from(format!("render {n}")))
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_scrapes_share_one_render() {
+        let scrape = Arc::new(Scrape::default());
+        let renders = Arc::new(AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..32)
+            .map(|_| {
+                let scrape = Arc::clone(&scrape);
+                let render = counted(Arc::clone(&renders));
+                tokio::spawn(async move { scrape.text(Instant::now(), render).await })
+            })
+            .collect();
+        for task in tasks {
+            assert_eq!(task.await.expect("join"), Ok(Bytes::from("render 1")));
+        }
+        assert_eq!(renders.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_stale_text_is_rendered_again_and_a_failure_is_not_kept() {
+        let scrape = Scrape::default();
+        let renders = Arc::new(AtomicUsize::new(0));
+        let first = scrape
+            .text(Instant::now(), counted(Arc::clone(&renders)))
+            .await;
+        assert_eq!(first, Ok(Bytes::from("render 1")));
+        let failed: Result<Bytes, ()> = scrape
+            .text(Instant::now() + Scrape::FRESH, || async { Err(()) })
+            .await;
+        assert_eq!(failed, Err(()));
+        let later = Instant::now() + Scrape::FRESH;
+        assert_eq!(
+            scrape.text(later, counted(Arc::clone(&renders))).await,
+            Ok(Bytes::from("render 2"))
+        );
+        assert_eq!(renders.load(Ordering::SeqCst), 2);
+    }
 
     #[test]
     fn secrets_compare_whole() {
