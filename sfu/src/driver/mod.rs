@@ -23,6 +23,7 @@ mod metrics;
 mod net;
 mod placement;
 mod pump;
+mod rfc4571;
 mod room;
 mod session;
 mod tcp;

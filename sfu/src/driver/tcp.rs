@@ -1,5 +1,5 @@
 //! Passive ICE-TCP (RFC 6544) for networks that block UDP: one listener; each connection
-//! carries RFC 4571 frames (16-bit length + datagram), read by its own thread and routed like
+//! carries RFC 4571 frames (16-bit length + datagram; `rfc4571`), read by its own thread and routed like
 //! UDP datagrams, and written by a second thread from a bounded queue the worker fills.
 //!
 //! A connection costs two threads, so everything about one is bounded:
@@ -13,7 +13,7 @@
 //!
 //! Every close the SFU decides is counted in `hubcast_sfu_tcp_closed_total{reason}`.
 
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use super::demux::{AddrTable, Demuxed, UfragTable};
 use super::metrics::{DropReason, SfuMetrics};
-use super::net::MAX_DATAGRAM;
+use super::rfc4571::{End, Frame, FrameReader};
 use super::worker::{Datagram, WorkerMsg};
 
 /// Datagrams queued toward one connection's writer thread (~300 KB of video, ~0.25 s at
@@ -143,9 +143,8 @@ fn connection(
     let mut reader = stream;
     let mut table = AddrTable::default();
     let mut attached = None;
-    let mut header = [0u8; 2];
-    let mut frame = vec![0u8; usize::from(u16::MAX)];
     let opened = Instant::now();
+    let mut frames = FrameReader::new(opened);
     let mut heard = opened;
     // The session the frames last went to, and when it was last seen registered.
     let mut attached_route: Option<u64> = None;
@@ -156,12 +155,12 @@ fn connection(
             None => opened + limits.connect_timeout,
             Some(_) => heard + IDLE,
         };
-        let read = read_exact_until(&mut reader, &mut header, deadline, stop).and_then(|()| {
-            let len = usize::from(u16::from_be_bytes(header));
-            read_exact_until(&mut reader, &mut frame[..len], deadline, stop).map(|()| len)
-        });
-        let len = match read {
-            Ok(len) => len,
+        let (data, at) = match frames.next(&mut reader, deadline, stop) {
+            Ok(Frame::Datagram(data, at)) => (data, at),
+            Ok(Frame::Oversize) => {
+                metrics.dropped(DropReason::Oversize);
+                continue;
+            }
             Err(End::Expired) => {
                 let reason = if attached.is_none() {
                     "no_session"
@@ -174,7 +173,7 @@ fn connection(
             }
             Err(End::Closed) => break,
         };
-        heard = Instant::now();
+        heard = at;
         // Frames keep resetting the idle clock, so a connection whose session ended (deleted,
         // reaped) would stay open as long as its peer sends: every connect timeout, it must
         // still route to a registered session.
@@ -188,11 +187,6 @@ fn connection(
             }
             checked = heard;
         }
-        if len > MAX_DATAGRAM {
-            metrics.dropped(DropReason::Oversize);
-            continue;
-        }
-        let data = &frame[..len];
         let Demuxed::Route(route) = table.route(remote, data, ufrags) else {
             metrics.dropped(DropReason::UnknownSender);
             continue;
@@ -278,48 +272,6 @@ fn write_frame(stream: &mut TcpStream, len: &[u8; 2], frame: &[u8]) -> std::io::
             Ok(n) => std::io::IoSlice::advance_slices(&mut bufs, n),
             Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
             Err(err) => return Err(err),
-        }
-    }
-    Ok(())
-}
-
-/// Why [`read_exact_until`] stopped short.
-#[derive(Debug, PartialEq, Eq)]
-enum End {
-    /// EOF, a socket error, or shutdown.
-    Closed,
-    /// `deadline` passed first.
-    Expired,
-}
-
-/// Reads exactly `buf.len()` bytes. `stop` and `deadline` are looked at before every read
-/// (so a peer that keeps sending cannot outlast them) and at least every [`POLL`] while it is
-/// silent.
-fn read_exact_until(
-    stream: &mut TcpStream,
-    buf: &mut [u8],
-    deadline: Instant,
-    stop: &AtomicBool,
-) -> Result<(), End> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        if stop.load(Ordering::Relaxed) {
-            return Err(End::Closed);
-        }
-        if Instant::now() >= deadline {
-            return Err(End::Expired);
-        }
-        match stream.read(&mut buf[filled..]) {
-            Ok(0) => return Err(End::Closed),
-            Ok(n) => filled += n,
-            Err(err)
-                if matches!(
-                    err.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::Interrupted
-                ) => {}
-            Err(_) => return Err(End::Closed),
         }
     }
     Ok(())

@@ -2,6 +2,7 @@
 //! the connect timeout, and a peer that stops reading.
 
 use super::*;
+use std::io::Read as _;
 use str0m::net::{Protocol, Transmit};
 
 fn transmit(from: SocketAddr, to: SocketAddr, body: &[u8]) -> Transmit {
