@@ -1,12 +1,14 @@
 //! A Redis log written before inherited targets were stored, against a real `redis-server`: a
 //! record without its `targets` field gets them from what it references when the store reads
 //! it (as SQLite's schema 3 backfill does), so an Update of such a record, or a Cancel of it,
-//! still reaches the original's audience with the original's severity.
+//! still reaches the original's audience with the original's severity, whether read by
+//! number, by `since` or from the live tail.
 
 mod alerts_util;
 mod common;
 
 use std::process::Command;
+use std::time::Duration;
 
 use alerts::cap::Alert;
 use alerts::hub::{AlertKind, Inherited, Severity};
@@ -121,6 +123,14 @@ fn a_record_without_targets_gets_them_from_what_it_references() {
     assert_eq!(legacy.inherited_targets, [extreme]);
     let since = store.since(0, 10).expect("since");
     assert_eq!(since[1].inherited_targets, [extreme]);
+    // The tail that feeds live delivery completes it too (as it must for a record an older
+    // instance appends during a rolling upgrade).
+    let tailed = (store.tail(0))
+        .next(Duration::from_millis(100), 10)
+        .expect("tail");
+    assert_eq!(tailed.len(), 2);
+    assert_eq!(tailed[1].seq, update.seq);
+    assert_eq!(tailed[1].inherited_targets, [extreme]);
     let cancel = cancel_xml("C", "U", SENT, "2025-07-01T09:00:00+08:00");
     let cancel = store
         .append(&alert(&cancel), "raw", &publisher, 3)

@@ -70,12 +70,14 @@ mod append;
 mod archive;
 mod redis;
 mod redis_log;
+mod redis_read;
 mod schema;
 mod senders;
 mod sqlite;
 mod types;
 
-pub use self::redis::{Durability, LogTail, RedisStore};
+pub use self::redis::{Durability, RedisStore};
+pub use redis_read::LogTail;
 pub use schema::SCHEMA_VERSION;
 pub use senders::{Publisher, SenderRule};
 pub use sqlite::{SqliteStore, StoreConfig};

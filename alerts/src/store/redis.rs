@@ -1,6 +1,6 @@
 //! [`RedisStore`]: the multi-node backend. A Redis Stream is the one ordered alert log every
-//! hub instance appends to and tails ([`LogTail`]); history and recovery (`get`, `since`,
-//! `by_identifier`) are read from it. The archive query, which needs full-text search Redis
+//! hub instance appends to and tails ([`LogTail`], in `redis_read`); history and recovery
+//! (`get`, `since`, `by_identifier`) are read from it. The archive query, which needs full-text search Redis
 //! does not have, runs on a local SQLite index of the log (`mirror`), caught up from the
 //! stream before each query.
 //!
@@ -31,15 +31,15 @@ use tiers::RegionCode;
 
 use super::append::{Prepared, Target, build, existing_record, resolve_with};
 use super::redis_log::{self, APPEND_SCRIPT, Entry, Keys, ScriptAnswer, Slot, entry_id, identity};
+use super::redis_read::{self, LogTail};
 use super::senders::{self, Publisher};
 use super::sqlite::check_limit;
 use super::{Appended, ArchiveQuery, MAX_PAGE, Page, SqliteStore, Store, StoreConfig, StoreError};
 use super::{StoredAlert, types::public_id};
 use crate::cap::Alert;
-use crate::hub::Inherited;
 
 /// Connect, read and write timeout of pooled connections.
-const IO_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// Idle connections kept.
 const POOL: usize = 8;
 
@@ -176,12 +176,7 @@ impl RedisStore {
 
     /// A reader of the log from after `after`, on its own connection.
     pub fn tail(&self, after: u64) -> LogTail {
-        LogTail {
-            client: self.client.clone(),
-            log: self.keys.log.clone(),
-            conn: None,
-            after,
-        }
+        LogTail::new(self.client.clone(), self.keys.log.clone(), after)
     }
 
     /// Copies the log's entries the local archive index lacks into it.
@@ -229,56 +224,13 @@ impl RedisStore {
 
     /// Entry `seq` as stored, without [`complete_targets`](Self::complete_targets).
     fn raw_get(&self, seq: u64) -> Result<Option<Entry>, StoreError> {
-        if seq == 0 {
-            return Ok(None);
-        }
-        let id = entry_id(seq);
-        let reply: Value = self.with_conn(|c| {
-            Ok(redis::cmd("XRANGE")
-                .arg(&self.keys.log)
-                .arg(&id)
-                .arg(&id)
-                .query(c)?)
-        })?;
-        // An unreadable entry is an error here (someone asked for that number), not a skip.
-        redis_log::entries(reply)?
-            .pop()
-            .map(|slot| slot.entry)
-            .transpose()
+        self.with_conn(|c| redis_read::read_entry(c, &self.keys.log, seq))
     }
 
-    /// Fills in the inherited targets of a record written before they were stored, as SQLite's
-    /// schema 3 backfill does: each referenced alert's regions (own and inherited) with that
-    /// alert's kind and severity. One read per reference, only for such records.
+    /// Fills in the inherited targets of a record written before they were stored
+    /// ([`redis_read::complete_targets`]).
     fn complete_targets(&self, entry: &mut Entry) -> Result<(), StoreError> {
-        if !entry.targets_missing {
-            return Ok(());
-        }
-        let mut targets = Vec::new();
-        for &seq in &entry.alert.references {
-            // An unreadable original contributes nothing (logged): like a reader skipping an
-            // unreadable entry, it must not make every read of this record fail. The record
-            // is then routed by its inherited regions (`to_published_with`).
-            let original = match self.raw_get(seq) {
-                Ok(Some(original)) => original,
-                Ok(None) => continue,
-                Err(err @ StoreError::Corrupt { .. }) => {
-                    tracing::warn!(%err, seq = entry.alert.seq, "an original of a record is unreadable");
-                    continue;
-                }
-                Err(err) => return Err(err),
-            };
-            let o = original.alert;
-            let regions = o.regions.iter().chain(&o.inherited_regions);
-            targets.extend(regions.map(|&region| Inherited {
-                region,
-                kind: o.kind,
-                severity: o.severity,
-            }));
-        }
-        entry.alert.inherited_targets = Inherited::reduce(targets);
-        entry.targets_missing = false;
-        Ok(())
+        redis_read::complete_targets(entry, |seq| self.raw_get(seq))
     }
 
     /// Runs `f` on a pooled connection. A connection-level failure drops the connection and
@@ -542,75 +494,6 @@ impl Store for RedisStore {
             return Err(err);
         }
         self.mirror.query(query)
-    }
-}
-
-/// Follows the shared log: [`LogTail::next`] blocks until entries after the last one seen
-/// arrive (or the block time passes). Reconnects on the next call after a failure.
-pub struct LogTail {
-    client: Client,
-    log: String,
-    conn: Option<Connection>,
-    after: u64,
-}
-
-impl std::fmt::Debug for LogTail {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LogTail")
-            .field("log", &self.log)
-            .field("after", &self.after)
-            .field("connected", &self.conn.is_some())
-            .finish_non_exhaustive()
-    }
-}
-
-impl LogTail {
-    /// Up to `count` alerts after the last one returned, waiting up to `block` for one.
-    pub fn next(&mut self, block: Duration, count: usize) -> Result<Vec<StoredAlert>, StoreError> {
-        let conn = match &mut self.conn {
-            Some(conn) => conn,
-            None => {
-                let conn = self.client.get_connection_with_timeout(IO_TIMEOUT)?;
-                conn.set_read_timeout(Some(block + IO_TIMEOUT))?;
-                conn.set_write_timeout(Some(IO_TIMEOUT))?;
-                self.conn.insert(conn)
-            }
-        };
-        let block_ms = u64::try_from(block.as_millis()).unwrap_or(u64::MAX).max(1);
-        let result: Result<Value, redis::RedisError> = redis::cmd("XREAD")
-            .arg("COUNT")
-            .arg(count.max(1))
-            .arg("BLOCK")
-            .arg(block_ms)
-            .arg("STREAMS")
-            .arg(&self.log)
-            .arg(entry_id(self.after))
-            .query(conn);
-        let reply = match result {
-            Ok(reply) => reply,
-            Err(err) => {
-                self.conn = None;
-                return Err(err.into());
-            }
-        };
-        let slots = redis_log::read_reply(reply)?;
-        let last = slots.last().map(|slot| slot.seq);
-        let alerts: Vec<StoredAlert> = slots
-            .into_iter()
-            .filter(|slot| slot.seq > self.after)
-            .filter_map(Slot::readable)
-            .map(|e| e.alert)
-            .collect();
-        // Past unreadable entries too, or the next read would return them again at once.
-        if let Some(last) = last {
-            self.after = self.after.max(last);
-        }
-        Ok(alerts)
-    }
-
-    /// The last sequence number returned (or the start point).
-    pub fn position(&self) -> u64 {
-        self.after
     }
 }
 

@@ -152,7 +152,7 @@ pub(super) struct Entry {
     pub(super) raw: String,
     /// The record predates inherited targets (no `targets` field) and references alerts:
     /// its `inherited_targets` are empty until the store fills them in from what it
-    /// references (`RedisStore::complete_targets`).
+    /// references (`redis_read::complete_targets`).
     pub(super) targets_missing: bool,
 }
 
@@ -303,7 +303,7 @@ fn decode(seq: u64, rec: &str) -> Result<(StoredAlert, bool), StoreError> {
 }
 
 /// The record's inherited targets: none for a record written before they were stored (the
-/// store fills those in from what they reference: `RedisStore::complete_targets`).
+/// store fills those in from what they reference: `redis_read::complete_targets`).
 fn targets(r: &Record, bad: &dyn Fn(String) -> StoreError) -> Result<Vec<Inherited>, StoreError> {
     (r.targets.iter().flatten())
         .map(|(code, kind, rank)| {
