@@ -45,11 +45,23 @@ pub(crate) enum Command {
         if_match: super::api::IfMatch,
         reply: Reply<Option<super::api::RestartAnswer>>,
     },
+    /// Tests: the worker says it holds (`holding`), then waits for `release`, so its inbox
+    /// can be filled.
+    #[cfg(test)]
+    Hold {
+        holding: std::sync::mpsc::Sender<()>,
+        release: std::sync::mpsc::Receiver<()>,
+    },
 }
 
 impl Worker {
     pub(crate) fn handle_command(&mut self, cmd: Command) {
         match cmd {
+            #[cfg(test)]
+            Command::Hold { holding, release } => {
+                let _ = holding.send(());
+                let _ = release.recv();
+            }
             Command::Create { id, req, reply } => {
                 let room = req.room.clone();
                 let result = self.create(id, req);

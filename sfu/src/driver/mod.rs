@@ -330,3 +330,7 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>
         .spawn(f)
         .map_err(|e| StartError::Other(format!("spawning {name}: {e}")))
 }
+
+#[cfg(test)]
+#[path = "api_tests.rs"]
+mod tests;

@@ -1,0 +1,85 @@
+//! Tests of the command API between the HTTP side and the workers: what a full worker inbox
+//! does to a create.
+
+use super::*;
+use crate::driver::command::Command;
+
+/// One worker, no ICE-TCP, everything on loopback ports the kernel picks.
+fn start() -> Sfu {
+    let config = SfuConfig {
+        udp_listen: "127.0.0.1:0".parse().expect("addr"),
+        tcp_listen: None,
+        workers: 1,
+        worker_queue: 16,
+        ..SfuConfig::default()
+    };
+    Sfu::start(&config, &prometheus::Registry::new()).expect("start")
+}
+
+/// Blocks the worker until the returned sender is used (or dropped), then fills its inbox.
+fn hold_and_fill(sfu: &Sfu) -> std::sync::mpsc::Sender<()> {
+    let (holding_tx, holding) = std::sync::mpsc::channel();
+    let (release, release_rx) = std::sync::mpsc::channel();
+    let hold = Command::Hold {
+        holding: holding_tx,
+        release: release_rx,
+    };
+    let worker = &sfu.inner.workers[0];
+    worker.send(WorkerMsg::Command(hold)).expect("hold");
+    holding
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the worker holds");
+    let mut queued = 0;
+    loop {
+        let (reply, _) = tokio::sync::oneshot::channel();
+        let filler = Command::Room {
+            room: "filler".to_owned(),
+            reply,
+        };
+        if worker.try_send(WorkerMsg::Command(filler)).is_err() {
+            break;
+        }
+        queued += 1;
+    }
+    assert_eq!(queued, 16, "the inbox holds worker_queue commands");
+    release
+}
+
+/// A publish whose offer no worker accepts (it is never meant to get that far).
+fn publish(room: &str) -> SessionRequest {
+    SessionRequest {
+        room: room.to_owned(),
+        kind: SessionKind::Publish,
+        label: "test".to_owned(),
+        offer: "v=0".to_owned(),
+    }
+}
+
+#[tokio::test]
+async fn a_create_refused_by_a_full_inbox_leaves_no_room_placed() {
+    let sfu = start();
+    let release = hold_and_fill(&sfu);
+    let refused = sfu.create_session(publish("r1")).await;
+    assert!(matches!(refused, Err(SfuError::Busy)), "{refused:?}");
+    // The room was placed for this create only, which the worker never saw: forgotten.
+    assert!(!sfu.has_room("r1"));
+    // A lookup of it answers at once, and never places it either.
+    assert!(matches!(sfu.room("r1").await, Err(SfuError::NoSuchRoom)));
+    drop(release);
+    // The worker works through its inbox and answers a create again: this offer is refused
+    // by the worker (not `Busy`), which forgets the room placed for it in turn.
+    // `Busy` until it has made room (retrying is what `Busy` asks for).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let refused = loop {
+        match sfu.create_session(publish("r2")).await {
+            Err(SfuError::Busy) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            other => break other,
+        }
+    };
+    assert!(matches!(refused, Err(SfuError::BadOffer(_))), "{refused:?}");
+    assert!(!sfu.has_room("r1"));
+    assert!(!sfu.has_room("r2"));
+    sfu.shutdown();
+}
