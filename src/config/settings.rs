@@ -192,6 +192,7 @@ fn sfu_settings(section: &super::SfuSection) -> Result<sfu::driver::SfuConfig, C
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    check_advertised(udp_listen, tcp_listen, &public_ips)?;
     let positive = |name: &str, value: u64| {
         if value == 0 {
             Err(ConfigError::new(
@@ -227,6 +228,42 @@ fn sfu_settings(section: &super::SfuSection) -> Result<sfu::driver::SfuConfig, C
             as usize,
         ..defaults
     })
+}
+
+/// What the SFU's candidates advertise must be an address peers can send to: a public IP
+/// that is not unspecified, multicast or broadcast; and when a media port binds the
+/// unspecified address (all interfaces), public IPs must name the host's reachable ones
+/// (a candidate for `0.0.0.0` reaches nobody, and the SFU cannot guess which interface
+/// peers see).
+fn check_advertised(
+    udp: SocketAddr,
+    tcp: Option<SocketAddr>,
+    public_ips: &[IpAddr],
+) -> Result<(), ConfigError> {
+    for ip in public_ips {
+        let broadcast = matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
+        if ip.is_unspecified() || ip.is_multicast() || broadcast {
+            return Err(ConfigError::new(
+                "sfu.public_ips",
+                format!("{ip} cannot be advertised: name an address peers can send to"),
+            ));
+        }
+    }
+    let unspecified = std::iter::once(("sfu.udp_listen", udp))
+        .chain(tcp.map(|addr| ("sfu.tcp_listen", addr)))
+        .find(|(_, addr)| addr.ip().is_unspecified());
+    if let Some((setting, addr)) = unspecified
+        && public_ips.is_empty()
+    {
+        return Err(ConfigError::new(
+            "sfu.public_ips",
+            format!(
+                "required when {setting} binds {addr} (all interfaces): list the IPs peers \
+                 reach this host at, e.g. public_ips = [\"203.0.113.10\"]"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn parse_listen(text: &str) -> Result<SocketAddr, ConfigError> {
@@ -509,6 +546,22 @@ mod tests {
                 "sfu.public_ips",
                 Box::new(|c| c.sfu.public_ips = vec!["1.2.3".into()]),
             ),
+            (
+                "sfu.public_ips",
+                Box::new(|c| c.sfu.public_ips = vec!["0.0.0.0".into()]),
+            ),
+            (
+                "sfu.public_ips",
+                Box::new(|c| c.sfu.public_ips = vec!["224.0.0.1".into()]),
+            ),
+            (
+                "sfu.public_ips",
+                Box::new(|c| c.sfu.udp_listen = "0.0.0.0:7882".into()),
+            ),
+            (
+                "sfu.public_ips",
+                Box::new(|c| c.sfu.tcp_listen = "[::]:7881".into()),
+            ),
             ("sfu.max_peers", Box::new(|c| c.sfu.max_peers = 0)),
             (
                 "alerts.max_body_bytes",
@@ -632,5 +685,17 @@ mod tests {
             let err = with(edit).expect_err(setting);
             assert_eq!(err.setting, setting, "{err}");
         }
+    }
+
+    #[test]
+    fn all_interfaces_bind_with_the_public_ips_advertised() {
+        let settings = with(|c| {
+            c.sfu.udp_listen = "0.0.0.0:7882".into();
+            c.sfu.tcp_listen = "[::]:7881".into();
+            c.sfu.public_ips = vec!["203.0.113.10".into(), "2001:db8::10".into()];
+        })
+        .expect("valid");
+        assert!(settings.sfu.udp_listen.ip().is_unspecified());
+        assert_eq!(settings.sfu.public_ips.len(), 2);
     }
 }

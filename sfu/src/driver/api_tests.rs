@@ -83,3 +83,27 @@ async fn a_create_refused_by_a_full_inbox_leaves_no_room_placed() {
     assert!(!sfu.has_room("r2"));
     sfu.shutdown();
 }
+
+#[test]
+fn binding_all_interfaces_needs_public_ips() {
+    let registry = prometheus::Registry::new();
+    let all = SfuConfig {
+        udp_listen: "0.0.0.0:0".parse().expect("addr"),
+        tcp_listen: None,
+        workers: 1,
+        ..SfuConfig::default()
+    };
+    let refused = Sfu::start(&all, &registry).err();
+    assert!(
+        matches!(refused, Some(StartError::NothingToAdvertise(addr)) if addr.ip().is_unspecified()),
+        "{refused:?}"
+    );
+    // With the address peers reach named, it starts and its answers carry that address.
+    let named = SfuConfig {
+        public_ips: vec!["127.0.0.1".parse().expect("ip")],
+        ..all
+    };
+    let sfu = Sfu::start(&named, &prometheus::Registry::new()).expect("start");
+    assert!(sfu.udp_addr().ip().is_unspecified());
+    sfu.shutdown();
+}

@@ -83,6 +83,10 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// A media port binds the unspecified address (all interfaces) and no public IP names
+    /// what peers reach: its candidates would advertise an address nobody can send to.
+    #[error("{0} binds all interfaces: set public IPs for the candidates to advertise")]
+    NothingToAdvertise(SocketAddr),
     /// The ICE-TCP port could not be bound.
     #[error("cannot bind TCP {addr}: {source}")]
     Tcp {
@@ -100,6 +104,12 @@ impl Sfu {
     /// Binds the sockets and starts the threads.
     pub fn start(config: &SfuConfig, registry: &prometheus::Registry) -> Result<Sfu, StartError> {
         str0m::crypto::from_feature_flags().install_process_default();
+        if config.public_ips.is_empty() {
+            let listens = std::iter::once(config.udp_listen).chain(config.tcp_listen);
+            if let Some(addr) = listens.into_iter().find(|a| a.ip().is_unspecified()) {
+                return Err(StartError::NothingToAdvertise(addr));
+            }
+        }
         let socket = UdpSocket::bind(config.udp_listen).map_err(|source| StartError::Udp {
             addr: config.udp_listen,
             source,
