@@ -448,6 +448,19 @@ async fn bad_input_is_refused_precisely_and_nothing_is_stored() {
             None,
         ),
         (
+            "city adds an area drawn over another city, without a region code",
+            c,
+            xml,
+            food_with(&[(
+                "</area>",
+                "</area><area><areaDesc>宁波市</areaDesc>\
+                 <circle>29.87,121.55 30</circle></area>",
+            )]),
+            422,
+            "invalid_cap",
+            Some("alert/info[0]/area[1]/geocode"),
+        ),
+        (
             "public role publishes",
             p,
             xml,

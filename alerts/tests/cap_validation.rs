@@ -120,6 +120,10 @@ const CASES: &[Case] = &[
     (Rule, FOOD, "</geocode>", "</geocode><altitude>1e3</altitude>", "invalid", "alert/info[0]/area[0]/altitude"),
     (Rule, FOOD, "<value>330100</value>", "<value>33010</value>", "invalid", "alert/info[0]/area[0]/geocode[0]/value"),
     (Rule, FOOD, "<valueName>GB2260</valueName>", "<valueName>ISO3166</valueName>", "missing", "alert/info/area/geocode"),
+    (Rule, FOOD, "<valueName>GB2260</valueName>", "<valueName>gb2260</valueName>", "invalid", "alert/info[0]/area[0]/geocode[0]/valueName"),
+    // A second area drawn only as a circle: nothing to authorize it by, though the first
+    // area's code is the publisher's own.
+    (Rule, UPDATE, "25</circle>\n      <geocode>\n        <valueName>GB2260</valueName>\n        <value>330110</value>\n      </geocode>", "25</circle>", "missing", "alert/info[0]/area[1]/geocode"),
     (Rule, FOOD, "<valueName>hubcast:kind</valueName>", "<valueName>kind</valueName>", "missing", "alert/info[0]/eventCode"),
     (Rule, FOOD, "<value>food</value>", "<value>foods</value>", "bad_enum", "alert/info[0]/eventCode[0]/value"),
     (Rule, FOOD, "<value>food</value>", "<value>spotcheck</value>", "missing", "alert/info[0]/parameter(spotcheck:*)"),
