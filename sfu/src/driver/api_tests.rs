@@ -4,31 +4,43 @@
 use super::*;
 use crate::driver::command::Command;
 
-/// One worker, no ICE-TCP, everything on loopback ports the kernel picks.
-fn start() -> Sfu {
+/// `workers` workers, no ICE-TCP, everything on loopback ports the kernel picks.
+fn start_with(workers: usize, max_peers: usize) -> Sfu {
     let config = SfuConfig {
         udp_listen: "127.0.0.1:0".parse().expect("addr"),
         tcp_listen: None,
-        workers: 1,
+        workers,
         worker_queue: 16,
+        max_peers,
         ..SfuConfig::default()
     };
     Sfu::start(&config, &prometheus::Registry::new()).expect("start")
 }
 
-/// Blocks the worker until the returned sender is used (or dropped), then fills its inbox.
-fn hold_and_fill(sfu: &Sfu) -> std::sync::mpsc::Sender<()> {
+fn start() -> Sfu {
+    start_with(1, SfuConfig::default().max_peers)
+}
+
+/// Blocks worker `index` until the returned sender is used (or dropped).
+fn hold(sfu: &Sfu, index: usize) -> std::sync::mpsc::Sender<()> {
     let (holding_tx, holding) = std::sync::mpsc::channel();
     let (release, release_rx) = std::sync::mpsc::channel();
     let hold = Command::Hold {
         holding: holding_tx,
         release: release_rx,
     };
-    let worker = &sfu.inner.workers[0];
+    let worker = &sfu.inner.workers[index];
     worker.send(WorkerMsg::Command(hold)).expect("hold");
     holding
         .recv_timeout(Duration::from_secs(10))
         .expect("the worker holds");
+    release
+}
+
+/// Blocks the only worker, then fills its inbox.
+fn hold_and_fill(sfu: &Sfu) -> std::sync::mpsc::Sender<()> {
+    let release = hold(sfu, 0);
+    let worker = &sfu.inner.workers[0];
     let mut queued = 0;
     loop {
         let (reply, _) = tokio::sync::oneshot::channel();
@@ -105,5 +117,72 @@ fn binding_all_interfaces_needs_public_ips() {
     };
     let sfu = Sfu::start(&named, &prometheus::Registry::new()).expect("start");
     assert!(sfu.udp_addr().ip().is_unspecified());
+    sfu.shutdown();
+}
+
+/// A publish offer from a str0m peer (audio and video, send only).
+fn valid_offer() -> String {
+    use str0m::media::{Direction, MediaKind};
+    let mut rtc = str0m::Rtc::builder().build(std::time::Instant::now());
+    let candidate =
+        str0m::Candidate::host("127.0.0.1:40000".parse().expect("addr"), "udp").expect("candidate");
+    rtc.add_local_candidate(candidate);
+    let mut sdp = rtc.sdp_api();
+    sdp.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+    sdp.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+    let (offer, _) = sdp.apply().expect("an offer");
+    offer.to_sdp_string()
+}
+
+/// `max_peers` holds for the node, not per worker: creates held on two workers and released
+/// together make one session for the one slot; failed creates and ended sessions give their
+/// slot back.
+#[tokio::test]
+async fn the_node_peer_cap_holds_across_workers() {
+    let sfu = start_with(2, 1);
+    let releases = [hold(&sfu, 0), hold(&sfu, 1)];
+    let creates: Vec<_> = (0..6)
+        .map(|i| {
+            let sfu = sfu.clone();
+            let request = SessionRequest {
+                offer: valid_offer(),
+                ..publish(&format!("room-{i}"))
+            };
+            tokio::spawn(async move { sfu.create_session(request).await })
+        })
+        .collect();
+    // Let every create reach its worker's inbox, then let the workers race.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(releases);
+    let mut created = Vec::new();
+    for (i, create) in creates.into_iter().enumerate() {
+        match create.await.expect("join") {
+            Ok(session) => created.push((format!("room-{i}"), session.session)),
+            Err(SfuError::Full("peers on this node")) => {}
+            Err(other) => panic!("room-{i}: {other:?}"),
+        }
+    }
+    assert_eq!(created.len(), 1, "one slot, one session: {created:?}");
+    // A refused offer takes no slot for good.
+    let bad = sfu.create_session(publish("room-bad")).await;
+    assert!(matches!(bad, Err(SfuError::Full(_))), "{bad:?}");
+    let (room, id) = created.pop().expect("one");
+    let target = SessionRef {
+        room,
+        id,
+        publish: true,
+        subject: "test".to_owned(),
+        moderator: true,
+    };
+    sfu.end_session(target).await.expect("ended");
+    let bad = sfu.create_session(publish("room-bad")).await;
+    assert!(matches!(bad, Err(SfuError::BadOffer(_))), "{bad:?}");
+    let again = SessionRequest {
+        offer: valid_offer(),
+        ..publish("room-again")
+    };
+    sfu.create_session(again)
+        .await
+        .expect("the slot is free again");
     sfu.shutdown();
 }

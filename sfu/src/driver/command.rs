@@ -137,9 +137,6 @@ impl Worker {
                 return Err(SfuError::NoSuchPublisher);
             }
         }
-        if usize::try_from(self.shared.metrics.peers.get()).unwrap_or(0) >= config.max_peers {
-            return Err(SfuError::Full("peers on this node"));
-        }
         let in_room = self
             .rooms
             .get(req.room.as_str())
@@ -147,6 +144,19 @@ impl Worker {
         if in_room >= config.max_peers_per_room {
             return Err(SfuError::Full("peers in this room"));
         }
+        if !self.shared.peer_slots.take() {
+            return Err(SfuError::Full("peers on this node"));
+        }
+        let created = self.create_in_slot(id, req);
+        if created.is_err() {
+            self.shared.peer_slots.give_back();
+        }
+        created
+    }
+
+    /// The rest of [`Worker::create`], once a node-wide peer slot is taken.
+    fn create_in_slot(&mut self, id: u64, req: SessionRequest) -> Result<SessionCreated, SfuError> {
+        let config = &self.shared.config;
         let now = Instant::now();
         let creds = local_creds(id, 0);
         let ufrag = creds.ufrag.clone();
@@ -288,6 +298,7 @@ impl Worker {
         session.rtc.disconnect();
         self.shared.ufrags.remove(&session.ufrag);
         self.shared.metrics.peers.dec();
+        self.shared.peer_slots.give_back();
         let tracks = i64::try_from(session.announced.len()).unwrap_or(0);
         self.shared.metrics.tracks.sub(tracks);
         tracing::debug!(session = id, room = %session.room, why, "session removed");

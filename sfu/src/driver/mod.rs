@@ -141,6 +141,7 @@ impl Sfu {
         let shared = Shared {
             recycler,
             placement: placement.clone(),
+            peer_slots: Arc::new(worker::PeerSlots::new(config.max_peers)),
             config: config.clone(),
             socket: socket.clone(),
             udp_addr,

@@ -76,6 +76,41 @@ pub(crate) struct Shared {
     pub recycler: Recycler,
     /// Room placement, told when a room empties (rare: never on the media path).
     pub placement: Arc<std::sync::Mutex<super::placement::Placement>>,
+    /// Sessions on the node, counted against `max_peers` across workers.
+    pub peer_slots: Arc<PeerSlots>,
+}
+
+/// The node-wide peer count against `max_peers`: a create takes a slot before it builds its
+/// session (workers create concurrently, so checking a count and raising it later would let
+/// each of them pass the last free slot) and gives it back if it fails or when the session
+/// ends.
+#[derive(Debug)]
+pub(crate) struct PeerSlots {
+    used: std::sync::atomic::AtomicUsize,
+    max: usize,
+}
+
+impl PeerSlots {
+    pub(crate) fn new(max: usize) -> Self {
+        PeerSlots {
+            used: std::sync::atomic::AtomicUsize::new(0),
+            max,
+        }
+    }
+
+    /// Takes a slot; `false` when all `max` are taken.
+    pub(crate) fn take(&self) -> bool {
+        use std::sync::atomic::Ordering::{AcqRel, Acquire};
+        (self.used)
+            .fetch_update(AcqRel, Acquire, |n| (n < self.max).then_some(n + 1))
+            .is_ok()
+    }
+
+    /// Gives a taken slot back.
+    pub(crate) fn give_back(&self) {
+        use std::sync::atomic::Ordering::{AcqRel, Acquire};
+        let _ = (self.used).fetch_update(AcqRel, Acquire, |n| n.checked_sub(1));
+    }
 }
 
 pub(crate) struct Worker {
