@@ -1,7 +1,8 @@
 //! The alert WebSocket's own RFC 6455 handling, spoken byte by byte over raw TCP against the
 //! real binary: the handshake answer (and refusals as JSON errors), a client ping answered with
 //! its payload, a client close echoed, protocol errors closed with 1002 / 1009, and alert
-//! frames as plain unmasked text frames.
+//! frames as plain unmasked text frames; server pings, and the idle timeout for a client that
+//! never answers them.
 
 mod alerts_live_util;
 mod alerts_util;
@@ -273,4 +274,71 @@ async fn refusals(hub: &Hub, path: Path) {
         body.contains("\"region\""),
         "{path:?}: names the parameter: {body}"
     );
+}
+
+/// Keep-alive: with `alerts.ping_secs = 1` and `alerts.idle_timeout_secs = 2`, the server pings
+/// every second on both paths; a client that answers (with pongs) stays connected, one that
+/// never sends anything is closed with 1001 "idle timeout" (wall displays behind NAT keep their
+/// mapping alive; half-open connections give their subscriber slot back).
+#[tokio::test]
+async fn pings_keep_answering_clients_and_silent_ones_are_closed() {
+    let hub = Hub::start(
+        &[],
+        &[
+            ("HUBCAST_ALERTS__PING_SECS", "1"),
+            ("HUBCAST_ALERTS__IDLE_TIMEOUT_SECS", "2"),
+        ],
+    );
+    for path in PATHS {
+        let (mut answering, head) =
+            handshake(&hub, path, "region=330100", "Sec-WebSocket-Version: 13\r\n").await;
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        let (mut silent, head) =
+            handshake(&hub, path, "region=330100", "Sec-WebSocket-Version: 13\r\n").await;
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        let opened = tokio::time::Instant::now();
+
+        // The silent one: pings, then the close, 2–4.5 s in (checked at the next ping).
+        let silent_side = async {
+            let mut pings = 0;
+            let close = loop {
+                match server_frame(&mut silent).await {
+                    (0x9, _) => pings += 1,
+                    (0x8, payload) => break payload,
+                    (op, payload) => panic!("{path:?}: unexpected frame {op:#x} {payload:?}"),
+                }
+            };
+            (pings, close, opened.elapsed())
+        };
+        // The answering one answers every ping and is still there at 5 s, more than twice
+        // the idle timeout.
+        let answering_side = async {
+            let mut answered = 0;
+            while opened.elapsed() < Duration::from_secs(5) {
+                let (op, payload) = server_frame(&mut answering).await;
+                assert_eq!(op, 0x9, "{path:?}: only pings, got {op:#x} {payload:?}");
+                answering
+                    .write_all(&client_frame(0xA, &payload, true))
+                    .await
+                    .expect("pong");
+                answered += 1;
+            }
+            answered
+        };
+        let ((pings, close, closed_after), answered) = tokio::join!(silent_side, answering_side);
+        assert!(pings >= 1, "{path:?}: pinged before the close");
+        assert_eq!(close[..2], 1001u16.to_be_bytes(), "{path:?}: {close:?}");
+        assert_eq!(&close[2..], b"idle timeout", "{path:?}");
+        assert!(
+            closed_after >= Duration::from_secs(2) && closed_after < Duration::from_millis(4500),
+            "{path:?}: closed after {closed_after:?}"
+        );
+        assert!(answered >= 3, "{path:?}: {answered} pings in 5 s");
+        answering
+            .write_all(&client_frame(0x8, &1000u16.to_be_bytes(), true))
+            .await
+            .expect("close");
+        let (op, payload) = server_frame(&mut answering).await;
+        assert_eq!((op, &payload[..2]), (0x8, &1000u16.to_be_bytes()[..]));
+    }
 }
