@@ -242,6 +242,20 @@ async fn since_older_than_retention_gets_a_reset_then_what_is_retained() {
     assert_eq!(ws.next().await, alert(live, "T5"));
 }
 
+/// Retention by age (`alerts.retain_age_secs`): alerts older than it leave the replay
+/// window, so a `since` before them gets a reset, while younger ones are still replayed.
+#[tokio::test]
+async fn alerts_older_than_the_retention_age_leave_the_replay_window() {
+    let hub = Hub::start(&[], &[("HUBCAST_ALERTS__RETAIN_AGE_SECS", "2")]);
+    let token = hub.token("province-admin", "330000", &[]);
+    let old = publish_each(&hub, &token, &["AGE1", "AGE2"]).await;
+    // The hub evicts on its 1 s timer: past 2 s of age, within a few ticks.
+    tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
+    let young = publish(&hub, &token, "AGE3", "food", "Severe", "330100").await;
+    let want = [Seen::Reset(young), alert(young, "AGE3")];
+    resume_both(&hub, old[0], old[0], &want).await;
+}
+
 /// A `since` above everything this hub has (a restored store, a bogus value; one log, so it
 /// cannot be lagging) is answered at once with a reset and every retained alert: never a
 /// silent subscription that skips the numbers up to it. (With a shared Redis log it is held a

@@ -143,6 +143,7 @@ impl LiveHub {
         let hub_config = HubConfig {
             queue_capacity: config.queue_capacity,
             retain_count: config.retain_count,
+            retain_age: std::time::Duration::from_secs(config.retain_age_secs),
             ..HubConfig::default()
         };
         let retain = config.retain_count as u64;

@@ -261,6 +261,10 @@ pub struct AlertsConfig {
     /// Recent alerts kept in memory for `since` / `Last-Event-ID` replay (reloaded from the
     /// store at start). Default 10000: days of a province's traffic; older → `reset` + archive.
     pub retain_count: usize,
+    /// Seconds a retained alert stays in the replay window (`retain_count` bounds it too).
+    /// Default 604800 (7 days): a wall display switched off over a week-long public holiday
+    /// (国庆, 春节) still catches up by `since` instead of the archive.
+    pub retain_age_secs: u64,
     /// Most live subscribers (WebSocket + SSE) at once; beyond, 503 before the upgrade.
     /// Default 20000: what one process holds on the reference machine.
     pub max_subscribers: usize,
@@ -357,6 +361,7 @@ impl Default for AlertsConfig {
             query_timeout_ms: 5000,
             queue_capacity: 256,
             retain_count: 10_000,
+            retain_age_secs: 7 * 24 * 3600,
             max_subscribers: 20_000,
             ping_secs: 30,
             idle_timeout_secs: 90,

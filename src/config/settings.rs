@@ -345,7 +345,7 @@ fn validate_alerts(alerts: &AlertsConfig) -> Result<(), ConfigError> {
         ));
     }
     let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
-    let ranges: [(&str, u64, u64); 10] = [
+    let ranges: [(&str, u64, u64); 11] = [
         (
             "alerts.connect_rate_per_ip",
             u64::from(alerts.connect_rate_per_ip),
@@ -362,6 +362,12 @@ fn validate_alerts(alerts: &AlertsConfig) -> Result<(), ConfigError> {
             1 << 20,
         ),
         ("alerts.retain_count", count(alerts.retain_count), 1_000_000),
+        // 90 days: beyond, the archive is the place to look.
+        (
+            "alerts.retain_age_secs",
+            alerts.retain_age_secs,
+            90 * 24 * 3600,
+        ),
         (
             "alerts.max_concurrent_reads",
             count(alerts.max_concurrent_reads),
@@ -607,6 +613,14 @@ mod tests {
                 }),
             ),
             ("alerts.ping_secs", Box::new(|c| c.alerts.ping_secs = 0)),
+            (
+                "alerts.retain_age_secs",
+                Box::new(|c| c.alerts.retain_age_secs = 0),
+            ),
+            (
+                "alerts.retain_age_secs",
+                Box::new(|c| c.alerts.retain_age_secs = 91 * 24 * 3600),
+            ),
             (
                 "alerts.max_subscribers",
                 Box::new(|c| c.alerts.max_subscribers = 0),

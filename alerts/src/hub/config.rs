@@ -16,7 +16,8 @@ pub struct HubConfig {
     /// a province's traffic, a few tens of MB of frames at most.
     pub retain_count: usize,
     /// Age past which a retained alert is dropped from the replay window. Default 24 h: a client
-    /// away longer than a day gets a `Reset` and reads the archive instead.
+    /// away longer than a day gets a `Reset` and reads the archive instead. (The binary sets it
+    /// from `alerts.retain_age_secs`, 7 days by default.)
     pub retain_age: Duration,
     /// Bound on the live set (current alerts, the Atom feed). Default 10 000: far above the
     /// alerts a province has in force at once; past it the oldest leaves the feed (counted).
