@@ -49,10 +49,10 @@ fn json_range(event: &[u8], seq: u64) -> Option<std::ops::Range<usize>> {
     framed.then(|| start..event.len() - END.len())
 }
 
-/// A food alert for 330100 numbered `seq` carrying `frame` (unit tests of this module and
-/// the hub task).
+/// A food alert for 330100 numbered `seq` carrying `frame` (unit tests of this module, the
+/// hub task and the Atom feed).
 #[cfg(test)]
-pub(super) fn test_alert(seq: u64, frame: Bytes) -> PublishedAlert {
+pub(crate) fn test_alert(seq: u64, frame: Bytes) -> PublishedAlert {
     use alerts::hub::{AlertKind, MsgType, Severity};
     PublishedAlert {
         seq,

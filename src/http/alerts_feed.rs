@@ -5,10 +5,12 @@
 //! Each entry: `id` `urn:hubcast:alert:<id>`, `title` the first info's headline (or the
 //! event), `updated` the CAP `sent` (already RFC 3339), `category term=<kind>`, and
 //! `link rel="alternate" type="application/cap+xml" href="/alerts/<id>.xml"`. Entries are
-//! newest first. Feed `updated` is the newest entry's, or the Unix epoch for an empty feed.
+//! newest first. Feed `updated` is the latest entry's (by instant, whatever the offsets), or the
+//! Unix epoch for an empty feed.
 
 use std::fmt::Write as _;
 
+use alerts::cap::CapDateTime;
 use alerts::hub::PublishedAlert;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -62,11 +64,14 @@ fn render(region: &str, alerts: &[PublishedAlert]) -> String {
             (frame, a)
         })
         .collect();
+    // The latest instant, not the greatest text: `sent` keeps the offset it was written
+    // with, and 09:00+08:00 is earlier than 02:00-00:00.
     let updated = entries
         .iter()
         .filter_map(|(frame, _)| frame["alert"]["sent"].as_str())
-        .max()
-        .unwrap_or("1970-01-01T00:00:00Z");
+        .filter_map(|sent| Some((sent.parse::<CapDateTime>().ok()?.unix_seconds(), sent)))
+        .max_by_key(|&(unix, _)| unix)
+        .map_or("1970-01-01T00:00:00Z", |(_, sent)| sent);
     let mut out = String::with_capacity(512 + 512 * entries.len());
     out.push_str("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n");
     out.push_str("<feed xmlns=\"http://www.w3.org/2005/Atom\">\n");
@@ -140,5 +145,28 @@ mod tests {
             "{feed}"
         );
         assert!(!feed.contains("<entry>"));
+    }
+
+    #[test]
+    fn the_feed_is_updated_at_the_latest_instant_whatever_the_offsets() {
+        let frame = |sent: &str, headline: &str| {
+            let json = format!(
+                r#"{{"type":"alert","alert":{{"sent":"{sent}","info":[{{"headline":"{headline}"}}]}}}}"#
+            );
+            bytes::Bytes::from(json)
+        };
+        // 09:00+08:00 is 01:00 UTC; 02:00-00:00 is an hour later, though smaller as text.
+        let alerts = [
+            crate::alerts_live::frame::test_alert(2, frame("2025-07-01T09:00:00+08:00", "东")),
+            crate::alerts_live::frame::test_alert(1, frame("2025-07-01T02:00:00-00:00", "西")),
+        ];
+        let feed = render("330100", &alerts);
+        let head = &feed[..feed.find("<entry>").expect("entries")];
+        assert!(
+            head.contains("<updated>2025-07-01T02:00:00-00:00</updated>"),
+            "{feed}"
+        );
+        assert!(feed.contains("<updated>2025-07-01T09:00:00+08:00</updated>"));
+        assert!(feed.contains("<title>东</title>") && feed.contains("<title>西</title>"));
     }
 }
