@@ -262,10 +262,12 @@ fn a_version_2_file_gets_inherited_targets_from_its_references() {
     };
     assert!(!update.inherited_targets.is_empty());
     {
-        // Back to version 2: no inherited_targets column.
+        // Back to version 2: no inherited_targets column (3), no reindex queue (4).
         let conn = rusqlite::Connection::open(&path).expect("raw open");
         conn.execute_batch(
-            "ALTER TABLE alerts DROP COLUMN inherited_targets; PRAGMA user_version = 2;",
+            "DROP TABLE reindex;
+             ALTER TABLE alerts DROP COLUMN inherited_targets;
+             PRAGMA user_version = 2;",
         )
         .expect("downgrade");
     }
@@ -277,6 +279,52 @@ fn a_version_2_file_gets_inherited_targets_from_its_references() {
         original.inherited_targets.is_empty(),
         "no references, nothing inherited"
     );
+}
+
+/// Spot-check results are found by what people look them up by: a failed item, the notice
+/// number, the testing institute. A version 3 file (whose text held only the product and the
+/// companies) gets its stored alerts' text rebuilt when it is opened.
+#[test]
+fn spot_check_fields_are_searchable_also_in_alerts_stored_before() {
+    use alerts::store::ArchiveQuery;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("alerts.db");
+    let spot = {
+        let store = SqliteStore::open(&path).expect("open");
+        append(&store, &parse(SPOT)).alert
+    };
+    {
+        // Back to version 3, with the text version 3 indexed for it.
+        let conn = rusqlite::Connection::open(&path).expect("raw open");
+        conn.execute_batch(
+            "DROP TABLE reindex;
+             UPDATE alerts_fts SET body = '脱水蔬菜 杭州某食品有限公司';
+             PRAGMA user_version = 3;",
+        )
+        .expect("downgrade");
+    }
+    let store = SqliteStore::open(&path).expect("reopen reindexes");
+    for q in [
+        "二氧化硫残留量",
+        "苯甲酸",
+        "杭市监食检〔2024〕18号",
+        "食品药品检验研究院",
+        "蔬菜制品",
+    ] {
+        let page = store
+            .query(&ArchiveQuery {
+                q: Some(q.to_owned()),
+                ..ArchiveQuery::default()
+            })
+            .expect("search");
+        let found: Vec<u64> = page.items.iter().map(|a| a.seq).collect();
+        assert_eq!(found, [spot.seq], "{q}");
+    }
+    let tables: i64 = rusqlite::Connection::open(&path)
+        .expect("raw open")
+        .query_row("SELECT count(*) FROM reindex", [], |r| r.get(0))
+        .expect("queue");
+    assert_eq!(tables, 0, "the queue is empty once rebuilt");
 }
 
 #[test]

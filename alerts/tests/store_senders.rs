@@ -116,11 +116,11 @@ fn migrating_a_version_1_file_binds_stored_senders_to_their_first_publisher() {
         store.append(&other, "raw", &hand, 2).expect("other");
     }
     {
-        // Back to version 1: no senders table (nor version 3's column).
+        // Back to version 1: no senders table (nor version 3's column, version 4's queue).
         let conn = rusqlite::Connection::open(&path).expect("raw open");
         conn.execute_batch(
             "DROP TABLE senders; ALTER TABLE alerts DROP COLUMN inherited_targets;
-             PRAGMA user_version = 1;",
+             DROP TABLE reindex; PRAGMA user_version = 1;",
         )
         .expect("downgrade");
     }

@@ -111,24 +111,39 @@ fn check_size(what: &'static str, size: usize, limit: usize) -> Result<(), Store
     Ok(())
 }
 
-/// The text the full-text index holds for `alert` (see the module docs of `store`).
-fn search_text(alert: &Alert) -> String {
+/// The text the full-text index holds for `alert` (see the module docs of `store`): what
+/// people look alerts up by, spot-check results especially: the product and who made and sold
+/// it (names, addresses, brand, batch), each failed item (二氧化硫残留量), the notice number
+/// (公告号), the testing institute, the category and the task source. Changing it means a
+/// schema migration that queues every stored alert for `schema::reindex`.
+pub(super) fn search_text(alert: &Alert) -> String {
     let mut parts: Vec<&str> = Vec::new();
     let mut fields: Vec<Option<&str>> = vec![alert.note.as_deref()];
     for info in &alert.info {
         fields.extend([
             Some(info.event.as_str()),
+            info.sender_name.as_deref(),
             info.headline.as_deref(),
             info.description.as_deref(),
+            info.instruction.as_deref(),
         ]);
         fields.extend(info.areas.iter().map(|a| Some(a.area_desc.as_str())));
         if let Some(sc) = &info.spot_check {
             fields.extend([
                 Some(sc.product_name.as_str()),
-                sc.producer_name.as_deref(),
-                Some(sc.sampled_name.as_str()),
                 sc.brand.as_deref(),
+                sc.specification.as_deref(),
+                sc.batch.as_deref(),
+                sc.category.as_deref(),
+                sc.producer_name.as_deref(),
+                sc.producer_address.as_deref(),
+                Some(sc.sampled_name.as_str()),
+                sc.sampled_address.as_deref(),
+                sc.notice_number.as_deref(),
+                sc.task_source.as_deref(),
+                sc.institute.as_deref(),
             ]);
+            fields.extend(sc.failed_items.iter().map(|item| Some(item.name.as_str())));
         }
     }
     for field in fields.into_iter().flatten() {

@@ -1,6 +1,6 @@
 //! The SQLite schema, its migrations, and the connection settings durability rests on.
 //!
-//! # Tables (version 3)
+//! # Tables (version 4)
 //! ```text
 //! alerts            seq INTEGER PRIMARY KEY        -- gap-free, assigned in append's transaction
 //!                   sender, identifier             -- UNIQUE: CAP's identity, idempotency key
@@ -16,6 +16,7 @@
 //! alert_references  (ref_seq, seq) PK              -- "what updated or cancelled #ref_seq"
 //! alerts_fts        fts5(body, tokenize=trigram)   -- rowid = seq; the searchable text
 //! senders           sender PK, region, since_seq   -- (version 2) who owns a CAP sender
+//! reindex           seq PK                         -- (version 4) searchable text to rebuild
 //! ```
 //! `STRICT` tables: a wrong type is an error, not a silent conversion.
 //!
@@ -124,7 +125,56 @@ const MIGRATIONS: &[&str] = &[
     WHERE refs != '';
     DROP INDEX migrate3_regions_seq;
     DROP INDEX migrate3_references_seq;",
+    // 4: the searchable text covers every spot-check field people look results up by (failed
+    // items, notice number, institute, …: `append::search_text`). Stored alerts are queued
+    // for [`reindex`], which rebuilds their text from their XML when the store opens.
+    "CREATE TABLE reindex (seq INTEGER PRIMARY KEY) STRICT;
+    INSERT INTO reindex (seq) SELECT seq FROM alerts;",
 ];
+
+/// Alerts whose searchable text is rebuilt per transaction by [`reindex`].
+const REINDEX_BATCH: usize = 500;
+
+/// Rebuilds the searchable text of the alerts a migration queued in `reindex`, from their
+/// stored XML, a batch per transaction (so a large archive does not hold one long write, and
+/// an interrupted reindex resumes where it stopped). An alert whose XML no longer parses
+/// keeps its text (logged). Returns how many were rebuilt.
+pub(super) fn reindex(conn: &mut Connection) -> Result<usize, StoreError> {
+    let mut rebuilt = 0;
+    loop {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let batch: Vec<(i64, String)> = {
+            let mut stmt = tx.prepare(
+                "SELECT r.seq, a.xml FROM reindex r JOIN alerts a ON a.seq = r.seq
+                 ORDER BY r.seq LIMIT ?1",
+            )?;
+            let rows = stmt.query_map([REINDEX_BATCH as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        if batch.is_empty() {
+            // Queued numbers without an alert (none are expected) are dropped too.
+            tx.execute("DELETE FROM reindex", [])?;
+            tx.commit()?;
+            return Ok(rebuilt);
+        }
+        for (seq, xml) in &batch {
+            match crate::cap::Alert::from_xml(xml.as_bytes()) {
+                Ok(alert) => {
+                    let body = super::append::search_text(&alert);
+                    tx.execute("DELETE FROM alerts_fts WHERE rowid = ?1", [seq])?;
+                    tx.execute(
+                        "INSERT INTO alerts_fts (rowid, body) VALUES (?1, ?2)",
+                        rusqlite::params![seq, body],
+                    )?;
+                    rebuilt += 1;
+                }
+                Err(err) => tracing::warn!(seq, %err, "stored alert not reindexed"),
+            }
+            tx.execute("DELETE FROM reindex WHERE seq = ?1", [seq])?;
+        }
+        tx.commit()?;
+    }
+}
 
 /// Settings of every connection: wait up to `busy_timeout` for another writer's lock instead
 /// of failing at once; check foreign keys.

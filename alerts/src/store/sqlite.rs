@@ -107,6 +107,10 @@ impl SqliteStore {
         super::schema::configure(&writer, config.busy_timeout)?;
         super::schema::configure_writer(&writer)?;
         super::schema::migrate(&mut writer)?;
+        let rebuilt = super::schema::reindex(&mut writer)?;
+        if rebuilt > 0 {
+            tracing::info!(rebuilt, path = %path.display(), "rebuilt the searchable text of stored alerts");
+        }
         if created {
             // The new file's directory entry must be durable too.
             std::fs::File::open(dir.unwrap_or(Path::new(".")))?.sync_all()?;
