@@ -248,7 +248,17 @@ impl Browser {
         })
         .await;
         match (waited, pending.into_inner()) {
-            (Err(Error::Timeout(..)), Some(message)) => Err(wd_err("eval", message)),
+            (Err(Error::Timeout(..)), Some(message)) => {
+                // The page's script never defined what `expr` reads: say where the page got
+                // to (a load that never finished, a script that failed or never loaded).
+                let probe = "JSON.stringify({href: location.href, readyState: document.readyState, \
+                             scripts: Array.from(document.scripts, s => s.src || 'inline')})";
+                let page = match self.eval(probe).await {
+                    Ok(v) => v.as_str().map_or_else(|| v.to_string(), str::to_owned),
+                    Err(err) => format!("(page not readable: {err})"),
+                };
+                Err(wd_err("eval", format!("{message}; page: {page}")))
+            }
             (waited, _) => waited,
         }
     }

@@ -205,6 +205,14 @@ async fn dropping_a_browser_without_close_kills_it() {
     let browser = Browser::launch().await.expect("launch chromium");
     let profile = browser.profile_dir().display().to_string();
     browser.goto("data:text/html,<p>x</p>").await.expect("goto");
+    // Waiting for a name the page never defines: the timeout says where the page got to.
+    let err = browser
+        .wait_for("neverDefined()", Duration::from_millis(300))
+        .await
+        .expect_err("never defined");
+    let text = err.to_string();
+    assert!(text.contains("ReferenceError"), "{text}");
+    assert!(text.contains("\"readyState\":\"complete\""), "{text}");
     drop(browser);
     let left = processes_mentioning(&profile);
     assert!(
