@@ -105,6 +105,17 @@ async fn viewer_keeps_decoding_with_lossy_publisher_link() {
         relay_stats.to_server.dropped > 50,
         "the relay really dropped packets: {relay_stats:?}"
     );
+    // The repair is the SFU's: it NACKed the publisher for what the relay dropped.
+    let nacked = common::metric(
+        &hub,
+        r#"hubcast_sfu_nacks_total{direction="to_publishers"}"#,
+    )
+    .await;
+    println!("loss-test: the SFU sent {nacked} NACKs to the publisher");
+    assert!(
+        nacked >= 10.0,
+        "the SFU NACKs the publisher for upstream loss ({nacked} NACKs)"
+    );
     assert!(
         min_step > 0.0,
         "decoding never stalls for a whole 3 s step: {start} → {end}"

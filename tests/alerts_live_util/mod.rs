@@ -260,15 +260,7 @@ pub fn ids(seen: &[Seen]) -> Vec<String> {
         .collect()
 }
 
-/// The value of the metric sample whose line starts with `prefix` (0 when absent).
-pub async fn metric(hub: &Hub, prefix: &str) -> f64 {
-    let text = crate::common::get(hub.addr, "/metrics", &[]).await.body;
-    text.lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
+pub use crate::common::metric;
 
 /// Publishes a food alert for 330100 by identifier; returns its seq.
 pub async fn post_alert(addr: std::net::SocketAddr, token: &str, id: &str) -> u64 {

@@ -181,6 +181,16 @@ pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Resp
     request(stream, "GET", path, headers).await
 }
 
+/// The value of `hub`'s metric sample whose line starts with `prefix` (0 when absent).
+pub async fn metric(hub: &Hub, prefix: &str) -> f64 {
+    let text = get(hub.addr, "/metrics", &[]).await.body;
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// One HTTP/1.1 request (`Connection: close`) over any stream; reads until EOF.
 pub async fn request<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
