@@ -13,6 +13,7 @@ use std::time::Duration;
 use alerts_live_util::*;
 use alerts_util::{cancel_xml, publish_xml};
 use common::Hub;
+use common::metric;
 use futures_util::StreamExt as _;
 use tokio_tungstenite::tungstenite::Message;
 

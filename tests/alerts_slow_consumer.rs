@@ -65,9 +65,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use alerts_live_util::{Seen, Sse, WAIT, Ws, metric, parse_frame, small_window};
+use alerts_live_util::{Seen, Sse, WAIT, Ws, parse_frame, small_window};
 use alerts_util::{Fixture, cap_xml};
 use common::Hub;
+use common::metric;
 use futures_util::StreamExt as _;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;

@@ -138,10 +138,10 @@ async fn the_alert_websocket_speaks_rfc_6455() {
         speaks_rfc_6455(&hub, path).await;
     }
     // Both paths delivered; the side path's idle subscriber got its alert from the hub task.
-    assert!(alerts_live_util::metric(&hub, "hubcast_alert_direct_writes_total").await >= 1.0);
+    assert!(common::metric(&hub, "hubcast_alert_direct_writes_total").await >= 1.0);
     // Both paths count their upgrades in the HTTP metrics (4 handshakes each).
     let upgrades = r#"hubcast_http_requests_total{method="GET",route="/ws/alerts",status="101"}"#;
-    assert_eq!(alerts_live_util::metric(&hub, upgrades).await, 8.0);
+    assert_eq!(common::metric(&hub, upgrades).await, 8.0);
 }
 
 async fn speaks_rfc_6455(hub: &Hub, path: Path) {
@@ -221,7 +221,7 @@ async fn non_handshakes_get_json_errors() {
         refusals(&hub, path).await;
     }
     let refused = r#"hubcast_http_requests_total{method="GET",route="/ws/alerts",status="426"}"#;
-    assert_eq!(alerts_live_util::metric(&hub, refused).await, 2.0);
+    assert_eq!(common::metric(&hub, refused).await, 2.0);
 
     // A request head over 16 KiB on a side path: 431 with the JSON error (SSE's with CORS).
     let huge = format!("X-Filler: {}\r\n", "a".repeat(20 * 1024));

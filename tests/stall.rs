@@ -9,8 +9,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use alerts_live_util::{Sse, metric, publish_sized, small_window};
+use alerts_live_util::{Sse, publish_sized, small_window};
 use common::Hub;
+use common::metric;
 use tokio::io::AsyncWriteExt as _;
 
 const SSE_GAUGE: &str = "hubcast_alert_subscribers{transport=\"sse\"}";

@@ -1,6 +1,6 @@
 //! Helpers of the live-delivery end-to-end tests: fixture alerts published by identifier, a
 //! WebSocket subscriber (tokio-tungstenite) and an SSE subscriber (raw HTTP/1.0, so the body is
-//! the bare event stream) that both yield `(seq, identifier)` of each alert, a metrics read,
+//! the bare event stream) that both yield `(seq, identifier)` of each alert,
 //! a publish that returns the seq (for concurrent publishers), and an Atom reader (quick-xml).
 #![allow(dead_code)]
 
@@ -259,8 +259,6 @@ pub fn ids(seen: &[Seen]) -> Vec<String> {
         })
         .collect()
 }
-
-pub use crate::common::metric;
 
 /// Publishes a food alert for 330100 by identifier; returns its seq.
 pub async fn post_alert(addr: std::net::SocketAddr, token: &str, id: &str) -> u64 {
