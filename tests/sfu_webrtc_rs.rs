@@ -1,6 +1,7 @@
 //! Interop with an independent Rust stack: webrtc-rs (`webrtc` crate) publishers and viewers
 //! against the str0m-based SFU, over real UDP on loopback (inside a loopback-only namespace).
-//! Simulcast publish → viewer on one continuous SSRC with layer switches; active speaker from
+//! Simulcast publish → viewer on one continuous SSRC and VP8 picture ID sequence with layer
+//! switches; active speaker from
 //! RFC 6464 audio levels carried in real RTP header extensions.
 
 mod common;
@@ -62,6 +63,12 @@ async fn webrtc_rs_publisher_and_viewer() {
     assert!(
         after.video.max_gap < Duration::from_secs(1),
         "no long stall: {after:?}"
+    );
+    // Each layer's encoder numbers its own pictures (from a random start): the viewer still
+    // sees one picture ID sequence, +1 per frame, across both switches (RFC 7741).
+    assert_eq!(
+        after.video.picture_id_jumps, 0,
+        "VP8 picture IDs continue across switches: {after:?}"
     );
     viewer.close().await.ok();
     publisher.close().await.ok();

@@ -48,6 +48,9 @@ pub struct KindStats {
     pub sizes_seen: Vec<(u16, u16)>,
     /// Longest time between two consecutive packets.
     pub max_gap: Duration,
+    /// VP8 frames whose picture ID is not the previous frame's + 1 (15-bit wrap): an SFU that
+    /// switches layers without rewriting it shows each switch here (video only).
+    pub picture_id_jumps: u64,
 }
 
 /// What arrived, per kind.
@@ -115,6 +118,7 @@ struct Track {
     stats: KindStats,
     seqs: HashMap<u32, Seq>,
     last: Option<Instant>,
+    picture_id: Option<u16>,
 }
 
 impl Track {
@@ -143,6 +147,13 @@ impl Track {
         self.stats.bytes += payload.len() as u64;
         if video && let Some(info) = parse_vp8(payload).filter(|i| i.start_of_frame) {
             self.stats.frames += 1;
+            if let Some(id) = info.picture_id {
+                let expected = self.picture_id.map(|prev| prev.wrapping_add(1) & 0x7fff);
+                if expected.is_some_and(|e| e != id) {
+                    self.stats.picture_id_jumps += 1;
+                }
+                self.picture_id = Some(id);
+            }
             if info.keyframe {
                 self.stats.keyframes += 1;
                 if let Some(size) = info.size {
