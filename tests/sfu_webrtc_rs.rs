@@ -1,8 +1,7 @@
 //! Interop with an independent Rust stack: webrtc-rs (`webrtc` crate) publishers and viewers
 //! against the str0m-based SFU, over real UDP on loopback (inside a loopback-only namespace).
 //! Simulcast publish → viewer on one continuous SSRC and VP8 picture ID sequence with layer
-//! switches; active speaker from
-//! RFC 6464 audio levels carried in real RTP header extensions.
+//! switches; active speaker from RFC 6464 audio levels carried in real RTP header extensions.
 
 mod common;
 
