@@ -69,6 +69,33 @@ async fn webrtc_rs_publisher_and_viewer() {
         after.video.picture_id_jumps, 0,
         "VP8 picture IDs continue across switches: {after:?}"
     );
+    // The room's listing carries what an operator needs to see which site struggles: the
+    // room's counters, and each publisher's and viewer's.
+    let auth = format!("Bearer {token}");
+    let room = get(hub.addr, "/api/v1/rooms/rs", &[("Authorization", &auth)]).await;
+    assert_eq!(room.status, 200, "{}", room.body);
+    let room = room.json();
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or_else(|| panic!("a count: {v}"));
+    let stats = &room["stats"];
+    assert!(
+        n(&stats["packets_in"]) > 0 && n(&stats["forwarded_packets"]) > 0,
+        "{room}"
+    );
+    assert!(n(&stats["layer_switches"]) >= 2, "{room}");
+    assert_eq!(n(&stats["peers"]), 2, "{room}");
+    let publisher_stats = &room["publishers"][0]["stats"];
+    assert!(n(&publisher_stats["packets_in"]) > 0, "{room}");
+    assert!(
+        n(&publisher_stats["keyframe_requests_sent"]) >= 1,
+        "switches ask: {room}"
+    );
+    let viewers = room["viewer_sessions"].as_array().expect("viewers");
+    assert_eq!(viewers.len(), 1, "{room}");
+    assert_eq!(room["viewers"], 1);
+    let viewer_stats = &viewers[0]["stats"];
+    assert!(n(&viewer_stats["forwarded_packets"]) > 0, "{room}");
+    assert!(n(&viewer_stats["layer_switches"]) >= 2, "{room}");
+    assert_eq!(n(&viewer_stats["nacks"]), 0, "no loss on loopback: {room}");
     viewer.close().await.ok();
     publisher.close().await.ok();
 }

@@ -8,7 +8,7 @@
 //! [`Room::peer_stats`]: super::Room::peer_stats
 
 /// Why packets were not forwarded, room-wide.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct DropStats {
     /// Packets for a track id the room does not know, or a layer index it does not have.
     pub unknown_track: u64,
@@ -39,7 +39,7 @@ impl DropStats {
 }
 
 /// Room-wide counters and gauges.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RoomStats {
     /// Peers present (publishing, subscribing or with an estimate).
     pub peers: usize,
@@ -71,7 +71,7 @@ pub struct RoomStats {
 
 /// One peer's counters: as a publisher (`packets_in`, `bytes_in`, `keyframe_requests_sent`) and
 /// as a subscriber (everything else).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct PeerStats {
     /// Tracks it publishes.
     pub tracks: usize,

@@ -109,6 +109,34 @@ pub struct PublisherInfo {
     pub kinds: Vec<&'static str>,
     /// Simulcast layers seen on its video (rids).
     pub layers: Vec<String>,
+    /// What it sent and what was asked of it.
+    pub stats: SessionStats,
+}
+
+/// One viewer (WHEP session) of a room.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ViewerInfo {
+    /// Session id.
+    pub id: String,
+    /// Label given at play time.
+    pub label: String,
+    /// Whether ICE+DTLS completed.
+    pub connected: bool,
+    /// What was forwarded to it and what it asked for.
+    pub stats: SessionStats,
+}
+
+/// One session's counters since it joined: the room core's (as a publisher: `packets_in`,
+/// `bytes_in`, `keyframe_requests_sent` to it; as a viewer: the rest) and its NACKs (sent to
+/// a publisher for lost packets, or received from a viewer). A site with a bad link shows it
+/// here: NACKs and keyframe requests climbing, a low `estimate_bps`, copies `dropped`.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct SessionStats {
+    /// The room core's counters of this peer.
+    #[serde(flatten)]
+    pub core: crate::core::PeerStats,
+    /// NACKs: sent to this publisher, or received from this viewer.
+    pub nacks: u64,
 }
 
 /// A room as listed.
@@ -120,10 +148,14 @@ pub struct RoomInfo {
     pub publishers: Vec<PublisherInfo>,
     /// Viewers.
     pub viewers: usize,
+    /// Each viewer.
+    pub viewer_sessions: Vec<ViewerInfo>,
     /// Current active speaker's session id, if any.
     pub speaker: Option<String>,
     /// Forwarded packets since the room started.
     pub forwarded_packets: u64,
+    /// The room's counters since it started (departed peers included) and current gauges.
+    pub stats: crate::core::RoomStats,
 }
 
 /// The `If-Match` of a WHIP/WHEP `PATCH` (RFC 9725 § 4.3, RFC 9110 § 13.1.1): which ICE

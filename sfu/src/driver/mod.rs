@@ -33,7 +33,7 @@ use placement::Placement;
 
 pub use api::{
     IfMatch, LayerChoice, PlaySource, PublisherInfo, RestartAnswer, RoomInfo, SessionCreated,
-    SessionKind, SessionRef, SessionRequest, SfuError,
+    SessionKind, SessionRef, SessionRequest, SessionStats, SfuError, ViewerInfo,
 };
 pub use config::SfuConfig;
 pub use demux::stun_local_ufrag;

@@ -8,7 +8,10 @@ use std::time::Instant;
 use str0m::media::{KeyframeRequest, MediaAdded, MediaKind, Rid};
 use str0m::rtp::RtpPacket;
 
-use super::api::{LayerChoice, PlaySource, PublisherInfo, RoomInfo, SessionKind, SfuError};
+use super::api::{
+    LayerChoice, PlaySource, PublisherInfo, RoomInfo, SessionKind, SessionStats, SfuError,
+    ViewerInfo,
+};
 use super::config::SfuConfig;
 use super::metrics::DropReason;
 use super::session::{RxStream, TxStream};
@@ -315,10 +318,14 @@ impl Worker {
     pub(crate) fn room_info(&self, room: &str) -> Result<RoomInfo, SfuError> {
         let slot = self.rooms.get(room).ok_or(SfuError::NoSuchRoom)?;
         let mut publishers = Vec::new();
-        let mut viewers = 0;
+        let mut viewer_sessions = Vec::new();
         for id in &slot.sessions {
             let Some(s) = self.sessions.get(id) else {
                 continue;
+            };
+            let stats = SessionStats {
+                core: slot.core.peer_stats(*id).unwrap_or_default(),
+                nacks: s.nacks_seen.values().sum(),
             };
             match s.kind {
                 SessionKind::Publish => {
@@ -341,17 +348,26 @@ impl Worker {
                         connected: s.connected,
                         kinds,
                         layers: s.rids_seen.clone(),
+                        stats,
                     });
                 }
-                SessionKind::Play(_) => viewers += 1,
+                SessionKind::Play(_) => viewer_sessions.push(ViewerInfo {
+                    id: id.to_string(),
+                    label: s.label.clone(),
+                    connected: s.connected,
+                    stats,
+                }),
             }
         }
+        let stats = slot.core.stats();
         Ok(RoomInfo {
             room: room.to_owned(),
             publishers,
-            viewers,
+            viewers: viewer_sessions.len(),
+            viewer_sessions,
             speaker: slot.core.speaker().map(|s| s.to_string()),
-            forwarded_packets: slot.core.stats().forwarded_packets,
+            forwarded_packets: stats.forwarded_packets,
+            stats,
         })
     }
 }
