@@ -31,6 +31,7 @@ async fn viewer_keeps_decoding_with_lossy_publisher_link() {
             delay: Duration::from_millis(40),
             direction: Direction::Both,
             seed: 7,
+            duplicate: 0.0,
         },
     )
     .await

@@ -8,6 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Hub, get};
+use testkit::lossy_relay::{Direction, LossyRelay, RelayConfig};
 use testkit::rtc_client::{ClientOptions, PublishOptions, WhepViewer, WhipPublisher};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -96,6 +97,67 @@ async fn webrtc_rs_publisher_and_viewer() {
     assert!(n(&viewer_stats["forwarded_packets"]) > 0, "{room}");
     assert!(n(&viewer_stats["layer_switches"]) >= 2, "{room}");
     assert_eq!(n(&viewer_stats["nacks"]), 0, "no loss on loopback: {room}");
+    viewer.close().await.ok();
+    publisher.close().await.ok();
+}
+
+/// Replayed RTP (here every datagram of the publisher arrives twice, as a duplicating
+/// network or an attacker on the path would send it) is dropped before decryption and
+/// counted; the viewer gets each packet once.
+#[tokio::test]
+async fn replayed_rtp_is_dropped_and_counted() {
+    testkit::isolated!();
+    let sfu = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        s.local_addr().expect("addr")
+    };
+    let udp = sfu.to_string();
+    let hub = Hub::start(&[], &[("HUBCAST_SFU__UDP_LISTEN", udp.as_str())]);
+    let relay = LossyRelay::start(
+        sfu,
+        RelayConfig {
+            loss: 0.0,
+            delay: Duration::ZERO,
+            direction: Direction::ToServer,
+            seed: 3,
+            duplicate: 1.0,
+        },
+    )
+    .await
+    .expect("relay");
+    let token = hub.token("city-admin", "330100", &[]);
+    let via = ClientOptions {
+        media_via: Some(relay.local_addr()),
+        ..ClientOptions::with_token(&token)
+    };
+    let publisher = WhipPublisher::connect(&hub.url, "dup", &via, PublishOptions::simulcast())
+        .await
+        .expect("publishes through the duplicating relay");
+    let opts = ClientOptions::with_token(&token);
+    let viewer = WhepViewer::connect(&hub.url, "dup", Some(publisher.session_id()), &opts)
+        .await
+        .expect("plays");
+    let stats = viewer
+        .wait_for("video and audio", WAIT, |s| {
+            s.video.frames > 30 && s.audio.packets > 50
+        })
+        .await
+        .expect("media flows");
+    assert_eq!(
+        (stats.video.duplicates, stats.audio.duplicates),
+        (0, 0),
+        "each packet once: {stats:?}"
+    );
+    let replayed = common::metric(
+        &hub,
+        r#"hubcast_sfu_dropped_packets_total{reason="replayed"}"#,
+    )
+    .await;
+    let copies = relay.stats().to_server.duplicated;
+    assert!(
+        replayed >= 100.0 && replayed <= copies as f64,
+        "replays counted: {replayed} of {copies} copies"
+    );
     viewer.close().await.ok();
     publisher.close().await.ok();
 }

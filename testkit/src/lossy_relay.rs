@@ -3,7 +3,8 @@
 //! Clients send to [`LossyRelay::local_addr`]; for each client address the relay opens its own
 //! upstream socket toward the server, so the server sees one (peer-reflexive) address per client
 //! and its replies find their way back. Each datagram in an impaired direction is dropped with
-//! probability `loss`, and every forwarded one waits `delay` (constant, so order is kept).
+//! probability `loss` (or, forwarded, sent twice with probability `duplicate`), and every
+//! forwarded one waits `delay` (constant, so order is kept).
 //! STUN, DTLS, RTP and RTCP are all treated alike, as a lossy network would.
 //!
 //! To route a client through the relay, rewrite the server's answer with
@@ -47,6 +48,9 @@ pub struct RelayConfig {
     pub direction: Direction,
     /// RNG seed, for reproducible drop patterns.
     pub seed: u64,
+    /// Probability that a datagram forwarded in an impaired direction is sent twice (a
+    /// network duplicate, or a replay as an attacker on the path would send it), 0.0–1.0.
+    pub duplicate: f64,
 }
 
 impl Default for RelayConfig {
@@ -57,6 +61,7 @@ impl Default for RelayConfig {
             delay: Duration::from_millis(40),
             direction: Direction::ToServer,
             seed: 1,
+            duplicate: 0.0,
         }
     }
 }
@@ -68,6 +73,8 @@ pub struct DirStats {
     pub forwarded: u64,
     /// Datagrams dropped on purpose.
     pub dropped: u64,
+    /// Extra copies sent (`RelayConfig::duplicate`).
+    pub duplicated: u64,
 }
 
 /// Counters for both directions.
@@ -83,6 +90,7 @@ pub struct RelayStats {
 struct Counters {
     fwd: [AtomicU64; 2],
     drop: [AtomicU64; 2],
+    dup: [AtomicU64; 2],
 }
 
 /// A running relay; stops when dropped.
@@ -131,6 +139,7 @@ impl LossyRelay {
             loss: [impaired(UP), impaired(DOWN)].map(|i| if i { cfg.loss } else { 0.0 }),
             delay: [impaired(UP), impaired(DOWN)]
                 .map(|i| if i { cfg.delay } else { Duration::ZERO }),
+            duplicate: [impaired(UP), impaired(DOWN)].map(|i| if i { cfg.duplicate } else { 0.0 }),
             rng: std::sync::Mutex::new(StdRng::seed_from_u64(cfg.seed)),
             counters: counters.clone(),
             pipes,
@@ -153,6 +162,7 @@ impl LossyRelay {
         let d = |i: usize| DirStats {
             forwarded: self.counters.fwd[i].load(Ordering::Relaxed),
             dropped: self.counters.drop[i].load(Ordering::Relaxed),
+            duplicated: self.counters.dup[i].load(Ordering::Relaxed),
         };
         RelayStats {
             to_server: d(UP),
@@ -163,6 +173,7 @@ impl LossyRelay {
 
 struct Shaping {
     loss: [f64; 2],
+    duplicate: [f64; 2],
     delay: [Duration; 2],
     rng: std::sync::Mutex<StdRng>,
     counters: Arc<Counters>,
@@ -184,10 +195,28 @@ impl Shaping {
             socket: socket.clone(),
             to,
         };
+        let twice = !lost
+            && self.duplicate[dir] > 0.0
+            && self
+                .rng
+                .lock()
+                .map(|mut r| r.random_bool(self.duplicate[dir].min(1.0)))
+                .unwrap_or(false);
+        let copy = twice.then(|| Item {
+            due: item.due,
+            data: item.data.clone(),
+            socket: item.socket.clone(),
+            to: item.to,
+        });
         if lost || self.pipes[dir].try_send(item).is_err() {
             self.counters.drop[dir].fetch_add(1, Ordering::Relaxed);
         } else {
             self.counters.fwd[dir].fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(copy) = copy
+            && self.pipes[dir].try_send(copy).is_ok()
+        {
+            self.counters.dup[dir].fetch_add(1, Ordering::Relaxed);
         }
     }
 }

@@ -28,6 +28,7 @@ async fn drops_about_ten_percent_of_2000_datagrams_toward_the_server() {
         delay: Duration::ZERO,
         direction: Direction::ToServer,
         seed: 7,
+        duplicate: 0.0,
     };
     let relay = LossyRelay::start(server, cfg).await.expect("relay");
     let client = UdpSocket::bind("127.0.0.1:0").await.expect("bind client");
@@ -81,6 +82,7 @@ async fn delays_each_direction_and_keeps_clients_apart() {
         delay: Duration::from_millis(40),
         direction: Direction::Both,
         seed: 1,
+        duplicate: 0.0,
     };
     let relay = LossyRelay::start(server, cfg).await.expect("relay");
     let a = UdpSocket::bind("127.0.0.1:0").await.expect("bind a");

@@ -198,6 +198,7 @@ impl Worker {
             connected: false,
             next_timeout: now,
             rx: HashMap::new(),
+            replay: crate::core::IdMap::default(),
             tracks: HashMap::new(),
             layers: HashMap::new(),
             announced: Vec::new(),

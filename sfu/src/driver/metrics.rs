@@ -57,7 +57,8 @@ pub enum DropReason {
     Unparseable,
     /// str0m would not take it in the session's state.
     NotAccepted,
-    /// str0m took it and refused it (bad SRTP authentication, replay, malformed).
+    /// str0m returned an error for it (malformed). Note that str0m drops SRTP that fails
+    /// authentication, and its own replays, without an error: those are not counted here.
     Rejected,
     /// The worker's inbox or batch pool was full.
     QueueFull,
@@ -65,11 +66,14 @@ pub enum DropReason {
     Oversize,
     /// Simulcast RTP whose rid the publisher's track does not have.
     UnknownRid,
+    /// RTP carrying a sequence number its stream already delivered: a replay or a network
+    /// duplicate (`replay`), dropped before decryption.
+    Replayed,
 }
 
 impl DropReason {
     /// Every reason, in declaration order (the label's whole value set).
-    pub const ALL: [DropReason; 8] = [
+    pub const ALL: [DropReason; 9] = [
         DropReason::UnknownSender,
         DropReason::UnknownSession,
         DropReason::Unparseable,
@@ -78,6 +82,7 @@ impl DropReason {
         DropReason::QueueFull,
         DropReason::Oversize,
         DropReason::UnknownRid,
+        DropReason::Replayed,
     ];
 
     /// The label value.
@@ -91,6 +96,7 @@ impl DropReason {
             DropReason::QueueFull => "queue_full",
             DropReason::Oversize => "oversize",
             DropReason::UnknownRid => "unknown_rid",
+            DropReason::Replayed => "replayed",
         }
     }
 }

@@ -23,6 +23,7 @@ mod metrics;
 mod net;
 mod placement;
 mod pump;
+mod replay;
 mod rfc4571;
 mod room;
 mod session;

@@ -219,6 +219,8 @@ impl Worker {
                 s
             }
         };
+        // str0m accepted it (repairs come out under their main SSRC and number).
+        (session.replay.entry(*ssrc).or_default()).accepted(*packet.seq_no);
         let Some(slot) = self.rooms.get_mut(&session.room) else {
             return;
         };

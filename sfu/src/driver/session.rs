@@ -53,6 +53,8 @@ pub(crate) struct Session {
     pub next_timeout: Instant,
     /// Publisher: incoming SSRC → track/layer (filled as streams appear).
     pub rx: HashMap<Ssrc, RxStream>,
+    /// Per incoming main-stream SSRC, the sequence numbers str0m accepted lately.
+    pub replay: crate::core::IdMap<u32, super::replay::ReplayWindow>,
     /// Publisher: media line → track id.
     pub tracks: HashMap<Mid, (u64, MediaKind)>,
     /// Publisher: each track's simulcast rids, lowest quality first (empty: no simulcast).

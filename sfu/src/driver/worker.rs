@@ -256,6 +256,12 @@ impl Worker {
             metrics.dropped(DropReason::Unparseable);
             return;
         };
+        if let Some((ssrc, seq)) = super::replay::rtp_ssrc_seq(data)
+            && session.replay.get(&ssrc).is_some_and(|w| w.is_replay(seq))
+        {
+            metrics.dropped(DropReason::Replayed);
+            return;
+        }
         let input = Input::Receive(at, receive);
         if !session.rtc.accepts(&input) {
             metrics.dropped(DropReason::NotAccepted);
