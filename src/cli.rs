@@ -46,9 +46,13 @@ pub struct PublishArgs {
     /// The alert: CAP 1.2 XML (`.xml`) or JSON (`.json`); other names are sniffed.
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
-    /// Base URL of the hub (plain http; https is not supported by the CLI yet).
+    /// Base URL of the hub, `http://` or `https://`.
     #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8080")]
     pub server: String,
+    /// PEM file of the CA certificate(s) to trust for `https://` (a network's own CA, or a
+    /// hub's self-signed certificate); without it, the system's CA bundle.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
     /// Bearer token (from `hubcast token`); visible to other local users in the process
     /// list, so prefer --token-file.
     #[arg(long, value_name = "T", conflicts_with = "token_file")]

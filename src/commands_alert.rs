@@ -1,9 +1,9 @@
 //! `hubcast alert publish FILE`: posts a CAP 1.2 alert (XML, or its JSON form) to a running hub
 //! and returns the hub's JSON answer (`{"id","seq","created"}`).
 //!
-//! The client is a minimal HTTP/1.1 exchange over `tokio::net::TcpStream`: one request with
-//! `Content-Length` and `Connection: close`, the answer read to EOF (bounded). Plain `http://`
-//! only; `https://` is refused with a clear message until the CLI carries a TLS client.
+//! The client is a minimal HTTP/1.1 exchange: one request with `Content-Length` and
+//! `Connection: close`, the answer read to EOF (bounded), over TCP for `http://` or rustls for
+//! `https://` (trusting `--ca FILE`, else the system's CA bundle: `tls::client_config`).
 //! Usage problems (file, URL, token) are [`ConfigError`]s (exit 2); a non-2xx answer is an error
 //! with the server's status, code and message (exit 1).
 
@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 
 use crate::config::ConfigError;
 
@@ -75,9 +75,11 @@ fn content_type(file: &Path, body: &[u8]) -> Result<&'static str, ConfigError> {
     }
 }
 
-/// A parsed `http://host[:port][/base]` URL.
+/// A parsed `http[s]://host[:port][/base]` URL.
 #[derive(Debug, PartialEq, Eq)]
 struct ServerUrl {
+    /// `https://`.
+    tls: bool,
     /// `host:port` as written (the `Host` header).
     authority: String,
     host: String,
@@ -90,15 +92,13 @@ impl ServerUrl {
     fn parse(url: &str) -> Result<ServerUrl, ConfigError> {
         let bad = |why: &str| ConfigError::new("server", format!("{url:?}: {why}"));
         let lower = url.to_ascii_lowercase();
-        if lower.starts_with("https://") {
-            return Err(bad(
-                "https not supported by the CLI yet; use http:// (e.g. on loopback)",
-            ));
-        }
-        if !lower.starts_with("http://") {
-            return Err(bad("expected http://HOST[:PORT]"));
-        }
-        let rest = &url["http://".len()..];
+        let (tls, rest) = if lower.starts_with("https://") {
+            (true, &url["https://".len()..])
+        } else if lower.starts_with("http://") {
+            (false, &url["http://".len()..])
+        } else {
+            return Err(bad("expected http://HOST[:PORT] or https://HOST[:PORT]"));
+        };
         let (authority, base) = match rest.find('/') {
             Some(i) => rest.split_at(i),
             None => (rest, ""),
@@ -108,7 +108,7 @@ impl ServerUrl {
                 let port = port.parse().map_err(|_| bad("the port is not a number"))?;
                 (host, port)
             }
-            _ => (authority, 80),
+            _ => (authority, if tls { 443 } else { 80 }),
         };
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let safe = |s: &str| {
@@ -116,9 +116,10 @@ impl ServerUrl {
                 .all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#')
         };
         if host.is_empty() || !safe(authority) || !safe(base) {
-            return Err(bad("expected http://HOST[:PORT][/PATH]"));
+            return Err(bad("expected http[s]://HOST[:PORT][/PATH]"));
         }
         Ok(ServerUrl {
+            tls,
             authority: authority.to_owned(),
             host: host.to_owned(),
             port,
@@ -134,15 +135,32 @@ struct Answer {
     body: String,
 }
 
-/// `hubcast alert publish`: reads `file`, posts it to `server`, returns the answer's body.
-pub async fn publish(file: &Path, server: &str, token: &str) -> anyhow::Result<String> {
+/// `hubcast alert publish`: reads `file`, posts it to `server` (over TLS for `https://`,
+/// trusting `ca` or the system's bundle), returns the answer's body.
+pub async fn publish(
+    file: &Path,
+    server: &str,
+    token: &str,
+    ca: Option<&Path>,
+) -> anyhow::Result<String> {
     let body = std::fs::read(file).map_err(|err| {
         ConfigError::new("FILE", format!("cannot read {}: {err}", file.display()))
     })?;
     let content_type = content_type(file, &body)?;
     let url = ServerUrl::parse(server)?;
+    let tls = match url.tls {
+        true => Some(crate::tls::client_config(ca)?),
+        false => None,
+    };
     let path = format!("{}/api/v1/alerts", url.base);
-    let answer = tokio::time::timeout(TIMEOUT, post(&url, &path, content_type, token, &body))
+    let request = Request {
+        url: &url,
+        path: &path,
+        content_type,
+        token,
+        body: &body,
+    };
+    let answer = tokio::time::timeout(TIMEOUT, exchange(&request, tls))
         .await
         .map_err(|_| anyhow!("no answer from {server} within {} s", TIMEOUT.as_secs()))??;
     if (200..300).contains(&answer.status) {
@@ -162,35 +180,73 @@ pub async fn publish(file: &Path, server: &str, token: &str) -> anyhow::Result<S
     }
 }
 
-async fn post(
-    url: &ServerUrl,
-    path: &str,
-    content_type: &str,
-    token: &str,
-    body: &[u8],
+/// What to post where.
+struct Request<'a> {
+    url: &'a ServerUrl,
+    path: &'a str,
+    content_type: &'a str,
+    token: &'a str,
+    body: &'a [u8],
+}
+
+/// Connects (and, with `tls`, does the handshake), then posts.
+async fn exchange(
+    request: &Request<'_>,
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 ) -> anyhow::Result<Answer> {
-    let mut stream = tokio::net::TcpStream::connect((url.host.as_str(), url.port))
+    let url = request.url;
+    let stream = tokio::net::TcpStream::connect((url.host.as_str(), url.port))
         .await
         .with_context(|| format!("connecting to {}", url.authority))?;
+    let Some(config) = tls else {
+        return post(stream, request).await;
+    };
+    let name = rustls_pki_types::ServerName::try_from(url.host.clone())
+        .map_err(|_| anyhow!("{:?} is not a host name TLS can check", url.host))?;
+    let stream = tokio_rustls::TlsConnector::from(config)
+        .connect(name, stream)
+        .await
+        .with_context(|| {
+            format!(
+                "TLS with {} (is its certificate trusted? --ca FILE)",
+                url.authority
+            )
+        })?;
+    post(stream, request).await
+}
+
+async fn post<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    request: &Request<'_>,
+) -> anyhow::Result<Answer> {
     let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: hubcast/{}\r\nAuthorization: Bearer \
-         {token}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nAccept: \
+        "POST {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: hubcast/{}\r\nAuthorization: Bearer \
+         {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nAccept: \
          application/json\r\nConnection: close\r\n\r\n",
-        url.authority,
+        request.path,
+        request.url.authority,
         env!("CARGO_PKG_VERSION"),
-        body.len()
+        request.token,
+        request.content_type,
+        request.body.len()
     );
     stream
         .write_all(head.as_bytes())
         .await
         .context("sending the request")?;
-    stream.write_all(body).await.context("sending the alert")?;
-    let mut raw = Vec::new();
-    (&mut stream)
-        .take(MAX_RESPONSE)
-        .read_to_end(&mut raw)
+    stream
+        .write_all(request.body)
         .await
-        .context("reading the answer")?;
+        .context("sending the alert")?;
+    stream.flush().await.context("sending the alert")?;
+    let mut raw = Vec::new();
+    let read = (&mut stream).take(MAX_RESPONSE).read_to_end(&mut raw).await;
+    // A TLS peer that closes without close_notify still sent a whole answer.
+    if let Err(err) = read
+        && (err.kind() != std::io::ErrorKind::UnexpectedEof || raw.is_empty())
+    {
+        return Err(err).context("reading the answer");
+    }
     parse_answer(&raw)
 }
 
@@ -256,14 +312,17 @@ mod tests {
             (url.host.as_str(), url.port, url.authority.as_str()),
             ("::1", 80, "[::1]")
         );
-        let https = ServerUrl::parse("https://hub.example").expect_err("https");
-        assert!(https.message.contains("https not supported"), "{https}");
+        let url = ServerUrl::parse("https://hub.example").expect("https");
+        assert!(url.tls);
+        assert_eq!((url.port, url.authority.as_str()), (443, "hub.example"));
+        assert!(!ServerUrl::parse("http://h").expect("http").tls);
         for bad in [
             "127.0.0.1:8080",
             "http://",
             "http://h:port",
             "http://h/a b",
             "http://h?x",
+            "ftp://h",
         ] {
             assert!(ServerUrl::parse(bad).is_err(), "{bad}");
         }

@@ -84,6 +84,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 &args.file,
                 &args.server,
                 &token,
+                args.ca.as_deref(),
             ))?;
             println!("{answer}");
             Ok(())

@@ -1,11 +1,12 @@
 //! TLS for the listener (rustls, ring provider): operator PEM files, or a self-signed
 //! development certificate generated once into `<data_dir>/tls/` and reused. Private keys are
-//! written with mode 0600 and never committed (the repository ships no key material).
+//! written with mode 0600 and never committed (the repository ships no key material). Also the
+//! CLI's client side ([`client_config`]): the operator's CA file, else the system's bundle.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::ServerConfig;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -80,6 +81,53 @@ fn server_config(
         .with_no_client_auth()
         .with_single_cert(certs, key)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Where distributions keep the system's CA bundle (Debian/Ubuntu/UOS, then RHEL/Kylin/
+/// openEuler, then SUSE and Alpine); `SSL_CERT_FILE` comes first when set.
+const SYSTEM_BUNDLES: [&str; 4] = [
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+];
+
+/// A TLS client trusting the certificates in `ca` (PEM: a government network's own CA, or a
+/// hub's self-signed certificate), or without it the system's bundle. TLS 1.3 and 1.2.
+pub fn client_config(ca: Option<&Path>) -> Result<Arc<ClientConfig>, ConfigError> {
+    let (setting, path) = match ca {
+        Some(path) => ("ca", path.to_path_buf()),
+        None => {
+            let env = std::env::var_os("SSL_CERT_FILE").map(std::path::PathBuf::from);
+            let found = env
+                .into_iter()
+                .chain(SYSTEM_BUNDLES.iter().map(std::path::PathBuf::from))
+                .find(|p| p.is_file());
+            let Some(path) = found else {
+                let message = "no system CA bundle found (SSL_CERT_FILE or /etc/ssl/certs/\
+                               ca-certificates.crt): give --ca FILE";
+                return Err(ConfigError::new("ca", message));
+            };
+            ("ca", path)
+        }
+    };
+    let bad = |why: String| ConfigError::new(setting, format!("{}: {why}", path.display()));
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(&path).map_err(|e| bad(e.to_string()))? {
+        let cert = cert.map_err(|e| bad(format!("bad PEM: {e}")))?;
+        // A bundle may hold certificates this build cannot use; the others still count.
+        let _ = roots.add(cert);
+    }
+    if roots.is_empty() {
+        return Err(bad("holds no usable CERTIFICATE block".to_owned()));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| bad(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     Ok(Arc::new(config))
 }
 

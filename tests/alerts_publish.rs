@@ -191,14 +191,17 @@ async fn cli_round_trip_is_byte_exact_and_idempotent() {
             "publish",
             &data_path("food_warning_330100.xml"),
             "--server",
-            "https://127.0.0.1:1",
+            "ftp://127.0.0.1:1",
             "--token",
             "x",
         ],
         &[],
     );
     assert_eq!(status.code(), Some(2), "{err}");
-    assert!(err.contains("https not supported by the CLI yet"), "{err}");
+    assert!(
+        err.contains("expected http://HOST[:PORT] or https://"),
+        "{err}"
+    );
     let (status, _, err) = run(
         &["alert", "publish", &data_path("food_warning_330100.xml")],
         &[],

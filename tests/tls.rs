@@ -1,6 +1,6 @@
 //! `--tls-self-signed`: an HTTPS client trusting the generated certificate gets `/healthz` 200
 //! over TLS 1.3; plain HTTP on the TLS port is refused; operator PEM files work the same way;
-//! the alert WebSocket (`wss://`) delivers over TLS.
+//! the alert WebSocket (`wss://`) delivers over TLS; the CLI publishes over HTTPS.
 
 mod alerts_live_util;
 mod alerts_util;
@@ -163,4 +163,43 @@ async fn silent_after_the_handshake_is_closed_after_the_header_timeout() {
     // A client that does speak is served as before.
     let (response, _) = https_get(&hub, &cert, "/healthz").await;
     assert_eq!(response.status, 200);
+}
+
+/// `hubcast alert publish` over HTTPS: trusting the hub's certificate with `--ca`, it publishes;
+/// without it (the certificate is self-signed, not in the system's bundle) the TLS handshake
+/// fails with a hint; a `--ca` that is not PEM is a usage error.
+#[test]
+fn the_cli_publishes_over_https() {
+    let hub = Hub::start(&["--tls-self-signed"], &[]);
+    let token = hub.token("city-admin", "330100", &[]);
+    let cert = hub.data_dir.join("tls/self-signed-cert.pem");
+    let cert = cert.to_str().expect("path");
+    let file = alerts_util::data_path("food_warning_330100.xml");
+    let publish = |extra: &[&str]| {
+        let args = [
+            &[
+                "alert",
+                "publish",
+                file.as_str(),
+                "--server",
+                hub.url.as_str(),
+            ][..],
+            &["--token", token.as_str()],
+            extra,
+        ]
+        .concat();
+        common::run(&args, &[])
+    };
+    let (status, out, err) = publish(&["--ca", cert]);
+    assert!(status.success(), "{err}");
+    let answer: serde_json::Value = serde_json::from_str(out.trim()).expect("JSON answer");
+    assert_eq!(answer["seq"], 1, "{out}");
+
+    let (status, _, err) = publish(&[]);
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("TLS with") && err.contains("--ca"), "{err}");
+
+    let (status, _, err) = publish(&["--ca", file.as_str()]);
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(err.contains("invalid config: ca:"), "{err}");
 }
