@@ -243,6 +243,57 @@ async fn since_older_than_retention_gets_a_reset_then_what_is_retained() {
     assert_eq!(ws.next().await, alert(live, "T5"));
 }
 
+/// A reset says what was missed and links the archive query that returns exactly it: the
+/// subscriber's filter, above its `since`, below the oldest alert still replayed; over SSE
+/// the same.
+#[tokio::test]
+async fn a_reset_links_the_archive_query_for_what_was_missed() {
+    let hub = Hub::start(&[], &[("HUBCAST_ALERTS__RETAIN_COUNT", "2")]);
+    let token = hub.token("province-admin", "330000", &[]);
+    let first = publish(&hub, &token, "GAP-1", "food", "Severe", "330100").await;
+    publish(&hub, &token, "GAP-OTHER", "consumer", "Severe", "330100").await;
+    publish(&hub, &token, "GAP-MINOR", "food", "Minor", "330100").await;
+    publish(&hub, &token, "GAP-2", "food", "Extreme", "330106").await;
+    let kept = publish_each(&hub, &token, &["GAP-3", "GAP-4"]).await;
+    let query = format!("region=330106&kind=food&min_severity=severe&since={first}");
+    let url = format!("ws://{}/ws/alerts?{query}", hub.addr);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("ws");
+    let reset = loop {
+        match ws.next().await.expect("a message").expect("read") {
+            tokio_tungstenite::tungstenite::Message::Text(text) => break text.to_string(),
+            _ => continue,
+        }
+    };
+    let reset: serde_json::Value = serde_json::from_str(&reset).expect("JSON");
+    assert_eq!(reset["type"], "reset", "{reset}");
+    assert_eq!(reset["oldest_available"], kept[0], "{reset}");
+    assert_eq!(reset["missed_after"], first, "{reset}");
+    let link = reset["archive"].as_str().expect("archive link");
+    assert!(
+        link.starts_with("/api/v1/alerts?region=330106&kind=food&min_severity=severe&after="),
+        "{link}"
+    );
+    let page = common::get(hub.addr, link, &[]).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let missed: Vec<String> = (page.json()["items"].as_array().expect("items").iter())
+        .map(|item| item["identifier"].as_str().expect("identifier").to_owned())
+        .collect();
+    assert_eq!(
+        missed,
+        ["GAP-2"],
+        "what the filter let through, and only the gap"
+    );
+    // SSE resuming from the same point gets the same reset.
+    let last = first.to_string();
+    let mut sse = Sse::connect(
+        hub.addr,
+        "region=330106&kind=food&min_severity=severe",
+        &[("Last-Event-ID", &last)],
+    )
+    .await;
+    assert_eq!(sse.next().await, Seen::Reset(kept[0]));
+}
+
 /// Retention by age (`alerts.retain_age_secs`): alerts older than it leave the replay
 /// window, so a `since` before them gets a reset, while younger ones are still replayed.
 #[tokio::test]

@@ -207,6 +207,75 @@ fn kind_severity_and_time_filters_combine() {
     ));
 }
 
+/// Kinds and severities match an Update or Cancel by what it inherits too, as live delivery
+/// routes it: a subscriber to severe alerts who recovers through the archive finds the
+/// downgrade and the Cancel of the Extreme alert it saw. `after` bounds a range from below.
+#[test]
+fn follow_ups_match_by_what_they_inherit_and_after_bounds_a_range() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir);
+    let original = alert(&Spec {
+        identifier: "EXTREME".into(),
+        kind: K::FoodSafety,
+        severity: S::Extreme,
+        regions: &["330100"],
+        ..Spec::default()
+    });
+    let o = append(&store, &original).alert;
+    let mut downgrade = follow_up(&original, "DOWNGRADE", MsgType::Update);
+    downgrade.info[0].severity = S::Minor;
+    let u = append(&store, &downgrade).alert;
+    let c = append(&store, &follow_up(&downgrade, "CANCEL", MsgType::Cancel)).alert;
+    let other = alert(&Spec {
+        identifier: "MINOR".into(),
+        severity: S::Minor,
+        ..Spec::default()
+    });
+    append(&store, &other);
+    let severe = ArchiveQuery {
+        min_severity: Severity::Severe,
+        ..ArchiveQuery::default()
+    };
+    assert_eq!(
+        ids(&store, severe.clone()),
+        ["CANCEL", "DOWNGRADE", "EXTREME"]
+    );
+    let exactly_extreme = ArchiveQuery {
+        severities: vec![Severity::Extreme],
+        ..ArchiveQuery::default()
+    };
+    assert_eq!(
+        ids(&store, exactly_extreme),
+        ["CANCEL", "DOWNGRADE", "EXTREME"]
+    );
+    let food_only = ArchiveQuery {
+        kinds: KindSet::only(AlertKind::Food),
+        min_severity: Severity::Minor,
+        ..ArchiveQuery::default()
+    };
+    assert_eq!(
+        ids(&store, food_only),
+        ["MINOR", "CANCEL", "DOWNGRADE", "EXTREME"]
+    );
+    let spot_only = ArchiveQuery {
+        kinds: KindSet::only(AlertKind::SpotCheck),
+        ..ArchiveQuery::default()
+    };
+    assert!(
+        ids(&store, spot_only).is_empty(),
+        "nothing inherits spotcheck"
+    );
+    // The gap a live subscriber missed: above what it saw (the original), below the oldest
+    // still replayable (say the Cancel).
+    let gap = ArchiveQuery {
+        after: Some(o.seq),
+        cursor: Some(Cursor::below(c.seq)),
+        ..severe
+    };
+    assert_eq!(ids(&store, gap), ["DOWNGRADE"]);
+    assert_eq!(u.seq, o.seq + 1);
+}
+
 #[test]
 fn chinese_full_text_uses_trigrams_and_falls_back_to_like_for_short_terms() {
     let dir = tempfile::tempdir().expect("tempdir");

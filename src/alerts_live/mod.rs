@@ -237,6 +237,8 @@ impl LiveHub {
             // up front: an idle subscriber holds no delivery buffer.
             buf: Vec::new(),
             direct_writes: self.direct_writes,
+            filter,
+            since,
             gauge,
             _permit: permit,
         })
@@ -263,9 +265,17 @@ pub struct Subscription {
     direct_writes: bool,
     gauge: prometheus::IntGauge,
     _permit: OwnedSemaphorePermit,
+    /// What it asked for, for the archive link of a reset.
+    filter: Filter,
+    since: Option<u64>,
 }
 
 impl Subscription {
+    /// The filter and `since` it was opened with.
+    pub fn asked(&self) -> (Filter, Option<u64>) {
+        (self.filter, self.since)
+    }
+
     /// Resolves when deliveries (or a disconnect) may be waiting. Cancel-safe.
     pub async fn ready(&self) {
         std::future::poll_fn(|cx| {

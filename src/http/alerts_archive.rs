@@ -6,11 +6,15 @@
 //! - `kind`: comma list of `food`, `spotcheck`, `consumer`, `market`;
 //! - `min_severity`: `unknown`, `minor`, `moderate`, `severe` or `extreme`: that and graver;
 //! - `severity`: comma list of those: exactly these (with `min_severity`, both must hold);
+//!   kinds and severities match an Update or Cancel also by what it inherits from the alerts
+//!   it references, as live delivery routes it;
 //! - `from` (inclusive), `to` (exclusive): on `sent`; RFC 3339 (`2024-05-17T09:00:00+08:00`,
 //!   `…Z`, fractional seconds ignored; a `+` that form-decoding turned into a space is read
 //!   back as `+`) or unix seconds;
 //! - `q`: Chinese full text, whitespace-separated terms, all required (store rules: ≤ 200
 //!   characters, ≤ 8 terms);
+//! - `after`: only alerts numbered above this sequence number (with `cursor`, a range: what a
+//!   live subscriber's `reset` points it to);
 //! - `cursor`: the `next_cursor` of the previous page, unchanged; `limit`: 1..=500 (default 50).
 //!
 //! Answer: `{"items":[{id, seq, sender, identifier, sent, kind, severity, msgType, regions,
@@ -30,7 +34,7 @@ use tiers::{RegionCode, RegionTree};
 use super::AppState;
 use super::alerts_error::{AlertError, alerts_state, read_store};
 
-const KNOWN: &str = "region, kind, min_severity, severity, from, to, q, cursor, limit";
+const KNOWN: &str = "region, kind, min_severity, severity, from, to, q, after, cursor, limit";
 
 /// `GET /api/v1/alerts`.
 pub async fn archive(
@@ -107,6 +111,12 @@ fn parse_query(pairs: &[(String, String)], tree: &RegionTree) -> Result<ArchiveQ
             "from" => query.from = Some(parse_time(name, value)?),
             "to" => query.to = Some(parse_time(name, value)?),
             "q" => query.q = Some(value.to_owned()),
+            "after" => {
+                let seq = value.parse::<u64>().map_err(|_| {
+                    AlertError::bad_parameter(name, format!("{value:?} is not a sequence number"))
+                })?;
+                query.after = Some(seq);
+            }
             "cursor" => {
                 query.cursor = Some(value.parse::<Cursor>().map_err(|_| {
                     let why = "not a cursor of this hub; pass `next_cursor` unchanged";

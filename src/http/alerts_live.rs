@@ -8,9 +8,10 @@
 //! response, so nothing published after the handshake is missed.
 //!
 //! Messages are text frames: each alert as the store's frame `{"type":"alert","seq":N,…}`, and
-//! `{"type":"reset","oldest_available":N,"archive":"/api/v1/alerts"}` first when `since` is
-//! older than retention, or still above the log's last number after a short wait for it
-//! (`alerts_live::ahead`). The server pings every `alerts.ping_secs` and closes 1001 after
+//! `{"type":"reset","oldest_available":N,"missed_after":S,"archive":"/api/v1/alerts?…"}` first
+//! when `since` is older than retention (`archive`: the same filter over what was missed,
+//! `reset_text`), or still above the log's last number after a short wait for it
+//! (`alerts_live::ahead`; no `missed_after` then). The server pings every `alerts.ping_secs` and closes 1001 after
 //! `alerts.idle_timeout_secs` without a frame from the client, 4008 "slow consumer" when the
 //! hub dropped the subscriber, 1001 on shutdown; a write blocked `alerts.write_timeout_secs`
 //! drops the connection.
@@ -131,11 +132,33 @@ pub(super) async fn subscribe(
     }
 }
 
-/// The reset message for `oldest_available`.
-pub(super) fn reset_text(oldest_available: u64) -> String {
-    format!(
-        r#"{{"type":"reset","oldest_available":{oldest_available},"archive":"/api/v1/alerts"}}"#
-    )
+/// The reset message for `oldest_available`, sent to a subscriber that asked for `filter`
+/// after `since`. `archive` is the archive query for what it cannot be replayed: its filter,
+/// numbered below `oldest_available` and, when `since` is below that, above `since` (then
+/// `missed_after` says so; a `since` ahead of the log bounds nothing). Paging on with each
+/// answer's `next_cursor` (and the other parameters kept) reads the gap to its end.
+pub(super) fn reset_text(oldest_available: u64, filter: &Filter, since: Option<u64>) -> String {
+    let mut archive = format!("/api/v1/alerts?region={}", filter.region);
+    if filter.kinds != KindSet::ALL {
+        let kinds: Vec<&str> = filter.kinds.iter().map(|k| k.as_str()).collect();
+        archive.push_str(&format!("&kind={}", kinds.join(",")));
+    }
+    if filter.min_severity > Severity::Unknown {
+        archive.push_str(&format!("&min_severity={}", filter.min_severity.as_str()));
+    }
+    let missed_after = since.filter(|&s| s < oldest_available);
+    if let Some(after) = missed_after {
+        archive.push_str(&format!("&after={after}"));
+    }
+    let cursor = alerts::store::Cursor::below(oldest_available);
+    archive.push_str(&format!("&cursor={cursor}"));
+    let mut text = format!(r#"{{"type":"reset","oldest_available":{oldest_available}"#);
+    if let Some(after) = missed_after {
+        text.push_str(&format!(r#","missed_after":{after}"#));
+    }
+    // Region codes, kind and severity names, digits and a base64url cursor: nothing to escape.
+    text.push_str(&format!(r#","archive":"{archive}"}}"#));
+    text
 }
 
 /// `GET /ws/alerts`: the handshake is checked first, then the query; the subscription is
@@ -302,7 +325,8 @@ async fn drain(
     // A reset comes first and alone (a replay's start; never written by the hub task); alerts
     // go out in chunks, the first without what the hub task already wrote of it.
     if let Some(Delivery::Reset { oldest_available }) = items.first() {
-        let text = reset_text(*oldest_available);
+        let (filter, since) = sub.asked();
+        let text = reset_text(*oldest_available, &filter, since);
         written = conn.send_text(&text, write_timeout).await.is_ok();
     }
     if written {

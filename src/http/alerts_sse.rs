@@ -88,13 +88,16 @@ struct Stream {
 
 /// The bytes of one delivery: an alert's shared frame is already a complete event
 /// (`crate::alerts_live::frame`), written as it is; a reset is built (rare).
-pub(super) fn event(item: Delivery) -> Bytes {
+pub(super) fn event(item: Delivery, sub: &Subscription) -> Bytes {
     match item {
         Delivery::Alert { frame, .. } => frame,
-        Delivery::Reset { oldest_available } => Bytes::from(format!(
-            "event: reset\ndata: {}\n\n",
-            reset_text(oldest_available)
-        )),
+        Delivery::Reset { oldest_available } => {
+            let (filter, since) = sub.asked();
+            Bytes::from(format!(
+                "event: reset\ndata: {}\n\n",
+                reset_text(oldest_available, &filter, since)
+            ))
+        }
     }
 }
 
@@ -120,7 +123,9 @@ async fn next(mut st: Stream) -> Option<(Result<Bytes, Infallible>, Stream)> {
         let batch = st.sub.pop().await;
         st.done = batch.closed.is_some() || batch.gone;
         let mut items = batch.items;
-        st.buffered.extend(items.drain(..).map(event));
+        let sub = &st.sub;
+        st.buffered
+            .extend(items.drain(..).map(|item| event(item, sub)));
         st.sub.recycle(items);
     }
 }

@@ -187,7 +187,7 @@ async fn drain(
     // A reset comes first and alone (a replay's start; never written by the hub task); the
     // alerts' shared event bytes go out straight from the batch, nothing copied or held.
     if let Some(reset @ Delivery::Reset { .. }) = items.first() {
-        let event = super::alerts_sse::event(reset.clone());
+        let event = super::alerts_sse::event(reset.clone(), sub);
         written = write_all_shared(stream, &mut [IoSlice::new(&event)], write_timeout)
             .await
             .is_ok();

@@ -1,8 +1,8 @@
 //! Request metrics middleware, `/metrics` (one render at a time, shared by the requests that
-//! arrive while it runs), `/openapi.json`, and the JSON 404/405 fallbacks.
+//! wait for it), `/openapi.json`, and the JSON 404/405 fallbacks.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -70,37 +70,32 @@ pub async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderM
     }
 }
 
-/// The last `/metrics` text and when the request that rendered it arrived. Requests wait for one render at a
-/// time (so a burst of scrapes costs one blocking thread, not one each) and a text younger
-/// than [`Scrape::FRESH`] is served again instead of rendered anew.
+/// The last `/metrics` text and when its render began. Requests take turns rendering, and
+/// one that arrived before the last render began gets that render's text: a burst of scrapes
+/// costs at most two renders (the one running when it came, and one for all that waited),
+/// never one blocking thread each, and no scrape sees counters older than its arrival.
 #[derive(Debug, Default)]
 pub struct Scrape {
     last: tokio::sync::Mutex<Option<(Instant, Bytes)>>,
 }
 
 impl Scrape {
-    /// How long a rendered text is served again: well under any scrape interval
-    /// (Prometheus's default is 60 s, 15 s is common), so only concurrent or back-to-back
-    /// scrapes share one.
-    pub const FRESH: Duration = Duration::from_secs(1);
-
-    /// The text as of `now`: the last one if it is fresh, else `render`'s (a failed render is
-    /// returned and not kept).
-    pub async fn text<F, Fut, E>(&self, now: Instant, render: F) -> Result<Bytes, E>
+    /// The text for a request that arrived at `arrived`: the last render's if it began since,
+    /// else `render`'s (a failed render is returned and not kept).
+    pub async fn text<F, Fut, E>(&self, arrived: Instant, render: F) -> Result<Bytes, E>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Bytes, E>>,
     {
         let mut last = self.last.lock().await;
-        if let Some((at, text)) = last.as_ref() {
-            // A request that queued behind a render began after it (`now` ≥ `at`, or just
-            // before it) gets that render's text.
-            if now.saturating_duration_since(*at) < Self::FRESH {
-                return Ok(text.clone());
-            }
+        if let Some((began, text)) = last.as_ref()
+            && *began >= arrived
+        {
+            return Ok(text.clone());
         }
+        let began = Instant::now();
         let text = render().await?;
-        *last = Some((now, text.clone()));
+        *last = Some((began, text.clone()));
         Ok(text)
     }
 }
@@ -139,6 +134,7 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
 mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
 
     use super::*;
 
@@ -156,39 +152,41 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn concurrent_scrapes_share_one_render() {
+    async fn scrapes_waiting_for_a_render_share_the_next_one() {
         let scrape = Arc::new(Scrape::default());
         let renders = Arc::new(AtomicUsize::new(0));
-        let tasks: Vec<_> = (0..32)
-            .map(|_| {
-                let scrape = Arc::clone(&scrape);
-                let render = counted(Arc::clone(&renders));
-                tokio::spawn(async move { scrape.text(Instant::now(), render).await })
-            })
-            .collect();
-        for task in tasks {
+        let ask = |arrived: Instant| {
+            let scrape = Arc::clone(&scrape);
+            let render = counted(Arc::clone(&renders));
+            tokio::spawn(async move { scrape.text(arrived, render).await })
+        };
+        // A burst arriving together: one render for all.
+        let burst = Instant::now();
+        let first: Vec<_> = (0..16).map(|_| ask(burst)).collect();
+        // Arriving while that render runs: its counters may predate them, so one more
+        // render, shared by all of them.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let during = Instant::now();
+        let second: Vec<_> = (0..16).map(|_| ask(during)).collect();
+        for task in first {
             assert_eq!(task.await.expect("join"), Ok(Bytes::from("render 1")));
         }
-        assert_eq!(renders.load(Ordering::SeqCst), 1);
+        for task in second {
+            assert_eq!(task.await.expect("join"), Ok(Bytes::from("render 2")));
+        }
+        assert_eq!(renders.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]
-    async fn a_stale_text_is_rendered_again_and_a_failure_is_not_kept() {
+    async fn a_later_scrape_renders_anew_and_a_failure_is_not_kept() {
         let scrape = Scrape::default();
         let renders = Arc::new(AtomicUsize::new(0));
-        let first = scrape
-            .text(Instant::now(), counted(Arc::clone(&renders)))
-            .await;
+        let first = (scrape.text(Instant::now(), counted(Arc::clone(&renders)))).await;
         assert_eq!(first, Ok(Bytes::from("render 1")));
-        let failed: Result<Bytes, ()> = scrape
-            .text(Instant::now() + Scrape::FRESH, || async { Err(()) })
-            .await;
+        let failed: Result<Bytes, ()> = scrape.text(Instant::now(), || async { Err(()) }).await;
         assert_eq!(failed, Err(()));
-        let later = Instant::now() + Scrape::FRESH;
-        assert_eq!(
-            scrape.text(later, counted(Arc::clone(&renders))).await,
-            Ok(Bytes::from("render 2"))
-        );
+        let again = scrape.text(Instant::now(), counted(Arc::clone(&renders)));
+        assert_eq!(again.await, Ok(Bytes::from("render 2")));
         assert_eq!(renders.load(Ordering::SeqCst), 2);
     }
 

@@ -39,6 +39,41 @@ pub(super) struct Plan {
     limit: usize,
 }
 
+/// The kinds and severities `query` wants, as a condition (`None`: any). An alert matches by
+/// its own kind and severity, or, like live delivery routes an Update or Cancel, by one of
+/// its inherited targets (`region:kind:rank`, comma-separated in `inherited_targets`), each
+/// (kind, rank) pair wanted being one `LIKE`: at most 4 kinds × 5 ranks. Kind names and ranks
+/// are this crate's own words and digits, so the patterns need no escaping.
+fn kind_and_severity(query: &ArchiveQuery) -> Option<String> {
+    let ranks: Vec<u8> = Severity::ALL
+        .into_iter()
+        .filter(|s| *s >= query.min_severity)
+        .filter(|s| query.severities.is_empty() || query.severities.contains(s))
+        .map(|s| s as u8)
+        .collect();
+    if query.kinds == KindSet::ALL && ranks.len() == Severity::ALL.len() {
+        return None;
+    }
+    if ranks.is_empty() {
+        return Some("0".to_owned());
+    }
+    let kinds: Vec<&str> = query.kinds.iter().map(|k| k.as_str()).collect();
+    let list = |items: Vec<String>| items.join(", ");
+    let own = format!(
+        "(a.kind IN ({}) AND a.severity IN ({}))",
+        list(kinds.iter().map(|k| format!("'{k}'")).collect()),
+        list(ranks.iter().map(u8::to_string).collect()),
+    );
+    let inherited: Vec<String> = (kinds.iter())
+        .flat_map(|k| {
+            ranks
+                .iter()
+                .map(move |r| format!("(',' || a.inherited_targets || ',') LIKE '%:{k}:{r},%'"))
+        })
+        .collect();
+    Some(format!("({own} OR {})", inherited.join(" OR ")))
+}
+
 /// The statement for `query`, checked against the limits.
 pub(super) fn plan(query: &ArchiveQuery, tree: &RegionTree) -> Result<Plan, StoreError> {
     check_limit(query.limit)?;
@@ -74,22 +109,12 @@ pub(super) fn plan(query: &ArchiveQuery, tree: &RegionTree) -> Result<Plan, Stor
         conds.push(format!("{key} < ?"));
         params.push(Value::Integer(to_sql_seq(cursor.seq())));
     }
-    if query.kinds != KindSet::ALL {
-        let names: Vec<String> = query
-            .kinds
-            .iter()
-            .map(|k| format!("'{}'", k.as_str()))
-            .collect();
-        conds.push(format!("a.kind IN ({})", names.join(", ")));
+    if let Some(after) = query.after {
+        conds.push(format!("{key} > ?"));
+        params.push(Value::Integer(to_sql_seq(after)));
     }
-    if query.min_severity > Severity::Unknown {
-        conds.push(format!("a.severity >= {}", query.min_severity as u8));
-    }
-    if !query.severities.is_empty() {
-        let ranks: Vec<String> = (query.severities.iter())
-            .map(|s| (*s as u8).to_string())
-            .collect();
-        conds.push(format!("a.severity IN ({})", ranks.join(", ")));
+    if let Some(cond) = kind_and_severity(query) {
+        conds.push(cond);
     }
     if let Some(from) = query.from {
         conds.push("a.sent_unix >= ?".into());

@@ -162,11 +162,15 @@ pub struct ArchiveQuery {
     /// Region subtree, both ways like the hub: alerts whose area (own or inherited) is this
     /// region, an ancestor of it, or a descendant of it.
     pub region: Option<RegionCode>,
-    /// Kinds wanted ([`KindSet::ALL`]: any).
+    /// Kinds wanted ([`KindSet::ALL`]: any; an Update or Cancel also matches by what it
+    /// inherits).
     pub kinds: KindSet,
-    /// Lowest severity wanted.
+    /// Lowest severity wanted. Like live delivery, an Update or Cancel also matches by what
+    /// it inherits (the kind and severity of the alerts it references): a Minor update of an
+    /// Extreme alert is found by `min_severity=severe`.
     pub min_severity: Severity,
-    /// Exactly these severities (empty: any), on top of `min_severity`.
+    /// Exactly these severities (empty: any), on top of `min_severity` (also matched on what
+    /// an Update or Cancel inherits).
     pub severities: Vec<Severity>,
     /// `sent` at or after, unix seconds.
     pub from: Option<i64>,
@@ -174,6 +178,9 @@ pub struct ArchiveQuery {
     pub to: Option<i64>,
     /// Full-text terms, whitespace-separated, all required (see the module docs).
     pub q: Option<String>,
+    /// Only alerts numbered above this one (what a live subscriber missed after the last
+    /// alert it saw, with `cursor` below the oldest one still replayable).
+    pub after: Option<u64>,
     /// Where the previous page ended.
     pub cursor: Option<Cursor>,
     /// Page size, 1..=[`MAX_PAGE`].
@@ -190,6 +197,7 @@ impl Default for ArchiveQuery {
             from: None,
             to: None,
             q: None,
+            after: None,
             cursor: None,
             limit: DEFAULT_PAGE,
         }
