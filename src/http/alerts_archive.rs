@@ -257,6 +257,8 @@ mod tests {
         .expect("valid");
         assert_eq!(q.kinds.iter().count(), 2);
         assert_eq!(q.q, None);
+        let after = parse_query(&pairs(&[("after", "41")]), &tree).expect("after");
+        assert_eq!(after.after, Some(41));
         let exact = parse_query(&pairs(&[("severity", "severe, minor,severe")]), &tree);
         let exact = exact.expect("a list of levels").severities;
         assert_eq!(
@@ -272,6 +274,8 @@ mod tests {
             ("limit", "0"),
             ("limit", "501"),
             ("cursor", "abc"),
+            ("after", "-1"),
+            ("after", "12x"),
             ("severity", "high"),
             ("severity", "Severe"),
             ("severity", "minor,,severe"),
