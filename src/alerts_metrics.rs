@@ -69,7 +69,9 @@ impl LiveMetrics {
         let latency = Histogram::with_opts(
             HistogramOpts::new(
                 "hubcast_alert_publish_to_deliver_seconds",
-                "Time from handing an alert to the hub to handing it to a connection.",
+                "Time from the live hub taking an alert in (after its durable commit, or its read \
+                 from the shared log) to handing it to a subscriber's connection; live \
+                 deliveries only, not replays.",
             )
             .buckets(vec![
                 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,

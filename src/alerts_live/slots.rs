@@ -10,30 +10,32 @@ use super::Mailbox;
 use super::ahead::{Ahead, Reply};
 
 /// Each subscriber's mailbox, by the hub's dense subscriber index (a broadcast looks up every
-/// subscriber: an array read, not a hash).
+/// subscriber: an array read, not a hash), with the last sequence number the hub had when it
+/// subscribed: alerts above it are live deliveries, the others a replay.
 #[derive(Default)]
-pub(super) struct Slots(Vec<Option<(SubId, Arc<Mailbox>)>>);
+pub(super) struct Slots(Vec<Option<(SubId, Arc<Mailbox>, u64)>>);
 
 impl Slots {
-    pub(super) fn get(&self, sub: &SubId) -> Option<&Arc<Mailbox>> {
+    /// The mailbox of `sub`, and the number above which its deliveries are live.
+    pub(super) fn get(&self, sub: &SubId) -> Option<(&Arc<Mailbox>, u64)> {
         match self.0.get(sub.index()) {
-            Some(Some((id, slot))) if id == sub => Some(slot),
+            Some(Some((id, slot, live_after))) if id == sub => Some((slot, *live_after)),
             _ => None,
         }
     }
 
-    pub(super) fn insert(&mut self, sub: SubId, mailbox: Arc<Mailbox>) {
+    pub(super) fn insert(&mut self, sub: SubId, mailbox: Arc<Mailbox>, live_after: u64) {
         let i = sub.index();
         if self.0.len() <= i {
             self.0.resize_with(i + 1, || None);
         }
-        self.0[i] = Some((sub, mailbox));
+        self.0[i] = Some((sub, mailbox, live_after));
     }
 
     pub(super) fn remove(&mut self, sub: &SubId) -> Option<Arc<Mailbox>> {
         let cell = self.0.get_mut(sub.index())?;
         match cell {
-            Some((id, _)) if id == sub => cell.take().map(|(_, slot)| slot),
+            Some((id, _, _)) if id == sub => cell.take().map(|(_, slot, _)| slot),
             _ => None,
         }
     }
@@ -50,7 +52,7 @@ pub(super) fn subscribe(
     match hub.subscribe(filter, since, Instant::now()) {
         Ok(sub) => {
             let mailbox = Arc::new(Mailbox::default());
-            slots.insert(sub, mailbox.clone());
+            slots.insert(sub, mailbox.clone(), hub.last_seq());
             if reply.send(Ok((sub, mailbox))).is_err() {
                 hub.unsubscribe(sub);
                 slots.remove(&sub);

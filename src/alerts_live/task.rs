@@ -136,9 +136,9 @@ pub(super) async fn run(
                 slots.remove(&sub);
             }
             Command::Refill(sub) => {
-                if let Some(mailbox) = slots.get(&sub) {
+                if let Some((mailbox, live_after)) = slots.get(&sub) {
                     let mut ages = Ages::new(&times, &metrics);
-                    fill(&mut hub, mailbox, sub, &mut ages);
+                    fill(&mut hub, mailbox, sub, live_after, &mut ages);
                 }
             }
             Command::Live { filter, reply } => {
@@ -253,8 +253,8 @@ async fn drain_events(
     while let Some(event) = hub.poll_event() {
         match event {
             HubEvent::Ready { sub } => {
-                if let Some(mailbox) = slots.get(&sub) {
-                    fill(hub, mailbox, sub, &mut ages);
+                if let Some((mailbox, live_after)) = slots.get(&sub) {
+                    fill(hub, mailbox, sub, live_after, &mut ages);
                 }
                 fills += 1;
                 if fills % FILLS_PER_YIELD == 0 {
@@ -338,12 +338,15 @@ impl<'a> Ages<'a> {
 /// that completes at once, then into its inbox (up to [`BATCH`]), waking the connection if the
 /// inbox got anything. What does not fit stays in the hub's queue until the connection asks
 /// for a refill.
-fn fill(hub: &mut Hub, mailbox: &Mailbox, sub: SubId, ages: &mut Ages<'_>) {
+fn fill(hub: &mut Hub, mailbox: &Mailbox, sub: SubId, live_after: u64, ages: &mut Ages<'_>) {
     let filled = mailbox.fill(
         BATCH,
         || hub.pop(sub),
         |seq| {
-            if let Some(age) = ages.of(seq) {
+            // Live deliveries only: a replay's age is how long the subscriber was away.
+            if seq > live_after
+                && let Some(age) = ages.of(seq)
+            {
                 let metrics = ages.metrics;
                 (ages.latency.get_or_insert_with(|| metrics.latency.local())).observe(age);
             }

@@ -1,5 +1,5 @@
-//! Tests of the hub task's publishing: out-of-order hand-offs go out in sequence order, and
-//! numbers the store cannot read are not waited for.
+//! Tests of the hub task's publishing: out-of-order hand-offs go out in sequence order,
+//! numbers the store cannot read are not waited for, and only live deliveries are timed.
 
 use alerts::hub::{Delivery, Filter};
 use axum::body::Bytes;
@@ -53,4 +53,36 @@ fn numbers_the_store_cannot_read_are_not_waited_for() {
     publish_ready(&mut hub, &mut pending, 3, &mut times, &metrics);
     assert_eq!(hub.last_seq(), 5);
     assert!(pending.is_empty());
+}
+
+/// The publish→deliver histogram counts live deliveries only: a subscriber resuming from
+/// `since` gets the retained alerts replayed, but their age is how long it was away.
+#[test]
+fn replayed_deliveries_are_not_timed() {
+    let metrics = LiveMetrics::register(&prometheus::Registry::new()).expect("metrics");
+    let mut hub = Hub::new(&RegionTree::zhejiang(), HubConfig::default());
+    let mut pending = BTreeMap::new();
+    let mut times = VecDeque::new();
+    for seq in 1..=3 {
+        pending.insert(seq, (alert(seq), Instant::now()));
+    }
+    publish_ready(&mut hub, &mut pending, 0, &mut times, &metrics);
+    let filter = Filter::all(RegionCode::from_u32(330_106).expect("code"));
+    let sub = hub
+        .subscribe(filter, Some(0), Instant::now())
+        .expect("subscribe");
+    let live_after = hub.last_seq();
+    pending.insert(4, (alert(4), Instant::now()));
+    publish_ready(&mut hub, &mut pending, 0, &mut times, &metrics);
+    let mailbox = Mailbox::default();
+    {
+        let mut ages = Ages::new(&times, &metrics);
+        fill(&mut hub, &mailbox, sub, live_after, &mut ages);
+    }
+    assert_eq!(metrics.deliveries.get(), 4, "three replayed, one live");
+    assert_eq!(
+        metrics.latency.get_sample_count(),
+        1,
+        "only the live one timed"
+    );
 }
