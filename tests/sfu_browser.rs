@@ -123,6 +123,15 @@ async fn chromium_simulcast_publish_two_viewers_and_layer_switch() {
         freezes <= 1.0,
         "at most one freeze across two switches: {before} → {high}"
     );
+    // A switch waits for the target layer's keyframe, which the SFU requests at once: the
+    // picture may stand still for that one keyframe's round trip (PLI, encode, send), not
+    // until the encoder's next periodic keyframe.
+    let frozen = num(&high, &["totalFreezesDuration"]) - num(&before, &["totalFreezesDuration"]);
+    println!("layer switches: {freezes} freezes, {frozen:.3} s frozen");
+    assert!(
+        frozen <= 1.0,
+        "frozen at most one keyframe round trip across two switches ({frozen:.3} s): {before} → {high}"
+    );
     // The other viewer was not disturbed.
     let other = stats(&viewer2).await;
     assert!(
