@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Publish synthetic video (VP8) and audio (Opus) to a WHIP endpoint with aiortc, an
-independent WebRTC stack, for hubcast's interop test.
+"""Publish synthetic video (VP8, or H.264) and audio (Opus) to a WHIP endpoint with aiortc,
+an independent WebRTC stack, for hubcast's interop test.
 
-Usage: whip_publish.py URL TOKEN SECONDS
+Usage: whip_publish.py URL TOKEN SECONDS [vp8|h264]
 Prints "connected <location>" once ICE+DTLS are up, then "done" after SECONDS; exits non-zero
 on any failure. Loopback only: aiortc is told to use 127.0.0.1 and no ICE servers
 (../shared/TESTING.md: it otherwise never offers 127.0.0.1 and asks a public STUN server).
@@ -15,7 +15,7 @@ import time
 import urllib.request
 
 import aioice.ice
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 import av
 
@@ -59,7 +59,7 @@ def delete(url, token):
     urllib.request.urlopen(req, timeout=10).close()
 
 
-async def main(url, token, seconds):
+async def main(url, token, seconds, codec):
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     connected = asyncio.Event()
 
@@ -68,7 +68,13 @@ async def main(url, token, seconds):
         if pc.connectionState == "connected":
             connected.set()
 
-    pc.addTransceiver(MovingBars(), direction="sendonly")
+    video = pc.addTransceiver(MovingBars(), direction="sendonly")
+    # Offer only the chosen video codec (and its RTX), so the SFU must forward that one.
+    wanted = "video/" + {"vp8": "VP8", "h264": "H264"}[codec]
+    codecs = RTCRtpSender.getCapabilities("video").codecs
+    video.setCodecPreferences(
+        [c for c in codecs if c.mimeType == wanted] + [c for c in codecs if c.mimeType == "video/rtx"]
+    )
     pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
     await pc.setLocalDescription(await pc.createOffer())  # returns after gathering
     answer, location = post(url, token, pc.localDescription.sdp)
@@ -83,4 +89,5 @@ async def main(url, token, seconds):
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3])))
+    codec = sys.argv[4] if len(sys.argv) > 4 else "vp8"
+    asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3]), codec))
