@@ -162,6 +162,119 @@ async fn replayed_rtp_is_dropped_and_counted() {
     publisher.close().await.ok();
 }
 
+/// Garbage from a connected peer's own address (where the demux sends it to that peer's
+/// session, past the stranger checks): random bytes in every RFC 7983 range, RTP and RTCP
+/// headers with junk behind them, truncated ones. The session survives, media keeps flowing
+/// to the viewer, and the hub stays healthy.
+#[tokio::test]
+async fn garbage_from_a_connected_peer_does_not_disturb_its_session() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    testkit::isolated!();
+    let sfu = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        s.local_addr().expect("addr")
+    };
+    let udp = sfu.to_string();
+    let hub = Hub::start(&[], &[("HUBCAST_SFU__UDP_LISTEN", udp.as_str())]);
+    let relay = LossyRelay::start(
+        sfu,
+        RelayConfig {
+            loss: 0.0,
+            delay: Duration::ZERO,
+            ..RelayConfig::default()
+        },
+    )
+    .await
+    .expect("relay");
+    let token = hub.token("city-admin", "330100", &[]);
+    let via = ClientOptions {
+        media_via: Some(relay.local_addr()),
+        ..ClientOptions::with_token(&token)
+    };
+    let publisher = WhipPublisher::connect(&hub.url, "junk", &via, PublishOptions::simulcast())
+        .await
+        .expect("publishes through the relay");
+    let opts = ClientOptions::with_token(&token);
+    let viewer = WhepViewer::connect(&hub.url, "junk", Some(publisher.session_id()), &opts)
+        .await
+        .expect("plays");
+    let before = viewer
+        .wait_for("media", WAIT, |s| {
+            s.video.frames > 30 && s.audio.packets > 50
+        })
+        .await
+        .expect("media flows");
+    let datagram = prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..1400),
+        // RTP (RFC 7983: 128–191) and RTCP (payload types 192–223 in the second byte).
+        (
+            128u8..192,
+            any::<u8>(),
+            proptest::collection::vec(any::<u8>(), 0..1300)
+        )
+            .prop_map(|(b0, b1, rest)| [vec![b0, b1], rest].concat()),
+        (
+            128u8..192,
+            192u8..224,
+            proptest::collection::vec(any::<u8>(), 0..200)
+        )
+            .prop_map(|(b0, b1, rest)| [vec![b0, b1], rest].concat()),
+        // STUN (0–3) and DTLS (20–63) first bytes.
+        (0u8..4, proptest::collection::vec(any::<u8>(), 0..200)).prop_map(|(b, rest)| [
+            vec![b],
+            rest
+        ]
+        .concat()),
+        (20u8..64, proptest::collection::vec(any::<u8>(), 0..300)).prop_map(|(b, rest)| [
+            vec![b],
+            rest
+        ]
+        .concat()),
+    ];
+    let mut runner = TestRunner::new(Config {
+        cases: 3000,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let junk = std::cell::RefCell::new(Vec::new());
+    runner
+        .run(&datagram, |d| {
+            junk.borrow_mut().push(d);
+            Ok(())
+        })
+        .expect("generate");
+    let junk = junk.into_inner();
+    let mut sent = 0;
+    for d in &junk {
+        sent += relay.inject(d).await;
+        if sent % 200 == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    assert_eq!(sent, junk.len(), "sent from the publisher's address");
+    let after = viewer
+        .wait_for("media after the junk", WAIT, |s| {
+            s.video.frames > before.video.frames + 60
+                && s.audio.packets > before.audio.packets + 100
+        })
+        .await
+        .expect("media keeps flowing");
+    assert_eq!(after.video.ssrcs.len(), 1, "{after:?}");
+    assert_eq!(get(hub.addr, "/healthz", &[]).await.status, 200);
+    let auth = format!("Bearer {token}");
+    let room = get(hub.addr, "/api/v1/rooms/junk", &[("Authorization", &auth)]).await;
+    assert_eq!(room.status, 200, "{}", room.body);
+    assert_eq!(
+        room.json()["publishers"][0]["connected"],
+        true,
+        "{}",
+        room.body
+    );
+    viewer.close().await.ok();
+    publisher.close().await.ok();
+}
+
 fn speaker(body: &serde_json::Value) -> Option<String> {
     body["speaker"].as_str().map(str::to_owned)
 }

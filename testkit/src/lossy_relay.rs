@@ -98,8 +98,13 @@ struct Counters {
 pub struct LossyRelay {
     local: SocketAddr,
     counters: Arc<Counters>,
+    /// Each client's upstream socket, as the server sees it (for [`LossyRelay::inject`]).
+    upstreams: Upstreams,
     _tasks: JoinSet<()>,
 }
+
+/// The relay's upstream sockets, one per client, shared with the receiving task.
+type Upstreams = Arc<std::sync::Mutex<Vec<Arc<UdpSocket>>>>;
 
 const UP: usize = 0;
 const DOWN: usize = 1;
@@ -144,12 +149,29 @@ impl LossyRelay {
             counters: counters.clone(),
             pipes,
         });
-        tasks.spawn(front_loop(front, server, shaping));
+        let upstreams = Upstreams::default();
+        tasks.spawn(front_loop(front, server, shaping, upstreams.clone()));
         Ok(Self {
             local,
             counters,
+            upstreams,
             _tasks: tasks,
         })
+    }
+
+    /// Sends `data` to the server from every client's upstream socket, unimpaired: to the
+    /// server it comes from a connected peer's address, as an attacker on the path (or a
+    /// broken middlebox) would send it. Returns how many sockets sent it.
+    pub async fn inject(&self, data: &[u8]) -> usize {
+        let sockets: Vec<Arc<UdpSocket>> =
+            self.upstreams.lock().map(|u| u.clone()).unwrap_or_default();
+        let mut sent = 0;
+        for socket in sockets {
+            if socket.send(data).await.is_ok() {
+                sent += 1;
+            }
+        }
+        sent
     }
 
     /// Where clients must send (the address to put in the answer's candidates).
@@ -222,7 +244,12 @@ impl Shaping {
 }
 
 /// Receives from clients; opens one upstream socket (and its reader task) per client address.
-async fn front_loop(front: Arc<UdpSocket>, server: SocketAddr, shaping: Arc<Shaping>) {
+async fn front_loop(
+    front: Arc<UdpSocket>,
+    server: SocketAddr,
+    shaping: Arc<Shaping>,
+    upstreams: Upstreams,
+) {
     let mut upstream: HashMap<SocketAddr, Arc<UdpSocket>> = HashMap::new();
     let mut readers = JoinSet::new();
     let mut buf = vec![0u8; 65_536];
@@ -242,6 +269,9 @@ async fn front_loop(front: Arc<UdpSocket>, server: SocketAddr, shaping: Arc<Shap
                 let s = Arc::new(s);
                 readers.spawn(back_loop(s.clone(), front.clone(), from, shaping.clone()));
                 upstream.insert(from, s.clone());
+                if let Ok(mut all) = upstreams.lock() {
+                    all.push(s.clone());
+                }
                 s
             }
         };

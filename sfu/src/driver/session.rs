@@ -319,3 +319,7 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+#[path = "session_fuzz.rs"]
+mod fuzz;
