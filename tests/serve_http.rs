@@ -220,6 +220,7 @@ async fn the_openapi_description_matches_the_router() {
         "/api/v1/regions",
         "/api/v1/regions/{code}",
         "/api/v1/rooms/{room}",
+        "/sse/rooms/{room}",
         "/whip/{room}",
         "/whip/{room}/sessions/{id}",
         "/whep/{room}",
@@ -238,7 +239,7 @@ async fn the_openapi_description_matches_the_router() {
     let mut routed = routed.to_vec();
     routed.sort_unstable();
     assert_eq!(documented, routed);
-    assert_eq!(operations, 24);
+    assert_eq!(operations, 25);
 }
 
 #[tokio::test]

@@ -334,3 +334,144 @@ async fn active_speaker_follows_the_louder_publisher() {
     loud.close().await.ok();
     quiet.close().await.ok();
 }
+
+/// `GET /sse/rooms/{room}` read over raw HTTP/1.0 (the body is then the bare event stream).
+struct RoomEvents {
+    stream: tokio::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+impl RoomEvents {
+    async fn open(hub: &Hub, room: &str, token: &str) -> RoomEvents {
+        use tokio::io::AsyncWriteExt as _;
+        let mut stream = tokio::net::TcpStream::connect(hub.addr)
+            .await
+            .expect("connect");
+        let request = format!(
+            "GET /sse/rooms/{room} HTTP/1.0\r\nHost: hub\r\nAuthorization: Bearer {token}\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await.expect("request");
+        let mut events = RoomEvents {
+            stream,
+            buf: Vec::new(),
+        };
+        let head = events.block().await;
+        assert!(
+            head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+            "{head}"
+        );
+        assert!(
+            head.to_ascii_lowercase().contains("text/event-stream"),
+            "{head}"
+        );
+        events
+    }
+
+    /// The next block up to a blank line (the response head, then one event each).
+    async fn block(&mut self) -> String {
+        use tokio::io::AsyncReadExt as _;
+        loop {
+            let text = String::from_utf8_lossy(&self.buf).into_owned();
+            let end = text
+                .find("\r\n\r\n")
+                .map(|i| (i, 4))
+                .or(text.find("\n\n").map(|i| (i, 2)));
+            if let Some((at, len)) = end {
+                self.buf.drain(..at + len);
+                return text[..at].to_owned();
+            }
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout(WAIT, self.stream.read(&mut chunk))
+                .await
+                .expect("an event in time")
+                .expect("read");
+            assert!(n > 0, "stream ended: {text}");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// The next event (comments skipped): its name and data.
+    async fn next(&mut self) -> (String, serde_json::Value) {
+        loop {
+            let block = self.block().await;
+            let field = |name: &str| {
+                block
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .map(|v| v.trim().to_owned())
+            };
+            if let (Some(event), Some(data)) = (field("event:"), field("data:")) {
+                return (event, serde_json::from_str(&data).expect("JSON data"));
+            }
+        }
+    }
+
+    /// Skips events until one named `name` whose data satisfies `want`.
+    async fn until(
+        &mut self,
+        name: &str,
+        want: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        loop {
+            let (event, data) = self.next().await;
+            if event == name && want(&data) {
+                return data;
+            }
+        }
+    }
+}
+
+/// A wall display watches a room: the room first, then publishers joining and leaving and the
+/// active speaker changing, pushed as they happen; other rooms' events are not sent.
+#[tokio::test]
+async fn room_events_push_joins_leaves_and_the_speaker() {
+    testkit::isolated!();
+    let hub = Hub::start(&[], &[]);
+    let token = hub.token("province-admin", "330000", &[]);
+    let wall = hub.token("city-admin", "330100", &[]);
+    let opts = ClientOptions::with_token(&token);
+    let first = WhipPublisher::connect(&hub.url, "wall", &opts, PublishOptions::audio_only(90))
+        .await
+        .expect("first publisher");
+    let mut events = RoomEvents::open(&hub, "wall", &wall).await;
+    let (name, room) = events.next().await;
+    assert_eq!(name, "room", "{room}");
+    assert_eq!(room["publishers"][0]["id"], first.session_id(), "{room}");
+    // Another room's publisher is not this room's news.
+    let elsewhere =
+        WhipPublisher::connect(&hub.url, "other", &opts, PublishOptions::audio_only(90))
+            .await
+            .expect("other room");
+    let loud = WhipPublisher::connect(&hub.url, "wall", &opts, PublishOptions::audio_only(20))
+        .await
+        .expect("second publisher");
+    let (name, joined) = events.next().await;
+    assert_eq!(name, "publisher_joined", "{joined}");
+    assert_eq!(
+        joined["id"],
+        loud.session_id(),
+        "not the other room's: {joined}"
+    );
+    events
+        .until("speaker", |d| d["speaker"] == loud.session_id())
+        .await;
+    loud.set_audio_level(90);
+    first.set_audio_level(20);
+    events
+        .until("speaker", |d| d["speaker"] == first.session_id())
+        .await;
+    let loud_id = loud.session_id().to_owned();
+    loud.close().await.ok();
+    let left = events.until("publisher_left", |_| true).await;
+    assert_eq!(left["id"], loud_id.as_str(), "{left}");
+    // A token for another meeting may not watch this one: refused before any stream.
+    let stranger = hub.token("city-admin", "330100", &["--meeting", "other"]);
+    let auth = [("Authorization", format!("Bearer {stranger}"))];
+    let headers: Vec<(&str, &str)> = auth.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let refused = tokio::time::timeout(WAIT, get(hub.addr, "/sse/rooms/wall", &headers))
+        .await
+        .expect("refused at once, not streamed");
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    first.close().await.ok();
+    elsewhere.close().await.ok();
+}

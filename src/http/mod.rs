@@ -23,6 +23,7 @@ mod cors;
 mod error;
 mod health;
 mod media;
+mod media_events;
 mod media_rooms;
 mod observe;
 mod raw;
@@ -190,6 +191,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/regions", get(api::regions))
         .route("/api/v1/regions/{code}", get(api::region))
         .route("/api/v1/rooms/{room}", get(media::room_info))
+        .route("/sse/rooms/{room}", get(media_events::room_events))
         .merge(media_routes(&state))
         .route(
             "/api/v1/alerts",

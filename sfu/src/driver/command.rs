@@ -10,6 +10,7 @@ use str0m::IceCreds;
 
 use super::api::{SessionCreated, SessionKind, SessionRef, SessionRequest, SfuError};
 use super::demux::Route;
+use super::events::{RoomEvent, notify};
 use super::room::RoomSlot;
 use super::session::{self, Session};
 use super::worker::Worker;
@@ -221,6 +222,15 @@ impl Worker {
         }
         self.route_ufrag(&ufrag, id);
         self.shared.metrics.peers.inc();
+        if let Some(session) = self.sessions.get(&id)
+            && session.kind == SessionKind::Publish
+        {
+            let event = RoomEvent::PublisherJoined {
+                id: id.to_string(),
+                label: session.label.clone(),
+            };
+            notify(&self.shared.notices, &room, event);
+        }
         self.mark_dirty(id);
         self.flush();
         Ok(SessionCreated {
@@ -303,6 +313,10 @@ impl Worker {
         let tracks = i64::try_from(session.announced.len()).unwrap_or(0);
         self.shared.metrics.tracks.sub(tracks);
         tracing::debug!(session = id, room = %session.room, why, "session removed");
+        if session.kind == SessionKind::Publish {
+            let event = RoomEvent::PublisherLeft { id: id.to_string() };
+            notify(&self.shared.notices, &session.room, event);
+        }
         let now = Instant::now();
         let empty = match self.rooms.get_mut(&session.room) {
             Some(slot) => {

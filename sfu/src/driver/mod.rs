@@ -18,6 +18,7 @@ mod api;
 mod command;
 mod config;
 mod demux;
+mod events;
 mod ingress;
 mod metrics;
 mod net;
@@ -38,6 +39,7 @@ pub use api::{
 };
 pub use config::SfuConfig;
 pub use demux::stun_local_ufrag;
+pub use events::{EVENTS_CAPACITY, RoomEvent, RoomNotice};
 pub use metrics::{DropReason, SfuMetrics};
 pub use session::rtc_config;
 pub use worker::MAX_REPOLLS;
@@ -71,6 +73,8 @@ struct Inner {
     placement: Arc<std::sync::Mutex<Placement>>,
     stop: Arc<AtomicBool>,
     threads: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    /// Room events from every worker ([`Sfu::watch`]).
+    notices: events::Notices,
 }
 
 /// Failure to start the media plane.
@@ -137,12 +141,14 @@ impl Sfu {
         let ufrags = demux::UfragTable::default();
         let stop = Arc::new(AtomicBool::new(false));
         let placement = Arc::new(std::sync::Mutex::new(Placement::new(config.workers.max(1))));
+        let (notices, _) = tokio::sync::broadcast::channel(events::EVENTS_CAPACITY);
         let (pool, recycler) =
             ingress::Pool::new(config.workers.max(1), config.ingress_batches, udp_addr);
         let shared = Shared {
             recycler,
             placement: placement.clone(),
             peer_slots: Arc::new(worker::PeerSlots::new(config.max_peers)),
+            notices: notices.clone(),
             config: config.clone(),
             socket: socket.clone(),
             udp_addr,
@@ -192,6 +198,7 @@ impl Sfu {
                 placement,
                 stop,
                 threads: std::sync::Mutex::new(threads),
+                notices,
             }),
         })
     }
@@ -245,6 +252,12 @@ impl Sfu {
             .placement
             .lock()
             .map_or(true, |placement| placement.lookup(room).is_some())
+    }
+
+    /// Room events of every room on this node from now on (filter by [`RoomNotice::room`]);
+    /// see [`RoomEvent`] for what a watcher that falls behind is told.
+    pub fn watch(&self) -> tokio::sync::broadcast::Receiver<RoomNotice> {
+        self.inner.notices.subscribe()
     }
 
     /// Describes a room.

@@ -10,6 +10,7 @@ use std::time::Instant;
 use str0m::media::KeyframeRequestKind;
 use str0m::rtp::{ExtensionValues, RtpWrite, Vp8Descriptor};
 
+use super::events::{RoomEvent, notify};
 use super::worker::Worker;
 use crate::core;
 
@@ -115,7 +116,11 @@ impl Worker {
                         publisher.queue(&mut self.dirty);
                     }
                 }
-                core::RoomEvent::SpeakerChanged { .. } => metrics.speaker_changes.inc(),
+                core::RoomEvent::SpeakerChanged { peer, .. } => {
+                    metrics.speaker_changes.inc();
+                    let speaker = peer.map(|p| p.to_string());
+                    notify(&self.shared.notices, room, RoomEvent::Speaker { speaker });
+                }
                 core::RoomEvent::LayerSwitched { sub, from, to, .. } => {
                     tracing::debug!(sub, ?from, ?to, "layer switched");
                     metrics.layer_switches.inc();

@@ -78,6 +78,8 @@ pub(crate) struct Shared {
     pub placement: Arc<std::sync::Mutex<super::placement::Placement>>,
     /// Sessions on the node, counted against `max_peers` across workers.
     pub peer_slots: Arc<PeerSlots>,
+    /// Room events for watchers (`events`).
+    pub notices: super::events::Notices,
 }
 
 /// The node-wide peer count against `max_peers`: a create takes a slot before it builds its

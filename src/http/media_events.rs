@@ -1,0 +1,99 @@
+//! `GET /sse/rooms/{room}`: a room's events as Server-Sent Events, for command-center walls
+//! and anything else that shows a meeting (bearer token with `WatchMeeting` on the room's
+//! region, like `GET /api/v1/rooms/{room}`; a fetch-based reader sends the header).
+//!
+//! The stream opens with `event: room` carrying the room as `GET /api/v1/rooms/{room}`
+//! answers it, then one event per change: `speaker` (`{"speaker": id|null}`, the active
+//! speaker after smoothing), `publisher_joined` (`{"id","label"}`) and `publisher_left`
+//! (`{"id"}`). A reader that falls more than `sfu::driver::EVENTS_CAPACITY` events behind
+//! the node gets a fresh `room` event instead of what it missed. A comment every 15 s keeps
+//! proxies from closing a quiet stream; the stream ends when the hub shuts down.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse as _, Response};
+use sfu::driver::{RoomNotice, Sfu};
+use tokio::sync::broadcast::Receiver;
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+
+use super::{ApiError, AppState, Authenticated};
+
+/// Keep-alive comments on a quiet stream: below common proxy idle timeouts (60 s).
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// `GET /sse/rooms/{room}`.
+pub async fn room_events(
+    State(state): State<AppState>,
+    Path(room): Path<String>,
+    Authenticated(who): Authenticated,
+) -> Result<Response, ApiError> {
+    let sfu = super::media::authorize_watch(&state, &room, &who)?.clone();
+    // Watching before the snapshot: a change between the two is sent after it, not lost.
+    let notices = sfu.watch();
+    let snapshot = room_event(&sfu, &room).await?;
+    let watch = Watch {
+        sfu,
+        room,
+        notices,
+        first: Some(snapshot),
+        stop: state.shutdown().token().clone(),
+    };
+    let stream = futures_util::stream::unfold(watch, |mut watch| async move {
+        let event = watch.next().await?;
+        Some((Ok::<_, Infallible>(event), watch))
+    });
+    let keep_alive = KeepAlive::new().interval(KEEP_ALIVE).text("");
+    Ok(Sse::new(stream).keep_alive(keep_alive).into_response())
+}
+
+/// The room as an event (`event: room`).
+async fn room_event(sfu: &Sfu, room: &str) -> Result<Event, ApiError> {
+    let info = sfu.room(room).await?;
+    Event::default()
+        .event("room")
+        .json_data(info)
+        .map_err(|err| ApiError::internal(&err))
+}
+
+/// One reader's place in the node's events.
+struct Watch {
+    sfu: Sfu,
+    room: String,
+    notices: Receiver<RoomNotice>,
+    first: Option<Event>,
+    stop: CancellationToken,
+}
+
+impl Watch {
+    /// The next event for this room; `None` ends the stream (shutdown, or the room is gone
+    /// after a lag).
+    async fn next(&mut self) -> Option<Event> {
+        if let Some(first) = self.first.take() {
+            return Some(first);
+        }
+        loop {
+            let notice = tokio::select! {
+                () = self.stop.cancelled() => return None,
+                notice = self.notices.recv() => notice,
+            };
+            match notice {
+                Ok(notice) if *notice.room == *self.room => {
+                    let kind = match &notice.event {
+                        sfu::driver::RoomEvent::Speaker { .. } => "speaker",
+                        sfu::driver::RoomEvent::PublisherJoined { .. } => "publisher_joined",
+                        sfu::driver::RoomEvent::PublisherLeft { .. } => "publisher_left",
+                    };
+                    return Event::default().event(kind).json_data(&notice.event).ok();
+                }
+                Ok(_) => {}
+                // Behind: what was missed is gone; the room as it is now replaces it.
+                Err(RecvError::Lagged(_)) => return room_event(&self.sfu, &self.room).await.ok(),
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    }
+}
