@@ -254,21 +254,33 @@ fn parse_answer(raw: &[u8]) -> anyhow::Result<Answer> {
     let split = (raw.windows(4).position(|w| w == b"\r\n\r\n"))
         .ok_or_else(|| anyhow!("the answer is not HTTP ({} bytes)", raw.len()))?;
     let head = String::from_utf8_lossy(&raw[..split]);
-    let mut lines = head.lines();
-    let status = (lines.next())
+    let status = (head.lines().next())
         .and_then(|line| line.split_whitespace().nth(1))
         .and_then(|code| code.parse::<u16>().ok())
         .ok_or_else(|| anyhow!("the answer has no HTTP status line"))?;
-    let chunked = lines.any(|line| {
-        line.split_once(':').is_some_and(|(k, v)| {
-            k.trim().eq_ignore_ascii_case("transfer-encoding")
-                && v.to_ascii_lowercase().contains("chunked")
+    let header = |name: &str| {
+        head.lines().skip(1).find_map(|line| {
+            let (k, v) = line.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_ascii_lowercase())
         })
-    });
+    };
+    let chunked = header("transfer-encoding").is_some_and(|v| v.contains("chunked"));
+    let length = header("content-length").and_then(|v| v.parse::<usize>().ok());
     let body = &raw[split + 4..];
-    let body = match chunked {
-        true => dechunk(body),
-        false => body.to_vec(),
+    let body = match (chunked, length) {
+        (true, _) => dechunk(body),
+        // A connection cut short (over TLS, a close without close_notify is let through to
+        // here) must not pass for a whole answer.
+        (false, Some(length)) if body.len() < length => {
+            return Err(anyhow!(
+                "the answer was cut short ({} of {length} bytes)",
+                body.len()
+            ));
+        }
+        (false, Some(length)) => body[..length].to_vec(),
+        (false, None) => body.to_vec(),
     };
     Ok(Answer {
         status,
@@ -354,5 +366,8 @@ mod tests {
                     3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
         assert_eq!(parse_answer(raw).expect("parses").body, "abcde");
         assert!(parse_answer(b"garbage").is_err());
+        let cut = b"HTTP/1.1 201 Created\r\nContent-Length: 20\r\n\r\n{\"id\":\"1\"";
+        let err = parse_answer(cut).expect_err("cut short");
+        assert!(err.to_string().contains("cut short"), "{err}");
     }
 }

@@ -293,10 +293,11 @@ async fn pings_keep_answering_clients_and_silent_ones_are_closed() {
         let (mut answering, head) =
             handshake(&hub, path, "region=330100", "Sec-WebSocket-Version: 13\r\n").await;
         assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        // Before the handshake: the server's idle clock starts during it.
+        let opened = tokio::time::Instant::now();
         let (mut silent, head) =
             handshake(&hub, path, "region=330100", "Sec-WebSocket-Version: 13\r\n").await;
         assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-        let opened = tokio::time::Instant::now();
 
         // The silent one: pings, then the close, 2–4.5 s in (checked at the next ping).
         let silent_side = async {

@@ -407,20 +407,21 @@ pub async fn room_info(
     Path(room): Path<String>,
     Authenticated(who): Authenticated,
 ) -> Result<Json<sfu::driver::RoomInfo>, ApiError> {
-    authorize_watch(&state, &room, &who)?;
-    Ok(Json(sfu(&state)?.room(&room).await?))
+    let (sfu, _) = authorize_watch(&state, &room, &who)?;
+    Ok(Json(sfu.room(&room).await?))
 }
 
 /// The checks of watching `room` (its listing, its events): a valid name, a meeting claim
-/// that names it, `WatchMeeting` on its convening region. Returns the media plane.
+/// that names it, `WatchMeeting` on its convening region. Returns the media plane and that
+/// region.
 pub(super) fn authorize_watch<'a>(
     state: &'a AppState,
     room: &str,
     who: &Principal,
-) -> Result<&'a sfu::driver::Sfu, ApiError> {
+) -> Result<(&'a sfu::driver::Sfu, RegionCode), ApiError> {
     check_room_name(room)?;
     check_meeting_claim(who, room)?;
     let region = room_region(state, room)?;
     authorize(state.regions(), who, Action::WatchMeeting, region)?;
-    sfu(state)
+    Ok((sfu(state)?, region))
 }

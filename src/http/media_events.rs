@@ -4,10 +4,13 @@
 //!
 //! The stream opens with `event: room` carrying the room as `GET /api/v1/rooms/{room}`
 //! answers it, then one event per change: `speaker` (`{"speaker": id|null}`, the active
-//! speaker after smoothing), `publisher_joined` (`{"id","label"}`) and `publisher_left`
-//! (`{"id"}`). A reader that falls more than `sfu::driver::EVENTS_CAPACITY` events behind
-//! the node gets a fresh `room` event instead of what it missed. A comment every 15 s keeps
-//! proxies from closing a quiet stream; the stream ends when the hub shuts down.
+//! speaker after smoothing), `publisher_joined` (`{"id","label"}`), `publisher_left`
+//! (`{"id"}`), and `room_closed` when the last session leaves, after which the stream ends.
+//! The watch is for that meeting: it also ends, without an event, if the room's name is
+//! found convened by another region (the authorization was for the first one). A reader
+//! that falls more than `sfu::driver::EVENTS_CAPACITY` events behind the node gets a fresh
+//! `room` event instead of what it missed. A comment every 15 s keeps proxies from closing a
+//! quiet stream; the stream ends when the hub shuts down.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -15,7 +18,8 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse as _, Response};
-use sfu::driver::{RoomNotice, Sfu};
+use sfu::driver::{RoomEvent, RoomNotice, Sfu, SfuError};
+use tiers::RegionCode;
 use tokio::sync::broadcast::Receiver;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
@@ -31,16 +35,21 @@ pub async fn room_events(
     Path(room): Path<String>,
     Authenticated(who): Authenticated,
 ) -> Result<Response, ApiError> {
-    let sfu = super::media::authorize_watch(&state, &room, &who)?.clone();
+    let (sfu, region) = super::media::authorize_watch(&state, &room, &who)?;
+    let sfu = sfu.clone();
     // Watching before the snapshot: a change between the two is sent after it, not lost.
     let notices = sfu.watch();
     let snapshot = room_event(&sfu, &room).await?;
+    let stop = state.shutdown().token().clone();
     let watch = Watch {
+        state,
         sfu,
         room,
+        region,
         notices,
         first: Some(snapshot),
-        stop: state.shutdown().token().clone(),
+        ended: false,
+        stop,
     };
     let stream = futures_util::stream::unfold(watch, |mut watch| async move {
         let event = watch.next().await?;
@@ -61,19 +70,27 @@ async fn room_event(sfu: &Sfu, room: &str) -> Result<Event, ApiError> {
 
 /// One reader's place in the node's events.
 struct Watch {
+    state: AppState,
     sfu: Sfu,
     room: String,
+    /// The convening region the reader was authorized for.
+    region: RegionCode,
     notices: Receiver<RoomNotice>,
     first: Option<Event>,
+    /// `room_closed` was sent: the stream ends.
+    ended: bool,
     stop: CancellationToken,
 }
 
 impl Watch {
-    /// The next event for this room; `None` ends the stream (shutdown, or the room is gone
-    /// after a lag).
+    /// The next event for this room; `None` ends the stream (shutdown, the room closed or
+    /// convened by another region, or gone after a lag).
     async fn next(&mut self) -> Option<Event> {
         if let Some(first) = self.first.take() {
             return Some(first);
+        }
+        if self.ended {
+            return None;
         }
         loop {
             let notice = tokio::select! {
@@ -82,18 +99,48 @@ impl Watch {
             };
             match notice {
                 Ok(notice) if *notice.room == *self.room => {
+                    if notice.event == RoomEvent::RoomClosed {
+                        self.ended = true;
+                    } else if !self.same_meeting() {
+                        return None;
+                    }
                     let kind = match &notice.event {
-                        sfu::driver::RoomEvent::Speaker { .. } => "speaker",
-                        sfu::driver::RoomEvent::PublisherJoined { .. } => "publisher_joined",
-                        sfu::driver::RoomEvent::PublisherLeft { .. } => "publisher_left",
+                        RoomEvent::Speaker { .. } => "speaker",
+                        RoomEvent::PublisherJoined { .. } => "publisher_joined",
+                        RoomEvent::PublisherLeft { .. } => "publisher_left",
+                        RoomEvent::RoomClosed => "room_closed",
                     };
                     return Event::default().event(kind).json_data(&notice.event).ok();
                 }
                 Ok(_) => {}
                 // Behind: what was missed is gone; the room as it is now replaces it.
-                Err(RecvError::Lagged(_)) => return room_event(&self.sfu, &self.room).await.ok(),
+                Err(RecvError::Lagged(_)) => return self.refresh().await,
                 Err(RecvError::Closed) => return None,
             }
         }
+    }
+
+    /// Whether the room is still the meeting the reader was authorized for: convened by the
+    /// same region (a closed room's name can be convened afresh by another).
+    fn same_meeting(&self) -> bool {
+        self.state.media_rooms().get(&self.room) == Some(self.region)
+    }
+
+    /// A fresh `room` event after a lag, if the room is still the same meeting; a busy
+    /// worker is asked again (a few times), a gone room ends the stream.
+    async fn refresh(&mut self) -> Option<Event> {
+        for _ in 0..5 {
+            if !self.same_meeting() {
+                return None;
+            }
+            match self.sfu.room(&self.room).await {
+                Ok(info) => return Event::default().event("room").json_data(info).ok(),
+                Err(SfuError::Busy | SfuError::Timeout(_)) => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(_) => return None,
+            }
+        }
+        None
     }
 }

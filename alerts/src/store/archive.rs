@@ -7,7 +7,9 @@
 //!   or   FROM alerts_fts CROSS JOIN alerts a ON a.seq = alerts_fts.rowid
 //!        WHERE alerts_fts MATCH '"二氧化硫" AND "西湖区"'    -- terms of ≥ 3 characters
 //! WHERE  <key> < cursor                                    -- keyset: the page below the cursor
-//!   AND  a.kind IN ('food', …) AND a.severity >= 2
+//!   AND  <key> > after                                     -- a range's lower end
+//!   AND  ((a.kind IN ('food', …) AND a.severity IN (2, 3, 4))  -- own kind and severity
+//!         OR (',' || a.inherited_targets || ',') LIKE '%:food:3,%' OR …)  -- or inherited
 //!   AND  a.sent_unix >= from AND a.sent_unix < to
 //!   AND  a.seq IN (SELECT seq FROM alert_regions WHERE region IN (related codes))
 //!   AND  <text> LIKE '%杭州%' ESCAPE '\'                     -- terms of 1–2 characters

@@ -167,7 +167,10 @@ pub struct ArchiveQuery {
     pub kinds: KindSet,
     /// Lowest severity wanted. Like live delivery, an Update or Cancel also matches by what
     /// it inherits (the kind and severity of the alerts it references): a Minor update of an
-    /// Extreme alert is found by `min_severity=severe`.
+    /// Extreme alert is found by `min_severity=severe`. Region, kind and severity are
+    /// matched separately here (live delivery matches them per inherited target), so the
+    /// result holds everything live delivery sent to the filter, and possibly a follow-up
+    /// whose matching kind/severity and region came from different originals.
     pub min_severity: Severity,
     /// Exactly these severities (empty: any), on top of `min_severity` (also matched on what
     /// an Update or Cancel inherits).

@@ -327,6 +327,8 @@ impl Worker {
         };
         if empty {
             self.rooms.remove(&session.room);
+            // Told before the name is released: a new meeting under it comes after this.
+            notify(&self.shared.notices, &session.room, RoomEvent::RoomClosed);
             if let Ok(mut placement) = self.shared.placement.lock() {
                 placement.release(&session.room, self.index);
             }

@@ -1,5 +1,6 @@
 //! Room events for watchers (command-center walls, signaling): who has the floor by voice
-//! (the active speaker, after the core's smoothing) and who joined or left as a publisher.
+//! (the active speaker, after the core's smoothing), who joined or left as a publisher, and
+//! the room's end.
 //! Workers send them on one node-wide `tokio::sync::broadcast` channel of
 //! [`EVENTS_CAPACITY`]: sending never blocks a worker, and a watcher that falls that far
 //! behind loses the oldest and learns it (`RecvError::Lagged`), so it re-reads the room
@@ -33,6 +34,9 @@ pub enum RoomEvent {
         /// Session id.
         id: String,
     },
+    /// The room's last session ended: the room is gone (the name may later be convened
+    /// afresh, by anyone allowed to, as a new meeting).
+    RoomClosed,
 }
 
 /// A [`RoomEvent`] and the room it happened in.
@@ -83,6 +87,7 @@ mod tests {
             json(RoomEvent::PublisherLeft { id: "3".into() }),
             r#"{"type":"publisher_left","id":"3"}"#
         );
+        assert_eq!(json(RoomEvent::RoomClosed), r#"{"type":"room_closed"}"#);
     }
 
     #[test]
