@@ -100,42 +100,67 @@ async fn webrtc_rs_publisher_and_viewer() {
     publisher.close().await.ok();
 }
 
+/// A hub, a webrtc-rs simulcast publisher reaching its SFU through testkit's relay (set up
+/// with `relay`), and a direct webrtc-rs viewer of it, in `room`.
+struct Relayed {
+    hub: Hub,
+    relay: LossyRelay,
+    publisher: WhipPublisher,
+    viewer: WhepViewer,
+    token: String,
+}
+
+impl Relayed {
+    async fn start(room: &str, relay: RelayConfig) -> Relayed {
+        let sfu = {
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+            s.local_addr().expect("addr")
+        };
+        let udp = sfu.to_string();
+        let hub = Hub::start(&[], &[("HUBCAST_SFU__UDP_LISTEN", udp.as_str())]);
+        let relay = LossyRelay::start(sfu, relay).await.expect("relay");
+        let token = hub.token("city-admin", "330100", &[]);
+        let via = ClientOptions {
+            media_via: Some(relay.local_addr()),
+            ..ClientOptions::with_token(&token)
+        };
+        let publisher = WhipPublisher::connect(&hub.url, room, &via, PublishOptions::simulcast())
+            .await
+            .expect("publishes through the relay");
+        let opts = ClientOptions::with_token(&token);
+        let viewer = WhepViewer::connect(&hub.url, room, Some(publisher.session_id()), &opts)
+            .await
+            .expect("plays");
+        Relayed {
+            hub,
+            relay,
+            publisher,
+            viewer,
+            token,
+        }
+    }
+}
+
 /// Replayed RTP (here every datagram of the publisher arrives twice, as a duplicating
 /// network or an attacker on the path would send it) is dropped before decryption and
 /// counted; the viewer gets each packet once.
 #[tokio::test]
 async fn replayed_rtp_is_dropped_and_counted() {
     testkit::isolated!();
-    let sfu = {
-        let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-        s.local_addr().expect("addr")
+    let duplicating = RelayConfig {
+        loss: 0.0,
+        delay: Duration::ZERO,
+        direction: Direction::ToServer,
+        seed: 3,
+        duplicate: 1.0,
     };
-    let udp = sfu.to_string();
-    let hub = Hub::start(&[], &[("HUBCAST_SFU__UDP_LISTEN", udp.as_str())]);
-    let relay = LossyRelay::start(
-        sfu,
-        RelayConfig {
-            loss: 0.0,
-            delay: Duration::ZERO,
-            direction: Direction::ToServer,
-            seed: 3,
-            duplicate: 1.0,
-        },
-    )
-    .await
-    .expect("relay");
-    let token = hub.token("city-admin", "330100", &[]);
-    let via = ClientOptions {
-        media_via: Some(relay.local_addr()),
-        ..ClientOptions::with_token(&token)
-    };
-    let publisher = WhipPublisher::connect(&hub.url, "dup", &via, PublishOptions::simulcast())
-        .await
-        .expect("publishes through the duplicating relay");
-    let opts = ClientOptions::with_token(&token);
-    let viewer = WhepViewer::connect(&hub.url, "dup", Some(publisher.session_id()), &opts)
-        .await
-        .expect("plays");
+    let Relayed {
+        hub,
+        relay,
+        publisher,
+        viewer,
+        ..
+    } = Relayed::start("dup", duplicating).await;
     let stats = viewer
         .wait_for("video and audio", WAIT, |s| {
             s.video.frames > 30 && s.audio.packets > 50
@@ -170,34 +195,18 @@ async fn garbage_from_a_connected_peer_does_not_disturb_its_session() {
     use proptest::prelude::*;
     use proptest::test_runner::{Config, TestRunner};
     testkit::isolated!();
-    let sfu = {
-        let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-        s.local_addr().expect("addr")
+    let clean = RelayConfig {
+        loss: 0.0,
+        delay: Duration::ZERO,
+        ..RelayConfig::default()
     };
-    let udp = sfu.to_string();
-    let hub = Hub::start(&[], &[("HUBCAST_SFU__UDP_LISTEN", udp.as_str())]);
-    let relay = LossyRelay::start(
-        sfu,
-        RelayConfig {
-            loss: 0.0,
-            delay: Duration::ZERO,
-            ..RelayConfig::default()
-        },
-    )
-    .await
-    .expect("relay");
-    let token = hub.token("city-admin", "330100", &[]);
-    let via = ClientOptions {
-        media_via: Some(relay.local_addr()),
-        ..ClientOptions::with_token(&token)
-    };
-    let publisher = WhipPublisher::connect(&hub.url, "junk", &via, PublishOptions::simulcast())
-        .await
-        .expect("publishes through the relay");
-    let opts = ClientOptions::with_token(&token);
-    let viewer = WhepViewer::connect(&hub.url, "junk", Some(publisher.session_id()), &opts)
-        .await
-        .expect("plays");
+    let Relayed {
+        hub,
+        relay,
+        publisher,
+        viewer,
+        token,
+    } = Relayed::start("junk", clean).await;
     let before = viewer
         .wait_for("media", WAIT, |s| {
             s.video.frames > 30 && s.audio.packets > 50
