@@ -509,3 +509,30 @@ async fn room_events_push_joins_leaves_and_the_speaker() {
     assert!(events.ended().await, "the stream ends with the room");
     elsewhere.close().await.ok();
 }
+
+/// A room-events stream does not outlive the token that opened it: at its `exp` (plus the
+/// leeway, 0 here) the stream says `token_expired` and ends.
+#[tokio::test]
+async fn a_room_events_stream_ends_when_its_token_expires() {
+    testkit::isolated!();
+    let hub = Hub::start(&[], &[("HUBCAST_AUTH__LEEWAY_SECS", "0")]);
+    let token = hub.token("city-admin", "330100", &[]);
+    let opts = ClientOptions::with_token(&token);
+    let publisher =
+        WhipPublisher::connect(&hub.url, "short", &opts, PublishOptions::audio_only(90))
+            .await
+            .expect("publisher");
+    let brief = hub.token("city-admin", "330100", &["--ttl", "3s"]);
+    let opened = tokio::time::Instant::now();
+    let mut events = RoomEvents::open(&hub, "short", &brief).await;
+    assert_eq!(events.next().await.0, "room");
+    let (name, _) = events.next().await;
+    assert_eq!(name, "token_expired");
+    assert!(
+        opened.elapsed() <= Duration::from_secs(4),
+        "at the token's expiry: {:?}",
+        opened.elapsed()
+    );
+    assert!(events.ended().await, "then the stream ends");
+    publisher.close().await.ok();
+}

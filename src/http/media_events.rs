@@ -10,7 +10,9 @@
 //! found convened by another region (the authorization was for the first one). A reader
 //! that falls more than `sfu::driver::EVENTS_CAPACITY` events behind the node gets a fresh
 //! `room` event instead of what it missed. A comment every 15 s keeps proxies from closing a
-//! quiet stream; the stream ends when the hub shuts down.
+//! quiet stream. When the token that opened it stops being accepted (its `exp` plus
+//! `auth.leeway_secs`), the stream sends `token_expired` and ends: a reader opens it again
+//! with a fresh token. It also ends when the hub shuts down.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -24,7 +26,7 @@ use tokio::sync::broadcast::Receiver;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
-use super::{ApiError, AppState, Authenticated};
+use super::{ApiError, AppState, AuthenticatedUntil};
 
 /// Keep-alive comments on a quiet stream: below common proxy idle timeouts (60 s).
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -33,9 +35,11 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 pub async fn room_events(
     State(state): State<AppState>,
     Path(room): Path<String>,
-    Authenticated(who): Authenticated,
+    AuthenticatedUntil(who, until): AuthenticatedUntil,
 ) -> Result<Response, ApiError> {
     let (sfu, region) = super::media::authorize_watch(&state, &room, &who)?;
+    let left = until.saturating_sub(crate::clock::unix_now());
+    let expiry = Box::pin(tokio::time::sleep(Duration::from_secs(left)));
     let sfu = sfu.clone();
     // Watching before the snapshot: a change between the two is sent after it, not lost.
     let notices = sfu.watch();
@@ -49,6 +53,7 @@ pub async fn room_events(
         notices,
         first: Some(snapshot),
         ended: false,
+        expiry,
         stop,
     };
     let stream = futures_util::stream::unfold(watch, |mut watch| async move {
@@ -77,8 +82,10 @@ struct Watch {
     region: RegionCode,
     notices: Receiver<RoomNotice>,
     first: Option<Event>,
-    /// `room_closed` was sent: the stream ends.
+    /// `room_closed` or `token_expired` was sent: the stream ends.
     ended: bool,
+    /// When the token that opened the stream stops being accepted.
+    expiry: std::pin::Pin<Box<tokio::time::Sleep>>,
     stop: CancellationToken,
 }
 
@@ -95,6 +102,10 @@ impl Watch {
         loop {
             let notice = tokio::select! {
                 () = self.stop.cancelled() => return None,
+                () = &mut self.expiry => {
+                    self.ended = true;
+                    return Some(Event::default().event("token_expired").data("{}"));
+                }
                 notice = self.notices.recv() => notice,
             };
             match notice {

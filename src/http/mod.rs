@@ -29,7 +29,7 @@ mod observe;
 mod raw;
 
 pub use alerts::AlertsState;
-pub use auth::Authenticated;
+pub use auth::{Authenticated, AuthenticatedUntil};
 pub use error::ApiError;
 
 use std::sync::Arc;

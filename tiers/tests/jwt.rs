@@ -186,6 +186,9 @@ fn expiry_and_issue_time_use_the_callers_clock_with_leeway() {
         Err(TokenError::NotYetValid)
     );
     assert_eq!(verifier.verify(&token, 0), Err(TokenError::NotYetValid));
+    // What a stream opened with it must not outlive: the first second it is refused.
+    let (_, until) = verifier.verify_until(&token, NOW).expect("valid");
+    assert_eq!(until, NOW + 90);
 }
 
 #[test]

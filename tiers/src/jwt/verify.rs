@@ -68,6 +68,14 @@ impl TokenVerifier {
     /// Verifies `token` at time `now_unix` and returns the principal it carries.
     /// Never panics, whatever the input.
     pub fn verify(&self, token: &str, now_unix: u64) -> Result<Principal, TokenError> {
+        self.verify_until(token, now_unix)
+            .map(|(principal, _)| principal)
+    }
+
+    /// Like [`TokenVerifier::verify`], and also the unix second from which the token is no
+    /// longer accepted (`exp` plus the leeway): what a long-lived stream opened with it must
+    /// not outlive.
+    pub fn verify_until(&self, token: &str, now_unix: u64) -> Result<(Principal, u64), TokenError> {
         let malformed = |why: &str| TokenError::Malformed(why.to_owned());
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::Malformed(format!(
@@ -140,6 +148,7 @@ impl TokenVerifier {
                 "exp must be later than iat".into(),
             ));
         }
+        let until = claims.exp.saturating_add(self.leeway_secs);
         Principal::new(
             &self.tree,
             claims.sub,
@@ -147,6 +156,7 @@ impl TokenVerifier {
             claims.region,
             claims.meeting,
         )
+        .map(|principal| (principal, until))
         .map_err(|e| TokenError::InvalidClaims(e.to_string()))
     }
 }
