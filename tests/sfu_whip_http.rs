@@ -243,13 +243,16 @@ async fn whip_whep_status_codes_and_permissions() {
     assert_eq!(room.json()["publishers"].as_array().map(Vec::len), Some(1));
     assert_eq!(room.json()["viewers"], 1);
 
-    // DELETE ends the viewer; again is 404.
+    // DELETE ends the viewer (counted by why); again is 404.
     assert_eq!(delete(&hub, &viewer_location, &county).await.status, 200);
     expect(
         &delete(&hub, &viewer_location, &county).await,
         404,
         "no_such_session",
     );
+    let metrics = get(hub.addr, "/metrics", &[]).await.body;
+    let deleted = r#"hubcast_sfu_sessions_ended_total{reason="deleted"}"#;
+    assert_eq!(metric(&metrics, deleted), 1.0, "{metrics}");
     // PATCH: trickle (same credentials) is 204; new credentials restart ICE: 200 with ours.
     let frag = "application/trickle-ice-sdpfrag";
     let (hub_ref, city_ref) = (&hub, city.as_str());
@@ -411,6 +414,8 @@ async fn peers_that_never_connect_are_reaped() {
                 3.0,
                 "{metrics}"
             );
+            let reason = r#"hubcast_sfu_sessions_ended_total{reason="connect_timeout"}"#;
+            assert_eq!(metric(&metrics, reason), 3.0, "{metrics}");
             reaped = true;
             break;
         }

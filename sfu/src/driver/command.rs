@@ -11,6 +11,7 @@ use str0m::IceCreds;
 use super::api::{SessionCreated, SessionKind, SessionRef, SessionRequest, SfuError};
 use super::demux::Route;
 use super::events::{RoomEvent, notify};
+use super::metrics::SESSION_END_REASONS;
 use super::room::RoomSlot;
 use super::session::{self, Session};
 use super::worker::Worker;
@@ -200,6 +201,7 @@ impl Worker {
             next_timeout: now,
             rx: HashMap::new(),
             replay: crate::core::IdMap::default(),
+            failed: false,
             tracks: HashMap::new(),
             layers: HashMap::new(),
             announced: Vec::new(),
@@ -310,6 +312,14 @@ impl Worker {
         self.shared.ufrags.remove(&session.ufrag);
         self.shared.metrics.peers.dec();
         self.shared.peer_slots.give_back();
+        // A reason outside the fixed set would be an unbounded label: counted as `closed`.
+        let reason = if SESSION_END_REASONS.contains(&why) {
+            why
+        } else {
+            "closed"
+        };
+        let ended = &self.shared.metrics.sessions_ended;
+        ended.with_label_values(&[reason]).inc();
         let tracks = i64::try_from(session.announced.len()).unwrap_or(0);
         self.shared.metrics.tracks.sub(tracks);
         tracing::debug!(session = id, room = %session.room, why, "session removed");

@@ -36,12 +36,29 @@ pub struct SfuMetrics {
     pub speaker_changes: IntCounter,
     /// `hubcast_sfu_tcp_connections`: ICE-TCP connections open.
     pub tcp_connections: IntGauge,
+    /// `hubcast_sfu_sessions_ended_total{reason}`: sessions removed, by why
+    /// ([`SESSION_END_REASONS`]): an operator tells peers that hang up from ones whose ICE
+    /// or DTLS failed.
+    pub sessions_ended: IntCounterVec,
     /// `hubcast_sfu_tcp_closed_total{reason}`: ICE-TCP connections the SFU closed: `full`
     /// (over `max_tcp_connections`), `no_session` (nothing routed to a session within the
     /// connect timeout, or its session ended), `idle` (silent past the idle timeout), `write_stalled` (the peer
     /// stopped reading).
     pub tcp_closed: IntCounterVec,
 }
+
+/// Why a session ended (the `reason` label's whole value set): `deleted` (WHIP/WHEP
+/// `DELETE`), `closed` (the peer closed DTLS, or str0m gave it up), `connect_timeout` (ICE or
+/// DTLS never completed), `ice_disconnected` (consent lost), `failed` (str0m reported an
+/// error for it), `shutdown`.
+pub const SESSION_END_REASONS: [&str; 6] = [
+    "deleted",
+    "closed",
+    "connect_timeout",
+    "ice_disconnected",
+    "failed",
+    "shutdown",
+];
 
 /// Why the SFU closed an ICE-TCP connection (the label's whole value set).
 pub const TCP_CLOSE_REASONS: [&str; 4] = ["full", "no_session", "idle", "write_stalled"];
@@ -167,6 +184,16 @@ impl SfuMetrics {
         for reason in TCP_CLOSE_REASONS {
             tcp_closed.with_label_values(&[reason]);
         }
+        let sessions_ended = IntCounterVec::new(
+            Opts::new(
+                "hubcast_sfu_sessions_ended_total",
+                "Sessions removed, by reason.",
+            ),
+            &["reason"],
+        )?;
+        for reason in SESSION_END_REASONS {
+            sessions_ended.with_label_values(&[reason]);
+        }
         let drops =
             DropReason::ALL.map(|reason| dropped_packets.with_label_values(&[reason.as_str()]));
         for direction in ["from_viewers", "to_publishers"] {
@@ -188,6 +215,7 @@ impl SfuMetrics {
             send_dropped,
             speaker_changes,
             tcp_connections,
+            sessions_ended,
             tcp_closed,
         };
         registry.register(Box::new(metrics.peers.clone()))?;
@@ -203,6 +231,7 @@ impl SfuMetrics {
         registry.register(Box::new(metrics.send_dropped.clone()))?;
         registry.register(Box::new(metrics.speaker_changes.clone()))?;
         registry.register(Box::new(metrics.tcp_connections.clone()))?;
+        registry.register(Box::new(metrics.sessions_ended.clone()))?;
         registry.register(Box::new(metrics.tcp_closed.clone()))?;
         Ok(metrics)
     }

@@ -55,6 +55,8 @@ pub(crate) struct Session {
     pub rx: HashMap<Ssrc, RxStream>,
     /// Per incoming main-stream SSRC, the sequence numbers str0m accepted lately.
     pub replay: crate::core::IdMap<u32, super::replay::ReplayWindow>,
+    /// str0m reported an error for it: reaped as `failed`, not `closed`.
+    pub failed: bool,
     /// Publisher: media line → track id.
     pub tracks: HashMap<Mid, (u64, MediaKind)>,
     /// Publisher: each track's simulcast rids, lowest quality first (empty: no simulcast).

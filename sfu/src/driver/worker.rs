@@ -283,7 +283,7 @@ impl Worker {
         let mut reap = Vec::new();
         for (id, session) in &mut self.sessions {
             if !session.rtc.is_alive() {
-                reap.push((*id, "closed"));
+                reap.push((*id, if session.failed { "failed" } else { "closed" }));
                 continue;
             }
             if !session.connected && now.duration_since(session.created) > connect_timeout {
@@ -385,6 +385,7 @@ impl Worker {
                 Ok(Output::Event(event)) => self.events.push((id, event)),
                 Err(err) => {
                     tracing::debug!(session = id, error = %err, "session failed");
+                    session.failed = true;
                     session.rtc.disconnect();
                     session.next_timeout = Instant::now();
                     break;
