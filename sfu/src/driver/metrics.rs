@@ -37,7 +37,7 @@ pub struct SfuMetrics {
     /// `hubcast_sfu_tcp_connections`: ICE-TCP connections open.
     pub tcp_connections: IntGauge,
     /// `hubcast_sfu_sessions_ended_total{reason}`: sessions removed, by why
-    /// ([`SESSION_END_REASONS`]): an operator tells peers that hang up from ones whose ICE
+    /// (`SESSION_END_REASONS`): an operator tells peers that hang up from ones whose ICE
     /// or DTLS failed.
     pub sessions_ended: IntCounterVec,
     /// `hubcast_sfu_tcp_closed_total{reason}`: ICE-TCP connections the SFU closed: `full`
