@@ -1,4 +1,5 @@
-//! Replayed RTP, found before decryption: per incoming SSRC, the sequence numbers str0m
+//! Replayed RTP, found before decryption: per incoming SSRC (kept in its `RxStream`, so the
+//! check and the record are the lookup the packet needs anyway), the sequence numbers str0m
 //! accepted lately. A datagram carrying one of them again (a replay, or a network duplicate)
 //! is dropped and counted (`dropped_packets{reason="replayed"}`) without the SRTP work str0m
 //! would spend on it before dropping it silently.

@@ -14,6 +14,7 @@ use super::api::{
 };
 use super::config::SfuConfig;
 use super::metrics::DropReason;
+use super::replay::ReplayWindow;
 use super::session::{RxStream, TxStream};
 use super::worker::Worker;
 use crate::core;
@@ -165,8 +166,12 @@ impl Worker {
             return;
         }
         let ssrc = packet.header.ssrc;
-        let stream = match session.rx.get(&ssrc) {
-            Some(s) => *s,
+        // str0m accepted it (repairs come out under their main SSRC and number).
+        let stream = match session.rx.get_mut(&ssrc) {
+            Some(s) => {
+                s.replay.accepted(*packet.seq_no);
+                *s
+            }
             None => {
                 let mut api = session.rtc.direct_api();
                 let Some((mid, rid)) = api.stream_rx(&ssrc).map(|rx| (rx.mid(), rx.rid())) else {
@@ -210,17 +215,17 @@ impl Worker {
                         session.announced.push(track);
                     }
                 }
-                let s = RxStream {
+                let mut s = RxStream {
                     track,
                     layer,
                     codec,
+                    replay: ReplayWindow::default(),
                 };
+                s.replay.accepted(*packet.seq_no);
                 session.rx.insert(ssrc, s);
                 s
             }
         };
-        // str0m accepted it (repairs come out under their main SSRC and number).
-        (session.replay.entry(*ssrc).or_default()).accepted(*packet.seq_no);
         let Some(slot) = self.rooms.get_mut(&session.room) else {
             return;
         };

@@ -27,6 +27,8 @@ pub(crate) struct RxStream {
     pub layer: u8,
     /// Codec of the stream.
     pub codec: crate::core::Codec,
+    /// The sequence numbers str0m accepted lately on it (`replay`).
+    pub replay: super::replay::ReplayWindow,
 }
 
 /// An outgoing stream toward a viewer.
@@ -52,9 +54,7 @@ pub(crate) struct Session {
     /// When `rtc` next wants `Input::Timeout`.
     pub next_timeout: Instant,
     /// Publisher: incoming SSRC → track/layer (filled as streams appear).
-    pub rx: HashMap<Ssrc, RxStream>,
-    /// Per incoming main-stream SSRC, the sequence numbers str0m accepted lately.
-    pub replay: crate::core::IdMap<u32, super::replay::ReplayWindow>,
+    pub rx: crate::core::IdMap<Ssrc, RxStream>,
     /// str0m reported an error for it: reaped as `failed`, not `closed`.
     pub failed: bool,
     /// Publisher: media line → track id.

@@ -259,7 +259,7 @@ impl Worker {
             return;
         };
         if let Some((ssrc, seq)) = super::replay::rtp_ssrc_seq(data)
-            && session.replay.get(&ssrc).is_some_and(|w| w.is_replay(seq))
+            && (session.rx.get(&ssrc.into())).is_some_and(|s| s.replay.is_replay(seq))
         {
             metrics.dropped(DropReason::Replayed);
             return;
