@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -66,14 +65,7 @@ impl Publisher {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("python3 (scripts/test.sh installs aiortc)");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let line = rx
+        let line = common::stdout_lines(&mut child)
             .recv_timeout(Duration::from_secs(40))
             .expect("aiortc reports connected");
         assert!(

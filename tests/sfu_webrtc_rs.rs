@@ -101,13 +101,15 @@ async fn webrtc_rs_publisher_and_viewer() {
 }
 
 /// A hub, a webrtc-rs simulcast publisher reaching its SFU through testkit's relay (set up
-/// with `relay`), and a direct webrtc-rs viewer of it, in `room`.
+/// with `relay`), and a direct webrtc-rs viewer of it, in `room`, once media flows.
 struct Relayed {
     hub: Hub,
     relay: LossyRelay,
     publisher: WhipPublisher,
     viewer: WhepViewer,
     token: String,
+    /// What the viewer had received when media was seen flowing.
+    flowing: testkit::rtc_client::ViewerStats,
 }
 
 impl Relayed {
@@ -131,12 +133,19 @@ impl Relayed {
         let viewer = WhepViewer::connect(&hub.url, room, Some(publisher.session_id()), &opts)
             .await
             .expect("plays");
+        let flowing = viewer
+            .wait_for("video and audio", WAIT, |s| {
+                s.video.frames > 30 && s.audio.packets > 50
+            })
+            .await
+            .expect("media flows");
         Relayed {
             hub,
             relay,
             publisher,
             viewer,
             token,
+            flowing,
         }
     }
 }
@@ -159,14 +168,9 @@ async fn replayed_rtp_is_dropped_and_counted() {
         relay,
         publisher,
         viewer,
+        flowing: stats,
         ..
     } = Relayed::start("dup", duplicating).await;
-    let stats = viewer
-        .wait_for("video and audio", WAIT, |s| {
-            s.video.frames > 30 && s.audio.packets > 50
-        })
-        .await
-        .expect("media flows");
     assert_eq!(
         (stats.video.duplicates, stats.audio.duplicates),
         (0, 0),
@@ -206,13 +210,8 @@ async fn garbage_from_a_connected_peer_does_not_disturb_its_session() {
         publisher,
         viewer,
         token,
+        flowing: before,
     } = Relayed::start("junk", clean).await;
-    let before = viewer
-        .wait_for("media", WAIT, |s| {
-            s.video.frames > 30 && s.audio.packets > 50
-        })
-        .await
-        .expect("media flows");
     let datagram = prop_oneof![
         proptest::collection::vec(any::<u8>(), 0..1400),
         // RTP (RFC 7983: 128–191) and RTCP (payload types 192–223 in the second byte).

@@ -17,6 +17,21 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_hubcast")
 }
 
+/// The lines `child` writes to its (piped) stdout, as they come, read by a thread of their
+/// own; the channel closes when the child does.
+pub fn stdout_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
+    let stdout = child.stdout.take().expect("stdout piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
 /// Runs `hubcast ARGS` to completion with extra env vars; returns (status, stdout, stderr).
 pub fn run(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String, String) {
     let out = Command::new(binary())
@@ -67,19 +82,16 @@ impl Hub {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn hubcast serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(url) = line.strip_prefix("hubcast listening on ") {
-                    let _ = tx.send(url.to_owned());
-                }
+        let lines = stdout_lines(&mut child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let url = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line =
+                (lines.recv_timeout(left)).expect("hubcast did not report its address within 30 s");
+            if let Some(url) = line.strip_prefix("hubcast listening on ") {
+                break url.to_owned();
             }
-        });
-        let url = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("hubcast did not report its address within 30 s");
+        };
         let addr = url
             .rsplit("//")
             .next()
