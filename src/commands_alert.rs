@@ -270,7 +270,7 @@ fn parse_answer(raw: &[u8]) -> anyhow::Result<Answer> {
     let length = header("content-length").and_then(|v| v.parse::<usize>().ok());
     let body = &raw[split + 4..];
     let body = match (chunked, length) {
-        (true, _) => dechunk(body),
+        (true, _) => dechunk(body)?,
         // A connection cut short (over TLS, a close without close_notify is let through to
         // here) must not pass for a whole answer.
         (false, Some(length)) if body.len() < length => {
@@ -288,24 +288,26 @@ fn parse_answer(raw: &[u8]) -> anyhow::Result<Answer> {
     })
 }
 
-/// The payload of a chunked body (stops at the last chunk or at anything malformed).
-fn dechunk(mut rest: &[u8]) -> Vec<u8> {
+/// The payload of a chunked body, up to its last (zero-size) chunk; a body that ends before
+/// it, or a malformed chunk, is an error (a connection cut short is not a whole answer).
+fn dechunk(mut rest: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let cut = || anyhow!("the answer was cut short (chunked body without its last chunk)");
     let mut out = Vec::new();
-    while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
+    loop {
+        let eol = rest.windows(2).position(|w| w == b"\r\n").ok_or_else(cut)?;
         let size = std::str::from_utf8(&rest[..eol])
             .ok()
             .map(|line| line.split(';').next().unwrap_or("").trim())
-            .and_then(|hex| usize::from_str_radix(hex, 16).ok());
+            .and_then(|hex| usize::from_str_radix(hex, 16).ok())
+            .ok_or_else(|| anyhow!("the answer has a malformed chunk size"))?;
+        if size == 0 {
+            return Ok(out);
+        }
         let after = &rest[eol + 2..];
-        let Some(size) = size.filter(|&n| n > 0 && n <= after.len()) else {
-            break;
-        };
-        out.extend_from_slice(&after[..size]);
-        rest = after[size..]
-            .strip_prefix(b"\r\n")
-            .unwrap_or(&after[size..]);
+        let chunk = after.get(..size).ok_or_else(cut)?;
+        out.extend_from_slice(chunk);
+        rest = after[size..].strip_prefix(b"\r\n").ok_or_else(cut)?;
     }
-    out
 }
 
 #[cfg(test)]
@@ -368,6 +370,9 @@ mod tests {
         assert!(parse_answer(b"garbage").is_err());
         let cut = b"HTTP/1.1 201 Created\r\nContent-Length: 20\r\n\r\n{\"id\":\"1\"";
         let err = parse_answer(cut).expect_err("cut short");
+        assert!(err.to_string().contains("cut short"), "{err}");
+        let cut = b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n";
+        let err = parse_answer(cut).expect_err("no last chunk");
         assert!(err.to_string().contains("cut short"), "{err}");
     }
 }
