@@ -15,22 +15,24 @@ use crate::config::ConfigError;
 /// Names the generated development certificate is valid for.
 const SELF_SIGNED_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 
-/// Loads a PEM certificate chain and key, checking they belong together.
-pub fn load_pem_files(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, ConfigError> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|err| {
-            ConfigError::new("tls.cert", format!("cannot read {}: {err}", cert.display()))
-        })?
+/// The certificates of PEM file `path` (at least one), errors naming `setting`.
+fn load_certs(path: &Path, setting: &str) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .map_err(|err| ConfigError::new(setting, format!("cannot read {}: {err}", path.display())))?
         .collect::<Result<_, _>>()
-        .map_err(|err| {
-            ConfigError::new("tls.cert", format!("{}: bad PEM: {err}", cert.display()))
-        })?;
+        .map_err(|err| ConfigError::new(setting, format!("{}: bad PEM: {err}", path.display())))?;
     if certs.is_empty() {
         return Err(ConfigError::new(
-            "tls.cert",
-            format!("{} holds no CERTIFICATE block", cert.display()),
+            setting,
+            format!("{} holds no CERTIFICATE block", path.display()),
         ));
     }
+    Ok(certs)
+}
+
+/// Loads a PEM certificate chain and key, checking they belong together.
+pub fn load_pem_files(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, ConfigError> {
+    let certs = load_certs(cert, "tls.cert")?;
     let key_der = PrivateKeyDer::from_pem_file(key).map_err(|err| {
         ConfigError::new(
             "tls.key",
@@ -96,8 +98,8 @@ const SYSTEM_BUNDLES: [&str; 4] = [
 /// A TLS client trusting the certificates in `ca` (PEM: a government network's own CA, or a
 /// hub's self-signed certificate), or without it the system's bundle. TLS 1.3 and 1.2.
 pub fn client_config(ca: Option<&Path>) -> Result<Arc<ClientConfig>, ConfigError> {
-    let (setting, path) = match ca {
-        Some(path) => ("ca", path.to_path_buf()),
+    let path = match ca {
+        Some(path) => path.to_path_buf(),
         None => {
             let env = std::env::var_os("SSL_CERT_FILE").map(std::path::PathBuf::from);
             let found = env
@@ -109,18 +111,17 @@ pub fn client_config(ca: Option<&Path>) -> Result<Arc<ClientConfig>, ConfigError
                                ca-certificates.crt): give --ca FILE";
                 return Err(ConfigError::new("ca", message));
             };
-            ("ca", path)
+            path
         }
     };
-    let bad = |why: String| ConfigError::new(setting, format!("{}: {why}", path.display()));
+    let bad = |why: String| ConfigError::new("ca", format!("{}: {why}", path.display()));
     let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(&path).map_err(|e| bad(e.to_string()))? {
-        let cert = cert.map_err(|e| bad(format!("bad PEM: {e}")))?;
-        // A bundle may hold certificates this build cannot use; the others still count.
-        let _ = roots.add(cert);
-    }
+    // A bundle may hold certificates this build cannot use; the others still count.
+    let (_, unusable) = roots.add_parsable_certificates(load_certs(&path, "ca")?);
     if roots.is_empty() {
-        return Err(bad("holds no usable CERTIFICATE block".to_owned()));
+        return Err(bad(format!(
+            "none of its {unusable} certificates is usable"
+        )));
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = ClientConfig::builder_with_provider(provider)
