@@ -47,6 +47,36 @@ fn cli(redis: &Redis, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Rewrites the log's last entry, `seq`, as an older hubcast wrote it: no `targets` field.
+fn strip_targets_of_last(redis: &Redis, seq: u64) {
+    let id = format!("{seq}-0");
+    let listing = cli(redis, &["XRANGE", "{hubcast}:alerts:log", &id, &id]);
+    // `--raw`: the id, then field and value lines; the record is one line of JSON.
+    let json = (listing.lines())
+        .skip_while(|l| *l != "rec")
+        .nth(1)
+        .expect("rec value");
+    let mut rec: serde_json::Value = serde_json::from_str(json).expect("record");
+    assert!(rec["targets"].is_array(), "{rec}");
+    rec.as_object_mut().expect("object").remove("targets");
+    assert!(cli(redis, &["XDEL", "{hubcast}:alerts:log", &id]).contains('1'));
+    let before = format!("{}-0", seq - 1);
+    assert!(cli(redis, &["XSETID", "{hubcast}:alerts:log", &before]).contains("OK"));
+    let added = cli(
+        redis,
+        &[
+            "XADD",
+            "{hubcast}:alerts:log",
+            &id,
+            "rec",
+            &rec.to_string(),
+            "raw",
+            "raw",
+        ],
+    );
+    assert!(added.contains(&id), "{added}");
+}
+
 #[test]
 fn a_record_without_targets_gets_them_from_what_it_references() {
     let redis = Redis::start();
@@ -90,31 +120,7 @@ fn a_record_without_targets_gets_them_from_what_it_references() {
     assert_eq!(update.alert.inherited_targets, [extreme]);
     assert_eq!(update.alert.references, [original.seq]);
 
-    // Rewrite U as an older hubcast wrote it: no `targets` field.
-    let listing = cli(&redis, &["XRANGE", "{hubcast}:alerts:log", "2-0", "2-0"]);
-    // `--raw`: the id, then field and value lines; the record is one line of JSON.
-    let json = (listing.lines())
-        .skip_while(|l| *l != "rec")
-        .nth(1)
-        .expect("rec value");
-    let mut rec: serde_json::Value = serde_json::from_str(json).expect("record");
-    assert!(rec["targets"].is_array(), "{rec}");
-    rec.as_object_mut().expect("object").remove("targets");
-    assert!(cli(&redis, &["XDEL", "{hubcast}:alerts:log", "2-0"]).contains('1'));
-    assert!(cli(&redis, &["XSETID", "{hubcast}:alerts:log", "1-0"]).contains("OK"));
-    let added = cli(
-        &redis,
-        &[
-            "XADD",
-            "{hubcast}:alerts:log",
-            "2-0",
-            "rec",
-            &rec.to_string(),
-            "raw",
-            "raw",
-        ],
-    );
-    assert!(added.contains("2-0"), "{added}");
+    strip_targets_of_last(&redis, update.seq);
     drop(store);
 
     // Read back, U has O's audience again; a bare Cancel of U inherits it, Extreme included.
@@ -139,5 +145,66 @@ fn a_record_without_targets_gets_them_from_what_it_references() {
     assert!(
         cancel.alert.to_published().inherited.contains(&extreme),
         "routed to the Extreme subscribers of O"
+    );
+}
+
+/// A record without targets that references a newer record (an older instance's Update of an
+/// Update, in a rolling upgrade) inherits that record's whole reach, the grandparent's
+/// severity included, not only the referenced record's own severity.
+#[test]
+fn a_record_without_targets_inherits_the_whole_reach_of_a_newer_original() {
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let open = || {
+        RedisStore::open(
+            &redis.url(),
+            "hubcast",
+            &dir.path().join("index.sqlite3"),
+            StoreConfig::default(),
+        )
+        .expect("store")
+    };
+    let store = open();
+    let publisher = Publisher {
+        label: "province-admin@330000 zj",
+        region: RegionCode::parse("330000").expect("code"),
+        rule: SenderRule::FirstUse,
+        may_reach: None,
+    };
+    let update_of = |identifier: &str, original: &str| {
+        fixture(identifier, "Minor")
+            .replacen("<msgType>Alert</msgType>", "<msgType>Update</msgType>", 1)
+            .replacen(
+                "<scope>Public</scope>",
+                &format!(
+                    "<scope>Public</scope><references>{SENDER},{original},{SENT}</references>"
+                ),
+                1,
+            )
+    };
+    // O Extreme; U a Minor update of O (inherits O's Extreme); V a Minor update of U.
+    store
+        .append(&alert(&fixture("O", "Extreme")), "raw", &publisher, 1)
+        .expect("O");
+    store
+        .append(&alert(&update_of("U", "O")), "raw", &publisher, 2)
+        .expect("U");
+    let v = store
+        .append(&alert(&update_of("V", "U")), "raw", &publisher, 3)
+        .expect("V");
+    let extreme = Inherited {
+        region: RegionCode::parse("330100").expect("code"),
+        kind: AlertKind::Food,
+        severity: Severity::Extreme,
+    };
+    assert_eq!(v.alert.inherited_targets, [extreme]);
+    strip_targets_of_last(&redis, v.seq);
+    drop(store);
+    let store = open();
+    let legacy = store.get(v.seq).expect("get").expect("V");
+    assert_eq!(
+        legacy.inherited_targets,
+        [extreme],
+        "O's Extreme, through U"
     );
 }

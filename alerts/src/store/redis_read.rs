@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use redis::{Client, Connection, Value};
 
+use super::append::Target;
 use super::redis::IO_TIMEOUT;
 use super::redis_log::{self, Entry, Slot, entry_id};
 use super::{StoreError, StoredAlert};
@@ -38,9 +39,10 @@ pub(super) fn read_entry(
         .transpose()
 }
 
-/// Fills in the inherited targets of a record written before they were stored, as SQLite's
-/// schema 3 backfill does: each referenced alert's regions (own and inherited) with that
-/// alert's kind and severity. `read` reads an entry by number as stored; one read per
+/// Fills in the inherited targets of a record written before they were stored: each
+/// referenced alert's reach (`append::Target::reach_of`), or for a referenced alert written
+/// before them too, its regions (own and inherited) with its kind and severity, as SQLite's
+/// schema 3 backfill does. `read` reads an entry by number as stored; one read per
 /// reference, only for such records.
 pub(super) fn complete_targets(
     entry: &mut Entry,
@@ -64,12 +66,20 @@ pub(super) fn complete_targets(
             Err(err) => return Err(err),
         };
         let o = original.alert;
-        let regions = o.regions.iter().chain(&o.inherited_regions);
-        targets.extend(regions.map(|&region| Inherited {
-            region,
-            kind: o.kind,
-            severity: o.severity,
-        }));
+        if original.targets_missing {
+            // An old original too: its own and inherited regions, with its kind and severity
+            // (what SQLite's backfill assumes for a chain of updates).
+            let regions = o.regions.iter().chain(&o.inherited_regions);
+            targets.extend(regions.map(|&region| Inherited {
+                region,
+                kind: o.kind,
+                severity: o.severity,
+            }));
+        } else {
+            // Its reach as a new record states it, grandparents' kinds and severities kept.
+            let reach = Target::reach_of(&o.regions, o.kind, o.severity, &o.inherited_targets);
+            targets.extend(reach);
+        }
     }
     entry.alert.inherited_targets = Inherited::reduce(targets);
     entry.targets_missing = false;
