@@ -20,7 +20,7 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse as _, Response};
-use sfu::driver::{RoomEvent, RoomNotice, Sfu, SfuError};
+use sfu::driver::{RoomEvent, RoomInfo, RoomNotice, Sfu, SfuError};
 use tiers::RegionCode;
 use tokio::sync::broadcast::Receiver;
 use tokio::sync::broadcast::error::RecvError;
@@ -43,7 +43,7 @@ pub async fn room_events(
     let sfu = sfu.clone();
     // Watching before the snapshot: a change between the two is sent after it, not lost.
     let notices = sfu.watch();
-    let snapshot = room_event(&sfu, &room).await?;
+    let snapshot = room_event(sfu.room(&room).await?);
     let stop = state.shutdown().token().clone();
     let watch = Watch {
         state,
@@ -64,13 +64,12 @@ pub async fn room_events(
     Ok(Sse::new(stream).keep_alive(keep_alive).into_response())
 }
 
-/// The room as an event (`event: room`).
-async fn room_event(sfu: &Sfu, room: &str) -> Result<Event, ApiError> {
-    let info = sfu.room(room).await?;
+/// The room as an event (`event: room`; serializing a `RoomInfo` cannot fail).
+fn room_event(info: RoomInfo) -> Event {
     Event::default()
         .event("room")
         .json_data(info)
-        .map_err(|err| ApiError::internal(&err))
+        .unwrap_or_default()
 }
 
 /// One reader's place in the node's events.
@@ -115,13 +114,8 @@ impl Watch {
                     } else if !self.same_meeting() {
                         return None;
                     }
-                    let kind = match &notice.event {
-                        RoomEvent::Speaker { .. } => "speaker",
-                        RoomEvent::PublisherJoined { .. } => "publisher_joined",
-                        RoomEvent::PublisherLeft { .. } => "publisher_left",
-                        RoomEvent::RoomClosed => "room_closed",
-                    };
-                    return Event::default().event(kind).json_data(&notice.event).ok();
+                    let name = notice.event.name();
+                    return Event::default().event(name).json_data(&notice.event).ok();
                 }
                 Ok(_) => {}
                 // Behind: what was missed is gone; the room as it is now replaces it.
@@ -145,7 +139,7 @@ impl Watch {
                 return None;
             }
             match self.sfu.room(&self.room).await {
-                Ok(info) => return Event::default().event("room").json_data(info).ok(),
+                Ok(info) => return Some(room_event(info)),
                 Err(SfuError::Busy | SfuError::Timeout(_)) => {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }

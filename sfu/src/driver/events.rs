@@ -39,6 +39,18 @@ pub enum RoomEvent {
     RoomClosed,
 }
 
+impl RoomEvent {
+    /// Its name: the JSON `type`, and the SSE `event:` field.
+    pub fn name(&self) -> &'static str {
+        match self {
+            RoomEvent::Speaker { .. } => "speaker",
+            RoomEvent::PublisherJoined { .. } => "publisher_joined",
+            RoomEvent::PublisherLeft { .. } => "publisher_left",
+            RoomEvent::RoomClosed => "room_closed",
+        }
+    }
+}
+
 /// A [`RoomEvent`] and the room it happened in.
 #[derive(Debug, Clone)]
 pub struct RoomNotice {
@@ -88,6 +100,19 @@ mod tests {
             r#"{"type":"publisher_left","id":"3"}"#
         );
         assert_eq!(json(RoomEvent::RoomClosed), r#"{"type":"room_closed"}"#);
+        for event in [
+            RoomEvent::Speaker { speaker: None },
+            RoomEvent::PublisherJoined {
+                id: "1".into(),
+                label: "x".into(),
+            },
+            RoomEvent::PublisherLeft { id: "1".into() },
+            RoomEvent::RoomClosed,
+        ] {
+            let value: serde_json::Value =
+                serde_json::from_str(&json(event.clone())).expect("json");
+            assert_eq!(value["type"], event.name(), "the name is the JSON type");
+        }
     }
 
     #[test]
