@@ -11,7 +11,7 @@ use str0m::IceCreds;
 use super::api::{SessionCreated, SessionKind, SessionRef, SessionRequest, SfuError};
 use super::demux::Route;
 use super::events::{RoomEvent, notify};
-use super::metrics::SESSION_END_REASONS;
+use super::metrics::SessionEnd;
 use super::room::RoomSlot;
 use super::session::{self, Session};
 use super::worker::Worker;
@@ -78,7 +78,7 @@ impl Worker {
             Command::End { target, reply } => {
                 let allowed = self.check_access(&target);
                 if allowed.is_ok() {
-                    self.remove_session(target.id, "deleted");
+                    self.remove_session(target.id, SessionEnd::Deleted);
                 }
                 let _ = reply.send(allowed);
             }
@@ -303,7 +303,7 @@ impl Worker {
         Ok(Some(answer))
     }
 
-    pub(crate) fn remove_session(&mut self, id: u64, why: &'static str) {
+    pub(crate) fn remove_session(&mut self, id: u64, why: SessionEnd) {
         let Some(mut session) = self.sessions.remove(&id) else {
             return;
         };
@@ -311,17 +311,10 @@ impl Worker {
         self.shared.ufrags.remove(&session.ufrag);
         self.shared.metrics.peers.dec();
         self.shared.peer_slots.give_back();
-        // A reason outside the fixed set would be an unbounded label: counted as `closed`.
-        let reason = if SESSION_END_REASONS.contains(&why) {
-            why
-        } else {
-            "closed"
-        };
-        let ended = &self.shared.metrics.sessions_ended;
-        ended.with_label_values(&[reason]).inc();
+        self.shared.metrics.session_ended(why);
         let tracks = i64::try_from(session.announced.len()).unwrap_or(0);
         self.shared.metrics.tracks.sub(tracks);
-        tracing::debug!(session = id, room = %session.room, why, "session removed");
+        tracing::debug!(session = id, room = %session.room, why = why.as_str(), "session removed");
         if session.kind == SessionKind::Publish {
             let event = RoomEvent::PublisherLeft { id: id.to_string() };
             notify(&self.shared.notices, &session.room, event);

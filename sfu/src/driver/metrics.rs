@@ -36,10 +36,11 @@ pub struct SfuMetrics {
     pub speaker_changes: IntCounter,
     /// `hubcast_sfu_tcp_connections`: ICE-TCP connections open.
     pub tcp_connections: IntGauge,
-    /// `hubcast_sfu_sessions_ended_total{reason}`: sessions removed, by why
-    /// (`SESSION_END_REASONS`): an operator tells peers that hang up from ones whose ICE
-    /// or DTLS failed.
+    /// `hubcast_sfu_sessions_ended_total{reason}`: sessions removed, by [`SessionEnd`]: an
+    /// operator tells peers that hang up from ones whose ICE or DTLS failed.
     pub sessions_ended: IntCounterVec,
+    /// `sessions_ended` resolved per [`SessionEnd`], indexed by it.
+    ended: [IntCounter; SessionEnd::ALL.len()],
     /// `hubcast_sfu_tcp_closed_total{reason}`: ICE-TCP connections the SFU closed: `full`
     /// (over `max_tcp_connections`), `no_session` (nothing routed to a session within the
     /// connect timeout, or its session ended), `idle` (silent past the idle timeout), `write_stalled` (the peer
@@ -47,18 +48,46 @@ pub struct SfuMetrics {
     pub tcp_closed: IntCounterVec,
 }
 
-/// Why a session ended (the `reason` label's whole value set): `deleted` (WHIP/WHEP
-/// `DELETE`), `closed` (the peer closed DTLS, or str0m gave it up), `connect_timeout` (ICE or
-/// DTLS never completed), `ice_disconnected` (consent lost), `failed` (str0m reported an
-/// error for it), `shutdown`.
-pub const SESSION_END_REASONS: [&str; 6] = [
-    "deleted",
-    "closed",
-    "connect_timeout",
-    "ice_disconnected",
-    "failed",
-    "shutdown",
-];
+/// Why a session ended: the `reason` label of `hubcast_sfu_sessions_ended_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// WHIP/WHEP `DELETE`.
+    Deleted,
+    /// The peer closed DTLS, or str0m gave the session up.
+    Closed,
+    /// ICE or DTLS never completed within the connect timeout.
+    ConnectTimeout,
+    /// ICE consent was lost.
+    IceDisconnected,
+    /// str0m reported an error for it.
+    Failed,
+    /// The SFU shut down.
+    Shutdown,
+}
+
+impl SessionEnd {
+    /// Every reason, in declaration order (the label's whole value set).
+    pub const ALL: [SessionEnd; 6] = [
+        SessionEnd::Deleted,
+        SessionEnd::Closed,
+        SessionEnd::ConnectTimeout,
+        SessionEnd::IceDisconnected,
+        SessionEnd::Failed,
+        SessionEnd::Shutdown,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionEnd::Deleted => "deleted",
+            SessionEnd::Closed => "closed",
+            SessionEnd::ConnectTimeout => "connect_timeout",
+            SessionEnd::IceDisconnected => "ice_disconnected",
+            SessionEnd::Failed => "failed",
+            SessionEnd::Shutdown => "shutdown",
+        }
+    }
+}
 
 /// Why the SFU closed an ICE-TCP connection (the label's whole value set).
 pub const TCP_CLOSE_REASONS: [&str; 4] = ["full", "no_session", "idle", "write_stalled"];
@@ -191,9 +220,8 @@ impl SfuMetrics {
             ),
             &["reason"],
         )?;
-        for reason in SESSION_END_REASONS {
-            sessions_ended.with_label_values(&[reason]);
-        }
+        let ended =
+            SessionEnd::ALL.map(|reason| sessions_ended.with_label_values(&[reason.as_str()]));
         let drops =
             DropReason::ALL.map(|reason| dropped_packets.with_label_values(&[reason.as_str()]));
         for direction in ["from_viewers", "to_publishers"] {
@@ -216,6 +244,7 @@ impl SfuMetrics {
             speaker_changes,
             tcp_connections,
             sessions_ended,
+            ended,
             tcp_closed,
         };
         registry.register(Box::new(metrics.peers.clone()))?;
@@ -239,6 +268,12 @@ impl SfuMetrics {
     /// Counts a dropped datagram.
     pub fn dropped(&self, reason: DropReason) {
         self.dropped_many(reason, 1);
+    }
+
+    /// Counts a session that ended for `reason`.
+    pub fn session_ended(&self, reason: SessionEnd) {
+        // One counter per reason, in declaration order: the index is always in range.
+        self.ended[reason as usize].inc();
     }
 
     /// Counts `n` datagrams dropped for the same reason.
@@ -267,6 +302,23 @@ mod tests {
                 .with_label_values(&[reason.as_str()])
                 .get();
             assert_eq!(counted, n as u64 + 1, "{}", reason.as_str());
+        }
+    }
+
+    #[test]
+    fn each_session_end_counts_under_its_own_label() {
+        let metrics = SfuMetrics::new(&Registry::new()).expect("metrics");
+        for (i, reason) in SessionEnd::ALL.into_iter().enumerate() {
+            assert_eq!(reason as usize, i, "ALL is in declaration order");
+            for _ in 0..=i {
+                metrics.session_ended(reason);
+            }
+        }
+        for (i, reason) in SessionEnd::ALL.into_iter().enumerate() {
+            let counted = (metrics.sessions_ended)
+                .with_label_values(&[reason.as_str()])
+                .get();
+            assert_eq!(counted, i as u64 + 1, "{}", reason.as_str());
         }
     }
 }

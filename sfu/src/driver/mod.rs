@@ -40,7 +40,7 @@ pub use api::{
 pub use config::SfuConfig;
 pub use demux::stun_local_ufrag;
 pub use events::{EVENTS_CAPACITY, RoomEvent, RoomNotice};
-pub use metrics::{DropReason, SfuMetrics};
+pub use metrics::{DropReason, SessionEnd, SfuMetrics};
 pub use session::rtc_config;
 pub use worker::MAX_REPOLLS;
 

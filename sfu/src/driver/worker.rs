@@ -16,7 +16,7 @@ use super::command::Command;
 use super::config::SfuConfig;
 use super::demux::UfragTable;
 use super::ingress::{Batch, Recycler};
-use super::metrics::{DropReason, SfuMetrics};
+use super::metrics::{DropReason, SessionEnd, SfuMetrics};
 use super::room::RoomSlot;
 use super::session::Session;
 
@@ -180,7 +180,7 @@ impl Worker {
         }
         let ids: Vec<u64> = self.sessions.keys().copied().collect();
         for id in ids {
-            self.remove_session(id, "shutdown");
+            self.remove_session(id, SessionEnd::Shutdown);
         }
     }
 
@@ -283,11 +283,18 @@ impl Worker {
         let mut reap = Vec::new();
         for (id, session) in &mut self.sessions {
             if !session.rtc.is_alive() {
-                reap.push((*id, if session.failed { "failed" } else { "closed" }));
+                reap.push((
+                    *id,
+                    if session.failed {
+                        SessionEnd::Failed
+                    } else {
+                        SessionEnd::Closed
+                    },
+                ));
                 continue;
             }
             if !session.connected && now.duration_since(session.created) > connect_timeout {
-                reap.push((*id, "connect_timeout"));
+                reap.push((*id, SessionEnd::ConnectTimeout));
                 continue;
             }
             if session.next_timeout <= now {
@@ -298,7 +305,7 @@ impl Worker {
             }
         }
         for (id, why) in reap {
-            if why == "connect_timeout" {
+            if why == SessionEnd::ConnectTimeout {
                 self.shared.metrics.ice_failures.inc();
             }
             self.remove_session(id, why);
@@ -403,7 +410,7 @@ impl Worker {
                 }
             }
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
-                self.remove_session(id, "ice_disconnected");
+                self.remove_session(id, SessionEnd::IceDisconnected);
             }
             Event::MediaAdded(added) => self.media_added(id, &added),
             Event::RtpPacket(packet) => self.rtp_in(id, packet),
