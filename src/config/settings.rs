@@ -192,7 +192,7 @@ fn sfu_settings(section: &super::SfuSection) -> Result<sfu::driver::SfuConfig, C
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    check_advertised(udp_listen, tcp_listen, &public_ips)?;
+    check_public_ips(&public_ips)?;
     let positive = |name: &str, value: u64| {
         if value == 0 {
             Err(ConfigError::new(
@@ -203,7 +203,7 @@ fn sfu_settings(section: &super::SfuSection) -> Result<sfu::driver::SfuConfig, C
             Ok(value)
         }
     };
-    Ok(sfu::driver::SfuConfig {
+    let config = sfu::driver::SfuConfig {
         udp_listen,
         tcp_listen,
         public_ips,
@@ -227,19 +227,14 @@ fn sfu_settings(section: &super::SfuSection) -> Result<sfu::driver::SfuConfig, C
         max_tcp_connections: positive("max_tcp_connections", section.max_tcp_connections as u64)?
             as usize,
         ..defaults
-    })
+    };
+    check_advertised(&config)?;
+    Ok(config)
 }
 
-/// What the SFU's candidates advertise must be an address peers can send to: a public IP
-/// that is not unspecified, multicast or broadcast; and when a media port binds the
-/// unspecified address (all interfaces), public IPs must name the host's reachable ones
-/// (a candidate for `0.0.0.0` reaches nobody, and the SFU cannot guess which interface
-/// peers see).
-fn check_advertised(
-    udp: SocketAddr,
-    tcp: Option<SocketAddr>,
-    public_ips: &[IpAddr],
-) -> Result<(), ConfigError> {
+/// Public IPs go into candidates: each must be an address peers can send to (not
+/// unspecified, multicast or broadcast).
+fn check_public_ips(public_ips: &[IpAddr]) -> Result<(), ConfigError> {
     for ip in public_ips {
         let broadcast = matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
         if ip.is_unspecified() || ip.is_multicast() || broadcast {
@@ -249,21 +244,28 @@ fn check_advertised(
             ));
         }
     }
-    let unspecified = std::iter::once(("sfu.udp_listen", udp))
-        .chain(tcp.map(|addr| ("sfu.tcp_listen", addr)))
-        .find(|(_, addr)| addr.ip().is_unspecified());
-    if let Some((setting, addr)) = unspecified
-        && public_ips.is_empty()
-    {
-        return Err(ConfigError::new(
-            "sfu.public_ips",
-            format!(
-                "required when {setting} binds {addr} (all interfaces): list the IPs peers \
-                 reach this host at, e.g. public_ips = [\"203.0.113.10\"]"
-            ),
-        ));
-    }
     Ok(())
+}
+
+/// A media port binding all interfaces needs public IPs naming the host's reachable ones
+/// (`SfuConfig::unadvertised_bind`, which `Sfu::start` refuses too): the SFU cannot guess
+/// which interface peers see.
+fn check_advertised(config: &sfu::driver::SfuConfig) -> Result<(), ConfigError> {
+    let Some(addr) = config.unadvertised_bind() else {
+        return Ok(());
+    };
+    let setting = if addr == config.udp_listen {
+        "sfu.udp_listen"
+    } else {
+        "sfu.tcp_listen"
+    };
+    Err(ConfigError::new(
+        "sfu.public_ips",
+        format!(
+            "required when {setting} binds {addr} (all interfaces): list the IPs peers \
+             reach this host at, e.g. public_ips = [\"203.0.113.10\"]"
+        ),
+    ))
 }
 
 fn parse_listen(text: &str) -> Result<SocketAddr, ConfigError> {

@@ -73,3 +73,17 @@ impl Default for SfuConfig {
         }
     }
 }
+
+impl SfuConfig {
+    /// A media port that binds the unspecified address (all interfaces) while no public IP is
+    /// set: its candidates would advertise an address nobody can send to. `None` when every
+    /// candidate is reachable as configured.
+    pub fn unadvertised_bind(&self) -> Option<SocketAddr> {
+        if !self.public_ips.is_empty() {
+            return None;
+        }
+        std::iter::once(self.udp_listen)
+            .chain(self.tcp_listen)
+            .find(|addr| addr.ip().is_unspecified())
+    }
+}

@@ -109,11 +109,8 @@ impl Sfu {
     /// Binds the sockets and starts the threads.
     pub fn start(config: &SfuConfig, registry: &prometheus::Registry) -> Result<Sfu, StartError> {
         str0m::crypto::from_feature_flags().install_process_default();
-        if config.public_ips.is_empty() {
-            let listens = std::iter::once(config.udp_listen).chain(config.tcp_listen);
-            if let Some(addr) = listens.into_iter().find(|a| a.ip().is_unspecified()) {
-                return Err(StartError::NothingToAdvertise(addr));
-            }
+        if let Some(addr) = config.unadvertised_bind() {
+            return Err(StartError::NothingToAdvertise(addr));
         }
         let socket = UdpSocket::bind(config.udp_listen).map_err(|source| StartError::Udp {
             addr: config.udp_listen,
