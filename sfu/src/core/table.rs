@@ -44,8 +44,9 @@ impl Hasher for IdHasher {
     }
 }
 
-/// A `HashMap` keyed by ids with `IdHasher`: a multiply-rotate hash, no SipHash (ids are
-/// assigned here, not chosen by peers).
+/// A `HashMap` keyed by ids with `IdHasher`: a multiply-rotate hash, no SipHash. For ids
+/// assigned here, and for peer-chosen SSRCs only in a map bounded by what was negotiated
+/// (a session's incoming streams), where colliding keys cannot grow a table.
 pub type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 
 /// A peer: what it publishes and what it subscribes to.
