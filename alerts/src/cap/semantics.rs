@@ -278,17 +278,17 @@ pub(crate) fn check(alert: &Alert, errors: &mut Vec<CapError>) {
     // only) would reach places the publisher may not speak for.
     for (i, info) in alert.info.iter().enumerate() {
         for (a, area) in info.areas.iter().enumerate() {
-            let path = format!("alert/info[{i}]/area[{a}]/geocode");
+            let path = || format!("alert/info[{i}]/area[{a}]/geocode");
             let misspelt = (area.geocodes.iter().enumerate())
                 .find(|(_, g)| g.value_name != GB2260 && g.value_name.eq_ignore_ascii_case(GB2260));
             if let Some((k, _)) = misspelt {
                 errors.push(CapError::invalid(
-                    format!("{path}[{k}]/valueName"),
+                    format!("{}[{k}]/valueName", path()),
                     "write the valueName as GB2260",
                 ));
             } else if !area.geocodes.iter().any(|g| g.value_name == GB2260) {
                 errors.push(CapError::missing(
-                    path,
+                    path(),
                     "every area names its region with a GB2260 geocode (hubcast authorizes \
                      and routes by it; a polygon or circle alone is not enough)",
                 ));
