@@ -9,7 +9,7 @@ use tiers::RegionTree;
 
 use super::config::{BufferCapacities, HubConfig, HubStats};
 use super::regions::{RegionIdx, RegionIndex};
-use super::retain::{Compiled, Entry, LiveSet, Ring};
+use super::retain::{Compiled, Entry, LiveSet, Ring, Target};
 use super::subs::{Mode, Sub, Subs};
 use super::types::{Delivery, DisconnectReason, Filter, HubError, HubEvent, PublishedAlert, SubId};
 
@@ -69,9 +69,9 @@ impl Hub {
     /// subscriber it reaches gets its frame queued (a refcount, no copy). Rejects a sequence
     /// number not above the last one, so a redelivered alert is never fanned out twice.
     ///
-    /// An Update or Cancel reaches its own areas, the audience it carries
-    /// ([`PublishedAlert::inherited`], resolved by the store), and that of each referenced
-    /// alert this hub still holds.
+    /// An Update or Cancel reaches its own areas and the audience it carries
+    /// ([`PublishedAlert::inherited`], resolved by the store); one that carries none reaches
+    /// that of each referenced alert this hub still holds instead.
     pub fn publish(&mut self, alert: PublishedAlert, now: Instant) -> Result<(), HubError> {
         if alert.seq <= self.last_seq {
             self.stats.rejected += 1;
@@ -83,14 +83,15 @@ impl Hub {
         // The store's record carries the inherited audience; only an alert without it (built
         // in code, or read from a record whose originals could not be read) takes it from
         // the referenced alerts this hub still holds.
-        let held: Vec<Arc<Entry>> = match alert.inherited.is_empty() {
-            true => (alert.references.iter())
-                .filter_map(|&r| self.held(r).cloned())
-                .collect(),
-            false => Vec::new(),
+        let held: Vec<Target> = if alert.inherited.is_empty() {
+            (alert.references.iter())
+                .filter_map(|&r| self.held(r))
+                .flat_map(|e| e.targets.iter().copied())
+                .collect()
+        } else {
+            Vec::new()
         };
-        let held_targets = held.iter().flat_map(|e| e.targets.iter().copied());
-        let entry = Arc::new(Entry::new(alert, &self.regions, held_targets, now));
+        let entry = Arc::new(Entry::new(alert, &self.regions, held.into_iter(), now));
         let seq = entry.alert.seq;
         self.last_seq = seq;
         self.stats.published += 1;

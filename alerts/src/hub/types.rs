@@ -202,8 +202,9 @@ pub struct PublishedAlert {
     pub references: Vec<u64>,
     /// The audience it inherits from what it references, resolved by the store when it was
     /// published: each referenced alert's areas with its kind and severity, and what that one
-    /// inherited in turn. The hub also adds the targets of references it still holds, so a
-    /// caller without this (tests, old records) still reaches retained originals' audience.
+    /// inherited in turn. When it is empty, the hub takes the targets of the references it
+    /// still holds instead, so a caller without it (tests, old records) still reaches
+    /// retained originals' audience.
     pub inherited: Vec<Inherited>,
     /// When it stops being live, unix seconds; `None`: until updated or cancelled.
     pub expires: Option<u64>,
