@@ -138,26 +138,30 @@ pub(super) async fn subscribe(
 /// `missed_after` says so; a `since` ahead of the log bounds nothing). Paging on with each
 /// answer's `next_cursor` (and the other parameters kept) reads the gap to its end.
 pub(super) fn reset_text(oldest_available: u64, filter: &Filter, since: Option<u64>) -> String {
-    let mut archive = format!("/api/v1/alerts?region={}", filter.region);
-    if filter.kinds != KindSet::ALL {
-        let kinds: Vec<&str> = filter.kinds.iter().map(|k| k.as_str()).collect();
-        archive.push_str(&format!("&kind={}", kinds.join(",")));
-    }
-    if filter.min_severity > Severity::Unknown {
-        archive.push_str(&format!("&min_severity={}", filter.min_severity.as_str()));
-    }
+    use std::fmt::Write as _;
     let missed_after = since.filter(|&s| s < oldest_available);
-    if let Some(after) = missed_after {
-        archive.push_str(&format!("&after={after}"));
-    }
-    let cursor = alerts::store::Cursor::below(oldest_available);
-    archive.push_str(&format!("&cursor={cursor}"));
+    // Region codes, kind and severity names, digits and a base64url cursor: nothing to escape.
     let mut text = format!(r#"{{"type":"reset","oldest_available":{oldest_available}"#);
     if let Some(after) = missed_after {
-        text.push_str(&format!(r#","missed_after":{after}"#));
+        let _ = write!(text, r#","missed_after":{after}"#);
     }
-    // Region codes, kind and severity names, digits and a base64url cursor: nothing to escape.
-    text.push_str(&format!(r#","archive":"{archive}"}}"#));
+    let _ = write!(
+        text,
+        r#","archive":"/api/v1/alerts?region={}"#,
+        filter.region
+    );
+    if filter.kinds != KindSet::ALL {
+        let kinds: Vec<&str> = filter.kinds.iter().map(|k| k.as_str()).collect();
+        let _ = write!(text, "&kind={}", kinds.join(","));
+    }
+    if filter.min_severity > Severity::Unknown {
+        let _ = write!(text, "&min_severity={}", filter.min_severity.as_str());
+    }
+    if let Some(after) = missed_after {
+        let _ = write!(text, "&after={after}");
+    }
+    let cursor = alerts::store::Cursor::below(oldest_available);
+    let _ = write!(text, r#"&cursor={cursor}"}}"#);
     text
 }
 
