@@ -208,3 +208,64 @@ fn vp8_picture_id_and_tl0picidx_continue_across_switches_and_wrap() {
         "rewrites happened after the first switch"
     );
 }
+
+/// The bitrates reported for `SUB` to probe toward, in order.
+fn wanted(h: &Harness) -> Vec<u64> {
+    h.events
+        .iter()
+        .filter_map(|e| match e {
+            RoomEvent::WantedBitrate { sub, bps } if *sub == SUB => Some(*bps),
+            _ => None,
+        })
+        .collect()
+}
+
+/// What a subscriber wants, for its bandwidth estimator to probe toward, follows its
+/// preference and what the publisher sends, never its estimate (a low estimate must not stop
+/// the probing that would raise it): the top layer's rate × 1.25 for `Auto`, the low layer's
+/// for `Low`. Steady meters are not re-reported; ending the subscription reports zero.
+#[test]
+fn the_wanted_bitrate_follows_the_preference_not_the_estimate() {
+    let (mut h, mut p) = setup();
+    p.stream(&mut h, 60, &ALL);
+    // Top layer: 5 × 1000 B per frame at 30 fps = 1.2 Mbit/s, × 1.25.
+    let top = *wanted(&h).last().expect("the wanted bitrate is reported");
+    assert!((1_350_000..=1_650_000).contains(&top), "{top}");
+    let reports = wanted(&h).len();
+
+    h.room.set_estimate(SUB, 300_000, h.now);
+    p.stream(&mut h, 60, &ALL);
+    assert_eq!(last_layer(&h), Some(0), "the estimate caps the layer");
+    assert_eq!(
+        wanted(&h).len(),
+        reports,
+        "neither the estimate nor the meters' few-percent moves are reported: {:?}",
+        wanted(&h)
+    );
+
+    h.room.set_preferred_layer(SUB, 1, LayerPref::Low, h.now);
+    p.stream(&mut h, 30, &ALL);
+    // Low layer: 1 × 1000 B per frame = 0.24 Mbit/s, × 1.25.
+    let low = *wanted(&h).last().expect("reported");
+    assert!(
+        (270_000..=330_000).contains(&low),
+        "{low}: {:?}",
+        wanted(&h)
+    );
+
+    // A layer the publisher stops sending is not wanted any more: with `High` and the top
+    // layer gone, the middle layer's rate (2 × 1000 B per frame = 0.48 Mbit/s).
+    h.room.set_preferred_layer(SUB, 1, LayerPref::High, h.now);
+    p.stream(&mut h, 90, &[0, 1]);
+    let mid = *wanted(&h).last().expect("reported");
+    assert!(
+        (540_000..=660_000).contains(&mid),
+        "{mid}: {:?}",
+        wanted(&h)
+    );
+
+    h.room.unsubscribe(SUB, 1, h.now);
+    h.drain();
+    assert_eq!(wanted(&h).last(), Some(&0), "nothing to receive");
+    assert_eq!(h.room.peer_stats(SUB).and_then(|s| s.wanted_bps), Some(0));
+}

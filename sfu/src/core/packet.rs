@@ -134,6 +134,15 @@ pub enum RoomEvent {
         /// The subscriber's send stream.
         out_track: OutTrackId,
     },
+    /// What a subscriber's subscriptions would carry at the layers it prefers, with the
+    /// upswitch headroom, changed by more than a tenth since last reported: the bitrate its egress bandwidth estimator should probe toward (str0m only probes
+    /// when told one). Zero when it has nothing to receive.
+    WantedBitrate {
+        /// The subscriber.
+        sub: PeerId,
+        /// Bits/s.
+        bps: u64,
+    },
 }
 
 #[cfg(test)]

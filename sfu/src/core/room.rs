@@ -286,6 +286,7 @@ impl Room {
         st.tracks = p.tracks.len();
         st.subscriptions = p.subs.len();
         st.estimate_bps = p.estimate;
+        st.wanted_bps = p.wanted;
         for t in p.tracks.iter().filter_map(|t| self.table.tracks.get(t)) {
             st.add_track(&t.counters);
         }

@@ -15,6 +15,24 @@ use super::speaker::SpeakerSelector;
 use super::table::{Subscription, Table, TrackState};
 use super::{Kind, LayerIdx, PeerId, Source, SourceLayer, TrackId};
 
+/// A subscriber's wanted bitrate is reported again once it moves by more than this fraction:
+/// the meters move a few percent between ticks and each report re-arms the estimator's probe
+/// control.
+pub(crate) const WANTED_STEP: f64 = 0.1;
+
+/// The bitrate of the layer a subscription would take with an unlimited estimate: the highest
+/// one sent within its preference, else the lowest sent (what the allocator falls back to).
+fn preferred_rate(rates: &[Option<u64>; super::MAX_LAYERS], max_layer: LayerIdx) -> u64 {
+    let within = rates
+        .iter()
+        .take(usize::from(max_layer) + 1)
+        .rev()
+        .find_map(|r| *r);
+    within
+        .or_else(|| rates.iter().find_map(|r| *r))
+        .unwrap_or(0)
+}
+
 /// How a subscription's layer is decided.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Target {
@@ -49,6 +67,8 @@ impl Room {
             return;
         };
         let mut budget = p.estimate.unwrap_or(u64::MAX);
+        // What its subscriptions would carry at their preferred layers (see `WantedBitrate`).
+        let mut wanted = 0u64;
         self.cands.clear();
         self.targets.clear();
         for &slot in &p.subs {
@@ -60,15 +80,19 @@ impl Room {
                 continue;
             };
             if t.kind == Kind::Audio || t.layers.len() == 1 {
-                budget = budget.saturating_sub(t.total_bps(now));
+                let bps = t.total_bps(now);
+                budget = budget.saturating_sub(bps);
+                wanted = wanted.saturating_add(bps);
                 self.targets.push((slot, Some((id, Target::Fixed(0)))));
                 continue;
             }
             let current = s.current.filter(|c| c.track == id).map(|c| c.layer);
             let max_layer = s.pref.max_layer().min(t.layers.len() as LayerIdx - 1);
+            let rates = t.active_rates(now, self.cfg.layer_timeout);
+            wanted = wanted.saturating_add(preferred_rate(&rates, max_layer));
             self.cands.push(Candidate {
                 max_layer,
-                rates: t.active_rates(now, self.cfg.layer_timeout),
+                rates,
                 current,
                 may_go_up: s
                     .last_downgrade
@@ -79,6 +103,7 @@ impl Room {
                 .push((slot, Some((id, Target::Allocated(self.cands.len() - 1)))));
         }
         allocate(budget, &mut self.cands, self.cfg.layer_up_headroom);
+        self.report_wanted(peer, wanted);
         let targets = std::mem::take(&mut self.targets);
         for &(slot, target) in &targets {
             let mut bandwidth = false;
@@ -100,6 +125,24 @@ impl Room {
             self.set_target(slot, sl, bandwidth, now);
         }
         self.targets = targets;
+    }
+
+    /// Reports `wanted` (times the upswitch headroom, so probing finds room for the switch the
+    /// allocator would make) when it moved by more than [`WANTED_STEP`] since last reported.
+    fn report_wanted(&mut self, peer: PeerId, wanted: u64) {
+        let bps = (wanted as f64 * self.cfg.layer_up_headroom) as u64;
+        let Some(p) = self.table.peers.get_mut(&peer) else {
+            return;
+        };
+        let moved = match p.wanted {
+            None => bps > 0,
+            Some(last) => last.abs_diff(bps) as f64 > last as f64 * WANTED_STEP,
+        };
+        if !moved {
+            return;
+        }
+        p.wanted = Some(bps);
+        self.push_event(RoomEvent::WantedBitrate { sub: peer, bps });
     }
 
     /// Make `target` the subscription's source: keep it if current, else make it pending and

@@ -79,6 +79,9 @@ pub struct PeerStats {
     pub subscriptions: usize,
     /// Its last egress bandwidth estimate, bit/s.
     pub estimate_bps: Option<u64>,
+    /// The bitrate its estimator was last told to probe toward (what its subscriptions carry
+    /// at their preferred layers, with the upswitch headroom), bit/s.
+    pub wanted_bps: Option<u64>,
     /// RTP packets received from it.
     pub packets_in: u64,
     /// Payload bytes received from it.

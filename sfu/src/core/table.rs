@@ -58,6 +58,8 @@ pub struct PeerState {
     pub subs: Vec<u32>,
     /// Its egress bandwidth estimate, bit/s.
     pub estimate: Option<u64>,
+    /// The wanted bitrate last reported in a [`RoomEvent::WantedBitrate`](super::RoomEvent).
+    pub wanted: Option<u64>,
     /// Counters of its removed tracks and subscriptions.
     pub retired: PeerStats,
 }

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use str0m::bwe::Bitrate;
 use str0m::media::KeyframeRequestKind;
 use str0m::rtp::{ExtensionValues, RtpWrite, Vp8Descriptor};
 
@@ -126,6 +127,21 @@ impl Worker {
                     metrics.layer_switches.inc();
                 }
                 core::RoomEvent::SubscriptionIdle { .. } => {}
+                core::RoomEvent::WantedBitrate { sub, bps } => {
+                    // str0m probes for capacity only toward a desired bitrate; without one a
+                    // viewer's estimate never climbs past what it already carries, and a
+                    // stream above it queues in the pacer. No minimum: padding would cost
+                    // every viewer packets that carry nothing (str0m keeps its own 50 kbit/s
+                    // floor). A no-op for a session without bandwidth estimation.
+                    let Some(viewer) = self.sessions.get_mut(&sub) else {
+                        continue;
+                    };
+                    viewer
+                        .rtc
+                        .bwe()
+                        .set_bitrate(Bitrate::ZERO, Bitrate::bps(bps));
+                    viewer.queue(&mut self.dirty);
+                }
             }
         }
     }
