@@ -100,37 +100,70 @@ async fn webrtc_rs_publisher_and_viewer() {
     publisher.close().await.ok();
 }
 
+/// A hub (with `env`), a webrtc-rs publisher of one video layer at `kbps` plus audio in
+/// `room`, and a webrtc-rs viewer of it.
+struct SingleLayer {
+    hub: Hub,
+    token: String,
+    room: String,
+    publisher: WhipPublisher,
+    viewer: WhepViewer,
+}
+
+impl SingleLayer {
+    async fn start(room: &str, kbps: u32, env: &[(&str, &str)]) -> SingleLayer {
+        use testkit::rtc_client::Layer;
+        let hub = Hub::start(&[], env);
+        let token = hub.token("city-admin", "330100", &[]);
+        let opts = ClientOptions::with_token(&token);
+        let media = PublishOptions {
+            layers: vec![Layer::new("", 1280, 720, kbps)],
+            ..PublishOptions::default()
+        };
+        let publisher = WhipPublisher::connect(&hub.url, room, &opts, media)
+            .await
+            .expect("webrtc-rs publishes via WHIP");
+        let viewer = WhepViewer::connect(&hub.url, room, Some(publisher.session_id()), &opts)
+            .await
+            .expect("webrtc-rs plays via WHEP");
+        SingleLayer {
+            hub,
+            token,
+            room: room.to_owned(),
+            publisher,
+            viewer,
+        }
+    }
+
+    /// The viewer's session stats from `GET /api/v1/rooms/{room}`.
+    async fn viewer_stats(&self) -> serde_json::Value {
+        let auth = format!("Bearer {}", self.token);
+        let path = format!("/api/v1/rooms/{}", self.room);
+        let room = get(self.hub.addr, &path, &[("Authorization", &auth)]).await;
+        assert_eq!(room.status, 200, "{}", room.body);
+        room.json()["viewer_sessions"][0]["stats"].clone()
+    }
+
+    async fn close(self) {
+        self.viewer.close().await.ok();
+        self.publisher.close().await.ok();
+    }
+}
+
 /// A stream four times a viewer's starting estimate (1.5 Mbit/s): the SFU tells the viewer's
 /// bandwidth estimator what the viewer wants (the stream's rate with the upswitch headroom),
 /// str0m probes toward it and the estimate passes the stream's rate within the first second
-/// or so of media. Without a desired bitrate str0m never probes: the estimate creeps up from
-/// what is acknowledged (here ~9 s of media, 6.6 MB, to pass 6 Mbit/s) while the pacer, at
-/// 1.1× the estimate, holds the rest back; in `sfu-load` at 4 Mbit/s with 100 viewers it never
-/// caught up (1.35 s added latency at p99, BENCHMARKS.md). Progress is measured in media
-/// forwarded, not wall time, so a slow machine slows both sides alike.
+/// or so; the video, held back until then (one layer, nothing lower to send), starts. Without
+/// a desired bitrate str0m never probes: before the video was held back, the estimate crept
+/// up from what was acknowledged (~9 s of media, 6.6 MB, to pass 6 Mbit/s here) while the
+/// pacer, at 1.1× the estimate, queued the rest (in `sfu-load` at 4 Mbit/s with 100 viewers it
+/// never caught up: 1.35 s added latency at p99, BENCHMARKS.md); now the video would never
+/// start. Progress is measured in media forwarded, not wall time.
 #[tokio::test]
 async fn a_viewers_estimate_climbs_to_what_it_watches() {
-    use testkit::rtc_client::Layer;
     testkit::isolated!();
-    let hub = Hub::start(&[], &[]);
-    let token = hub.token("city-admin", "330100", &[]);
-    let opts = ClientOptions::with_token(&token);
-    let media = PublishOptions {
-        layers: vec![Layer::new("", 1280, 720, 6_000)],
-        ..PublishOptions::default()
-    };
-    let publisher = WhipPublisher::connect(&hub.url, "bwe", &opts, media)
-        .await
-        .expect("webrtc-rs publishes via WHIP");
-    let viewer = WhepViewer::connect(&hub.url, "bwe", Some(publisher.session_id()), &opts)
-        .await
-        .expect("webrtc-rs plays via WHEP");
-    let auth = format!("Bearer {token}");
-    let viewer_stats = || async {
-        let room = get(hub.addr, "/api/v1/rooms/bwe", &[("Authorization", &auth)]).await;
-        assert_eq!(room.status, 200, "{}", room.body);
-        room.json()["viewer_sessions"][0]["stats"].clone()
-    };
+    let scene = SingleLayer::start("bwe", 6_000, &[]).await;
+    let viewer_stats = || scene.viewer_stats();
     let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
     let climbed = testkit::wait_until(WAIT, "the viewer's estimate to pass 6 Mbit/s", || async {
         let st = viewer_stats().await;
@@ -142,11 +175,16 @@ async fn a_viewers_estimate_climbs_to_what_it_watches() {
         Err(e) => panic!("{e}: {}", viewer_stats().await),
     };
     // ~4 s of the stream: four times what probing needs here, under half of what creeping
-    // up without it takes.
+    // up took.
     assert!(
         n(&st["forwarded_bytes"]) < 3_000_000,
         "the estimate passed the stream's rate within its first seconds: {st}"
     );
+    scene
+        .viewer
+        .wait_for("the video", WAIT, |s| s.video.frames > 30)
+        .await
+        .expect("the video flows once the estimate has room for it");
     // What the viewer wants settles, once the publisher's meter spans a second, at the
     // stream's ~6.1 Mbit/s of video and audio payload × 1.25 (reported again on every move of
     // more than 10 %).
@@ -160,8 +198,42 @@ async fn a_viewers_estimate_climbs_to_what_it_watches() {
     if let Err(e) = settled {
         panic!("{e}: {}", viewer_stats().await);
     }
-    viewer.close().await.ok();
-    publisher.close().await.ok();
+    scene.close().await;
+}
+
+/// A viewer whose estimate starts far below a single-layer video (100 kbit/s against
+/// ~1 Mbit/s, and no lower layer to switch to) gets the audio at once and the video once
+/// probing has found room for it: the paused video's rate still counts in what the viewer
+/// wants, so its estimator keeps probing and nothing deadlocks. The video was never flowing,
+/// so no pause is counted.
+#[tokio::test]
+async fn a_video_too_big_for_the_starting_estimate_starts_once_probing_finds_room() {
+    testkit::isolated!();
+    let scene = SingleLayer::start(
+        "start",
+        1_000,
+        &[("HUBCAST_SFU__INITIAL_BWE_BPS", "100000")],
+    )
+    .await;
+    let stats = scene
+        .viewer
+        .wait_for("video and audio", WAIT, |s| {
+            s.video.frames > 30 && s.audio.packets > 50
+        })
+        .await
+        .expect("the video starts");
+    assert_eq!(stats.video.lost, 0, "{stats:?}");
+    let viewer_stats = &scene.viewer_stats().await;
+    assert!(
+        viewer_stats["estimate_bps"].as_u64().unwrap_or(0) > 1_000_000,
+        "{viewer_stats}"
+    );
+    assert_eq!(viewer_stats["bandwidth_pauses"], 0, "{viewer_stats}");
+    assert_eq!(
+        common::metric(&scene.hub, "hubcast_sfu_bandwidth_pauses_total").await,
+        0.0
+    );
+    scene.close().await;
 }
 
 /// A hub, a webrtc-rs simulcast publisher reaching its SFU through testkit's relay (set up

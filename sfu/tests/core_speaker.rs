@@ -7,7 +7,7 @@ mod core_util;
 use std::time::Duration;
 
 use core_util::{AudioPub, Harness, VideoPub, assert_continuous};
-use sfu::core::{Kind, RoomEvent, Source, SourceLayer};
+use sfu::core::{IdleReason, Kind, RoomEvent, Source, SourceLayer};
 
 const A: u64 = 1;
 const B: u64 = 2;
@@ -230,7 +230,8 @@ fn floor_subscriptions_follow_the_chair() {
         e,
         RoomEvent::SubscriptionIdle {
             sub: VIEWER,
-            out_track: 1
+            out_track: 1,
+            reason: IdleReason::NoSource,
         }
     )));
     let n = m.h.forwards_to(VIEWER, 1).len();

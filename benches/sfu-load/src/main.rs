@@ -217,6 +217,9 @@ fn load(args: &Args, ceiling: Option<ceiling::Ceiling>) -> anyhow::Result<report
     // The window.
     let fwd0 = hub.metric("hubcast_sfu_forwarded_packets_total")?;
     let drops0 = dropped_total(&hub);
+    let pauses0 = hub
+        .metric("hubcast_sfu_bandwidth_pauses_total")
+        .unwrap_or(0.0);
     let threads0 = hub_threads(pid);
     let workers = threads0
         .keys()
@@ -239,6 +242,9 @@ fn load(args: &Args, ceiling: Option<ceiling::Ceiling>) -> anyhow::Result<report
     let softirq1 = procfs::ksoftirqd_cpu_seconds();
     let fwd1 = hub.metric("hubcast_sfu_forwarded_packets_total")?;
     let drops1 = dropped_total(&hub);
+    let pauses1 = hub
+        .metric("hubcast_sfu_bandwidth_pauses_total")
+        .unwrap_or(0.0);
     let rss_end = procfs::rss_bytes(pid)?;
 
     shared.stop.store(true, Ordering::Relaxed);
@@ -323,6 +329,7 @@ fn load(args: &Args, ceiling: Option<ceiling::Ceiling>) -> anyhow::Result<report
         failures: shared.failures.load(Ordering::Relaxed),
         send_errors: shared.send_errors.load(Ordering::Relaxed),
         hub_drops: drops1 - drops0,
+        hub_pauses: pauses1 - pauses0,
     })
 }
 

@@ -72,6 +72,8 @@ pub struct Run {
     pub failures: u64,
     pub send_errors: u64,
     pub hub_drops: f64,
+    /// Video pauses toward viewers whose estimate could not carry it, in the window.
+    pub hub_pauses: f64,
 }
 
 fn pct(sorted: &[u64], p: f64) -> Option<f64> {
@@ -241,8 +243,13 @@ impl Run {
         );
         let _ = writeln!(
             m,
-            "| whole run: keyframes sent (PLIs received) · client failures · client send errors; window: hub drops | {} ({}) · {} · {} · {} | |",
-            self.keyframes, self.keyframe_requests, self.failures, self.send_errors, self.hub_drops
+            "| whole run: keyframes sent (PLIs received) · client failures · client send errors; window: hub drops · video pauses for bandwidth | {} ({}) · {} · {} · {} · {} | |",
+            self.keyframes,
+            self.keyframe_requests,
+            self.failures,
+            self.send_errors,
+            self.hub_drops,
+            self.hub_pauses
         );
         let mut threads: Vec<(&String, &Sched)> = self
             .threads

@@ -56,7 +56,7 @@ pub use table::IdMap;
 
 pub use codec::{Vp8Info, is_keyframe, parse_vp8_descriptor};
 pub use config::RoomConfig;
-pub use packet::{AudioLevel, Forward, Incoming, RoomEvent, Vp8Rewrite};
+pub use packet::{AudioLevel, Forward, IdleReason, Incoming, RoomEvent, Vp8Rewrite};
 pub use room::{BufferCapacities, Room};
 pub use stats::{DropStats, PeerStats, RoomStats};
 pub use str0m::media::Rid;

@@ -127,12 +127,15 @@ pub enum RoomEvent {
         /// What it forwards now.
         to: SourceLayer,
     },
-    /// A subscription lost its source (track removed, floor released) and forwards nothing.
+    /// A subscription forwards nothing any more: it lost its source (track removed, floor
+    /// released), or its single-layer video no longer fits the subscriber's estimate.
     SubscriptionIdle {
         /// The subscriber.
         sub: PeerId,
         /// The subscriber's send stream.
         out_track: OutTrackId,
+        /// Why.
+        reason: IdleReason,
     },
     /// What a subscriber's subscriptions would carry at the layers it prefers, with the
     /// upswitch headroom, changed by more than a tenth since last reported: the bitrate its egress bandwidth estimator should probe toward (str0m only probes
@@ -143,6 +146,17 @@ pub enum RoomEvent {
         /// Bits/s.
         bps: u64,
     },
+}
+
+/// Why a subscription went idle ([`RoomEvent::SubscriptionIdle`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdleReason {
+    /// Nothing to show: the track was removed, the floor released, nobody has spoken.
+    NoSource,
+    /// Paused for bandwidth: a video with one layer (nothing lower to switch to) above what
+    /// the subscriber's estimate leaves after its audio. Its audio keeps flowing; the video
+    /// resumes at a keyframe once the estimate has room for it again.
+    Bandwidth,
 }
 
 #[cfg(test)]

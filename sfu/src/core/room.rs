@@ -9,9 +9,9 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use super::layers::Candidate;
-use super::packet::{Forward, RoomEvent};
+use super::packet::{Forward, IdleReason, RoomEvent};
 use super::rewrite::Rewriter;
-use super::select::Target;
+use super::select::{Single, Target};
 use super::speaker::SpeakerSelector;
 use super::stats::{PeerStats, RoomStats, SubCounters, TrackCounters};
 use super::table::{LayerState, Subscription, Table, TrackState, initial_seq};
@@ -44,6 +44,7 @@ pub struct Room {
     pub(crate) switched: Vec<(u32, SourceLayer)>,
     pub(crate) cands: Vec<Candidate>,
     pub(crate) targets: Vec<(u32, Option<(TrackId, Target)>)>,
+    pub(crate) singles: Vec<Single>,
     pub(crate) peer_scratch: Vec<PeerId>,
     pub(crate) stats: RoomStats,
     pub(crate) next_tick: Option<Instant>,
@@ -64,6 +65,7 @@ impl Room {
             switched: Vec::with_capacity(64),
             cands: Vec::new(),
             targets: Vec::new(),
+            singles: Vec::new(),
             peer_scratch: Vec::new(),
             stats: RoomStats::default(),
             next_tick: None,
@@ -357,7 +359,11 @@ impl Room {
                 s.current = None;
                 s.rewriter.stop();
                 let (sub, out_track) = (s.sub, s.out_track);
-                self.push_event(RoomEvent::SubscriptionIdle { sub, out_track });
+                self.push_event(RoomEvent::SubscriptionIdle {
+                    sub,
+                    out_track,
+                    reason: IdleReason::NoSource,
+                });
             }
         }
     }

@@ -9,7 +9,7 @@
 use std::time::Instant;
 
 use super::layers::{Candidate, allocate};
-use super::packet::RoomEvent;
+use super::packet::{IdleReason, RoomEvent};
 use super::room::Room;
 use super::speaker::SpeakerSelector;
 use super::table::{Subscription, Table, TrackState};
@@ -40,6 +40,26 @@ pub(crate) enum Target {
     Fixed(LayerIdx),
     /// By [`allocate`], result at this index of the candidates.
     Allocated(usize),
+    /// A video with one layer: forwarded or paused for bandwidth, as decided for this index
+    /// of the singles ([`Single`]).
+    Single(usize),
+}
+
+/// A single-layer video subscription's input and result: forwarded while its rate fits what
+/// the estimate leaves after the subscriber's audio, paused (audio keeps flowing) when it
+/// does not, resumed when its rate × the upswitch headroom fits again and the cooldown since
+/// the pause has passed. The same hysteresis as a simulcast upswitch.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Single {
+    /// Its measured bitrate (0: not measured yet; such a video is not started toward a
+    /// subscriber with an estimate until it is).
+    rate: u64,
+    /// Forwarded now (not merely waiting for the keyframe that starts it).
+    forwarding: bool,
+    /// False during the cooldown after a pause.
+    may_go_up: bool,
+    /// Output: forward it.
+    forward: bool,
 }
 
 impl Room {
@@ -66,10 +86,13 @@ impl Room {
         let Some(p) = self.table.peers.get(&peer) else {
             return;
         };
+        // Without an estimate (bandwidth estimation off) nothing is limited.
+        let limited = p.estimate.is_some();
         let mut budget = p.estimate.unwrap_or(u64::MAX);
         // What its subscriptions would carry at their preferred layers (see `WantedBitrate`).
         let mut wanted = 0u64;
         self.cands.clear();
+        self.singles.clear();
         self.targets.clear();
         for &slot in &p.subs {
             let Some(s) = self.table.sub(slot) else {
@@ -79,11 +102,27 @@ impl Room {
                 self.targets.push((slot, None));
                 continue;
             };
-            if t.kind == Kind::Audio || t.layers.len() == 1 {
+            let may_go_up = s
+                .last_downgrade
+                .is_none_or(|d| now.saturating_duration_since(d) >= self.cfg.layer_up_cooldown);
+            if t.kind == Kind::Audio {
                 let bps = t.total_bps(now);
                 budget = budget.saturating_sub(bps);
                 wanted = wanted.saturating_add(bps);
                 self.targets.push((slot, Some((id, Target::Fixed(0)))));
+                continue;
+            }
+            if t.layers.len() == 1 {
+                let rate = t.total_bps(now);
+                wanted = wanted.saturating_add(rate);
+                self.singles.push(Single {
+                    rate,
+                    forwarding: s.current.is_some_and(|c| c.track == id),
+                    may_go_up,
+                    forward: true,
+                });
+                self.targets
+                    .push((slot, Some((id, Target::Single(self.singles.len() - 1)))));
                 continue;
             }
             let current = s.current.filter(|c| c.track == id).map(|c| c.layer);
@@ -94,34 +133,56 @@ impl Room {
                 max_layer,
                 rates,
                 current,
-                may_go_up: s
-                    .last_downgrade
-                    .is_none_or(|d| now.saturating_duration_since(d) >= self.cfg.layer_up_cooldown),
+                may_go_up,
                 choice: None,
             });
             self.targets
                 .push((slot, Some((id, Target::Allocated(self.cands.len() - 1)))));
         }
-        allocate(budget, &mut self.cands, self.cfg.layer_up_headroom);
+        // Audio has taken its share; single-layer videos next (nothing lower to fall back
+        // to), then the simulcast allocation shares the rest.
+        let headroom = self.cfg.layer_up_headroom;
+        for one in &mut self.singles {
+            one.forward = if !limited {
+                true
+            } else if one.forwarding {
+                one.rate <= budget
+            } else {
+                // Not measured yet (no packet since it was published): the tick after its
+                // first packets decides.
+                one.rate > 0 && one.may_go_up && one.rate as f64 * headroom <= budget as f64
+            };
+            if one.forward {
+                budget = budget.saturating_sub(one.rate);
+            }
+        }
+        allocate(budget, &mut self.cands, headroom);
         self.report_wanted(peer, wanted);
         let targets = std::mem::take(&mut self.targets);
         for &(slot, target) in &targets {
             let mut bandwidth = false;
-            let sl = target.map(|(track, t)| SourceLayer {
-                track,
-                layer: match t {
-                    Target::Fixed(l) => l,
-                    // No layer sent at all: keep what it has, or wait on its preferred layer.
-                    Target::Allocated(i) => {
-                        let c = &self.cands[i];
-                        // Leaving a layer that is still sent is a bandwidth decision.
-                        bandwidth = c.current.is_some_and(|l| {
-                            c.rates.get(usize::from(l)).is_some_and(Option::is_some)
-                        });
-                        c.choice.or(c.current).unwrap_or(c.max_layer)
-                    }
-                },
-            });
+            let sl = match target {
+                None => None,
+                Some((track, Target::Fixed(layer))) => Some(SourceLayer { track, layer }),
+                Some((track, Target::Single(i))) => {
+                    bandwidth = !self.singles[i].forward;
+                    self.singles[i]
+                        .forward
+                        .then_some(SourceLayer { track, layer: 0 })
+                }
+                // No layer sent at all: keep what it has, or wait on its preferred layer.
+                Some((track, Target::Allocated(i))) => {
+                    let c = &self.cands[i];
+                    // Leaving a layer that is still sent is a bandwidth decision.
+                    bandwidth = c
+                        .current
+                        .is_some_and(|l| c.rates.get(usize::from(l)).is_some_and(Option::is_some));
+                    Some(SourceLayer {
+                        track,
+                        layer: c.choice.or(c.current).unwrap_or(c.max_layer),
+                    })
+                }
+            };
             self.set_target(slot, sl, bandwidth, now);
         }
         self.targets = targets;
@@ -146,8 +207,8 @@ impl Room {
     }
 
     /// Make `target` the subscription's source: keep it if current, else make it pending and
-    /// ask for a keyframe; `None` makes the subscription idle. A downswitch decided for
-    /// `bandwidth` starts the upswitch cooldown.
+    /// ask for a keyframe; `None` makes the subscription idle (paused, for `bandwidth`). A
+    /// downswitch or a pause decided for `bandwidth` starts the upswitch cooldown.
     fn set_target(
         &mut self,
         slot: u32,
@@ -162,14 +223,30 @@ impl Room {
             if s.current.is_none() && s.pending.is_none() {
                 return;
             }
+            // Only a video that was flowing is paused (counted, cooldown started); one still
+            // waiting for its first keyframe just stops waiting.
+            if bandwidth && s.current.is_some() {
+                s.last_downgrade = Some(now);
+                s.counters.bandwidth_pauses += 1;
+                self.stats.bandwidth_pauses += 1;
+            }
             let old = [s.current.take(), s.pending.take()];
             s.pending_since = None;
             s.rewriter.stop();
+            let reason = if bandwidth {
+                IdleReason::Bandwidth
+            } else {
+                IdleReason::NoSource
+            };
             let (sub, out_track) = (s.sub, s.out_track);
             for sl in old.into_iter().flatten() {
                 self.table.detach_unused(slot, sl);
             }
-            self.push_event(RoomEvent::SubscriptionIdle { sub, out_track });
+            self.push_event(RoomEvent::SubscriptionIdle {
+                sub,
+                out_track,
+                reason,
+            });
             return;
         };
         if s.current == Some(t) {

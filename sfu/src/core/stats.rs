@@ -63,6 +63,8 @@ pub struct RoomStats {
     pub keyframe_requests_merged: u64,
     /// Switches of a subscription to another layer or track (first keyframe included).
     pub layer_switches: u64,
+    /// Single-layer videos paused because the subscriber's estimate could not carry them.
+    pub bandwidth_pauses: u64,
     /// Active speaker changes.
     pub speaker_changes: u64,
     /// Packets not forwarded, by reason.
@@ -96,6 +98,8 @@ pub struct PeerStats {
     pub keyframe_requests_received: u64,
     /// Layer/track switches of its subscriptions.
     pub layer_switches: u64,
+    /// Times its single-layer video was paused because its estimate could not carry it.
+    pub bandwidth_pauses: u64,
     /// Packet copies meant for it but not forwarded (waiting for a keyframe, duplicates, ...).
     pub dropped: u64,
 }
@@ -122,6 +126,8 @@ pub struct SubCounters {
     pub keyframe_requests: u64,
     /// Layer/track switches.
     pub layer_switches: u64,
+    /// Pauses of its single-layer video for bandwidth.
+    pub bandwidth_pauses: u64,
     /// Packet copies not forwarded.
     pub dropped: u64,
 }
@@ -140,6 +146,7 @@ impl PeerStats {
         self.forwarded_bytes += c.bytes;
         self.keyframe_requests_received += c.keyframe_requests;
         self.layer_switches += c.layer_switches;
+        self.bandwidth_pauses += c.bandwidth_pauses;
         self.dropped += c.dropped;
     }
 }
@@ -161,6 +168,7 @@ mod tests {
             bytes: 20,
             keyframe_requests: 4,
             layer_switches: 1,
+            bandwidth_pauses: 2,
             dropped: 5,
         });
         p.add_sub(&SubCounters {
@@ -173,8 +181,13 @@ mod tests {
         );
         assert_eq!((p.forwarded_packets, p.forwarded_bytes), (3, 20));
         assert_eq!(
-            (p.keyframe_requests_received, p.layer_switches, p.dropped),
-            (4, 1, 5)
+            (
+                p.keyframe_requests_received,
+                p.layer_switches,
+                p.bandwidth_pauses,
+                p.dropped
+            ),
+            (4, 1, 2, 5)
         );
     }
 

@@ -20,6 +20,9 @@ pub struct SfuMetrics {
     pub nacks: IntCounterVec,
     /// `hubcast_sfu_layer_switches_total`.
     pub layer_switches: IntCounter,
+    /// `hubcast_sfu_bandwidth_pauses_total`: single-layer videos paused toward a viewer whose
+    /// estimate could not carry them.
+    pub bandwidth_pauses: IntCounter,
     /// `hubcast_sfu_ice_failures_total`: sessions reaped before ICE/DTLS completed.
     pub ice_failures: IntCounter,
     /// `hubcast_sfu_dropped_packets_total{reason}`: invalid or unroutable input.
@@ -178,6 +181,10 @@ impl SfuMetrics {
             "hubcast_sfu_layer_switches_total",
             "Simulcast layer or source switches completed.",
         )?;
+        let bandwidth_pauses = IntCounter::new(
+            "hubcast_sfu_bandwidth_pauses_total",
+            "Single-layer videos paused toward a viewer whose bandwidth estimate could not carry them (its audio goes on; the video resumes at a keyframe).",
+        )?;
         let ice_failures = IntCounter::new(
             "hubcast_sfu_ice_failures_total",
             "Sessions removed because ICE/DTLS did not complete in time.",
@@ -236,6 +243,7 @@ impl SfuMetrics {
             keyframe_requests,
             nacks,
             layer_switches,
+            bandwidth_pauses,
             ice_failures,
             dropped_packets,
             drops,
@@ -254,6 +262,7 @@ impl SfuMetrics {
         registry.register(Box::new(metrics.keyframe_requests.clone()))?;
         registry.register(Box::new(metrics.nacks.clone()))?;
         registry.register(Box::new(metrics.layer_switches.clone()))?;
+        registry.register(Box::new(metrics.bandwidth_pauses.clone()))?;
         registry.register(Box::new(metrics.ice_failures.clone()))?;
         registry.register(Box::new(metrics.dropped_packets.clone()))?;
         registry.register(Box::new(metrics.send_errors.clone()))?;

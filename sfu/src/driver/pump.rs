@@ -126,7 +126,12 @@ impl Worker {
                     tracing::debug!(sub, ?from, ?to, "layer switched");
                     metrics.layer_switches.inc();
                 }
-                core::RoomEvent::SubscriptionIdle { .. } => {}
+                core::RoomEvent::SubscriptionIdle { sub, reason, .. } => {
+                    if reason == core::IdleReason::Bandwidth {
+                        tracing::debug!(sub, "video paused: the viewer's estimate cannot carry it");
+                        metrics.bandwidth_pauses.inc();
+                    }
+                }
                 core::RoomEvent::WantedBitrate { sub, bps } => {
                     // str0m probes for capacity only toward a desired bitrate; without one a
                     // viewer's estimate never climbs past what it already carries, and a

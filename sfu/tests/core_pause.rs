@@ -1,0 +1,188 @@
+//! Scenario: a publisher with one video layer (~0.24 Mbit/s, nothing lower to switch to) and
+//! audio, and a subscriber of both whose bandwidth estimate falls below the video. The video
+//! pauses (the audio goes on, the subscriber is told why), the subscriber keeps asking its
+//! estimator to probe for the video, and the video resumes at a keyframe, with its numbering
+//! continuous, once the estimate has room for it × the upswitch headroom and the cooldown
+//! since the pause has passed.
+
+mod core_util;
+
+use std::time::Duration;
+
+use core_util::{AudioPub, Harness, VideoPub};
+use sfu::core::{IdleReason, Kind, RoomEvent, Source};
+
+const PUB: u64 = 1;
+const VIDEO: u64 = 10;
+const AUDIO: u64 = 11;
+const SUB: u64 = 100;
+
+struct Scene {
+    h: Harness,
+    video: VideoPub,
+    audio: AudioPub,
+}
+
+impl Scene {
+    fn new() -> Scene {
+        let mut h = Harness::new();
+        let video = VideoPub::new(PUB, VIDEO, 1);
+        let audio = AudioPub::new(PUB, AUDIO);
+        video.publish(&mut h);
+        audio.publish(&mut h);
+        h.room
+            .subscribe(SUB, 1, Source::Track(VIDEO), Kind::Video, h.now);
+        h.room
+            .subscribe(SUB, 2, Source::Track(AUDIO), Kind::Audio, h.now);
+        h.drain();
+        Scene { h, video, audio }
+    }
+
+    /// `frames` video frames (one 1000-byte packet each), one audio packet with each.
+    fn run(&mut self, frames: usize) {
+        for _ in 0..frames {
+            self.video.stream(&mut self.h, 1, &[0]);
+            let pkt = self.audio.packet(30, self.h.now);
+            self.h.send(&pkt);
+        }
+    }
+
+    fn video_forwards(&self) -> usize {
+        self.h.forwards_to(SUB, 1).len()
+    }
+
+    fn audio_forwards(&self) -> usize {
+        self.h.forwards_to(SUB, 2).len()
+    }
+
+    /// Pauses counted for the subscriber (each also told as an idle subscription).
+    fn pauses(&self) -> u64 {
+        let counted = self
+            .h
+            .room
+            .peer_stats(SUB)
+            .map_or(0, |p| p.bandwidth_pauses);
+        assert_eq!(self.h.room.stats().bandwidth_pauses, counted);
+        counted
+    }
+
+    fn idle_for_bandwidth(&self) -> usize {
+        self.h
+            .events
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    RoomEvent::SubscriptionIdle {
+                        sub: SUB,
+                        out_track: 1,
+                        reason: IdleReason::Bandwidth
+                    }
+                )
+            })
+            .count()
+    }
+
+    fn last_wanted(&self) -> Option<u64> {
+        self.h.events.iter().rev().find_map(|e| match e {
+            RoomEvent::WantedBitrate { sub: SUB, bps } => Some(*bps),
+            _ => None,
+        })
+    }
+}
+
+#[test]
+fn a_single_layer_video_pauses_when_the_estimate_cannot_carry_it_and_resumes_at_a_keyframe() {
+    let mut s = Scene::new();
+    s.run(60);
+    assert!(s.video_forwards() > 50, "no estimate: forwarded");
+
+    // 150 kbit/s cannot carry ~0.24 Mbit/s of video: paused at once, audio untouched.
+    s.h.room.set_estimate(SUB, 150_000, s.h.now);
+    s.h.drain();
+    assert_eq!(s.pauses(), 1, "{:?}", s.h.events);
+    assert_eq!(s.idle_for_bandwidth(), 1, "the driver is told why");
+    let (video, audio) = (s.video_forwards(), s.audio_forwards());
+    s.run(60);
+    assert_eq!(s.video_forwards(), video, "nothing while paused");
+    assert_eq!(s.audio_forwards(), audio + 60, "the audio goes on");
+    // The estimator is still asked to probe for the paused video (× 1.25).
+    let wanted = s.last_wanted().expect("reported");
+    assert!(wanted >= 300_000, "{wanted}");
+
+    // Room for the video but not for it × 1.25: stays paused, well past the cooldown.
+    s.h.room.set_estimate(SUB, 290_000, s.h.now);
+    s.run(150);
+    assert_eq!(s.video_forwards(), video, "no resume without the headroom");
+
+    // Room enough: a keyframe is asked for and the video resumes with it.
+    let asked = s.h.keyframe_requests(VIDEO, 0);
+    s.h.room.set_estimate(SUB, 2_000_000, s.h.now);
+    s.h.drain();
+    assert_eq!(
+        s.h.keyframe_requests(VIDEO, 0),
+        asked + 1,
+        "resume asks for a keyframe"
+    );
+    s.run(30);
+    let fwds = s.h.forwards_to(SUB, 1);
+    assert!(fwds.len() > video + 20, "resumed");
+    assert!(
+        fwds[video].keyframe,
+        "it resumes at a keyframe: {:?}",
+        fwds[video]
+    );
+    // One continuous stream for the viewer: no sequence gap across the pause (a gap would
+    // be NACKed for packets nobody has).
+    for w in fwds.windows(2) {
+        assert_eq!(w[1].seq, w[0].seq + 1, "{:?} -> {:?}", w[0], w[1]);
+        assert!(
+            w[1].rtp_time.wrapping_sub(w[0].rtp_time) < 1 << 31,
+            "timestamps go on"
+        );
+    }
+    assert_eq!(s.pauses(), 1, "paused once");
+}
+
+#[test]
+fn after_a_pause_the_video_waits_out_the_cooldown() {
+    let mut s = Scene::new();
+    s.run(60);
+    s.h.room.set_estimate(SUB, 150_000, s.h.now);
+    let paused_at = s.h.now;
+    s.run(3);
+    let video = s.video_forwards();
+    // The estimate recovers at once (a brief dip): no flapping back before the cooldown (4 s).
+    s.h.room.set_estimate(SUB, 2_000_000, s.h.now);
+    s.run(90);
+    assert_eq!(
+        s.video_forwards(),
+        video,
+        "still paused 3 s after the pause"
+    );
+    s.run(45);
+    assert!(s.h.now.duration_since(paused_at) > Duration::from_secs(4));
+    assert!(s.video_forwards() > video, "resumed after the cooldown");
+    assert_eq!(s.pauses(), 1);
+}
+
+#[test]
+fn a_viewer_without_an_estimate_is_never_paused_and_a_new_one_waits_for_room() {
+    // No estimate (bandwidth estimation off): always forwarded, however big.
+    let mut s = Scene::new();
+    s.run(30);
+    assert!(s.video_forwards() > 25);
+    assert_eq!(s.pauses(), 0);
+
+    // A viewer whose first estimate is too small never starts the video (no pause to count)
+    // until the estimate has room for it.
+    let mut s = Scene::new();
+    s.h.room.set_estimate(SUB, 100_000, s.h.now);
+    s.run(60);
+    assert_eq!(s.video_forwards(), 0, "not started");
+    assert!(s.audio_forwards() >= 59, "audio flows");
+    assert_eq!(s.pauses(), 0, "never forwarded, so never paused");
+    s.h.room.set_estimate(SUB, 1_000_000, s.h.now);
+    s.run(30);
+    assert!(s.video_forwards() > 20, "started once there is room");
+}
