@@ -251,8 +251,10 @@ impl Browser {
             (Err(Error::Timeout(..)), Some(message)) => {
                 // The page's script never defined what `expr` reads: say where the page got
                 // to (a load that never finished, a script that failed or never loaded).
+                // An error page (`chrome-error://…`) names its error only in its text.
                 let probe = "JSON.stringify({href: location.href, readyState: document.readyState, \
-                             scripts: Array.from(document.scripts, s => s.src || 'inline')})";
+                             scripts: Array.from(document.scripts, s => s.src || 'inline'), \
+                             text: document.body ? document.body.innerText.slice(0, 400) : null})";
                 let page = match self.eval(probe).await {
                     Ok(v) => v.as_str().map_or_else(|| v.to_string(), str::to_owned),
                     Err(err) => format!("(page not readable: {err})"),
