@@ -27,6 +27,11 @@ pub struct RoomConfig {
     /// After a bandwidth-driven downswitch, no upswitch of that subscription for this long.
     /// Default 4 s: long enough for the estimate to settle after congestion.
     pub layer_up_cooldown: Duration,
+    /// A single-layer video the subscriber's estimate cannot carry is paused only once that
+    /// has lasted this long. Default 1 s: an estimate dips for a moment after a delay spike or
+    /// a probe (seen here on a busy machine: two 4 s pauses in a 10 s run without it), and
+    /// the pacer holds back at most this much of the excess meanwhile.
+    pub bandwidth_pause_after: Duration,
     /// Period of the housekeeping tick: layer allocation, speaker evaluation, keyframe retries.
     /// Default 100 ms: the same grain as the bitrate meter's buckets.
     pub tick: Duration,
@@ -57,6 +62,7 @@ impl Default for RoomConfig {
             layer_timeout: Duration::from_secs(1),
             layer_up_headroom: 1.25,
             layer_up_cooldown: Duration::from_secs(4),
+            bandwidth_pause_after: Duration::from_secs(1),
             tick: Duration::from_millis(100),
             speaker_smoothing: Duration::from_secs(1),
             speaker_min_hold: Duration::from_secs(1),
@@ -89,6 +95,7 @@ impl RoomConfig {
             layer_timeout: self.layer_timeout.max(ms),
             layer_up_headroom: headroom,
             layer_up_cooldown: self.layer_up_cooldown,
+            bandwidth_pause_after: self.bandwidth_pause_after,
             tick: self.tick.max(ms),
             speaker_smoothing: self.speaker_smoothing.max(ms),
             speaker_min_hold: self.speaker_min_hold,

@@ -190,6 +190,7 @@ impl Room {
                 rebase: false,
                 rewriter: Rewriter::new(initial_seq(sub, out_track)),
                 last_downgrade: None,
+                over_budget_since: None,
                 counters: SubCounters::default(),
             });
             self.table.peers.entry(sub).or_default().subs.push(slot);

@@ -20,6 +20,11 @@ use super::{Kind, LayerIdx, PeerId, Source, SourceLayer, TrackId};
 /// control.
 pub(crate) const WANTED_STEP: f64 = 0.1;
 
+/// str0m's pacer sends at 1.1× the bandwidth estimate (its `PACING_FACTOR`): a flowing
+/// single-layer video up to that much over what the estimate leaves drains without queueing,
+/// so it is not over budget.
+const PACER_SLACK: f64 = 1.1;
+
 /// The bitrate of the layer a subscription would take with an unlimited estimate: the highest
 /// one sent within its preference, else the lowest sent (what the allocator falls back to).
 fn preferred_rate(rates: &[Option<u64>; super::MAX_LAYERS], max_layer: LayerIdx) -> u64 {
@@ -51,6 +56,8 @@ pub(crate) enum Target {
 /// the pause has passed. The same hysteresis as a simulcast upswitch.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Single {
+    /// Its subscription.
+    slot: u32,
     /// Its measured bitrate (0: not measured yet; such a video is not started toward a
     /// subscriber with an estimate until it is).
     rate: u64,
@@ -58,6 +65,9 @@ pub(crate) struct Single {
     forwarding: bool,
     /// False during the cooldown after a pause.
     may_go_up: bool,
+    /// In and out: since when it has not fitted (paused once that lasts
+    /// `bandwidth_pause_after`).
+    over_since: Option<Instant>,
     /// Output: forward it.
     forward: bool,
 }
@@ -116,9 +126,11 @@ impl Room {
                 let rate = t.total_bps(now);
                 wanted = wanted.saturating_add(rate);
                 self.singles.push(Single {
+                    slot,
                     rate,
                     forwarding: s.current.is_some_and(|c| c.track == id),
                     may_go_up,
+                    over_since: s.over_budget_since,
                     forward: true,
                 });
                 self.targets
@@ -143,17 +155,31 @@ impl Room {
         // to), then the simulcast allocation shares the rest.
         let headroom = self.cfg.layer_up_headroom;
         for one in &mut self.singles {
+            // A flowing video fits while the pacer can drain it: str0m paces at
+            // `PACER_SLACK` × the estimate.
+            let fits = one.rate as f64 <= budget as f64 * PACER_SLACK;
             one.forward = if !limited {
                 true
             } else if one.forwarding {
-                one.rate <= budget
+                // Over budget for a moment (an estimate dipping after a delay spike) is
+                // tolerated; for `bandwidth_pause_after` it pauses.
+                let since = *one.over_since.get_or_insert(now);
+                fits || now.saturating_duration_since(since) < self.cfg.bandwidth_pause_after
             } else {
                 // Not measured yet (no packet since it was published): the tick after its
                 // first packets decides.
                 one.rate > 0 && one.may_go_up && one.rate as f64 * headroom <= budget as f64
             };
+            if fits || !one.forward {
+                one.over_since = None;
+            }
             if one.forward {
                 budget = budget.saturating_sub(one.rate);
+            }
+        }
+        for one in &self.singles {
+            if let Some(s) = self.table.sub_mut(one.slot) {
+                s.over_budget_since = one.over_since;
             }
         }
         allocate(budget, &mut self.cands, headroom);
