@@ -32,6 +32,7 @@ async fn viewer_keeps_decoding_with_lossy_publisher_link() {
             direction: Direction::Both,
             seed: 7,
             duplicate: 0.0,
+            tamper: 0.0,
         },
     )
     .await

@@ -298,6 +298,7 @@ async fn replayed_rtp_is_dropped_and_counted() {
         direction: Direction::ToServer,
         seed: 3,
         duplicate: 1.0,
+        tamper: 0.0,
     };
     let Relayed {
         hub,
@@ -321,6 +322,56 @@ async fn replayed_rtp_is_dropped_and_counted() {
     assert!(
         replayed >= 100.0 && replayed <= copies as f64,
         "replays counted: {replayed} of {copies} copies"
+    );
+    viewer.close().await.ok();
+    publisher.close().await.ok();
+}
+
+/// SRTP and SRTCP whose authentication tag does not verify (here one in twenty of the
+/// publisher's packets arrives with its tag's last byte flipped, as a forger on the path or
+/// a corrupting middlebox would send it) is dropped and counted as `unauthenticated`, which
+/// str0m alone does silently; the viewer still gets the stream, the holes NACKed to the publisher.
+#[tokio::test]
+async fn forged_srtp_is_dropped_and_counted() {
+    testkit::isolated!();
+    let tampering = RelayConfig {
+        loss: 0.0,
+        delay: Duration::ZERO,
+        tamper: 0.05,
+        ..RelayConfig::default()
+    };
+    let Relayed {
+        hub,
+        relay,
+        publisher,
+        viewer,
+        ..
+    } = Relayed::start("forged", tampering).await;
+    viewer
+        .wait_for("more video", WAIT, |s| s.video.frames > 120)
+        .await
+        .expect("the stream goes on");
+    // A dropped forgery is a hole in the publisher's stream: the SFU asks for it again.
+    let nacked = testkit::wait_until(WAIT, "NACKs to the publisher", || async {
+        let n = common::metric(
+            &hub,
+            r#"hubcast_sfu_nacks_total{direction="to_publishers"}"#,
+        )
+        .await;
+        Ok((n > 0.0).then_some(()))
+    })
+    .await;
+    assert!(nacked.is_ok(), "{nacked:?}");
+    // Counted before the relay's tally is read: each counted packet was tampered first.
+    let counted = common::metric(
+        &hub,
+        r#"hubcast_sfu_dropped_packets_total{reason="unauthenticated"}"#,
+    )
+    .await;
+    let tampered = relay.stats().to_server.tampered;
+    assert!(
+        counted >= 20.0 && counted <= tampered as f64,
+        "forged packets counted: {counted} of {tampered} tampered"
     );
     viewer.close().await.ok();
     publisher.close().await.ok();

@@ -51,6 +51,10 @@ pub struct RelayConfig {
     /// Probability that a datagram forwarded in an impaired direction is sent twice (a
     /// network duplicate, or a replay as an attacker on the path would send it), 0.0–1.0.
     pub duplicate: f64,
+    /// Probability that an RTP or RTCP datagram (first byte 128–191) forwarded in an impaired
+    /// direction goes with its last byte flipped, the end of its SRTP authentication tag, in
+    /// place of the original: a forgery or a corrupting middlebox, 0.0–1.0.
+    pub tamper: f64,
 }
 
 impl Default for RelayConfig {
@@ -62,6 +66,7 @@ impl Default for RelayConfig {
             direction: Direction::ToServer,
             seed: 1,
             duplicate: 0.0,
+            tamper: 0.0,
         }
     }
 }
@@ -75,6 +80,9 @@ pub struct DirStats {
     pub dropped: u64,
     /// Extra copies sent (`RelayConfig::duplicate`).
     pub duplicated: u64,
+    /// Datagrams sent on with their last byte flipped (`RelayConfig::tamper`; counted in
+    /// `forwarded` too).
+    pub tampered: u64,
 }
 
 /// Counters for both directions.
@@ -91,6 +99,7 @@ struct Counters {
     fwd: [AtomicU64; 2],
     drop: [AtomicU64; 2],
     dup: [AtomicU64; 2],
+    tampered: [AtomicU64; 2],
 }
 
 /// A running relay; stops when dropped.
@@ -145,6 +154,7 @@ impl LossyRelay {
             delay: [impaired(UP), impaired(DOWN)]
                 .map(|i| if i { cfg.delay } else { Duration::ZERO }),
             duplicate: [impaired(UP), impaired(DOWN)].map(|i| if i { cfg.duplicate } else { 0.0 }),
+            tamper: [impaired(UP), impaired(DOWN)].map(|i| if i { cfg.tamper } else { 0.0 }),
             rng: std::sync::Mutex::new(StdRng::seed_from_u64(cfg.seed)),
             counters: counters.clone(),
             pipes,
@@ -185,6 +195,7 @@ impl LossyRelay {
             forwarded: self.counters.fwd[i].load(Ordering::Relaxed),
             dropped: self.counters.drop[i].load(Ordering::Relaxed),
             duplicated: self.counters.dup[i].load(Ordering::Relaxed),
+            tampered: self.counters.tampered[i].load(Ordering::Relaxed),
         };
         RelayStats {
             to_server: d(UP),
@@ -196,6 +207,7 @@ impl LossyRelay {
 struct Shaping {
     loss: [f64; 2],
     duplicate: [f64; 2],
+    tamper: [f64; 2],
     delay: [Duration; 2],
     rng: std::sync::Mutex<StdRng>,
     counters: Arc<Counters>,
@@ -211,9 +223,28 @@ impl Shaping {
                 .lock()
                 .map(|mut r| r.random_bool(self.loss[dir].min(1.0)))
                 .unwrap_or(false);
+        let tampered = !lost
+            && self.tamper[dir] > 0.0
+            && data.len() > 12
+            && (128..192).contains(&data[0])
+            && self
+                .rng
+                .lock()
+                .map(|mut r| r.random_bool(self.tamper[dir].min(1.0)))
+                .unwrap_or(false);
+        let data = if tampered {
+            let mut forged = data.to_vec();
+            if let Some(last) = forged.last_mut() {
+                *last ^= 0x01;
+            }
+            self.counters.tampered[dir].fetch_add(1, Ordering::Relaxed);
+            Bytes::from(forged)
+        } else {
+            Bytes::copy_from_slice(data)
+        };
         let item = Item {
             due: Instant::now() + self.delay[dir],
-            data: Bytes::copy_from_slice(data),
+            data,
             socket: socket.clone(),
             to,
         };

@@ -29,6 +29,7 @@ async fn drops_about_ten_percent_of_2000_datagrams_toward_the_server() {
         direction: Direction::ToServer,
         seed: 7,
         duplicate: 0.0,
+        tamper: 0.0,
     };
     let relay = LossyRelay::start(server, cfg).await.expect("relay");
     let client = UdpSocket::bind("127.0.0.1:0").await.expect("bind client");
@@ -83,6 +84,7 @@ async fn delays_each_direction_and_keeps_clients_apart() {
         direction: Direction::Both,
         seed: 1,
         duplicate: 0.0,
+        tamper: 0.0,
     };
     let relay = LossyRelay::start(server, cfg).await.expect("relay");
     let a = UdpSocket::bind("127.0.0.1:0").await.expect("bind a");

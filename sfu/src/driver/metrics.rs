@@ -106,8 +106,8 @@ pub enum DropReason {
     Unparseable,
     /// str0m would not take it in the session's state.
     NotAccepted,
-    /// str0m returned an error for it (malformed). Note that str0m drops SRTP that fails
-    /// authentication, and its own replays, without an error: those are not counted here.
+    /// str0m returned an error for it (malformed). str0m drops SRTP that fails
+    /// authentication without an error: that is `Unauthenticated`.
     Rejected,
     /// The worker's inbox or batch pool was full.
     QueueFull,
@@ -118,11 +118,14 @@ pub enum DropReason {
     /// RTP carrying a sequence number its stream already delivered: a replay or a network
     /// duplicate (`replay`), dropped before decryption.
     Replayed,
+    /// SRTP or SRTCP of a known stream whose authentication tag did not verify: forged or
+    /// corrupted (`srtp_audit`; AEAD-GCM sessions).
+    Unauthenticated,
 }
 
 impl DropReason {
     /// Every reason, in declaration order (the label's whole value set).
-    pub const ALL: [DropReason; 9] = [
+    pub const ALL: [DropReason; 10] = [
         DropReason::UnknownSender,
         DropReason::UnknownSession,
         DropReason::Unparseable,
@@ -132,6 +135,7 @@ impl DropReason {
         DropReason::Oversize,
         DropReason::UnknownRid,
         DropReason::Replayed,
+        DropReason::Unauthenticated,
     ];
 
     /// The label value.
@@ -146,6 +150,7 @@ impl DropReason {
             DropReason::Oversize => "oversize",
             DropReason::UnknownRid => "unknown_rid",
             DropReason::Replayed => "replayed",
+            DropReason::Unauthenticated => "unauthenticated",
         }
     }
 }

@@ -28,6 +28,7 @@ mod replay;
 mod rfc4571;
 mod room;
 mod session;
+mod srtp_audit;
 mod tcp;
 mod worker;
 

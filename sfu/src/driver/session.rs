@@ -95,12 +95,14 @@ impl std::fmt::Debug for Session {
 /// Codecs the SFU forwards (by their SDP names).
 const FORWARDED: [&str; 4] = ["opus/", "vp8/", "vp9/", "h264/"];
 
-/// How every session's `Rtc` is configured: ICE-lite, RTP mode (the SFU forwards packets, not
-/// frames), 1 s stats, the forwarded codecs only; with `bwe_bps`, send-side bandwidth
-/// estimation starting there (viewers, unless `sfu.viewer_bwe` is off). Public so the
-/// `str0m_floor` bench measures exactly this `Rtc`.
+/// How every session's `Rtc` is configured: SRTP authentication failures counted
+/// (`srtp_audit`), ICE-lite, RTP mode (the SFU forwards packets, not frames), 1 s stats, the
+/// forwarded codecs only; with `bwe_bps`, send-side bandwidth estimation starting there
+/// (viewers, unless `sfu.viewer_bwe` is off). Public so the `str0m_floor` bench measures
+/// exactly this `Rtc`.
 pub fn rtc_config(bwe_bps: Option<u64>) -> str0m::RtcConfig {
     let builder = Rtc::builder()
+        .set_crypto_provider(super::srtp_audit::provider())
         .set_ice_lite(true)
         .set_rtp_mode(true)
         .set_stats_interval(Some(std::time::Duration::from_secs(1)))

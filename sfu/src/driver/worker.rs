@@ -273,6 +273,14 @@ impl Worker {
             tracing::debug!(session = id, error = %err, "input rejected");
             metrics.dropped(DropReason::Rejected);
         }
+        // str0m drops what fails SRTP authentication silently; the provider counted it.
+        let forged = super::srtp_audit::take_failures();
+        if forged > 0 {
+            metrics.dropped_many(
+                DropReason::Unauthenticated,
+                usize::try_from(forged).unwrap_or(usize::MAX),
+            );
+        }
         // str0m holds one received RTP packet until the next `poll_output` (RTP mode), so the
         // session is drained now; the sessions its events touch wait for the flush.
         self.drain_and_handle(id);
