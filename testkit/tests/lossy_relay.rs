@@ -129,3 +129,69 @@ fn rewrites_udp_candidates_and_drops_tcp() {
     assert!(!out.contains("tcp "), "{out}");
     assert!(out.starts_with("v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"));
 }
+
+/// `tamper` flips the last byte of RTP/RTCP datagrams (first byte 128–191) toward the
+/// server, about the configured fraction of them, and leaves other datagrams (STUN, DTLS)
+/// and the other direction untouched.
+#[tokio::test]
+async fn tampers_with_the_last_byte_of_rtp_toward_the_server_only() {
+    let server = echo_server().await;
+    let cfg = RelayConfig {
+        loss: 0.0,
+        delay: Duration::ZERO,
+        tamper: 0.5,
+        seed: 9,
+        ..RelayConfig::default()
+    };
+    let relay = LossyRelay::start(server, cfg).await.expect("relay");
+    let client = UdpSocket::bind("127.0.0.1:0").await.expect("bind client");
+    client.connect(relay.local_addr()).await.expect("connect");
+    // 200 RTP-looking datagrams, then 50 DTLS-looking ones, each unique by its middle bytes.
+    let datagram = |i: u16, first: u8| {
+        let mut d = vec![first, 0x60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        d.extend_from_slice(&i.to_be_bytes());
+        d.extend_from_slice(&[0xAA; 8]);
+        d
+    };
+    let mut sent = Vec::new();
+    for i in 0..250u16 {
+        let d = datagram(i, if i < 200 { 0x80 } else { 22 });
+        client.send(&d).await.expect("send");
+        sent.push(d);
+        if i % 50 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    let mut buf = [0u8; 64];
+    let (mut changed_rtp, mut changed_other) = (0, 0);
+    for _ in 0..250 {
+        let n = tokio::time::timeout(Duration::from_secs(2), client.recv(&mut buf))
+            .await
+            .expect("every datagram comes back")
+            .expect("recv");
+        let back = &buf[..n];
+        let i = usize::from(u16::from_be_bytes([back[12], back[13]]));
+        let original = &sent[i];
+        if back != original.as_slice() {
+            let mut expected = original.clone();
+            if let Some(last) = expected.last_mut() {
+                *last ^= 1;
+            }
+            assert_eq!(back, expected.as_slice(), "only the last byte flipped");
+            if i < 200 {
+                changed_rtp += 1;
+            } else {
+                changed_other += 1;
+            }
+        }
+    }
+    let s = relay.stats();
+    assert_eq!(changed_other, 0, "DTLS and STUN pass untouched");
+    assert_eq!(changed_rtp, s.to_server.tampered, "{s:?}");
+    // Binomial(200, 0.5): mean 100, sd ≈ 7; ±40 is beyond 5 sd.
+    assert!((60..=140).contains(&changed_rtp), "{changed_rtp} of 200");
+    assert_eq!(
+        s.to_client.tampered, 0,
+        "the reverse direction is not impaired"
+    );
+}
