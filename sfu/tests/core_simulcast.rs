@@ -146,15 +146,44 @@ fn a_layer_that_stops_is_replaced_at_the_next_keyframe() {
     let (mut h, mut p) = setup();
     p.stream(&mut h, 30, &ALL);
     assert_eq!(last_layer(&h), Some(2));
-    // The publisher stops sending f (Chromium does this under congestion).
-    p.stream(&mut h, 20, &[0, 1]);
-    assert_eq!(last_layer(&h), Some(2), "not before ~1 s of silence");
-    p.stream(&mut h, 30, &[0, 1]);
-    assert_eq!(last_layer(&h), Some(1));
+    // The publisher stops sending f (Chromium does this under congestion) while q and h go
+    // on: f is taken as stopped once it lags them by 300 ms (`layer_stall`), not after the
+    // full second of silence (`layer_timeout`) that a publisher pausing all layers gets.
+    p.stream(&mut h, 8, &[0, 1]);
+    assert_eq!(
+        last_layer(&h),
+        Some(2),
+        "not before 300 ms behind its siblings"
+    );
+    p.stream(&mut h, 5, &[0, 1]);
+    assert_eq!(
+        last_layer(&h),
+        Some(1),
+        "within ~0.45 s (a tick and a keyframe)"
+    );
     // And it comes back.
     p.key_next[2] = true;
     p.stream(&mut h, 30, &ALL);
     assert_eq!(last_layer(&h), Some(2));
+    assert_continuous(&h.forwards_to(SUB, 1));
+}
+
+#[test]
+fn a_publisher_pausing_every_layer_keeps_its_viewers_on_their_layer() {
+    let (mut h, mut p) = setup();
+    p.stream(&mut h, 30, &ALL);
+    assert_eq!(last_layer(&h), Some(2));
+    let asked = h.keyframe_requests(TRACK, 1);
+    // 0.8 s without any packet (a stalled camera, a paused publisher): no layer lags another,
+    // so nothing is "stopped" before `layer_timeout`; no switch is asked for.
+    h.advance(std::time::Duration::from_millis(800));
+    p.stream(&mut h, 30, &ALL);
+    assert_eq!(last_layer(&h), Some(2));
+    assert_eq!(
+        h.keyframe_requests(TRACK, 1),
+        asked,
+        "no switch to h asked for"
+    );
     assert_continuous(&h.forwards_to(SUB, 1));
 }
 

@@ -20,6 +20,12 @@ pub struct RoomConfig {
     /// on it move to what is still sent. Default 1 s: Chromium pauses layers for bandwidth with
     /// no in-band signal, and at 30 fps a live layer sends several packets every 100 ms.
     pub layer_timeout: Duration,
+    /// A layer whose last packet is this much older than the track's latest packet on another
+    /// layer counts as stopped too: simulcast layers encode the same captured frames, so a
+    /// live layer never lags its siblings by this much, while Chromium suspends its top layer
+    /// under bandwidth pressure without a word. Default 300 ms (9 frames at 30 fps): a viewer
+    /// of the suspended layer moves to one still sent within ~0.3 s plus a keyframe, not 1 s.
+    pub layer_stall: Duration,
     /// To go up a layer its bitrate must fit the remaining estimate times this factor; staying
     /// needs only a factor of 1. Default 1.25: the hysteresis band that stops flapping when the
     /// estimate hovers around a layer's rate (LiveKit and mediasoup use 10–30 % headroom).
@@ -60,6 +66,7 @@ impl Default for RoomConfig {
             keyframe_request_interval: Duration::from_millis(500),
             keyframe_retry: Duration::from_secs(1),
             layer_timeout: Duration::from_secs(1),
+            layer_stall: Duration::from_millis(300),
             layer_up_headroom: 1.25,
             layer_up_cooldown: Duration::from_secs(4),
             bandwidth_pause_after: Duration::from_secs(1),
@@ -93,6 +100,7 @@ impl RoomConfig {
             keyframe_request_interval: self.keyframe_request_interval.max(ms),
             keyframe_retry: self.keyframe_retry.max(ms),
             layer_timeout: self.layer_timeout.max(ms),
+            layer_stall: self.layer_stall.max(ms),
             layer_up_headroom: headroom,
             layer_up_cooldown: self.layer_up_cooldown,
             bandwidth_pause_after: self.bandwidth_pause_after,

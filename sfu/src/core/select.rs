@@ -139,7 +139,7 @@ impl Room {
             }
             let current = s.current.filter(|c| c.track == id).map(|c| c.layer);
             let max_layer = s.pref.max_layer().min(t.layers.len() as LayerIdx - 1);
-            let rates = t.active_rates(now, self.cfg.layer_timeout);
+            let rates = t.active_rates(now, self.cfg.layer_timeout, self.cfg.layer_stall);
             wanted = wanted.saturating_add(preferred_rate(&rates, max_layer));
             self.cands.push(Candidate {
                 max_layer,

@@ -97,13 +97,21 @@ pub struct TrackState {
 }
 
 impl TrackState {
-    /// The bitrate of each layer that sent a packet within `timeout`; `None` for the others.
-    pub fn active_rates(&self, now: Instant, timeout: Duration) -> [Option<u64>; MAX_LAYERS] {
+    /// The bitrate of each layer that sent a packet within `timeout` and no more than `stall`
+    /// before the track's most recent packet on any layer; `None` for the others.
+    pub fn active_rates(
+        &self,
+        now: Instant,
+        timeout: Duration,
+        stall: Duration,
+    ) -> [Option<u64>; MAX_LAYERS] {
         let mut rates = [None; MAX_LAYERS];
+        let freshest = self.layers.iter().filter_map(|l| l.last_packet).max();
         for (rate, layer) in rates.iter_mut().zip(&self.layers) {
-            let alive = layer
-                .last_packet
-                .is_some_and(|t| now.saturating_duration_since(t) <= timeout);
+            let alive = layer.last_packet.is_some_and(|t| {
+                now.saturating_duration_since(t) <= timeout
+                    && freshest.is_none_or(|f| f.saturating_duration_since(t) <= stall)
+            });
             if alive {
                 *rate = Some(layer.meter.bps(now));
             }
