@@ -313,18 +313,24 @@ async fn replayed_rtp_is_dropped_and_counted() {
         (0, 0),
         "each packet once: {stats:?}"
     );
-    let replayed = common::metric(
-        &hub,
-        r#"hubcast_sfu_dropped_packets_total{reason="replayed"}"#,
-    )
+    assert_drops_counted(&hub, "replayed", 100.0, || {
+        relay.stats().to_server.duplicated
+    })
     .await;
-    let copies = relay.stats().to_server.duplicated;
-    assert!(
-        replayed >= 100.0 && replayed <= copies as f64,
-        "replays counted: {replayed} of {copies} copies"
-    );
     viewer.close().await.ok();
     publisher.close().await.ok();
+}
+
+/// The hub's drops for `reason` are at least `min` and at most what the relay did to cause
+/// them (`caused`, read after the metric: each drop counted was caused first).
+async fn assert_drops_counted(hub: &Hub, reason: &str, min: f64, caused: impl Fn() -> u64) {
+    let name = format!(r#"hubcast_sfu_dropped_packets_total{{reason="{reason}"}}"#);
+    let counted = common::metric(hub, &name).await;
+    let caused = caused();
+    assert!(
+        counted >= min && counted <= caused as f64,
+        "{reason}: {counted} counted of {caused} the relay caused"
+    );
 }
 
 /// SRTP and SRTCP whose authentication tag does not verify (here one in twenty of the
@@ -362,17 +368,10 @@ async fn forged_srtp_is_dropped_and_counted() {
     })
     .await;
     assert!(nacked.is_ok(), "{nacked:?}");
-    // Counted before the relay's tally is read: each counted packet was tampered first.
-    let counted = common::metric(
-        &hub,
-        r#"hubcast_sfu_dropped_packets_total{reason="unauthenticated"}"#,
-    )
+    assert_drops_counted(&hub, "unauthenticated", 20.0, || {
+        relay.stats().to_server.tampered
+    })
     .await;
-    let tampered = relay.stats().to_server.tampered;
-    assert!(
-        counted >= 20.0 && counted <= tampered as f64,
-        "forged packets counted: {counted} of {tampered} tampered"
-    );
     viewer.close().await.ok();
     publisher.close().await.ok();
 }

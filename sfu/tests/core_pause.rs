@@ -213,3 +213,38 @@ fn a_viewer_without_an_estimate_is_never_paused_and_a_new_one_waits_for_room() {
     s.run(30);
     assert!(s.video_forwards() > 20, "started once there is room");
 }
+
+#[test]
+fn a_start_waiting_for_its_keyframe_is_not_cancelled_by_a_small_dip() {
+    let mut s = Scene::new();
+    s.h.room.set_estimate(SUB, 100_000, s.h.now);
+    s.video.answer_pli = false;
+    s.run(30);
+    assert_eq!(s.video_forwards(), 0);
+    // Room for the video × 1.25: the start is decided and a keyframe asked for ...
+    let asked = s.h.keyframe_requests(VIDEO, 0);
+    s.h.room.set_estimate(SUB, 400_000, s.h.now);
+    s.h.drain();
+    assert_eq!(s.h.keyframe_requests(VIDEO, 0), asked + 1);
+    let idle = s.idle_for_bandwidth();
+    // ... and an estimate then between the start threshold (× 1.25) and what the video
+    // needs keeps it decided: no cancel and re-ask while the keyframe is on its way.
+    for estimate in [290_000, 400_000, 290_000, 400_000] {
+        s.h.room.set_estimate(SUB, estimate, s.h.now);
+        s.run(3);
+    }
+    assert_eq!(
+        s.idle_for_bandwidth(),
+        idle,
+        "never cancelled (each cancel and restart would ask for another keyframe): {:?}",
+        s.h.events
+    );
+    assert!(
+        matches!(s.h.room.subscription_state(SUB, 1), Some((None, Some(_)))),
+        "still waiting for its keyframe"
+    );
+    s.video.key_next[0] = true;
+    s.run(10);
+    assert!(s.video_forwards() >= 9, "started at the keyframe");
+    assert_eq!(s.pauses(), 0);
+}

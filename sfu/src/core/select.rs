@@ -63,6 +63,8 @@ pub(crate) struct Single {
     rate: u64,
     /// Forwarded now (not merely waiting for the keyframe that starts it).
     forwarding: bool,
+    /// Not forwarded yet, waiting for the keyframe that starts (or resumes) it.
+    starting: bool,
     /// False during the cooldown after a pause.
     may_go_up: bool,
     /// In and out: since when it has not fitted (paused once that lasts
@@ -129,6 +131,7 @@ impl Room {
                     slot,
                     rate,
                     forwarding: s.current.is_some_and(|c| c.track == id),
+                    starting: s.current.is_none() && s.pending.is_some_and(|c| c.track == id),
                     may_go_up,
                     over_since: s.over_budget_since,
                     forward: true,
@@ -165,6 +168,11 @@ impl Room {
                 // tolerated; for `bandwidth_pause_after` it pauses.
                 let since = *one.over_since.get_or_insert(now);
                 fits || now.saturating_duration_since(since) < self.cfg.bandwidth_pause_after
+            } else if one.starting && one.rate > 0 {
+                // Decided to start, waiting for its keyframe: kept while it fits as a flowing
+                // one would, so an estimate between the two thresholds does not cancel and
+                // re-ask (a keyframe request each time).
+                fits
             } else {
                 // Not measured yet (no packet since it was published): the tick after its
                 // first packets decides.

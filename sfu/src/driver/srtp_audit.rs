@@ -87,87 +87,65 @@ impl SrtpProvider for AuditedSrtp {
     }
 }
 
-#[derive(Debug)]
-struct Gcm128;
+/// A factory (`$factory`, implementing `$supported` with `$key`-byte keys) of `$audited`
+/// ciphers: str0m's own (`$inner` of its provider) whose failed decryptions are counted.
+macro_rules! audited_aead {
+    ($factory:ident, $supported:ident, $key:literal, $audited:ident, $cipher:ident, $inner:ident) => {
+        #[derive(Debug)]
+        struct $factory;
 
-impl SupportedAeadAes128Gcm for Gcm128 {
-    fn create_cipher(&self, key: [u8; 16], encrypt: bool) -> Box<dyn AeadAes128GcmCipher> {
-        let cipher = inner()
-            .srtp_provider
-            .aead_aes_128_gcm()
-            .create_cipher(key, encrypt);
-        Box::new(Audited128(cipher))
-    }
+        impl $supported for $factory {
+            fn create_cipher(&self, key: [u8; $key], encrypt: bool) -> Box<dyn $cipher> {
+                let cipher = inner().srtp_provider.$inner().create_cipher(key, encrypt);
+                Box::new($audited(cipher))
+            }
+        }
+
+        #[derive(Debug)]
+        struct $audited(Box<dyn $cipher>);
+
+        impl $cipher for $audited {
+            fn encrypt(
+                &mut self,
+                iv: &[u8; 12],
+                aad: &[u8],
+                input: &[u8],
+                output: &mut [u8],
+            ) -> Result<(), CryptoError> {
+                self.0.encrypt(iv, aad, input, output)
+            }
+
+            fn decrypt(
+                &mut self,
+                iv: &[u8; 12],
+                aads: &[&[u8]],
+                input: &[u8],
+                output: &mut [u8],
+            ) -> Result<usize, CryptoError> {
+                self.0
+                    .decrypt(iv, aads, input, output)
+                    .inspect_err(|_| failed())
+            }
+        }
+    };
 }
 
-#[derive(Debug)]
-struct Gcm256;
-
-impl SupportedAeadAes256Gcm for Gcm256 {
-    fn create_cipher(&self, key: [u8; 32], encrypt: bool) -> Box<dyn AeadAes256GcmCipher> {
-        let cipher = inner()
-            .srtp_provider
-            .aead_aes_256_gcm()
-            .create_cipher(key, encrypt);
-        Box::new(Audited256(cipher))
-    }
-}
-
-/// An AES-128-GCM cipher whose failed decryptions are counted.
-#[derive(Debug)]
-struct Audited128(Box<dyn AeadAes128GcmCipher>);
-
-impl AeadAes128GcmCipher for Audited128 {
-    fn encrypt(
-        &mut self,
-        iv: &[u8; 12],
-        aad: &[u8],
-        input: &[u8],
-        output: &mut [u8],
-    ) -> Result<(), CryptoError> {
-        self.0.encrypt(iv, aad, input, output)
-    }
-
-    fn decrypt(
-        &mut self,
-        iv: &[u8; 12],
-        aads: &[&[u8]],
-        input: &[u8],
-        output: &mut [u8],
-    ) -> Result<usize, CryptoError> {
-        self.0
-            .decrypt(iv, aads, input, output)
-            .inspect_err(|_| failed())
-    }
-}
-
-/// An AES-256-GCM cipher whose failed decryptions are counted.
-#[derive(Debug)]
-struct Audited256(Box<dyn AeadAes256GcmCipher>);
-
-impl AeadAes256GcmCipher for Audited256 {
-    fn encrypt(
-        &mut self,
-        iv: &[u8; 12],
-        aad: &[u8],
-        input: &[u8],
-        output: &mut [u8],
-    ) -> Result<(), CryptoError> {
-        self.0.encrypt(iv, aad, input, output)
-    }
-
-    fn decrypt(
-        &mut self,
-        iv: &[u8; 12],
-        aads: &[&[u8]],
-        input: &[u8],
-        output: &mut [u8],
-    ) -> Result<usize, CryptoError> {
-        self.0
-            .decrypt(iv, aads, input, output)
-            .inspect_err(|_| failed())
-    }
-}
+audited_aead!(
+    Gcm128,
+    SupportedAeadAes128Gcm,
+    16,
+    Audited128,
+    AeadAes128GcmCipher,
+    aead_aes_128_gcm
+);
+audited_aead!(
+    Gcm256,
+    SupportedAeadAes256Gcm,
+    32,
+    Audited256,
+    AeadAes256GcmCipher,
+    aead_aes_256_gcm
+);
 
 #[cfg(test)]
 mod tests {
