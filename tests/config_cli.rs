@@ -284,3 +284,36 @@ fn json_logs_are_one_object_per_line() {
         "{seen:?}"
     );
 }
+
+/// The shipped example (`deploy/hubcast.example.toml`) is a valid configuration and every
+/// setting it writes out takes effect with the value it shows: a setting renamed or dropped
+/// in the code, or a comment promising a value the loader reads differently, fails here.
+#[test]
+fn the_shipped_example_config_is_valid_and_every_value_takes_effect() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/hubcast.example.toml");
+    let (status, out, err) = run(&["check-config", "--config", example], &[]);
+    assert!(status.success(), "{err}");
+    let effective: toml::Table = toml::from_str(&out).expect("check-config prints TOML");
+    let text = std::fs::read_to_string(example).expect("read the example");
+    let written: toml::Table = toml::from_str(&text).expect("the example is TOML");
+    let mut checked = 0;
+    for (key, value) in &written {
+        match value {
+            toml::Value::Table(section) => {
+                for (name, v) in section {
+                    assert_eq!(
+                        effective.get(key).and_then(|s| s.get(name)),
+                        Some(v),
+                        "[{key}] {name}"
+                    );
+                    checked += 1;
+                }
+            }
+            v => {
+                assert_eq!(effective.get(key), Some(v), "{key}");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 40, "only {checked} settings checked");
+}
