@@ -96,6 +96,31 @@ async fn webrtc_rs_publisher_and_viewer() {
     let viewer_stats = &viewers[0]["stats"];
     assert!(n(&viewer_stats["forwarded_packets"]) > 0, "{room}");
     assert!(n(&viewer_stats["layer_switches"]) >= 2, "{room}");
+    // The link as each end reports it (str0m's stats every second): the loss fraction of
+    // the viewer's receiver reports and of what we received from the publisher, ~0 on
+    // loopback. (webrtc-rs's reports carry no sender-report timing, so no RTT here.)
+    let link = testkit::wait_until(WAIT, "link stats", || async {
+        let room = get(hub.addr, "/api/v1/rooms/rs", &[("Authorization", &auth)]).await;
+        let room = room.json();
+        let v = room["viewer_sessions"][0]["stats"].clone();
+        let p = room["publishers"][0]["stats"].clone();
+        Ok((v["loss"].is_number() && p["loss"].is_number()).then_some((v, p)))
+    })
+    .await;
+    let (v, p) = match link {
+        Ok(link) => link,
+        Err(e) => {
+            let room = get(hub.addr, "/api/v1/rooms/rs", &[("Authorization", &auth)]).await;
+            panic!("{e}: the viewer's and the publisher's loss: {}", room.body)
+        }
+    };
+    let num = |x: &serde_json::Value| x.as_f64().unwrap_or(f64::NAN);
+    assert!(
+        v["rtt_ms"].is_null() || (0.0..1000.0).contains(&num(&v["rtt_ms"])),
+        "{v}"
+    );
+    assert!((0.0..=0.05).contains(&num(&v["loss"])), "{v}");
+    assert!((0.0..=0.05).contains(&num(&p["loss"])), "{p}");
     viewer.close().await.ok();
     publisher.close().await.ok();
 }

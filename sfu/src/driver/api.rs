@@ -137,6 +137,13 @@ pub struct SessionStats {
     pub core: crate::core::PeerStats,
     /// NACKs: sent to this publisher, or received from this viewer.
     pub nacks: u64,
+    /// Round-trip time to it, ms: the largest of its streams' last reports, when they allow
+    /// it (a viewer's receiver reports that refer to our sender reports, as browsers' do; a
+    /// publisher's RTCP XR). `None` otherwise.
+    pub rtt_ms: Option<f64>,
+    /// Fraction of its packets lost (0–1), the worst of its streams' last reports: what this
+    /// viewer reported losing of what we sent, or what we lost of this publisher's packets.
+    pub loss: Option<f32>,
 }
 
 /// A room as listed.

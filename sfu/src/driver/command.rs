@@ -208,6 +208,7 @@ impl Worker {
             queued: false,
             pts,
             nacks_seen: HashMap::new(),
+            link_seen: HashMap::new(),
             remote_ufrag: session::attribute(&req.offer, "ice-ufrag").unwrap_or_default(),
             candidate_lines: answer
                 .lines()

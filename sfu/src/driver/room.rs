@@ -333,6 +333,9 @@ impl Worker {
             let stats = SessionStats {
                 core: slot.core.peer_stats(*id).unwrap_or_default(),
                 nacks: s.nacks_seen.values().sum(),
+                rtt_ms: (s.link_seen.values().filter_map(|l| l.0).max())
+                    .map(|d| d.as_secs_f64() * 1000.0),
+                loss: (s.link_seen.values().filter_map(|l| l.1)).reduce(f32::max),
             };
             match s.kind {
                 SessionKind::Publish => {

@@ -40,6 +40,9 @@ pub(crate) struct TxStream {
     pub ssrc: Ssrc,
 }
 
+/// A stream's last reported round-trip time and fraction lost.
+pub(crate) type LinkReport = (Option<std::time::Duration>, Option<f32>);
+
 /// A peer connection on a worker.
 pub(crate) struct Session {
     pub id: u64,
@@ -72,6 +75,9 @@ pub(crate) struct Session {
     /// Last cumulative NACK counts per stream (str0m stats are cumulative; metrics count
     /// deltas).
     pub nacks_seen: HashMap<(Mid, Option<str0m::media::Rid>), u64>,
+    /// Per stream, the last round-trip time and fraction lost str0m reported (a viewer's
+    /// receiver reports; for a publisher, what we measured of its packets).
+    pub link_seen: HashMap<(Mid, Option<str0m::media::Rid>), LinkReport>,
     /// The client's current ICE ufrag (a different one in a PATCH means ICE restart).
     pub remote_ufrag: String,
     /// Our `a=candidate:` lines, repeated in ICE-restart answers.

@@ -428,12 +428,31 @@ impl Worker {
             }
             Event::MediaEgressStats(stats) => {
                 self.count_nacks(id, (stats.mid, stats.rid), stats.nacks, "from_viewers");
+                self.note_link(id, (stats.mid, stats.rid), stats.rtt, stats.loss);
             }
             Event::MediaIngressStats(stats) => {
                 self.count_nacks(id, (stats.mid, stats.rid), stats.nacks, "to_publishers");
+                self.note_link(id, (stats.mid, stats.rid), stats.rtt, stats.loss);
             }
             _ => {}
         }
+    }
+
+    /// Keeps a stream's last reported round-trip time and fraction lost (a report without
+    /// one keeps the previous value).
+    fn note_link(
+        &mut self,
+        id: u64,
+        key: (str0m::media::Mid, Option<str0m::media::Rid>),
+        rtt: Option<Duration>,
+        loss: Option<f32>,
+    ) {
+        let Some(session) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        let seen = session.link_seen.entry(key).or_insert((None, None));
+        seen.0 = rtt.or(seen.0);
+        seen.1 = loss.filter(|l| l.is_finite()).or(seen.1);
     }
 
     /// Turns str0m's cumulative per-stream NACK counts into counter increments.
