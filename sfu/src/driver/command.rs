@@ -207,8 +207,7 @@ impl Worker {
             rids_seen: Vec::new(),
             queued: false,
             pts,
-            nacks_seen: HashMap::new(),
-            link_seen: HashMap::new(),
+            streams_seen: HashMap::new(),
             remote_ufrag: session::attribute(&req.offer, "ice-ufrag").unwrap_or_default(),
             candidate_lines: answer
                 .lines()

@@ -332,10 +332,10 @@ impl Worker {
             };
             let stats = SessionStats {
                 core: slot.core.peer_stats(*id).unwrap_or_default(),
-                nacks: s.nacks_seen.values().sum(),
-                rtt_ms: (s.link_seen.values().filter_map(|l| l.0).max())
+                nacks: s.streams_seen.values().map(|r| r.nacks).sum(),
+                rtt_ms: (s.streams_seen.values().filter_map(|r| r.rtt).max())
                     .map(|d| d.as_secs_f64() * 1000.0),
-                loss: (s.link_seen.values().filter_map(|l| l.1)).reduce(f32::max),
+                loss: (s.streams_seen.values().filter_map(|r| r.loss)).reduce(f32::max),
             };
             match s.kind {
                 SessionKind::Publish => {

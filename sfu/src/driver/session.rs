@@ -40,8 +40,17 @@ pub(crate) struct TxStream {
     pub ssrc: Ssrc,
 }
 
-/// A stream's last reported round-trip time and fraction lost.
-pub(crate) type LinkReport = (Option<std::time::Duration>, Option<f32>);
+/// What str0m's per-stream stats last said of one of a session's streams.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct StreamReport {
+    /// Cumulative NACKs (str0m's stats are cumulative; the metric counts the deltas).
+    pub nacks: u64,
+    /// Last round-trip time reported (a report without one keeps it).
+    pub rtt: Option<std::time::Duration>,
+    /// Last fraction lost reported (a viewer's receiver reports; for a publisher, what we
+    /// measured of its packets).
+    pub loss: Option<f32>,
+}
 
 /// A peer connection on a worker.
 pub(crate) struct Session {
@@ -72,12 +81,8 @@ pub(crate) struct Session {
     pub queued: bool,
     /// Negotiated payload type per forwarded codec (see [`Session::negotiated_pts`]).
     pub pts: [Option<Pt>; 4],
-    /// Last cumulative NACK counts per stream (str0m stats are cumulative; metrics count
-    /// deltas).
-    pub nacks_seen: HashMap<(Mid, Option<str0m::media::Rid>), u64>,
-    /// Per stream, the last round-trip time and fraction lost str0m reported (a viewer's
-    /// receiver reports; for a publisher, what we measured of its packets).
-    pub link_seen: HashMap<(Mid, Option<str0m::media::Rid>), LinkReport>,
+    /// Per stream, what str0m's stats last reported.
+    pub streams_seen: HashMap<(Mid, Option<str0m::media::Rid>), StreamReport>,
     /// The client's current ICE ufrag (a different one in a PATCH means ICE restart).
     pub remote_ufrag: String,
     /// Our `a=candidate:` lines, repeated in ICE-restart answers.

@@ -22,12 +22,12 @@ use str0m::crypto::{
 
 thread_local! {
     /// Failed AEAD decryptions on this thread since the last [`take_failures`].
-    static FAILURES: Cell<u64> = const { Cell::new(0) };
+    static FAILURES: Cell<usize> = const { Cell::new(0) };
 }
 
 /// The failed SRTP/SRTCP decryptions on this thread since the last call, and resets the
 /// count. A worker calls it right after `handle_input` of one datagram.
-pub(crate) fn take_failures() -> u64 {
+pub(crate) fn take_failures() -> usize {
     FAILURES.with(|f| f.replace(0))
 }
 

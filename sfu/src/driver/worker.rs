@@ -276,10 +276,7 @@ impl Worker {
         // str0m drops what fails SRTP authentication silently; the provider counted it.
         let forged = super::srtp_audit::take_failures();
         if forged > 0 {
-            metrics.dropped_many(
-                DropReason::Unauthenticated,
-                usize::try_from(forged).unwrap_or(usize::MAX),
-            );
+            metrics.dropped_many(DropReason::Unauthenticated, forged);
         }
         // str0m holds one received RTP packet until the next `poll_output` (RTP mode), so the
         // session is drained now; the sessions its events touch wait for the flush.
@@ -427,54 +424,41 @@ impl Worker {
                 self.estimate(id, estimate.as_u64());
             }
             Event::MediaEgressStats(stats) => {
-                self.count_nacks(id, (stats.mid, stats.rid), stats.nacks, "from_viewers");
-                self.note_link(id, (stats.mid, stats.rid), stats.rtt, stats.loss);
+                let report = (stats.nacks, stats.rtt, stats.loss);
+                self.stream_stats(id, (stats.mid, stats.rid), report, "from_viewers");
             }
             Event::MediaIngressStats(stats) => {
-                self.count_nacks(id, (stats.mid, stats.rid), stats.nacks, "to_publishers");
-                self.note_link(id, (stats.mid, stats.rid), stats.rtt, stats.loss);
+                let report = (stats.nacks, stats.rtt, stats.loss);
+                self.stream_stats(id, (stats.mid, stats.rid), report, "to_publishers");
             }
             _ => {}
         }
     }
 
-    /// Keeps a stream's last reported round-trip time and fraction lost (a report without
-    /// one keeps the previous value).
-    fn note_link(
+    /// Keeps what str0m's stats say of one stream: its cumulative NACK count becomes a
+    /// counter increment (NACKs `direction`), its round-trip time and fraction lost are kept
+    /// (a report without one keeps the previous value).
+    fn stream_stats(
         &mut self,
         id: u64,
         key: (str0m::media::Mid, Option<str0m::media::Rid>),
-        rtt: Option<Duration>,
-        loss: Option<f32>,
-    ) {
-        let Some(session) = self.sessions.get_mut(&id) else {
-            return;
-        };
-        let seen = session.link_seen.entry(key).or_insert((None, None));
-        seen.0 = rtt.or(seen.0);
-        seen.1 = loss.filter(|l| l.is_finite()).or(seen.1);
-    }
-
-    /// Turns str0m's cumulative per-stream NACK counts into counter increments.
-    fn count_nacks(
-        &mut self,
-        id: u64,
-        key: (str0m::media::Mid, Option<str0m::media::Rid>),
-        total: u64,
+        (nacks, rtt, loss): (u64, Option<Duration>, Option<f32>),
         direction: &'static str,
     ) {
         let Some(session) = self.sessions.get_mut(&id) else {
             return;
         };
-        let seen = session.nacks_seen.entry(key).or_insert(0);
-        if total > *seen {
+        let seen = session.streams_seen.entry(key).or_default();
+        if nacks > seen.nacks {
             self.shared
                 .metrics
                 .nacks
                 .with_label_values(&[direction])
-                .inc_by(total - *seen);
-            *seen = total;
+                .inc_by(nacks - seen.nacks);
+            seen.nacks = nacks;
         }
+        seen.rtt = rtt.or(seen.rtt);
+        seen.loss = loss.filter(|l| l.is_finite()).or(seen.loss);
     }
 
     pub(crate) fn mark_dirty(&mut self, id: u64) {
