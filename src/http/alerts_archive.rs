@@ -112,12 +112,7 @@ fn parse_query(pairs: &[(String, String)], tree: &RegionTree) -> Result<ArchiveQ
             "from" => query.from = Some(parse_time(name, value)?),
             "to" => query.to = Some(parse_time(name, value)?),
             "q" => query.q = Some(value.to_owned()),
-            "after" => {
-                let seq = value.parse::<u64>().map_err(|_| {
-                    AlertError::bad_parameter(name, format!("{value:?} is not a sequence number"))
-                })?;
-                query.after = Some(seq);
-            }
+            "after" => query.after = Some(super::alerts_live::parse_seq(name, value)?),
             "cursor" => {
                 query.cursor = Some(value.parse::<Cursor>().map_err(|_| {
                     let why = "not a cursor of this hub; pass `next_cursor` unchanged";
