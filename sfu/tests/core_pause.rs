@@ -248,3 +248,34 @@ fn a_start_waiting_for_its_keyframe_is_not_cancelled_by_a_small_dip() {
     assert!(s.video_forwards() >= 9, "started at the keyframe");
     assert_eq!(s.pauses(), 0);
 }
+
+#[test]
+fn the_floor_moving_to_a_single_layer_video_that_fits_is_not_a_resume() {
+    // Two single-layer publishers taking turns frame by frame (~0.12 Mbit/s each); the
+    // viewer watches the floor.
+    let mut h = Harness::new();
+    let mut a = VideoPub::new(1, 10, 1);
+    let mut b = VideoPub::new(2, 20, 1);
+    a.publish(&mut h);
+    b.publish(&mut h);
+    h.room.set_floor(Some(1), h.now);
+    h.room.subscribe(SUB, 1, Source::Floor, Kind::Video, h.now);
+    h.drain();
+    let both = |h: &mut Harness, a: &mut VideoPub, b: &mut VideoPub, frames: usize| {
+        for _ in 0..frames {
+            a.stream(h, 1, &[0]);
+            b.stream(h, 1, &[0]);
+        }
+    };
+    both(&mut h, &mut a, &mut b, 60);
+    assert!(h.forwards_to(SUB, 1).iter().all(|f| f.source.track == 10));
+    // Room for one video but not for it × 1.25: the floor moves to B, which fits as a
+    // flowing video would. The viewer already has video under way, so B is taken (no
+    // headroom or cooldown asked of it) and nothing is paused.
+    h.room.set_estimate(SUB, 140_000, h.now);
+    h.room.set_floor(Some(2), h.now);
+    both(&mut h, &mut a, &mut b, 30);
+    let last = h.forwards_to(SUB, 1).last().map(|f| f.source.track);
+    assert_eq!(last, Some(20), "the floor's video is shown");
+    assert_eq!(h.room.stats().bandwidth_pauses, 0, "{:?}", h.events);
+}

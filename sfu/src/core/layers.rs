@@ -103,6 +103,15 @@ impl Candidate {
     fn active(&self) -> impl DoubleEndedIterator<Item = LayerIdx> + '_ {
         (0..MAX_LAYERS as LayerIdx).filter(|&l| self.rate(l).is_some())
     }
+
+    /// The bitrate of the layer it would take with an unlimited budget: the highest one sent
+    /// within its preference, else the lowest sent (what [`allocate`] falls back to); 0 when
+    /// none is sent.
+    pub fn preferred_rate(&self) -> u64 {
+        let layer =
+            (self.active().rev().find(|&l| l <= self.max_layer)).or_else(|| self.active().next());
+        layer.and_then(|l| self.rate(l)).unwrap_or(0)
+    }
 }
 
 /// Choose a layer for every candidate so the sum fits `budget` bit/s (see the module docs).

@@ -151,7 +151,8 @@ pub enum RoomEvent {
 /// Why a subscription went idle ([`RoomEvent::SubscriptionIdle`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdleReason {
-    /// Nothing to show: the track was removed, the floor released, nobody has spoken.
+    /// Nothing to show (the track was removed, the floor released, nobody has spoken), or
+    /// a start still waiting for its first keyframe was called off: nothing had flowed.
     NoSource,
     /// Paused for bandwidth: a video with one layer (nothing lower to switch to) above what
     /// the subscriber's estimate leaves after its audio. Its audio keeps flowing; the video

@@ -25,24 +25,11 @@ pub(crate) const WANTED_STEP: f64 = 0.1;
 /// so it is not over budget.
 const PACER_SLACK: f64 = 1.1;
 
-/// The bitrate of the layer a subscription would take with an unlimited estimate: the highest
-/// one sent within its preference, else the lowest sent (what the allocator falls back to).
-fn preferred_rate(rates: &[Option<u64>; super::MAX_LAYERS], max_layer: LayerIdx) -> u64 {
-    let within = rates
-        .iter()
-        .take(usize::from(max_layer) + 1)
-        .rev()
-        .find_map(|r| *r);
-    within
-        .or_else(|| rates.iter().find_map(|r| *r))
-        .unwrap_or(0)
-}
-
 /// How a subscription's layer is decided.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Target {
-    /// Audio or a single-layer track: layer 0.
-    Fixed(LayerIdx),
+    /// Audio: its one layer, always.
+    Audio,
     /// By [`allocate`], result at this index of the candidates.
     Allocated(usize),
     /// A video with one layer: forwarded or paused for bandwidth, as decided for this index
@@ -56,15 +43,15 @@ pub(crate) enum Target {
 /// the pause has passed. The same hysteresis as a simulcast upswitch.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Single {
-    /// Its subscription.
-    slot: u32,
     /// Its measured bitrate (0: not measured yet; such a video is not started toward a
     /// subscriber with an estimate until it is).
     rate: u64,
     /// Forwarded now (not merely waiting for the keyframe that starts it).
     forwarding: bool,
-    /// Not forwarded yet, waiting for the keyframe that starts (or resumes) it.
-    starting: bool,
+    /// The viewer already has video under way in this subscription: it waits for this
+    /// track's keyframe, or still shows another track (the floor or the speaker moved).
+    /// Kept while it fits as a flowing one would: not a resume, so no headroom or cooldown.
+    engaged: bool,
     /// False during the cooldown after a pause.
     may_go_up: bool,
     /// In and out: since when it has not fitted (paused once that lasts
@@ -114,24 +101,24 @@ impl Room {
                 self.targets.push((slot, None));
                 continue;
             };
-            let may_go_up = s
-                .last_downgrade
-                .is_none_or(|d| now.saturating_duration_since(d) >= self.cfg.layer_up_cooldown);
             if t.kind == Kind::Audio {
                 let bps = t.total_bps(now);
                 budget = budget.saturating_sub(bps);
                 wanted = wanted.saturating_add(bps);
-                self.targets.push((slot, Some((id, Target::Fixed(0)))));
+                self.targets.push((slot, Some((id, Target::Audio))));
                 continue;
             }
+            let may_go_up = s
+                .last_downgrade
+                .is_none_or(|d| now.saturating_duration_since(d) >= self.cfg.layer_up_cooldown);
             if t.layers.len() == 1 {
                 let rate = t.total_bps(now);
                 wanted = wanted.saturating_add(rate);
+                let forwarding = s.current.is_some_and(|c| c.track == id);
                 self.singles.push(Single {
-                    slot,
                     rate,
-                    forwarding: s.current.is_some_and(|c| c.track == id),
-                    starting: s.current.is_none() && s.pending.is_some_and(|c| c.track == id),
+                    forwarding,
+                    engaged: !forwarding && s.current.or(s.pending).is_some(),
                     may_go_up,
                     over_since: s.over_budget_since,
                     forward: true,
@@ -142,15 +129,15 @@ impl Room {
             }
             let current = s.current.filter(|c| c.track == id).map(|c| c.layer);
             let max_layer = s.pref.max_layer().min(t.layers.len() as LayerIdx - 1);
-            let rates = t.active_rates(now, self.cfg.layer_timeout, self.cfg.layer_stall);
-            wanted = wanted.saturating_add(preferred_rate(&rates, max_layer));
-            self.cands.push(Candidate {
+            let candidate = Candidate {
                 max_layer,
-                rates,
+                rates: t.active_rates(now, self.cfg.layer_timeout, self.cfg.layer_stall),
                 current,
                 may_go_up,
                 choice: None,
-            });
+            };
+            wanted = wanted.saturating_add(candidate.preferred_rate());
+            self.cands.push(candidate);
             self.targets
                 .push((slot, Some((id, Target::Allocated(self.cands.len() - 1)))));
         }
@@ -161,17 +148,16 @@ impl Room {
             // A flowing video fits while the pacer can drain it: str0m paces at
             // `PACER_SLACK` × the estimate.
             let fits = one.rate as f64 <= budget as f64 * PACER_SLACK;
-            one.forward = if !limited {
+            one.forward = if !limited || (one.forwarding && fits) {
                 true
             } else if one.forwarding {
                 // Over budget for a moment (an estimate dipping after a delay spike) is
                 // tolerated; for `bandwidth_pause_after` it pauses.
                 let since = *one.over_since.get_or_insert(now);
-                fits || now.saturating_duration_since(since) < self.cfg.bandwidth_pause_after
-            } else if one.starting && one.rate > 0 {
-                // Decided to start, waiting for its keyframe: kept while it fits as a flowing
-                // one would, so an estimate between the two thresholds does not cancel and
-                // re-ask (a keyframe request each time).
+                now.saturating_duration_since(since) < self.cfg.bandwidth_pause_after
+            } else if one.engaged && one.rate > 0 {
+                // Under way: an estimate between the stay and start thresholds does not call
+                // it off and re-ask (a keyframe request each time).
                 fits
             } else {
                 // Not measured yet (no packet since it was published): the tick after its
@@ -185,11 +171,6 @@ impl Room {
                 budget = budget.saturating_sub(one.rate);
             }
         }
-        for one in &self.singles {
-            if let Some(s) = self.table.sub_mut(one.slot) {
-                s.over_budget_since = one.over_since;
-            }
-        }
         allocate(budget, &mut self.cands, headroom);
         self.report_wanted(peer, wanted);
         let targets = std::mem::take(&mut self.targets);
@@ -197,12 +178,14 @@ impl Room {
             let mut bandwidth = false;
             let sl = match target {
                 None => None,
-                Some((track, Target::Fixed(layer))) => Some(SourceLayer { track, layer }),
+                Some((track, Target::Audio)) => Some(SourceLayer { track, layer: 0 }),
                 Some((track, Target::Single(i))) => {
-                    bandwidth = !self.singles[i].forward;
-                    self.singles[i]
-                        .forward
-                        .then_some(SourceLayer { track, layer: 0 })
+                    let one = self.singles[i];
+                    if let Some(s) = self.table.sub_mut(slot) {
+                        s.over_budget_since = one.over_since;
+                    }
+                    bandwidth = !one.forward;
+                    one.forward.then_some(SourceLayer { track, layer: 0 })
                 }
                 // No layer sent at all: keep what it has, or wait on its preferred layer.
                 Some((track, Target::Allocated(i))) => {
@@ -259,19 +242,17 @@ impl Room {
             }
             // Only a video that was flowing is paused (counted, cooldown started); one still
             // waiting for its first keyframe just stops waiting.
-            if bandwidth && s.current.is_some() {
+            let reason = if bandwidth && s.current.is_some() {
                 s.last_downgrade = Some(now);
                 s.counters.bandwidth_pauses += 1;
                 self.stats.bandwidth_pauses += 1;
-            }
-            let old = [s.current.take(), s.pending.take()];
-            s.pending_since = None;
-            s.rewriter.stop();
-            let reason = if bandwidth {
                 IdleReason::Bandwidth
             } else {
                 IdleReason::NoSource
             };
+            let old = [s.current.take(), s.pending.take()];
+            s.pending_since = None;
+            s.rewriter.stop();
             let (sub, out_track) = (s.sub, s.out_track);
             for sl in old.into_iter().flatten() {
                 self.table.detach_unused(slot, sl);
