@@ -42,6 +42,11 @@ impl Hasher for IdHasher {
     fn write_u64(&mut self, n: u64) {
         self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(SEED);
     }
+
+    /// One round for a `u32` key (an SSRC): the default would feed its 4 bytes one by one.
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
 }
 
 /// A `HashMap` keyed by ids with `IdHasher`: a multiply-rotate hash, no SipHash. For ids
@@ -106,11 +111,13 @@ impl TrackState {
         stall: Duration,
     ) -> [Option<u64>; MAX_LAYERS] {
         let mut rates = [None; MAX_LAYERS];
-        let freshest = self.layers.iter().filter_map(|l| l.last_packet).max();
+        let Some(freshest) = self.layers.iter().filter_map(|l| l.last_packet).max() else {
+            return rates;
+        };
         for (rate, layer) in rates.iter_mut().zip(&self.layers) {
             let alive = layer.last_packet.is_some_and(|t| {
                 now.saturating_duration_since(t) <= timeout
-                    && freshest.is_none_or(|f| f.saturating_duration_since(t) <= stall)
+                    && freshest.saturating_duration_since(t) <= stall
             });
             if alive {
                 *rate = Some(layer.meter.bps(now));

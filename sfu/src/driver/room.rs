@@ -167,10 +167,11 @@ impl Worker {
         }
         let ssrc = packet.header.ssrc;
         // str0m accepted it (repairs come out under their main SSRC and number).
-        let stream = match session.rx.get_mut(&ssrc) {
+        // What the room needs of the stream (not its replay window): track, layer, codec.
+        let (track, layer, codec) = match session.rx.get_mut(&ssrc) {
             Some(s) => {
                 s.replay.accepted(*packet.seq_no);
-                *s
+                (s.track, s.layer, s.codec)
             }
             None => {
                 let mut api = session.rtc.direct_api();
@@ -223,7 +224,7 @@ impl Worker {
                 };
                 s.replay.accepted(*packet.seq_no);
                 session.rx.insert(ssrc, s);
-                s
+                (track, layer, codec)
             }
         };
         let Some(slot) = self.rooms.get_mut(&session.room) else {
@@ -232,17 +233,17 @@ impl Worker {
         let now = packet.timestamp;
         let payload = packet.payload;
         // The VP8 descriptor is parsed once: it also says whether this is a keyframe.
-        let vp8 = match stream.codec {
+        let vp8 = match codec {
             core::Codec::Vp8 => core::parse_vp8_descriptor(&payload),
             _ => None,
         };
-        let keyframe = match stream.codec {
+        let keyframe = match codec {
             core::Codec::Vp8 => vp8.is_some_and(|d| d.keyframe),
             codec => core::is_keyframe(codec, &payload),
         };
         let incoming = core::Incoming {
-            track: stream.track,
-            layer: stream.layer,
+            track,
+            layer,
             ssrc: *ssrc,
             seq: *packet.seq_no,
             rtp_time: packet.time.numer(),
