@@ -205,18 +205,17 @@ fn mutated_offers_never_panic() {
     });
     let accepted = std::cell::Cell::new(0u32);
     let strategy = (proptest::collection::vec(mutation(), 1..4), any::<bool>());
+    // A play offer is the publish offer turned around: the same damage reaches the viewer's
+    // negotiation. Both built once, not per case.
+    let bases = [
+        OFFER.to_owned(),
+        OFFER
+            .replace("a=sendonly", "a=recvonly")
+            .replace(" send\r", " recv\r"),
+    ];
     runner
         .run(&strategy, |(mutations, play)| {
-            // A play offer is the publish offer turned around: the same damage reaches the
-            // viewer's negotiation.
-            let base = if play {
-                OFFER
-                    .replace("a=sendonly", "a=recvonly")
-                    .replace(" send\r", " recv\r")
-            } else {
-                OFFER.to_owned()
-            };
-            let offer = apply(&base, &mutations);
+            let offer = apply(&bases[usize::from(play)], &mutations);
             if try_accept(&kinds[usize::from(play)], &offer).is_ok() {
                 accepted.set(accepted.get() + 1);
             }
