@@ -256,15 +256,8 @@ async fn a_reset_links_the_archive_query_for_what_was_missed() {
     publish(&hub, &token, "GAP-2", "food", "Extreme", "330106").await;
     let kept = publish_each(&hub, &token, &["GAP-3", "GAP-4"]).await;
     let query = format!("region=330106&kind=food&min_severity=severe&since={first}");
-    let url = format!("ws://{}/ws/alerts?{query}", hub.addr);
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("ws");
-    let reset = loop {
-        match ws.next().await.expect("a message").expect("read") {
-            tokio_tungstenite::tungstenite::Message::Text(text) => break text.to_string(),
-            _ => continue,
-        }
-    };
-    let reset: serde_json::Value = serde_json::from_str(&reset).expect("JSON");
+    let mut ws = Ws::connect(hub.addr, &query).await;
+    let reset: serde_json::Value = serde_json::from_str(&ws.next_text().await).expect("JSON");
     assert_eq!(reset["type"], "reset", "{reset}");
     assert_eq!(reset["oldest_available"], kept[0], "{reset}");
     assert_eq!(reset["missed_after"], first, "{reset}");
@@ -275,9 +268,7 @@ async fn a_reset_links_the_archive_query_for_what_was_missed() {
     );
     let page = common::get(hub.addr, link, &[]).await;
     assert_eq!(page.status, 200, "{}", page.body);
-    let missed: Vec<String> = (page.json()["items"].as_array().expect("items").iter())
-        .map(|item| item["identifier"].as_str().expect("identifier").to_owned())
-        .collect();
+    let missed = alerts_util::identifiers(&page.json());
     assert_eq!(
         missed,
         ["GAP-2"],

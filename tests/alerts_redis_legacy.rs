@@ -77,40 +77,52 @@ fn strip_targets_of_last(redis: &Redis, seq: u64) {
     assert!(added.contains(&id), "{added}");
 }
 
-#[test]
-fn a_record_without_targets_gets_them_from_what_it_references() {
-    let redis = Redis::start();
-    let dir = tempfile::tempdir().expect("tmp");
-    let open = || {
-        RedisStore::open(
-            &redis.url(),
-            "hubcast",
-            &dir.path().join("index.sqlite3"),
-            StoreConfig::default(),
-        )
-        .expect("store")
-    };
-    let store = open();
-    let hz = RegionCode::parse("330100").expect("code");
-    let publisher = Publisher {
+/// The store over `redis`, its index in `dir`.
+fn open_store(redis: &Redis, dir: &std::path::Path) -> RedisStore {
+    RedisStore::open(
+        &redis.url(),
+        "hubcast",
+        &dir.join("index.sqlite3"),
+        StoreConfig::default(),
+    )
+    .expect("store")
+}
+
+/// The province's publisher.
+fn province() -> Publisher<'static> {
+    Publisher {
         label: "province-admin@330000 zj",
         region: RegionCode::parse("330000").expect("code"),
         rule: SenderRule::FirstUse,
         may_reach: None,
-    };
+    }
+}
+
+/// A Minor Update `identifier` of `original`, over the same area.
+fn update_of(identifier: &str, original: &str) -> String {
+    fixture(identifier, "Minor")
+        .replacen("<msgType>Alert</msgType>", "<msgType>Update</msgType>", 1)
+        .replacen(
+            "<scope>Public</scope>",
+            &format!("<scope>Public</scope><references>{SENDER},{original},{SENT}</references>"),
+            1,
+        )
+}
+
+#[test]
+fn a_record_without_targets_gets_them_from_what_it_references() {
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let open = || open_store(&redis, dir.path());
+    let store = open();
+    let hz = RegionCode::parse("330100").expect("code");
+    let publisher = province();
     // O: Extreme; U: an Update of O over the same area, Minor.
     let original = store
         .append(&alert(&fixture("O", "Extreme")), "raw", &publisher, 1)
         .expect("O");
-    let update_xml = fixture("U", "Minor")
-        .replacen("<msgType>Alert</msgType>", "<msgType>Update</msgType>", 1)
-        .replacen(
-            "<scope>Public</scope>",
-            &format!("<scope>Public</scope><references>{SENDER},O,{SENT}</references>"),
-            1,
-        );
     let update = store
-        .append(&alert(&update_xml), "raw", &publisher, 2)
+        .append(&alert(&update_of("U", "O")), "raw", &publisher, 2)
         .expect("U");
     let extreme = Inherited {
         region: hz,
@@ -155,33 +167,9 @@ fn a_record_without_targets_gets_them_from_what_it_references() {
 fn a_record_without_targets_inherits_the_whole_reach_of_a_newer_original() {
     let redis = Redis::start();
     let dir = tempfile::tempdir().expect("tmp");
-    let open = || {
-        RedisStore::open(
-            &redis.url(),
-            "hubcast",
-            &dir.path().join("index.sqlite3"),
-            StoreConfig::default(),
-        )
-        .expect("store")
-    };
+    let open = || open_store(&redis, dir.path());
     let store = open();
-    let publisher = Publisher {
-        label: "province-admin@330000 zj",
-        region: RegionCode::parse("330000").expect("code"),
-        rule: SenderRule::FirstUse,
-        may_reach: None,
-    };
-    let update_of = |identifier: &str, original: &str| {
-        fixture(identifier, "Minor")
-            .replacen("<msgType>Alert</msgType>", "<msgType>Update</msgType>", 1)
-            .replacen(
-                "<scope>Public</scope>",
-                &format!(
-                    "<scope>Public</scope><references>{SENDER},{original},{SENT}</references>"
-                ),
-                1,
-            )
-    };
+    let publisher = province();
     // O Extreme; U a Minor update of O (inherits O's Extreme); V a Minor update of U.
     store
         .append(&alert(&fixture("O", "Extreme")), "raw", &publisher, 1)

@@ -112,6 +112,11 @@ impl Ws {
 
     /// The next alert or reset (pings skipped); panics on close or after [`WAIT`].
     pub async fn next(&mut self) -> Seen {
+        parse_frame(&self.next_text().await)
+    }
+
+    /// The next text frame as sent (pings skipped); panics on close or after [`WAIT`].
+    pub async fn next_text(&mut self) -> String {
         loop {
             let message = tokio::time::timeout(WAIT, self.0.next())
                 .await
@@ -119,7 +124,7 @@ impl Ws {
                 .expect("stream ended")
                 .expect("ws error");
             match message {
-                Message::Text(text) => return parse_frame(&text),
+                Message::Text(text) => return text.to_string(),
                 Message::Close(frame) => panic!("closed: {frame:?}"),
                 _ => {}
             }
