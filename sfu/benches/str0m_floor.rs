@@ -1,7 +1,8 @@
 //! The floor str0m puts under per-viewer egress, whatever the driver around it: two str0m
 //! `Rtc`s connected entirely in memory on simulated time (SDP offer/answer, ICE, DTLS), the
 //! server side built like `sfu/src/driver/session.rs` `accept` (ICE-lite, RTP mode, stats
-//! every second, Opus/VP8/VP9/H.264; viewer BWE on or off), the client a recv-only VP8 peer.
+//! every second, Opus/VP8/VP9/H.264; viewer BWE on or off; video kept for retransmission as
+//! `room.rs` keeps it), the client a recv-only VP8 peer (`sfu/tests/support/mem_pair.rs`).
 //!
 //! One iteration = one forwarded packet on the server side, as `pump_room` and the worker's
 //! flush do it: `Input::Timeout` when str0m's timer is due, `write_rtp` of a 1200-byte VP8
@@ -18,18 +19,19 @@
 //! Run: `cargo bench -p sfu --bench str0m_floor -- --warm-up-time 1 --measurement-time 5`.
 
 use std::hint::black_box;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_lc_rs::aead::{AES_128_GCM, AES_256_GCM, Aad, Algorithm, LessSafeKey, Nonce, UnboundKey};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sfu::driver::SfuConfig;
-use str0m::format::Codec;
-use str0m::media::{Direction, MediaKind, Mid, Pt};
-use str0m::net::{Protocol, Receive, Transmit};
+use str0m::Rtc;
+use str0m::media::Pt;
 use str0m::rtp::{ExtensionValues, RtpWrite, Ssrc};
-use str0m::{Candidate, Event, Input, Output, Rtc};
+
+#[path = "../tests/support/mem_pair.rs"]
+mod mem_pair;
+use mem_pair::Peer;
 
 /// Payload of one forwarded packet (as `sfu-load`'s video).
 const PAYLOAD: usize = 1200;
@@ -37,88 +39,6 @@ const PAYLOAD: usize = 1200;
 const PACKET_GAP: Duration = Duration::from_micros(8_333);
 /// Packets timed in a row before the client's side is caught up (untimed).
 const CHUNK: u64 = 32;
-/// As the worker (`sfu/src/driver/worker.rs`) does on the real clock, where the pacer's
-/// 1 µs has passed by the time it looks: timeouts this close are handled in the same drain
-/// (the simulated clock advanced to them), at most the worker's `MAX_REPOLLS` times.
-const IMMEDIATE: Duration = Duration::from_micros(100);
-
-/// One side: its `Rtc`, when it next wants a timeout, what it sent, what it learnt.
-struct Peer {
-    rtc: Rtc,
-    addr: SocketAddr,
-    next: Instant,
-    out: Vec<Transmit>,
-    connected: bool,
-    video: Option<Mid>,
-}
-
-impl Peer {
-    fn new(rtc: Rtc, addr: SocketAddr, now: Instant) -> Self {
-        let mut peer = Peer {
-            rtc,
-            addr,
-            next: now,
-            out: Vec::new(),
-            connected: false,
-            video: None,
-        };
-        let candidate = Candidate::host(addr, "udp").expect("host candidate");
-        peer.rtc.add_local_candidate(candidate);
-        peer
-    }
-
-    /// `poll_output` until `Timeout`, keeping transmits in `out`.
-    fn drain(&mut self) {
-        loop {
-            match self.rtc.poll_output().expect("poll_output") {
-                Output::Timeout(t) => {
-                    self.next = t;
-                    return;
-                }
-                Output::Transmit(t) => self.out.push(t),
-                Output::Event(Event::Connected) => self.connected = true,
-                Output::Event(Event::MediaAdded(added)) if added.kind == MediaKind::Video => {
-                    self.video = Some(added.mid);
-                }
-                Output::Event(_) => {}
-            }
-        }
-    }
-
-    /// Feeds `datagrams` (the other side's transmits), draining after each one.
-    fn receive(&mut self, datagrams: &mut Vec<Transmit>, now: Instant) {
-        for t in datagrams.drain(..) {
-            let Ok(receive) = Receive::new(Protocol::Udp, t.source, self.addr, &t.contents) else {
-                continue;
-            };
-            // A datagram str0m refuses (e.g. after a restart) is just dropped.
-            let _ = self.rtc.handle_input(Input::Receive(now, receive));
-            self.drain();
-        }
-    }
-
-    /// Handles the timeouts str0m asks for at once, as the worker's drain does: its pacer
-    /// takes new media at a timeout, and asks for another 1 µs after each packet it releases.
-    fn settle(&mut self, now: Instant) {
-        for _ in 0..sfu::driver::MAX_REPOLLS {
-            if self.next > now + IMMEDIATE {
-                return;
-            }
-            let at = self.next.max(now);
-            self.rtc.handle_input(Input::Timeout(at)).expect("timeout");
-            self.drain();
-        }
-    }
-
-    /// Handles a due timeout and drains.
-    fn tick(&mut self, now: Instant) {
-        if self.next <= now {
-            self.rtc.handle_input(Input::Timeout(now)).expect("timeout");
-            self.drain();
-        }
-    }
-}
-
 /// The server built as `session::accept` builds a viewer's `Rtc` (the same configuration).
 fn server_rtc(bwe: bool, now: Instant) -> Rtc {
     let bps = SfuConfig::default().initial_bwe_bps;
@@ -140,49 +60,18 @@ struct Pair {
 
 impl Pair {
     fn connect(bwe: bool) -> Self {
-        let mut now = Instant::now();
-        let client_rtc = Rtc::builder().set_rtp_mode(true).build(now);
-        let mut client = Peer::new(client_rtc, SocketAddr::from(([10, 0, 0, 1], 5000)), now);
-        let mut server = Peer::new(
-            server_rtc(bwe, now),
-            SocketAddr::from(([10, 0, 0, 2], 7882)),
+        let now = Instant::now();
+        let mem_pair::Connected {
+            mut server,
+            client,
             now,
-        );
-        let mut change = client.rtc.sdp_api();
-        change.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
-        let (offer, pending) = change.apply().expect("an offer");
-        let answer = server.rtc.sdp_api().accept_offer(offer).expect("answer");
-        client
-            .rtc
-            .sdp_api()
-            .accept_answer(pending, answer)
-            .expect("accepted");
-        for _ in 0..10_000 {
-            client.drain();
-            server.drain();
-            server.receive(&mut client.out, now);
-            client.receive(&mut server.out, now);
-            if client.connected && server.connected && server.video.is_some() {
-                break;
-            }
-            now = now.max(client.next.min(server.next));
-            client.tick(now);
-            server.tick(now);
-        }
-        assert!(client.connected && server.connected, "in-memory ICE + DTLS");
-        let mid = server.video.expect("video media line");
-        let ssrc = server
-            .rtc
-            .direct_api()
-            .stream_tx_by_mid(mid, None)
-            .map(|s| s.ssrc())
-            .expect("a send stream for the viewer's video");
-        let pt = server
-            .rtc
-            .codec_config()
-            .find(|p| p.spec().codec == Codec::Vp8)
-            .map(|p| p.pt())
-            .expect("VP8 negotiated");
+            ssrc,
+            pt,
+        } = mem_pair::connect(server_rtc(bwe, now), now);
+        let history = SfuConfig::default().rtx_history;
+        let mut api = server.rtc.direct_api();
+        let stream = api.stream_tx(&ssrc).expect("send stream");
+        sfu::driver::keep_for_retransmission(stream, history);
         // A VP8 payload descriptor (S bit, picture id) in front of filler.
         let mut payload = vec![0x5a_u8; PAYLOAD];
         payload[..4].copy_from_slice(&[0x90, 0x80, 0x80, 0x01]);

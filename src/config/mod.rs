@@ -209,6 +209,9 @@ pub struct SfuSection {
     /// Minimum interval between keyframe requests per track layer. Default 500 ms (Jitsi
     /// 200 ms, mediasoup 1 s).
     pub keyframe_interval_ms: u64,
+    /// How long video sent to a viewer is kept to answer its NACKs (retransmission). Default
+    /// 1000 ms (Janus's cap; mediasoup 2-4 s); each second costs ~90 KiB per viewer per Mbit/s.
+    pub rtx_history_ms: u64,
     /// Estimate viewers' bandwidth (TWCC, pacing, probing) and pick simulcast layers by it.
     /// Default true; false saves ~30 % CPU per forwarded packet on LANs (BENCHMARKS.md).
     pub viewer_bwe: bool,
@@ -228,6 +231,7 @@ impl Default for SfuSection {
             max_peers_per_room: 400,
             connect_timeout_secs: 15,
             keyframe_interval_ms: 500,
+            rtx_history_ms: 1000,
             viewer_bwe: true,
             max_tcp_connections: 256,
         }

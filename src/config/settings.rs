@@ -223,6 +223,10 @@ fn sfu_settings(section: &super::SfuSection) -> Result<sfu::driver::SfuConfig, C
             "keyframe_interval_ms",
             section.keyframe_interval_ms,
         )?),
+        rtx_history: std::time::Duration::from_millis(positive(
+            "rtx_history_ms",
+            section.rtx_history_ms,
+        )?),
         viewer_bwe: section.viewer_bwe,
         max_tcp_connections: positive("max_tcp_connections", section.max_tcp_connections as u64)?
             as usize,
@@ -571,6 +575,7 @@ mod tests {
                 Box::new(|c| c.sfu.tcp_listen = "[::]:7881".into()),
             ),
             ("sfu.max_peers", Box::new(|c| c.sfu.max_peers = 0)),
+            ("sfu.rtx_history_ms", Box::new(|c| c.sfu.rtx_history_ms = 0)),
             (
                 "alerts.max_body_bytes",
                 Box::new(|c| c.alerts.max_body_bytes = 10),

@@ -48,6 +48,13 @@ pub struct SfuConfig {
     /// Minimum interval between keyframe requests per (track, layer). Default 500 ms (Jitsi
     /// uses 200 ms minimum, mediasoup 1 s).
     pub keyframe_interval: Duration,
+    /// How long the video sent to a viewer is kept to answer its NACKs with retransmissions
+    /// (RTX); a packet older than this is not resent. Default 1 s, Janus's cap (it keeps
+    /// RTT + 100 ms, at most 1 s; mediasoup 2-4 s; str0m's own default 3 s): a second covers
+    /// several NACK rounds at the round trips of a provincial network, and a loss still
+    /// unrepaired by then is better served by the keyframe the viewer asks for next. Each
+    /// second kept costs ~90 KiB per viewer per Mbit/s watched (BENCHMARKS.md).
+    pub rtx_history: Duration,
     /// ICE-TCP connections open at once (each costs a reader and a writer thread); beyond it a
     /// new connection is closed at once and counted. Default 256: every site of a
     /// province-wide meeting (102) and its wall, all on networks that block UDP.
@@ -69,6 +76,7 @@ impl Default for SfuConfig {
             initial_bwe_bps: 1_500_000,
             viewer_bwe: true,
             keyframe_interval: Duration::from_millis(500),
+            rtx_history: Duration::from_secs(1),
             max_tcp_connections: 256,
         }
     }

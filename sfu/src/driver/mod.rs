@@ -42,7 +42,7 @@ pub use config::SfuConfig;
 pub use demux::stun_local_ufrag;
 pub use events::{EVENTS_CAPACITY, RoomEvent, RoomNotice};
 pub use metrics::{DropReason, SessionEnd, SfuMetrics};
-pub use session::rtc_config;
+pub use session::{keep_for_retransmission, rtc_config};
 pub use worker::MAX_REPOLLS;
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};

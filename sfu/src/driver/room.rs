@@ -121,10 +121,14 @@ impl Worker {
             }
             SessionKind::Play(source) => {
                 let mut api = session.rtc.direct_api();
-                let Some(ssrc) = api.stream_tx_by_mid(added.mid, None).map(|s| s.ssrc()) else {
+                let Some(stream) = api.stream_tx_by_mid(added.mid, None) else {
                     tracing::debug!(session = id, mid = %added.mid, "no send stream for viewer media");
                     return;
                 };
+                if added.kind == MediaKind::Video {
+                    super::session::keep_for_retransmission(stream, self.shared.config.rtx_history);
+                }
+                let ssrc = stream.ssrc();
                 let tx = TxStream {
                     mid: added.mid,
                     ssrc,

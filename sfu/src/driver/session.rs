@@ -5,14 +5,14 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use str0m::bwe::Bitrate;
 use str0m::change::SdpOffer;
 use str0m::format::Codec;
 use str0m::media::{MediaKind, Mid, Pt};
 use str0m::net::TcpType;
-use str0m::rtp::Ssrc;
+use str0m::rtp::{Ssrc, StreamTx};
 use str0m::{Candidate, IceCreds, Rtc};
 
 use super::api::{SessionKind, SfuError};
@@ -116,7 +116,7 @@ pub fn rtc_config(bwe_bps: Option<u64>) -> str0m::RtcConfig {
         .set_crypto_provider(super::srtp_audit::provider())
         .set_ice_lite(true)
         .set_rtp_mode(true)
-        .set_stats_interval(Some(std::time::Duration::from_secs(1)))
+        .set_stats_interval(Some(Duration::from_secs(1)))
         .clear_codecs()
         .enable_opus(true, false)
         .enable_vp8(true)
@@ -126,6 +126,19 @@ pub fn rtc_config(bwe_bps: Option<u64>) -> str0m::RtcConfig {
         Some(bps) => builder.enable_bwe(Some(Bitrate::bps(bps))),
         None => builder,
     }
+}
+
+/// Packets a viewer's video send stream may hold for retransmission whatever the age limit
+/// (str0m's `send_buffer_video` default; at a 1 s history only a stream above ~10 Mbit/s
+/// reaches it).
+const RTX_MAX_PACKETS: usize = 1000;
+
+/// Configures a viewer's video send stream as every session's is: its sent packets are kept
+/// `history` (`sfu.rtx_history_ms`) to answer NACKs, instead of str0m's 3 s, and resends are
+/// dropped beyond str0m's default ratio (15 % of the stream's bytes). Public so tests and the
+/// `str0m_floor` bench configure a stream exactly so.
+pub fn keep_for_retransmission(stream: &mut StreamTx, history: Duration) {
+    stream.set_rtx_cache(RTX_MAX_PACKETS, history, Some(0.15));
 }
 
 /// Builds the `Rtc` for `offer` and returns it with the SDP answer.
