@@ -100,6 +100,13 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A task the handler waited for panicked or was cancelled: 500.
+impl From<tokio::task::JoinError> for ApiError {
+    fn from(join: tokio::task::JoinError) -> Self {
+        ApiError::internal(&join)
+    }
+}
+
 impl From<tiers::Denied> for ApiError {
     fn from(denied: tiers::Denied) -> Self {
         ApiError::forbidden(denied.to_string())

@@ -2,6 +2,7 @@
 //! wait for it), `/openapi.json`, and the JSON 404/405 fallbacks.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -51,10 +52,9 @@ pub async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderM
     // blocking work, kept off the runtime threads and done once for concurrent scrapes.
     let metrics = state.metrics().clone();
     let render = || async move {
-        match tokio::task::spawn_blocking(move || metrics.encode()).await {
-            Ok(Ok(text)) => Ok(Bytes::from(text)),
-            Ok(Err(err)) => Err(ApiError::internal(&err)),
-            Err(join) => Err(ApiError::internal(&join)),
+        match tokio::task::spawn_blocking(move || metrics.encode()).await? {
+            Ok(text) => Ok(Bytes::from(text)),
+            Err(err) => Err(ApiError::internal(&err)),
         }
     };
     match state.scrape().text(Instant::now(), render).await {
@@ -73,30 +73,38 @@ pub async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderM
 /// The last `/metrics` text and when its render began. Requests take turns rendering, and
 /// one that arrived before the last render began gets that render's text: a burst of scrapes
 /// costs at most two renders (the one running when it came, and one for all that waited),
-/// never one blocking thread each, and no scrape sees counters older than its arrival.
+/// never one blocking thread each, and no scrape sees counters older than its arrival. A
+/// render keeps the turn until it ends, even when the request that started it is gone (a
+/// scraper hanging up mid-render cannot start a second render beside the first).
 #[derive(Debug, Default)]
 pub struct Scrape {
-    last: tokio::sync::Mutex<Option<(Instant, Bytes)>>,
+    last: Arc<tokio::sync::Mutex<Option<(Instant, Bytes)>>>,
 }
 
 impl Scrape {
     /// The text for a request that arrived at `arrived`: the last render's if it began since,
-    /// else `render`'s (a failed render is returned and not kept).
+    /// else `render`'s (a failed render is returned and not kept). The render runs in a task
+    /// of its own that holds the turn.
     pub async fn text<F, Fut, E>(&self, arrived: Instant, render: F) -> Result<Bytes, E>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Bytes, E>>,
+        Fut: Future<Output = Result<Bytes, E>> + Send + 'static,
+        E: From<tokio::task::JoinError> + Send + 'static,
     {
-        let mut last = self.last.lock().await;
+        let mut last = Arc::clone(&self.last).lock_owned().await;
         if let Some((began, text)) = last.as_ref()
             && *began >= arrived
         {
             return Ok(text.clone());
         }
         let began = Instant::now();
-        let text = render().await?;
-        *last = Some((began, text.clone()));
-        Ok(text)
+        let render = render();
+        let turn = tokio::spawn(async move {
+            let text = render.await?;
+            *last = Some((began, text.clone()));
+            Ok(text)
+        });
+        turn.await?
     }
 }
 
@@ -138,10 +146,20 @@ mod tests {
 
     use super::*;
 
+    /// What a test render fails with (a render task that panicked, here).
+    #[derive(Debug, PartialEq)]
+    struct Failed;
+
+    impl From<tokio::task::JoinError> for Failed {
+        fn from(_: tokio::task::JoinError) -> Self {
+            Failed
+        }
+    }
+
+    type Render = std::pin::Pin<Box<dyn Future<Output = Result<Bytes, Failed>> + Send>>;
+
     /// A render that counts its calls and takes a while, like the fd listing under load.
-    fn counted(
-        renders: Arc<AtomicUsize>,
-    ) -> impl FnOnce() -> std::pin::Pin<Box<dyn Future<Output = Result<Bytes, ()>> + Send>> {
+    fn counted(renders: Arc<AtomicUsize>) -> impl FnOnce() -> Render {
         move || {
             Box::pin(async move {
                 let n = renders.fetch_add(1, Ordering::SeqCst) + 1;
@@ -151,7 +169,9 @@ mod tests {
         }
     }
 
-    #[tokio::test]
+    // Paused time: a sleep ends only once every other task waits, so the second burst
+    // arrives after the first render began however loaded the machine is.
+    #[tokio::test(start_paused = true)]
     async fn scrapes_waiting_for_a_render_share_the_next_one() {
         let scrape = Arc::new(Scrape::default());
         let renders = Arc::new(AtomicUsize::new(0));
@@ -166,6 +186,7 @@ mod tests {
         // Arriving while that render runs: its counters may predate them, so one more
         // render, shared by all of them.
         tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(renders.load(Ordering::SeqCst), 1, "the first render runs");
         let during = Instant::now();
         let second: Vec<_> = (0..16).map(|_| ask(during)).collect();
         for task in first {
@@ -177,14 +198,63 @@ mod tests {
         assert_eq!(renders.load(Ordering::SeqCst), 2);
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_scraper_hanging_up_mid_render_keeps_the_next_one_waiting() {
+        let scrape = Arc::new(Scrape::default());
+        let running = Arc::new(AtomicUsize::new(0));
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let held = {
+            let running = Arc::clone(&running);
+            move || -> Render {
+                Box::pin(async move {
+                    running.fetch_add(1, Ordering::SeqCst);
+                    let _ = released.await;
+                    running.fetch_sub(1, Ordering::SeqCst);
+                    Ok(Bytes::from("held"))
+                })
+            }
+        };
+        let first = {
+            let scrape = Arc::clone(&scrape);
+            tokio::spawn(async move { scrape.text(Instant::now(), held).await })
+        };
+        while running.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        // The scraper hangs up: its request future is dropped mid-render.
+        first.abort();
+        let _ = first.await;
+        let renders = Arc::new(AtomicUsize::new(0));
+        let next = {
+            let scrape = Arc::clone(&scrape);
+            let render = counted(Arc::clone(&renders));
+            tokio::spawn(async move { scrape.text(Instant::now(), render).await })
+        };
+        // The abandoned render still holds the turn: nothing renders beside it.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(
+            running.load(Ordering::SeqCst),
+            1,
+            "the abandoned render goes on"
+        );
+        assert_eq!(
+            renders.load(Ordering::SeqCst),
+            0,
+            "a second render began beside it"
+        );
+        release.send(()).expect("the render waits");
+        assert_eq!(next.await.expect("join"), Ok(Bytes::from("render 1")));
+        assert_eq!(running.load(Ordering::SeqCst), 0);
+    }
+
     #[tokio::test]
     async fn a_later_scrape_renders_anew_and_a_failure_is_not_kept() {
         let scrape = Scrape::default();
         let renders = Arc::new(AtomicUsize::new(0));
         let first = (scrape.text(Instant::now(), counted(Arc::clone(&renders)))).await;
         assert_eq!(first, Ok(Bytes::from("render 1")));
-        let failed: Result<Bytes, ()> = scrape.text(Instant::now(), || async { Err(()) }).await;
-        assert_eq!(failed, Err(()));
+        let failed = scrape.text(Instant::now(), || async { Err(Failed) }).await;
+        assert_eq!(failed, Err(Failed));
         let again = scrape.text(Instant::now(), counted(Arc::clone(&renders)));
         assert_eq!(again.await, Ok(Bytes::from("render 2")));
         assert_eq!(renders.load(Ordering::SeqCst), 2);
