@@ -1,7 +1,8 @@
 //! Real browsers against the SFU, inside a loopback-only network namespace: Debian's headless
 //! Chromium publishes camera + microphone with three simulcast layers over WHIP; two Chromium
 //! viewers watch over WHEP and decode video and audio; a viewer that asks for the low layer
-//! drops to ≈320 px wide and comes back up on request without freezing.
+//! drops to ≈320 px wide and comes back up on request without freezing. The same with VP9
+//! simulcast (one L1T3 stream per layer).
 
 mod common;
 
@@ -96,42 +97,7 @@ async fn chromium_simulcast_publish_two_viewers_and_layer_switch() {
     }
 
     // Viewer 1 asks for the low layer: its picture drops to ≈320 wide, without freezing.
-    let before = stats(&viewer1).await;
-    viewer1.eval("hubcastSetLayer('q')").await.expect("layer q");
-    let low = viewer1
-        .wait_for(
-            "hubcastStats().then(s => s.frameWidth > 0 && s.frameWidth <= 400 && s)",
-            Duration::from_secs(15),
-        )
-        .await
-        .expect("frameWidth drops to the q layer");
-    assert!(
-        (240.0..=400.0).contains(&num(&low, &["frameWidth"])),
-        "{low}"
-    );
-    // And back up on request.
-    viewer1.eval("hubcastSetLayer('f')").await.expect("layer f");
-    let high = viewer1
-        .wait_for(
-            "hubcastStats().then(s => s.frameWidth >= 640 && s)",
-            Duration::from_secs(15),
-        )
-        .await
-        .expect("frameWidth rises again");
-    let freezes = num(&high, &["freezeCount"]) - num(&before, &["freezeCount"]);
-    assert!(
-        freezes <= 1.0,
-        "at most one freeze across two switches: {before} → {high}"
-    );
-    // A switch waits for the target layer's keyframe, which the SFU requests at once: the
-    // picture may stand still for that one keyframe's round trip (PLI, encode, send), not
-    // until the encoder's next periodic keyframe.
-    let frozen = num(&high, &["totalFreezesDuration"]) - num(&before, &["totalFreezesDuration"]);
-    println!("layer switches: {freezes} freezes, {frozen:.3} s frozen");
-    assert!(
-        frozen <= 1.0,
-        "frozen at most one keyframe round trip across two switches ({frozen:.3} s): {before} → {high}"
-    );
+    switch_down_and_up(&viewer1).await;
     // The other viewer was not disturbed.
     let other = stats(&viewer2).await;
     assert!(
@@ -189,5 +155,99 @@ async fn chromium_simulcast_publish_two_viewers_and_layer_switch() {
 
     viewer1.close().await.ok();
     viewer2.close().await.ok();
+    publisher.close().await.ok();
+}
+
+/// Asks `viewer` for the low layer, then the high one: its picture drops to ≈320 px wide and
+/// comes back, freezing at most once for at most a keyframe's round trip in all.
+async fn switch_down_and_up(viewer: &Browser) {
+    let before = stats(viewer).await;
+    viewer.eval("hubcastSetLayer('q')").await.expect("layer q");
+    let low = viewer
+        .wait_for(
+            "hubcastStats().then(s => s.frameWidth > 0 && s.frameWidth <= 400 && s)",
+            Duration::from_secs(15),
+        )
+        .await
+        .expect("frameWidth drops to the q layer");
+    assert!(
+        (240.0..=400.0).contains(&num(&low, &["frameWidth"])),
+        "{low}"
+    );
+    // And back up on request.
+    viewer.eval("hubcastSetLayer('f')").await.expect("layer f");
+    let high = viewer
+        .wait_for(
+            "hubcastStats().then(s => s.frameWidth >= 640 && s)",
+            Duration::from_secs(15),
+        )
+        .await
+        .expect("frameWidth rises again");
+    let freezes = num(&high, &["freezeCount"]) - num(&before, &["freezeCount"]);
+    assert!(
+        freezes <= 1.0,
+        "at most one freeze across two switches: {before} → {high}"
+    );
+    // A switch waits for the target layer's keyframe, which the SFU requests at once: the
+    // picture may stand still for that one keyframe's round trip (PLI, encode, send), not
+    // until the encoder's next periodic keyframe.
+    let frozen = num(&high, &["totalFreezesDuration"]) - num(&before, &["totalFreezesDuration"]);
+    println!("layer switches: {freezes} freezes, {frozen:.3} s frozen");
+    assert!(
+        frozen <= 1.0,
+        "frozen at most one keyframe round trip across two switches ({frozen:.3} s): {before} → {high}"
+    );
+}
+
+#[tokio::test]
+async fn chromium_vp9_simulcast_publish_view_and_layer_switch() {
+    testkit::isolated!();
+    let hub = Hub::start(&[], &[]);
+    let publisher_token = hub.token("city-admin", "330100", &["--sub", "杭州市局"]);
+    let wall_token = hub.token("wall", "330100", &[]);
+    let publisher = Browser::launch().await.expect("chromium");
+    publisher
+        .goto(&format!(
+            "{}/assets/test/publish.html?room=vp9&codec=vp9#token={publisher_token}",
+            hub.url
+        ))
+        .await
+        .expect("publish page");
+    let sent = publisher
+        .wait_for(
+            "hubcastStats().then(s => ['q','h','f'].every(r => s.video[r] && s.video[r].framesEncoded > 10) && s)",
+            CONNECT,
+        )
+        .await
+        .expect("three VP9 layers encoded");
+    assert!(num(&sent, &["video", "f", "frameWidth"]) >= 640.0, "{sent}");
+    let client = testkit::whip::WhipClient::new(&hub.url, Some(&publisher_token)).expect("client");
+    let ids = client.publisher_ids("vp9").await.expect("room listing");
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let viewer = Browser::launch().await.expect("chromium");
+    viewer
+        .goto(&format!(
+            "{}/assets/test/view.html?room=vp9&publisher={}&muted=1#token={wall_token}",
+            hub.url, ids[0]
+        ))
+        .await
+        .expect("view page");
+    let decoding = viewer
+        .wait_for(
+            "hubcastStats().then(s => s.framesDecoded > 30 && s)",
+            CONNECT,
+        )
+        .await
+        .expect("the viewer decodes");
+    assert_eq!(decoding["codec"], "video/VP9", "{decoding}");
+    switch_down_and_up(&viewer).await;
+    let a = stats(&viewer).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let b = stats(&viewer).await;
+    assert!(
+        num(&b, &["framesDecoded"]) > num(&a, &["framesDecoded"]) + 10.0,
+        "keeps decoding after the switches: {a} → {b}"
+    );
+    viewer.close().await.ok();
     publisher.close().await.ok();
 }
