@@ -276,6 +276,124 @@ fn follow_ups_match_by_what_they_inherit_and_after_bounds_a_range() {
     assert_eq!(u.seq, o.seq + 1);
 }
 
+/// A bare Cancel of two originals, a severe food warning for Hangzhou and a minor spot-check
+/// result for Ningbo, reaches (Hangzhou, food, Extreme) and (Ningbo, spot check, Minor): live
+/// delivery sends it to a filter one of those two targets passes as a whole, and so must the
+/// archive, whether the file was written by this build or migrated from version 4 (when the
+/// archive checked region, kind and severity separately and also returned it to, say, a
+/// severe-only Ningbo filter: region from one original, severity from the other).
+#[test]
+fn region_kind_and_severity_hold_for_one_target_as_in_live_delivery() {
+    use alerts::cap::Reference;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("alerts.db");
+    {
+        let store = SqliteStore::open(&path).expect("open");
+        let hz = alert(&Spec {
+            identifier: "HZ-FOOD".into(),
+            kind: K::FoodSafety,
+            severity: S::Extreme,
+            regions: &["330100"],
+            ..Spec::default()
+        });
+        let nb = alert(&Spec {
+            identifier: "NB-SPOT".into(),
+            kind: K::SpotCheck,
+            severity: S::Minor,
+            regions: &["330200"],
+            ..Spec::default()
+        });
+        append(&store, &hz);
+        append(&store, &nb);
+        let mut both = follow_up(&hz, "CANCEL-BOTH", MsgType::Cancel);
+        both.references = Some(format!("{} {}", Reference::to(&hz), Reference::to(&nb)));
+        let stored = append(&store, &both).alert;
+        assert_eq!(stored.references.len(), 2);
+        assert_eq!(stored.inherited_targets.len(), 2, "{stored:?}");
+    }
+    let region = |code: &str| Some(tiers::RegionCode::parse(code).expect("code"));
+    let cases: [(&str, ArchiveQuery, &[&str]); 7] = [
+        (
+            "Ningbo, severe and up: its target there is minor",
+            ArchiveQuery {
+                region: region("330200"),
+                min_severity: Severity::Severe,
+                ..ArchiveQuery::default()
+            },
+            &[],
+        ),
+        (
+            "Ningbo, food: its target there is a spot check",
+            ArchiveQuery {
+                region: region("330200"),
+                kinds: KindSet::only(AlertKind::Food),
+                ..ArchiveQuery::default()
+            },
+            &[],
+        ),
+        (
+            "Ningbo, spot checks",
+            ArchiveQuery {
+                region: region("330200"),
+                kinds: KindSet::only(AlertKind::SpotCheck),
+                ..ArchiveQuery::default()
+            },
+            &["CANCEL-BOTH", "NB-SPOT"],
+        ),
+        (
+            "Hangzhou's Xihu district, severe and up (an ancestor's target)",
+            ArchiveQuery {
+                region: region("330106"),
+                min_severity: Severity::Severe,
+                ..ArchiveQuery::default()
+            },
+            &["CANCEL-BOTH", "HZ-FOOD"],
+        ),
+        (
+            "anywhere, spot checks severe and up",
+            ArchiveQuery {
+                kinds: KindSet::only(AlertKind::SpotCheck),
+                min_severity: Severity::Severe,
+                ..ArchiveQuery::default()
+            },
+            &[],
+        ),
+        (
+            "anywhere, exactly minor",
+            ArchiveQuery {
+                severities: vec![Severity::Minor],
+                ..ArchiveQuery::default()
+            },
+            &["CANCEL-BOTH", "NB-SPOT"],
+        ),
+        (
+            "the province, everything",
+            ArchiveQuery {
+                region: region("330000"),
+                ..ArchiveQuery::default()
+            },
+            &["CANCEL-BOTH", "NB-SPOT", "HZ-FOOD"],
+        ),
+    ];
+    let check = |store: &SqliteStore, file: &str| {
+        for (name, query, expected) in &cases {
+            assert_eq!(ids(store, query.clone()), *expected, "{file}: {name}");
+        }
+    };
+    check(&SqliteStore::open(&path).expect("reopen"), "this build");
+    {
+        let conn = rusqlite::Connection::open(&path).expect("raw open");
+        conn.execute_batch(BACK_TO_VERSION_4)
+            .expect("back to version 4");
+        conn.execute_batch("PRAGMA user_version = 4;")
+            .expect("version 4");
+    }
+    check(
+        &SqliteStore::open(&path).expect("reopen migrates"),
+        "migrated from version 4",
+    );
+}
+
 #[test]
 fn chinese_full_text_uses_trigrams_and_falls_back_to_like_for_short_terms() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -165,12 +165,12 @@ fn verify(path: &std::path::Path, acked: &[u64], context: &str) {
     };
     assert_eq!(count("SELECT count(*) FROM alerts"), last, "{context}");
     assert_eq!(
-        count("SELECT count(DISTINCT seq) FROM alert_regions"),
+        count("SELECT count(DISTINCT seq) FROM alert_targets"),
         last,
-        "{context}: every row has its region rows"
+        "{context}: every row has its target rows"
     );
     assert_eq!(
-        count("SELECT count(*) FROM alert_regions"),
+        count("SELECT count(*) FROM alert_targets"),
         2 * last,
         "{context}"
     );

@@ -264,6 +264,8 @@ fn a_version_2_file_gets_inherited_targets_from_its_references() {
     {
         // Back to version 2: no inherited_targets column (3), no reindex queue (4).
         let conn = rusqlite::Connection::open(&path).expect("raw open");
+        conn.execute_batch(BACK_TO_VERSION_4)
+            .expect("back to version 4");
         conn.execute_batch(
             "DROP TABLE reindex;
              ALTER TABLE alerts DROP COLUMN inherited_targets;
@@ -296,6 +298,8 @@ fn spot_check_fields_are_searchable_also_in_alerts_stored_before() {
     {
         // Back to version 3, with the text version 3 indexed for it.
         let conn = rusqlite::Connection::open(&path).expect("raw open");
+        conn.execute_batch(BACK_TO_VERSION_4)
+            .expect("back to version 4");
         conn.execute_batch(
             "DROP TABLE reindex;
              UPDATE alerts_fts SET body = '脱水蔬菜 杭州某食品有限公司';

@@ -118,6 +118,8 @@ fn migrating_a_version_1_file_binds_stored_senders_to_their_first_publisher() {
     {
         // Back to version 1: no senders table (nor version 3's column, version 4's queue).
         let conn = rusqlite::Connection::open(&path).expect("raw open");
+        conn.execute_batch(BACK_TO_VERSION_4)
+            .expect("back to version 4");
         conn.execute_batch(
             "DROP TABLE senders; ALTER TABLE alerts DROP COLUMN inherited_targets;
              DROP TABLE reindex; PRAGMA user_version = 1;",

@@ -13,8 +13,8 @@
 //!    and is skipped for other message types; a resolved one reaching a region the publisher
 //!    may not publish to fails the append ([`StoreError::ReferenceOutOfReach`]), so what is
 //!    inherited is exactly what was authorized;
-//! 4. numbers the alert `MAX(seq) + 1` and inserts the row, its region index rows (own, then
-//!    inherited), its reference rows and its full-text row;
+//! 4. numbers the alert `MAX(seq) + 1` and inserts the row, its reach as target rows
+//!    (region, kind, rank), its reference rows and its full-text row;
 //! 5. binds the sender to the publisher's region if it was free (or config says so);
 //! 6. commits (`synchronous=FULL`: the WAL is on disk when `commit` returns).
 
@@ -321,8 +321,9 @@ pub(super) fn existing_record(
     })
 }
 
-/// Writes a numbered record: the row, its region index rows (own, then inherited), its
-/// reference rows and its full-text row. Inside the caller's transaction.
+/// Writes a numbered record: the row, its reach as target rows (what the archive's region,
+/// kind and severity filters match), its reference rows and its full-text row. Inside the
+/// caller's transaction.
 pub(super) fn insert(
     tx: &Connection,
     a: &StoredAlert,
@@ -359,13 +360,16 @@ pub(super) fn insert(
                 .join(","),
         ],
     )?;
-    let mut region =
-        tx.prepare_cached("INSERT INTO alert_regions (region, seq, own) VALUES (?1, ?2, ?3)")?;
-    for r in &a.regions {
-        region.execute(params![r.as_u32(), seq, true])?;
-    }
-    for r in &a.inherited_regions {
-        region.execute(params![r.as_u32(), seq, false])?;
+    let mut target = tx.prepare_cached(
+        "INSERT OR IGNORE INTO alert_targets (seq, region, kind, rank) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for t in Target::reach_of(&a.regions, a.kind, a.severity, &a.inherited_targets) {
+        target.execute(params![
+            seq,
+            t.region.as_u32(),
+            t.kind.as_str(),
+            t.severity as u8
+        ])?;
     }
     let mut reference =
         tx.prepare_cached("INSERT INTO alert_references (ref_seq, seq) VALUES (?1, ?2)")?;

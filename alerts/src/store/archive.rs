@@ -8,10 +8,11 @@
 //!        WHERE alerts_fts MATCH '"二氧化硫" AND "西湖区"'    -- terms of ≥ 3 characters
 //! WHERE  <key> < cursor                                    -- keyset: the page below the cursor
 //!   AND  <key> > after                                     -- a range's lower end
-//!   AND  ((a.kind IN ('food', …) AND a.severity IN (2, 3, 4))  -- own kind and severity
-//!         OR (',' || a.inherited_targets || ',') LIKE '%:food:3,%' OR …)  -- or inherited
+//!   AND  a.seq IN (SELECT t.seq FROM alert_targets t       -- one target of the alert's reach
+//!                  WHERE t.region IN (related codes)       --   (with a region; without one:
+//!                    AND t.kind IN ('food', …)              --   EXISTS (… t.seq = a.seq AND …))
+//!                    AND t.rank IN (2, 3, 4))
 //!   AND  a.sent_unix >= from AND a.sent_unix < to
-//!   AND  a.seq IN (SELECT seq FROM alert_regions WHERE region IN (related codes))
 //!   AND  <text> LIKE '%杭州%' ESCAPE '\'                     -- terms of 1–2 characters
 //! ORDER BY <key> DESC LIMIT limit + 1                      -- one extra row: is there a next page?
 //! ```
@@ -41,39 +42,59 @@ pub(super) struct Plan {
     limit: usize,
 }
 
-/// The kinds and severities `query` wants, as a condition (`None`: any). An alert matches by
-/// its own kind and severity, or, like live delivery routes an Update or Cancel, by one of
-/// its inherited targets (`region:kind:rank`, comma-separated in `inherited_targets`), each
-/// (kind, rank) pair wanted being one `LIKE`: at most 4 kinds × 5 ranks. Kind names and ranks
-/// are this crate's own words and digits, so the patterns need no escaping.
-fn kind_and_severity(query: &ArchiveQuery) -> Option<String> {
-    let ranks: Vec<u8> = Severity::ALL
+/// The audience `query` asks for, as one condition on the alert's targets (`None`: any). An
+/// alert matches as live delivery routes it: by one target (region, kind, rank) of its
+/// reach, its own areas with its own kind and severity or one it inherited (an Update or
+/// Cancel), whose region is related to the query's (the region, its ancestors or its
+/// descendants), whose kind is wanted and whose rank passes the severity filters, all three
+/// on the same target. With a region the region index drives (`IN`); without one each alert
+/// met newest first is checked through its own targets (`EXISTS` on the primary key), so a
+/// page stops early. Kind names and ranks are this crate's own words and digits, and region
+/// codes numbers: written into the SQL text, nothing from the caller.
+fn audience(query: &ArchiveQuery, tree: &RegionTree) -> Result<Option<String>, StoreError> {
+    let mut conds = Vec::new();
+    if let Some(region) = query.region {
+        if tree.get(region).is_none() {
+            return Err(StoreError::UnknownRegion(region));
+        }
+        let related = tree
+            .subtree(region)
+            .map(|r| r.code)
+            .chain(tree.ancestors(region));
+        let codes: Vec<String> = related.map(|c| c.as_u32().to_string()).collect();
+        conds.push(format!("t.region IN ({})", codes.join(", ")));
+    }
+    if query.kinds != KindSet::ALL {
+        let kinds: Vec<String> = query
+            .kinds
+            .iter()
+            .map(|k| format!("'{}'", k.as_str()))
+            .collect();
+        conds.push(format!("t.kind IN ({})", kinds.join(", ")));
+    }
+    let ranks: Vec<String> = Severity::ALL
         .into_iter()
         .filter(|s| *s >= query.min_severity)
         .filter(|s| query.severities.is_empty() || query.severities.contains(s))
-        .map(|s| s as u8)
+        .map(|s| (s as u8).to_string())
         .collect();
-    if query.kinds == KindSet::ALL && ranks.len() == Severity::ALL.len() {
-        return None;
-    }
     if ranks.is_empty() {
-        return Some("0".to_owned());
+        return Ok(Some("0".to_owned()));
     }
-    let kinds: Vec<&str> = query.kinds.iter().map(|k| k.as_str()).collect();
-    let list = |items: Vec<String>| items.join(", ");
-    let own = format!(
-        "(a.kind IN ({}) AND a.severity IN ({}))",
-        list(kinds.iter().map(|k| format!("'{k}'")).collect()),
-        list(ranks.iter().map(u8::to_string).collect()),
-    );
-    let inherited: Vec<String> = (kinds.iter())
-        .flat_map(|k| {
-            ranks
-                .iter()
-                .map(move |r| format!("(',' || a.inherited_targets || ',') LIKE '%:{k}:{r},%'"))
-        })
-        .collect();
-    Some(format!("({own} OR {})", inherited.join(" OR ")))
+    if ranks.len() < Severity::ALL.len() {
+        conds.push(format!("t.rank IN ({})", ranks.join(", ")));
+    }
+    Ok(match (conds.is_empty(), query.region.is_some()) {
+        (true, _) => None,
+        (false, true) => Some(format!(
+            "a.seq IN (SELECT t.seq FROM alert_targets t WHERE {})",
+            conds.join(" AND ")
+        )),
+        (false, false) => Some(format!(
+            "EXISTS (SELECT 1 FROM alert_targets t WHERE t.seq = a.seq AND {})",
+            conds.join(" AND ")
+        )),
+    })
 }
 
 /// The statement for `query`, checked against the limits.
@@ -115,7 +136,7 @@ pub(super) fn plan(query: &ArchiveQuery, tree: &RegionTree) -> Result<Plan, Stor
         conds.push(format!("{key} > ?"));
         params.push(Value::Integer(to_sql_seq(after)));
     }
-    if let Some(cond) = kind_and_severity(query) {
+    if let Some(cond) = audience(query, tree)? {
         conds.push(cond);
     }
     if let Some(from) = query.from {
@@ -126,21 +147,6 @@ pub(super) fn plan(query: &ArchiveQuery, tree: &RegionTree) -> Result<Plan, Stor
         conds.push("a.sent_unix < ?".into());
         params.push(Value::Integer(to));
     }
-    if let Some(region) = query.region {
-        if tree.get(region).is_none() {
-            return Err(StoreError::UnknownRegion(region));
-        }
-        let related = tree
-            .subtree(region)
-            .map(|r| r.code)
-            .chain(tree.ancestors(region));
-        let codes: Vec<String> = related.map(|c| c.as_u32().to_string()).collect();
-        conds.push(format!(
-            "a.seq IN (SELECT seq FROM alert_regions WHERE region IN ({}))",
-            codes.join(", ")
-        ));
-    }
-
     let filter = match conds.is_empty() {
         true => "1".to_owned(),
         false => conds.join("\n AND "),

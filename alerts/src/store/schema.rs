@@ -1,6 +1,6 @@
 //! The SQLite schema, its migrations, and the connection settings durability rests on.
 //!
-//! # Tables (version 4)
+//! # Tables (version 5)
 //! ```text
 //! alerts            seq INTEGER PRIMARY KEY        -- gap-free, assigned in append's transaction
 //!                   sender, identifier             -- UNIQUE: CAP's identity, idempotency key
@@ -12,7 +12,9 @@
 //!                   publisher, received_unix       -- audit
 //!                   xml, json, raw TEXT            -- normalized XML, compact JSON, as received
 //!                   inherited_targets TEXT         -- (v3) region:kind:severity, comma-separated
-//! alert_regions     (region, seq) PK, own          -- own + inherited regions, for region search
+//! alert_targets     (seq, region, kind, rank) PK   -- (version 5) the reach: own areas x own
+//!                   index (region, kind, rank)     -- kind/severity + inherited targets, as
+//!                                                  -- live delivery matches (archive filters)
 //! alert_references  (ref_seq, seq) PK              -- "what updated or cancelled #ref_seq"
 //! alerts_fts        fts5(body, tokenize=trigram)   -- rowid = seq; the searchable text
 //! senders           sender PK, region, since_seq   -- (version 2) who owns a CAP sender
@@ -130,6 +132,38 @@ const MIGRATIONS: &[&str] = &[
     // for [`reindex`], which rebuilds their text from their XML when the store opens.
     "CREATE TABLE reindex (seq INTEGER PRIMARY KEY) STRICT;
     INSERT INTO reindex (seq) SELECT seq FROM alerts;",
+    // 5: each alert's reach as rows, (region, kind, rank) per target, exactly what live
+    // delivery matches a subscriber against (own areas x own kind and severity, plus the
+    // inherited targets), so the archive's region, kind and severity filters hold for one
+    // and the same target. Filled from the own rows of `alert_regions` and the text of
+    // `inherited_targets` (`region:kind:rank,...`, split by a recursive CTE); `alert_regions`
+    // is then gone (its region search is the targets' now).
+    "CREATE TABLE alert_targets (
+        seq    INTEGER NOT NULL REFERENCES alerts (seq),
+        region INTEGER NOT NULL,
+        kind   TEXT NOT NULL,
+        rank   INTEGER NOT NULL,
+        PRIMARY KEY (seq, region, kind, rank)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX alert_targets_region ON alert_targets (region, kind, rank);
+    INSERT OR IGNORE INTO alert_targets (seq, region, kind, rank)
+        SELECT a.seq, rg.region, a.kind, a.severity
+        FROM alert_regions rg JOIN alerts a ON a.seq = rg.seq
+        WHERE rg.own = 1;
+    WITH RECURSIVE split (seq, item, rest) AS (
+        SELECT seq, '', inherited_targets || ',' FROM alerts WHERE inherited_targets != ''
+        UNION ALL
+        SELECT seq, substr(rest, 1, instr(rest, ',') - 1), substr(rest, instr(rest, ',') + 1)
+        FROM split WHERE rest != ''
+    ), parts (seq, region, tail) AS (
+        SELECT seq, substr(item, 1, instr(item, ':') - 1), substr(item, instr(item, ':') + 1)
+        FROM split WHERE item != ''
+    )
+    INSERT OR IGNORE INTO alert_targets (seq, region, kind, rank)
+        SELECT seq, CAST(region AS INTEGER), substr(tail, 1, instr(tail, ':') - 1),
+            CAST(substr(tail, instr(tail, ':') + 1) AS INTEGER)
+        FROM parts;
+    DROP TABLE alert_regions;",
 ];
 
 /// Alerts whose searchable text is rebuilt per transaction by [`reindex`].

@@ -132,6 +132,31 @@ pub fn follow_up(original: &Alert, identifier: &str, msg_type: MsgType) -> Alert
     alert
 }
 
+/// SQL taking a file this build wrote back to schema version 4, before `alert_targets`:
+/// `alert_regions` rebuilt from the `regions` and `inherited_regions` columns as version 4
+/// wrote it, `alert_targets` dropped. The caller sets `user_version` (and undoes more for an
+/// older version).
+pub const BACK_TO_VERSION_4: &str = "
+    CREATE TABLE alert_regions (
+        region INTEGER NOT NULL,
+        seq    INTEGER NOT NULL REFERENCES alerts (seq),
+        own    INTEGER NOT NULL,
+        PRIMARY KEY (region, seq)
+    ) STRICT, WITHOUT ROWID;
+    WITH RECURSIVE split (seq, own, item, rest) AS (
+        SELECT seq, 1, '', regions || ',' FROM alerts WHERE regions != ''
+        UNION ALL
+        SELECT seq, 0, '', inherited_regions || ',' FROM alerts WHERE inherited_regions != ''
+        UNION ALL
+        SELECT seq, own, substr(rest, 1, instr(rest, ',') - 1),
+            substr(rest, instr(rest, ',') + 1)
+        FROM split WHERE rest != ''
+    )
+    INSERT INTO alert_regions (region, seq, own)
+        SELECT CAST(item AS INTEGER), seq, own FROM split WHERE item != '';
+    DROP TABLE alert_targets;
+";
+
 /// Sequence numbers of a list of stored alerts.
 pub fn seqs(items: &[alerts::store::StoredAlert]) -> Vec<u64> {
     items.iter().map(|a| a.seq).collect()
