@@ -6,7 +6,8 @@
 //! its entry again), so when the table is full, entries whose room the SFU no longer has are dropped before a
 //! new room is refused. Entries younger than [`SWEEP_GRACE`] are kept: their room may still
 //! be on its way into the SFU (the entry is written before the session is created). A stale
-//! entry is harmless meanwhile: a publish to a room the SFU does not have convenes it afresh.
+//! entry is harmless meanwhile: a publish to a room the SFU does not have convenes it afresh
+//! once the entry is older than [`CONVENE_PENDING`] (younger, it is a convene in progress).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -24,6 +25,12 @@ pub const MAX_ROOMS: usize = 10_000;
 /// How young an entry the sweep leaves alone: longer than creating a session can take (the
 /// SFU answers within 5 s or the request fails).
 pub const SWEEP_GRACE: Duration = Duration::from_secs(60);
+
+/// How long an entry the SFU does not place yet counts as a convene in progress: the entry
+/// is written before the session is created, and the SFU answers within 5 s or the request
+/// fails (and forgets the entry). A second convener meanwhile joins that room under the
+/// first one's region instead of re-labelling it with its own.
+pub const CONVENE_PENDING: Duration = Duration::from_secs(10);
 
 /// Room name → convening region and when that was recorded.
 type Rooms = HashMap<String, (RegionCode, Instant)>;
@@ -55,10 +62,11 @@ impl RoomRegistry {
         self.rooms.lock().ok()?.get(room).map(|(region, _)| *region)
     }
 
-    /// The region of `room` if it is remembered and the SFU still has it (`alive`); else,
-    /// after `may_convene(region)` allows it, records that `region` convenes it now and gives
-    /// `None`. One lock for both: two publishers convening the same room at once cannot both
-    /// pass, the second would re-label the first's room.
+    /// The region of `room` if it is remembered and the SFU still has it (`alive`) or its
+    /// convening is in progress (recorded less than [`CONVENE_PENDING`] ago); else, after
+    /// `may_convene(region)` allows it, records that `region` convenes it now and gives
+    /// `None`. One lock for both, and the pending window: two publishers convening the same
+    /// room at once cannot both pass, the second would re-label the first's room.
     pub fn convene(
         &self,
         room: &str,
@@ -68,8 +76,8 @@ impl RoomRegistry {
         may_convene: impl FnOnce(RegionCode) -> Result<(), ApiError>,
     ) -> Result<Option<RegionCode>, ApiError> {
         let mut rooms = self.lock()?;
-        if let Some(&(existing, _)) = rooms.get(room)
-            && alive(room)
+        if let Some(&(existing, at)) = rooms.get(room)
+            && (alive(room) || now.saturating_duration_since(at) < CONVENE_PENDING)
         {
             return Ok(Some(existing));
         }
@@ -217,5 +225,27 @@ mod tests {
         assert_eq!(registry.get("a"), Some(region(330_100)));
         registry.forget_unless("a", none_alive);
         assert_eq!(registry.get("a"), None);
+    }
+
+    #[test]
+    fn a_convene_in_progress_is_joined_not_relabelled() {
+        let registry = RoomRegistry::with_capacity(4);
+        let t0 = Instant::now();
+        let none_alive = |_: &str| false;
+        let allow = |_| Ok(());
+        let refuse = |_| Err(ApiError::forbidden("not asked"));
+        let first = registry.convene("a", region(330_100), t0, none_alive, allow);
+        assert_eq!(first.expect("convened"), None);
+        // Its session is still being created (the SFU does not place "a" yet): a second
+        // convener from another region gets Hangzhou's room, and is not asked to convene.
+        let during = t0 + Duration::from_secs(1);
+        let second = registry.convene("a", region(330_200), during, none_alive, refuse);
+        assert_eq!(second.expect("joins"), Some(region(330_100)));
+        assert_eq!(registry.get("a"), Some(region(330_100)));
+        // Past the window a room the SFU does not have is convened afresh.
+        let later = t0 + CONVENE_PENDING;
+        let again = registry.convene("a", region(330_200), later, none_alive, allow);
+        assert_eq!(again.expect("re-convened"), None);
+        assert_eq!(registry.get("a"), Some(region(330_200)));
     }
 }
