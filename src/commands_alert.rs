@@ -3,7 +3,8 @@
 //!
 //! The client is a minimal HTTP/1.1 exchange: one request with `Content-Length` and
 //! `Connection: close`, the answer read to EOF (bounded), over TCP for `http://` or rustls for
-//! `https://` (trusting `--ca FILE`, else the system's CA bundle: `tls::client_config`).
+//! `https://` (trusting `--ca FILE`, else the system's CA bundle: `tls::client_config`). The answer's head is read by
+//! `httparse` (as the server reads requests), its body by `Content-Length` or chunked coding.
 //! Usage problems (file, URL, token) are [`ConfigError`]s (exit 2); a non-2xx answer is an error
 //! with the server's status, code and message (exit 1).
 
@@ -251,24 +252,29 @@ async fn post<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 fn parse_answer(raw: &[u8]) -> anyhow::Result<Answer> {
-    let split = (raw.windows(4).position(|w| w == b"\r\n\r\n"))
-        .ok_or_else(|| anyhow!("the answer is not HTTP ({} bytes)", raw.len()))?;
-    let head = String::from_utf8_lossy(&raw[..split]);
-    let status = (head.lines().next())
-        .and_then(|line| line.split_whitespace().nth(1))
-        .and_then(|code| code.parse::<u16>().ok())
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut response = httparse::Response::new(&mut headers);
+    let split = match response.parse(raw) {
+        Ok(httparse::Status::Complete(split)) => split,
+        Ok(httparse::Status::Partial) => {
+            return Err(anyhow!(
+                "the answer ended inside its head ({} bytes)",
+                raw.len()
+            ));
+        }
+        Err(err) => return Err(anyhow!("the answer is not HTTP ({err})")),
+    };
+    let status = response
+        .code
         .ok_or_else(|| anyhow!("the answer has no HTTP status line"))?;
     let header = |name: &str| {
-        head.lines().skip(1).find_map(|line| {
-            let (k, v) = line.split_once(':')?;
-            k.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| v.trim().to_ascii_lowercase())
-        })
+        (response.headers.iter())
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| String::from_utf8_lossy(h.value).trim().to_ascii_lowercase())
     };
     let chunked = header("transfer-encoding").is_some_and(|v| v.contains("chunked"));
     let length = header("content-length").and_then(|v| v.parse::<usize>().ok());
-    let body = &raw[split + 4..];
+    let body = &raw[split..];
     let body = match (chunked, length) {
         (true, _) => dechunk(body)?,
         // A connection cut short (over TLS, a close without close_notify is let through to
@@ -368,6 +374,12 @@ mod tests {
                     3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
         assert_eq!(parse_answer(raw).expect("parses").body, "abcde");
         assert!(parse_answer(b"garbage").is_err());
+        let head_cut = parse_answer(b"HTTP/1.1 201 Created\r\nContent-Le").expect_err("head cut");
+        assert!(
+            head_cut.to_string().contains("inside its head"),
+            "{head_cut}"
+        );
+        assert!(parse_answer(b"HTTP/1.1 2x1 Created\r\n\r\n").is_err());
         let cut = b"HTTP/1.1 201 Created\r\nContent-Length: 20\r\n\r\n{\"id\":\"1\"";
         let err = parse_answer(cut).expect_err("cut short");
         assert!(err.to_string().contains("cut short"), "{err}");
