@@ -96,6 +96,33 @@ async fn chromium_simulcast_publish_two_viewers_and_layer_switch() {
         );
     }
 
+    // The link to each viewer as str0m measures it from Chromium's receiver reports (which
+    // echo str0m's sender reports): a round-trip time, short on loopback, and ~no loss.
+    let auth = format!("Bearer {publisher_token}");
+    let links = testkit::wait_until(CONNECT, "viewers' RTT", || async {
+        let room = common::get(
+            hub.addr,
+            "/api/v1/rooms/weekly",
+            &[("Authorization", &auth)],
+        )
+        .await
+        .json();
+        let stats: Vec<serde_json::Value> = (room["viewer_sessions"].as_array())
+            .map(|v| v.iter().map(|s| s["stats"].clone()).collect())
+            .unwrap_or_default();
+        Ok((stats.len() == 2 && stats.iter().all(|s| s["rtt_ms"].is_number())).then_some(stats))
+    })
+    .await
+    .expect("str0m measures an RTT to both Chromium viewers");
+    for link in &links {
+        println!(
+            "viewer link: rtt {} ms, loss {}",
+            link["rtt_ms"], link["loss"]
+        );
+        assert!((0.0..200.0).contains(&num(link, &["rtt_ms"])), "{link}");
+        assert!((0.0..=0.05).contains(&num(link, &["loss"])), "{link}");
+    }
+
     // Viewer 1 asks for the low layer: its picture drops to ≈320 wide, without freezing.
     switch_down_and_up(&viewer1).await;
     // The other viewer was not disturbed.
