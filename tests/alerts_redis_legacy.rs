@@ -196,3 +196,58 @@ fn a_record_without_targets_inherits_the_whole_reach_of_a_newer_original() {
         "O's Extreme, through U"
     );
 }
+
+/// A bare Cancel without targets whose original is gone from the log (nothing left to take
+/// its audience from) is routed by the regions it inherited, with its own kind and
+/// severity; the archive of a new instance, indexing the log afresh, finds it by the same.
+#[test]
+fn a_record_without_targets_or_a_readable_original_is_found_by_its_inherited_regions() {
+    use alerts::store::ArchiveQuery;
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = open_store(&redis, dir.path());
+    let publisher = province();
+    let original = store
+        .append(&alert(&fixture("O", "Extreme")), "raw", &publisher, 1)
+        .expect("O");
+    let cancel = cancel_xml("C", "O", SENT, "2025-07-01T09:00:00+08:00");
+    let cancel = store
+        .append(&alert(&cancel), "raw", &publisher, 2)
+        .expect("C");
+    assert!(
+        cancel.alert.regions.is_empty(),
+        "a bare Cancel has no areas"
+    );
+    strip_targets_of_last(&redis, cancel.seq);
+    let id = format!("{}-0", original.seq);
+    assert!(cli(&redis, &["XDEL", "{hubcast}:alerts:log", &id]).contains('1'));
+    drop(store);
+
+    let fresh = tempfile::tempdir().expect("tmp");
+    let store = open_store(&redis, fresh.path());
+    let legacy = store.get(cancel.seq).expect("get").expect("C");
+    let hz = RegionCode::parse("330100").expect("code");
+    assert!(legacy.inherited_targets.is_empty(), "{legacy:?}");
+    assert_eq!(legacy.inherited_regions, [hz]);
+    assert_eq!(
+        legacy.to_published().regions,
+        [hz],
+        "routed by what it inherited"
+    );
+    let ids = |region: &str, min_severity: Severity| -> Vec<String> {
+        let page = store
+            .query(&ArchiveQuery {
+                region: Some(RegionCode::parse(region).expect("code")),
+                min_severity,
+                ..ArchiveQuery::default()
+            })
+            .expect("archive");
+        page.items.into_iter().map(|a| a.identifier).collect()
+    };
+    assert_eq!(
+        ids("330106", Severity::Severe),
+        ["C"],
+        "Xihu, under Hangzhou"
+    );
+    assert!(ids("330200", Severity::Unknown).is_empty(), "Ningbo");
+}

@@ -6,9 +6,9 @@
 //! - `kind`: comma list of `food`, `spotcheck`, `consumer`, `market`;
 //! - `min_severity`: `unknown`, `minor`, `moderate`, `severe` or `extreme`: that and graver;
 //! - `severity`: comma list of those: exactly these (with `min_severity`, both must hold);
-//!   kinds and severities match an Update or Cancel also by what it inherits from the alerts
-//!   it references: everything live delivery sent to the same filter is found (and possibly
-//!   a follow-up whose inherited kind/severity and region belong to different originals);
+//!   region, kind and severity hold together for one of the alert's targets, its own areas
+//!   or what an Update or Cancel inherits from the alerts it references: exactly what live
+//!   delivery sent to the same filter;
 //! - `from` (inclusive), `to` (exclusive): on `sent`; RFC 3339 (`2024-05-17T09:00:00+08:00`,
 //!   `…Z`, fractional seconds ignored; a `+` that form-decoding turned into a space is read
 //!   back as `+`) or unix seconds;

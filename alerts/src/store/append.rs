@@ -363,7 +363,8 @@ pub(super) fn insert(
     let mut target = tx.prepare_cached(
         "INSERT OR IGNORE INTO alert_targets (seq, region, kind, rank) VALUES (?1, ?2, ?3, ?4)",
     )?;
-    for t in Target::reach_of(&a.regions, a.kind, a.severity, &a.inherited_targets) {
+    let own = a.routing_regions();
+    for t in Target::reach_of(own, a.kind, a.severity, &a.inherited_targets) {
         target.execute(params![
             seq,
             t.region.as_u32(),
@@ -371,8 +372,12 @@ pub(super) fn insert(
             t.severity as u8
         ])?;
     }
-    let mut reference =
-        tx.prepare_cached("INSERT INTO alert_references (ref_seq, seq) VALUES (?1, ?2)")?;
+    // A reference to an alert this file does not hold (a Redis log entry trimmed or deleted
+    // before this index was built) is not indexed: the foreign key would refuse the record.
+    let mut reference = tx.prepare_cached(
+        "INSERT INTO alert_references (ref_seq, seq)
+         SELECT ?1, ?2 WHERE EXISTS (SELECT 1 FROM alerts WHERE seq = ?1)",
+    )?;
     for r in &a.references {
         reference.execute(params![to_sql_seq(*r), seq])?;
     }

@@ -42,10 +42,12 @@
 //! `sent` and `expires` as unix seconds, regions (GB2260 codes of its areas), references as
 //! sequence numbers. An alert without an info block (a bare `Cancel`) takes its kind and
 //! severity from what it references, and its *inherited regions* (the regions of the alerts it
-//! references) are indexed too, so the archive finds a Cancel where its original was. Its
-//! *inherited targets* ([`StoredAlert::inherited_targets`]: each referenced alert's areas with
-//! that alert's kind and severity, and what it inherited in turn) are recorded with it, so
-//! live delivery routes an Update or Cancel to its originals' audience from the record alone.
+//! references) are kept. Its *inherited targets* ([`StoredAlert::inherited_targets`]: each
+//! referenced alert's areas with that alert's kind and severity, and what it inherited in
+//! turn) are recorded with it, so live delivery routes an Update or Cancel to its originals'
+//! audience from the record alone, and the archive indexes the same reach (own areas × own
+//! kind and severity, plus the inherited targets) as one row per target, so it finds a
+//! Cancel where, and for whom, its original was.
 //!
 //! # Public id
 //! [`StoredAlert::id`] is the sequence number in decimal (`"42"`): short, URL-safe, never

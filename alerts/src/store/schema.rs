@@ -135,9 +135,11 @@ const MIGRATIONS: &[&str] = &[
     // 5: each alert's reach as rows, (region, kind, rank) per target, exactly what live
     // delivery matches a subscriber against (own areas x own kind and severity, plus the
     // inherited targets), so the archive's region, kind and severity filters hold for one
-    // and the same target. Filled from the own rows of `alert_regions` and the text of
-    // `inherited_targets` (`region:kind:rank,...`, split by a recursive CTE); `alert_regions`
-    // is then gone (its region search is the targets' now).
+    // and the same target. Filled from the own rows of `alert_regions` (the inherited ones
+    // too for an alert routed by them: no areas, no inherited targets, as
+    // `StoredAlert::routing_regions`) and the text of `inherited_targets`
+    // (`region:kind:rank,...`, split by a recursive CTE); `alert_regions` is then gone (its
+    // region search is the targets' now).
     "CREATE TABLE alert_targets (
         seq    INTEGER NOT NULL REFERENCES alerts (seq),
         region INTEGER NOT NULL,
@@ -149,7 +151,7 @@ const MIGRATIONS: &[&str] = &[
     INSERT OR IGNORE INTO alert_targets (seq, region, kind, rank)
         SELECT a.seq, rg.region, a.kind, a.severity
         FROM alert_regions rg JOIN alerts a ON a.seq = rg.seq
-        WHERE rg.own = 1;
+        WHERE rg.own = 1 OR (a.regions = '' AND a.inherited_targets = '');
     WITH RECURSIVE split (seq, item, rest) AS (
         SELECT seq, '', inherited_targets || ',' FROM alerts WHERE inherited_targets != ''
         UNION ALL

@@ -100,13 +100,7 @@ impl StoredAlert {
     /// them. An alert without areas and without inherited targets (nothing resolved) is
     /// routed by its inherited regions, if any.
     pub fn to_published_with(&self, frame: Bytes) -> PublishedAlert {
-        // An alert without areas whose inherited targets are empty although it inherited
-        // regions (its references' records could not be read) is routed by those regions.
-        let regions = if self.regions.is_empty() && self.inherited_targets.is_empty() {
-            self.inherited_regions.clone()
-        } else {
-            self.regions.clone()
-        };
+        let regions = self.routing_regions().to_vec();
         PublishedAlert {
             seq: self.seq,
             id: self.id.clone(),
@@ -118,6 +112,18 @@ impl StoredAlert {
             inherited: self.inherited_targets.clone(),
             expires: self.expires_unix.map(|t| u64::try_from(t).unwrap_or(0)),
             frame,
+        }
+    }
+
+    /// The regions live delivery routes this alert's own kind and severity to: its areas; or,
+    /// for an alert without areas whose inherited targets are empty although it inherited
+    /// regions (its references' records could not be read), those regions. The archive's
+    /// target rows are built from the same (`append::insert`).
+    pub fn routing_regions(&self) -> &[RegionCode] {
+        if self.regions.is_empty() && self.inherited_targets.is_empty() {
+            &self.inherited_regions
+        } else {
+            &self.regions
         }
     }
 
@@ -159,18 +165,17 @@ pub struct Appended {
 /// An archive search. Every condition given must hold; results are newest first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArchiveQuery {
-    /// Region subtree, both ways like the hub: alerts whose area (own or inherited) is this
-    /// region, an ancestor of it, or a descendant of it.
+    /// Region subtree, both ways like the hub: alerts with a target (own area or inherited)
+    /// in this region, an ancestor of it, or a descendant of it.
     pub region: Option<RegionCode>,
     /// Kinds wanted ([`KindSet::ALL`]: any; an Update or Cancel also matches by what it
     /// inherits).
     pub kinds: KindSet,
-    /// Lowest severity wanted. Like live delivery, an Update or Cancel also matches by what
-    /// it inherits (the kind and severity of the alerts it references): a Minor update of an
-    /// Extreme alert is found by `min_severity=severe`. Region, kind and severity are
-    /// matched separately here (live delivery matches them per inherited target), so the
-    /// result holds everything live delivery sent to the filter, and possibly a follow-up
-    /// whose matching kind/severity and region came from different originals.
+    /// Lowest severity wanted. As live delivery, an alert matches by one of its targets: its
+    /// own areas with its own kind and severity, or one it inherits from the alerts it
+    /// references (a Minor update of an Extreme alert is found by `min_severity=severe`).
+    /// Region, kind and severity must hold for the same target, so the result is exactly
+    /// what live delivery sent to the filter.
     pub min_severity: Severity,
     /// Exactly these severities (empty: any), on top of `min_severity` (also matched on what
     /// an Update or Cancel inherits).
