@@ -18,6 +18,7 @@ use sfu::driver::{
 };
 use tiers::{Action, Principal, RegionCode, authorize};
 
+use super::media_rooms::Convened;
 use super::{ApiError, AppState, Authenticated};
 
 /// Largest WHIP/WHEP request body (an SDP offer with three simulcast layers is ~6–10 KB).
@@ -192,13 +193,16 @@ pub async fn whip(
     let may_convene = |region| Ok(authorize(tree, &who, Action::ConveneMeeting, region)?);
     let now = std::time::Instant::now();
     let rooms = state.media_rooms();
-    let convening = match rooms.convene(&room, requested, now, alive, may_convene)? {
-        Some(region) => {
+    // `pending` lives until the create below has ended, whichever way (its drop ends the
+    // room's pending mark).
+    let pending = match rooms.convene(&room, requested, now, alive, may_convene)? {
+        Convened::Existing(region) => {
             authorize(tree, &who, Action::PublishMedia, region)?;
-            false
+            None
         }
-        None => true,
+        Convened::New(pending) => Some(pending),
     };
+    let convening = pending.is_some();
     let created_session = sfu
         .create_session(SessionRequest {
             room: room.clone(),
@@ -212,6 +216,7 @@ pub async fn whip(
                 rooms.forget_unless(&room, alive);
             }
         })?;
+    drop(pending);
     Ok(created("whip", &room, created_session))
 }
 

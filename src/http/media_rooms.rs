@@ -6,8 +6,9 @@
 //! its entry again), so when the table is full, entries whose room the SFU no longer has are dropped before a
 //! new room is refused. Entries younger than [`SWEEP_GRACE`] are kept: their room may still
 //! be on its way into the SFU (the entry is written before the session is created). A stale
-//! entry is harmless meanwhile: a publish to a room the SFU does not have convenes it afresh
-//! once the entry is older than [`CONVENE_PENDING`] (younger, it is a convene in progress).
+//! entry is harmless meanwhile: a publish to a room the SFU does not have convenes it afresh,
+//! unless the entry's own convene is still creating its session (marked pending until that
+//! ends: a second convener joins that room rather than re-labelling it).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -26,14 +27,19 @@ pub const MAX_ROOMS: usize = 10_000;
 /// SFU answers within 5 s or the request fails).
 pub const SWEEP_GRACE: Duration = Duration::from_secs(60);
 
-/// How long an entry the SFU does not place yet counts as a convene in progress: the entry
-/// is written before the session is created, and the SFU answers within 5 s or the request
-/// fails (and forgets the entry). A second convener meanwhile joins that room under the
-/// first one's region instead of re-labelling it with its own.
-pub const CONVENE_PENDING: Duration = Duration::from_secs(10);
+/// What is remembered of one room.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    /// The region that convened it.
+    region: RegionCode,
+    /// When that was recorded.
+    at: Instant,
+    /// Its convening publish is still creating its session (the SFU may not place it yet).
+    pending: bool,
+}
 
-/// Room name → convening region and when that was recorded.
-type Rooms = HashMap<String, (RegionCode, Instant)>;
+/// Room name → what is remembered of it.
+type Rooms = HashMap<String, Entry>;
 
 /// Room name → convening region (and when that was recorded).
 #[derive(Debug)]
@@ -59,14 +65,15 @@ impl RoomRegistry {
 
     /// The region that convened `room`, if it is remembered.
     pub fn get(&self, room: &str) -> Option<RegionCode> {
-        self.rooms.lock().ok()?.get(room).map(|(region, _)| *region)
+        self.rooms.lock().ok()?.get(room).map(|e| e.region)
     }
 
     /// The region of `room` if it is remembered and the SFU still has it (`alive`) or its
-    /// convening is in progress (recorded less than [`CONVENE_PENDING`] ago); else, after
-    /// `may_convene(region)` allows it, records that `region` convenes it now and gives
-    /// `None`. One lock for both, and the pending window: two publishers convening the same
-    /// room at once cannot both pass, the second would re-label the first's room.
+    /// convening publish is still creating the session; else, after `may_convene(region)`
+    /// allows it, records that `region` convenes it now (pending until the returned guard is
+    /// dropped, when the create has ended either way) and gives `None`. One lock for both,
+    /// and the pending mark: two publishers convening the same room at once cannot both pass,
+    /// the second would re-label the first's room.
     pub fn convene(
         &self,
         room: &str,
@@ -74,16 +81,19 @@ impl RoomRegistry {
         now: Instant,
         alive: impl Fn(&str) -> bool,
         may_convene: impl FnOnce(RegionCode) -> Result<(), ApiError>,
-    ) -> Result<Option<RegionCode>, ApiError> {
+    ) -> Result<Convened<'_>, ApiError> {
         let mut rooms = self.lock()?;
-        if let Some(&(existing, at)) = rooms.get(room)
-            && (alive(room) || now.saturating_duration_since(at) < CONVENE_PENDING)
+        if let Some(entry) = rooms.get(room)
+            && (entry.pending || alive(room))
         {
-            return Ok(Some(existing));
+            return Ok(Convened::Existing(entry.region));
         }
         may_convene(region)?;
-        self.record(&mut rooms, room, region, now, alive)?;
-        Ok(None)
+        self.record(&mut rooms, room, region, now, true, alive)?;
+        Ok(Convened::New(Pending {
+            registry: self,
+            room: room.to_owned(),
+        }))
     }
 
     /// Forgets `room` unless the SFU has it: a convening publish whose session was refused
@@ -107,7 +117,7 @@ impl RoomRegistry {
         alive: impl Fn(&str) -> bool,
     ) -> Result<(), ApiError> {
         let mut rooms = self.lock()?;
-        self.record(&mut rooms, room, region, now, alive)
+        self.record(&mut rooms, room, region, now, false, alive)
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Rooms>, ApiError> {
@@ -116,17 +126,20 @@ impl RoomRegistry {
             .map_err(|_| ApiError::internal(&"room registry poisoned"))
     }
 
-    /// [`insert`](Self::insert) under the caller's lock.
+    /// [`insert`](Self::insert) under the caller's lock (`pending` for a convene).
     fn record(
         &self,
         rooms: &mut Rooms,
         room: &str,
         region: RegionCode,
         now: Instant,
+        pending: bool,
         alive: impl Fn(&str) -> bool,
     ) -> Result<(), ApiError> {
         if rooms.len() >= self.capacity && !rooms.contains_key(room) {
-            rooms.retain(|name, (_, at)| now.duration_since(*at) < SWEEP_GRACE || alive(name));
+            rooms.retain(|name, e| {
+                e.pending || now.saturating_duration_since(e.at) < SWEEP_GRACE || alive(name)
+            });
             tracing::debug!(left = rooms.len(), "room registry full: forgot ended rooms");
         }
         if rooms.len() >= self.capacity && !rooms.contains_key(room) {
@@ -136,8 +149,22 @@ impl RoomRegistry {
                 format!("at most {} rooms", self.capacity),
             ));
         }
-        rooms.insert(room.to_owned(), (region, now));
+        let entry = Entry {
+            region,
+            at: now,
+            pending,
+        };
+        rooms.insert(room.to_owned(), entry);
         Ok(())
+    }
+
+    /// Ends the pending mark of `room` (its convening create returned or was dropped).
+    fn settle(&self, room: &str) {
+        if let Ok(mut rooms) = self.lock()
+            && let Some(entry) = rooms.get_mut(room)
+        {
+            entry.pending = false;
+        }
     }
 
     /// Rooms remembered now.
@@ -148,6 +175,30 @@ impl RoomRegistry {
     /// True when no room is remembered.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// What [`RoomRegistry::convene`] found.
+#[derive(Debug)]
+pub enum Convened<'a> {
+    /// The room is live or being convened, by this region: join it under that region.
+    Existing(RegionCode),
+    /// The caller convenes it; the room stays marked pending while this lives.
+    New(Pending<'a>),
+}
+
+/// A convene in progress: dropped when the session create has ended (answered, failed, or
+/// the request went away), which ends the pending mark. Until then another convener of
+/// the room joins it instead of re-labelling it.
+#[derive(Debug)]
+pub struct Pending<'a> {
+    registry: &'a RoomRegistry,
+    room: String,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.registry.settle(&self.room);
     }
 }
 
@@ -197,6 +248,14 @@ mod tests {
         assert_eq!(registry.get("c"), Some(region(330_000)));
     }
 
+    /// The region a convene found, or `None` for a new one (whose pending mark ends now).
+    fn found(convened: Result<Convened<'_>, ApiError>) -> Option<RegionCode> {
+        match convened.expect("convene") {
+            Convened::Existing(region) => Some(region),
+            Convened::New(_) => None,
+        }
+    }
+
     #[test]
     fn convening_is_one_step_and_a_refused_create_leaves_nothing() {
         let registry = RoomRegistry::with_capacity(4);
@@ -204,15 +263,13 @@ mod tests {
         let allow = |_| Ok(());
         let none_alive = |_: &str| false;
         assert_eq!(
-            registry
-                .convene("a", region(330_100), t0, none_alive, allow)
-                .expect("new"),
+            found(registry.convene("a", region(330_100), t0, none_alive, allow)),
             None
         );
         // Live in the SFU: the second convener gets the first's region, and is not asked.
         let refuse = |_| Err(ApiError::forbidden("not asked"));
         let got = registry.convene("a", region(330_200), t0, |_: &str| true, refuse);
-        assert_eq!(got.expect("existing"), Some(region(330_100)));
+        assert_eq!(found(got), Some(region(330_100)));
         // Not allowed to convene: nothing recorded.
         assert!(
             registry
@@ -234,18 +291,19 @@ mod tests {
         let none_alive = |_: &str| false;
         let allow = |_| Ok(());
         let refuse = |_| Err(ApiError::forbidden("not asked"));
-        let first = registry.convene("a", region(330_100), t0, none_alive, allow);
-        assert_eq!(first.expect("convened"), None);
+        let first = registry
+            .convene("a", region(330_100), t0, none_alive, allow)
+            .expect("convened");
+        assert!(matches!(first, Convened::New(_)));
         // Its session is still being created (the SFU does not place "a" yet): a second
         // convener from another region gets Hangzhou's room, and is not asked to convene.
-        let during = t0 + Duration::from_secs(1);
-        let second = registry.convene("a", region(330_200), during, none_alive, refuse);
-        assert_eq!(second.expect("joins"), Some(region(330_100)));
-        assert_eq!(registry.get("a"), Some(region(330_100)));
-        // Past the window a room the SFU does not have is convened afresh.
-        let later = t0 + CONVENE_PENDING;
-        let again = registry.convene("a", region(330_200), later, none_alive, allow);
-        assert_eq!(again.expect("re-convened"), None);
+        let second = registry.convene("a", region(330_200), t0, none_alive, refuse);
+        assert_eq!(found(second), Some(region(330_100)));
+        // The create has ended (the guard is dropped): a room the SFU does not have, e.g.
+        // because its publisher already left, is convened afresh at once.
+        drop(first);
+        let again = registry.convene("a", region(330_200), t0, none_alive, allow);
+        assert_eq!(found(again), None);
         assert_eq!(registry.get("a"), Some(region(330_200)));
     }
 }
