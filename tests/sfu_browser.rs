@@ -110,7 +110,11 @@ async fn chromium_simulcast_publish_two_viewers_and_layer_switch() {
         let stats: Vec<serde_json::Value> = (room["viewer_sessions"].as_array())
             .map(|v| v.iter().map(|s| s["stats"].clone()).collect())
             .unwrap_or_default();
-        Ok((stats.len() == 2 && stats.iter().all(|s| s["rtt_ms"].is_number())).then_some(stats))
+        Ok((stats.len() == 2
+            && stats
+                .iter()
+                .all(|s| s["rtt_ms"].is_number() && s["loss"].is_number()))
+        .then_some(stats))
     })
     .await
     .expect("str0m measures an RTT to both Chromium viewers");

@@ -107,6 +107,17 @@ impl From<tokio::task::JoinError> for ApiError {
     }
 }
 
+/// A task the handler waited for ran past its limit: 503, try again.
+impl From<tokio::time::error::Elapsed> for ApiError {
+    fn from(_: tokio::time::error::Elapsed) -> Self {
+        ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            "the server did not finish in time; try again",
+        )
+    }
+}
+
 impl From<tiers::Denied> for ApiError {
     fn from(denied: tiers::Denied) -> Self {
         ApiError::forbidden(denied.to_string())

@@ -133,12 +133,16 @@ pub fn rtc_config(bwe_bps: Option<u64>) -> str0m::RtcConfig {
 /// reaches it).
 const RTX_MAX_PACKETS: usize = 1000;
 
+/// Share of a stream's bytes resends may take before queued ones are dropped: str0m's own
+/// default (`DEFAULT_RTX_RATIO_CAP`, crate-private), kept when the history is set.
+const RTX_RATIO_CAP: f32 = 0.15;
+
 /// Configures a viewer's video send stream as every session's is: its sent packets are kept
 /// `history` (`sfu.rtx_history_ms`) to answer NACKs, instead of str0m's 3 s, and resends are
-/// dropped beyond str0m's default ratio (15 % of the stream's bytes). Public so tests and the
-/// `str0m_floor` bench configure a stream exactly so.
+/// dropped beyond [`RTX_RATIO_CAP`]. Public so tests and the `str0m_floor` bench configure a
+/// stream exactly so.
 pub fn keep_for_retransmission(stream: &mut StreamTx, history: Duration) {
-    stream.set_rtx_cache(RTX_MAX_PACKETS, history, Some(0.15));
+    stream.set_rtx_cache(RTX_MAX_PACKETS, history, Some(RTX_RATIO_CAP));
 }
 
 /// Builds the `Rtc` for `offer` and returns it with the SDP answer.
