@@ -281,6 +281,38 @@ async fn whip_whep_status_codes_and_permissions() {
     )
     .await;
     assert_eq!(trickle.status, 204, "{}", trickle.body);
+    // A session takes at most 128 trickled candidates over its life (one came above).
+    let candidates = |n: u16| -> String {
+        (0..n)
+            .map(|i| {
+                format!(
+                    "a=candidate:{i} 1 udp 2130706431 127.0.0.1 {} typ host\r\n",
+                    41000 + i
+                )
+            })
+            .collect()
+    };
+    let more = call(
+        hub_ref,
+        "PATCH",
+        &location,
+        Some(city_ref),
+        frag,
+        &candidates(127),
+    )
+    .await;
+    assert_eq!(more.status, 204, "{}", more.body);
+    let over = call(
+        hub_ref,
+        "PATCH",
+        &location,
+        Some(city_ref),
+        frag,
+        &candidates(1),
+    )
+    .await;
+    expect(&over, 400, "bad_sdp");
+    assert!(over.body.contains("more than 128"), "{}", over.body);
     expect(
         &patch("a=candidate:garbage\r\n", frag).await,
         400,

@@ -214,6 +214,7 @@ impl Worker {
                 .filter(|l| l.starts_with("a=candidate:"))
                 .map(str::to_owned)
                 .collect(),
+            trickled: 0,
             tx_audio: None,
             tx_video: None,
         };
@@ -271,6 +272,14 @@ impl Worker {
             return Err(SfuError::IceSessionChanged);
         }
         let parsed = session::parse_frag(frag)?;
+        let trickled = session.trickled + parsed.candidates.len();
+        if trickled > session::MAX_TRICKLED {
+            return Err(SfuError::BadOffer(format!(
+                "more than {} remote candidates trickled to one session",
+                session::MAX_TRICKLED
+            )));
+        }
+        session.trickled = trickled;
         for candidate in parsed.candidates {
             session.rtc.add_remote_candidate(candidate);
         }
@@ -362,8 +371,19 @@ fn restart_answer(session: &mut Session) -> super::api::RestartAnswer {
 /// across an ICE restart) and an unguessable password.
 fn local_creds(id: u64, salt: u64) -> IceCreds {
     IceCreds {
-        ufrag: format!("hc{id:x}{:04x}", rand_u16(id ^ salt)),
+        ufrag: format!("hc{id:x}{:08x}", random_u32(id ^ salt)),
         pass: random_password(id),
+    }
+}
+
+/// 32 random bits for a ufrag: the session id before them makes it unique, these make it
+/// unguessable (a STUN request naming a session's ufrag makes the SFU learn its address for
+/// that session). Without OS randomness, a clock mix (unique, not secret).
+fn random_u32(seed: u64) -> u32 {
+    let mut bytes = [0u8; 4];
+    match getrandom::fill(&mut bytes) {
+        Ok(()) => u32::from_le_bytes(bytes),
+        Err(_) => u32::from(rand_u16(seed)),
     }
 }
 

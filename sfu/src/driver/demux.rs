@@ -63,10 +63,18 @@ impl UfragTable {
     }
 }
 
+/// Remote addresses learnt per session. A client checks from each of its candidates (host
+/// IPv4 and IPv6, server-reflexive, relay: a handful, a few more over ICE restarts); beyond
+/// this a new address of that session is routed but not learnt, so the table cannot grow
+/// without limit for one live session (its ufrag is unguessable: only its owner can try).
+pub const MAX_ADDRS_PER_SESSION: usize = 16;
+
 /// Remote address → session, owned by one receiving thread.
 #[derive(Debug, Default)]
 pub struct AddrTable {
     routes: HashMap<SocketAddr, Route>,
+    /// Addresses learnt per session id (at most [`MAX_ADDRS_PER_SESSION`]).
+    learnt: HashMap<u64, usize>,
 }
 
 /// What to do with a datagram.
@@ -81,23 +89,45 @@ pub enum Demuxed {
 impl AddrTable {
     /// Routes `datagram` from `source`, learning the address from a STUN USERNAME.
     pub fn route(&mut self, source: SocketAddr, datagram: &[u8], ufrags: &UfragTable) -> Demuxed {
-        if let Some(route) = self.routes.get(&source) {
-            // A known address may start a new session (ICE restart, or a client reusing a
-            // port): a STUN request naming another session re-routes it.
+        if let Some(route) = self.routes.get(&source).copied() {
+            // A known address may start a new session (a client reusing a port): a STUN
+            // request naming another session re-routes it, once the session it belonged to
+            // is gone. While that one lives, the address stays its own: a request forged
+            // from it (naming the forger's session) cannot take a live peer's media away.
             if let Some(other) = stun_local_ufrag(datagram).and_then(|u| ufrags.get(u))
-                && other != *route
+                && other != route
+                && !ufrags.has_session(route.session)
             {
-                self.routes.insert(source, other);
+                self.forget(source, route);
+                self.learn(source, other);
                 return Demuxed::Route(other);
             }
-            return Demuxed::Route(*route);
+            return Demuxed::Route(route);
         }
         match stun_local_ufrag(datagram).and_then(|ufrag| ufrags.get(ufrag)) {
             Some(route) => {
-                self.routes.insert(source, route);
+                self.learn(source, route);
                 Demuxed::Route(route)
             }
             None => Demuxed::Unknown,
+        }
+    }
+
+    /// Remembers `source` for `route` unless that session has its fill of addresses.
+    fn learn(&mut self, source: SocketAddr, route: Route) {
+        let learnt = self.learnt.entry(route.session).or_default();
+        if *learnt < MAX_ADDRS_PER_SESSION {
+            *learnt += 1;
+            self.routes.insert(source, route);
+        }
+    }
+
+    /// Forgets `source`, learnt for `route`.
+    fn forget(&mut self, source: SocketAddr, route: Route) {
+        if self.routes.remove(&source).is_some()
+            && let Some(learnt) = self.learnt.get_mut(&route.session)
+        {
+            *learnt = learnt.saturating_sub(1);
         }
     }
 
@@ -105,6 +135,7 @@ impl AddrTable {
     pub fn retain_live(&mut self, ufrags: &UfragTable) {
         let live = ufrags.sessions();
         self.routes.retain(|_, route| live.contains(&route.session));
+        self.learnt.retain(|session, _| live.contains(session));
     }
 }
 
@@ -189,6 +220,65 @@ mod tests {
             table.route(addr, &[0x80, 0x60, 0, 1], &ufrags),
             Demuxed::Unknown
         );
+    }
+
+    #[test]
+    fn a_live_sessions_address_is_not_taken_over_and_addresses_are_capped() {
+        let ufrags = UfragTable::default();
+        let victim = Route {
+            worker: 0,
+            session: 1,
+        };
+        let forger = Route {
+            worker: 0,
+            session: 2,
+        };
+        ufrags.insert("victim", victim);
+        ufrags.insert("forger", forger);
+        let mut table = AddrTable::default();
+        let addr: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
+        assert_eq!(
+            table.route(addr, &binding_request("victim:c"), &ufrags),
+            Demuxed::Route(victim)
+        );
+        // A request from the victim's address naming another live session: still the
+        // victim's, for this packet and the media after it.
+        assert_eq!(
+            table.route(addr, &binding_request("forger:c"), &ufrags),
+            Demuxed::Route(victim)
+        );
+        assert_eq!(
+            table.route(addr, &[0x80, 0x60, 0, 1], &ufrags),
+            Demuxed::Route(victim)
+        );
+        // Once the victim's session is gone, the address may start another one.
+        ufrags.remove("victim");
+        assert_eq!(
+            table.route(addr, &binding_request("forger:c"), &ufrags),
+            Demuxed::Route(forger)
+        );
+        assert_eq!(
+            table.route(addr, &[0x80, 0x60, 0, 1], &ufrags),
+            Demuxed::Route(forger)
+        );
+        // One session learns at most MAX_ADDRS_PER_SESSION addresses (it has one already):
+        // later ones are routed when they name it, and never learnt.
+        for port in 6000..6000 + MAX_ADDRS_PER_SESSION as u16 * 4 {
+            let from = SocketAddr::from(([127, 0, 0, 1], port));
+            let routed = table.route(from, &binding_request("forger:c"), &ufrags);
+            assert_eq!(routed, Demuxed::Route(forger));
+        }
+        assert_eq!(table.routes.len(), MAX_ADDRS_PER_SESSION);
+        let late = SocketAddr::from(([127, 0, 0, 1], 6999));
+        table.route(late, &binding_request("forger:c"), &ufrags);
+        assert_eq!(
+            table.route(late, &[0x80, 0x60, 0, 1], &ufrags),
+            Demuxed::Unknown
+        );
+        // Forgetting the session frees its places.
+        ufrags.remove("forger");
+        table.retain_live(&ufrags);
+        assert!(table.routes.is_empty() && table.learnt.is_empty());
     }
 
     #[test]

@@ -227,7 +227,7 @@ impl Worker {
                     replay: ReplayWindow::default(),
                 };
                 s.replay.accepted(*packet.seq_no);
-                session.rx.insert(ssrc, s);
+                RxStream::insert(&mut session.rx, ssrc, s);
                 (track, layer, codec)
             }
         };

@@ -31,6 +31,17 @@ pub(crate) struct RxStream {
     pub replay: super::replay::ReplayWindow,
 }
 
+impl RxStream {
+    /// Records `stream` as what arrives on `ssrc`, replacing the entry of an SSRC that
+    /// carried the same track and layer before (str0m moves a stream to a publisher's new
+    /// SSRC, an encoder restart, and the old one never arrives again): a publisher changing
+    /// SSRC over and over cannot grow the table.
+    pub(crate) fn insert(rx: &mut crate::core::IdMap<Ssrc, RxStream>, ssrc: Ssrc, stream: Self) {
+        rx.retain(|_, s| s.track != stream.track || s.layer != stream.layer);
+        rx.insert(ssrc, stream);
+    }
+}
+
 /// An outgoing stream toward a viewer.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct TxStream {
@@ -87,6 +98,8 @@ pub(crate) struct Session {
     pub remote_ufrag: String,
     /// Our `a=candidate:` lines, repeated in ICE-restart answers.
     pub candidate_lines: Vec<String>,
+    /// Remote candidates trickled to it so far (at most [`MAX_TRICKLED`]).
+    pub trickled: usize,
     /// Viewer: outgoing audio and video streams.
     pub tx_audio: Option<TxStream>,
     pub tx_video: Option<TxStream>,
@@ -102,6 +115,13 @@ impl std::fmt::Debug for Session {
             .finish_non_exhaustive()
     }
 }
+
+/// Remote candidates one session may be trickled over its life, ICE restarts included;
+/// beyond, a PATCH is refused (400). str0m's ICE agent keeps every remote candidate it cannot
+/// pair and scans them all for each new one, so an unbounded stream of them would grow a
+/// session without limit and stall its worker. A browser trickles a few per network
+/// interface and ICE session (host, server-reflexive, relay): 128 is a dozen restarts.
+pub const MAX_TRICKLED: usize = 128;
 
 /// Codecs the SFU forwards (by their SDP names).
 const FORWARDED: [&str; 4] = ["opus/", "vp8/", "vp9/", "h264/"];
@@ -332,6 +352,26 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_ssrc_for_a_layer_replaces_the_old_one() {
+        let stream = |track, layer| RxStream {
+            track,
+            layer,
+            codec: crate::core::Codec::Vp8,
+            replay: super::super::replay::ReplayWindow::default(),
+        };
+        let mut rx = crate::core::IdMap::default();
+        RxStream::insert(&mut rx, 1.into(), stream(7, 0));
+        RxStream::insert(&mut rx, 2.into(), stream(7, 1));
+        RxStream::insert(&mut rx, 3.into(), stream(8, 0));
+        for ssrc in 10..1000u32 {
+            RxStream::insert(&mut rx, ssrc.into(), stream(7, 0));
+        }
+        assert_eq!(rx.len(), 3, "one entry per track and layer");
+        assert!(rx.contains_key(&999.into()) && rx.contains_key(&2.into()));
+        assert!(!rx.contains_key(&1.into()));
+    }
 
     #[test]
     fn offer_checks_name_the_problem() {
