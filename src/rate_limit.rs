@@ -7,7 +7,8 @@
 //! The table is bounded: past `max_tracked` addresses, buckets that are full again (idle long
 //! enough to be forgotten without changing any decision) are dropped; if all are still
 //! active, new addresses are let through untracked rather than refused (the global
-//! `alerts.max_subscribers` cap still holds).
+//! `alerts.max_subscribers` cap still holds), and the table is not scanned again for a
+//! second. An IPv6 address is limited by its /64.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -20,13 +21,37 @@ pub struct ConnectLimiter {
     per_sec: f64,
     burst: f64,
     max_tracked: usize,
-    buckets: Mutex<HashMap<IpAddr, Bucket>>,
+    table: Mutex<Table>,
 }
+
+#[derive(Debug, Default)]
+struct Table {
+    buckets: HashMap<IpAddr, Bucket>,
+    /// When a sweep of the full table last freed nothing: the next waits [`SWEEP_PAUSE`],
+    /// so a stream of new addresses costs one scan per pause, not one each.
+    fruitless_sweep: Option<Instant>,
+}
+
+/// Least time between sweeps of a full table after one that freed nothing.
+const SWEEP_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
     tokens: f64,
     last: Instant,
+}
+
+/// The key an address is limited by: an IPv4 address (also when IPv4-mapped), or an IPv6
+/// address's /64, the prefix one subscriber line or host gets (RFC 6177): anyone holding a
+/// /64 holds 2^64 addresses, which must not be 2^64 buckets.
+fn key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        },
+    }
 }
 
 impl ConnectLimiter {
@@ -36,23 +61,31 @@ impl ConnectLimiter {
             per_sec: f64::from(per_sec.max(1)),
             burst: f64::from(burst.max(1)),
             max_tracked: max_tracked.max(1),
-            buckets: Mutex::new(HashMap::new()),
+            table: Mutex::new(Table::default()),
         }
     }
 
-    /// Takes one token for `ip` at `now`; `Err(seconds)` (until the next token) when empty.
+    /// Takes one token for `ip` (an IPv6 address counts by its /64) at `now`;
+    /// `Err(seconds)` (until the next token) when empty.
     pub fn check(&self, ip: IpAddr, now: Instant) -> Result<(), u64> {
-        let Ok(mut buckets) = self.buckets.lock() else {
+        let Ok(mut table) = self.table.lock() else {
             return Ok(());
         };
-        if !buckets.contains_key(&ip) && buckets.len() >= self.max_tracked {
-            let (per_sec, burst) = (self.per_sec, self.burst);
-            buckets.retain(|_, b| b.refilled(now, per_sec, burst) < burst);
-            if buckets.len() >= self.max_tracked {
+        let table = &mut *table;
+        let ip = key(ip);
+        if !table.buckets.contains_key(&ip) && table.buckets.len() >= self.max_tracked {
+            let paused = (table.fruitless_sweep)
+                .is_some_and(|at| now.saturating_duration_since(at) < SWEEP_PAUSE);
+            if !paused {
+                let (per_sec, burst) = (self.per_sec, self.burst);
+                (table.buckets).retain(|_, b| b.refilled(now, per_sec, burst) < burst);
+                table.fruitless_sweep = (table.buckets.len() >= self.max_tracked).then_some(now);
+            }
+            if table.buckets.len() >= self.max_tracked {
                 return Ok(());
             }
         }
-        let bucket = buckets.entry(ip).or_insert(Bucket {
+        let bucket = table.buckets.entry(ip).or_insert(Bucket {
             tokens: self.burst,
             last: now,
         });
@@ -117,5 +150,46 @@ mod tests {
         let later = t0 + Duration::from_secs(1);
         assert!(limiter.check(ip(3), later).is_ok());
         assert!(limiter.check(ip(3), later).is_err());
+    }
+
+    #[test]
+    fn ipv6_counts_by_its_64_and_mapped_ipv4_as_ipv4() {
+        let limiter = ConnectLimiter::new(1, 2, 100);
+        let t0 = Instant::now();
+        let v6 = |last: u16| IpAddr::from([0x2001, 0xdb8, 0, 1, 0, 0, 0, last]);
+        assert!(limiter.check(v6(1), t0).is_ok());
+        assert!(limiter.check(v6(2), t0).is_ok());
+        assert!(
+            limiter.check(v6(3), t0).is_err(),
+            "one bucket for the whole /64"
+        );
+        let other_64 = IpAddr::from([0x2001, 0xdb8, 0, 2, 0, 0, 0, 1]);
+        assert!(limiter.check(other_64, t0).is_ok());
+        let mapped: IpAddr = "::ffff:127.0.0.9".parse().expect("mapped");
+        assert!(limiter.check(ip(9), t0).is_ok());
+        assert!(limiter.check(mapped, t0).is_ok());
+        assert!(limiter.check(ip(9), t0).is_err(), "the same IPv4 address");
+    }
+
+    #[test]
+    fn a_full_table_of_active_addresses_is_swept_at_most_once_a_second() {
+        let limiter = ConnectLimiter::new(10, 5, 2);
+        let t0 = Instant::now();
+        assert!(limiter.check(ip(1), t0).is_ok());
+        assert!(limiter.check(ip(2), t0).is_ok());
+        // Full of active buckets: the sweep frees nothing and newcomers pass untracked,
+        // without another sweep within the pause, though both buckets are full again after
+        // 0.1 s (a tracked newcomer would be refused after its burst of 5).
+        assert!(limiter.check(ip(3), t0).is_ok());
+        let refilled = t0 + Duration::from_millis(500);
+        for _ in 0..10 {
+            assert!(limiter.check(ip(4), refilled).is_ok(), "untracked");
+        }
+        // After the pause a sweep runs again and the newcomer gets a bucket.
+        let later = t0 + SWEEP_PAUSE;
+        for _ in 0..5 {
+            assert!(limiter.check(ip(4), later).is_ok());
+        }
+        assert!(limiter.check(ip(4), later).is_err(), "tracked now");
     }
 }

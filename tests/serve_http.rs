@@ -262,6 +262,47 @@ async fn regions_api() {
     assert_eq!(absent.status, 404);
 }
 
+/// What axum's extractors refuse (a path segment that is not UTF-8 once percent-decoded, a
+/// repeated query parameter, a plain GET on a WebSocket endpoint) is a JSON error like any
+/// other bad request, not axum's plain text.
+#[tokio::test]
+async fn malformed_paths_queries_and_upgrades_get_json_errors() {
+    let hub = Hub::start(&[], &[]);
+    for path in ["/api/v1/regions/%FF", "/alerts/%FF.xml", "/assets/%FF"] {
+        let r = get(hub.addr, path, &[]).await;
+        assert_eq!(
+            (r.status, r.json()["error"].as_str()),
+            (400, Some("bad_path")),
+            "{path}: {}",
+            r.body
+        );
+    }
+    let whip = |path: &'static str| async move {
+        let stream = tokio::net::TcpStream::connect(hub.addr)
+            .await
+            .expect("connect");
+        let headers = [("Content-Type", "application/sdp"), ("Content-Length", "3")];
+        common::request_with_body(stream, "POST", path, &headers, b"v=0").await
+    };
+    let r = whip("/whip/%FF").await;
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (400, Some("bad_path")),
+        "{}",
+        r.body
+    );
+    let r = whip("/whip/weekly?region=330100&region=330200").await;
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (400, Some("bad_parameter")),
+        "{}",
+        r.body
+    );
+    let r = get(hub.addr, "/ws/health", &[]).await;
+    assert!((400..500).contains(&r.status), "{}", r.body);
+    assert_eq!(r.json()["error"], "not_a_websocket", "{}", r.body);
+}
+
 /// Reads until the server closes the connection; how long that took (panics after `limit`).
 async fn closed_within(
     stream: &mut tokio::net::TcpStream,

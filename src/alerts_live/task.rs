@@ -164,7 +164,7 @@ fn publish_ready(
     metrics: &LiveMetrics,
 ) {
     while let Some(entry) = pending.first_entry() {
-        if *entry.key() > hub.last_seq().max(skipped) + 1 {
+        if *entry.key() > hub.last_seq().max(skipped).saturating_add(1) {
             break;
         }
         let (alert, at) = entry.remove();
@@ -226,7 +226,7 @@ async fn fill_gap(
         }
     }
     match pending.keys().next() {
-        Some(&next) if next > after + 1 => {
+        Some(&next) if next > after.saturating_add(1) => {
             tracing::error!(
                 from = after + 1,
                 to = next - 1,

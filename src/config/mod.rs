@@ -281,7 +281,7 @@ pub struct AlertsConfig {
     /// Seconds a write to one subscriber may block before it is dropped. Default 10: a
     /// client that does not read for that long is gone; it resumes with `since`.
     pub write_timeout_secs: u64,
-    /// New live connections (`/ws/alerts`, `/sse/alerts`) per second per source IP, sustained;
+    /// New live connections (`/ws/alerts`, `/sse/alerts`) per second per source IP (an IPv6 address by its /64), sustained;
     /// beyond, 429 `rate_limited` naming the wait. Default 20: a bureau's whole office behind one NAT
     /// address can open the page at once; a client reconnecting in a tight loop cannot.
     pub connect_rate_per_ip: u32,

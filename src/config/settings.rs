@@ -100,6 +100,12 @@ impl Settings {
             }
             Some(text) => Some(decode_secret(text)?),
         };
+        if config.auth.leeway_secs > 3600 {
+            return Err(ConfigError::new(
+                "auth.leeway_secs",
+                "must be between 0 and 3600 (clock skew tolerated on token times)",
+            ));
+        }
         let default_ttl_secs = parse_duration_secs(&config.auth.default_ttl)
             .map_err(|msg| ConfigError::new("auth.default_ttl", msg))?;
         let (regions, regions_source) = load_regions(config.regions.file.as_ref())?;
@@ -193,16 +199,9 @@ fn sfu_settings(section: &super::SfuSection) -> Result<sfu::driver::SfuConfig, C
         })
         .collect::<Result<Vec<_>, _>>()?;
     check_public_ips(&public_ips)?;
-    let positive = |name: &str, value: u64| {
-        if value == 0 {
-            Err(ConfigError::new(
-                format!("sfu.{name}"),
-                "must be greater than 0",
-            ))
-        } else {
-            Ok(value)
-        }
-    };
+    let positive = |name: &str, value: u64| within(&format!("sfu.{name}"), value, u64::MAX);
+    // Durations past an hour are typos, and far larger ones overflow the clock arithmetic.
+    let duration = |name: &str, value: u64, max: u64| within(&format!("sfu.{name}"), value, max);
     let config = sfu::driver::SfuConfig {
         udp_listen,
         tcp_listen,
@@ -215,17 +214,20 @@ fn sfu_settings(section: &super::SfuSection) -> Result<sfu::driver::SfuConfig, C
         max_peers: positive("max_peers", section.max_peers as u64)? as usize,
         max_peers_per_room: positive("max_peers_per_room", section.max_peers_per_room as u64)?
             as usize,
-        connect_timeout: std::time::Duration::from_secs(positive(
+        connect_timeout: std::time::Duration::from_secs(duration(
             "connect_timeout_secs",
             section.connect_timeout_secs,
+            3600,
         )?),
-        keyframe_interval: std::time::Duration::from_millis(positive(
+        keyframe_interval: std::time::Duration::from_millis(duration(
             "keyframe_interval_ms",
             section.keyframe_interval_ms,
+            60_000,
         )?),
-        rtx_history: std::time::Duration::from_millis(positive(
+        rtx_history: std::time::Duration::from_millis(duration(
             "rtx_history_ms",
             section.rtx_history_ms,
+            60_000,
         )?),
         viewer_bwe: section.viewer_bwe,
         max_tcp_connections: positive("max_tcp_connections", section.max_tcp_connections as u64)?
@@ -295,26 +297,37 @@ fn parse_addr(setting: &str, text: &str) -> Result<SocketAddr, ConfigError> {
     Ok(SocketAddr::new(ip, port))
 }
 
+/// `value` if it is from 1 to `max` (`u64::MAX`: any positive number), else an error naming
+/// `name` and the range.
+fn within(name: &str, value: u64, max: u64) -> Result<u64, ConfigError> {
+    match (value, max) {
+        (0, u64::MAX) => Err(ConfigError::new(name, "must be greater than 0")),
+        (v, max) if v == 0 || v > max => Err(ConfigError::new(
+            name,
+            format!("must be between 1 and {max}"),
+        )),
+        (v, _) => Ok(v),
+    }
+}
+
 fn validate_http(http: &HttpConfig) -> Result<(), ConfigError> {
-    let positive = |name: &str, value: u64| {
-        if value == 0 {
-            Err(ConfigError::new(
-                format!("http.{name}"),
-                "must be greater than 0",
-            ))
-        } else {
-            Ok(())
-        }
-    };
-    positive("grace_period_secs", http.grace_period_secs)?;
-    positive("header_read_timeout_secs", http.header_read_timeout_secs)?;
-    positive(
+    // Durations past an hour (a day for the health push) are typos, and far larger ones
+    // overflow the clock arithmetic of every connection.
+    let duration = |name: &str, value: u64, max: u64| within(&format!("http.{name}"), value, max);
+    duration("grace_period_secs", http.grace_period_secs, 3600)?;
+    duration(
+        "header_read_timeout_secs",
+        http.header_read_timeout_secs,
+        3600,
+    )?;
+    duration(
         "tls_handshake_timeout_secs",
         http.tls_handshake_timeout_secs,
+        3600,
     )?;
-    positive("health_push_secs", http.health_push_secs)?;
-    positive("write_stall_secs", http.write_stall_secs)?;
-    positive("backlog", u64::from(http.backlog))?;
+    duration("health_push_secs", http.health_push_secs, 86_400)?;
+    duration("write_stall_secs", http.write_stall_secs, 3600)?;
+    within("http.backlog", u64::from(http.backlog), u64::MAX)?;
     if http.worker_threads > 1024 {
         return Err(ConfigError::new(
             "http.worker_threads",
@@ -576,6 +589,23 @@ mod tests {
             ),
             ("sfu.max_peers", Box::new(|c| c.sfu.max_peers = 0)),
             ("sfu.rtx_history_ms", Box::new(|c| c.sfu.rtx_history_ms = 0)),
+            (
+                "sfu.rtx_history_ms",
+                Box::new(|c| c.sfu.rtx_history_ms = 60_001),
+            ),
+            (
+                "sfu.connect_timeout_secs",
+                Box::new(|c| c.sfu.connect_timeout_secs = u64::MAX),
+            ),
+            (
+                "http.header_read_timeout_secs",
+                Box::new(|c| c.http.header_read_timeout_secs = i64::MAX as u64),
+            ),
+            (
+                "http.health_push_secs",
+                Box::new(|c| c.http.health_push_secs = 86_401),
+            ),
+            ("auth.leeway_secs", Box::new(|c| c.auth.leeway_secs = 3601)),
             (
                 "alerts.max_body_bytes",
                 Box::new(|c| c.alerts.max_body_bytes = 10),

@@ -36,7 +36,9 @@ use alerts::cap::{self, Alert};
 use alerts::store::{Appended, Publisher, SenderRule, Store, StoreError, parse_id};
 use axum::Json;
 use axum::body::{Body, BodyDataStream, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::State;
+
+use super::extract::ApiPath;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt as _;
@@ -313,7 +315,7 @@ pub async fn publish(
 /// `GET /alerts/{id}.xml` (the stored CAP XML) and `GET /alerts/{id}.json` (its JSON form).
 pub async fn get_alert(
     State(state): State<AppState>,
-    Path(file): Path<String>,
+    ApiPath(file): ApiPath<String>,
 ) -> Result<Response, AlertError> {
     let not_found = || -> AlertError {
         let shown: String = file.chars().take(40).collect();

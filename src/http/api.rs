@@ -1,7 +1,9 @@
 //! `/api/v1/…` endpoints of the foundation: who am I, and the region tree.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
+
+use super::extract::ApiPath;
 use serde::Serialize;
 use tiers::{Level, Region, RegionCode};
 
@@ -62,7 +64,7 @@ pub async fn regions(State(state): State<AppState>) -> Json<Vec<RegionView>> {
 /// `GET /api/v1/regions/{code}`: one region.
 pub async fn region(
     State(state): State<AppState>,
-    Path(code): Path<String>,
+    ApiPath(code): ApiPath<String>,
 ) -> Result<Json<RegionView>, ApiError> {
     let code = RegionCode::parse(&code)
         .map_err(|err| ApiError::bad_request("bad_region", err.to_string()))?;
@@ -74,7 +76,7 @@ pub async fn region(
 }
 
 /// `GET /assets/{path}`: the embedded web pages and their scripts.
-pub async fn asset(Path(path): Path<String>) -> Result<axum::response::Response, ApiError> {
+pub async fn asset(ApiPath(path): ApiPath<String>) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse as _;
     let (content_type, bytes) =
         dashboard::asset(&path).ok_or_else(|| ApiError::not_found(format!("no asset {path:?}")))?;

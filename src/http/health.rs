@@ -4,8 +4,11 @@
 use std::time::Duration;
 
 use axum::Json;
+use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
-use axum::extract::{Query, State};
+
+use super::extract::ApiQuery;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -63,7 +66,14 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 
 /// `GET /ws/health`: a WebSocket that pushes a [`HealthSnapshot`] on connect and every
 /// `http.health_push_secs`; closed with 1001 (going away) when the hub shuts down.
-pub async fn ws_health(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
+pub async fn ws_health(
+    State(state): State<AppState>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => return ApiError::from(rejection).into_response(),
+    };
     let shutdown = state.shutdown().clone();
     upgrade
         .read_buffer_size(4096)
@@ -115,7 +125,7 @@ pub struct DelayQuery {
 /// `GET /debug/delay?ms=N` (only with `http.debug_routes`): answers after N ms, for probing
 /// graceful shutdown with a request in flight.
 pub async fn debug_delay(
-    Query(query): Query<DelayQuery>,
+    ApiQuery(query): ApiQuery<DelayQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     if query.ms > MAX_DEBUG_DELAY_MS {
         return Err(ApiError::bad_request(

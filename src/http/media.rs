@@ -8,7 +8,9 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Extension, State};
+
+use super::extract::{ApiPath, ApiQuery};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -168,8 +170,8 @@ fn insert_etag(headers: &mut HeaderMap, ufrag: &str) {
 /// `POST /whip/{room}`: publish into a room, creating it when new.
 pub async fn whip(
     State(state): State<AppState>,
-    Path(room): Path<String>,
-    Query(query): Query<WhipQuery>,
+    ApiPath(room): ApiPath<String>,
+    ApiQuery(query): ApiQuery<WhipQuery>,
     Authenticated(who): Authenticated,
     headers: HeaderMap,
     body: Bytes,
@@ -223,7 +225,7 @@ pub async fn whip(
 /// `POST /whep/{room}`: watch the room's floor / loudest speaker.
 pub async fn whep_floor(
     State(state): State<AppState>,
-    Path(room): Path<String>,
+    ApiPath(room): ApiPath<String>,
     auth: Authenticated,
     headers: HeaderMap,
     body: Bytes,
@@ -234,7 +236,7 @@ pub async fn whep_floor(
 /// `POST /whep/{room}/{publisher}`: watch one publisher.
 pub async fn whep_publisher(
     State(state): State<AppState>,
-    Path((room, publisher)): Path<(String, String)>,
+    ApiPath((room, publisher)): ApiPath<(String, String)>,
     auth: Authenticated,
     headers: HeaderMap,
     body: Bytes,
@@ -308,7 +310,7 @@ pub enum Endpoint {
 /// any as a moderator of the room).
 pub async fn end(
     State(state): State<AppState>,
-    Path((room, id)): Path<(String, String)>,
+    ApiPath((room, id)): ApiPath<(String, String)>,
     Extension(endpoint): Extension<Endpoint>,
     Authenticated(who): Authenticated,
 ) -> Result<StatusCode, ApiError> {
@@ -355,7 +357,7 @@ async fn session_ref(
 /// another ICE session than the current one is 412 `ice_session_changed`; `*` or none match.
 pub async fn patch(
     State(state): State<AppState>,
-    Path((room, id)): Path<(String, String)>,
+    ApiPath((room, id)): ApiPath<(String, String)>,
     Extension(endpoint): Extension<Endpoint>,
     Authenticated(who): Authenticated,
     headers: HeaderMap,
@@ -391,7 +393,7 @@ pub async fn patch(
 /// `POST /whep/{room}/sessions/{id}/layer`: choose the simulcast layer a viewer receives.
 pub async fn layer(
     State(state): State<AppState>,
-    Path((room, id)): Path<(String, String)>,
+    ApiPath((room, id)): ApiPath<(String, String)>,
     Extension(endpoint): Extension<Endpoint>,
     Authenticated(who): Authenticated,
     body: Result<Json<LayerBody>, axum::extract::rejection::JsonRejection>,
@@ -409,7 +411,7 @@ pub async fn layer(
 /// `GET /api/v1/rooms/{room}`: publishers (ids for WHEP), viewers, active speaker.
 pub async fn room_info(
     State(state): State<AppState>,
-    Path(room): Path<String>,
+    ApiPath(room): ApiPath<String>,
     Authenticated(who): Authenticated,
 ) -> Result<Json<sfu::driver::RoomInfo>, ApiError> {
     let (sfu, _) = authorize_watch(&state, &room, &who)?;

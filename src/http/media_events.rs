@@ -17,7 +17,9 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
+
+use super::extract::ApiPath;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse as _, Response};
 use sfu::driver::{RoomEvent, RoomInfo, RoomNotice, Sfu, SfuError};
@@ -34,7 +36,7 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// `GET /sse/rooms/{room}`.
 pub async fn room_events(
     State(state): State<AppState>,
-    Path(room): Path<String>,
+    ApiPath(room): ApiPath<String>,
     AuthenticatedUntil(who, until): AuthenticatedUntil,
 ) -> Result<Response, ApiError> {
     let (sfu, region) = super::media::authorize_watch(&state, &room, &who)?;

@@ -21,6 +21,7 @@ mod api;
 mod auth;
 mod cors;
 mod error;
+mod extract;
 mod health;
 mod media;
 mod media_events;

@@ -87,6 +87,11 @@ pub(super) fn entry_id(seq: u64) -> String {
     format!("{seq}-0")
 }
 
+/// The largest sequence number a log entry may carry: the append script numbers in Lua,
+/// whose numbers are doubles, exact up to 2^53. An entry beyond (written by hand or by
+/// something else) is malformed, not a number every later one would have to exceed.
+pub(super) const MAX_SEQ: u64 = 1 << 53;
+
 /// A [`StoredAlert`] without its number, as the `rec` field holds it.
 #[derive(Debug, Serialize, Deserialize)]
 struct Record {
@@ -231,8 +236,8 @@ fn entry(item: Value) -> Result<Slot, StoreError> {
     let seq = id
         .strip_suffix("-0")
         .and_then(|s| s.parse::<u64>().ok())
-        .filter(|&s| s > 0)
-        .ok_or_else(|| malformed(0, format!("entry id {id:?} is not <seq>-0")))?;
+        .filter(|&s| (1..=MAX_SEQ).contains(&s))
+        .ok_or_else(|| malformed(0, format!("entry id {id:?} is not <seq>-0 (1..=2^53)")))?;
     Ok(Slot {
         seq,
         entry: contents(seq, fields),
@@ -451,6 +456,14 @@ mod tests {
             Value::Array(vec![Value::Int(1)]),
             Value::Array(vec![Value::Array(vec![bulk("x-0"), Value::Array(vec![])])]),
             Value::Array(vec![Value::Array(vec![bulk("0-0"), Value::Array(vec![])])]),
+            Value::Array(vec![Value::Array(vec![
+                bulk(&entry_id(MAX_SEQ + 1)),
+                Value::Array(vec![]),
+            ])]),
+            Value::Array(vec![Value::Array(vec![
+                bulk(&entry_id(u64::MAX)),
+                Value::Array(vec![]),
+            ])]),
         ] {
             assert!(
                 matches!(entries(reply), Err(StoreError::Corrupt { .. })),

@@ -1,0 +1,46 @@
+//! Extractors whose rejections are [`ApiError`]s: a malformed path segment (say `%FF`, not
+//! UTF-8) or query string gets the same JSON error body as every other bad request, not
+//! axum's plain-text rejection.
+
+use axum::extract::FromRequestParts;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::http::StatusCode;
+
+use super::ApiError;
+
+/// [`axum::extract::Path`], rejecting with 400 `bad_path`.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct ApiPath<T>(pub T);
+
+/// [`axum::extract::Query`], rejecting with 400 `bad_parameter`.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct ApiQuery<T>(pub T);
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        ApiError::bad_request("bad_path", rejection.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::bad_request("bad_parameter", rejection.body_text())
+    }
+}
+
+/// A request to a WebSocket endpoint that is not a valid upgrade: axum's status (400, 405,
+/// 426), `not_a_websocket` and what was wrong.
+impl From<WebSocketUpgradeRejection> for ApiError {
+    fn from(rejection: WebSocketUpgradeRejection) -> Self {
+        let status = rejection.status();
+        let status = if status.is_client_error() {
+            status
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        ApiError::new(status, "not_a_websocket", rejection.body_text())
+    }
+}
