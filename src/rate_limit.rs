@@ -27,12 +27,12 @@ pub struct ConnectLimiter {
 #[derive(Debug, Default)]
 struct Table {
     buckets: HashMap<IpAddr, Bucket>,
-    /// When a sweep of the full table last freed nothing: the next waits [`SWEEP_PAUSE`],
-    /// so a stream of new addresses costs one scan per pause, not one each.
-    fruitless_sweep: Option<Instant>,
+    /// When the full table was last swept: the next sweep waits [`SWEEP_PAUSE`], so a
+    /// stream of new addresses costs one scan per pause, not one each.
+    last_sweep: Option<Instant>,
 }
 
-/// Least time between sweeps of a full table after one that freed nothing.
+/// Least time between two sweeps of a full table.
 const SWEEP_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy)]
@@ -74,12 +74,12 @@ impl ConnectLimiter {
         let table = &mut *table;
         let ip = key(ip);
         if !table.buckets.contains_key(&ip) && table.buckets.len() >= self.max_tracked {
-            let paused = (table.fruitless_sweep)
+            let paused = (table.last_sweep)
                 .is_some_and(|at| now.saturating_duration_since(at) < SWEEP_PAUSE);
             if !paused {
                 let (per_sec, burst) = (self.per_sec, self.burst);
                 (table.buckets).retain(|_, b| b.refilled(now, per_sec, burst) < burst);
-                table.fruitless_sweep = (table.buckets.len() >= self.max_tracked).then_some(now);
+                table.last_sweep = Some(now);
             }
             if table.buckets.len() >= self.max_tracked {
                 return Ok(());

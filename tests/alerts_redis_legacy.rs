@@ -2,7 +2,9 @@
 //! record without its `targets` field gets them from what it references when the store reads
 //! it (as SQLite's schema 3 backfill does), so an Update of such a record, or a Cancel of it,
 //! still reaches the original's audience with the original's severity, whether read by
-//! number, by `since` or from the live tail.
+//! number, by `since` or from the live tail; one whose original is gone from the log is
+//! routed, and found in the archive, by the regions it inherited. A log numbered far ahead by
+//! hand appends exact integers past 10^14 and refuses to number past 2^53 − 1.
 
 mod alerts_util;
 mod common;
@@ -250,4 +252,64 @@ fn a_record_without_targets_or_a_readable_original_is_found_by_its_inherited_reg
         "Xihu, under Hangzhou"
     );
     assert!(ids("330200", Severity::Unknown).is_empty(), "Ningbo");
+}
+
+/// A log numbered far ahead by something else (an entry added by hand): the next number is
+/// written as an integer past 10^14 (Lua's default `%.14g` made `1e+14-0`, which `XADD`
+/// refuses), and numbering past 2^53 − 1, where Lua's doubles stop being exact, is a clear
+/// error, not a wrong number.
+#[test]
+fn a_log_numbered_far_ahead_appends_exactly_and_refuses_past_2_pow_53() {
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let added = cli(
+        &redis,
+        &[
+            "XADD",
+            "{hubcast}:alerts:log",
+            "99999999999999-0",
+            "rec",
+            "{by hand",
+            "raw",
+            "x",
+        ],
+    );
+    assert!(added.contains("99999999999999-0"), "{added}");
+    let store = open_store(&redis, dir.path());
+    let publisher = province();
+    let next = store
+        .append(&alert(&fixture("FAR", "Minor")), "raw", &publisher, 1)
+        .expect("appended after the hand-written entry");
+    assert_eq!(next.seq, 100_000_000_000_000);
+    let listing = cli(
+        &redis,
+        &["XRANGE", "{hubcast}:alerts:log", "100000000000000-0", "+"],
+    );
+    assert!(listing.starts_with("100000000000000-0"), "{listing}");
+    let known = cli(
+        &redis,
+        &["HGET", "{hubcast}:alerts:ids", &format!("{SENDER}\nFAR")],
+    );
+    assert_eq!(known.trim(), "100000000000000");
+    assert_eq!(
+        store.get(next.seq).expect("get").map(|a| a.identifier),
+        Some("FAR".into())
+    );
+
+    let top = cli(
+        &redis,
+        &[
+            "XADD",
+            "{hubcast}:alerts:log",
+            "9007199254740991-0",
+            "rec",
+            "{by hand",
+            "raw",
+            "x",
+        ],
+    );
+    assert!(top.contains("9007199254740991-0"), "{top}");
+    let refused = store.append(&alert(&fixture("PAST", "Minor")), "raw", &publisher, 2);
+    let err = refused.expect_err("no number past 2^53 - 1").to_string();
+    assert!(err.contains("2^53-1"), "{err}");
 }

@@ -319,8 +319,10 @@ async fn whip_whep_status_codes_and_permissions() {
         "bad_sdp",
     );
     expect(&patch("a=ice-ufrag:efgh\r\n", frag).await, 400, "bad_sdp");
+    // An ICE restart past the cap still restarts (its candidate is left out).
     let restart = patch(
-        "a=ice-ufrag:efgh\r\na=ice-pwd:abcdefabcdefabcdefabcdef\r\n",
+        "a=ice-ufrag:efgh\r\na=ice-pwd:abcdefabcdefabcdefabcdef\r\n\
+         a=candidate:9 1 udp 2130706431 127.0.0.1 49000 typ host\r\n",
         frag,
     )
     .await;

@@ -394,6 +394,50 @@ fn region_kind_and_severity_hold_for_one_target_as_in_live_delivery() {
     );
 }
 
+/// A file of version 4 may hold a bare Cancel whose inherited targets are empty although it
+/// inherited regions (its record came from a Redis log whose original could not be read).
+/// Live delivery routes it by those regions with its own kind and severity; migration 5
+/// gives it the same target rows, so the archive finds it there.
+#[test]
+fn a_migrated_follow_up_without_inherited_targets_is_found_by_its_inherited_regions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("alerts.db");
+    {
+        let store = SqliteStore::open(&path).expect("open");
+        let original = alert(&Spec {
+            identifier: "O".into(),
+            severity: S::Extreme,
+            regions: &["330100"],
+            ..Spec::default()
+        });
+        append(&store, &original);
+        append(&store, &follow_up(&original, "C", MsgType::Cancel));
+    }
+    {
+        let conn = rusqlite::Connection::open(&path).expect("raw open");
+        conn.execute_batch(BACK_TO_VERSION_4)
+            .expect("back to version 4");
+        conn.execute_batch(
+            "UPDATE alerts SET inherited_targets = '' WHERE identifier = 'C';
+             PRAGMA user_version = 4;",
+        )
+        .expect("a record without inherited targets");
+    }
+    let store = SqliteStore::open(&path).expect("reopen migrates");
+    let region = |code: &str| Some(tiers::RegionCode::parse(code).expect("code"));
+    let xihu_severe = ArchiveQuery {
+        region: region("330106"),
+        min_severity: Severity::Severe,
+        ..ArchiveQuery::default()
+    };
+    assert_eq!(ids(&store, xihu_severe), ["C", "O"]);
+    let ningbo = ArchiveQuery {
+        region: region("330200"),
+        ..ArchiveQuery::default()
+    };
+    assert!(ids(&store, ningbo).is_empty());
+}
+
 #[test]
 fn chinese_full_text_uses_trigrams_and_falls_back_to_like_for_short_terms() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -19,14 +19,22 @@ pub struct ApiPath<T>(pub T);
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct ApiQuery<T>(pub T);
 
+/// A client's mistake (axum's 4xx) is 400 `bad_path`; a route written wrong (axum's 500:
+/// missing or miscounted parameters) is a 500.
 impl From<PathRejection> for ApiError {
     fn from(rejection: PathRejection) -> Self {
+        if rejection.status().is_server_error() {
+            return ApiError::internal(&rejection.body_text());
+        }
         ApiError::bad_request("bad_path", rejection.body_text())
     }
 }
 
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> Self {
+        if rejection.status().is_server_error() {
+            return ApiError::internal(&rejection.body_text());
+        }
         ApiError::bad_request("bad_parameter", rejection.body_text())
     }
 }

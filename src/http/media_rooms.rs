@@ -36,6 +36,8 @@ struct Entry {
     at: Instant,
     /// Its convening publish is still creating its session (the SFU may not place it yet).
     pending: bool,
+    /// Which recording this is, so a guard ends only its own pending mark.
+    generation: u64,
 }
 
 /// Room name → what is remembered of it.
@@ -46,6 +48,7 @@ type Rooms = HashMap<String, Entry>;
 pub struct RoomRegistry {
     rooms: Mutex<Rooms>,
     capacity: usize,
+    generations: std::sync::atomic::AtomicU64,
 }
 
 impl Default for RoomRegistry {
@@ -60,6 +63,7 @@ impl RoomRegistry {
         RoomRegistry {
             rooms: Mutex::new(HashMap::new()),
             capacity,
+            generations: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -89,10 +93,11 @@ impl RoomRegistry {
             return Ok(Convened::Existing(entry.region));
         }
         may_convene(region)?;
-        self.record(&mut rooms, room, region, now, true, alive)?;
+        let generation = self.record(&mut rooms, room, region, now, true, alive)?;
         Ok(Convened::New(Pending {
             registry: self,
             room: room.to_owned(),
+            generation,
         }))
     }
 
@@ -118,6 +123,7 @@ impl RoomRegistry {
     ) -> Result<(), ApiError> {
         let mut rooms = self.lock()?;
         self.record(&mut rooms, room, region, now, false, alive)
+            .map(|_| ())
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Rooms>, ApiError> {
@@ -126,7 +132,8 @@ impl RoomRegistry {
             .map_err(|_| ApiError::internal(&"room registry poisoned"))
     }
 
-    /// [`insert`](Self::insert) under the caller's lock (`pending` for a convene).
+    /// [`insert`](Self::insert) under the caller's lock (`pending` for a convene); returns
+    /// the entry's generation.
     fn record(
         &self,
         rooms: &mut Rooms,
@@ -135,7 +142,7 @@ impl RoomRegistry {
         now: Instant,
         pending: bool,
         alive: impl Fn(&str) -> bool,
-    ) -> Result<(), ApiError> {
+    ) -> Result<u64, ApiError> {
         if rooms.len() >= self.capacity && !rooms.contains_key(room) {
             rooms.retain(|name, e| {
                 e.pending || now.saturating_duration_since(e.at) < SWEEP_GRACE || alive(name)
@@ -149,19 +156,24 @@ impl RoomRegistry {
                 format!("at most {} rooms", self.capacity),
             ));
         }
+        let generation = (self.generations).fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let entry = Entry {
             region,
             at: now,
             pending,
+            generation,
         };
         rooms.insert(room.to_owned(), entry);
-        Ok(())
+        Ok(generation)
     }
 
-    /// Ends the pending mark of `room` (its convening create returned or was dropped).
-    fn settle(&self, room: &str) {
+    /// Ends the pending mark of `room` if it is still recording `generation` (its
+    /// convening create returned or was dropped; a later convene of the same name keeps its
+    /// own mark).
+    fn settle(&self, room: &str, generation: u64) {
         if let Ok(mut rooms) = self.lock()
             && let Some(entry) = rooms.get_mut(room)
+            && entry.generation == generation
         {
             entry.pending = false;
         }
@@ -194,11 +206,12 @@ pub enum Convened<'a> {
 pub struct Pending<'a> {
     registry: &'a RoomRegistry,
     room: String,
+    generation: u64,
 }
 
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
-        self.registry.settle(&self.room);
+        self.registry.settle(&self.room, self.generation);
     }
 }
 
@@ -305,5 +318,26 @@ mod tests {
         let again = registry.convene("a", region(330_200), t0, none_alive, allow);
         assert_eq!(found(again), None);
         assert_eq!(registry.get("a"), Some(region(330_200)));
+    }
+
+    #[test]
+    fn an_old_guard_does_not_end_a_later_convenes_mark() {
+        let registry = RoomRegistry::with_capacity(4);
+        let t0 = Instant::now();
+        let none_alive = |_: &str| false;
+        let allow = |_| Ok(());
+        let first = registry
+            .convene("a", region(330_100), t0, none_alive, allow)
+            .expect("convened");
+        // Its create failed: forgotten; another region convenes the name before the first
+        // guard is dropped.
+        registry.forget_unless("a", none_alive);
+        let second = registry
+            .convene("a", region(330_200), t0, none_alive, allow)
+            .expect("convened again");
+        drop(first);
+        let third = registry.convene("a", region(330_300), t0, none_alive, allow);
+        assert_eq!(found(third), Some(region(330_200)), "still pending");
+        drop(second);
     }
 }

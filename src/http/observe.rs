@@ -51,8 +51,23 @@ pub async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderM
     // The process collector lists `/proc/self/fd` (one entry per socket, ~20k under load):
     // blocking work, kept off the runtime threads and done once for concurrent scrapes.
     let metrics = state.metrics().clone();
+    let running = state.scrape().blocking();
     let render = || async move {
-        match tokio::task::spawn_blocking(move || metrics.encode()).await? {
+        // A render abandoned at the limit may still hold its blocking thread: no second one
+        // beside it (a stuck `/proc` read would otherwise take a thread every 10 s).
+        let Some(running) = running.claim() else {
+            let message = "the last metrics render is still running";
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                message,
+            ));
+        };
+        let encoded = tokio::task::spawn_blocking(move || {
+            let _running = running;
+            metrics.encode()
+        });
+        match encoded.await? {
             Ok(text) => Ok(Bytes::from(text)),
             Err(err) => Err(ApiError::internal(&err)),
         }
@@ -83,9 +98,37 @@ pub const RENDER_LIMIT: std::time::Duration = std::time::Duration::from_secs(10)
 #[derive(Debug, Default)]
 pub struct Scrape {
     last: Arc<tokio::sync::Mutex<Option<(Instant, Bytes)>>>,
+    blocking: BlockingRender,
+}
+
+/// Whether a render's blocking work is running (it outlives a render given up at the limit).
+#[derive(Debug, Clone, Default)]
+pub struct BlockingRender(Arc<std::sync::atomic::AtomicBool>);
+
+/// The running mark of [`BlockingRender`], cleared when dropped (the work ended or panicked).
+#[derive(Debug)]
+pub struct Running(Arc<std::sync::atomic::AtomicBool>);
+
+impl BlockingRender {
+    /// The mark, unless a render's blocking work is running.
+    pub fn claim(&self) -> Option<Running> {
+        let taken = self.0.swap(true, std::sync::atomic::Ordering::AcqRel);
+        (!taken).then(|| Running(Arc::clone(&self.0)))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::Release);
+    }
 }
 
 impl Scrape {
+    /// The running mark of renders' blocking work (see [`BlockingRender`]).
+    pub fn blocking(&self) -> BlockingRender {
+        self.blocking.clone()
+    }
+
     /// The text for a request that arrived at `arrived`: the last render's if it began since,
     /// else `render`'s (a failed render is returned and not kept). The render runs in a task
     /// of its own that holds the turn.
@@ -218,6 +261,15 @@ mod tests {
         let renders = Arc::new(AtomicUsize::new(0));
         let next = scrape.text(Instant::now(), counted(Arc::clone(&renders)));
         assert_eq!(next.await, Ok(Bytes::from("render 1")));
+    }
+
+    #[test]
+    fn blocking_work_is_claimed_once_until_it_ends() {
+        let blocking = BlockingRender::default();
+        let running = blocking.claim().expect("free");
+        assert!(blocking.claim().is_none(), "still running");
+        drop(running);
+        assert!(blocking.claim().is_some(), "free again");
     }
 
     #[tokio::test(start_paused = true)]

@@ -398,5 +398,19 @@ fn kill_profile_users(profile: &Path) {
             .args(&pids)
             .stderr(Stdio::null())
             .status();
+        // SIGKILL is delivered at once but a large process takes a moment to exit (it is
+        // still `R` while its memory is torn down): wait, bounded, until each is gone or a
+        // zombie, so a dropped browser is gone when the drop returns.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let exited = |pid: &String| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+                // `pid (comm) S ...`: the state follows the last ')'.
+                stat.rsplit_once(')')
+                    .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X']))
+            })
+        };
+        while !pids.iter().all(exited) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }

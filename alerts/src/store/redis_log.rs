@@ -50,8 +50,12 @@ local seq = 1
 if #last > 0 then
   seq = tonumber(string.match(last[1][1], '^(%d+)-')) + 1
 end
-redis.call('XADD', KEYS[1], seq .. '-0', 'rec', ARGV[2], 'raw', ARGV[3])
-redis.call('HSET', KEYS[2], ARGV[1], seq)
+if seq > 9007199254740991 then
+  return redis.error_reply('hubcast: the alert log is numbered up to 2^53-1; its last entry is ' .. last[1][1])
+end
+local n = string.format('%d', seq)
+redis.call('XADD', KEYS[1], n .. '-0', 'rec', ARGV[2], 'raw', ARGV[3])
+redis.call('HSET', KEYS[2], ARGV[1], n)
 redis.call('HSET', KEYS[3], ARGV[4], ARGV[5])
 return {1, seq}
 ";
@@ -88,9 +92,10 @@ pub(super) fn entry_id(seq: u64) -> String {
 }
 
 /// The largest sequence number a log entry may carry: the append script numbers in Lua,
-/// whose numbers are doubles, exact up to 2^53. An entry beyond (written by hand or by
-/// something else) is malformed, not a number every later one would have to exceed.
-pub(super) const MAX_SEQ: u64 = 1 << 53;
+/// whose numbers are doubles, exact up to 2^53 − 1 (it refuses to go further, and writes
+/// numbers with `%d`, not Lua's default `%.14g`, which turns 10^14 into `1e+14`). An entry
+/// beyond (written by hand or by something else) is malformed.
+pub(super) const MAX_SEQ: u64 = (1 << 53) - 1;
 
 /// A [`StoredAlert`] without its number, as the `rec` field holds it.
 #[derive(Debug, Serialize, Deserialize)]
@@ -237,7 +242,7 @@ fn entry(item: Value) -> Result<Slot, StoreError> {
         .strip_suffix("-0")
         .and_then(|s| s.parse::<u64>().ok())
         .filter(|&s| (1..=MAX_SEQ).contains(&s))
-        .ok_or_else(|| malformed(0, format!("entry id {id:?} is not <seq>-0 (1..=2^53)")))?;
+        .ok_or_else(|| malformed(0, format!("entry id {id:?} is not <seq>-0 (1..=2^53-1)")))?;
     Ok(Slot {
         seq,
         entry: contents(seq, fields),

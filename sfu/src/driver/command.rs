@@ -272,17 +272,6 @@ impl Worker {
             return Err(SfuError::IceSessionChanged);
         }
         let parsed = session::parse_frag(frag)?;
-        let trickled = session.trickled + parsed.candidates.len();
-        if trickled > session::MAX_TRICKLED {
-            return Err(SfuError::BadOffer(format!(
-                "more than {} remote candidates trickled to one session",
-                session::MAX_TRICKLED
-            )));
-        }
-        session.trickled = trickled;
-        for candidate in parsed.candidates {
-            session.rtc.add_remote_candidate(candidate);
-        }
         // `parse_frag` refused a ufrag without a pwd (or the reverse) before anything changed.
         let restart = match (&parsed.ufrag, &parsed.pwd) {
             (Some(ufrag), Some(pwd)) if *ufrag != session.remote_ufrag => Some(IceCreds {
@@ -291,6 +280,20 @@ impl Worker {
             }),
             _ => None,
         };
+        // Trickle past the cap is refused; an ICE restart past it still restarts, with the
+        // candidates that fit (an ICE-lite server learns the client's addresses from its
+        // checks anyway, so the rest are not missed).
+        let room = session::MAX_TRICKLED.saturating_sub(session.trickled);
+        if restart.is_none() && parsed.candidates.len() > room {
+            return Err(SfuError::BadOffer(format!(
+                "more than {} remote candidates trickled to one session",
+                session::MAX_TRICKLED
+            )));
+        }
+        for candidate in parsed.candidates.into_iter().take(room) {
+            session.trickled += 1;
+            session.rtc.add_remote_candidate(candidate);
+        }
         let Some(remote) = restart else {
             session.queue(&mut self.dirty);
             // A restart asked again with the credentials it already brought (its 200 was lost,
@@ -307,8 +310,10 @@ impl Worker {
         session.remote_ufrag = remote.ufrag;
         let answer = restart_answer(session);
         session.queue(&mut self.dirty);
-        self.shared.ufrags.remove(&old);
+        // The new ufrag first: the session stays registered throughout (its addresses are
+        // never up for another session to take).
         self.route_ufrag(&local.ufrag, id);
+        self.shared.ufrags.remove(&old);
         Ok(Some(answer))
     }
 

@@ -6,7 +6,7 @@
 //! address table is owned by the receiving thread (no lock per packet); the ufrag table is
 //! shared and only consulted for packets from addresses not yet seen.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -23,21 +23,48 @@ pub struct Route {
 /// unknown addresses only).
 #[derive(Debug, Clone, Default)]
 pub struct UfragTable {
-    inner: Arc<Mutex<HashMap<String, Route>>>,
+    inner: Arc<Mutex<Ufrags>>,
+}
+
+#[derive(Debug, Default)]
+struct Ufrags {
+    by_ufrag: HashMap<String, Route>,
+    /// Ufrags registered per session id (one; two for a moment during an ICE restart), so
+    /// whether a session is registered is one lookup, not a scan.
+    per_session: HashMap<u64, u8>,
+}
+
+impl Ufrags {
+    fn count(&mut self, session: u64, registered: bool) {
+        let n = self.per_session.entry(session).or_default();
+        if registered {
+            *n = n.saturating_add(1);
+        } else {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_session.remove(&session);
+            }
+        }
+    }
 }
 
 impl UfragTable {
     /// Registers a session's ufrag.
     pub fn insert(&self, ufrag: &str, route: Route) {
         if let Ok(mut map) = self.inner.lock() {
-            map.insert(ufrag.to_owned(), route);
+            if let Some(old) = map.by_ufrag.insert(ufrag.to_owned(), route) {
+                map.count(old.session, false);
+            }
+            map.count(route.session, true);
         }
     }
 
     /// Forgets a session.
     pub fn remove(&self, ufrag: &str) {
-        if let Ok(mut map) = self.inner.lock() {
-            map.remove(ufrag);
+        if let Ok(mut map) = self.inner.lock()
+            && let Some(old) = map.by_ufrag.remove(ufrag)
+        {
+            map.count(old.session, false);
         }
     }
 
@@ -45,36 +72,53 @@ impl UfragTable {
     pub fn sessions(&self) -> std::collections::HashSet<u64> {
         self.inner
             .lock()
-            .map(|map| map.values().map(|r| r.session).collect())
+            .map(|map| map.per_session.keys().copied().collect())
             .unwrap_or_default()
     }
 
-    /// Whether session `id` is still registered (a scan: for occasional checks only).
+    /// Whether session `id` is still registered (true if the table cannot be read: never
+    /// the reason to drop a live peer).
     pub fn has_session(&self, id: u64) -> bool {
         self.inner
             .lock()
-            .is_ok_and(|map| map.values().any(|r| r.session == id))
+            .map_or(true, |map| map.per_session.contains_key(&id))
     }
 
     /// The session whose ufrag is `ufrag`.
     pub fn get(&self, ufrag: &[u8]) -> Option<Route> {
         let ufrag = std::str::from_utf8(ufrag).ok()?;
-        self.inner.lock().ok()?.get(ufrag).copied()
+        self.inner.lock().ok()?.by_ufrag.get(ufrag).copied()
+    }
+
+    /// The session whose ufrag is `ufrag`, and whether session `current` is still
+    /// registered, under one lock.
+    fn get_and_alive(&self, ufrag: &[u8], current: u64) -> (Option<Route>, bool) {
+        let Ok(ufrag) = std::str::from_utf8(ufrag) else {
+            return (None, true);
+        };
+        match self.inner.lock() {
+            Ok(map) => (
+                map.by_ufrag.get(ufrag).copied(),
+                map.per_session.contains_key(&current),
+            ),
+            Err(_) => (None, true),
+        }
     }
 }
 
 /// Remote addresses learnt per session. A client checks from each of its candidates (host
-/// IPv4 and IPv6, server-reflexive, relay: a handful, a few more over ICE restarts); beyond
-/// this a new address of that session is routed but not learnt, so the table cannot grow
-/// without limit for one live session (its ufrag is unguessable: only its owner can try).
+/// IPv4 and IPv6, server-reflexive, relay: a handful, a few more over ICE restarts and NAT
+/// rebinds); beyond this a session's oldest address is forgotten for its newest, so the table
+/// cannot grow without limit for one live session (its ufrag is unguessable: only its owner
+/// can add to it, and whoever it is lets down only itself).
 pub const MAX_ADDRS_PER_SESSION: usize = 16;
 
 /// Remote address → session, owned by one receiving thread.
 #[derive(Debug, Default)]
 pub struct AddrTable {
     routes: HashMap<SocketAddr, Route>,
-    /// Addresses learnt per session id (at most [`MAX_ADDRS_PER_SESSION`]).
-    learnt: HashMap<u64, usize>,
+    /// Addresses learnt per session id, oldest first (at most [`MAX_ADDRS_PER_SESSION`]).
+    learnt: HashMap<u64, VecDeque<SocketAddr>>,
 }
 
 /// What to do with a datagram.
@@ -94,9 +138,11 @@ impl AddrTable {
             // request naming another session re-routes it, once the session it belonged to
             // is gone. While that one lives, the address stays its own: a request forged
             // from it (naming the forger's session) cannot take a live peer's media away.
-            if let Some(other) = stun_local_ufrag(datagram).and_then(|u| ufrags.get(u))
+            // (One lock, two lookups: a stream of such requests costs no more than others.)
+            if let Some(ufrag) = stun_local_ufrag(datagram)
+                && let (Some(other), current_alive) = ufrags.get_and_alive(ufrag, route.session)
                 && other != route
-                && !ufrags.has_session(route.session)
+                && !current_alive
             {
                 self.forget(source, route);
                 self.learn(source, other);
@@ -113,21 +159,24 @@ impl AddrTable {
         }
     }
 
-    /// Remembers `source` for `route` unless that session has its fill of addresses.
+    /// Remembers `source` for `route`, forgetting that session's oldest address when it
+    /// already has its fill.
     fn learn(&mut self, source: SocketAddr, route: Route) {
         let learnt = self.learnt.entry(route.session).or_default();
-        if *learnt < MAX_ADDRS_PER_SESSION {
-            *learnt += 1;
-            self.routes.insert(source, route);
+        if learnt.len() >= MAX_ADDRS_PER_SESSION
+            && let Some(oldest) = learnt.pop_front()
+        {
+            self.routes.remove(&oldest);
         }
+        learnt.push_back(source);
+        self.routes.insert(source, route);
     }
 
     /// Forgets `source`, learnt for `route`.
     fn forget(&mut self, source: SocketAddr, route: Route) {
-        if self.routes.remove(&source).is_some()
-            && let Some(learnt) = self.learnt.get_mut(&route.session)
-        {
-            *learnt = learnt.saturating_sub(1);
+        self.routes.remove(&source);
+        if let Some(learnt) = self.learnt.get_mut(&route.session) {
+            learnt.retain(|a| *a != source);
         }
     }
 
@@ -261,20 +310,21 @@ mod tests {
             table.route(addr, &[0x80, 0x60, 0, 1], &ufrags),
             Demuxed::Route(forger)
         );
-        // One session learns at most MAX_ADDRS_PER_SESSION addresses (it has one already):
-        // later ones are routed when they name it, and never learnt.
-        for port in 6000..6000 + MAX_ADDRS_PER_SESSION as u16 * 4 {
+        // One session keeps at most MAX_ADDRS_PER_SESSION addresses, its newest: the
+        // oldest are forgotten (here the first one and the first new ones).
+        let n = MAX_ADDRS_PER_SESSION as u16 * 4;
+        for port in 6000..6000 + n {
             let from = SocketAddr::from(([127, 0, 0, 1], port));
             let routed = table.route(from, &binding_request("forger:c"), &ufrags);
             assert_eq!(routed, Demuxed::Route(forger));
         }
         assert_eq!(table.routes.len(), MAX_ADDRS_PER_SESSION);
-        let late = SocketAddr::from(([127, 0, 0, 1], 6999));
-        table.route(late, &binding_request("forger:c"), &ufrags);
-        assert_eq!(
-            table.route(late, &[0x80, 0x60, 0, 1], &ufrags),
-            Demuxed::Unknown
-        );
+        let media = [0x80, 0x60, 0, 1];
+        let newest = SocketAddr::from(([127, 0, 0, 1], 6000 + n - 1));
+        assert_eq!(table.route(newest, &media, &ufrags), Demuxed::Route(forger));
+        let oldest = SocketAddr::from(([127, 0, 0, 1], 6000));
+        assert_eq!(table.route(oldest, &media, &ufrags), Demuxed::Unknown);
+        assert_eq!(table.route(addr, &media, &ufrags), Demuxed::Unknown);
         // Forgetting the session frees its places.
         ufrags.remove("forger");
         table.retain_live(&ufrags);

@@ -117,7 +117,7 @@ impl std::fmt::Debug for Session {
 }
 
 /// Remote candidates one session may be trickled over its life, ICE restarts included;
-/// beyond, a PATCH is refused (400). str0m's ICE agent keeps every remote candidate it cannot
+/// beyond, a trickle PATCH is refused (400) and an ICE restart's are left out. str0m's ICE agent keeps every remote candidate it cannot
 /// pair and scans them all for each new one, so an unbounded stream of them would grow a
 /// session without limit and stall its worker. A browser trickles a few per network
 /// interface and ICE session (host, server-reflexive, relay): 128 is a dozen restarts.
@@ -159,7 +159,7 @@ const RTX_RATIO_CAP: f32 = 0.15;
 
 /// Configures a viewer's video send stream as every session's is: its sent packets are kept
 /// `history` (`sfu.rtx_history_ms`) to answer NACKs, instead of str0m's 3 s, and resends are
-/// dropped beyond [`RTX_RATIO_CAP`]. Public so tests and the `str0m_floor` bench configure a
+/// dropped beyond `RTX_RATIO_CAP` (15 %). Public so tests and the `str0m_floor` bench configure a
 /// stream exactly so.
 pub fn keep_for_retransmission(stream: &mut StreamTx, history: Duration) {
     stream.set_rtx_cache(RTX_MAX_PACKETS, history, Some(RTX_RATIO_CAP));
