@@ -70,12 +70,13 @@ pub struct MediaConfig {
 }
 
 impl MediaConfig {
-    /// Packets of a delta frame (each `VIDEO_PAYLOAD` bytes); keyframes are 3× larger.
-    pub fn packets_per_frame(&self) -> usize {
-        let frame_bytes = self.video_kbps as usize * 1000 / 8 / self.fps.max(1) as usize;
-        (frame_bytes as f64 / media::VIDEO_PAYLOAD as f64)
-            .round()
-            .max(1.0) as usize
+    /// Payload bytes of a delta frame (the bitrate over the frame rate); keyframes are 3×.
+    /// A frame goes out as full `VIDEO_PAYLOAD` packets and a last, shorter one, as an
+    /// encoder's packetizer sends it (so str0m's probe padding finds small packets to resend,
+    /// as with real video).
+    pub fn frame_bytes(&self) -> usize {
+        let bytes = self.video_kbps as usize * 1000 / 8 / self.fps.max(1) as usize;
+        bytes.max(media::MIN_VIDEO_PAYLOAD)
     }
 }
 
@@ -306,8 +307,8 @@ impl Client {
         p.picture_id = (p.picture_id + 1) & 0x7fff;
         p.tl0 = p.tl0.wrapping_add(1);
         p.video_ts = p.video_ts.wrapping_add(VIDEO_CLOCK / p.config.fps.max(1));
-        let per_frame = p.config.packets_per_frame();
-        let packets = if keyframe { per_frame * 3 } else { per_frame };
+        let bytes = p.config.frame_bytes() * if keyframe { 3 } else { 1 };
+        let packets = bytes.div_ceil(media::VIDEO_PAYLOAD);
         if keyframe {
             shared.keyframes.fetch_add(1, Ordering::Relaxed);
         }
@@ -324,8 +325,13 @@ impl Client {
                 picture_id,
                 tl0,
             };
+            let len = if i + 1 == packets {
+                bytes - i * media::VIDEO_PAYLOAD
+            } else {
+                media::VIDEO_PAYLOAD
+            };
             // Stamped right before str0m seals it and the socket sends it (drained below).
-            let payload = media::vp8_payload(desc, media::realtime_ns());
+            let payload = media::vp8_payload(desc, media::realtime_ns(), len);
             let write = RtpWrite::new(pt, seq.into(), ts, now, payload).marker(i + 1 == packets);
             self.write(mid, write, shared);
         }

@@ -216,6 +216,8 @@ fn load(args: &Args, ceiling: Option<ceiling::Ceiling>) -> anyhow::Result<report
 
     // The window.
     let fwd0 = hub.metric("hubcast_sfu_forwarded_packets_total")?;
+    // Absent from hubs built before the counter existed.
+    let sent0 = hub.metric("hubcast_sfu_sent_datagrams_total").ok();
     let drops0 = dropped_total(&hub);
     let pauses0 = hub
         .metric("hubcast_sfu_bandwidth_pauses_total")
@@ -241,6 +243,7 @@ fn load(args: &Args, ceiling: Option<ceiling::Ceiling>) -> anyhow::Result<report
     let threads1 = hub_threads(pid);
     let softirq1 = procfs::ksoftirqd_cpu_seconds();
     let fwd1 = hub.metric("hubcast_sfu_forwarded_packets_total")?;
+    let sent1 = hub.metric("hubcast_sfu_sent_datagrams_total").ok();
     let drops1 = dropped_total(&hub);
     let pauses1 = hub
         .metric("hubcast_sfu_bandwidth_pauses_total")
@@ -290,11 +293,11 @@ fn load(args: &Args, ceiling: Option<ceiling::Ceiling>) -> anyhow::Result<report
     );
     let date = benchkit::today();
     let setup = format!(
-        "K={k} publishers × M={m} subscribers, S={} s, {rooms} room(s); VP8 {} kbit/s {} fps ({} × {} B packets per frame, keyframe every {} frames) + Opus 20 ms; {peers} str0m peers on {n_threads} client thread(s); {workers} hub SFU worker threads",
+        "K={k} publishers × M={m} subscribers, S={} s, {rooms} room(s); VP8 {} kbit/s {} fps ({} B frames in {} B packets and a shorter last one, keyframes 3× every {} frames) + Opus 20 ms; {peers} str0m peers on {n_threads} client thread(s); {workers} hub SFU worker threads",
         args.seconds,
         args.video_kbps,
         args.fps,
-        config.packets_per_frame(),
+        config.frame_bytes(),
         media::VIDEO_PAYLOAD,
         args.keyframe_interval,
     );
@@ -330,6 +333,7 @@ fn load(args: &Args, ceiling: Option<ceiling::Ceiling>) -> anyhow::Result<report
         send_errors: shared.send_errors.load(Ordering::Relaxed),
         hub_drops: drops1 - drops0,
         hub_pauses: pauses1 - pauses0,
+        hub_sent_datagrams: sent0.zip(sent1).map(|(a, b)| b - a),
     })
 }
 

@@ -13,6 +13,8 @@ pub const MAGIC: u32 = 0x6863_6c64;
 /// VP8 RTP payload size. With the RTP header, extensions and the SRTP tag the datagram is
 /// about 1200 bytes, like a browser's full-MTU video packet.
 pub const VIDEO_PAYLOAD: usize = 1150;
+/// Shortest VP8 payload: the descriptor, the keyframe header and the stamp fit.
+pub const MIN_VIDEO_PAYLOAD: usize = 32;
 /// Opus payload size (a 20 ms frame at ~24 kbit/s).
 pub const AUDIO_PAYLOAD: usize = 60;
 /// Offset of the stamp in a VP8 payload: after the 6-byte descriptor and the 10-byte keyframe
@@ -45,9 +47,10 @@ pub struct Vp8Packet {
     pub tl0: u8,
 }
 
-/// Builds a VP8 RTP payload stamped with `stamp_ns`.
-pub fn vp8_payload(p: Vp8Packet, stamp_ns: u64) -> Vec<u8> {
-    let mut b = vec![0u8; VIDEO_PAYLOAD];
+/// Builds a VP8 RTP payload of `len` bytes (at least [`MIN_VIDEO_PAYLOAD`]) stamped with
+/// `stamp_ns`.
+pub fn vp8_payload(p: Vp8Packet, stamp_ns: u64, len: usize) -> Vec<u8> {
+    let mut b = vec![0u8; len.max(MIN_VIDEO_PAYLOAD)];
     // X=1, N=0, S, PID=0.
     b[0] = 0x80 | if p.start { 0x10 } else { 0 };
     // I (picture id), L (TL0PICIDX), T (TID; the SFU requires T when L is present).
@@ -110,7 +113,8 @@ mod tests {
             picture_id: 0x1234,
             tl0: 7,
         };
-        let p = vp8_payload(key, 42);
+        let p = vp8_payload(key, 42, VIDEO_PAYLOAD);
+        assert_eq!(p.len(), VIDEO_PAYLOAD);
         assert_eq!(read_stamp(&p, true), Some((42, true)));
         assert_eq!(p[6] & 0x01, 0, "keyframe: P bit clear");
         let delta = vp8_payload(
@@ -119,6 +123,12 @@ mod tests {
                 ..key
             },
             43,
+            1,
+        );
+        assert_eq!(
+            delta.len(),
+            MIN_VIDEO_PAYLOAD,
+            "a frame's short last packet"
         );
         assert_eq!(delta[6] & 0x01, 1, "delta frame: P bit set");
         assert_eq!(read_stamp(&delta, true), Some((43, false)));

@@ -74,6 +74,9 @@ pub struct Run {
     pub hub_drops: f64,
     /// Video pauses toward viewers whose estimate could not carry it, in the window.
     pub hub_pauses: f64,
+    /// Datagrams the hub sent in the window (`hubcast_sfu_sent_datagrams_total`; `None`
+    /// for a hub without the counter).
+    pub hub_sent_datagrams: Option<f64>,
 }
 
 fn pct(sorted: &[u64], p: f64) -> Option<f64> {
@@ -157,6 +160,13 @@ impl Run {
             "| µs hub CPU per forwarded packet | {us_pp:.2} | ≤ {GOAL_US_PER_PACKET} ({}) |",
             verdict(us_pp <= GOAL_US_PER_PACKET)
         );
+        if let Some(sent) = self.hub_sent_datagrams {
+            let _ = writeln!(
+                m,
+                "| hub datagrams sent per forwarded packet (retransmissions, probe padding, RTCP, STUN on top of the copies) | {:.3} | |",
+                sent / self.forwarded.max(1.0)
+            );
+        }
         let _ = writeln!(
             m,
             "| forwarded packets/s per core | {} | ≥ {} ({}) |",

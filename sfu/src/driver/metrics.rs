@@ -32,6 +32,11 @@ pub struct SfuMetrics {
     drops: [IntCounter; DropReason::ALL.len()],
     /// `hubcast_sfu_send_errors_total`: datagrams the kernel refused to send.
     pub send_errors: IntCounter,
+    /// `hubcast_sfu_sent_datagrams_total`: every datagram sent (media copies, their
+    /// retransmissions, probe padding, RTCP, STUN, DTLS), counted per `sendmmsg` call.
+    pub sent_datagrams: IntCounter,
+    /// `hubcast_sfu_sent_bytes_total`: their bytes (after SRTP, before UDP/IP headers).
+    pub sent_bytes: IntCounter,
     /// `hubcast_sfu_send_dropped_total`: outgoing datagrams dropped because the socket's send
     /// buffer was full (the worker never waits for it).
     pub send_dropped: IntCounter,
@@ -209,6 +214,14 @@ impl SfuMetrics {
             "hubcast_sfu_send_dropped_total",
             "Outgoing datagrams dropped on a full socket send buffer.",
         )?;
+        let sent_datagrams = IntCounter::new(
+            "hubcast_sfu_sent_datagrams_total",
+            "Datagrams sent: media copies, retransmissions, probe padding, RTCP, STUN, DTLS.",
+        )?;
+        let sent_bytes = IntCounter::new(
+            "hubcast_sfu_sent_bytes_total",
+            "Bytes of the datagrams sent (UDP payload).",
+        )?;
         let speaker_changes = IntCounter::new(
             "hubcast_sfu_speaker_changes_total",
             "Active speaker changes.",
@@ -253,6 +266,8 @@ impl SfuMetrics {
             dropped_packets,
             drops,
             send_errors,
+            sent_datagrams,
+            sent_bytes,
             send_dropped,
             speaker_changes,
             tcp_connections,
@@ -272,6 +287,8 @@ impl SfuMetrics {
         registry.register(Box::new(metrics.dropped_packets.clone()))?;
         registry.register(Box::new(metrics.send_errors.clone()))?;
         registry.register(Box::new(metrics.send_dropped.clone()))?;
+        registry.register(Box::new(metrics.sent_datagrams.clone()))?;
+        registry.register(Box::new(metrics.sent_bytes.clone()))?;
         registry.register(Box::new(metrics.speaker_changes.clone()))?;
         registry.register(Box::new(metrics.tcp_connections.clone()))?;
         registry.register(Box::new(metrics.sessions_ended.clone()))?;

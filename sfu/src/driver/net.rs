@@ -69,7 +69,12 @@ impl BatchSender {
                 match sent {
                     // The kernel stops at the first datagram it refuses and reports the ones
                     // before it; the next call reports that datagram's error.
-                    Ok(k) if k > 0 => at += k,
+                    Ok(k) if k > 0 => {
+                        let bytes: usize = chunk[at..at + k].iter().map(|t| t.contents.len()).sum();
+                        metrics.sent_datagrams.inc_by(k as u64);
+                        metrics.sent_bytes.inc_by(bytes as u64);
+                        at += k;
+                    }
                     Err(Errno::EINTR) => {}
                     Ok(_) | Err(Errno::EAGAIN | Errno::ENOBUFS) => {
                         // Full now, full for the next chunks too: drop all that is left.
@@ -162,6 +167,13 @@ mod tests {
         assert_eq!(got, want);
         assert_eq!(metrics.send_errors.get(), 1);
         assert_eq!(metrics.send_dropped.get(), 0);
+        assert_eq!(metrics.sent_datagrams.get(), want.len() as u64);
+        let bytes: usize = want.iter().map(Vec::len).sum();
+        assert_eq!(
+            metrics.sent_bytes.get(),
+            bytes as u64,
+            "the refused one not counted"
+        );
     }
 
     /// A full send buffer never blocks the worker: what does not fit is dropped and counted.

@@ -482,8 +482,12 @@ pub(super) fn send_tcp(
         return;
     };
     // The datagram's own buffer moves to the writer thread: no copy.
+    let len = t.contents.len() as u64;
     match writer.try_send(t.contents.into()) {
-        Ok(()) => {}
+        Ok(()) => {
+            metrics.sent_datagrams.inc();
+            metrics.sent_bytes.inc_by(len);
+        }
         Err(TrySendError::Full(_)) => metrics.send_dropped.inc(),
         Err(TrySendError::Disconnected(_)) => metrics.send_errors.inc(),
     }
