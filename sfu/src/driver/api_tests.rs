@@ -186,3 +186,85 @@ async fn the_node_peer_cap_holds_across_workers() {
         .expect("the slot is free again");
     sfu.shutdown();
 }
+
+/// A recv-only offer from a str0m peer (a viewer's: audio and video).
+fn viewer_offer() -> String {
+    use str0m::media::{Direction, MediaKind};
+    let mut rtc = str0m::Rtc::builder().build(std::time::Instant::now());
+    let candidate =
+        str0m::Candidate::host("127.0.0.1:40001".parse().expect("addr"), "udp").expect("candidate");
+    rtc.add_local_candidate(candidate);
+    let mut sdp = rtc.sdp_api();
+    sdp.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+    sdp.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+    let (offer, _) = sdp.apply().expect("an offer");
+    offer.to_sdp_string()
+}
+
+/// A hub behind a wall display runs for weeks while meetings come and go: rooms on both
+/// workers filled with a publisher and two viewers, then emptied, twenty times over, leave
+/// nothing behind. The node's cap is exactly one round's sessions, so a slot not given back
+/// fails the next round; after each, no room is placed or known to a worker and no peer is
+/// counted.
+#[tokio::test]
+async fn rooms_and_sessions_that_come_and_go_leave_nothing_behind() {
+    let registry = prometheus::Registry::new();
+    let config = SfuConfig {
+        udp_listen: "127.0.0.1:0".parse().expect("addr"),
+        tcp_listen: None,
+        workers: 2,
+        max_peers: 12,
+        ..SfuConfig::default()
+    };
+    let sfu = Sfu::start(&config, &registry).expect("start");
+    let peers = || {
+        let text = prometheus::TextEncoder::new()
+            .encode_to_string(&registry.gather())
+            .expect("encode");
+        text.lines()
+            .find_map(|l| l.strip_prefix("hubcast_sfu_peers "))
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    let rooms: Vec<String> = (0..4).map(|r| format!("meeting-{r}")).collect();
+    for round in 0..20 {
+        let mut sessions = Vec::new();
+        for room in &rooms {
+            let publisher = SessionRequest {
+                offer: valid_offer(),
+                ..publish(room)
+            };
+            let created = sfu.create_session(publisher).await;
+            let publisher = created.unwrap_or_else(|e| panic!("round {round}, {room}: {e:?}"));
+            sessions.push((room.clone(), publisher.session, true));
+            for source in [PlaySource::Floor, PlaySource::Publisher(publisher.session)] {
+                let viewer = SessionRequest {
+                    room: room.clone(),
+                    kind: SessionKind::Play(source),
+                    label: "wall".to_owned(),
+                    offer: viewer_offer(),
+                };
+                let created = sfu.create_session(viewer).await;
+                let viewer = created.unwrap_or_else(|e| panic!("round {round}, {room}: {e:?}"));
+                sessions.push((room.clone(), viewer.session, false));
+            }
+        }
+        assert_eq!(peers(), Some(12.0), "round {round}");
+        for (room, id, publish) in sessions {
+            let target = SessionRef {
+                room,
+                id,
+                publish,
+                subject: "test".to_owned(),
+                moderator: true,
+            };
+            sfu.end_session(target).await.expect("ended");
+        }
+        for room in &rooms {
+            assert!(!sfu.has_room(room), "round {round}: {room} still placed");
+            let info = sfu.room(room).await;
+            assert!(matches!(info, Err(SfuError::NoSuchRoom)), "{info:?}");
+        }
+        assert_eq!(peers(), Some(0.0), "round {round}");
+    }
+    sfu.shutdown();
+}
