@@ -70,6 +70,25 @@ async fn webrtc_rs_publisher_and_viewer() {
         after.video.picture_id_jumps, 0,
         "VP8 picture IDs continue across switches: {after:?}"
     );
+    // What the hub sent (copies plus RTCP, STUN, retransmissions, padding) and how long it
+    // held each received datagram before handing what it caused to the kernel.
+    let forwarded = common::metric(&hub, "hubcast_sfu_forwarded_packets_total").await;
+    let sent = common::metric(&hub, "hubcast_sfu_sent_datagrams_total").await;
+    assert!(
+        forwarded > 0.0 && sent > forwarded,
+        "{sent} sent, {forwarded} forwarded"
+    );
+    let timed = common::metric(&hub, "hubcast_sfu_receive_to_send_seconds_count").await;
+    let within_100ms = common::metric(
+        &hub,
+        "hubcast_sfu_receive_to_send_seconds_bucket{le=\"0.1\"}",
+    )
+    .await;
+    assert!(timed > forwarded / 2.0, "{timed} datagrams timed");
+    assert!(
+        within_100ms > 0.9 * timed,
+        "{within_100ms} of {timed} within 100 ms"
+    );
     // The room's listing carries what an operator needs to see which site struggles: the
     // room's counters, and each publisher's and viewer's.
     let auth = format!("Bearer {token}");

@@ -122,6 +122,29 @@ impl Hub {
         Ok((r.body, id))
     }
 
+    /// A histogram's cumulative buckets from `/metrics`: (upper bound in seconds, count),
+    /// `+Inf` last. Empty if the hub has no such histogram.
+    pub fn histogram(&self, name: &str) -> anyhow::Result<Vec<(f64, f64)>> {
+        let r = http::request(self.addr, "GET", "/metrics", &[], &[])?;
+        if r.status != 200 {
+            bail!("GET /metrics: {}", r.status);
+        }
+        let prefix = format!("{name}_bucket{{le=\"");
+        Ok(r.body
+            .lines()
+            .filter_map(|l| l.strip_prefix(prefix.as_str()))
+            .filter_map(|rest| {
+                let (le, count) = rest.split_once("\"} ")?;
+                let le = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().ok()?
+                };
+                Some((le, count.trim().parse().ok()?))
+            })
+            .collect())
+    }
+
     /// One sample (a counter or gauge without labels) from `/metrics`.
     pub fn metric(&self, name: &str) -> anyhow::Result<f64> {
         let r = http::request(self.addr, "GET", "/metrics", &[], &[])?;

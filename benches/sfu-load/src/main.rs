@@ -218,6 +218,7 @@ fn load(args: &Args, ceiling: Option<ceiling::Ceiling>) -> anyhow::Result<report
     let fwd0 = hub.metric("hubcast_sfu_forwarded_packets_total")?;
     // Absent from hubs built before the counter existed.
     let sent0 = hub.metric("hubcast_sfu_sent_datagrams_total").ok();
+    let residence0 = hub.histogram("hubcast_sfu_receive_to_send_seconds")?;
     let drops0 = dropped_total(&hub);
     let pauses0 = hub
         .metric("hubcast_sfu_bandwidth_pauses_total")
@@ -244,6 +245,7 @@ fn load(args: &Args, ceiling: Option<ceiling::Ceiling>) -> anyhow::Result<report
     let softirq1 = procfs::ksoftirqd_cpu_seconds();
     let fwd1 = hub.metric("hubcast_sfu_forwarded_packets_total")?;
     let sent1 = hub.metric("hubcast_sfu_sent_datagrams_total").ok();
+    let residence1 = hub.histogram("hubcast_sfu_receive_to_send_seconds")?;
     let drops1 = dropped_total(&hub);
     let pauses1 = hub
         .metric("hubcast_sfu_bandwidth_pauses_total")
@@ -334,6 +336,13 @@ fn load(args: &Args, ceiling: Option<ceiling::Ceiling>) -> anyhow::Result<report
         hub_drops: drops1 - drops0,
         hub_pauses: pauses1 - pauses0,
         hub_sent_datagrams: sent0.zip(sent1).map(|(a, b)| b - a),
+        hub_receive_to_send: if residence0.len() == residence1.len() {
+            (residence1.iter().zip(&residence0))
+                .map(|(&(le, after), &(_, before))| (le, after - before))
+                .collect()
+        } else {
+            Vec::new()
+        },
     })
 }
 

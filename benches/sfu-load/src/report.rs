@@ -77,6 +77,29 @@ pub struct Run {
     /// Datagrams the hub sent in the window (`hubcast_sfu_sent_datagrams_total`; `None`
     /// for a hub without the counter).
     pub hub_sent_datagrams: Option<f64>,
+    /// The window's `hubcast_sfu_receive_to_send_seconds` buckets: (upper bound, cumulative
+    /// count); empty for a hub without it.
+    pub hub_receive_to_send: Vec<(f64, f64)>,
+}
+
+/// The upper bound of the bucket holding quantile `q` of a cumulative histogram.
+fn bucket_quantile(buckets: &[(f64, f64)], q: f64) -> Option<f64> {
+    let total = buckets.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    buckets
+        .iter()
+        .find(|(_, n)| *n >= q * total)
+        .map(|(le, _)| *le)
+}
+
+fn bound(v: Option<f64>) -> String {
+    match v {
+        Some(s) if s.is_finite() => format!("≤ {:.0} µs", s * 1e6),
+        Some(_) => "> the top bucket".to_owned(),
+        None => "–".to_owned(),
+    }
 }
 
 fn pct(sorted: &[u64], p: f64) -> Option<f64> {
@@ -201,6 +224,16 @@ impl Run {
                 m,
                 "| AES-128-GCM seal of 1200 B alone, per core | {} /s | ~4,000,000 measured before |",
                 thousands(c.seal_only_per_s)
+            );
+        }
+        if !self.hub_receive_to_send.is_empty() {
+            let h = &self.hub_receive_to_send;
+            let _ = writeln!(
+                m,
+                "| the hub's own share: receipt → hand-off to the kernel, p50 / p99 / p99.9 (per received datagram; copies held by a viewer's pacer excluded) | {} / {} / {} | |",
+                bound(bucket_quantile(h, 0.5)),
+                bound(bucket_quantile(h, 0.99)),
+                bound(bucket_quantile(h, 0.999)),
             );
         }
         let all = &self.latency_all_ns;
@@ -352,6 +385,21 @@ mod tests {
         assert!(text.starts_with("# B\n\n## Other\n\nx\n"));
         assert!(r1 > 0 && r1 < r2 && r2 < last, "{text}");
         Ok(())
+    }
+
+    #[test]
+    fn quantiles_are_the_bounds_of_their_buckets() {
+        let h = [
+            (0.001, 50.0),
+            (0.01, 99.0),
+            (0.1, 100.0),
+            (f64::INFINITY, 100.0),
+        ];
+        assert_eq!(bucket_quantile(&h, 0.5), Some(0.001));
+        assert_eq!(bucket_quantile(&h, 0.99), Some(0.01));
+        assert_eq!(bucket_quantile(&h, 0.999), Some(0.1));
+        assert_eq!(bucket_quantile(&[(f64::INFINITY, 0.0)], 0.5), None);
+        assert_eq!(bound(Some(0.00025)), "≤ 250 µs");
     }
 
     #[test]

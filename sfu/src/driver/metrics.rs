@@ -1,6 +1,6 @@
 //! Prometheus metrics of the media plane. Labels have fixed, small value sets.
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 /// Counters and gauges of the SFU.
 #[derive(Debug, Clone)]
@@ -37,6 +37,11 @@ pub struct SfuMetrics {
     pub sent_datagrams: IntCounter,
     /// `hubcast_sfu_sent_bytes_total`: their bytes (after SRTP, before UDP/IP headers).
     pub sent_bytes: IntCounter,
+    /// `hubcast_sfu_receive_to_send_seconds`: per received datagram, from its receipt (after
+    /// `recvmmsg`) to the end of the worker pass that handled it, when what it caused (the
+    /// forwarded copies, answers) is handed to the kernel. Copies a viewer's pacer holds leave
+    /// in a later pass and are not timed here: the hub's own share of the added latency.
+    pub receive_to_send: Histogram,
     /// `hubcast_sfu_send_dropped_total`: outgoing datagrams dropped because the socket's send
     /// buffer was full (the worker never waits for it).
     pub send_dropped: IntCounter,
@@ -222,6 +227,16 @@ impl SfuMetrics {
             "hubcast_sfu_sent_bytes_total",
             "Bytes of the datagrams sent (UDP payload).",
         )?;
+        let receive_to_send = Histogram::with_opts(
+            HistogramOpts::new(
+                "hubcast_sfu_receive_to_send_seconds",
+                "Per received datagram: receipt to the hand-off of what it caused to the kernel (copies held by a viewer's pacer excluded).",
+            )
+            .buckets(vec![
+                25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3,
+                100e-3,
+            ]),
+        )?;
         let speaker_changes = IntCounter::new(
             "hubcast_sfu_speaker_changes_total",
             "Active speaker changes.",
@@ -268,6 +283,7 @@ impl SfuMetrics {
             send_errors,
             sent_datagrams,
             sent_bytes,
+            receive_to_send,
             send_dropped,
             speaker_changes,
             tcp_connections,
@@ -289,6 +305,7 @@ impl SfuMetrics {
         registry.register(Box::new(metrics.send_dropped.clone()))?;
         registry.register(Box::new(metrics.sent_datagrams.clone()))?;
         registry.register(Box::new(metrics.sent_bytes.clone()))?;
+        registry.register(Box::new(metrics.receive_to_send.clone()))?;
         registry.register(Box::new(metrics.speaker_changes.clone()))?;
         registry.register(Box::new(metrics.tcp_connections.clone()))?;
         registry.register(Box::new(metrics.sessions_ended.clone()))?;

@@ -137,6 +137,8 @@ pub(crate) struct Worker {
     sender: super::net::BatchSender,
     /// Datagrams taken in since the last flush (see [`FLUSH_EVERY`]).
     unflushed: usize,
+    /// When those arrived (per batch: its receipt time and size), timed at the flush.
+    arrivals: Vec<(Instant, u32)>,
 }
 
 impl Worker {
@@ -154,6 +156,7 @@ impl Worker {
             outbox: Vec::with_capacity(4 * super::net::SEND_BATCH),
             sender: super::net::BatchSender::new(),
             unflushed: 0,
+            arrivals: Vec::with_capacity(64),
         }
     }
 
@@ -200,18 +203,27 @@ impl Worker {
     fn handle(&mut self, msg: WorkerMsg) {
         match msg {
             WorkerMsg::Batch(batch) => {
+                // Sessions written to by several datagrams are drained once and their packets
+                // share `sendmmsg` calls, every FLUSH_EVERY datagrams, also inside a batch (as
+                // FLUSH_EVERY's bound says: a whole `recvmmsg` batch, up to 32 video packets
+                // with 25 copies each, is far more than "a few ingress steps"); the run loop
+                // flushes what is left when the inbox is empty.
+                let mut pending = 0;
                 for (session, source, data) in batch.iter() {
                     let at = batch.at;
                     self.receive(session, Protocol::Udp, source, batch.destination, data, at);
+                    self.unflushed += 1;
+                    pending += 1;
+                    if self.unflushed >= FLUSH_EVERY {
+                        self.arrivals.push((at, pending));
+                        pending = 0;
+                        self.flush();
+                    }
                 }
-                self.unflushed += batch.len();
+                if pending > 0 {
+                    self.arrivals.push((batch.at, pending));
+                }
                 super::ingress::recycle(&self.shared.recycler, batch);
-                // Sessions written to by several datagrams are drained once and their packets
-                // share `sendmmsg` calls; the run loop flushes what is left when the inbox is
-                // empty.
-                if self.unflushed >= FLUSH_EVERY {
-                    self.flush();
-                }
             }
             WorkerMsg::Datagram(d) => {
                 self.receive(
@@ -223,6 +235,7 @@ impl Worker {
                     d.at,
                 );
                 self.unflushed += 1;
+                self.arrivals.push((d.at, 1));
                 if self.unflushed >= FLUSH_EVERY {
                     self.flush();
                 }
@@ -339,6 +352,15 @@ impl Worker {
         if !self.outbox.is_empty() {
             self.sender
                 .send(&self.shared.socket, &mut self.outbox, &self.shared.metrics);
+        }
+        if !self.arrivals.is_empty() {
+            let now = Instant::now();
+            for (at, n) in self.arrivals.drain(..) {
+                let waited = now.saturating_duration_since(at).as_secs_f64();
+                for _ in 0..n {
+                    self.shared.metrics.receive_to_send.observe(waited);
+                }
+            }
         }
     }
 
