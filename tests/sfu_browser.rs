@@ -25,18 +25,13 @@ fn num(value: &serde_json::Value, path: &[&str]) -> f64 {
     v.as_f64().unwrap_or(0.0)
 }
 
-#[tokio::test]
-async fn chromium_simulcast_publish_two_viewers_and_layer_switch() {
-    testkit::isolated!();
-    let hub = Hub::start(&[], &[]);
-    let publisher_token = hub.token("city-admin", "330100", &["--sub", "杭州市局"]);
-    let wall_token = hub.token("wall", "330100", &[]);
-    let county_token = hub.token("county-operator", "330106", &[]);
-
+/// A Chromium publisher of room `room` (test page query `extra` appended), connected over
+/// WHIP and sending all three simulcast encodings, the top one at least 640 px wide.
+async fn publish(hub: &Hub, room: &str, extra: &str, token: &str) -> Browser {
     let publisher = Browser::launch().await.expect("chromium");
     publisher
         .goto(&format!(
-            "{}/assets/test/publish.html?room=weekly#token={publisher_token}",
+            "{}/assets/test/publish.html?room={room}{extra}#token={token}",
             hub.url
         ))
         .await
@@ -45,7 +40,6 @@ async fn chromium_simulcast_publish_two_viewers_and_layer_switch() {
         .wait_for("hubcastState().connection === 'connected'", CONNECT)
         .await
         .expect("publisher connected over WHIP");
-    // All three simulcast encodings are being sent.
     let sent = publisher
         .wait_for(
             "hubcastStats().then(s => ['q','h','f'].every(r => s.video[r] && s.video[r].framesEncoded > 10) && s)",
@@ -54,6 +48,18 @@ async fn chromium_simulcast_publish_two_viewers_and_layer_switch() {
         .await
         .expect("three layers encoded");
     assert!(num(&sent, &["video", "f", "frameWidth"]) >= 640.0, "{sent}");
+    publisher
+}
+
+#[tokio::test]
+async fn chromium_simulcast_publish_two_viewers_and_layer_switch() {
+    testkit::isolated!();
+    let hub = Hub::start(&[], &[]);
+    let publisher_token = hub.token("city-admin", "330100", &["--sub", "杭州市局"]);
+    let wall_token = hub.token("wall", "330100", &[]);
+    let county_token = hub.token("county-operator", "330106", &[]);
+
+    let publisher = publish(&hub, "weekly", "", &publisher_token).await;
 
     let client = testkit::whip::WhipClient::new(&hub.url, Some(&publisher_token)).expect("client");
     let ids = client.publisher_ids("weekly").await.expect("room listing");
@@ -236,22 +242,7 @@ async fn chromium_vp9_simulcast_publish_view_and_layer_switch() {
     let hub = Hub::start(&[], &[]);
     let publisher_token = hub.token("city-admin", "330100", &["--sub", "杭州市局"]);
     let wall_token = hub.token("wall", "330100", &[]);
-    let publisher = Browser::launch().await.expect("chromium");
-    publisher
-        .goto(&format!(
-            "{}/assets/test/publish.html?room=vp9&codec=vp9#token={publisher_token}",
-            hub.url
-        ))
-        .await
-        .expect("publish page");
-    let sent = publisher
-        .wait_for(
-            "hubcastStats().then(s => ['q','h','f'].every(r => s.video[r] && s.video[r].framesEncoded > 10) && s)",
-            CONNECT,
-        )
-        .await
-        .expect("three VP9 layers encoded");
-    assert!(num(&sent, &["video", "f", "frameWidth"]) >= 640.0, "{sent}");
+    let publisher = publish(&hub, "vp9", "&codec=vp9", &publisher_token).await;
     let client = testkit::whip::WhipClient::new(&hub.url, Some(&publisher_token)).expect("client");
     let ids = client.publisher_ids("vp9").await.expect("room listing");
     assert_eq!(ids.len(), 1, "{ids:?}");

@@ -120,18 +120,28 @@ fn binding_all_interfaces_needs_public_ips() {
     sfu.shutdown();
 }
 
-/// A publish offer from a str0m peer (audio and video, send only).
-fn valid_offer() -> String {
-    use str0m::media::{Direction, MediaKind};
+/// An offer from a str0m peer for audio and video in `direction`.
+fn str0m_offer(direction: str0m::media::Direction) -> String {
+    use str0m::media::MediaKind;
     let mut rtc = str0m::Rtc::builder().build(std::time::Instant::now());
     let candidate =
         str0m::Candidate::host("127.0.0.1:40000".parse().expect("addr"), "udp").expect("candidate");
     rtc.add_local_candidate(candidate);
     let mut sdp = rtc.sdp_api();
-    sdp.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
-    sdp.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+    sdp.add_media(MediaKind::Audio, direction, None, None, None);
+    sdp.add_media(MediaKind::Video, direction, None, None, None);
     let (offer, _) = sdp.apply().expect("an offer");
     offer.to_sdp_string()
+}
+
+/// A publisher's offer (send only).
+fn valid_offer() -> String {
+    str0m_offer(str0m::media::Direction::SendOnly)
+}
+
+/// A viewer's offer (receive only).
+fn viewer_offer() -> String {
+    str0m_offer(str0m::media::Direction::RecvOnly)
 }
 
 /// `max_peers` holds for the node, not per worker: creates held on two workers and released
@@ -185,20 +195,6 @@ async fn the_node_peer_cap_holds_across_workers() {
         .await
         .expect("the slot is free again");
     sfu.shutdown();
-}
-
-/// A recv-only offer from a str0m peer (a viewer's: audio and video).
-fn viewer_offer() -> String {
-    use str0m::media::{Direction, MediaKind};
-    let mut rtc = str0m::Rtc::builder().build(std::time::Instant::now());
-    let candidate =
-        str0m::Candidate::host("127.0.0.1:40001".parse().expect("addr"), "udp").expect("candidate");
-    rtc.add_local_candidate(candidate);
-    let mut sdp = rtc.sdp_api();
-    sdp.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
-    sdp.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
-    let (offer, _) = sdp.apply().expect("an offer");
-    offer.to_sdp_string()
 }
 
 /// A hub behind a wall display runs for weeks while meetings come and go: rooms on both
