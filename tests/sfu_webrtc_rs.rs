@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Hub, get};
-use testkit::lossy_relay::{Direction, LossyRelay, RelayConfig};
+use testkit::lossy_relay::{LossyRelay, RelayConfig};
 use testkit::rtc_client::{ClientOptions, PublishOptions, WhepViewer, WhipPublisher};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -337,12 +337,9 @@ impl Relayed {
 async fn replayed_rtp_is_dropped_and_counted() {
     testkit::isolated!();
     let duplicating = RelayConfig {
-        loss: 0.0,
-        delay: Duration::ZERO,
-        direction: Direction::ToServer,
         seed: 3,
         duplicate: 1.0,
-        tamper: 0.0,
+        ..RelayConfig::passthrough()
     };
     let Relayed {
         hub,
@@ -385,10 +382,8 @@ async fn assert_drops_counted(hub: &Hub, reason: &str, min: f64, caused: impl Fn
 async fn forged_srtp_is_dropped_and_counted() {
     testkit::isolated!();
     let tampering = RelayConfig {
-        loss: 0.0,
-        delay: Duration::ZERO,
         tamper: 0.05,
-        ..RelayConfig::default()
+        ..RelayConfig::passthrough()
     };
     let Relayed {
         hub,
@@ -429,11 +424,7 @@ async fn garbage_from_a_connected_peer_does_not_disturb_its_session() {
     use proptest::prelude::*;
     use proptest::test_runner::{Config, TestRunner};
     testkit::isolated!();
-    let clean = RelayConfig {
-        loss: 0.0,
-        delay: Duration::ZERO,
-        ..RelayConfig::default()
-    };
+    let clean = RelayConfig::passthrough();
     let Relayed {
         hub,
         relay,

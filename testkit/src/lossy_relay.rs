@@ -57,6 +57,18 @@ pub struct RelayConfig {
     pub tamper: f64,
 }
 
+impl RelayConfig {
+    /// No loss, no delay, nothing duplicated or tampered with, toward the server: the base
+    /// for a test that impairs one thing.
+    pub fn passthrough() -> Self {
+        Self {
+            loss: 0.0,
+            delay: Duration::ZERO,
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for RelayConfig {
     /// The loss scenario: 10 % loss and 40 ms delay toward the server.
     fn default() -> Self {
