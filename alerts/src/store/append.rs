@@ -166,29 +166,8 @@ pub(super) struct Target {
     pub(super) severity: Severity,
     /// Its own and inherited regions.
     pub(super) regions: Vec<RegionCode>,
-    /// The audience an alert referencing it inherits: its own areas × its kind and severity,
-    /// and its own inherited targets.
+    /// The audience an alert referencing it inherits: [`StoredAlert::reach`].
     pub(super) reach: Vec<Inherited>,
-}
-
-impl Target {
-    /// [`Target::reach`] of an alert with `own` areas, `kind`, `severity` and `inherited`
-    /// targets.
-    pub(super) fn reach_of(
-        own: &[RegionCode],
-        kind: AlertKind,
-        severity: Severity,
-        inherited: &[Inherited],
-    ) -> Vec<Inherited> {
-        (own.iter())
-            .map(|&region| Inherited {
-                region,
-                kind,
-                severity,
-            })
-            .chain(inherited.iter().copied())
-            .collect()
-    }
 }
 
 /// `p` as the record to store, numbered `seq`, with what its `targets` (the resolved
@@ -274,7 +253,7 @@ pub(super) fn append(
         r.get(0)
     })?;
     let (alert, raw, search_text) = build(p, next.unsigned_abs(), &targets)?;
-    insert(&tx, &alert, &raw, &search_text)?;
+    insert(&tx, &alert, &alert.references, &raw, &search_text)?;
     senders::bind(&tx, &alert.sender, publisher.region, publisher.rule, next)?;
     tx.commit()?;
     Ok(Appended {
@@ -322,11 +301,12 @@ pub(super) fn existing_record(
 }
 
 /// Writes a numbered record: the row, its reach as target rows (what the archive's region,
-/// kind and severity filters match), its reference rows and its full-text row. Inside the
-/// caller's transaction.
+/// kind and severity filters match), a reference row for each of `references` (stored
+/// alerts) and its full-text row. Inside the caller's transaction.
 pub(super) fn insert(
     tx: &Connection,
     a: &StoredAlert,
+    references: &[u64],
     raw: &str,
     search_text: &str,
 ) -> Result<(), StoreError> {
@@ -363,8 +343,7 @@ pub(super) fn insert(
     let mut target = tx.prepare_cached(
         "INSERT OR IGNORE INTO alert_targets (seq, region, kind, rank) VALUES (?1, ?2, ?3, ?4)",
     )?;
-    let own = a.routing_regions();
-    for t in Target::reach_of(own, a.kind, a.severity, &a.inherited_targets) {
+    for t in a.reach() {
         target.execute(params![
             seq,
             t.region.as_u32(),
@@ -372,13 +351,9 @@ pub(super) fn insert(
             t.severity as u8
         ])?;
     }
-    // A reference to an alert this file does not hold (a Redis log entry trimmed or deleted
-    // before this index was built) is not indexed: the foreign key would refuse the record.
-    let mut reference = tx.prepare_cached(
-        "INSERT INTO alert_references (ref_seq, seq)
-         SELECT ?1, ?2 WHERE EXISTS (SELECT 1 FROM alerts WHERE seq = ?1)",
-    )?;
-    for r in &a.references {
+    let mut reference =
+        tx.prepare_cached("INSERT INTO alert_references (ref_seq, seq) VALUES (?1, ?2)")?;
+    for r in references {
         reference.execute(params![to_sql_seq(*r), seq])?;
     }
     tx.execute(
@@ -417,7 +392,28 @@ pub(super) fn insert_numbered<'a>(
                 continue;
             }
         };
-        insert(&tx, a, raw, &search_text(&model))?;
+        // A reference to an alert this index does not hold (a log entry trimmed or deleted
+        // before the index was built) is not indexed: its foreign key would refuse the
+        // record, and with it every later one.
+        let mut held = Vec::with_capacity(a.references.len());
+        for &r in &a.references {
+            let found: Option<i64> = tx
+                .query_row(
+                    "SELECT seq FROM alerts WHERE seq = ?1",
+                    params![to_sql_seq(r)],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            match found {
+                Some(_) => held.push(r),
+                None => tracing::warn!(
+                    seq = a.seq,
+                    reference = r,
+                    "reference to an alert missing from the archive index not indexed"
+                ),
+            }
+        }
+        insert(&tx, a, &held, raw, &search_text(&model))?;
     }
     tx.commit()?;
     Ok(())
@@ -455,7 +451,7 @@ pub(super) fn resolve_with(
         if targets.iter().any(|t| t.seq == a.seq) {
             continue;
         }
-        let reach = Target::reach_of(&a.regions, a.kind, a.severity, &a.inherited_targets);
+        let reach = a.reach();
         let mut regions = a.regions;
         regions.extend(a.inherited_regions);
         check_reach(r, &regions, publisher)?;

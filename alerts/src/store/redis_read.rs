@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use redis::{Client, Connection, Value};
 
-use super::append::Target;
 use super::redis::IO_TIMEOUT;
 use super::redis_log::{self, Entry, Slot, entry_id};
 use super::{StoreError, StoredAlert};
@@ -40,7 +39,7 @@ pub(super) fn read_entry(
 }
 
 /// Fills in the inherited targets of a record written before they were stored: each
-/// referenced alert's reach (`append::Target::reach_of`), or for a referenced alert written
+/// referenced alert's reach (`StoredAlert::reach`), or for a referenced alert written
 /// before them too, its regions (own and inherited) with its kind and severity, as SQLite's
 /// schema 3 backfill does. `read` reads an entry by number as stored; one read per
 /// reference, only for such records.
@@ -77,8 +76,7 @@ pub(super) fn complete_targets(
             }));
         } else {
             // Its reach as a new record states it, grandparents' kinds and severities kept.
-            let reach = Target::reach_of(&o.regions, o.kind, o.severity, &o.inherited_targets);
-            targets.extend(reach);
+            targets.extend(o.reach());
         }
     }
     entry.alert.inherited_targets = Inherited::reduce(targets);

@@ -127,6 +127,20 @@ impl StoredAlert {
         }
     }
 
+    /// Its audience, as live delivery routes it and the archive indexes it (and what an
+    /// alert referencing it inherits): its [`routing_regions`](Self::routing_regions) with
+    /// its own kind and severity, then its inherited targets.
+    pub fn reach(&self) -> Vec<Inherited> {
+        (self.routing_regions().iter())
+            .map(|&region| Inherited {
+                region,
+                kind: self.kind,
+                severity: self.severity,
+            })
+            .chain(self.inherited_targets.iter().copied())
+            .collect()
+    }
+
     /// Whether it is still current at `now_unix`.
     pub fn is_live_at(&self, now_unix: i64) -> bool {
         self.expires_unix.is_none_or(|t| now_unix < t)
