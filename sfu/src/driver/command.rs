@@ -381,32 +381,31 @@ fn local_creds(id: u64, salt: u64) -> IceCreds {
     }
 }
 
-/// 32 random bits for a ufrag: the session id before them makes it unique, these make it
-/// unguessable (a STUN request naming a session's ufrag makes the SFU learn its address for
-/// that session). Without OS randomness, a clock mix (unique, not secret).
-fn random_u32(seed: u64) -> u32 {
-    let mut bytes = [0u8; 4];
-    match getrandom::fill(&mut bytes) {
-        Ok(()) => u32::from_le_bytes(bytes),
-        Err(_) => u32::from(rand_u16(seed)),
+/// `N` random bytes from the OS. Without OS randomness, a mix of `seed` and the clock:
+/// unique across sessions and restarts, not secret.
+fn random_bytes<const N: usize>(seed: u64) -> [u8; N] {
+    let mut bytes = [0u8; N];
+    if getrandom::fill(&mut bytes).is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let mix = (u64::from(nanos) ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)).to_le_bytes();
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = mix[i % 8] ^ seed.to_le_bytes()[(i / 8) % 8];
+        }
     }
+    bytes
 }
 
-/// A 16-bit value mixed from `seed` and the clock, for ufrag uniqueness across restarts.
-fn rand_u16(seed: u64) -> u16 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    (u64::from(nanos) ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)) as u16
+/// 32 random bits for a ufrag: the session id before them makes it unique, these make it
+/// unguessable (a STUN request naming a session's ufrag makes the SFU learn its address for
+/// that session).
+fn random_u32(seed: u64) -> u32 {
+    u32::from_le_bytes(random_bytes(seed))
 }
 
 /// An ICE password (≥ 22 characters, RFC 8839 § 5.4), unguessable: 128 random bits.
 fn random_password(seed: u64) -> String {
-    let mut bytes = [0u8; 16];
-    if getrandom::fill(&mut bytes).is_err() {
-        // No OS randomness: fall back to a mix that is at least unique.
-        bytes[..8].copy_from_slice(&seed.to_le_bytes());
-        bytes[8..].copy_from_slice(&u64::from(rand_u16(seed)).to_le_bytes());
-    }
+    let bytes: [u8; 16] = random_bytes(seed);
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

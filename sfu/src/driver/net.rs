@@ -46,6 +46,8 @@ impl BatchSender {
     ) {
         use std::os::fd::AsRawFd as _;
         let total = batch.len();
+        // Counted once per call, not per `sendmmsg` return.
+        let (mut datagrams, mut bytes) = (0usize, 0usize);
         'chunks: for (c, chunk) in batch.chunks(SEND_BATCH).enumerate() {
             let addrs: [Option<SockaddrStorage>; SEND_BATCH] =
                 std::array::from_fn(|i| chunk.get(i).map(|t| SockaddrStorage::from(t.destination)));
@@ -70,9 +72,11 @@ impl BatchSender {
                     // The kernel stops at the first datagram it refuses and reports the ones
                     // before it; the next call reports that datagram's error.
                     Ok(k) if k > 0 => {
-                        let bytes: usize = chunk[at..at + k].iter().map(|t| t.contents.len()).sum();
-                        metrics.sent_datagrams.inc_by(k as u64);
-                        metrics.sent_bytes.inc_by(bytes as u64);
+                        datagrams += k;
+                        bytes += chunk[at..at + k]
+                            .iter()
+                            .map(|t| t.contents.len())
+                            .sum::<usize>();
                         at += k;
                     }
                     Err(Errno::EINTR) => {}
@@ -92,6 +96,8 @@ impl BatchSender {
                 }
             }
         }
+        metrics.sent_datagrams.inc_by(datagrams as u64);
+        metrics.sent_bytes.inc_by(bytes as u64);
         batch.clear();
     }
 }

@@ -97,7 +97,13 @@ macro_rules! audited_aead {
         impl $supported for $factory {
             fn create_cipher(&self, key: [u8; $key], encrypt: bool) -> Box<dyn $cipher> {
                 let cipher = inner().srtp_provider.$inner().create_cipher(key, encrypt);
-                Box::new($audited(cipher))
+                // Only decryption can fail authentication: the encrypting cipher, used for
+                // every forwarded copy, stays str0m's own (no extra indirection per packet).
+                if encrypt {
+                    cipher
+                } else {
+                    Box::new($audited(cipher))
+                }
             }
         }
 

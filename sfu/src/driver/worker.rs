@@ -22,6 +22,9 @@ use super::session::Session;
 
 /// Longest a worker sleeps without looking at reaping deadlines.
 const MAX_SLEEP: Duration = Duration::from_millis(100);
+/// How often a worker adds its thread-local metrics to the shared ones (a scrape sees them
+/// at most this late).
+const METRICS_EVERY: Duration = Duration::from_secs(1);
 /// Messages handled per wake-up before timers are looked at again.
 const BATCH: usize = 256;
 /// Datagrams taken in before the sessions they wrote to are drained and sent. When the inbox
@@ -139,10 +142,16 @@ pub(crate) struct Worker {
     unflushed: usize,
     /// When those arrived (per batch: its receipt time and size), timed at the flush.
     arrivals: Vec<(Instant, u32)>,
+    /// Those times, kept on this thread and added to the shared histogram every
+    /// [`METRICS_EVERY`] (no shared atomics per datagram).
+    receive_to_send: prometheus::local::LocalHistogram,
+    /// When `receive_to_send` was last added to the shared histogram.
+    metrics_flushed: Instant,
 }
 
 impl Worker {
     pub(crate) fn new(index: usize, shared: Shared) -> Self {
+        let receive_to_send = shared.metrics.receive_to_send.local();
         Worker {
             index,
             shared,
@@ -157,6 +166,8 @@ impl Worker {
             sender: super::net::BatchSender::new(),
             unflushed: 0,
             arrivals: Vec::with_capacity(64),
+            receive_to_send,
+            metrics_flushed: Instant::now(),
         }
     }
 
@@ -178,9 +189,15 @@ impl Worker {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
-            self.handle_timeouts(Instant::now());
+            let now = Instant::now();
+            self.handle_timeouts(now);
             self.flush();
+            if now.saturating_duration_since(self.metrics_flushed) >= METRICS_EVERY {
+                self.receive_to_send.flush();
+                self.metrics_flushed = now;
+            }
         }
+        self.receive_to_send.flush();
         let ids: Vec<u64> = self.sessions.keys().copied().collect();
         for id in ids {
             self.remove_session(id, SessionEnd::Shutdown);
@@ -358,7 +375,7 @@ impl Worker {
             for (at, n) in self.arrivals.drain(..) {
                 let waited = now.saturating_duration_since(at).as_secs_f64();
                 for _ in 0..n {
-                    self.shared.metrics.receive_to_send.observe(waited);
+                    self.receive_to_send.observe(waited);
                 }
             }
         }
