@@ -279,3 +279,38 @@ fn the_floor_moving_to_a_single_layer_video_that_fits_is_not_a_resume() {
     assert_eq!(last, Some(20), "the floor's video is shown");
     assert_eq!(h.room.stats().bandwidth_pauses, 0, "{:?}", h.events);
 }
+
+/// The floor moves to a publisher whose single-layer video has sent nothing yet (camera
+/// still starting) while the viewer has a bandwidth estimate: that is no bandwidth pause.
+/// The viewer keeps the video it shows until the new one arrives, and nothing is counted.
+#[test]
+fn the_floor_moving_to_a_silent_video_is_no_bandwidth_pause() {
+    const OTHER: u64 = 2;
+    let mut h = Harness::new();
+    let mut shown = VideoPub::new(PUB, VIDEO, 1);
+    let silent = VideoPub::new(OTHER, 20, 1);
+    shown.publish(&mut h);
+    silent.publish(&mut h);
+    h.room.subscribe(SUB, 1, Source::Stage, Kind::Video, h.now);
+    h.room.set_estimate(SUB, 5_000_000, h.now);
+    shown.stream(&mut h, 60, &[0]);
+    let before = h.forwards_to(SUB, 1).len();
+    assert!(before > 40, "the first publisher is on the stage");
+    h.room.set_floor(Some(OTHER), h.now);
+    shown.stream(&mut h, 60, &[0]);
+    let bandwidth_idle = h.events.iter().any(|e| {
+        matches!(
+            e,
+            RoomEvent::SubscriptionIdle {
+                reason: IdleReason::Bandwidth,
+                ..
+            }
+        )
+    });
+    assert!(!bandwidth_idle, "{:?}", h.events);
+    assert_eq!(h.room.stats().bandwidth_pauses, 0);
+    assert!(
+        h.forwards_to(SUB, 1).len() > before + 40,
+        "the shown video goes on until the new one sends"
+    );
+}

@@ -52,6 +52,9 @@ pub(crate) struct Single {
     /// track's keyframe, or still shows another track (the floor or the speaker moved).
     /// Kept while it fits as a flowing one would: not a resume, so no headroom or cooldown.
     engaged: bool,
+    /// The viewer still shows another track in this subscription (the floor or the
+    /// speaker moved to this one).
+    shows_other: bool,
     /// False during the cooldown after a pause.
     may_go_up: bool,
     /// In and out: since when it has not fitted (paused once that lasts
@@ -119,6 +122,7 @@ impl Room {
                     rate,
                     forwarding,
                     engaged: !forwarding && s.current.or(s.pending).is_some(),
+                    shows_other: s.current.is_some_and(|c| c.track != id),
                     may_go_up,
                     over_since: s.over_budget_since,
                     forward: true,
@@ -155,10 +159,12 @@ impl Room {
                 // tolerated; for `bandwidth_pause_after` it pauses.
                 let since = *one.over_since.get_or_insert(now);
                 now.saturating_duration_since(since) < self.cfg.bandwidth_pause_after
-            } else if one.engaged && one.rate > 0 {
+            } else if one.engaged && (one.rate > 0 || one.shows_other) {
                 // Under way: an estimate between the stay and start thresholds does not call
-                // it off and re-ask (a keyframe request each time).
-                fits
+                // it off and re-ask (a keyframe request each time); a video that has sent
+                // nothing yet while the viewer still shows another (the floor moved to a
+                // camera still starting) has nothing to measure and stays under way.
+                one.rate == 0 || fits
             } else {
                 // Not measured yet (no packet since it was published): the tick after its
                 // first packets decides.
@@ -184,7 +190,8 @@ impl Room {
                     if let Some(s) = self.table.sub_mut(slot) {
                         s.over_budget_since = one.over_since;
                     }
-                    bandwidth = !one.forward;
+                    // Held back for its rate, not for having sent nothing yet.
+                    bandwidth = !one.forward && one.rate > 0;
                     one.forward.then_some(SourceLayer { track, layer: 0 })
                 }
                 // No layer sent at all: keep what it has, or wait on its preferred layer.
