@@ -122,41 +122,13 @@ impl Hub {
         Ok((r.body, id))
     }
 
-    /// A histogram's cumulative buckets from `/metrics`: (upper bound in seconds, count),
-    /// `+Inf` last. Empty if the hub has no such histogram.
-    pub fn histogram(&self, name: &str) -> anyhow::Result<Vec<(f64, f64)>> {
+    /// One `GET /metrics`: every sample of one moment.
+    pub fn scrape(&self) -> anyhow::Result<Scrape> {
         let r = http::request(self.addr, "GET", "/metrics", &[], &[])?;
         if r.status != 200 {
             bail!("GET /metrics: {}", r.status);
         }
-        let prefix = format!("{name}_bucket{{le=\"");
-        Ok(r.body
-            .lines()
-            .filter_map(|l| l.strip_prefix(prefix.as_str()))
-            .filter_map(|rest| {
-                let (le, count) = rest.split_once("\"} ")?;
-                let le = if le == "+Inf" {
-                    f64::INFINITY
-                } else {
-                    le.parse().ok()?
-                };
-                Some((le, count.trim().parse().ok()?))
-            })
-            .collect())
-    }
-
-    /// One sample (a counter or gauge without labels) from `/metrics`.
-    pub fn metric(&self, name: &str) -> anyhow::Result<f64> {
-        let r = http::request(self.addr, "GET", "/metrics", &[], &[])?;
-        if r.status != 200 {
-            bail!("GET /metrics: {}", r.status);
-        }
-        r.body
-            .lines()
-            .filter_map(|l| l.strip_prefix(name))
-            .filter_map(|rest| rest.strip_prefix(' '))
-            .find_map(|v| v.trim().parse().ok())
-            .with_context(|| format!("no sample {name} in /metrics"))
+        Ok(Scrape(r.body))
     }
 
     /// Asks the hub to stop (SIGTERM), then kills it if it has not exited within 5 s.
@@ -180,5 +152,45 @@ impl Drop for Hub {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The hub's metrics at one moment (Prometheus text).
+#[derive(Debug)]
+pub struct Scrape(String);
+
+impl Scrape {
+    /// A sample without labels.
+    pub fn sample(&self, name: &str) -> Option<f64> {
+        (self.0.lines())
+            .filter_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .find_map(|v| v.trim().parse().ok())
+    }
+
+    /// The sum of a labelled family's samples (0 if it has none).
+    pub fn sum(&self, name: &str) -> f64 {
+        let prefix = format!("{name}{{");
+        (self.0.lines())
+            .filter(|l| l.starts_with(&prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// A histogram's cumulative buckets: (upper bound in seconds, count), `+Inf` last.
+    /// Empty if there is no such histogram.
+    pub fn histogram(&self, name: &str) -> Vec<(f64, f64)> {
+        let prefix = format!("{name}_bucket{{le=\"");
+        (self.0.lines())
+            .filter_map(|l| l.strip_prefix(prefix.as_str()))
+            .filter_map(|rest| {
+                let (le, count) = rest.split_once("\"} ")?;
+                let le = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().ok()?
+                };
+                Some((le, count.trim().parse().ok()?))
+            })
+            .collect()
     }
 }

@@ -215,14 +215,6 @@ fn load(args: &Args, ceiling: Option<ceiling::Ceiling>) -> anyhow::Result<report
     std::thread::sleep(Duration::from_secs(args.warmup));
 
     // The window.
-    let fwd0 = hub.metric("hubcast_sfu_forwarded_packets_total")?;
-    // Absent from hubs built before the counter existed.
-    let sent0 = hub.metric("hubcast_sfu_sent_datagrams_total").ok();
-    let residence0 = hub.histogram("hubcast_sfu_receive_to_send_seconds")?;
-    let drops0 = dropped_total(&hub);
-    let pauses0 = hub
-        .metric("hubcast_sfu_bandwidth_pauses_total")
-        .unwrap_or(0.0);
     let threads0 = hub_threads(pid);
     let workers = threads0
         .keys()
@@ -232,6 +224,8 @@ fn load(args: &Args, ceiling: Option<ceiling::Ceiling>) -> anyhow::Result<report
     let me = std::process::id();
     let client0 = procfs::process_cpu_seconds(me)?;
     let machine0 = benchkit::machine_jiffies();
+    // The hub's counters in one scrape, next to its CPU reading (the window's two ends).
+    let m0 = hub.scrape()?;
     let cpu0 = procfs::process_cpu_seconds(pid)?;
     let t0 = Instant::now();
     shared.measuring.store(true, Ordering::Relaxed);
@@ -239,17 +233,24 @@ fn load(args: &Args, ceiling: Option<ceiling::Ceiling>) -> anyhow::Result<report
     shared.measuring.store(false, Ordering::Relaxed);
     let wall_s = t0.elapsed().as_secs_f64();
     let cpu1 = procfs::process_cpu_seconds(pid)?;
+    let m1 = hub.scrape()?;
     let machine1 = benchkit::machine_jiffies();
     let client1 = procfs::process_cpu_seconds(me)?;
     let threads1 = hub_threads(pid);
     let softirq1 = procfs::ksoftirqd_cpu_seconds();
-    let fwd1 = hub.metric("hubcast_sfu_forwarded_packets_total")?;
-    let sent1 = hub.metric("hubcast_sfu_sent_datagrams_total").ok();
-    let residence1 = hub.histogram("hubcast_sfu_receive_to_send_seconds")?;
-    let drops1 = dropped_total(&hub);
-    let pauses1 = hub
-        .metric("hubcast_sfu_bandwidth_pauses_total")
-        .unwrap_or(0.0);
+    let forwarded = |m: &hub::Scrape| m.sample("hubcast_sfu_forwarded_packets_total");
+    let (Some(fwd0), Some(fwd1)) = (forwarded(&m0), forwarded(&m1)) else {
+        anyhow::bail!("no hubcast_sfu_forwarded_packets_total in /metrics");
+    };
+    // Absent from hubs built before the counters existed: not reported then.
+    let sent = |m: &hub::Scrape| m.sample("hubcast_sfu_sent_datagrams_total");
+    let residence = "hubcast_sfu_receive_to_send_seconds";
+    let (residence0, residence1) = (m0.histogram(residence), m1.histogram(residence));
+    let drops = |m: &hub::Scrape| m.sum("hubcast_sfu_dropped_packets_total");
+    let pauses = |m: &hub::Scrape| {
+        m.sample("hubcast_sfu_bandwidth_pauses_total")
+            .unwrap_or(0.0)
+    };
     let rss_end = procfs::rss_bytes(pid)?;
 
     shared.stop.store(true, Ordering::Relaxed);
@@ -333,9 +334,9 @@ fn load(args: &Args, ceiling: Option<ceiling::Ceiling>) -> anyhow::Result<report
         keyframes: shared.keyframes.load(Ordering::Relaxed),
         failures: shared.failures.load(Ordering::Relaxed),
         send_errors: shared.send_errors.load(Ordering::Relaxed),
-        hub_drops: drops1 - drops0,
-        hub_pauses: pauses1 - pauses0,
-        hub_sent_datagrams: sent0.zip(sent1).map(|(a, b)| b - a),
+        hub_drops: drops(&m1) - drops(&m0),
+        hub_pauses: pauses(&m1) - pauses(&m0),
+        hub_sent_datagrams: sent(&m0).zip(sent(&m1)).map(|(a, b)| b - a),
         hub_receive_to_send: if residence0.len() == residence1.len() {
             (residence1.iter().zip(&residence0))
                 .map(|(&(le, after), &(_, before))| (le, after - before))
@@ -363,16 +364,4 @@ fn hub_threads(pid: u32) -> BTreeMap<String, procfs::Sched> {
             (name, s)
         })
         .collect()
-}
-
-/// Sum of `hubcast_sfu_dropped_packets_total` over its reasons (0 if unreadable).
-fn dropped_total(hub: &hub::Hub) -> f64 {
-    let Ok(r) = http::request(hub.addr, "GET", "/metrics", &[], &[]) else {
-        return 0.0;
-    };
-    r.body
-        .lines()
-        .filter(|l| l.starts_with("hubcast_sfu_dropped_packets_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
