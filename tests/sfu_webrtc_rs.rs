@@ -140,10 +140,8 @@ async fn webrtc_rs_publisher_and_viewer() {
         }
     };
     let num = |x: &serde_json::Value| x.as_f64().unwrap_or(f64::NAN);
-    assert!(
-        v["rtt_ms"].is_null() || (0.0..1000.0).contains(&num(&v["rtt_ms"])),
-        "{v}"
-    );
+    // (Checked against Chromium in `sfu_browser`.)
+    assert!(v["rtt_ms"].is_null(), "{v}");
     assert!((0.0..=0.05).contains(&num(&v["loss"])), "{v}");
     assert!((0.0..=0.05).contains(&num(&p["loss"])), "{p}");
     viewer.close().await.ok();
@@ -279,9 +277,12 @@ async fn a_video_too_big_for_the_starting_estimate_starts_once_probing_finds_roo
         "{viewer_stats}"
     );
     assert_eq!(viewer_stats["bandwidth_pauses"], 0, "{viewer_stats}");
-    assert_eq!(
-        common::metric(&scene.hub, "hubcast_sfu_bandwidth_pauses_total").await,
-        0.0
+    let metrics = get(scene.hub.addr, "/metrics", &[]).await.body;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "hubcast_sfu_bandwidth_pauses_total 0"),
+        "the counter is there, at 0: {metrics}"
     );
     scene.close().await;
 }

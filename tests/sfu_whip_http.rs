@@ -256,8 +256,8 @@ async fn whip_whep_status_codes_and_permissions() {
     // PATCH: trickle (same credentials) is 204; new credentials restart ICE: 200 with ours.
     let frag = "application/trickle-ice-sdpfrag";
     let (hub_ref, city_ref) = (&hub, city.as_str());
-    let patch = |body: &'static str, content_type: &'static str| {
-        let location = location.clone();
+    let patch = |body: &str, content_type: &'static str| {
+        let (location, body) = (location.clone(), body.to_owned());
         async move {
             call(
                 hub_ref,
@@ -265,7 +265,7 @@ async fn whip_whep_status_codes_and_permissions() {
                 &location,
                 Some(city_ref),
                 content_type,
-                body,
+                &body,
             )
             .await
         }
@@ -292,25 +292,9 @@ async fn whip_whep_status_codes_and_permissions() {
             })
             .collect()
     };
-    let more = call(
-        hub_ref,
-        "PATCH",
-        &location,
-        Some(city_ref),
-        frag,
-        &candidates(127),
-    )
-    .await;
+    let more = patch(&candidates(127), frag).await;
     assert_eq!(more.status, 204, "{}", more.body);
-    let over = call(
-        hub_ref,
-        "PATCH",
-        &location,
-        Some(city_ref),
-        frag,
-        &candidates(1),
-    )
-    .await;
+    let over = patch(&candidates(1), frag).await;
     expect(&over, 400, "bad_sdp");
     assert!(over.body.contains("more than 128"), "{}", over.body);
     expect(
