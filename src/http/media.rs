@@ -195,8 +195,8 @@ pub async fn whip(
     let may_convene = |region| Ok(authorize(tree, &who, Action::ConveneMeeting, region)?);
     let now = std::time::Instant::now();
     let rooms = state.media_rooms();
-    // `pending` lives until the create below has ended, whichever way (its drop ends the
-    // room's pending mark).
+    // `pending` lives until the create below has ended: dropped on success (the room is
+    // placed), `failed` otherwise.
     let pending = match rooms.convene(&room, requested, now, alive, may_convene)? {
         Convened::Existing(region) => {
             authorize(tree, &who, Action::PublishMedia, region)?;
@@ -204,7 +204,6 @@ pub async fn whip(
         }
         Convened::New(pending) => Some(pending),
     };
-    let convening = pending.is_some();
     let created_session = sfu
         .create_session(SessionRequest {
             room: room.clone(),
@@ -212,14 +211,15 @@ pub async fn whip(
             label: who.subject.clone(),
             offer,
         })
-        .await
-        .inspect_err(|_| {
-            if convening {
-                rooms.forget_unless(&room, alive);
-            }
-        })?;
-    drop(pending);
-    Ok(created("whip", &room, created_session))
+        .await;
+    match (created_session, pending) {
+        (Ok(created_session), _) => Ok(created("whip", &room, created_session)),
+        (Err(err), Some(pending)) => {
+            pending.failed(alive);
+            Err(err.into())
+        }
+        (Err(err), None) => Err(err.into()),
+    }
 }
 
 /// `POST /whep/{room}`: watch the room's floor / loudest speaker.

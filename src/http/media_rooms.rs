@@ -35,9 +35,9 @@ struct Entry {
     /// When that was recorded.
     at: Instant,
     /// Its convening publish is still creating its session (the SFU may not place it yet).
+    /// While it is, nothing replaces the entry ([`RoomRegistry::convene`] answers with it,
+    /// the sweep keeps it), so its [`Pending`] guard always ends its own mark.
     pending: bool,
-    /// Which recording this is, so a guard ends only its own pending mark.
-    generation: u64,
 }
 
 /// Room name → what is remembered of it.
@@ -48,7 +48,6 @@ type Rooms = HashMap<String, Entry>;
 pub struct RoomRegistry {
     rooms: Mutex<Rooms>,
     capacity: usize,
-    generations: std::sync::atomic::AtomicU64,
 }
 
 impl Default for RoomRegistry {
@@ -63,7 +62,6 @@ impl RoomRegistry {
         RoomRegistry {
             rooms: Mutex::new(HashMap::new()),
             capacity,
-            generations: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -93,11 +91,11 @@ impl RoomRegistry {
             return Ok(Convened::Existing(entry.region));
         }
         may_convene(region)?;
-        let generation = self.record(&mut rooms, room, region, now, true, alive)?;
+        self.record(&mut rooms, room, region, now, true, alive)?;
         Ok(Convened::New(Pending {
             registry: self,
             room: room.to_owned(),
-            generation,
+            ended: false,
         }))
     }
 
@@ -123,7 +121,6 @@ impl RoomRegistry {
     ) -> Result<(), ApiError> {
         let mut rooms = self.lock()?;
         self.record(&mut rooms, room, region, now, false, alive)
-            .map(|_| ())
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Rooms>, ApiError> {
@@ -132,8 +129,7 @@ impl RoomRegistry {
             .map_err(|_| ApiError::internal(&"room registry poisoned"))
     }
 
-    /// [`insert`](Self::insert) under the caller's lock (`pending` for a convene); returns
-    /// the entry's generation.
+    /// [`insert`](Self::insert) under the caller's lock (`pending` for a convene).
     fn record(
         &self,
         rooms: &mut Rooms,
@@ -142,7 +138,7 @@ impl RoomRegistry {
         now: Instant,
         pending: bool,
         alive: impl Fn(&str) -> bool,
-    ) -> Result<u64, ApiError> {
+    ) -> Result<(), ApiError> {
         if rooms.len() >= self.capacity && !rooms.contains_key(room) {
             rooms.retain(|name, e| {
                 e.pending || now.saturating_duration_since(e.at) < SWEEP_GRACE || alive(name)
@@ -156,24 +152,19 @@ impl RoomRegistry {
                 format!("at most {} rooms", self.capacity),
             ));
         }
-        let generation = (self.generations).fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let entry = Entry {
             region,
             at: now,
             pending,
-            generation,
         };
         rooms.insert(room.to_owned(), entry);
-        Ok(generation)
+        Ok(())
     }
 
-    /// Ends the pending mark of `room` if it is still recording `generation` (its
-    /// convening create returned or was dropped; a later convene of the same name keeps its
-    /// own mark).
-    fn settle(&self, room: &str, generation: u64) {
+    /// Ends the pending mark of `room` (its convening create returned or was dropped).
+    fn settle(&self, room: &str) {
         if let Ok(mut rooms) = self.lock()
             && let Some(entry) = rooms.get_mut(room)
-            && entry.generation == generation
         {
             entry.pending = false;
         }
@@ -206,12 +197,24 @@ pub enum Convened<'a> {
 pub struct Pending<'a> {
     registry: &'a RoomRegistry,
     room: String,
-    generation: u64,
+    /// [`Pending::failed`] already ended the mark (with the entry).
+    ended: bool,
+}
+
+impl Pending<'_> {
+    /// The create failed: the entry goes unless the SFU has the room after all (a bad offer
+    /// must not leave a room behind, nor fill the table), and with it the mark.
+    pub fn failed(mut self, alive: impl Fn(&str) -> bool) {
+        self.registry.forget_unless(&self.room, alive);
+        self.ended = true;
+    }
 }
 
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
-        self.registry.settle(&self.room, self.generation);
+        if !self.ended {
+            self.registry.settle(&self.room);
+        }
     }
 }
 
@@ -329,13 +332,14 @@ mod tests {
         let first = registry
             .convene("a", region(330_100), t0, none_alive, allow)
             .expect("convened");
-        // Its create failed: forgotten; another region convenes the name before the first
-        // guard is dropped.
-        registry.forget_unless("a", none_alive);
+        // Its create failed: forgotten with its mark; another region convenes the name.
+        match first {
+            Convened::New(pending) => pending.failed(none_alive),
+            Convened::Existing(_) => panic!("a new room"),
+        }
         let second = registry
             .convene("a", region(330_200), t0, none_alive, allow)
             .expect("convened again");
-        drop(first);
         let third = registry.convene("a", region(330_300), t0, none_alive, allow);
         assert_eq!(found(third), Some(region(330_200)), "still pending");
         drop(second);
