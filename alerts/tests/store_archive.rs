@@ -311,41 +311,36 @@ fn region_kind_and_severity_hold_for_one_target_as_in_live_delivery() {
         assert_eq!(stored.references.len(), 2);
         assert_eq!(stored.inherited_targets.len(), 2, "{stored:?}");
     }
-    let region = |code: &str| Some(tiers::RegionCode::parse(code).expect("code"));
     let cases: [(&str, ArchiveQuery, &[&str]); 7] = [
         (
             "Ningbo, severe and up: its target there is minor",
             ArchiveQuery {
-                region: region("330200"),
                 min_severity: Severity::Severe,
-                ..ArchiveQuery::default()
+                ..region("330200")
             },
             &[],
         ),
         (
             "Ningbo, food: its target there is a spot check",
             ArchiveQuery {
-                region: region("330200"),
                 kinds: KindSet::only(AlertKind::Food),
-                ..ArchiveQuery::default()
+                ..region("330200")
             },
             &[],
         ),
         (
             "Ningbo, spot checks",
             ArchiveQuery {
-                region: region("330200"),
                 kinds: KindSet::only(AlertKind::SpotCheck),
-                ..ArchiveQuery::default()
+                ..region("330200")
             },
             &["CANCEL-BOTH", "NB-SPOT"],
         ),
         (
             "Hangzhou's Xihu district, severe and up (an ancestor's target)",
             ArchiveQuery {
-                region: region("330106"),
                 min_severity: Severity::Severe,
-                ..ArchiveQuery::default()
+                ..region("330106")
             },
             &["CANCEL-BOTH", "HZ-FOOD"],
         ),
@@ -368,10 +363,7 @@ fn region_kind_and_severity_hold_for_one_target_as_in_live_delivery() {
         ),
         (
             "the province, everything",
-            ArchiveQuery {
-                region: region("330000"),
-                ..ArchiveQuery::default()
-            },
+            region("330000"),
             &["CANCEL-BOTH", "NB-SPOT", "HZ-FOOD"],
         ),
     ];
@@ -424,17 +416,12 @@ fn a_migrated_follow_up_without_inherited_targets_is_found_by_its_inherited_regi
         .expect("a record without inherited targets");
     }
     let store = SqliteStore::open(&path).expect("reopen migrates");
-    let region = |code: &str| Some(tiers::RegionCode::parse(code).expect("code"));
     let xihu_severe = ArchiveQuery {
-        region: region("330106"),
         min_severity: Severity::Severe,
-        ..ArchiveQuery::default()
+        ..region("330106")
     };
     assert_eq!(ids(&store, xihu_severe), ["C", "O"]);
-    let ningbo = ArchiveQuery {
-        region: region("330200"),
-        ..ArchiveQuery::default()
-    };
+    let ningbo = ArchiveQuery { ..region("330200") };
     assert!(ids(&store, ningbo).is_empty());
 }
 
