@@ -421,7 +421,7 @@ fn a_migrated_follow_up_without_inherited_targets_is_found_by_its_inherited_regi
         ..region("330106")
     };
     assert_eq!(ids(&store, xihu_severe), ["C", "O"]);
-    let ningbo = ArchiveQuery { ..region("330200") };
+    let ningbo = region("330200");
     assert!(ids(&store, ningbo).is_empty());
 }
 
