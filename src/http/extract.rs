@@ -5,7 +5,6 @@
 use axum::extract::FromRequestParts;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::http::StatusCode;
 
 use super::ApiError;
 
@@ -40,15 +39,13 @@ impl From<QueryRejection> for ApiError {
 }
 
 /// A request to a WebSocket endpoint that is not a valid upgrade: axum's status (400, 405,
-/// 426), `not_a_websocket` and what was wrong.
+/// 426), `not_a_websocket` and what was wrong; a server-side failure (axum's 5xx) is a 500,
+/// as for paths and queries.
 impl From<WebSocketUpgradeRejection> for ApiError {
     fn from(rejection: WebSocketUpgradeRejection) -> Self {
-        let status = rejection.status();
-        let status = if status.is_client_error() {
-            status
-        } else {
-            StatusCode::BAD_REQUEST
-        };
-        ApiError::new(status, "not_a_websocket", rejection.body_text())
+        if rejection.status().is_server_error() {
+            return ApiError::internal(&rejection.body_text());
+        }
+        ApiError::new(rejection.status(), "not_a_websocket", rejection.body_text())
     }
 }
