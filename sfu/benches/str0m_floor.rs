@@ -27,14 +27,14 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sfu::driver::SfuConfig;
 use str0m::Rtc;
 use str0m::media::Pt;
-use str0m::rtp::{ExtensionValues, RtpWrite, Ssrc};
+use str0m::rtp::Ssrc;
 
 #[path = "../tests/support/mem_pair.rs"]
 mod mem_pair;
 use mem_pair::Peer;
 
 /// Payload of one forwarded packet (as `sfu-load`'s video).
-const PAYLOAD: usize = 1200;
+const PAYLOAD: usize = mem_pair::VIDEO_PAYLOAD;
 /// Simulated time between forwarded packets.
 const PACKET_GAP: Duration = Duration::from_micros(8_333);
 /// Packets timed in a row before the client's side is caught up (untimed).
@@ -72,9 +72,6 @@ impl Pair {
         let mut api = server.rtc.direct_api();
         let stream = api.stream_tx(&ssrc).expect("send stream");
         sfu::driver::keep_for_retransmission(stream, history);
-        // A VP8 payload descriptor (S bit, picture id) in front of filler.
-        let mut payload = vec![0x5a_u8; PAYLOAD];
-        payload[..4].copy_from_slice(&[0x90, 0x80, 0x80, 0x01]);
         Pair {
             server,
             client,
@@ -82,7 +79,7 @@ impl Pair {
             ssrc,
             pt,
             seq: 1,
-            payload: payload.into(),
+            payload: mem_pair::vp8_payload(),
             timed_out: 0,
         }
     }
@@ -92,21 +89,9 @@ impl Pair {
         self.now += PACKET_GAP;
         let before = self.server.out.len();
         self.server.tick(self.now);
-        let write = RtpWrite::new(
-            self.pt,
-            self.seq.into(),
-            (self.seq * 750) as u32,
-            self.now,
-            self.payload.clone(),
-        )
-        .marker(self.seq.is_multiple_of(4))
-        .ext_vals(ExtensionValues::default())
-        .nackable(true);
+        let (ssrc, pt, seq, now) = (self.ssrc, self.pt, self.seq, self.now);
+        mem_pair::write_video(&mut self.server, ssrc, pt, seq, now, &self.payload);
         self.seq += 1;
-        let mut api = self.server.rtc.direct_api();
-        api.stream_tx(&self.ssrc)
-            .expect("send stream")
-            .write_rtp(write);
         self.server.drain();
         self.server.settle(self.now);
         self.timed_out += self.server.out.len() - before;

@@ -7,12 +7,10 @@
 //! (the lost sequence number arrives). Viewer BWE off, so no probe resends cached packets.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sfu::driver::SfuConfig;
 use str0m::net::Transmit;
-use str0m::rtp::{ExtensionValues, RtpWrite};
 
 #[path = "support/mem_pair.rs"]
 mod mem_pair;
@@ -52,26 +50,13 @@ fn lose_one(history: Option<Duration>, feedback_delay: Duration) -> Run {
         sfu::driver::keep_for_retransmission(stream, history);
     }
     client.record_rtp = true;
-    let mut payload = vec![0x5a_u8; 1200];
-    payload[..4].copy_from_slice(&[0x90, 0x80, 0x80, 0x01]);
-    let payload: Arc<[u8]> = payload.into();
+    let payload = mem_pair::vp8_payload();
     let mut feedback: VecDeque<(Instant, Transmit)> = VecDeque::new();
     let mut retransmitted = 0;
     for seq in 1..=PACKETS {
         now += GAP;
         server.tick(now);
-        let write = RtpWrite::new(
-            pt,
-            u64::from(seq).into(),
-            u32::from(seq) * 750,
-            now,
-            payload.clone(),
-        )
-        .marker(seq % 4 == 0)
-        .ext_vals(ExtensionValues::default())
-        .nackable(true);
-        let mut api = server.rtc.direct_api();
-        api.stream_tx(&ssrc).expect("send stream").write_rtp(write);
+        mem_pair::write_video(&mut server, ssrc, pt, u64::from(seq), now, &payload);
         server.drain();
         server.settle(now);
         // Feedback due by now reaches the SFU first; what it resends goes out with the rest.

@@ -5,12 +5,13 @@
 //! `sfu/benches/str0m_floor.rs`.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid, Pt};
 use str0m::net::{Protocol, Receive, Transmit};
-use str0m::rtp::{SeqNo, Ssrc};
+use str0m::rtp::{ExtensionValues, RtpWrite, SeqNo, Ssrc};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
 /// As the worker (`sfu/src/driver/worker.rs`) does on the real clock, where the pacer's
@@ -167,4 +168,33 @@ pub fn connect(server: Rtc, mut now: Instant) -> Connected {
         ssrc,
         pt,
     }
+}
+
+/// Payload bytes of one forwarded video packet (a full-MTU browser packet).
+pub const VIDEO_PAYLOAD: usize = 1200;
+
+/// A VP8 payload of [`VIDEO_PAYLOAD`] bytes: a descriptor (S bit, picture id) in front of
+/// filler, shared by every write as the SFU shares a forwarded payload.
+pub fn vp8_payload() -> Arc<[u8]> {
+    let mut payload = vec![0x5a_u8; VIDEO_PAYLOAD];
+    payload[..4].copy_from_slice(&[0x90, 0x80, 0x80, 0x01]);
+    payload.into()
+}
+
+/// Writes video packet `seq` (750 ticks apart, a marker on every fourth, nackable) on
+/// `server`'s send stream `ssrc` at `now`, as the SFU writes a forwarded copy.
+pub fn write_video(
+    server: &mut Peer,
+    ssrc: Ssrc,
+    pt: Pt,
+    seq: u64,
+    now: Instant,
+    payload: &Arc<[u8]>,
+) {
+    let write = RtpWrite::new(pt, seq.into(), (seq * 750) as u32, now, Arc::clone(payload))
+        .marker(seq.is_multiple_of(4))
+        .ext_vals(ExtensionValues::default())
+        .nackable(true);
+    let mut api = server.rtc.direct_api();
+    api.stream_tx(&ssrc).expect("send stream").write_rtp(write);
 }
