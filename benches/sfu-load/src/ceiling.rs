@@ -158,7 +158,7 @@ fn drain_loop(socket: &UdpSocket, stop: &AtomicBool, received: &AtomicU64) {
 }
 
 /// Writes an RTP-like header with `counter` and seals the payload in place, tag at the end.
-fn seal(key: &LessSafeKey, buf: &mut [u8; DATAGRAM], counter: u64) -> anyhow::Result<()> {
+pub fn seal(key: &LessSafeKey, buf: &mut [u8; DATAGRAM], counter: u64) -> anyhow::Result<()> {
     buf[0] = 0x80;
     buf[1] = 96;
     buf[2..4].copy_from_slice(&(counter as u16).to_be_bytes());

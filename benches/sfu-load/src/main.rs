@@ -4,14 +4,17 @@
 //! `hubcast serve` and mint a token; (3) K publishers via WHIP, then K×M subscribers via WHEP,
 //! str0m clients on a few threads; (4) warm-up, then an S-second window in which the hub's CPU
 //! (`/proc`), its forwarded-packet counter, the subscribers' receive counts, latency stamps and
-//! sequence numbers are taken; (5) a table on stdout and an entry in BENCHMARKS.md.
+//! sequence numbers are taken; (5) after the hub stops, the fan-out ceiling: the same seal and
+//! `sendmmsg` into as many sockets as the run had subscribers, at the hub's rate; (6) a table on
+//! stdout and an entry in BENCHMARKS.md.
 //!
-//! Layout: `ceiling` (phase 1), `hub` (the child process), `http` (a tiny blocking client),
+//! Layout: `ceiling` (phases 1 and 5: `fanout`), `hub` (the child process), `http` (a tiny blocking client),
 //! `client` (str0m peers and their threads), `media` (synthetic VP8/Opus with send stamps),
 //! `procfs` (CPU and RSS), `report` (table and BENCHMARKS.md).
 
 mod ceiling;
 mod client;
+mod fanout;
 mod http;
 mod hub;
 mod media;
@@ -71,6 +74,9 @@ struct Args {
     /// Seconds of the ceiling loop (0: skip it).
     #[arg(long, default_value_t = 3.0)]
     ceiling_seconds: f64,
+    /// Datagrams/s of the fan-out ceiling [default 0: the rate the hub forwarded in the run].
+    #[arg(long, default_value_t = 0.0)]
+    fanout_rate: f64,
     /// Only measure the ceiling.
     #[arg(long)]
     ceiling: bool,
@@ -269,6 +275,24 @@ fn load(args: &Args, ceiling: Option<ceiling::Ceiling>) -> anyhow::Result<report
         }
     }
     hub.stop();
+    // With the hub gone, its egress alone: same sockets' count, reader threads and rate.
+    let fanout = match (&ceiling, fwd1 - fwd0) {
+        (Some(_), forwarded) if forwarded > 0.0 => {
+            let shape = fanout::Shape {
+                per_room: k * m / rooms,
+                rooms,
+                threads: n_threads,
+                rate: if args.fanout_rate > 0.0 {
+                    args.fanout_rate
+                } else {
+                    forwarded / wall_s
+                },
+            };
+            eprintln!("sfu-load: fan-out ceiling ({shape:?}) ...");
+            Some(fanout::run(shape, args.ceiling_seconds.max(2.0))?)
+        }
+        _ => None,
+    };
     latency_video_ns.sort_unstable();
     latency_keyframe_ns.sort_unstable();
     latency_audio_ns.sort_unstable();
@@ -311,6 +335,7 @@ fn load(args: &Args, ceiling: Option<ceiling::Ceiling>) -> anyhow::Result<report
         hub: hub_built,
         setup,
         ceiling,
+        fanout,
         wall_s,
         forwarded: fwd1 - fwd0,
         received: shared.received_window.load(Ordering::Relaxed),

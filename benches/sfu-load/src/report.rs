@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::ceiling::Ceiling;
+use crate::fanout::Fanout;
 use crate::procfs::Sched;
 
 /// Goals from issue 3.
@@ -33,7 +34,11 @@ sending thread (on loopback the delivery runs in the sender's system call). Clie
 share the same 2 cores, and other agents' builds may be running: the per-CPU-second numbers are
 the ones to compare (they still vary ±15 % with the neighbours' load), wall-clock rates are not
 capacities. The hub's CPU includes everything it does: ingress, SRTP, RTCP/TWCC, timers, the
-HTTP side.
+HTTP side. A second ceiling runs after the hub stops (since session 9): the same seal and
+`sendmmsg`, but shaped like the hub's egress (one datagram to each of as many sockets as the run
+had subscribers, a call per room's copies, read by as many epoll threads as the run's clients,
+paced at the rate the hub forwarded): what a hub that only sealed and sent would cost per copy
+here, wake-ups of the readers included.
 
 Run: `cargo build --release --bin hubcast && cargo run --release -p sfu-load -- --publishers K
 --subscribers-per-publisher M --seconds S` (each run appends an entry below).
@@ -48,6 +53,7 @@ pub struct Run {
     pub hub: String,
     pub setup: String,
     pub ceiling: Option<Ceiling>,
+    pub fanout: Option<Fanout>,
     pub wall_s: f64,
     pub forwarded: f64,
     pub received: u64,
@@ -224,6 +230,22 @@ impl Run {
                 m,
                 "| AES-128-GCM seal of 1200 B alone, per core | {} /s | ~4,000,000 measured before |",
                 thousands(c.seal_only_per_s)
+            );
+        }
+        if let Some(f) = &self.fanout {
+            let hub_us = 1e6 * self.server_cpu_s / self.forwarded.max(1.0);
+            let _ = writeln!(
+                m,
+                "| fan-out ceiling: the same seal and `sendmmsg` to {} sockets ({} rooms × {}, a call per room's copies) read by {} epoll threads, paced at {} /s (sent {} /s) | {:.2} µs per datagram ({:.0} % delivered); the hub's CPU per forwarded packet is {:.1}× it | — |",
+                f.shape.per_room * f.shape.rooms,
+                f.shape.rooms,
+                f.shape.per_room,
+                f.shape.threads,
+                thousands(f.shape.rate),
+                thousands(f.sent as f64 / f.wall_s.max(1e-9)),
+                f.us_per_datagram(),
+                100.0 * f.received as f64 / (f.sent as f64).max(1.0),
+                hub_us / f.us_per_datagram().max(1e-9),
             );
         }
         if !self.hub_receive_to_send.is_empty() {
