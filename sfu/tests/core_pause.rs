@@ -56,32 +56,12 @@ impl Scene {
         self.h.forwards_to(SUB, 2).len()
     }
 
-    /// Pauses counted for the subscriber (each also told as an idle subscription).
     fn pauses(&self) -> u64 {
-        let counted = self
-            .h
-            .room
-            .peer_stats(SUB)
-            .map_or(0, |p| p.bandwidth_pauses);
-        assert_eq!(self.h.room.stats().bandwidth_pauses, counted);
-        counted
+        self.h.bandwidth_pauses(SUB)
     }
 
     fn idle_for_bandwidth(&self) -> usize {
-        self.h
-            .events
-            .iter()
-            .filter(|e| {
-                matches!(
-                    e,
-                    RoomEvent::SubscriptionIdle {
-                        sub: SUB,
-                        out_track: 1,
-                        reason: IdleReason::Bandwidth
-                    }
-                )
-            })
-            .count()
+        self.h.idle_for_bandwidth(SUB, 1)
     }
 
     fn last_wanted(&self) -> Option<u64> {

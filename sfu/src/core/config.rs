@@ -33,8 +33,8 @@ pub struct RoomConfig {
     /// After a bandwidth-driven downswitch, no upswitch of that subscription for this long.
     /// Default 4 s: long enough for the estimate to settle after congestion.
     pub layer_up_cooldown: Duration,
-    /// A single-layer video the subscriber's estimate cannot carry is paused only once that
-    /// has lasted this long. Default 1 s: an estimate dips for a moment after a delay spike or
+    /// A video whose base (its one layer, or its lowest simulcast layer) the subscriber's
+    /// estimate cannot carry is paused only once that has lasted this long. Default 1 s: an estimate dips for a moment after a delay spike or
     /// a probe (seen here on a busy machine: two 4 s pauses in a 10 s run without it), and
     /// the pacer holds back at most this much of the excess meanwhile.
     pub bandwidth_pause_after: Duration,

@@ -2,7 +2,8 @@
 //! allocation that picks a layer for each of a subscriber's video subscriptions.
 //!
 //! Allocation (run on every estimate or preference change and on every tick):
-//! 1. every subscription gets the lowest layer being sent (nobody is starved for another);
+//! 1. every subscription not paused for bandwidth (decided before, in `select.rs`, for its
+//!    base layer) gets the lowest layer being sent;
 //! 2. then, highest preference first, each is raised to the highest layer within its preference
 //!    whose extra bitrate fits what is left of the estimate.
 //!
@@ -91,7 +92,9 @@ pub struct Candidate {
     pub current: Option<LayerIdx>,
     /// False during the cooldown after a downswitch: no layer above `current`.
     pub may_go_up: bool,
-    /// Output: the chosen layer; `None` when no layer of the track is being sent.
+    /// Paused for bandwidth (decided before, for its base layer): takes nothing.
+    pub paused: bool,
+    /// Output: the chosen layer; `None` when paused or no layer of the track is being sent.
     pub choice: Option<LayerIdx>,
 }
 
@@ -102,6 +105,19 @@ impl Candidate {
 
     fn active(&self) -> impl DoubleEndedIterator<Item = LayerIdx> + '_ {
         (0..MAX_LAYERS as LayerIdx).filter(|&l| self.rate(l).is_some())
+    }
+
+    /// The layer it takes before any upgrade: the lowest one sent within its preference, else
+    /// the lowest sent.
+    fn base(&self) -> Option<LayerIdx> {
+        self.active()
+            .find(|&l| l <= self.max_layer)
+            .or_else(|| self.active().next())
+    }
+
+    /// The bitrate of its base layer (0 when none is sent): what pausing it would save.
+    pub fn base_rate(&self) -> u64 {
+        self.base().and_then(|l| self.rate(l)).unwrap_or(0)
     }
 
     /// The bitrate of the layer it would take with an unlimited budget: the highest one sent
@@ -118,12 +134,12 @@ impl Candidate {
 pub fn allocate(budget: u64, cands: &mut [Candidate], headroom: f64) {
     let mut left = budget;
     for c in cands.iter_mut() {
-        let base = c
-            .active()
-            .find(|&l| l <= c.max_layer)
-            .or_else(|| c.active().next());
-        c.choice = base;
-        left = left.saturating_sub(base.and_then(|l| c.rate(l)).unwrap_or(0));
+        if c.paused {
+            c.choice = None;
+            continue;
+        }
+        c.choice = c.base();
+        left = left.saturating_sub(c.base_rate());
     }
     for cap in (0..MAX_LAYERS as LayerIdx).rev() {
         for c in cands.iter_mut() {
@@ -166,6 +182,7 @@ mod tests {
             rates: [Some(150 * K), Some(500 * K), Some(1_500 * K), None],
             current,
             may_go_up: true,
+            paused: false,
             choice: None,
         }
     }

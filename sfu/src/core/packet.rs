@@ -128,7 +128,7 @@ pub enum RoomEvent {
         to: SourceLayer,
     },
     /// A subscription forwards nothing any more: it lost its source (track removed, floor
-    /// released), or its single-layer video no longer fits the subscriber's estimate.
+    /// released), or its video, even at its lowest layer, no longer fits the subscriber's estimate.
     SubscriptionIdle {
         /// The subscriber.
         sub: PeerId,

@@ -11,7 +11,7 @@ use std::time::Instant;
 use super::layers::Candidate;
 use super::packet::{Forward, IdleReason, RoomEvent};
 use super::rewrite::Rewriter;
-use super::select::{Single, Target};
+use super::select::{Gate, Target};
 use super::speaker::SpeakerSelector;
 use super::stats::{PeerStats, RoomStats, SubCounters, TrackCounters};
 use super::table::{LayerState, Subscription, Table, TrackState, initial_seq};
@@ -44,7 +44,8 @@ pub struct Room {
     pub(crate) switched: Vec<(u32, SourceLayer)>,
     pub(crate) cands: Vec<Candidate>,
     pub(crate) targets: Vec<(u32, Option<(TrackId, Target)>)>,
-    pub(crate) singles: Vec<Single>,
+    pub(crate) gates: Vec<Gate>,
+    pub(crate) gate_order: Vec<usize>,
     pub(crate) peer_scratch: Vec<PeerId>,
     pub(crate) stats: RoomStats,
     pub(crate) next_tick: Option<Instant>,
@@ -65,7 +66,8 @@ impl Room {
             switched: Vec::with_capacity(64),
             cands: Vec::new(),
             targets: Vec::new(),
-            singles: Vec::new(),
+            gates: Vec::new(),
+            gate_order: Vec::new(),
             peer_scratch: Vec::new(),
             stats: RoomStats::default(),
             next_tick: None,

@@ -8,6 +8,7 @@
 
 use std::time::Instant;
 
+use super::config::RoomConfig;
 use super::layers::{Candidate, allocate};
 use super::packet::{IdleReason, RoomEvent};
 use super::room::Room;
@@ -30,21 +31,29 @@ const PACER_SLACK: f64 = 1.1;
 pub(crate) enum Target {
     /// Audio: its one layer, always.
     Audio,
-    /// By [`allocate`], result at this index of the candidates.
-    Allocated(usize),
-    /// A video with one layer: forwarded or paused for bandwidth, as decided for this index
-    /// of the singles ([`Single`]).
+    /// A video with one layer: forwarded or paused for bandwidth, as its [`Gate`] at this
+    /// index decided.
     Single(usize),
+    /// A simulcast video: paused for bandwidth or forwarded, as its [`Gate`] (index `gate`)
+    /// decided for its base layer; if forwarded, at the layer [`allocate`] chose for the
+    /// candidate at index `cand`.
+    Allocated { cand: usize, gate: usize },
 }
 
-/// A single-layer video subscription's input and result: forwarded while its rate fits what
-/// the estimate leaves after the subscriber's audio, paused (audio keeps flowing) when it
-/// does not, resumed when its rate × the upswitch headroom fits again and the cooldown since
-/// the pause has passed. The same hysteresis as a simulcast upswitch.
+/// Whether a video subscription's base (its one layer, or the lowest simulcast layer it would
+/// take) is forwarded: while its rate fits what the estimate leaves after the subscriber's
+/// audio and more important videos, yes; after it has not fitted for
+/// `bandwidth_pause_after`, paused (audio keeps flowing); resumed when its rate × the upswitch
+/// headroom fits again and the cooldown since the pause has passed. The same hysteresis as a
+/// simulcast upswitch. Gates are decided in the order of the subscriptions' preferences
+/// (highest first: the floor before thumbnails), so the least important videos pause first.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Single {
-    /// Its measured bitrate (0: not measured yet; such a video is not started toward a
-    /// subscriber with an estimate until it is).
+pub(crate) struct Gate {
+    /// The subscription's preference ([`LayerPref::max_layer`](super::LayerPref)): the order
+    /// in which gates take the budget.
+    priority: LayerIdx,
+    /// Its base's measured bitrate (0: nothing sent yet; such a video is not started toward
+    /// a subscriber with an estimate until it is).
     rate: u64,
     /// Forwarded now (not merely waiting for the keyframe that starts it).
     forwarding: bool,
@@ -55,13 +64,46 @@ pub(crate) struct Single {
     /// The viewer still shows another track in this subscription (the floor or the
     /// speaker moved to this one).
     shows_other: bool,
-    /// False during the cooldown after a pause.
+    /// False during the cooldown after a pause or a downswitch.
     may_go_up: bool,
     /// In and out: since when it has not fitted (paused once that lasts
     /// `bandwidth_pause_after`).
     over_since: Option<Instant>,
     /// Output: forward it.
     forward: bool,
+}
+
+impl Gate {
+    /// Decides `forward` against `budget` (what is left of the estimate; `limited` false:
+    /// no estimate, nothing is held back) at `now`.
+    fn decide(&mut self, limited: bool, budget: u64, cfg: &RoomConfig, now: Instant) {
+        // A flowing video fits while the pacer can drain it: str0m paces at `PACER_SLACK` ×
+        // the estimate.
+        let fits = self.rate as f64 <= budget as f64 * PACER_SLACK;
+        self.forward = if !limited || (self.forwarding && fits) {
+            true
+        } else if self.forwarding {
+            // Over budget for a moment (an estimate dipping after a delay spike) is
+            // tolerated; for `bandwidth_pause_after` it pauses.
+            let since = *self.over_since.get_or_insert(now);
+            now.saturating_duration_since(since) < cfg.bandwidth_pause_after
+        } else if self.engaged && (self.rate > 0 || self.shows_other) {
+            // Under way: an estimate between the stay and start thresholds does not call it
+            // off and re-ask (a keyframe request each time); a video that has sent nothing
+            // yet while the viewer still shows another (the floor moved to a camera still
+            // starting) has nothing to measure and stays under way.
+            self.rate == 0 || fits
+        } else {
+            // Not measured yet (no packet since it was published): the tick after its first
+            // packets decides.
+            self.rate > 0
+                && self.may_go_up
+                && self.rate as f64 * cfg.layer_up_headroom <= budget as f64
+        };
+        if fits || !self.forward {
+            self.over_since = None;
+        }
+    }
 }
 
 impl Room {
@@ -83,7 +125,8 @@ impl Room {
     }
 
     /// Decide the target (track, layer) of every subscription of `peer`: resolve its source,
-    /// then share the peer's estimate across its video subscriptions ([`allocate`]).
+    /// then share the peer's estimate: audio first, then each video's base by its [`Gate`]
+    /// (most important first), then the simulcast upgrades ([`allocate`]).
     pub(crate) fn reallocate(&mut self, peer: PeerId, now: Instant) {
         let Some(p) = self.table.peers.get(&peer) else {
             return;
@@ -94,7 +137,7 @@ impl Room {
         // What its subscriptions would carry at their preferred layers (see `WantedBitrate`).
         let mut wanted = 0u64;
         self.cands.clear();
-        self.singles.clear();
+        self.gates.clear();
         self.targets.clear();
         for &slot in &p.subs {
             let Some(s) = self.table.sub(slot) else {
@@ -114,97 +157,105 @@ impl Room {
             let may_go_up = s
                 .last_downgrade
                 .is_none_or(|d| now.saturating_duration_since(d) >= self.cfg.layer_up_cooldown);
-            if t.layers.len() == 1 {
-                let rate = t.total_bps(now);
-                wanted = wanted.saturating_add(rate);
-                let forwarding = s.current.is_some_and(|c| c.track == id);
-                self.singles.push(Single {
-                    rate,
-                    forwarding,
-                    engaged: !forwarding && s.current.or(s.pending).is_some(),
-                    shows_other: s.current.is_some_and(|c| c.track != id),
-                    may_go_up,
-                    over_since: s.over_budget_since,
-                    forward: true,
-                });
-                self.targets
-                    .push((slot, Some((id, Target::Single(self.singles.len() - 1)))));
-                continue;
-            }
-            let current = s.current.filter(|c| c.track == id).map(|c| c.layer);
-            let max_layer = s.pref.max_layer().min(t.layers.len() as LayerIdx - 1);
-            let candidate = Candidate {
-                max_layer,
-                rates: t.active_rates(now, self.cfg.layer_timeout, self.cfg.layer_stall),
-                current,
+            let forwarding = s.current.is_some_and(|c| c.track == id);
+            let mut gate = Gate {
+                priority: s.pref.max_layer(),
+                rate: 0,
+                forwarding,
+                engaged: !forwarding && s.current.or(s.pending).is_some(),
+                shows_other: s.current.is_some_and(|c| c.track != id),
                 may_go_up,
-                choice: None,
+                over_since: s.over_budget_since,
+                forward: true,
             };
-            wanted = wanted.saturating_add(candidate.preferred_rate());
-            self.cands.push(candidate);
-            self.targets
-                .push((slot, Some((id, Target::Allocated(self.cands.len() - 1)))));
-        }
-        // Audio has taken its share; single-layer videos next (nothing lower to fall back
-        // to), then the simulcast allocation shares the rest.
-        let headroom = self.cfg.layer_up_headroom;
-        for one in &mut self.singles {
-            // A flowing video fits while the pacer can drain it: str0m paces at
-            // `PACER_SLACK` × the estimate.
-            let fits = one.rate as f64 <= budget as f64 * PACER_SLACK;
-            one.forward = if !limited || (one.forwarding && fits) {
-                true
-            } else if one.forwarding {
-                // Over budget for a moment (an estimate dipping after a delay spike) is
-                // tolerated; for `bandwidth_pause_after` it pauses.
-                let since = *one.over_since.get_or_insert(now);
-                now.saturating_duration_since(since) < self.cfg.bandwidth_pause_after
-            } else if one.engaged && (one.rate > 0 || one.shows_other) {
-                // Under way: an estimate between the stay and start thresholds does not call
-                // it off and re-ask (a keyframe request each time); a video that has sent
-                // nothing yet while the viewer still shows another (the floor moved to a
-                // camera still starting) has nothing to measure and stays under way.
-                one.rate == 0 || fits
+            let target = if t.layers.len() == 1 {
+                gate.rate = t.total_bps(now);
+                wanted = wanted.saturating_add(gate.rate);
+                Target::Single(self.gates.len())
             } else {
-                // Not measured yet (no packet since it was published): the tick after its
-                // first packets decides.
-                one.rate > 0 && one.may_go_up && one.rate as f64 * headroom <= budget as f64
+                let max_layer = s.pref.max_layer().min(t.layers.len() as LayerIdx - 1);
+                let candidate = Candidate {
+                    max_layer,
+                    rates: t.active_rates(now, self.cfg.layer_timeout, self.cfg.layer_stall),
+                    current: s.current.filter(|c| c.track == id).map(|c| c.layer),
+                    may_go_up,
+                    paused: false,
+                    choice: None,
+                };
+                gate.rate = candidate.base_rate();
+                wanted = wanted.saturating_add(candidate.preferred_rate());
+                self.cands.push(candidate);
+                Target::Allocated {
+                    cand: self.cands.len() - 1,
+                    gate: self.gates.len(),
+                }
             };
-            if fits || !one.forward {
-                one.over_since = None;
-            }
-            if one.forward {
-                budget = budget.saturating_sub(one.rate);
+            self.gates.push(gate);
+            self.targets.push((slot, Some((id, target))));
+        }
+        // Audio has taken its share; the videos' bases next, most important first (stable:
+        // equal preferences in subscription order), then the simulcast upgrades share the
+        // rest. `allocate` takes the simulcast bases itself, so they are given back to it.
+        let mut order = std::mem::take(&mut self.gate_order);
+        order.clear();
+        order.extend(0..self.gates.len());
+        order.sort_by_key(|&i| std::cmp::Reverse(self.gates[i].priority));
+        let mut simulcast_bases = 0u64;
+        for &i in &order {
+            let gate = &mut self.gates[i];
+            gate.decide(limited, budget, &self.cfg, now);
+            if gate.forward {
+                budget = budget.saturating_sub(gate.rate);
             }
         }
-        allocate(budget, &mut self.cands, headroom);
+        self.gate_order = order;
+        for &(_, target) in &self.targets {
+            if let Some((_, Target::Allocated { cand, gate })) = target {
+                let g = self.gates[gate];
+                self.cands[cand].paused = !g.forward;
+                if g.forward {
+                    simulcast_bases = simulcast_bases.saturating_add(g.rate);
+                }
+            }
+        }
+        allocate(
+            budget.saturating_add(simulcast_bases),
+            &mut self.cands,
+            self.cfg.layer_up_headroom,
+        );
         self.report_wanted(peer, wanted);
         let targets = std::mem::take(&mut self.targets);
         for &(slot, target) in &targets {
-            let mut bandwidth = false;
-            let sl = match target {
-                None => None,
-                Some((track, Target::Audio)) => Some(SourceLayer { track, layer: 0 }),
-                Some((track, Target::Single(i))) => {
-                    let one = self.singles[i];
-                    if let Some(s) = self.table.sub_mut(slot) {
-                        s.over_budget_since = one.over_since;
-                    }
-                    // Held back for its rate, not for having sent nothing yet.
-                    bandwidth = !one.forward && one.rate > 0;
-                    one.forward.then_some(SourceLayer { track, layer: 0 })
+            let (track, target) = match target {
+                None => {
+                    self.set_target(slot, None, false, now);
+                    continue;
                 }
-                // No layer sent at all: keep what it has, or wait on its preferred layer.
-                Some((track, Target::Allocated(i))) => {
-                    let c = &self.cands[i];
+                Some(t) => t,
+            };
+            let gate = match target {
+                Target::Audio => None,
+                Target::Single(gate) | Target::Allocated { gate, .. } => Some(self.gates[gate]),
+            };
+            if let Some(g) = gate
+                && let Some(s) = self.table.sub_mut(slot)
+            {
+                s.over_budget_since = g.over_since;
+            }
+            let (sl, bandwidth) = match (target, gate) {
+                (Target::Audio, _) => (Some(SourceLayer { track, layer: 0 }), false),
+                // Held back for its rate, not for having sent nothing yet.
+                (_, Some(g)) if !g.forward => (None, g.rate > 0),
+                (Target::Single(_), _) => (Some(SourceLayer { track, layer: 0 }), false),
+                (Target::Allocated { cand, .. }, _) => {
+                    let c = &self.cands[cand];
                     // Leaving a layer that is still sent is a bandwidth decision.
-                    bandwidth = c
+                    let bandwidth = c
                         .current
                         .is_some_and(|l| c.rates.get(usize::from(l)).is_some_and(Option::is_some));
-                    Some(SourceLayer {
-                        track,
-                        layer: c.choice.or(c.current).unwrap_or(c.max_layer),
-                    })
+                    // No layer sent at all: keep what it has, or wait on its preferred layer.
+                    let layer = c.choice.or(c.current).unwrap_or(c.max_layer);
+                    (Some(SourceLayer { track, layer }), bandwidth)
                 }
             };
             self.set_target(slot, sl, bandwidth, now);

@@ -63,7 +63,8 @@ pub struct RoomStats {
     pub keyframe_requests_merged: u64,
     /// Switches of a subscription to another layer or track (first keyframe included).
     pub layer_switches: u64,
-    /// Single-layer videos paused because the subscriber's estimate could not carry them.
+    /// Videos paused because the subscriber's estimate could not carry even their lowest
+    /// layer.
     pub bandwidth_pauses: u64,
     /// Active speaker changes.
     pub speaker_changes: u64,
@@ -98,7 +99,8 @@ pub struct PeerStats {
     pub keyframe_requests_received: u64,
     /// Layer/track switches of its subscriptions.
     pub layer_switches: u64,
-    /// Times its single-layer video was paused because its estimate could not carry it.
+    /// Times one of its videos was paused because its estimate could not carry even the
+    /// video's lowest layer.
     pub bandwidth_pauses: u64,
     /// Packet copies meant for it but not forwarded (waiting for a keyframe, duplicates, ...).
     pub dropped: u64,
@@ -126,7 +128,7 @@ pub struct SubCounters {
     pub keyframe_requests: u64,
     /// Layer/track switches.
     pub layer_switches: u64,
-    /// Pauses of its single-layer video for bandwidth.
+    /// Pauses of its videos for bandwidth (not even the lowest layer fitted).
     pub bandwidth_pauses: u64,
     /// Packet copies not forwarded.
     pub dropped: u64,

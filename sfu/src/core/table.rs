@@ -157,8 +157,9 @@ pub struct Subscription {
     pub rewriter: Rewriter,
     /// When the last bandwidth-driven downswitch was decided.
     pub last_downgrade: Option<Instant>,
-    /// Since when its single-layer video has been more than the subscriber's estimate can
-    /// carry (paused once that lasts `bandwidth_pause_after`).
+    /// Since when its video's base (its one layer, or its lowest simulcast layer) has been
+    /// more than the subscriber's estimate can carry (paused once that lasts
+    /// `bandwidth_pause_after`).
     pub over_budget_since: Option<Instant>,
     /// Its counters.
     pub counters: SubCounters,

@@ -20,8 +20,8 @@ pub struct SfuMetrics {
     pub nacks: IntCounterVec,
     /// `hubcast_sfu_layer_switches_total`.
     pub layer_switches: IntCounter,
-    /// `hubcast_sfu_bandwidth_pauses_total`: single-layer videos paused toward a viewer whose
-    /// estimate could not carry them.
+    /// `hubcast_sfu_bandwidth_pauses_total`: videos paused toward a viewer whose estimate
+    /// could not carry even their lowest layer.
     pub bandwidth_pauses: IntCounter,
     /// `hubcast_sfu_ice_failures_total`: sessions reaped before ICE/DTLS completed.
     pub ice_failures: IntCounter,
@@ -198,7 +198,7 @@ impl SfuMetrics {
         )?;
         let bandwidth_pauses = IntCounter::new(
             "hubcast_sfu_bandwidth_pauses_total",
-            "Single-layer videos paused toward a viewer whose bandwidth estimate could not carry them (its audio goes on; the video resumes at a keyframe).",
+            "Videos paused toward a viewer whose bandwidth estimate could not carry even their lowest layer (its audio goes on; the video resumes at a keyframe).",
         )?;
         let ice_failures = IntCounter::new(
             "hubcast_sfu_ice_failures_total",

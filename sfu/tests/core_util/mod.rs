@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sfu::core::{
-    AudioLevel, Codec, Forward, Incoming, Layer, LayerIdx, OutTrackId, PeerId, Room, RoomConfig,
-    RoomEvent, TrackId, is_keyframe, parse_vp8_descriptor,
+    AudioLevel, Codec, Forward, IdleReason, Incoming, Layer, LayerIdx, OutTrackId, PeerId, Room,
+    RoomConfig, RoomEvent, TrackId, is_keyframe, parse_vp8_descriptor,
 };
 
 /// Frame interval of the synthetic video (30 fps).
@@ -84,6 +84,25 @@ impl Harness {
         self.events
             .iter()
             .filter(|e| matches!(e, RoomEvent::KeyframeRequest { track: t, layer: l, .. } if *t == track && *l == layer))
+            .count()
+    }
+
+    /// Bandwidth pauses counted for `sub`, checked against the room's total (the scenes using
+    /// it have one subscriber).
+    pub fn bandwidth_pauses(&self, sub: PeerId) -> u64 {
+        let counted = self.room.peer_stats(sub).map_or(0, |p| p.bandwidth_pauses);
+        assert_eq!(self.room.stats().bandwidth_pauses, counted);
+        counted
+    }
+
+    /// How often `sub` was told its subscription `out` went idle for bandwidth.
+    pub fn idle_for_bandwidth(&self, sub: PeerId, out: OutTrackId) -> usize {
+        self.events
+            .iter()
+            .filter(|e| {
+                matches!(e, RoomEvent::SubscriptionIdle { sub: s, out_track: o, reason: IdleReason::Bandwidth }
+                    if *s == sub && *o == out)
+            })
             .count()
     }
 
