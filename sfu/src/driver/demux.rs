@@ -9,6 +9,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Where a session lives: its worker and its id there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -113,10 +114,25 @@ impl UfragTable {
 /// can add to it, and whoever it is lets down only itself).
 pub const MAX_ADDRS_PER_SESSION: usize = 16;
 
+/// How long an address must have sent nothing to its session before a STUN request from it
+/// naming another session may move it there while the first session is still registered: a
+/// client restarted on the same port (an encoder bound to a fixed port, reconnecting after a
+/// crash) gets through in this time instead of waiting for its old session's ICE timeout. A
+/// live peer is never this quiet: it sends RTCP every second or so and an ICE consent check
+/// every 5 s ± 20 % (RFC 7675), so a request forged from its address cannot take its media.
+pub const QUIET_TAKEOVER: Duration = Duration::from_secs(8);
+
+/// An address's session and when it last sent it something.
+#[derive(Debug, Clone, Copy)]
+struct Learnt {
+    route: Route,
+    heard: Instant,
+}
+
 /// Remote address → session, owned by one receiving thread.
 #[derive(Debug, Default)]
 pub struct AddrTable {
-    routes: HashMap<SocketAddr, Route>,
+    routes: HashMap<SocketAddr, Learnt>,
     /// Addresses learnt per session id, oldest first (at most [`MAX_ADDRS_PER_SESSION`]).
     learnt: HashMap<u64, VecDeque<SocketAddr>>,
 }
@@ -128,31 +144,49 @@ pub enum Demuxed {
     Route(Route),
     /// Unknown sender and not a STUN request naming a session: drop (and count).
     Unknown,
+    /// A STUN request naming another session from an address a live, recently heard
+    /// session owns: drop (and count). Either a client reusing the port of a session it
+    /// abandoned (it gets through once that one is quiet for [`QUIET_TAKEOVER`] or ends), or
+    /// a request forged from a live peer's address.
+    InUse,
 }
 
 impl AddrTable {
-    /// Routes `datagram` from `source`, learning the address from a STUN USERNAME.
-    pub fn route(&mut self, source: SocketAddr, datagram: &[u8], ufrags: &UfragTable) -> Demuxed {
-        if let Some(route) = self.routes.get(&source).copied() {
+    /// Routes `datagram` from `source`, received at `now`, learning the address from a STUN
+    /// USERNAME.
+    pub fn route(
+        &mut self,
+        source: SocketAddr,
+        datagram: &[u8],
+        ufrags: &UfragTable,
+        now: Instant,
+    ) -> Demuxed {
+        if let Some(known) = self.routes.get_mut(&source) {
+            let route = known.route;
             // A known address may start a new session (a client reusing a port): a STUN
-            // request naming another session re-routes it, once the session it belonged to
-            // is gone. While that one lives, the address stays its own: a request forged
-            // from it (naming the forger's session) cannot take a live peer's media away.
-            // (One lock, two lookups: a stream of such requests costs no more than others.)
+            // request naming another session re-routes it once the session it belonged to
+            // is gone or has heard nothing from it for `QUIET_TAKEOVER`. Otherwise the
+            // address stays its own: a request forged from it (naming the forger's session)
+            // cannot take a live peer's media away. (One lock, two lookups: a stream of such
+            // requests costs no more than others.)
             if let Some(ufrag) = stun_local_ufrag(datagram)
                 && let (Some(other), current_alive) = ufrags.get_and_alive(ufrag, route.session)
                 && other != route
-                && !current_alive
             {
+                let quiet = now.saturating_duration_since(known.heard) >= QUIET_TAKEOVER;
+                if current_alive && !quiet {
+                    return Demuxed::InUse;
+                }
                 self.forget(source, route);
-                self.learn(source, other);
+                self.learn(source, other, now);
                 return Demuxed::Route(other);
             }
+            known.heard = now;
             return Demuxed::Route(route);
         }
         match stun_local_ufrag(datagram).and_then(|ufrag| ufrags.get(ufrag)) {
             Some(route) => {
-                self.learn(source, route);
+                self.learn(source, route, now);
                 Demuxed::Route(route)
             }
             None => Demuxed::Unknown,
@@ -161,7 +195,7 @@ impl AddrTable {
 
     /// Remembers `source` for `route`, forgetting that session's oldest address when it
     /// already has its fill.
-    fn learn(&mut self, source: SocketAddr, route: Route) {
+    fn learn(&mut self, source: SocketAddr, route: Route, now: Instant) {
         let learnt = self.learnt.entry(route.session).or_default();
         if learnt.len() >= MAX_ADDRS_PER_SESSION
             && let Some(oldest) = learnt.pop_front()
@@ -169,7 +203,7 @@ impl AddrTable {
             self.routes.remove(&oldest);
         }
         learnt.push_back(source);
-        self.routes.insert(source, route);
+        self.routes.insert(source, Learnt { route, heard: now });
     }
 
     /// Forgets `source`, learnt for `route`.
@@ -183,7 +217,8 @@ impl AddrTable {
     /// Drops addresses whose session no longer exists (its ufrag was removed).
     pub fn retain_live(&mut self, ufrags: &UfragTable) {
         let live = ufrags.sessions();
-        self.routes.retain(|_, route| live.contains(&route.session));
+        self.routes
+            .retain(|_, learnt| live.contains(&learnt.route.session));
         self.learnt.retain(|session, _| live.contains(session));
     }
 }
@@ -245,28 +280,29 @@ mod tests {
         };
         ufrags.insert("srvA", route);
         let mut table = AddrTable::default();
+        let t0 = Instant::now();
         let addr: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
         assert_eq!(
             stun_local_ufrag(&binding_request("srvA:cli")),
             Some(&b"srvA"[..])
         );
         assert_eq!(
-            table.route(addr, &[0x80, 0, 0, 0], &ufrags),
+            table.route(addr, &[0x80, 0, 0, 0], &ufrags, t0),
             Demuxed::Unknown
         );
         assert_eq!(
-            table.route(addr, &binding_request("srvA:cli"), &ufrags),
+            table.route(addr, &binding_request("srvA:cli"), &ufrags, t0),
             Demuxed::Route(route)
         );
         // Later SRTP from the same address needs no STUN.
         assert_eq!(
-            table.route(addr, &[0x80, 0x60, 0, 1], &ufrags),
+            table.route(addr, &[0x80, 0x60, 0, 1], &ufrags, t0),
             Demuxed::Route(route)
         );
         ufrags.remove("srvA");
         table.retain_live(&ufrags);
         assert_eq!(
-            table.route(addr, &[0x80, 0x60, 0, 1], &ufrags),
+            table.route(addr, &[0x80, 0x60, 0, 1], &ufrags, t0),
             Demuxed::Unknown
         );
     }
@@ -285,29 +321,30 @@ mod tests {
         ufrags.insert("victim", victim);
         ufrags.insert("forger", forger);
         let mut table = AddrTable::default();
+        let t0 = Instant::now();
         let addr: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
         assert_eq!(
-            table.route(addr, &binding_request("victim:c"), &ufrags),
+            table.route(addr, &binding_request("victim:c"), &ufrags, t0),
             Demuxed::Route(victim)
         );
-        // A request from the victim's address naming another live session: still the
-        // victim's, for this packet and the media after it.
+        // A request from the victim's address naming another live session: refused, and
+        // the media after it still the victim's.
         assert_eq!(
-            table.route(addr, &binding_request("forger:c"), &ufrags),
-            Demuxed::Route(victim)
+            table.route(addr, &binding_request("forger:c"), &ufrags, t0),
+            Demuxed::InUse
         );
         assert_eq!(
-            table.route(addr, &[0x80, 0x60, 0, 1], &ufrags),
+            table.route(addr, &[0x80, 0x60, 0, 1], &ufrags, t0),
             Demuxed::Route(victim)
         );
         // Once the victim's session is gone, the address may start another one.
         ufrags.remove("victim");
         assert_eq!(
-            table.route(addr, &binding_request("forger:c"), &ufrags),
+            table.route(addr, &binding_request("forger:c"), &ufrags, t0),
             Demuxed::Route(forger)
         );
         assert_eq!(
-            table.route(addr, &[0x80, 0x60, 0, 1], &ufrags),
+            table.route(addr, &[0x80, 0x60, 0, 1], &ufrags, t0),
             Demuxed::Route(forger)
         );
         // One session keeps at most MAX_ADDRS_PER_SESSION addresses, its newest: the
@@ -315,20 +352,82 @@ mod tests {
         let n = MAX_ADDRS_PER_SESSION as u16 * 4;
         for port in 6000..6000 + n {
             let from = SocketAddr::from(([127, 0, 0, 1], port));
-            let routed = table.route(from, &binding_request("forger:c"), &ufrags);
+            let routed = table.route(from, &binding_request("forger:c"), &ufrags, t0);
             assert_eq!(routed, Demuxed::Route(forger));
         }
         assert_eq!(table.routes.len(), MAX_ADDRS_PER_SESSION);
         let media = [0x80, 0x60, 0, 1];
         let newest = SocketAddr::from(([127, 0, 0, 1], 6000 + n - 1));
-        assert_eq!(table.route(newest, &media, &ufrags), Demuxed::Route(forger));
+        assert_eq!(
+            table.route(newest, &media, &ufrags, t0),
+            Demuxed::Route(forger)
+        );
         let oldest = SocketAddr::from(([127, 0, 0, 1], 6000));
-        assert_eq!(table.route(oldest, &media, &ufrags), Demuxed::Unknown);
-        assert_eq!(table.route(addr, &media, &ufrags), Demuxed::Unknown);
+        assert_eq!(table.route(oldest, &media, &ufrags, t0), Demuxed::Unknown);
+        assert_eq!(table.route(addr, &media, &ufrags, t0), Demuxed::Unknown);
         // Forgetting the session frees its places.
         ufrags.remove("forger");
         table.retain_live(&ufrags);
         assert!(table.routes.is_empty() && table.learnt.is_empty());
+    }
+
+    #[test]
+    fn an_address_quiet_for_a_while_may_start_a_new_session_before_the_old_one_ends() {
+        let ufrags = UfragTable::default();
+        let old = Route {
+            worker: 0,
+            session: 1,
+        };
+        let new = Route {
+            worker: 1,
+            session: 2,
+        };
+        ufrags.insert("old", old);
+        ufrags.insert("new", new);
+        let mut table = AddrTable::default();
+        let t0 = Instant::now();
+        let at = |s: f64| t0 + Duration::from_secs_f64(s);
+        let addr: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
+        let media = [0x80, 0x60, 0, 1];
+        let restart = binding_request("new:c");
+        assert_eq!(
+            table.route(addr, &binding_request("old:c"), &ufrags, at(0.0)),
+            Demuxed::Route(old)
+        );
+        // Heard from 7 s ago: refused, and a refused request is no sign of life of the old
+        // session (the restarted client keeps asking).
+        assert_eq!(
+            table.route(addr, &restart, &ufrags, at(7.0)),
+            Demuxed::InUse
+        );
+        assert_eq!(
+            table.route(addr, &restart, &ufrags, at(7.9)),
+            Demuxed::InUse
+        );
+        // The old session's peer speaks again: quiet counts from then.
+        assert_eq!(
+            table.route(addr, &media, &ufrags, at(7.95)),
+            Demuxed::Route(old)
+        );
+        assert_eq!(
+            table.route(addr, &restart, &ufrags, at(15.9)),
+            Demuxed::InUse
+        );
+        // Quiet for `QUIET_TAKEOVER`: the address moves to the new session, media with it.
+        let quiet = 7.95 + QUIET_TAKEOVER.as_secs_f64();
+        assert_eq!(
+            table.route(addr, &restart, &ufrags, at(quiet)),
+            Demuxed::Route(new)
+        );
+        assert_eq!(
+            table.route(addr, &media, &ufrags, at(quiet)),
+            Demuxed::Route(new)
+        );
+        // And the old session no longer claims it.
+        assert_eq!(
+            table.route(addr, &binding_request("old:c"), &ufrags, at(quiet)),
+            Demuxed::InUse
+        );
     }
 
     #[test]

@@ -264,9 +264,16 @@ pub(crate) fn udp_receive_loop(
                 metrics.dropped(DropReason::UnknownSender);
                 continue;
             };
-            let Demuxed::Route(route) = table.route(source, data, ufrags) else {
-                metrics.dropped(DropReason::UnknownSender);
-                continue;
+            let route = match table.route(source, data, ufrags, at) {
+                Demuxed::Route(route) => route,
+                Demuxed::Unknown => {
+                    metrics.dropped(DropReason::UnknownSender);
+                    continue;
+                }
+                Demuxed::InUse => {
+                    metrics.dropped(DropReason::AddressInUse);
+                    continue;
+                }
             };
             let Some(slot) = filling.get_mut(route.worker) else {
                 continue;

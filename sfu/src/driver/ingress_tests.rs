@@ -98,6 +98,11 @@ impl Harness {
             session: 42,
         };
         ufrags.insert("srvA", route);
+        let other = super::super::demux::Route {
+            worker: 0,
+            session: 43,
+        };
+        ufrags.insert("srvB", other);
         let (tx, inbox) = std::sync::mpsc::sync_channel(64);
         let (pool, recycler) = Pool::new(1, batches_per_worker, server);
         let stop = Arc::new(AtomicBool::new(false));
@@ -191,6 +196,16 @@ fn routes_by_username_then_address_and_counts_what_it_drops() {
     }
     assert_eq!(got, packets);
     assert_eq!(h.dropped("queue_full"), 0);
+    // A STUN request naming another session from this address, whose session was just
+    // heard from: refused and counted (`demux` tests when it is let through).
+    h.send(&binding_request("srvB:cli"));
+    h.wait_dropped("address_in_use", 1);
+    let after = vec![0x80, 0x60, 0, 9, 9];
+    h.send(&after);
+    let batch = h.batch();
+    let seen: Vec<(u64, Vec<u8>)> = batch.iter().map(|(s, _, d)| (s, d.to_vec())).collect();
+    assert_eq!(seen, vec![(42, after)], "still the first session's");
+    recycle(&h.recycler, batch);
 }
 
 #[test]

@@ -110,6 +110,10 @@ pub const TCP_CLOSE_REASONS: [&str; 4] = ["full", "no_session", "idle", "write_s
 pub enum DropReason {
     /// From an address no session owns, and not a STUN request naming one.
     UnknownSender,
+    /// A STUN request naming another session, from an address a live session heard from
+    /// lately owns (`demux::QUIET_TAKEOVER`): a client reusing the port of a session it
+    /// abandoned (it gets through once that one is quiet or ends), or a forged request.
+    AddressInUse,
     /// Routed to a session the worker no longer has (it just ended).
     UnknownSession,
     /// Not STUN, DTLS, RTP or RTCP (RFC 7983 first byte), or truncated.
@@ -135,8 +139,9 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in declaration order (the label's whole value set).
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 11] = [
         DropReason::UnknownSender,
+        DropReason::AddressInUse,
         DropReason::UnknownSession,
         DropReason::Unparseable,
         DropReason::NotAccepted,
@@ -152,6 +157,7 @@ impl DropReason {
     pub fn as_str(self) -> &'static str {
         match self {
             DropReason::UnknownSender => "unknown_sender",
+            DropReason::AddressInUse => "address_in_use",
             DropReason::UnknownSession => "unknown_session",
             DropReason::Unparseable => "unparseable",
             DropReason::NotAccepted => "not_accepted",

@@ -187,9 +187,16 @@ fn connection(
             }
             checked = heard;
         }
-        let Demuxed::Route(route) = table.route(remote, data, ufrags) else {
-            metrics.dropped(DropReason::UnknownSender);
-            continue;
+        let route = match table.route(remote, data, ufrags, at) {
+            Demuxed::Route(route) => route,
+            Demuxed::Unknown => {
+                metrics.dropped(DropReason::UnknownSender);
+                continue;
+            }
+            Demuxed::InUse => {
+                metrics.dropped(DropReason::AddressInUse);
+                continue;
+            }
         };
         let Some(worker) = workers.get(route.worker) else {
             break;
