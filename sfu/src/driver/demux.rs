@@ -151,6 +151,17 @@ pub enum Demuxed {
     InUse,
 }
 
+impl Demuxed {
+    /// The session to deliver to, or why the datagram is dropped.
+    pub fn into_route(self) -> Result<Route, super::metrics::DropReason> {
+        match self {
+            Demuxed::Route(route) => Ok(route),
+            Demuxed::Unknown => Err(super::metrics::DropReason::UnknownSender),
+            Demuxed::InUse => Err(super::metrics::DropReason::AddressInUse),
+        }
+    }
+}
+
 impl AddrTable {
     /// Routes `datagram` from `source`, received at `now`, learning the address from a STUN
     /// USERNAME.

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg};
 
-use super::demux::{AddrTable, Demuxed, UfragTable};
+use super::demux::{AddrTable, UfragTable};
 use super::metrics::{DropReason, SfuMetrics};
 use super::net::MAX_DATAGRAM;
 use super::worker::WorkerMsg;
@@ -264,14 +264,10 @@ pub(crate) fn udp_receive_loop(
                 metrics.dropped(DropReason::UnknownSender);
                 continue;
             };
-            let route = match table.route(source, data, ufrags, at) {
-                Demuxed::Route(route) => route,
-                Demuxed::Unknown => {
-                    metrics.dropped(DropReason::UnknownSender);
-                    continue;
-                }
-                Demuxed::InUse => {
-                    metrics.dropped(DropReason::AddressInUse);
+            let route = match table.route(source, data, ufrags, at).into_route() {
+                Ok(route) => route,
+                Err(why) => {
+                    metrics.dropped(why);
                     continue;
                 }
             };

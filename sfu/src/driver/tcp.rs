@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
-use super::demux::{AddrTable, Demuxed, UfragTable};
+use super::demux::{AddrTable, UfragTable};
 use super::metrics::{DropReason, SfuMetrics};
 use super::rfc4571::{End, Frame, FrameReader};
 use super::worker::{Datagram, WorkerMsg};
@@ -187,14 +187,10 @@ fn connection(
             }
             checked = heard;
         }
-        let route = match table.route(remote, data, ufrags, at) {
-            Demuxed::Route(route) => route,
-            Demuxed::Unknown => {
-                metrics.dropped(DropReason::UnknownSender);
-                continue;
-            }
-            Demuxed::InUse => {
-                metrics.dropped(DropReason::AddressInUse);
+        let route = match table.route(remote, data, ufrags, at).into_route() {
+            Ok(route) => route,
+            Err(why) => {
+                metrics.dropped(why);
                 continue;
             }
         };
