@@ -28,18 +28,7 @@ fn num(value: &serde_json::Value, path: &[&str]) -> f64 {
 /// A Chromium publisher of room `room` (test page query `extra` appended), connected over
 /// WHIP and sending all three simulcast encodings, the top one at least 640 px wide.
 async fn publish(hub: &Hub, room: &str, extra: &str, token: &str) -> Browser {
-    let publisher = Browser::launch().await.expect("chromium");
-    publisher
-        .goto(&format!(
-            "{}/assets/test/publish.html?room={room}{extra}#token={token}",
-            hub.url
-        ))
-        .await
-        .expect("publish page");
-    publisher
-        .wait_for("hubcastState().connection === 'connected'", CONNECT)
-        .await
-        .expect("publisher connected over WHIP");
+    let publisher = common::chromium_publisher(hub, room, extra, token).await;
     let sent = publisher
         .wait_for(
             "hubcastStats().then(s => ['q','h','f'].every(r => s.video[r] && s.video[r].framesEncoded > 10) && s)",

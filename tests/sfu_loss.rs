@@ -7,9 +7,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::Hub;
 use testkit::browser::Browser;
-use testkit::lossy_relay::{Direction, LossyRelay, RelayConfig};
+use testkit::lossy_relay::{Direction, RelayConfig};
 
 fn num(v: &serde_json::Value, key: &str) -> f64 {
     v[key].as_f64().unwrap_or(0.0)
@@ -18,42 +17,18 @@ fn num(v: &serde_json::Value, key: &str) -> f64 {
 #[tokio::test]
 async fn viewer_keeps_decoding_with_lossy_publisher_link() {
     testkit::isolated!();
-    let udp = {
-        let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-        s.local_addr().expect("addr")
-    };
-    let udp_text = udp.to_string();
-    let hub = Hub::start(&[], &[("HUBCAST_SFU__UDP_LISTEN", udp_text.as_str())]);
-    let relay = LossyRelay::start(
-        udp,
-        RelayConfig {
-            loss: 0.10,
-            delay: Duration::from_millis(40),
-            direction: Direction::Both,
-            seed: 7,
-            duplicate: 0.0,
-            tamper: 0.0,
-        },
-    )
-    .await
-    .expect("relay");
+    let (hub, relay) = common::hub_behind_relay(RelayConfig {
+        loss: 0.10,
+        delay: Duration::from_millis(40),
+        direction: Direction::Both,
+        seed: 7,
+        duplicate: 0.0,
+        tamper: 0.0,
+    })
+    .await;
     let token = hub.token("city-admin", "330100", &[]);
-    let publisher = Browser::launch().await.expect("chromium");
-    publisher
-        .goto(&format!(
-            "{}/assets/test/publish.html?room=lossy&token={token}&via={}",
-            hub.url,
-            relay.local_addr()
-        ))
-        .await
-        .expect("publish page");
-    publisher
-        .wait_for(
-            "hubcastState().connection === 'connected'",
-            Duration::from_secs(40),
-        )
-        .await
-        .expect("publisher connects through the lossy relay");
+    let via = format!("&via={}", relay.local_addr());
+    let publisher = common::chromium_publisher(&hub, "lossy", &via, &token).await;
     let ids = testkit::whip::WhipClient::new(&hub.url, Some(&token))
         .expect("client")
         .publisher_ids("lossy")

@@ -301,13 +301,7 @@ struct Relayed {
 
 impl Relayed {
     async fn start(room: &str, relay: RelayConfig) -> Relayed {
-        let sfu = {
-            let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-            s.local_addr().expect("addr")
-        };
-        let udp = sfu.to_string();
-        let hub = Hub::start(&[], &[("HUBCAST_SFU__UDP_LISTEN", udp.as_str())]);
-        let relay = LossyRelay::start(sfu, relay).await.expect("relay");
+        let (hub, relay) = common::hub_behind_relay(relay).await;
         let token = hub.token("city-admin", "330100", &[]);
         let via = ClientOptions {
             media_via: Some(relay.local_addr()),

@@ -4,8 +4,11 @@
 //! upstream socket toward the server, so the server sees one (peer-reflexive) address per client
 //! and its replies find their way back. Each datagram in an impaired direction is dropped with
 //! probability `loss` (or, forwarded, sent twice with probability `duplicate`), and every
-//! forwarded one waits `delay` (constant, so order is kept).
-//! STUN, DTLS, RTP and RTCP are all treated alike, as a lossy network would.
+//! forwarded one waits `delay` (constant, so order is kept). A direction can also be made a
+//! bottleneck of a given rate at any time ([`LossyRelay::set_rate`]): datagrams leave it at that
+//! rate, queueing behind each other, and one that would wait more than [`MAX_QUEUE`] is dropped,
+//! as a router's full buffer drops it. STUN, DTLS, RTP and RTCP are all treated alike, as a
+//! lossy network would.
 //!
 //! To route a client through the relay, rewrite the server's answer with
 //! [`rewrite_candidates`] (the WHEP/WHIP clients do it via `ClientOptions::media_via`;
@@ -121,6 +124,7 @@ pub struct LossyRelay {
     counters: Arc<Counters>,
     /// Each client's upstream socket, as the server sees it (for [`LossyRelay::inject`]).
     upstreams: Upstreams,
+    shaping: Arc<Shaping>,
     _tasks: JoinSet<()>,
 }
 
@@ -129,6 +133,10 @@ type Upstreams = Arc<std::sync::Mutex<Vec<Arc<UdpSocket>>>>;
 
 const UP: usize = 0;
 const DOWN: usize = 1;
+
+/// The longest a datagram queues at a rate-limited direction before it is dropped instead
+/// (a router buffer of a few hundred milliseconds, as on a congested access link).
+pub const MAX_QUEUE: Duration = Duration::from_millis(250);
 
 struct Item {
     due: Instant,
@@ -170,15 +178,32 @@ impl LossyRelay {
             rng: std::sync::Mutex::new(StdRng::seed_from_u64(cfg.seed)),
             counters: counters.clone(),
             pipes,
+            rate: [AtomicU64::new(0), AtomicU64::new(0)],
+            busy_until: std::sync::Mutex::new([None; 2]),
         });
         let upstreams = Upstreams::default();
+        let shaping_handle = shaping.clone();
         tasks.spawn(front_loop(front, server, shaping, upstreams.clone()));
         Ok(Self {
             local,
             counters,
             upstreams,
+            shaping: shaping_handle,
             _tasks: tasks,
         })
+    }
+
+    /// Makes `direction` a bottleneck of `bps` bits per second (IP payload, i.e. the
+    /// datagrams' bytes), or lifts it with `None`. `Direction::Both` sets both.
+    pub fn set_rate(&self, direction: Direction, bps: Option<u64>) {
+        let dirs: &[usize] = match direction {
+            Direction::ToServer => &[UP],
+            Direction::ToClient => &[DOWN],
+            Direction::Both => &[UP, DOWN],
+        };
+        for &d in dirs {
+            self.shaping.rate[d].store(bps.unwrap_or(0), Ordering::Relaxed);
+        }
     }
 
     /// Sends `data` to the server from every client's upstream socket, unimpaired: to the
@@ -216,6 +241,7 @@ impl LossyRelay {
     }
 }
 
+#[derive(Debug)]
 struct Shaping {
     loss: [f64; 2],
     duplicate: [f64; 2],
@@ -224,9 +250,30 @@ struct Shaping {
     rng: std::sync::Mutex<StdRng>,
     counters: Arc<Counters>,
     pipes: Vec<mpsc::Sender<Item>>,
+    /// Bottleneck rate per direction in bit/s (0: none).
+    rate: [AtomicU64; 2],
+    /// When each direction's bottleneck has sent what is queued.
+    busy_until: std::sync::Mutex<[Option<Instant>; 2]>,
 }
 
 impl Shaping {
+    /// When a datagram of `len` bytes entering `dir` at `now` has passed its bottleneck (`now`
+    /// without one), or `None` when the queue before it is full ([`MAX_QUEUE`]).
+    fn bottleneck(&self, dir: usize, len: usize, now: Instant) -> Option<Instant> {
+        let bps = self.rate[dir].load(Ordering::Relaxed);
+        if bps == 0 {
+            return Some(now);
+        }
+        let mut busy = self.busy_until.lock().ok()?;
+        let start = busy[dir].map_or(now, |b| b.max(now));
+        if start.duration_since(now) > MAX_QUEUE {
+            return None;
+        }
+        let done = start + Duration::from_secs_f64(len as f64 * 8.0 / bps as f64);
+        busy[dir] = Some(done);
+        Some(done)
+    }
+
     /// Drops or schedules one datagram going `dir`.
     fn pass(&self, dir: usize, data: &[u8], socket: &Arc<UdpSocket>, to: Option<SocketAddr>) {
         let lost = self.loss[dir] > 0.0
@@ -235,6 +282,20 @@ impl Shaping {
                 .lock()
                 .map(|mut r| r.random_bool(self.loss[dir].min(1.0)))
                 .unwrap_or(false);
+        // A lost datagram takes no time at the bottleneck; one its queue has no room for is
+        // lost there.
+        let now = Instant::now();
+        let leaves = if lost {
+            now
+        } else {
+            match self.bottleneck(dir, data.len(), now) {
+                Some(leaves) => leaves,
+                None => {
+                    self.counters.drop[dir].fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            }
+        };
         let tampered = !lost
             && self.tamper[dir] > 0.0
             && data.len() > 12
@@ -255,7 +316,7 @@ impl Shaping {
             Bytes::copy_from_slice(data)
         };
         let item = Item {
-            due: Instant::now() + self.delay[dir],
+            due: leaves + self.delay[dir],
             data,
             socket: socket.clone(),
             to,

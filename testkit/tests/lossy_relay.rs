@@ -195,3 +195,54 @@ async fn tampers_with_the_last_byte_of_rtp_toward_the_server_only() {
         "the reverse direction is not impaired"
     );
 }
+
+#[tokio::test]
+async fn a_rate_limited_direction_paces_queues_and_drops_what_its_buffer_cannot_hold() {
+    let server = echo_server().await;
+    let relay = LossyRelay::start(server, RelayConfig::passthrough())
+        .await
+        .expect("relay");
+    let client = UdpSocket::bind("127.0.0.1:0").await.expect("bind client");
+    client.connect(relay.local_addr()).await.expect("connect");
+    // 800 kbit/s toward the client: a 1000-byte datagram takes 10 ms, and the buffer holds
+    // `MAX_QUEUE` (250 ms) of them, about 26. A burst of 100 comes back paced, the rest lost.
+    relay.set_rate(Direction::ToClient, Some(800_000));
+    let start = Instant::now();
+    for i in 0u32..100 {
+        let mut datagram = vec![0u8; 1000];
+        datagram[..4].copy_from_slice(&i.to_be_bytes());
+        client.send(&datagram).await.expect("send");
+    }
+    let mut arrivals = Vec::new();
+    let mut buf = [0u8; 2048];
+    while let Ok(Ok(_)) =
+        tokio::time::timeout(Duration::from_millis(500), client.recv(&mut buf)).await
+    {
+        arrivals.push(start.elapsed());
+    }
+    let s = relay.stats();
+    assert_eq!(s.to_server.dropped, 0, "{s:?}");
+    assert!(
+        (24..=30).contains(&arrivals.len()),
+        "about 250 ms of 10 ms datagrams got through: {} ({s:?})",
+        arrivals.len()
+    );
+    assert_eq!(s.to_client.forwarded, arrivals.len() as u64, "{s:?}");
+    let spread = arrivals[arrivals.len() - 1] - arrivals[0];
+    assert!(
+        spread >= Duration::from_millis(200),
+        "paced at the rate, not sent at once: {spread:?}"
+    );
+    // Lifted: a second burst comes back whole.
+    relay.set_rate(Direction::ToClient, None);
+    for i in 0u32..100 {
+        client.send(&i.to_be_bytes()).await.expect("send");
+    }
+    let mut got = 0;
+    while let Ok(Ok(_)) =
+        tokio::time::timeout(Duration::from_millis(500), client.recv(&mut buf)).await
+    {
+        got += 1;
+    }
+    assert_eq!(got, 100, "{:?}", relay.stats());
+}

@@ -193,6 +193,49 @@ pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Resp
     request(stream, "GET", path, headers).await
 }
 
+/// A hub whose SFU listens on a UDP port chosen here, and a lossy relay in front of that port
+/// (clients are pointed at the relay with `via` / `ClientOptions::media_via`).
+pub async fn hub_behind_relay(
+    cfg: testkit::lossy_relay::RelayConfig,
+) -> (Hub, testkit::lossy_relay::LossyRelay) {
+    let sfu = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        s.local_addr().expect("addr")
+    };
+    let udp = sfu.to_string();
+    let hub = Hub::start(&[], &[("HUBCAST_SFU__UDP_LISTEN", udp.as_str())]);
+    let relay = testkit::lossy_relay::LossyRelay::start(sfu, cfg)
+        .await
+        .expect("relay");
+    (hub, relay)
+}
+
+/// A headless Chromium on the hub's `publish.html` for room `room` (query `extra` appended,
+/// e.g. `&via=…`; the token in the fragment), once its WHIP session is connected.
+pub async fn chromium_publisher(
+    hub: &Hub,
+    room: &str,
+    extra: &str,
+    token: &str,
+) -> testkit::browser::Browser {
+    let publisher = testkit::browser::Browser::launch().await.expect("chromium");
+    publisher
+        .goto(&format!(
+            "{}/assets/test/publish.html?room={room}{extra}#token={token}",
+            hub.url
+        ))
+        .await
+        .expect("publish page");
+    publisher
+        .wait_for(
+            "hubcastState().connection === 'connected'",
+            Duration::from_secs(40),
+        )
+        .await
+        .expect("publisher connected over WHIP");
+    publisher
+}
+
 /// The value of `hub`'s metric sample whose line starts with `prefix` (0 when absent).
 pub async fn metric(hub: &Hub, prefix: &str) -> f64 {
     let text = get(hub.addr, "/metrics", &[]).await.body;
