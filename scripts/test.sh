@@ -61,7 +61,7 @@ echo "test.sh: quick-start check passed ($url)"
 # and one at a time, so their frame-rate, freeze and p99 assertions measure the hub rather
 # than CPU starvation on a 2-core machine.
 cargo test --workspace --doc --quiet
-media='binary(/^(sfu_(bandwidth|browser|ice_tcp|loss|aiortc|webrtc_rs)|alerts_slow_consumer)$/)'
+media='binary(/^(sfu_(bandwidth|browser|ice_tcp|loss|aiortc|port_reuse|webrtc_rs)|alerts_slow_consumer)$/)'
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --all-targets --no-fail-fast -E "not ($media)" "$@"
   cargo nextest run --workspace --all-targets --no-fail-fast -E "$media" -j 1 "$@"

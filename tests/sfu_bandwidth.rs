@@ -17,8 +17,8 @@ fn num(v: &serde_json::Value, key: &str) -> f64 {
     v[key].as_f64().unwrap_or(0.0)
 }
 
-fn audio_samples(v: &serde_json::Value) -> f64 {
-    v["audio"]["totalSamplesReceived"].as_f64().unwrap_or(0.0)
+fn audio(v: &serde_json::Value, key: &str) -> f64 {
+    v["audio"][key].as_f64().unwrap_or(0.0)
 }
 
 /// Polls `metric` every 250 ms until it reaches `at_least`; how long that took.
@@ -78,17 +78,28 @@ async fn a_viewer_link_below_the_lowest_layer_pauses_the_video_keeps_the_audio_a
     tokio::time::sleep(Duration::from_secs(4)).await;
     let after = viewer.eval("hubcastStats()").await.expect("stats");
     let decoded = num(&after, "framesDecoded") - num(&before, "framesDecoded");
-    let samples = audio_samples(&after) - audio_samples(&before);
+    let delta = |key: &str| audio(&after, key) - audio(&before, key);
+    let (packets, samples, concealed) = (
+        delta("packetsReceived"),
+        delta("totalSamplesReceived"),
+        delta("concealedSamples"),
+    );
     println!(
         "bandwidth-test: paused {paused_after:?} after the cut; in the next 4 s (from 2 s on) \
-         {decoded} frames decoded, {samples} audio samples received; relay {:?}",
+         {decoded} frames decoded, {packets} audio packets received, {samples} samples played \
+         of which {concealed} concealed; relay {:?}",
         relay.stats()
     );
     assert!(decoded <= 5.0, "the video is paused: {before} → {after}");
-    // 48 kHz: 4 s is 192,000 samples; the link carries all of the audio.
+    // 20 ms packets: 200 in 4 s; the link carries all of the audio, so next to nothing is
+    // concealed (played out although not received).
     assert!(
-        samples >= 150_000.0,
-        "the audio goes on: {samples} samples in 4 s ({before} → {after})"
+        packets >= 180.0,
+        "the audio goes on: {packets} packets in 4 s ({before} → {after})"
+    );
+    assert!(
+        concealed <= 0.05 * samples,
+        "and is not concealed: {concealed} of {samples} samples ({before} → {after})"
     );
 
     // Lifted: after the cooldown the estimate, probing for the paused video, has room again

@@ -29,30 +29,40 @@ struct Scene {
 
 impl Scene {
     /// A subscriber of two three-layer videos (the floor, the thumbnail) and an audio track.
+    /// The thumbnail is subscribed first: what pauses first is decided by preference, not by
+    /// subscription order.
     fn new() -> Scene {
+        Scene::with(&[
+            (THUMB_OUT, THUMB_TRACK, 3, LayerPref::Low),
+            (FLOOR_OUT, FLOOR_TRACK, 3, LayerPref::High),
+        ])
+    }
+
+    /// A subscriber of one video per `(out track, track, layers, preference)`, in that order,
+    /// each from its own publisher, and of an audio track.
+    fn with(videos: &[(u64, u64, usize, LayerPref)]) -> Scene {
         let mut h = Harness::new();
-        let videos = vec![
-            VideoPub::new(1, FLOOR_TRACK, 3),
-            VideoPub::new(2, THUMB_TRACK, 3),
-        ];
-        let audio = AudioPub::new(3, AUDIO_TRACK);
-        for v in &videos {
-            v.publish(&mut h);
-        }
+        let audio = AudioPub::new(99, AUDIO_TRACK);
         audio.publish(&mut h);
+        let mut pubs = Vec::new();
+        for (i, &(out, track, layers, pref)) in videos.iter().enumerate() {
+            let v = VideoPub::new(i as u64 + 1, track, layers);
+            v.publish(&mut h);
+            let now = h.now;
+            h.room
+                .subscribe(SUB, out, Source::Track(track), Kind::Video, now);
+            h.room.set_preferred_layer(SUB, out, pref, now);
+            pubs.push(v);
+        }
         let now = h.now;
-        h.room
-            .subscribe(SUB, FLOOR_OUT, Source::Track(FLOOR_TRACK), Kind::Video, now);
-        h.room
-            .set_preferred_layer(SUB, FLOOR_OUT, LayerPref::High, now);
-        h.room
-            .subscribe(SUB, THUMB_OUT, Source::Track(THUMB_TRACK), Kind::Video, now);
-        h.room
-            .set_preferred_layer(SUB, THUMB_OUT, LayerPref::Low, now);
         h.room
             .subscribe(SUB, AUDIO_OUT, Source::Track(AUDIO_TRACK), Kind::Audio, now);
         h.drain();
-        Scene { h, videos, audio }
+        Scene {
+            h,
+            videos: pubs,
+            audio,
+        }
     }
 
     /// `frames` frames of every layer of both videos and one audio packet, one frame time
@@ -209,5 +219,39 @@ fn a_new_simulcast_subscription_waits_for_room_for_its_lowest_layer() {
     s.h.room.set_estimate(SUB, 400_000, s.h.now);
     s.run(30);
     assert!(s.forwards(FLOOR_OUT) > 20, "started once there is room");
+    assert_eq!(s.last_layer(FLOOR_OUT), Some(0));
+}
+
+#[test]
+fn bases_are_counted_once_and_a_single_layer_thumbnail_pauses_before_a_simulcast_floor() {
+    // A single-layer thumbnail (~0.24 Mbit/s) subscribed before the simulcast floor view.
+    const SINGLE_OUT: u64 = 4;
+    const SINGLE_TRACK: u64 = 40;
+    let mut s = Scene::with(&[
+        (SINGLE_OUT, SINGLE_TRACK, 1, LayerPref::Low),
+        (FLOOR_OUT, FLOOR_TRACK, 3, LayerPref::High),
+    ]);
+    // 1.85 Mbit/s: audio (~0.02) + the thumbnail (0.24) + the floor's lowest layer (0.24)
+    // leave ~1.35, which carries the step to the top layer (+0.97, × 1.25 = 1.21). Counting
+    // the floor's lowest layer twice would leave only ~1.1: the middle layer.
+    s.h.room.set_estimate(SUB, 1_850_000, s.h.now);
+    s.run(90);
+    assert_eq!(
+        s.last_layer(FLOOR_OUT),
+        Some(2),
+        "the floor on its top layer"
+    );
+    assert!(s.forwards(SINGLE_OUT) > 60, "the thumbnail flows");
+
+    // 0.3 Mbit/s: room for one base beside the audio. The floor keeps its lowest layer, the
+    // thumbnail, though subscribed first, pauses.
+    s.h.room.set_estimate(SUB, 300_000, s.h.now);
+    s.run(40);
+    assert_eq!(s.paused_for_bandwidth(SINGLE_OUT), 1, "{:?}", s.h.events);
+    assert_eq!(s.paused_for_bandwidth(FLOOR_OUT), 0);
+    let (single, floor) = (s.forwards(SINGLE_OUT), s.forwards(FLOOR_OUT));
+    s.run(30);
+    assert_eq!(s.forwards(SINGLE_OUT), single, "paused");
+    assert!(s.forwards(FLOOR_OUT) >= floor + 29, "the floor goes on");
     assert_eq!(s.last_layer(FLOOR_OUT), Some(0));
 }

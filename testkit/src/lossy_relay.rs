@@ -194,7 +194,9 @@ impl LossyRelay {
     }
 
     /// Makes `direction` a bottleneck of `bps` bits per second (IP payload, i.e. the
-    /// datagrams' bytes), or lifts it with `None`. `Direction::Both` sets both.
+    /// datagrams' bytes), or lifts it with `None`. `Direction::Both` sets both. One bottleneck
+    /// per direction, shared by every client of the relay (one access link); the extra copies
+    /// of `RelayConfig::duplicate` pass it without taking time.
     pub fn set_rate(&self, direction: Direction, bps: Option<u64>) {
         let dirs: &[usize] = match direction {
             Direction::ToServer => &[UP],

@@ -107,11 +107,12 @@ pub fn run(shape: Shape, seconds: f64) -> anyhow::Result<Fanout> {
             *slot = Some(targets[next % sockets]);
             next += 1;
         }
-        let iovs: Vec<[IoSlice<'_>; 1]> = bufs.iter().map(|b| [IoSlice::new(b)]).collect();
+        let iovs: [[IoSlice<'_>; 1]; BATCH] =
+            std::array::from_fn(|i| [IoSlice::new(bufs.get(i).map_or(&[][..], |b| &b[..]))]);
         match sendmmsg(
             fd,
             &mut headers,
-            &iovs,
+            &iovs[..per_call],
             &addrs[..per_call],
             [],
             MsgFlags::empty(),

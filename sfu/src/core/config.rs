@@ -34,9 +34,10 @@ pub struct RoomConfig {
     /// Default 4 s: long enough for the estimate to settle after congestion.
     pub layer_up_cooldown: Duration,
     /// A video whose base (its one layer, or its lowest simulcast layer) the subscriber's
-    /// estimate cannot carry is paused only once that has lasted this long. Default 1 s: an estimate dips for a moment after a delay spike or
-    /// a probe (seen here on a busy machine: two 4 s pauses in a 10 s run without it), and
-    /// the pacer holds back at most this much of the excess meanwhile.
+    /// estimate cannot carry is paused only once that has lasted this long. Default 1 s: an
+    /// estimate dips for a moment after a delay spike or a probe (seen here on a busy machine:
+    /// two 4 s pauses in a 10 s run without it), and the pacer holds back at most this much of
+    /// the excess meanwhile.
     pub bandwidth_pause_after: Duration,
     /// Period of the housekeeping tick: layer allocation, speaker evaluation, keyframe retries.
     /// Default 100 ms: the same grain as the bitrate meter's buckets.

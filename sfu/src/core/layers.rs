@@ -3,7 +3,8 @@
 //!
 //! Allocation (run on every estimate or preference change and on every tick):
 //! 1. every subscription not paused for bandwidth (decided before, in `select.rs`, for its
-//!    base layer) gets the lowest layer being sent;
+//!    base layer) gets its base: the lowest layer being sent within its preference, else the
+//!    lowest being sent;
 //! 2. then, highest preference first, each is raised to the highest layer within its preference
 //!    whose extra bitrate fits what is left of the estimate.
 //!

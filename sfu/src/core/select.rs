@@ -22,8 +22,8 @@ use super::{Kind, LayerIdx, PeerId, Source, SourceLayer, TrackId};
 pub(crate) const WANTED_STEP: f64 = 0.1;
 
 /// str0m's pacer sends at 1.1× the bandwidth estimate (its `PACING_FACTOR`): a flowing
-/// single-layer video up to that much over what the estimate leaves drains without queueing,
-/// so it is not over budget.
+/// video's base (its one layer or its lowest simulcast layer) up to that much over what the
+/// estimate leaves drains without queueing, so it is not over budget.
 const PACER_SLACK: f64 = 1.1;
 
 /// How a subscription's layer is decided.
@@ -47,6 +47,12 @@ pub(crate) enum Target {
 /// headroom fits again and the cooldown since the pause has passed. The same hysteresis as a
 /// simulcast upswitch. Gates are decided in the order of the subscriptions' preferences
 /// (highest first: the floor before thumbnails), so the least important videos pause first.
+///
+/// Toward a subscriber with an estimate, a video is only started once its base has a measured
+/// rate that fits × the headroom, and not during the cooldown after a bandwidth downswitch or
+/// pause of that subscription: a simulcast track that has sent nothing yet waits for the tick
+/// after its first packets (as a single-layer one always did) instead of being asked for a
+/// keyframe at once. A viewer without an estimate is never held back.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Gate {
     /// The subscription's preference ([`LayerPref::max_layer`](super::LayerPref)): the order
