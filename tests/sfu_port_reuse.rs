@@ -1,11 +1,12 @@
 //! A client that comes back from the same address while its old session still lingers: an
 //! encoder bound to a fixed port restarting after a crash, or a NAT reusing a mapping. Its old
-//! session hears nothing more and is only ended by ICE (measured here: ~16 s after the crash).
-//! Until then every check of the new session from that address used to be refused; the SFU now
-//! hands the address over once the old session has heard nothing from it for 8 s
-//! (`demux::QUIET_TAKEOVER`), and a live peer's address is still never taken. Measured: the
-//! restarted client connected 8.2 s after the crash (its third attempt); with the takeover
-//! disabled, 16.3 s (its fifth, once the old session had ended).
+//! session hears nothing more and would only be ended by ICE (measured here: ~16 s after the
+//! crash); until then every check of the new session from that address used to be refused.
+//! The SFU now hands the address over once the old session has heard nothing from it for 8 s
+//! (`demux::QUIET_TAKEOVER`) and ends the old session, left with no address (`address_taken`),
+//! so it sends nothing more to the new client; a live peer's address is still never taken.
+//! Measured: the restarted client connected 8.2 s after the crash (its third attempt); with
+//! the takeover disabled, 16.3 s (its fifth, once ICE had ended the old session).
 //!
 //! The clients are webrtc-rs publishers behind a one-mapping NAT in this file: every client
 //! reaches the SFU from the NAT's one upstream port, and the NAT forwards only its newest
@@ -84,7 +85,7 @@ impl Nat {
 }
 
 #[tokio::test]
-async fn a_client_back_on_the_same_address_connects_while_its_old_session_lingers() {
+async fn a_client_back_on_the_same_address_connects_and_its_silent_old_session_is_ended() {
     testkit::isolated!();
     let sfu = {
         let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
@@ -120,7 +121,7 @@ async fn a_client_back_on_the_same_address_connects_while_its_old_session_linger
                 println!("port-reuse test: attempt {attempts} failed: {err}");
                 assert!(
                     restarted.elapsed() < Duration::from_secs(20),
-                    "the restarted client could not connect while the old session lingered"
+                    "the restarted client could not connect before ICE ended the old session"
                 );
             }
         }
@@ -128,11 +129,13 @@ async fn a_client_back_on_the_same_address_connects_while_its_old_session_linger
     let took = restarted.elapsed();
     let in_use = r#"hubcast_sfu_dropped_packets_total{reason="address_in_use"}"#;
     let refused = common::metric(&hub, in_use).await;
-    let ended = r#"hubcast_sfu_sessions_ended_total{reason="ice_disconnected"}"#;
-    let old_ended = common::metric(&hub, ended).await;
+    let ended = |reason: &str| format!("hubcast_sfu_sessions_ended_total{{reason=\"{reason}\"}}");
+    let by_ice = common::metric(&hub, &ended("ice_disconnected")).await;
+    let taken = common::metric(&hub, &ended("address_taken")).await;
     println!(
         "port-reuse test: connected after {took:?} (attempt {attempts}); {refused} STUN requests \
-         refused while the old session was heard from lately; old session ended: {old_ended}"
+         refused while the old session was heard from lately; old session ended by ICE: \
+         {by_ice}, for its address: {taken}"
     );
     assert!(
         took >= Duration::from_secs(7),
@@ -140,8 +143,12 @@ async fn a_client_back_on_the_same_address_connects_while_its_old_session_linger
     );
     assert!(refused >= 1.0, "its first checks were refused ({refused})");
     assert_eq!(
-        old_ended, 0.0,
-        "connected while the old session lingered (ICE ends it ~16 s on)"
+        by_ice, 0.0,
+        "connected before ICE ended the old session (~16 s on)"
+    );
+    assert_eq!(
+        taken, 1.0,
+        "the old session, left with no address, was ended"
     );
 
     // The new session's media reaches a viewer.

@@ -133,6 +133,9 @@ struct Learnt {
 #[derive(Debug, Default)]
 pub struct AddrTable {
     routes: HashMap<SocketAddr, Learnt>,
+    /// Sessions whose last address another session took: nothing can reach them any more,
+    /// so their workers end them ([`AddrTable::take_orphan`]).
+    orphans: Vec<Route>,
     /// Addresses learnt per session id, oldest first (at most [`MAX_ADDRS_PER_SESSION`]).
     learnt: HashMap<u64, VecDeque<SocketAddr>>,
 }
@@ -189,6 +192,9 @@ impl AddrTable {
                     return Demuxed::InUse;
                 }
                 self.forget(source, route);
+                if current_alive && !self.learnt.contains_key(&route.session) {
+                    self.orphans.push(route);
+                }
                 self.learn(source, other, now);
                 return Demuxed::Route(other);
             }
@@ -217,12 +223,26 @@ impl AddrTable {
         self.routes.insert(source, Learnt { route, heard: now });
     }
 
-    /// Forgets `source`, learnt for `route`.
+    /// Forgets `source`, learnt for `route` (and the session's entry with its last address).
     fn forget(&mut self, source: SocketAddr, route: Route) {
         self.routes.remove(&source);
         if let Some(learnt) = self.learnt.get_mut(&route.session) {
             learnt.retain(|a| *a != source);
+            if learnt.is_empty() {
+                self.learnt.remove(&route.session);
+            }
         }
+    }
+
+    /// A live session that lost its last address to another (see [`QUIET_TAKEOVER`]), if
+    /// any: its peer has been silent for that long and nothing routes to it any more.
+    pub fn take_orphan(&mut self) -> Option<Route> {
+        self.orphans.pop()
+    }
+
+    /// Puts back an orphan its worker could not be told about yet (inbox full).
+    pub fn keep_orphan(&mut self, route: Route) {
+        self.orphans.push(route);
     }
 
     /// Drops addresses whose session no longer exists (its ufrag was removed).
@@ -425,11 +445,15 @@ mod tests {
             Demuxed::InUse
         );
         // Quiet for `QUIET_TAKEOVER`: the address moves to the new session, media with it.
+        assert_eq!(table.take_orphan(), None);
         let quiet = 7.95 + QUIET_TAKEOVER.as_secs_f64();
         assert_eq!(
             table.route(addr, &restart, &ufrags, at(quiet)),
             Demuxed::Route(new)
         );
+        // That was the old session's only address: its worker is to end it.
+        assert_eq!(table.take_orphan(), Some(old));
+        assert_eq!(table.take_orphan(), None);
         assert_eq!(
             table.route(addr, &media, &ufrags, at(quiet)),
             Demuxed::Route(new)

@@ -298,6 +298,17 @@ pub(crate) fn udp_receive_loop(
                 Err(TrySendError::Disconnected(_)) => return,
             }
         }
+        // Rare (a restarted client's session took a silent one's last address): told after
+        // the batch, the datagrams for the new session first. A full inbox: told next time.
+        while let Some(orphan) = table.take_orphan() {
+            if let Some(worker) = workers.get(orphan.worker)
+                && let Err(TrySendError::Full(_)) =
+                    worker.try_send(WorkerMsg::Orphaned(orphan.session))
+            {
+                table.keep_orphan(orphan);
+                break;
+            }
+        }
     }
 }
 

@@ -72,6 +72,9 @@ pub enum SessionEnd {
     ConnectTimeout,
     /// ICE consent was lost.
     IceDisconnected,
+    /// Its peer was silent and its last address went to a new session (a client restarted on
+    /// the same port; `demux::QUIET_TAKEOVER`).
+    AddressTaken,
     /// str0m reported an error for it.
     Failed,
     /// The SFU shut down.
@@ -80,11 +83,12 @@ pub enum SessionEnd {
 
 impl SessionEnd {
     /// Every reason, in declaration order (the label's whole value set).
-    pub const ALL: [SessionEnd; 6] = [
+    pub const ALL: [SessionEnd; 7] = [
         SessionEnd::Deleted,
         SessionEnd::Closed,
         SessionEnd::ConnectTimeout,
         SessionEnd::IceDisconnected,
+        SessionEnd::AddressTaken,
         SessionEnd::Failed,
         SessionEnd::Shutdown,
     ];
@@ -96,6 +100,7 @@ impl SessionEnd {
             SessionEnd::Closed => "closed",
             SessionEnd::ConnectTimeout => "connect_timeout",
             SessionEnd::IceDisconnected => "ice_disconnected",
+            SessionEnd::AddressTaken => "address_taken",
             SessionEnd::Failed => "failed",
             SessionEnd::Shutdown => "shutdown",
         }

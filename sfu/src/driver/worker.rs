@@ -64,6 +64,8 @@ pub(crate) enum WorkerMsg {
         remote: SocketAddr,
     },
     Command(Command),
+    /// This session's last address went to another session (`demux::AddrTable::take_orphan`).
+    Orphaned(u64),
 }
 
 /// Shared by all workers.
@@ -264,6 +266,11 @@ impl Worker {
                 self.tcp_writers.remove(&remote);
             }
             WorkerMsg::Command(cmd) => self.handle_command(cmd),
+            WorkerMsg::Orphaned(id) => {
+                if self.sessions.contains_key(&id) {
+                    self.remove_session(id, SessionEnd::AddressTaken);
+                }
+            }
         }
     }
 
