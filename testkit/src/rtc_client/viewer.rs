@@ -51,7 +51,15 @@ pub struct KindStats {
     /// VP8 frames whose picture ID is not the previous frame's + 1 (15-bit wrap): an SFU that
     /// switches layers without rewriting it shows each switch here (video only).
     pub picture_id_jumps: u64,
+    /// Errors `read_rtp` returned (the track is read on after one, as a browser would; see
+    /// [`MAX_READ_ERRORS`]) and the last of them.
+    pub read_errors: u64,
+    pub last_read_error: Option<String>,
 }
+
+/// Consecutive `read_rtp` errors after which a track is taken as ended (a closed track
+/// returns its error at once, every time).
+pub const MAX_READ_ERRORS: u32 = 50;
 
 /// What arrived, per kind.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -217,15 +225,27 @@ impl MediaCounter {
             let shared = on_track.clone();
             tokio::spawn(async move {
                 let video = track.kind() == RTPCodecType::Video;
-                while let Ok((pkt, _)) = track.read_rtp().await {
+                let mut failing = 0u32;
+                while failing < MAX_READ_ERRORS {
+                    let read = track.read_rtp().await;
                     let Ok(mut s) = shared.lock() else { return };
                     let t = if video { &mut s.video } else { &mut s.audio };
-                    t.on_packet(
-                        video,
-                        pkt.header.ssrc,
-                        pkt.header.sequence_number,
-                        &pkt.payload,
-                    );
+                    match read {
+                        Ok((pkt, _)) => {
+                            failing = 0;
+                            t.on_packet(
+                                video,
+                                pkt.header.ssrc,
+                                pkt.header.sequence_number,
+                                &pkt.payload,
+                            );
+                        }
+                        Err(err) => {
+                            failing += 1;
+                            t.stats.read_errors += 1;
+                            t.stats.last_read_error = Some(err.to_string());
+                        }
+                    }
                 }
             });
             Box::pin(async {})
