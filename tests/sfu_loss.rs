@@ -89,6 +89,14 @@ async fn viewer_keeps_decoding_with_lossy_publisher_link() {
     )
     .await;
     println!("loss-test: the SFU sent {nacked} NACKs to the publisher");
+    // What the SFU did meanwhile (layer switches, keyframe requests, drops, pauses), for
+    // whoever reads a failure: a long freeze here has been seen once in CI, not locally.
+    let text = common::get(hub.addr, "/metrics", &[]).await.body;
+    let counters: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("hubcast_sfu_") && !l.contains("_bucket") && !l.ends_with(" 0"))
+        .collect();
+    println!("loss-test: hub counters: {}", counters.join(" · "));
     assert!(
         nacked >= 10.0,
         "the SFU NACKs the publisher for upstream loss ({nacked} NACKs)"
