@@ -161,11 +161,16 @@ impl RoomRegistry {
         Ok(())
     }
 
-    /// Ends the pending mark of `room` (its convening create returned or was dropped).
-    fn settle(&self, room: &str) {
-        if let Ok(mut rooms) = self.lock()
-            && let Some(entry) = rooms.get_mut(room)
-        {
+    /// Ends the pending mark of `room` (its convening create returned or was dropped); with
+    /// `failed`, the create failed and the entry goes too unless the SFU has the room after
+    /// all (another publisher's session created it meanwhile).
+    fn settle(&self, room: &str, failed: Option<&dyn Fn(&str) -> bool>) {
+        let Ok(mut rooms) = self.lock() else {
+            return;
+        };
+        if failed.is_some_and(|alive| !alive(room)) {
+            rooms.remove(room);
+        } else if let Some(entry) = rooms.get_mut(room) {
             entry.pending = false;
         }
     }
@@ -205,7 +210,7 @@ impl Pending<'_> {
     /// The create failed: the entry goes unless the SFU has the room after all (a bad offer
     /// must not leave a room behind, nor fill the table), and with it the mark.
     pub fn failed(mut self, alive: impl Fn(&str) -> bool) {
-        self.registry.forget_unless(&self.room, alive);
+        self.registry.settle(&self.room, Some(&alive));
         self.ended = true;
     }
 }
@@ -213,7 +218,7 @@ impl Pending<'_> {
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
         if !self.ended {
-            self.registry.settle(&self.room);
+            self.registry.settle(&self.room, None);
         }
     }
 }
@@ -343,5 +348,28 @@ mod tests {
         let third = registry.convene("a", region(330_300), t0, none_alive, allow);
         assert_eq!(found(third), Some(region(330_200)), "still pending");
         drop(second);
+    }
+
+    #[test]
+    fn a_failed_convene_of_a_room_the_sfu_has_after_all_ends_its_mark() {
+        let registry = RoomRegistry::with_capacity(4);
+        let t0 = Instant::now();
+        let none_alive = |_: &str| false;
+        let allow = |_| Ok(());
+        let first = registry
+            .convene("a", region(330_100), t0, none_alive, allow)
+            .expect("convened");
+        // Its create failed, but another publisher's session created the room meanwhile:
+        // the entry stays, no longer pending.
+        match first {
+            Convened::New(pending) => pending.failed(|_: &str| true),
+            Convened::Existing(_) => panic!("a new room"),
+        }
+        assert_eq!(registry.get("a"), Some(region(330_100)));
+        // Once the SFU no longer has it, the name is convened afresh (a pending mark left
+        // behind would hand out the old region for ever).
+        let again = registry.convene("a", region(330_200), t0, none_alive, allow);
+        assert_eq!(found(again), None);
+        assert_eq!(registry.get("a"), Some(region(330_200)));
     }
 }
