@@ -268,7 +268,12 @@ async fn fill_until_blocked(hub: &Hub, token: &str, tag: &str) -> Vec<u64> {
             seqs.push(post(hub.addr, token, &id, STALLED_REGION).await.0);
         }
         let all = before + FILL_STEP as f64;
-        if !metric_reaches(hub, DELIVERIES, all, Duration::from_millis(200)).await {
+        let within = Duration::from_millis(200);
+        let poll = Duration::from_millis(2);
+        if common::metric_reaches(hub, DELIVERIES, all, within, poll)
+            .await
+            .is_none()
+        {
             // Still short 200 ms later: blocked, not just late. (Were it only late, the
             // round's first alerts would fill what is left anyway.)
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -295,20 +300,6 @@ async fn settle(hub: &Hub, n: usize) {
             "{count} WebSocket subscribers, not {n}, 10 s after closing the others"
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-/// Polls `name` until it reaches `at_least`; false after `within`.
-async fn metric_reaches(hub: &Hub, name: &str, at_least: f64, within: Duration) -> bool {
-    let deadline = Instant::now() + within;
-    loop {
-        if metric(hub, name).await >= at_least {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 

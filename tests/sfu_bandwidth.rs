@@ -9,7 +9,6 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::Hub;
 use testkit::browser::Browser;
 use testkit::lossy_relay::{Direction, RelayConfig};
 
@@ -19,22 +18,6 @@ fn num(v: &serde_json::Value, key: &str) -> f64 {
 
 fn audio(v: &serde_json::Value, key: &str) -> f64 {
     v["audio"][key].as_f64().unwrap_or(0.0)
-}
-
-/// Polls `metric` every 250 ms until it reaches `at_least`; how long that took.
-async fn wait_metric(hub: &Hub, metric: &str, at_least: f64, timeout: Duration) -> Duration {
-    let start = Instant::now();
-    loop {
-        let value = common::metric(hub, metric).await;
-        if value >= at_least {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < timeout,
-            "{metric} stayed at {value} for {timeout:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 #[tokio::test]
@@ -71,7 +54,15 @@ async fn a_viewer_link_below_the_lowest_layer_pauses_the_video_keeps_the_audio_a
     // The downlink falls to 100 kbit/s: room for the audio (~50 kbit/s with its headers),
     // not for the lowest layer beside it.
     relay.set_rate(Direction::ToClient, Some(100_000));
-    let paused_after = wait_metric(&hub, pauses, 1.0, Duration::from_secs(40)).await;
+    let paused_after = common::metric_reaches(
+        &hub,
+        pauses,
+        1.0,
+        Duration::from_secs(40),
+        Duration::from_millis(250),
+    )
+    .await
+    .unwrap_or_else(|| panic!("{pauses} stayed at 0 for 40 s"));
     // What was queued drains; then nothing more is decoded while the audio goes on.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = viewer.eval("hubcastStats()").await.expect("stats");

@@ -11,11 +11,6 @@ use common::{Hub, get};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
-fn free_udp_port() -> u16 {
-    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
-    socket.local_addr().expect("addr").port()
-}
-
 /// A STUN binding request with the given USERNAME (possibly lying about lengths).
 fn stun(username: &[u8], length_fudge: i32) -> Vec<u8> {
     let mut attr = vec![0x00, 0x06];
@@ -35,9 +30,8 @@ fn stun(username: &[u8], length_fudge: i32) -> Vec<u8> {
 
 #[tokio::test]
 async fn arbitrary_datagrams_are_dropped_not_fatal() {
-    let port = free_udp_port();
-    let udp = format!("127.0.0.1:{port}");
-    let hub = Hub::start(&[], &[("HUBCAST_SFU__UDP_LISTEN", udp.as_str())]);
+    let (hub, sfu) = common::hub_on_udp();
+    let port = sfu.port();
     let client = UdpSocket::bind("127.0.0.1:0").expect("client");
     let mut runner = TestRunner::new(Config {
         cases: 2000,

@@ -87,12 +87,7 @@ impl Nat {
 #[tokio::test]
 async fn a_client_back_on_the_same_address_connects_and_its_silent_old_session_is_ended() {
     testkit::isolated!();
-    let sfu = {
-        let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-        s.local_addr().expect("addr")
-    };
-    let udp = sfu.to_string();
-    let hub = common::Hub::start(&[], &[("HUBCAST_SFU__UDP_LISTEN", udp.as_str())]);
+    let (hub, sfu) = common::hub_on_udp();
     let nat = Nat::start(sfu).await;
     let token = hub.token("city-admin", "330100", &[]);
     let via = ClientOptions {

@@ -193,21 +193,49 @@ pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Resp
     request(stream, "GET", path, headers).await
 }
 
-/// A hub whose SFU listens on a UDP port chosen here, and a lossy relay in front of that port
-/// (clients are pointed at the relay with `via` / `ClientOptions::media_via`).
-pub async fn hub_behind_relay(
-    cfg: testkit::lossy_relay::RelayConfig,
-) -> (Hub, testkit::lossy_relay::LossyRelay) {
+/// A hub whose SFU listens on a UDP port chosen here (to front it, or to aim datagrams at
+/// it), and that address.
+pub fn hub_on_udp() -> (Hub, SocketAddr) {
     let sfu = {
         let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
         s.local_addr().expect("addr")
     };
     let udp = sfu.to_string();
     let hub = Hub::start(&[], &[("HUBCAST_SFU__UDP_LISTEN", udp.as_str())]);
+    (hub, sfu)
+}
+
+/// [`hub_on_udp`] with a lossy relay in front of its port (clients are pointed at the relay
+/// with `via` / `ClientOptions::media_via`).
+pub async fn hub_behind_relay(
+    cfg: testkit::lossy_relay::RelayConfig,
+) -> (Hub, testkit::lossy_relay::LossyRelay) {
+    let (hub, sfu) = hub_on_udp();
     let relay = testkit::lossy_relay::LossyRelay::start(sfu, cfg)
         .await
         .expect("relay");
     (hub, relay)
+}
+
+/// Polls `name` every `poll` until it reaches `at_least`: how long that took, or `None` once
+/// `within` has passed.
+pub async fn metric_reaches(
+    hub: &Hub,
+    name: &str,
+    at_least: f64,
+    within: Duration,
+    poll: Duration,
+) -> Option<Duration> {
+    let start = Instant::now();
+    loop {
+        if metric(hub, name).await >= at_least {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() >= within {
+            return None;
+        }
+        tokio::time::sleep(poll).await;
+    }
 }
 
 /// A headless Chromium on the hub's `publish.html` for room `room` (query `extra` appended,

@@ -60,10 +60,7 @@ impl Ceiling {
 
 /// Runs the loop for `seconds` (plus ~1 s of seal-only measurement).
 pub fn run(seconds: f64) -> anyhow::Result<Ceiling> {
-    let key = LessSafeKey::new(
-        UnboundKey::new(&AES_128_GCM, &[0x5a; 16])
-            .map_err(|_| anyhow::anyhow!("AES-128-GCM key"))?,
-    );
+    let key = key()?;
     let seal_only_per_s = seal_only(&key, Duration::from_secs(1))?;
 
     let receiver = UdpSocket::bind("127.0.0.1:0")?;
@@ -155,6 +152,13 @@ fn drain_loop(socket: &UdpSocket, stop: &AtomicBool, received: &AtomicU64) {
             received.fetch_add(1, Ordering::Relaxed);
         }
     }
+}
+
+/// The fixed AES-128-GCM key the ceilings seal with.
+pub fn key() -> anyhow::Result<LessSafeKey> {
+    let key = UnboundKey::new(&AES_128_GCM, &[0x5a; 16])
+        .map_err(|_| anyhow::anyhow!("AES-128-GCM key"))?;
+    Ok(LessSafeKey::new(key))
 }
 
 /// Writes an RTP-like header with `counter` and seals the payload in place, tag at the end.

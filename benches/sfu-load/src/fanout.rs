@@ -14,11 +14,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use aws_lc_rs::aead::{AES_128_GCM, LessSafeKey, UnboundKey};
 use mio::{Events, Interest, Poll, Token};
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrIn, sendmmsg};
 
-use crate::ceiling::{BATCH, DATAGRAM, seal};
+use crate::ceiling::{BATCH, DATAGRAM, key, seal};
 use crate::procfs;
 
 /// The shape of the egress to imitate.
@@ -59,10 +58,7 @@ impl Fanout {
 pub fn run(shape: Shape, seconds: f64) -> anyhow::Result<Fanout> {
     let sockets = shape.per_room.max(1) * shape.rooms.max(1);
     let threads = shape.threads.clamp(1, sockets);
-    let key = LessSafeKey::new(
-        UnboundKey::new(&AES_128_GCM, &[0x5a; 16])
-            .map_err(|_| anyhow::anyhow!("AES-128-GCM key"))?,
-    );
+    let key = key()?;
     let stop = Arc::new(AtomicBool::new(false));
     let received = Arc::new(AtomicU64::new(0));
     let mut groups: Vec<Vec<UdpSocket>> = (0..threads).map(|_| Vec::new()).collect();
