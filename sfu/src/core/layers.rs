@@ -131,16 +131,12 @@ impl Candidate {
     }
 }
 
-/// Choose a layer for every candidate so the sum fits `budget` bit/s (see the module docs).
-pub fn allocate(budget: u64, cands: &mut [Candidate], headroom: f64) {
-    let mut left = budget;
+/// Choose a layer for every candidate (see the module docs): each not paused takes its base,
+/// and the upgrades share `left`, the bit/s of the estimate that remain once those bases
+/// (taken by the caller, in `select.rs`) and everything else have had their share.
+pub fn allocate(mut left: u64, cands: &mut [Candidate], headroom: f64) {
     for c in cands.iter_mut() {
-        if c.paused {
-            c.choice = None;
-            continue;
-        }
-        c.choice = c.base();
-        left = left.saturating_sub(c.base_rate());
+        c.choice = if c.paused { None } else { c.base() };
     }
     for cap in (0..MAX_LAYERS as LayerIdx).rev() {
         for c in cands.iter_mut() {
@@ -188,9 +184,15 @@ mod tests {
         }
     }
 
+    /// [`allocate`] with a whole `budget`: the bases' share first, as the caller takes it.
+    fn allocate_within(budget: u64, cands: &mut [Candidate]) {
+        let bases: u64 = cands.iter().map(Candidate::base_rate).sum();
+        allocate(budget.saturating_sub(bases), cands, 1.25);
+    }
+
     fn one(budget: u64, c: Candidate) -> Option<LayerIdx> {
         let mut cs = [c];
-        allocate(budget, &mut cs, 1.25);
+        allocate_within(budget, &mut cs);
         cs[0].choice
     }
 
@@ -268,11 +270,11 @@ mod tests {
     #[test]
     fn higher_preference_is_served_first() {
         let mut cs = [cand(0, None), cand(2, None), cand(1, None)];
-        allocate(2_000 * K, &mut cs, 1.25);
+        allocate_within(2_000 * K, &mut cs);
         // Everyone gets q (450k), then the High one goes to f (+1350k*1.25 > 1550k? no) -> h.
         assert_eq!(cs.map(|c| c.choice), [Some(0), Some(1), Some(1)]);
         let mut cs = [cand(0, None), cand(2, None), cand(1, None)];
-        allocate(3_000 * K, &mut cs, 1.25);
+        allocate_within(3_000 * K, &mut cs);
         assert_eq!(cs.map(|c| c.choice), [Some(0), Some(2), Some(1)]);
     }
 }

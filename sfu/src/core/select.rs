@@ -58,6 +58,8 @@ pub(crate) struct Gate {
     /// The subscription's preference ([`LayerPref::max_layer`](super::LayerPref)): the order
     /// in which gates take the budget.
     priority: LayerIdx,
+    /// Its simulcast candidate for [`allocate`] (marked paused when this holds it back).
+    cand: Option<usize>,
     /// Its base's measured bitrate (0: nothing sent yet; such a video is not started toward
     /// a subscriber with an estimate until it is).
     rate: u64,
@@ -166,6 +168,7 @@ impl Room {
             let forwarding = s.current.is_some_and(|c| c.track == id);
             let mut gate = Gate {
                 priority: s.pref.max_layer(),
+                cand: None,
                 rate: 0,
                 forwarding,
                 engaged: !forwarding && s.current.or(s.pending).is_some(),
@@ -189,6 +192,7 @@ impl Room {
                     choice: None,
                 };
                 gate.rate = candidate.base_rate();
+                gate.cand = Some(self.cands.len());
                 wanted = wanted.saturating_add(candidate.preferred_rate());
                 self.cands.push(candidate);
                 Target::Allocated {
@@ -201,34 +205,23 @@ impl Room {
         }
         // Audio has taken its share; the videos' bases next, most important first (stable:
         // equal preferences in subscription order), then the simulcast upgrades share the
-        // rest. `allocate` takes the simulcast bases itself, so they are given back to it.
+        // rest.
         let mut order = std::mem::take(&mut self.gate_order);
         order.clear();
         order.extend(0..self.gates.len());
         order.sort_by_key(|&i| std::cmp::Reverse(self.gates[i].priority));
-        let mut simulcast_bases = 0u64;
         for &i in &order {
             let gate = &mut self.gates[i];
             gate.decide(limited, budget, &self.cfg, now);
             if gate.forward {
                 budget = budget.saturating_sub(gate.rate);
             }
-        }
-        self.gate_order = order;
-        for &(_, target) in &self.targets {
-            if let Some((_, Target::Allocated { cand, gate })) = target {
-                let g = self.gates[gate];
-                self.cands[cand].paused = !g.forward;
-                if g.forward {
-                    simulcast_bases = simulcast_bases.saturating_add(g.rate);
-                }
+            if let Some(c) = gate.cand {
+                self.cands[c].paused = !gate.forward;
             }
         }
-        allocate(
-            budget.saturating_add(simulcast_bases),
-            &mut self.cands,
-            self.cfg.layer_up_headroom,
-        );
+        self.gate_order = order;
+        allocate(budget, &mut self.cands, self.cfg.layer_up_headroom);
         self.report_wanted(peer, wanted);
         let targets = std::mem::take(&mut self.targets);
         for &(slot, target) in &targets {
