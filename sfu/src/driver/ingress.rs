@@ -298,16 +298,21 @@ pub(crate) fn udp_receive_loop(
                 Err(TrySendError::Disconnected(_)) => return,
             }
         }
-        // Rare (a restarted client's session took a silent one's last address): told after
-        // the batch, the datagrams for the new session first. A full inbox: told next time.
-        while let Some(orphan) = table.take_orphan() {
-            if let Some(worker) = workers.get(orphan.worker)
-                && let Err(TrySendError::Full(_)) =
-                    worker.try_send(WorkerMsg::Orphaned(orphan.session))
-            {
-                table.keep_orphan(orphan);
-                break;
-            }
+        // After the batch: the datagrams for the new session first.
+        tell_orphans(&mut table, workers);
+    }
+}
+
+/// Tells their workers of the sessions `table` left with no address (rare: a restarted
+/// client's session took a silent one's last address), so they end them. A full inbox: told
+/// on the next call.
+pub(super) fn tell_orphans(table: &mut AddrTable, workers: &[SyncSender<WorkerMsg>]) {
+    while let Some(orphan) = table.take_orphan() {
+        if let Some(worker) = workers.get(orphan.worker)
+            && let Err(TrySendError::Full(_)) = worker.try_send(WorkerMsg::Orphaned(orphan.session))
+        {
+            table.keep_orphan(orphan);
+            return;
         }
     }
 }

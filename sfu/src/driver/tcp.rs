@@ -197,11 +197,7 @@ fn connection(
         // One connection's own table: a session taking another's address on it is next to
         // impossible (a restarted client opens a new connection), but such an orphan is ended
         // as on UDP.
-        while let Some(orphan) = table.take_orphan() {
-            if let Some(w) = workers.get(orphan.worker) {
-                let _ = w.try_send(WorkerMsg::Orphaned(orphan.session));
-            }
-        }
+        super::ingress::tell_orphans(&mut table, workers);
         let Some(worker) = workers.get(route.worker) else {
             break;
         };
