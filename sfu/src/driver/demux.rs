@@ -109,7 +109,8 @@ impl UfragTable {
 
 /// Remote addresses learnt per session. A client checks from each of its candidates (host
 /// IPv4 and IPv6, server-reflexive, relay: a handful, a few more over ICE restarts and NAT
-/// rebinds); beyond this a session's oldest address is forgotten for its newest, so the table
+/// rebinds); beyond this the address a session heard from least lately is forgotten for its
+/// newest, so the table
 /// cannot grow without limit for one live session (its ufrag is unguessable: only its owner
 /// can add to it, and whoever it is lets down only itself).
 pub const MAX_ADDRS_PER_SESSION: usize = 16;
@@ -214,10 +215,14 @@ impl AddrTable {
     /// already has its fill.
     fn learn(&mut self, source: SocketAddr, route: Route, now: Instant) {
         let learnt = self.learnt.entry(route.session).or_default();
-        if learnt.len() >= MAX_ADDRS_PER_SESSION
-            && let Some(oldest) = learnt.pop_front()
-        {
-            self.routes.remove(&oldest);
+        if learnt.len() >= MAX_ADDRS_PER_SESSION {
+            // The one heard from least lately (the oldest among equals), never the address
+            // its media is arriving on. Rare: only a session at its fill scans its 16.
+            let heard = |a: &SocketAddr| self.routes.get(a).map(|l| l.heard);
+            let stalest = (0..learnt.len()).min_by_key(|&i| heard(&learnt[i]));
+            if let Some(gone) = stalest.and_then(|i| learnt.remove(i)) {
+                self.routes.remove(&gone);
+            }
         }
         learnt.push_back(source);
         self.routes.insert(source, Learnt { route, heard: now });
@@ -462,6 +467,43 @@ mod tests {
         assert_eq!(
             table.route(addr, &binding_request("old:c"), &ufrags, at(quiet)),
             Demuxed::InUse
+        );
+    }
+
+    #[test]
+    fn a_session_at_its_fill_forgets_the_address_heard_from_least_lately() {
+        let ufrags = UfragTable::default();
+        let route = Route {
+            worker: 0,
+            session: 1,
+        };
+        ufrags.insert("s", route);
+        let mut table = AddrTable::default();
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let addr = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+        let media = [0x80, 0x60, 0, 1];
+        for port in 0..MAX_ADDRS_PER_SESSION as u16 {
+            let routed = table.route(addr(7000 + port), &binding_request("s:c"), &ufrags, at(0));
+            assert_eq!(routed, Demuxed::Route(route));
+        }
+        // The first address learnt carries the media; a new check address arrives.
+        assert_eq!(
+            table.route(addr(7000), &media, &ufrags, at(10)),
+            Demuxed::Route(route)
+        );
+        let newest = addr(7000 + MAX_ADDRS_PER_SESSION as u16);
+        assert_eq!(
+            table.route(newest, &binding_request("s:c"), &ufrags, at(20)),
+            Demuxed::Route(route)
+        );
+        assert_eq!(
+            table.route(addr(7000), &media, &ufrags, at(30)),
+            Demuxed::Route(route)
+        );
+        assert_eq!(
+            table.route(addr(7001), &media, &ufrags, at(30)),
+            Demuxed::Unknown
         );
     }
 
