@@ -279,7 +279,7 @@ fn load(args: &Args, ceiling: Option<ceiling::Ceiling>) -> anyhow::Result<report
     let fanout = match (&ceiling, fwd1 - fwd0) {
         (Some(_), forwarded) if forwarded > 0.0 => {
             let shape = fanout::Shape {
-                per_room: k * m / rooms,
+                per_room: (k * m).div_ceil(rooms),
                 rooms,
                 threads: n_threads,
                 rate: if args.fanout_rate > 0.0 {
