@@ -55,7 +55,7 @@ pub async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderM
     let render = || async move {
         // A render abandoned at the limit may still hold its blocking thread: no second one
         // beside it (a stuck `/proc` read would otherwise take a thread every 10 s).
-        let Some(running) = running.claim() else {
+        let Ok(running) = running.try_acquire_owned() else {
             let message = "the last metrics render is still running";
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -95,38 +95,27 @@ pub const RENDER_LIMIT: std::time::Duration = std::time::Duration::from_secs(10)
 /// never one blocking thread each, and no scrape sees counters older than its arrival. A
 /// render keeps the turn until it ends, even when the request that started it is gone (a
 /// scraper hanging up mid-render cannot start a second render beside the first).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Scrape {
     last: Arc<tokio::sync::Mutex<Option<(Instant, Bytes)>>>,
-    blocking: BlockingRender,
+    /// One permit: held by a render's blocking work while it runs (it outlives a render
+    /// given up at the limit), so no second one starts beside a stuck one.
+    blocking: Arc<tokio::sync::Semaphore>,
 }
 
-/// Whether a render's blocking work is running (it outlives a render given up at the limit).
-#[derive(Debug, Clone, Default)]
-pub struct BlockingRender(Arc<std::sync::atomic::AtomicBool>);
-
-/// The running mark of [`BlockingRender`], cleared when dropped (the work ended or panicked).
-#[derive(Debug)]
-pub struct Running(Arc<std::sync::atomic::AtomicBool>);
-
-impl BlockingRender {
-    /// The mark, unless a render's blocking work is running.
-    pub fn claim(&self) -> Option<Running> {
-        let taken = self.0.swap(true, std::sync::atomic::Ordering::AcqRel);
-        (!taken).then(|| Running(Arc::clone(&self.0)))
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.0.store(false, std::sync::atomic::Ordering::Release);
+impl Default for Scrape {
+    fn default() -> Self {
+        Scrape {
+            last: Arc::default(),
+            blocking: Arc::new(tokio::sync::Semaphore::new(1)),
+        }
     }
 }
 
 impl Scrape {
-    /// The running mark of renders' blocking work (see [`BlockingRender`]).
-    pub fn blocking(&self) -> BlockingRender {
-        self.blocking.clone()
+    /// The one permit of renders' blocking work, held while it runs.
+    pub fn blocking(&self) -> Arc<tokio::sync::Semaphore> {
+        Arc::clone(&self.blocking)
     }
 
     /// The text for a request that arrived at `arrived`: the last render's if it began since,
@@ -265,11 +254,14 @@ mod tests {
 
     #[test]
     fn blocking_work_is_claimed_once_until_it_ends() {
-        let blocking = BlockingRender::default();
-        let running = blocking.claim().expect("free");
-        assert!(blocking.claim().is_none(), "still running");
+        let scrape = Scrape::default();
+        let running = scrape.blocking().try_acquire_owned().expect("free");
+        assert!(
+            scrape.blocking().try_acquire_owned().is_err(),
+            "still running"
+        );
         drop(running);
-        assert!(blocking.claim().is_some(), "free again");
+        assert!(scrape.blocking().try_acquire_owned().is_ok(), "free again");
     }
 
     #[tokio::test(start_paused = true)]
