@@ -20,7 +20,7 @@
 
 use std::collections::BTreeSet;
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, TransactionBehavior, params};
 use tiers::RegionCode;
 
 use super::senders::{self, Publisher};
@@ -373,14 +373,9 @@ pub(super) fn insert_numbered<'a>(
 ) -> Result<(), StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     for (a, raw) in records {
-        let exists: Option<i64> = tx
-            .query_row(
-                "SELECT seq FROM alerts WHERE seq = ?1",
-                params![to_sql_seq(a.seq)],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if exists.is_some() {
+        // One statement, compiled once for the batch, for the record and its references.
+        let mut held_here = tx.prepare_cached("SELECT 1 FROM alerts WHERE seq = ?1")?;
+        if held_here.exists(params![to_sql_seq(a.seq)])? {
             continue;
         }
         // A record whose CAP document cannot be read is left out (logged), like an
@@ -397,20 +392,14 @@ pub(super) fn insert_numbered<'a>(
         // record, and with it every later one.
         let mut held = Vec::with_capacity(a.references.len());
         for &r in &a.references {
-            let found: Option<i64> = tx
-                .query_row(
-                    "SELECT seq FROM alerts WHERE seq = ?1",
-                    params![to_sql_seq(r)],
-                    |row| row.get(0),
-                )
-                .optional()?;
-            match found {
-                Some(_) => held.push(r),
-                None => tracing::warn!(
+            if held_here.exists(params![to_sql_seq(r)])? {
+                held.push(r);
+            } else {
+                tracing::warn!(
                     seq = a.seq,
                     reference = r,
                     "reference to an alert missing from the archive index not indexed"
-                ),
+                );
             }
         }
         insert(&tx, a, &held, raw, &search_text(&model))?;
