@@ -199,7 +199,7 @@ fn sfu_settings(section: &super::SfuSection) -> Result<sfu::driver::SfuConfig, C
         })
         .collect::<Result<Vec<_>, _>>()?;
     check_public_ips(&public_ips)?;
-    let positive = |name: &str, value: u64| within(&format!("sfu.{name}"), value, u64::MAX);
+    let positive = |name: &str, value: u64| positive(&format!("sfu.{name}"), value);
     // Durations past an hour are typos, and far larger ones overflow the clock arithmetic.
     let duration = |name: &str, value: u64, max: u64| within(&format!("sfu.{name}"), value, max);
     let config = sfu::driver::SfuConfig {
@@ -297,16 +297,24 @@ fn parse_addr(setting: &str, text: &str) -> Result<SocketAddr, ConfigError> {
     Ok(SocketAddr::new(ip, port))
 }
 
-/// `value` if it is from 1 to `max` (`u64::MAX`: any positive number), else an error naming
-/// `name` and the range.
+/// `value` if it is from 1 to `max`, else an error naming `name` and the range.
 fn within(name: &str, value: u64, max: u64) -> Result<u64, ConfigError> {
-    match (value, max) {
-        (0, u64::MAX) => Err(ConfigError::new(name, "must be greater than 0")),
-        (v, max) if v == 0 || v > max => Err(ConfigError::new(
+    if (1..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(ConfigError::new(
             name,
             format!("must be between 1 and {max}"),
-        )),
-        (v, _) => Ok(v),
+        ))
+    }
+}
+
+/// `value` if it is not 0, else an error naming `name`.
+fn positive(name: &str, value: u64) -> Result<u64, ConfigError> {
+    if value == 0 {
+        Err(ConfigError::new(name, "must be greater than 0"))
+    } else {
+        Ok(value)
     }
 }
 
@@ -327,7 +335,7 @@ fn validate_http(http: &HttpConfig) -> Result<(), ConfigError> {
     )?;
     duration("health_push_secs", http.health_push_secs, 86_400)?;
     duration("write_stall_secs", http.write_stall_secs, 3600)?;
-    within("http.backlog", u64::from(http.backlog), u64::MAX)?;
+    positive("http.backlog", u64::from(http.backlog))?;
     if http.worker_threads > 1024 {
         return Err(ConfigError::new(
             "http.worker_threads",
@@ -357,13 +365,8 @@ fn validate_alerts(alerts: &AlertsConfig) -> Result<(), ConfigError> {
         let message = "must be between 1024 and 16777216 (16 MiB)";
         return Err(ConfigError::new("alerts.max_body_bytes", message));
     }
-    if !(1..=64).contains(&alerts.store_readers) {
-        return Err(ConfigError::new(
-            "alerts.store_readers",
-            "must be between 1 and 64",
-        ));
-    }
     let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+    within("alerts.store_readers", count(alerts.store_readers), 64)?;
     let ranges: [(&str, u64, u64); 11] = [
         (
             "alerts.connect_rate_per_ip",
@@ -403,10 +406,7 @@ fn validate_alerts(alerts: &AlertsConfig) -> Result<(), ConfigError> {
         ("alerts.write_timeout_secs", alerts.write_timeout_secs, 3600),
     ];
     for (setting, value, high) in ranges {
-        if !(1..=high).contains(&value) {
-            let message = format!("must be between 1 and {high}");
-            return Err(ConfigError::new(setting, message));
-        }
+        within(setting, value, high)?;
     }
     if alerts.backend == super::AlertsBackend::Redis {
         validate_redis_url(&alerts.redis_url)?;
