@@ -376,6 +376,12 @@ pub(super) fn script_answer(reply: &Value) -> Result<ScriptAnswer, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_append_script_refuses_past_max_seq() {
+        // The Lua literal and MAX_SEQ are one limit: they must not drift apart.
+        assert!(APPEND_SCRIPT.contains(&format!("if seq > {MAX_SEQ} then")));
+    }
     use crate::hub::{AlertKind, MsgType, Severity};
 
     fn sample() -> StoredAlert {
