@@ -391,7 +391,7 @@ fn random_bytes<const N: usize>(seed: u64) -> [u8; N] {
             .map_or(0, |d| d.subsec_nanos());
         let mix = (u64::from(nanos) ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)).to_le_bytes();
         for (i, b) in bytes.iter_mut().enumerate() {
-            *b = mix[i % 8] ^ seed.to_le_bytes()[(i / 8) % 8];
+            *b = mix[i % 8];
         }
     }
     bytes
