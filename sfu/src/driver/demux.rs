@@ -240,7 +240,9 @@ impl AddrTable {
     }
 
     /// A live session that lost its last address to another (see [`QUIET_TAKEOVER`]), if
-    /// any: its peer has been silent for that long and nothing routes to it any more.
+    /// any: its peer has been silent for that long and nothing routes to it any more. (Only
+    /// this table's addresses count: a session that has moved to ICE-TCP and left a stale UDP
+    /// check address behind would be ended too, should another client reuse that address.)
     pub fn take_orphan(&mut self) -> Option<Route> {
         self.orphans.pop()
     }
