@@ -63,8 +63,10 @@ async fn a_viewer_link_below_the_lowest_layer_pauses_the_video_keeps_the_audio_a
     )
     .await
     .unwrap_or_else(|| panic!("{pauses} stayed at 0 for 40 s"));
-    // What was queued drains; then nothing more is decoded while the audio goes on.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // What was queued drains and the viewer's jitter buffer settles after the congestion
+    // (2 s was too short once in CI: every audio packet arrived, yet 5.6 % was concealed);
+    // then nothing more is decoded while the audio goes on.
+    tokio::time::sleep(Duration::from_secs(4)).await;
     let before = viewer.eval("hubcastStats()").await.expect("stats");
     tokio::time::sleep(Duration::from_secs(4)).await;
     let after = viewer.eval("hubcastStats()").await.expect("stats");
@@ -76,7 +78,7 @@ async fn a_viewer_link_below_the_lowest_layer_pauses_the_video_keeps_the_audio_a
         delta("concealedSamples"),
     );
     println!(
-        "bandwidth-test: paused {paused_after:?} after the cut; in the next 4 s (from 2 s on) \
+        "bandwidth-test: paused {paused_after:?} after the cut; in the next 4 s (from 4 s on) \
          {decoded} frames decoded, {packets} audio packets received, {samples} samples played \
          of which {concealed} concealed; relay {:?}",
         relay.stats()
