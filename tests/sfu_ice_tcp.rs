@@ -57,13 +57,16 @@ async fn chromium_connects_over_tcp_when_udp_is_blocked() {
     testkit::isolated!();
     let udp = free_port(true);
     let tcp = free_port(false);
-    let udp_addr = format!("127.0.0.1:{udp}");
-    let tcp_addr = format!("127.0.0.1:{tcp}");
+    // Bound as in production, on all interfaces with the address peers reach advertised:
+    // the TCP listener's socket reports 0.0.0.0, the checks must still meet the candidate.
+    let udp_addr = format!("0.0.0.0:{udp}");
+    let tcp_addr = format!("0.0.0.0:{tcp}");
     let hub = Hub::start(
         &[],
         &[
             ("HUBCAST_SFU__UDP_LISTEN", udp_addr.as_str()),
             ("HUBCAST_SFU__TCP_LISTEN", tcp_addr.as_str()),
+            ("HUBCAST_SFU__PUBLIC_IPS", r#"["127.0.0.1"]"#),
         ],
     );
     block_udp_to(udp);

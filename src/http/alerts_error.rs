@@ -215,7 +215,7 @@ fn read_place(
 ) -> Result<tokio::sync::OwnedSemaphorePermit, AlertError> {
     places.clone().try_acquire_owned().map_err(|_| {
         let message = "too many archive and alert reads at once; retry in a second";
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message).into()
+        ApiError::busy(message).into()
     })
 }
 

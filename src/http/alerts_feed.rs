@@ -14,7 +14,7 @@ use alerts::cap::CapDateTime;
 use alerts::hub::PublishedAlert;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
@@ -40,7 +40,7 @@ pub async fn atom(
     let place = public_place(subsystem)?;
     let Some(mut alerts) = subsystem.live.live_alerts(query.filter).await else {
         let why = "live delivery is stopped";
-        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", why).into());
+        return Err(ApiError::busy(why).into());
     };
     alerts.reverse();
     // Up to `retain_count` entries to parse and render: off the runtime threads, and counted

@@ -116,9 +116,7 @@ pub(super) async fn subscribe(
         .into());
     }
     let live = &alerts.live;
-    let busy = |why: &str| -> AlertError {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", why.to_owned()).into()
-    };
+    let busy = |why: &str| -> AlertError { ApiError::busy(why).into() };
     let permit = live
         .reserve()
         .map_err(|_| busy("too many live subscribers (alerts.max_subscribers); retry later"))?;

@@ -57,11 +57,7 @@ pub async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderM
         // beside it (a stuck `/proc` read would otherwise take a thread every 10 s).
         let Ok(running) = running.try_acquire_owned() else {
             let message = "the last metrics render is still running";
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "busy",
-                message,
-            ));
+            return Err(ApiError::busy(message));
         };
         let encoded = tokio::task::spawn_blocking(move || {
             let _running = running;

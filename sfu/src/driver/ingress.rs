@@ -44,8 +44,6 @@ pub(crate) struct Batch {
     worker: usize,
     /// When the receive call that read these datagrams returned.
     pub at: Instant,
-    /// Our address (the socket's), the datagrams' destination.
-    pub destination: SocketAddr,
     bytes: Vec<u8>,
     entries: Vec<Entry>,
 }
@@ -59,11 +57,10 @@ struct Entry {
 }
 
 impl Batch {
-    fn new(worker: usize, destination: SocketAddr) -> Self {
+    fn new(worker: usize) -> Self {
         Batch {
             worker,
             at: Instant::now(),
-            destination,
             bytes: Vec::with_capacity(4 * MAX_DATAGRAM),
             entries: Vec::with_capacity(RECV_BATCH),
         }
@@ -117,25 +114,19 @@ pub(crate) struct Pool {
     free: Vec<Vec<Batch>>,
     created: Vec<usize>,
     per_worker: usize,
-    destination: SocketAddr,
     returned: Receiver<Batch>,
 }
 
 impl Pool {
     /// A pool of at most `per_worker` batches for each of `workers` workers, created on first
     /// use; `Recycler` is what the workers send them back with.
-    pub(crate) fn new(
-        workers: usize,
-        per_worker: usize,
-        destination: SocketAddr,
-    ) -> (Self, Recycler) {
+    pub(crate) fn new(workers: usize, per_worker: usize) -> (Self, Recycler) {
         let per_worker = per_worker.max(1);
         let (tx, rx) = std::sync::mpsc::sync_channel(workers.saturating_mul(per_worker));
         let pool = Pool {
             free: (0..workers).map(|_| Vec::new()).collect(),
             created: vec![0; workers],
             per_worker,
-            destination,
             returned: rx,
         };
         (pool, tx)
@@ -158,7 +149,7 @@ impl Pool {
             return None;
         }
         *created += 1;
-        Some(Batch::new(worker, self.destination))
+        Some(Batch::new(worker))
     }
 
     /// Puts a batch back on its worker's free list.

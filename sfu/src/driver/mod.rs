@@ -20,6 +20,7 @@ mod config;
 mod demux;
 mod events;
 mod ingress;
+mod local;
 mod metrics;
 mod net;
 mod placement;
@@ -140,8 +141,7 @@ impl Sfu {
         let stop = Arc::new(AtomicBool::new(false));
         let placement = Arc::new(std::sync::Mutex::new(Placement::new(config.workers.max(1))));
         let (notices, _) = tokio::sync::broadcast::channel(events::EVENTS_CAPACITY);
-        let (pool, recycler) =
-            ingress::Pool::new(config.workers.max(1), config.ingress_batches, udp_addr);
+        let (pool, recycler) = ingress::Pool::new(config.workers.max(1), config.ingress_batches);
         let shared = Shared {
             recycler,
             placement: placement.clone(),
@@ -151,6 +151,7 @@ impl Sfu {
             socket: socket.clone(),
             udp_addr,
             tcp_addr,
+            local: local::LocalAddrs::new(config, udp_addr, tcp_addr),
             ufrags: ufrags.clone(),
             metrics: metrics.clone(),
         };

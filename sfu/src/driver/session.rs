@@ -181,13 +181,13 @@ pub(crate) fn accept(
     let mut rtc = rtc_config(viewer_bwe.then_some(config.initial_bwe_bps))
         .set_local_ice_credentials(creds)
         .build(now);
-    for ip in advertised(config, udp) {
+    for ip in super::local::advertised(config, udp) {
         let cand = Candidate::host(SocketAddr::new(ip, udp.port()), "udp")
             .map_err(|e| SfuError::BadOffer(format!("local candidate: {e}")))?;
         rtc.add_local_candidate(cand);
     }
     if let Some(tcp) = tcp {
-        for ip in advertised(config, tcp) {
+        for ip in super::local::advertised(config, tcp) {
             let cand = Candidate::builder()
                 .tcp()
                 .host(SocketAddr::new(ip, tcp.port()))
@@ -202,14 +202,6 @@ pub(crate) fn accept(
         .accept_offer(parsed)
         .map_err(|e| SfuError::BadOffer(e.to_string()))?;
     Ok((rtc, answer.to_sdp_string()))
-}
-
-fn advertised(config: &SfuConfig, bound: SocketAddr) -> Vec<std::net::IpAddr> {
-    if config.public_ips.is_empty() {
-        vec![bound.ip()]
-    } else {
-        config.public_ips.clone()
-    }
 }
 
 /// Cheap structural checks before str0m parses the offer, so the client learns exactly what

@@ -125,7 +125,6 @@ fn connection(
     limits: TcpLimits,
     stop: &AtomicBool,
 ) {
-    let local = stream.local_addr().unwrap_or(remote);
     let _ = stream.set_nodelay(true);
     let _ = stream.set_read_timeout(Some(POLL));
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
@@ -221,7 +220,6 @@ fn connection(
         let msg = WorkerMsg::Datagram(Datagram {
             session: route.session,
             source: remote,
-            destination: local,
             data: data.to_vec(),
             at: heard,
         });

@@ -42,7 +42,6 @@ pub const MAX_REPOLLS: u32 = 64;
 pub(crate) struct Datagram {
     pub session: u64,
     pub source: SocketAddr,
-    pub destination: SocketAddr,
     pub data: Vec<u8>,
     pub at: Instant,
 }
@@ -75,6 +74,9 @@ pub(crate) struct Shared {
     pub socket: Arc<UdpSocket>,
     pub udp_addr: SocketAddr,
     pub tcp_addr: Option<SocketAddr>,
+    /// What peers address their packets to (our host candidates), given to str0m as each
+    /// datagram's destination.
+    pub local: super::local::LocalAddrs,
     pub ufrags: UfragTable,
     pub metrics: SfuMetrics,
     /// Where processed UDP batches go back to the receiving thread.
@@ -230,7 +232,7 @@ impl Worker {
                 let mut pending = 0;
                 for (session, source, data) in batch.iter() {
                     let at = batch.at;
-                    self.receive(session, Protocol::Udp, source, batch.destination, data, at);
+                    self.receive(session, Protocol::Udp, source, data, at);
                     self.unflushed += 1;
                     pending += 1;
                     if self.unflushed >= FLUSH_EVERY {
@@ -245,14 +247,7 @@ impl Worker {
                 super::ingress::recycle(&self.shared.recycler, batch);
             }
             WorkerMsg::Datagram(d) => {
-                self.receive(
-                    d.session,
-                    Protocol::Tcp,
-                    d.source,
-                    d.destination,
-                    &d.data,
-                    d.at,
-                );
+                self.receive(d.session, Protocol::Tcp, d.source, &d.data, d.at);
                 self.unflushed += 1;
                 self.arrivals.push((d.at, 1));
                 if self.unflushed >= FLUSH_EVERY {
@@ -277,20 +272,15 @@ impl Worker {
     /// Feeds one datagram to its session's `Rtc` and drains that session; the sessions its
     /// events write to are drained and sent by the next flush (once per wake-up, or every
     /// [`FLUSH_EVERY`] datagrams).
-    fn receive(
-        &mut self,
-        id: u64,
-        proto: Protocol,
-        source: SocketAddr,
-        destination: SocketAddr,
-        data: &[u8],
-        at: Instant,
-    ) {
+    fn receive(&mut self, id: u64, proto: Protocol, source: SocketAddr, data: &[u8], at: Instant) {
         let metrics = &self.shared.metrics;
         let Some(session) = self.sessions.get_mut(&id) else {
             metrics.dropped(DropReason::UnknownSession);
             return;
         };
+        // Not the socket's own address: with `0.0.0.0` bound or behind 1:1 NAT, str0m's ICE
+        // agent discards a check addressed to anything but one of our candidates.
+        let destination = self.shared.local.destination(proto, source);
         let Ok(receive) = Receive::new(proto, source, destination, data) else {
             metrics.dropped(DropReason::Unparseable);
             return;
