@@ -27,6 +27,7 @@ pub mod clock;
 pub mod commands;
 pub mod commands_alert;
 pub mod config;
+pub mod held;
 pub mod http;
 pub mod keys;
 pub mod metrics;

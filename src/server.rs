@@ -25,6 +25,7 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
 use crate::config::HttpConfig;
+use crate::held::Held;
 use crate::http::AppState;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
@@ -144,19 +145,6 @@ const H2_PING_EVERY: Duration = Duration::from_secs(30);
 /// How long a ping may go unanswered before the HTTP/2 connection is closed.
 const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// What a side-path connection's task holds until it ends: its connection-cap permit and its
-/// place in the connections gauge.
-struct Held {
-    _permit: OwnedSemaphorePermit,
-    gauge: prometheus::IntGauge,
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        self.gauge.dec();
-    }
-}
-
 /// Who serves a plain connection (`ConnContext::first_request`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum FirstRequest {
@@ -210,11 +198,7 @@ impl ConnContext {
                 // future (no wrapper around it: an `async` block holding a future it awaits
                 // stores it twice), and `held` ends the permit and the gauge with it.
                 let gauge = self.metrics.http_connections.with_label_values(&["tcp"]);
-                gauge.inc();
-                let held = Held {
-                    _permit: permit,
-                    gauge,
-                };
+                let held = Held::new(permit, gauge);
                 let stream = crate::stall::StallGuard::new(stream, self.write_stall);
                 let serve = match first {
                     FirstRequest::RawWs => Either::Left(crate::http::alerts_ws_raw::serve(
@@ -240,7 +224,8 @@ impl ConnContext {
         }
     }
 
-    /// Serves one connection with hyper; `permit` (the connection cap) is held until it ends.
+    /// Serves one connection with hyper; `permit` (the connection cap) is held until its
+    /// socket closes, also when a WebSocket upgrade took the socket out of hyper (`held`).
     /// Its first request is due by `deadline` (plain) or a header timeout after the TLS
     /// handshake.
     async fn connection(
@@ -251,19 +236,17 @@ impl ConnContext {
         permit: OwnedSemaphorePermit,
         deadline: Instant,
     ) {
-        let _permit = permit;
         let stream = crate::stall::StallGuard::new(stream, self.write_stall);
         match self.tls.clone() {
             None => {
                 let gauge = self.metrics.http_connections.with_label_values(&["tcp"]);
-                gauge.inc();
+                let stream = stream.holding(Held::new(permit, gauge));
                 self.serve_io(stream, peer, watcher, deadline).await;
-                gauge.dec();
             }
             Some(acceptor) => {
                 let handshake =
                     tokio::time::timeout(self.handshake_timeout, acceptor.accept(stream));
-                let stream = tokio::select! {
+                let mut stream = tokio::select! {
                     () = self.shutdown.token().cancelled() => return,
                     done = handshake => match done {
                         Ok(Ok(stream)) => stream,
@@ -278,10 +261,9 @@ impl ConnContext {
                     },
                 };
                 let gauge = self.metrics.http_connections.with_label_values(&["tls"]);
-                gauge.inc();
+                stream.get_mut().0.hold(Held::new(permit, gauge));
                 let deadline = Instant::now() + self.header_timeout;
                 self.serve_io(stream, peer, watcher, deadline).await;
-                gauge.dec();
             }
         }
     }

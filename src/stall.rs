@@ -17,6 +17,8 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
+use crate::held::Held;
+
 /// An I/O stream whose writes fail after stalling for `limit`.
 #[derive(Debug)]
 pub struct StallGuard<S> {
@@ -24,6 +26,9 @@ pub struct StallGuard<S> {
     limit: Duration,
     /// Armed when a write returned `Pending`; cleared when one completes.
     stalled: Option<Pin<Box<Sleep>>>,
+    /// The connection's place under the cap, given back when the socket closes (see
+    /// [`Held`]); `None` where the serving task holds it.
+    held: Option<Held>,
 }
 
 impl<S> StallGuard<S> {
@@ -33,7 +38,19 @@ impl<S> StallGuard<S> {
             inner,
             limit,
             stalled: None,
+            held: None,
         }
+    }
+
+    /// The same stream, holding `held` for as long as it lives (wherever hyper moves it).
+    pub fn holding(mut self, held: Held) -> StallGuard<S> {
+        self.held = Some(held);
+        self
+    }
+
+    /// Holds `held` from now on (a TLS stream's, once its handshake is done).
+    pub fn hold(&mut self, held: Held) {
+        self.held = Some(held);
     }
 
     /// The wrapped stream (for a connection that takes over its own write timeouts).

@@ -223,7 +223,13 @@ impl LiveHub {
             .send(command)
             .await
             .map_err(|_| SubscribeError::Stopped)?;
-        let (sub, mailbox) = rx.await.map_err(|_| SubscribeError::Stopped)??;
+        let mut awaiting = Awaiting {
+            rx,
+            tx: self.tx.clone(),
+        };
+        let (sub, mailbox) = (&mut awaiting.rx)
+            .await
+            .map_err(|_| SubscribeError::Stopped)??;
         if since.is_some() {
             self.metrics.replays.inc();
         }
@@ -356,15 +362,38 @@ impl Drop for Subscription {
         self.gauge.dec();
         // The socket closes with the connection, not when the hub task gets to the unsubscribe.
         self.mailbox.attach(None);
-        if let Err(mpsc::error::TrySendError::Full(command)) =
-            self.tx.try_send(Command::Unsubscribe(self.sub))
-        {
-            let tx = self.tx.clone();
-            if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                handle.spawn(async move {
-                    let _ = tx.send(command).await;
-                });
-            }
+        unsubscribe(&self.tx, self.sub);
+    }
+}
+
+/// Tells the hub task `sub` is gone, from a `Drop` (no waiting): at once if the command
+/// channel has room, else from a task.
+fn unsubscribe(tx: &mpsc::Sender<Command>, sub: SubId) {
+    if let Err(mpsc::error::TrySendError::Full(command)) = tx.try_send(Command::Unsubscribe(sub)) {
+        let tx = tx.clone();
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let _ = tx.send(command).await;
+            });
+        }
+    }
+}
+
+/// A subscribe waiting for the hub task's answer. A connection's task dropped meanwhile (the
+/// client reset the stream, the hub shuts down) would otherwise leave behind a subscriber the
+/// hub made and answered for, that nothing reads and no [`Subscription`] will unsubscribe:
+/// dropped unanswered, the reply can no longer be sent (the hub task undoes the subscribe
+/// itself); dropped answered but unread, the subscriber is undone here.
+struct Awaiting {
+    rx: oneshot::Receiver<Result<(SubId, Arc<Mailbox>), HubError>>,
+    tx: mpsc::Sender<Command>,
+}
+
+impl Drop for Awaiting {
+    fn drop(&mut self) {
+        self.rx.close();
+        if let Ok(Ok((sub, _))) = self.rx.try_recv() {
+            unsubscribe(&self.tx, sub);
         }
     }
 }

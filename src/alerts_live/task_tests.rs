@@ -1,5 +1,6 @@
 //! Tests of the hub task's publishing: out-of-order hand-offs go out in sequence order,
-//! numbers the store cannot read are not waited for, and only live deliveries are timed.
+//! numbers the store cannot read are not waited for, only live deliveries are timed; and a
+//! subscribe dropped while it waits for the hub task leaves no subscriber behind.
 
 use alerts::hub::{Delivery, Filter};
 use axum::body::Bytes;
@@ -85,4 +86,38 @@ fn replayed_deliveries_are_not_timed() {
         1,
         "only the live one timed"
     );
+}
+
+/// A connection task dropped while its subscribe waits for the hub task leaves nothing
+/// behind: answered, the subscriber is undone; unanswered, the hub task's reply fails (and
+/// `slots::subscribe` undoes it there).
+#[test]
+fn a_subscribe_dropped_while_waiting_is_undone() {
+    use super::super::Awaiting;
+    let mut hub = Hub::new(&RegionTree::zhejiang(), HubConfig::default());
+    let filter = Filter::all(RegionCode::from_u32(330_106).expect("code"));
+    let sub = hub
+        .subscribe(filter, None, Instant::now())
+        .expect("subscribe");
+    let (tx, mut commands) = mpsc::channel(4);
+    // Answered, never read.
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    assert!(reply.send(Ok((sub, Arc::new(Mailbox::default())))).is_ok());
+    drop(Awaiting { rx, tx: tx.clone() });
+    assert!(
+        matches!(commands.try_recv(), Ok(Command::Unsubscribe(undone)) if undone == sub),
+        "the answered subscriber is unsubscribed"
+    );
+    // Not answered yet: the reply can no longer be delivered, so the hub task undoes it.
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    drop(Awaiting { rx, tx: tx.clone() });
+    assert!(reply.send(Ok((sub, Arc::new(Mailbox::default())))).is_err());
+    assert!(commands.try_recv().is_err(), "nothing to undo here");
+    // Read: the subscription owns it from then on.
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    assert!(reply.send(Ok((sub, Arc::new(Mailbox::default())))).is_ok());
+    let mut awaiting = Awaiting { rx, tx };
+    assert!(awaiting.rx.try_recv().is_ok());
+    drop(awaiting);
+    assert!(commands.try_recv().is_err(), "not undone once taken");
 }

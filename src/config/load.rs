@@ -112,6 +112,11 @@ pub fn load(
 fn setting_names() -> Vec<String> {
     fn walk(prefix: &str, value: &serde_json::Value, out: &mut Vec<String>) {
         match value {
+            // A map setting empty by default (`alerts.senders`) is a setting in its own
+            // right, set whole: `HUBCAST_ALERTS__SENDERS='{"scjg.zj.gov.cn"=330000}'`.
+            serde_json::Value::Object(map) if map.is_empty() && !prefix.is_empty() => {
+                out.push(prefix.to_owned());
+            }
             serde_json::Value::Object(map) => {
                 for (key, child) in map {
                     let name = if prefix.is_empty() {
@@ -207,6 +212,26 @@ mod tests {
         assert_eq!(config.auth.leeway_secs, 5);
         assert_eq!(config.http.backlog, 4096, "default");
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_map_setting_is_set_whole_from_the_environment() {
+        let loaded = load(
+            None,
+            &env(&[(
+                "HUBCAST_ALERTS__SENDERS",
+                r#"{"scjg.zj.gov.cn"="330000", "scjg.hangzhou.gov.cn"="330100"}"#,
+            )]),
+            &FlagOverrides::default(),
+        )
+        .expect("valid");
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        let senders = &loaded.config.alerts.senders;
+        assert_eq!(senders.len(), 2, "{senders:?}");
+        assert_eq!(
+            senders.get("scjg.hangzhou.gov.cn").map(ToString::to_string),
+            Some("330100".to_owned())
+        );
     }
 
     #[test]

@@ -276,7 +276,7 @@ pub struct AlertsConfig {
     /// proxy and NAT idle timeouts (60 s).
     pub ping_secs: u64,
     /// Seconds without any frame from a WebSocket client (pongs count) before it is closed.
-    /// Default 90: three missed pings.
+    /// Default 90: three missed pings. At least twice `ping_secs`.
     pub idle_timeout_secs: u64,
     /// Seconds a write to one subscriber may block before it is dropped. Default 10: a
     /// client that does not read for that long is gone; it resumes with `since`.
@@ -317,7 +317,8 @@ pub struct AlertsConfig {
     /// under a listed sender is accepted only from a token acting for that region (403
     /// `sender_not_yours` otherwise), whoever published under it before. A sender not listed
     /// belongs to the first region that publishes under it. Default empty (first use binds
-    /// every sender). Config file only (`[alerts.senders]`); each region must be in the tree.
+    /// every sender). In the file as `[alerts.senders]`, in the environment whole
+    /// (`HUBCAST_ALERTS__SENDERS='{"scjg.zj.gov.cn"="330000"}'`); each region must be in the tree.
     pub senders: std::collections::BTreeMap<String, tiers::RegionCode>,
 }
 

@@ -408,6 +408,17 @@ fn validate_alerts(alerts: &AlertsConfig) -> Result<(), ConfigError> {
     for (setting, value, high) in ranges {
         within(setting, value, high)?;
     }
+    // A client that sends nothing but pongs is heard from once per ping: an idle timeout not
+    // above two pings would close every healthy quiet client, over and over.
+    if alerts.idle_timeout_secs < alerts.ping_secs.saturating_mul(2) {
+        return Err(ConfigError::new(
+            "alerts.idle_timeout_secs",
+            format!(
+                "{} s must be at least twice alerts.ping_secs ({} s): a quiet client is heard from only when it answers a ping",
+                alerts.idle_timeout_secs, alerts.ping_secs
+            ),
+        ));
+    }
     if alerts.backend == super::AlertsBackend::Redis {
         validate_redis_url(&alerts.redis_url)?;
     }
@@ -650,6 +661,20 @@ mod tests {
                 }),
             ),
             ("alerts.ping_secs", Box::new(|c| c.alerts.ping_secs = 0)),
+            (
+                "alerts.idle_timeout_secs",
+                Box::new(|c| {
+                    c.alerts.ping_secs = 60;
+                    c.alerts.idle_timeout_secs = 45;
+                }),
+            ),
+            (
+                "alerts.idle_timeout_secs",
+                Box::new(|c| {
+                    c.alerts.ping_secs = 30;
+                    c.alerts.idle_timeout_secs = 59;
+                }),
+            ),
             (
                 "alerts.retain_age_secs",
                 Box::new(|c| c.alerts.retain_age_secs = 0),

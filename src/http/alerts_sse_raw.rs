@@ -203,7 +203,11 @@ async fn drain(
     }
     items.clear();
     sub.recycle(items);
-    sub.release();
+    // After a failed write the connection ends, its socket maybe mid-frame: the hub task
+    // must not write the next delivery after that half frame, so it stays shut out.
+    if written {
+        sub.release();
+    }
     written && batch.closed.is_none() && !batch.gone
 }
 
