@@ -37,6 +37,24 @@ fn hold(sfu: &Sfu, index: usize) -> std::sync::mpsc::Sender<()> {
     release
 }
 
+/// Queues a hold on worker `index` behind what its inbox has: the first receiver tells when
+/// the worker reaches it, the sender lets it go on.
+fn queue_hold(
+    sfu: &Sfu,
+    index: usize,
+) -> (std::sync::mpsc::Receiver<()>, std::sync::mpsc::Sender<()>) {
+    let (holding_tx, holding) = std::sync::mpsc::channel();
+    let (release, release_rx) = std::sync::mpsc::channel();
+    let hold = Command::Hold {
+        holding: holding_tx,
+        release: release_rx,
+    };
+    sfu.inner.workers[index]
+        .send(WorkerMsg::Command(hold))
+        .expect("hold");
+    (holding, release)
+}
+
 /// Blocks the only worker, then fills its inbox.
 fn hold_and_fill(sfu: &Sfu) -> std::sync::mpsc::Sender<()> {
     let release = hold(sfu, 0);
@@ -93,6 +111,57 @@ async fn a_create_refused_by_a_full_inbox_leaves_no_room_placed() {
     assert!(matches!(refused, Err(SfuError::BadOffer(_))), "{refused:?}");
     assert!(!sfu.has_room("r1"));
     assert!(!sfu.has_room("r2"));
+    sfu.shutdown();
+}
+
+/// Waits until `room` has `n` creates on their way to its worker.
+async fn creates_on_their_way(sfu: &Sfu, room: &str, n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while sfu.inner.placement.lock().map_or(0, |p| p.creating(room)) < n {
+        assert!(std::time::Instant::now() < deadline, "{n} creates queued");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// The race a review found: a new room's first create fails while a second is queued behind
+/// it on the same worker. Between the two, the room must still be placed (its caller keeps
+/// the convening region only if it is: `RoomRegistry`'s pending mark), and the second then
+/// makes the room on that worker.
+#[tokio::test]
+async fn a_failed_first_create_leaves_the_room_to_the_create_queued_behind_it() {
+    let sfu = start();
+    let release = hold(&sfu, 0);
+    let first = tokio::spawn({
+        let sfu = sfu.clone();
+        async move { sfu.create_session(publish("r")).await }
+    });
+    creates_on_their_way(&sfu, "r", 1).await;
+    let (between, go_on) = queue_hold(&sfu, 0);
+    let second = tokio::spawn({
+        let sfu = sfu.clone();
+        let req = SessionRequest {
+            offer: valid_offer(),
+            ..publish("r")
+        };
+        async move { sfu.create_session(req).await }
+    });
+    creates_on_their_way(&sfu, "r", 2).await;
+    drop(release);
+    between
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the worker handled the first create");
+    let failed = first.await.expect("task");
+    assert!(matches!(failed, Err(SfuError::BadOffer(_))), "{failed:?}");
+    assert!(
+        sfu.has_room("r"),
+        "the failed create's caller sees the room: the second create is on its way"
+    );
+    drop(go_on);
+    let created = second.await.expect("task");
+    assert!(created.is_ok(), "{created:?}");
+    assert!(sfu.has_room("r"));
+    let info = sfu.room("r").await.expect("the room exists");
+    assert_eq!(info.publishers.len(), 1, "{info:?}");
     sfu.shutdown();
 }
 

@@ -67,11 +67,11 @@ impl Worker {
             Command::Create { id, req, reply } => {
                 let room = req.room.clone();
                 let result = self.create(id, req);
-                if result.is_err() && !self.rooms.contains_key(room.as_str()) {
-                    // Placed for this create, which made nothing: forget it.
-                    if let Ok(mut placement) = self.shared.placement.lock() {
-                        placement.release(&room, self.index);
-                    }
+                // Counted in flight since it was routed here: the room is forgotten if this
+                // create made nothing and no other holds it.
+                if let Ok(mut placement) = self.shared.placement.lock() {
+                    let hosted = self.rooms.contains_key(room.as_str());
+                    placement.created(&room, self.index, hosted);
                 }
                 let _ = reply.send(result);
             }
@@ -175,7 +175,7 @@ impl Worker {
         let room: Arc<str> = match self.rooms.get_key_value(req.room.as_str()) {
             Some((key, _)) => key.clone(),
             None => {
-                // The placement may have been released since this create was routed here.
+                // Placed for this create (counted in flight, so never released meanwhile).
                 let claimed = match self.shared.placement.lock() {
                     Ok(mut placement) => placement.claim(&req.room, self.index),
                     Err(_) => false,

@@ -322,21 +322,20 @@ impl Sfu {
         make: impl FnOnce(Reply<T>) -> Command,
     ) -> Result<T, SfuError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let (index, placed_now) = match (self.inner.placement.lock(), missing) {
+        let creates = missing.is_none();
+        let index = match (self.inner.placement.lock(), missing) {
             (Ok(mut placement), None) => {
-                let had = placement.lookup(room).is_some();
-                let index = placement.worker_for(room).ok_or(SfuError::Full("rooms"))?;
-                (index, !had)
+                placement.worker_for(room).ok_or(SfuError::Full("rooms"))?
             }
-            (Ok(placement), Some(missing)) => (placement.lookup(room).ok_or(missing)?, false),
+            (Ok(placement), Some(missing)) => placement.lookup(room).ok_or(missing)?,
             (Err(_), _) => return Err(SfuError::Busy),
         };
         let worker = &self.inner.workers[index];
         if worker.try_send(WorkerMsg::Command(make(tx))).is_err() {
-            // The worker never saw this create: a room placed for it alone is forgotten
-            // again (the worker releases the ones it had and emptied).
-            if placed_now && let Ok(mut placement) = self.inner.placement.lock() {
-                placement.release(room, index);
+            // The worker never saw this create: it is no longer on its way (a room placed for
+            // it alone is forgotten again).
+            if creates && let Ok(mut placement) = self.inner.placement.lock() {
+                placement.abandoned(room, index);
             }
             return Err(SfuError::Busy);
         }
