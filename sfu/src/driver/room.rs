@@ -120,6 +120,15 @@ impl Worker {
                 session.layers.insert(track, rids);
             }
             SessionKind::Play(source) => {
+                // One stream per kind (`check_offer`): a second would get every packet again.
+                let taken = match added.kind {
+                    MediaKind::Audio => session.tx_audio.is_some(),
+                    _ => session.tx_video.is_some(),
+                };
+                if taken {
+                    tracing::debug!(session = id, mid = %added.mid, "second viewer media of a kind ignored");
+                    return;
+                }
                 let mut api = session.rtc.direct_api();
                 let Some(stream) = api.stream_tx_by_mid(added.mid, None) else {
                     tracing::debug!(session = id, mid = %added.mid, "no send stream for viewer media");

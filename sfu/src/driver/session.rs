@@ -216,11 +216,15 @@ fn check_offer(kind: &SessionKind, offer: &str) -> Result<(), SfuError> {
         ));
     }
     let mut media = 0;
+    let (mut audio, mut video) = (0, 0);
     let mut usable_direction = false;
     let mut codec = false;
     for section in offer.split("\nm=").skip(1) {
-        let is_av = section.starts_with("audio") || section.starts_with("video");
-        if !is_av {
+        if section.starts_with("audio") {
+            audio += 1;
+        } else if section.starts_with("video") {
+            video += 1;
+        } else {
             continue;
         }
         media += 1;
@@ -241,6 +245,14 @@ fn check_offer(kind: &SessionKind, offer: &str) -> Result<(), SfuError> {
     }
     if media == 0 {
         return Err(SfuError::BadOffer("no audio or video media section".into()));
+    }
+    // A session is one camera and one microphone: what a viewer is sent, and what viewers
+    // see of a publisher. More sections of a kind would be sent nothing (publish) or each be
+    // sent the same packets (play: N copies for one peer's place under the caps).
+    if audio > 1 || video > 1 {
+        return Err(SfuError::BadOffer(format!(
+            "{audio} audio and {video} video media sections: at most one of each"
+        )));
     }
     if !usable_direction {
         let want = match kind {
@@ -376,6 +388,10 @@ mod tests {
             "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=recvonly\r\na=rtpmap:96 VP8/90000\r\n";
         assert!(bad(&SessionKind::Publish, recv).contains("sendonly"));
         assert!(check_offer(&play, recv).is_ok());
+        let two_videos = format!(
+            "{recv}m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=recvonly\r\na=rtpmap:96 VP8/90000\r\n"
+        );
+        assert!(bad(&play, &two_videos).contains("at most one of each"));
         let g711 = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=sendonly\r\na=rtpmap:0 PCMU/8000\r\n";
         assert!(matches!(
             check_offer(&SessionKind::Publish, g711),
