@@ -18,8 +18,13 @@ use std::time::{Duration, Instant};
 use alerts::hub::Filter;
 
 /// Longest a subscribe waits for the log to reach its `since` (the hub task's 1 s timer may
-/// add up to a second).
-pub(super) const AHEAD_WAIT: Duration = Duration::from_secs(2);
+/// add up to a second). Longer than this instance's tail can trail the log while Redis is
+/// healthy: after a Redis outage its reads resume within the tail's longest backoff (5 s)
+/// plus one blocking read (0.5 s), while a client of an instance that published at once
+/// may already have moved here. Waiting less, such a client would get a reset and the
+/// retained alerts again, though the log has what it asked for. Only a `since` the log
+/// never reaches (a restored store, a bogus value) waits this long.
+pub(super) const AHEAD_WAIT: Duration = Duration::from_secs(8);
 /// Most subscribes held at once.
 pub(super) const MAX_PARKED: usize = 4096;
 

@@ -25,7 +25,7 @@
 //! in the hub. The hub task does every subscriber's fan-out and inbox fill: one core's worth
 //! of deliveries per process (BENCHMARKS.md, `alert-load`). With a shared (Redis) log, at most
 //! `ahead::MAX_PARKED` (4096) subscribes whose `since` is ahead of this instance are held, for
-//! at most ~3 s each; beyond, they are answered at once. An Update or Cancel carries the
+//! at most ~9 s each; beyond, they are answered at once. An Update or Cancel carries the
 //! audience it inherits from the store's record, so delivery never waits on a store read for
 //! it.
 //!

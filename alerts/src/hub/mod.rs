@@ -60,8 +60,11 @@
 //! So a replay of any length never fills the queue and never triggers a slow-consumer
 //! disconnect; only a replay so slow that the retention window moves past its cursor is
 //! disconnected as a slow consumer (it resubscribes and gets a `Reset`).
-//! `since` above the last published sequence (a client that saw more on another node) is
-//! honoured: nothing at or below it is delivered.
+//! `since` above the last published sequence (a client that saw more on another node, or a
+//! bogus value) is answered with a reset and a replay from the oldest retained alert: this
+//! log cannot vouch for numbers it has not seen. The driver holds such a subscribe until its
+//! log reaches `since` first (`alerts_live::ahead`), so a client moving between nodes gets
+//! no reset unless the log never gets there.
 //!
 //! # Architecture invariants
 //! - Pure and deterministic: no I/O, no clock reads, no tokio; one owner mutates it, so a
