@@ -179,6 +179,7 @@ async fn open_alert_store(settings: &Settings, metrics: &Metrics) -> anyhow::Res
         connect_limiter: std::sync::Arc::new(crate::rate_limit::ConnectLimiter::new(
             settings.alerts.connect_rate_per_ip,
             settings.alerts.connect_burst_per_ip,
+            settings.alerts.max_connections_per_ip,
             settings.alerts.max_subscribers,
         )),
         tail,

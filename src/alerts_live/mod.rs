@@ -205,12 +205,13 @@ impl LiveHub {
             .map_err(|_| SubscribeError::Full)
     }
 
-    /// Registers a subscriber holding `permit`; `transport` labels the gauge.
+    /// Registers a subscriber holding `place` (its slot, its address's admission);
+    /// `transport` labels the gauge.
     pub async fn subscribe(
         &self,
         filter: Filter,
         since: Option<u64>,
-        permit: OwnedSemaphorePermit,
+        place: (OwnedSemaphorePermit, crate::rate_limit::Admitted),
         transport: &'static str,
     ) -> Result<Subscription, SubscribeError> {
         let (reply, rx) = oneshot::channel();
@@ -246,7 +247,7 @@ impl LiveHub {
             filter,
             since,
             gauge,
-            _permit: permit,
+            _place: place,
         })
     }
 
@@ -270,7 +271,9 @@ pub struct Subscription {
     /// `alerts.direct_writes` as resolved: whether [`Subscription::attach`] takes effect.
     direct_writes: bool,
     gauge: prometheus::IntGauge,
-    _permit: OwnedSemaphorePermit,
+    /// Its place under `alerts.max_subscribers`, and its source address's count of open
+    /// connections: given back when it is dropped.
+    _place: (OwnedSemaphorePermit, crate::rate_limit::Admitted),
     /// What it asked for, for the archive link of a reset.
     filter: Filter,
     since: Option<u64>,

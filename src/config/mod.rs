@@ -287,6 +287,11 @@ pub struct AlertsConfig {
     pub connect_rate_per_ip: u32,
     /// Connections per source IP allowed in a burst. Default 100.
     pub connect_burst_per_ip: u32,
+    /// Live connections (`/ws/alerts`, `/sse/alerts`, `/ws/health`) one source IP (an IPv6
+    /// address by its /64) may hold open at once; beyond, 429 `too_many_connections`. Default
+    /// 1000: a provincial office behind one NAT address, 5 % of `max_subscribers`' default,
+    /// so one address cannot take every subscriber slot by connecting slowly.
+    pub max_connections_per_ip: u32,
     /// Where the alert log lives: `sqlite` (default: `<data_dir>/alerts.sqlite3`, one node) or
     /// `redis` (a Redis Stream shared by every hub instance on `redis_url`; each instance
     /// tails it and fans out to its own subscribers).
@@ -373,6 +378,7 @@ impl Default for AlertsConfig {
             write_timeout_secs: 10,
             connect_rate_per_ip: 20,
             connect_burst_per_ip: 100,
+            max_connections_per_ip: 1000,
             backend: AlertsBackend::Sqlite,
             redis_url: "redis://127.0.0.1:6379/".to_owned(),
             redis_prefix: "hubcast".to_owned(),

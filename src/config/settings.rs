@@ -367,7 +367,7 @@ fn validate_alerts(alerts: &AlertsConfig) -> Result<(), ConfigError> {
     }
     let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
     within("alerts.store_readers", count(alerts.store_readers), 64)?;
-    let ranges: [(&str, u64, u64); 11] = [
+    let ranges: [(&str, u64, u64); 12] = [
         (
             "alerts.connect_rate_per_ip",
             u64::from(alerts.connect_rate_per_ip),
@@ -377,6 +377,11 @@ fn validate_alerts(alerts: &AlertsConfig) -> Result<(), ConfigError> {
             "alerts.connect_burst_per_ip",
             u64::from(alerts.connect_burst_per_ip),
             1_000_000,
+        ),
+        (
+            "alerts.max_connections_per_ip",
+            u64::from(alerts.max_connections_per_ip),
+            1 << 24,
         ),
         (
             "alerts.queue_capacity",

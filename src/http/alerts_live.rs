@@ -93,7 +93,36 @@ pub(super) fn parse_seq(name: &str, value: &str) -> Result<u64, AlertError> {
     })
 }
 
-/// Reserves a slot and registers the subscriber, or 429 (per-IP rate) / 503 / 400.
+/// Admits one more long-lived connection from `peer` (`rate_limit`): 429 `rate_limited`
+/// naming the wait, or 429 `too_many_connections` when it holds its limit open already.
+pub(super) fn admit(
+    limiter: &std::sync::Arc<crate::rate_limit::ConnectLimiter>,
+    peer: std::net::SocketAddr,
+) -> Result<crate::rate_limit::Admitted, ApiError> {
+    use crate::rate_limit::Refused;
+    let ip = peer.ip();
+    limiter
+        .admit(ip, std::time::Instant::now())
+        .map_err(|refused| match refused {
+            Refused::Rate(retry) => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "too many new connections from {ip}; retry in {retry} s (alerts.connect_rate_per_ip)"
+                ),
+            ),
+            Refused::Open(max) => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_connections",
+                format!(
+                    "{ip} holds {max} live connections open already; close one first (alerts.max_connections_per_ip)"
+                ),
+            ),
+        })
+}
+
+/// Reserves a slot and registers the subscriber, or 429 (per-IP rate or open connections) /
+/// 503 / 400.
 pub(super) async fn subscribe(
     state: &AppState,
     peer: std::net::SocketAddr,
@@ -101,27 +130,14 @@ pub(super) async fn subscribe(
     transport: &'static str,
 ) -> Result<Subscription, AlertError> {
     let alerts = alerts_state(state)?;
-    if let Err(retry) = alerts
-        .connect_limiter
-        .check(peer.ip(), std::time::Instant::now())
-    {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            format!(
-                "too many new connections from {}; retry in {retry} s (alerts.connect_rate_per_ip)",
-                peer.ip()
-            ),
-        )
-        .into());
-    }
+    let admitted = admit(&alerts.connect_limiter, peer)?;
     let live = &alerts.live;
     let busy = |why: &str| -> AlertError { ApiError::busy(why).into() };
     let permit = live
         .reserve()
         .map_err(|_| busy("too many live subscribers (alerts.max_subscribers); retry later"))?;
     match live
-        .subscribe(query.filter, query.since, permit, transport)
+        .subscribe(query.filter, query.since, (permit, admitted), transport)
         .await
     {
         Ok(sub) => Ok(sub),

@@ -1,18 +1,18 @@
 //! Liveness (`/healthz`), readiness (`/readyz`), the `/ws/health` status push for wall
 //! displays, and the opt-in `/debug/delay` route used to probe graceful shutdown.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
-
-use super::extract::ApiQuery;
+use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
+use super::extract::ApiQuery;
 use super::{ApiError, AppState};
 use crate::metrics::{GIT_COMMIT, VERSION};
 
@@ -65,20 +65,35 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 /// `GET /ws/health`: a WebSocket that pushes a [`HealthSnapshot`] on connect and every
-/// `http.health_push_secs`; closed with 1001 (going away) when the hub shuts down.
+/// `http.health_push_secs`; closed with 1001 (going away) when the hub shuts down. Public,
+/// so held to the live endpoints' per-IP limits (`alerts.connect_rate_per_ip`,
+/// `alerts.max_connections_per_ip`: 429) besides `http.max_connections`.
 pub async fn ws_health(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
         Err(rejection) => return ApiError::from(rejection).into_response(),
     };
+    let admitted = match state.alerts() {
+        Some(alerts) => match super::alerts_live::admit(&alerts.connect_limiter, peer) {
+            Ok(admitted) => Some(admitted),
+            Err(refused) => return refused.into_response(),
+        },
+        None => None,
+    };
     let shutdown = state.shutdown().clone();
     upgrade
         .read_buffer_size(4096)
         .max_message_size(4096)
-        .on_upgrade(move |socket| shutdown.track(health_session(state, socket)))
+        .on_upgrade(move |socket| {
+            shutdown.track(async move {
+                let _admitted = admitted;
+                health_session(state, socket).await;
+            })
+        })
 }
 
 async fn health_session(state: AppState, mut socket: WebSocket) {
