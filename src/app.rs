@@ -182,6 +182,7 @@ async fn open_alert_store(settings: &Settings, metrics: &Metrics) -> anyhow::Res
             settings.alerts.max_connections_per_ip,
             settings.alerts.max_subscribers,
         )),
+        feeds: std::sync::Arc::default(),
         tail,
     })
 }

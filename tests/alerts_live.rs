@@ -504,6 +504,41 @@ async fn the_atom_feed_lists_live_alerts_with_cap_links() {
     assert_eq!(bad.status, 400);
 }
 
+/// Feed requests take turns on one lane (so a burst holds one public-read place, not all
+/// of them) and share a rendering while the live set is unchanged: with one place in all, a
+/// burst is served in full (before, all but one of it were 503 `busy`).
+#[tokio::test]
+async fn a_burst_of_feed_requests_is_served_in_turn() {
+    let hub = Hub::start(&[], &[("HUBCAST_ALERTS__MAX_CONCURRENT_READS", "1")]);
+    let token = hub.token("province-admin", "330000", &[]);
+    for i in 0..20 {
+        publish(&hub, &token, &format!("B{i}"), "food", "Severe", "330100").await;
+    }
+    let feeds: Vec<_> = (0..24)
+        .map(|_| {
+            let addr = hub.addr;
+            tokio::spawn(
+                async move { common::get(addr, "/feeds/alerts.atom?region=330106", &[]).await },
+            )
+        })
+        .collect();
+    let mut bodies = Vec::new();
+    for feed in feeds {
+        let feed = feed.await.expect("task");
+        assert_eq!(feed.status, 200, "{}", feed.body);
+        bodies.push(feed.body);
+    }
+    assert_eq!(atom_entries(&bodies[0]).len(), 20);
+    assert!(
+        bodies.iter().all(|b| *b == bodies[0]),
+        "one live set, one feed"
+    );
+    // A new alert changes the set: the next request renders it.
+    publish(&hub, &token, "B-new", "food", "Severe", "330100").await;
+    let feed = alerts_util::get(&hub, "/feeds/alerts.atom?region=330106").await;
+    assert_eq!(atom_entries(&feed.body).len(), 21, "{}", feed.body);
+}
+
 #[tokio::test]
 async fn live_connections_are_rate_limited_per_ip() {
     let hub = common::Hub::start(

@@ -79,7 +79,7 @@ enum Command {
     Refill(SubId),
     Live {
         filter: Filter,
-        reply: oneshot::Sender<Vec<PublishedAlert>>,
+        reply: oneshot::Sender<(u64, Vec<PublishedAlert>)>,
     },
 }
 
@@ -251,8 +251,10 @@ impl LiveHub {
         })
     }
 
-    /// Current alerts matching `filter` (the Atom feed).
-    pub async fn live_alerts(&self, filter: Filter) -> Option<Vec<PublishedAlert>> {
+    /// Current alerts matching `filter` (the Atom feed), with the hub's last sequence number
+    /// then: the same number and count mean the same set (between two publishes, alerts only
+    /// leave it, by expiry).
+    pub async fn live_alerts(&self, filter: Filter) -> Option<(u64, Vec<PublishedAlert>)> {
         let (reply, rx) = oneshot::channel();
         self.tx.send(Command::Live { filter, reply }).await.ok()?;
         rx.await.ok()

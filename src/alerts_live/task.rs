@@ -142,7 +142,7 @@ pub(super) async fn run(
                 }
             }
             Command::Live { filter, reply } => {
-                let _ = reply.send(hub.live_alerts(filter).cloned().collect());
+                let _ = reply.send((hub.last_seq(), hub.live_alerts(filter).cloned().collect()));
             }
         }
         drain_events(&mut hub, &mut slots, &times, &metrics).await;

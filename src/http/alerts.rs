@@ -65,6 +65,8 @@ pub struct AlertsState {
     pub public_reads: Arc<tokio::sync::Semaphore>,
     /// Per-IP connection rate limit of the live endpoints.
     pub connect_limiter: std::sync::Arc<crate::rate_limit::ConnectLimiter>,
+    /// Rendered Atom feeds, and the lane feed renders take one at a time.
+    pub feeds: std::sync::Arc<super::alerts_feed::FeedCache>,
     /// The Redis log follower (`alerts.backend = "redis"`), kept for the life of the hub.
     pub tail: Option<Arc<crate::alerts_live::Tail>>,
 }

@@ -7,6 +7,10 @@
 //! `link rel="alternate" type="application/cap+xml" href="/alerts/<id>.xml"`. Entries are
 //! newest first. Feed `updated` is the latest entry's (by instant, whatever the offsets), or the
 //! Unix epoch for an empty feed.
+//!
+//! Feeds are rendered one at a time and kept per filter until the live set changes
+//! ([`FeedCache`]): aggregators polling the same feed cost one copy of the live set each, not a
+//! parse and render, and a flood of feed requests holds one public-read place, not all.
 
 use std::fmt::Write as _;
 
@@ -35,24 +39,50 @@ pub async fn atom(
     });
     let query = parse_live(query, &state)?;
     let subsystem = alerts_state(&state)?;
-    // The place first: a flood of feed requests is refused before it makes the hub task copy
-    // the live set for each.
+    // One feed at a time: a flood of feed requests waits here, taking one public-read place
+    // at most, so archive and alert reads go on beside it.
+    let Ok(mut lane) = tokio::time::timeout(FEED_WAIT, subsystem.feeds.lock()).await else {
+        return Err(ApiError::busy("too many feed requests at once; retry in a second").into());
+    };
     let place = public_place(subsystem)?;
-    let Some(mut alerts) = subsystem.live.live_alerts(query.filter).await else {
+    let Some((version, mut alerts)) = subsystem.live.live_alerts(query.filter).await else {
         let why = "live delivery is stopped";
         return Err(ApiError::busy(why).into());
     };
-    alerts.reverse();
-    // Up to `retain_count` entries to parse and render: off the runtime threads, and counted
-    // with the other public reads.
-    let region = query.filter.region.to_string();
-    let body = public_work_in(place, move || Ok(render(&region, &alerts))).await?;
+    let key = (version, alerts.len());
+    let body = match lane.get(&query.filter) {
+        Some((rendered, body)) if *rendered == key => body.clone(),
+        _ => {
+            alerts.reverse();
+            // Up to `retain_count` entries to parse and render: off the runtime threads, and
+            // counted with the other public reads.
+            let region = query.filter.region.to_string();
+            let body = public_work_in(place, move || Ok(render(&region, &alerts))).await?;
+            let body = axum::body::Bytes::from(body);
+            if lane.len() >= FEEDS_KEPT {
+                lane.clear();
+            }
+            lane.insert(query.filter, (key, body.clone()));
+            body
+        }
+    };
     let headers = [
         (header::CONTENT_TYPE, "application/atom+xml; charset=utf-8"),
         (header::CACHE_CONTROL, "public, max-age=30"),
     ];
     Ok((headers, body).into_response())
 }
+
+/// Longest a feed request waits for the one in progress.
+const FEED_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Rendered feeds kept (filters: region × kinds × severity); all are dropped when full.
+const FEEDS_KEPT: usize = 256;
+
+/// Rendered feeds by filter, with the live set they show (the hub's last sequence number
+/// and the entry count: the same pair is the same set); its lock is the feeds' one lane.
+pub type FeedCache = tokio::sync::Mutex<
+    std::collections::HashMap<alerts::hub::Filter, ((u64, usize), axum::body::Bytes)>,
+>;
 
 /// The feed document for `alerts` (newest first).
 fn render(region: &str, alerts: &[PublishedAlert]) -> String {
