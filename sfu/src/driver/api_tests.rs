@@ -333,3 +333,49 @@ async fn rooms_and_sessions_that_come_and_go_leave_nothing_behind() {
     }
     sfu.shutdown();
 }
+
+/// `shutdown` ends every session on every worker before it returns (it used to leave the
+/// workers running until the last `Sfu` handle was dropped): each counted `shutdown`, and
+/// room watchers are told the publishers left and the rooms closed.
+#[tokio::test]
+async fn shutdown_ends_every_session_before_it_returns() {
+    let registry = prometheus::Registry::new();
+    let config = SfuConfig {
+        udp_listen: "127.0.0.1:0".parse().expect("addr"),
+        tcp_listen: None,
+        workers: 2,
+        ..SfuConfig::default()
+    };
+    let sfu = Sfu::start(&config, &registry).expect("start");
+    let mut notices = sfu.watch();
+    for room in ["a", "b"] {
+        let req = SessionRequest {
+            offer: valid_offer(),
+            ..publish(room)
+        };
+        sfu.create_session(req).await.expect("a publisher");
+    }
+    let held = sfu.clone();
+    tokio::task::spawn_blocking(move || held.shutdown())
+        .await
+        .expect("shutdown");
+    let text = prometheus::TextEncoder::new()
+        .encode_to_string(&registry.gather())
+        .expect("encode");
+    assert!(
+        text.lines()
+            .any(|l| l == r#"hubcast_sfu_sessions_ended_total{reason="shutdown"} 2"#),
+        "{text}"
+    );
+    let mut closed = Vec::new();
+    while let Ok(notice) = notices.try_recv() {
+        if notice.event == RoomEvent::RoomClosed {
+            closed.push(notice.room.to_string());
+        }
+    }
+    closed.sort();
+    assert_eq!(closed, ["a", "b"]);
+    // Nothing is served after it.
+    let late = sfu.create_session(publish("c")).await;
+    assert!(late.is_err(), "{late:?}");
+}

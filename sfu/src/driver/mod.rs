@@ -146,6 +146,7 @@ impl Sfu {
             recycler,
             placement: placement.clone(),
             peer_slots: Arc::new(worker::PeerSlots::new(config.max_peers)),
+            stop: stop.clone(),
             notices: notices.clone(),
             config: config.clone(),
             socket: socket.clone(),
@@ -289,7 +290,9 @@ impl Sfu {
         .await
     }
 
-    /// Stops every thread (sessions are closed) and waits for them.
+    /// Stops every thread and waits for them (within ~100 ms, each worker's longest sleep):
+    /// the workers end their sessions first (`shutdown` in the sessions-ended metric; room
+    /// watchers are told the publishers left and the rooms closed).
     pub fn shutdown(&self) {
         self.inner.stop.store(true, Ordering::Relaxed);
         let threads = self
@@ -298,16 +301,7 @@ impl Sfu {
             .lock()
             .map(|mut t| std::mem::take(&mut *t))
             .unwrap_or_default();
-        // Workers exit when their inbox closes; the receivers hold senders, so the receivers
-        // stop first (stop flag), then the workers see the last sender dropped with `Inner`.
         for handle in threads {
-            if handle
-                .thread()
-                .name()
-                .is_some_and(|n| n.starts_with("sfu-worker"))
-            {
-                continue;
-            }
             let _ = handle.join();
         }
     }

@@ -85,6 +85,9 @@ pub(crate) struct Shared {
     pub placement: Arc<std::sync::Mutex<super::placement::Placement>>,
     /// Sessions on the node, counted against `max_peers` across workers.
     pub peer_slots: Arc<PeerSlots>,
+    /// Set by `Sfu::shutdown`: each worker ends its sessions and returns (seen within
+    /// `MAX_SLEEP`).
+    pub stop: Arc<std::sync::atomic::AtomicBool>,
     /// Room events for watchers (`events`).
     pub notices: super::events::Notices,
 }
@@ -175,9 +178,9 @@ impl Worker {
         }
     }
 
-    /// The worker's loop: returns when the inbox closes (shutdown).
+    /// The worker's loop: returns at shutdown (the stop flag, or the inbox closed).
     pub(crate) fn run(mut self, inbox: &Receiver<WorkerMsg>) {
-        loop {
+        while !self.shared.stop.load(std::sync::atomic::Ordering::Relaxed) {
             let now = Instant::now();
             let wait = self.next_deadline(now).saturating_duration_since(now);
             match inbox.recv_timeout(wait) {
