@@ -579,3 +579,53 @@ fn expect_error(r: &common::Response, status: u16, code: &str) {
     assert_eq!(r.status, status, "{}", r.body);
     assert_eq!(r.json()["error"], code, "{}", r.body);
 }
+
+/// An offer is one audio and one video section at most (400 `bad_sdp` naming the counts: a
+/// second section of a kind would get every packet again); a layer choice for a viewer that
+/// receives no video is 409 `no_video`, not a missing session.
+#[tokio::test]
+async fn one_section_of_each_kind_and_layers_only_for_video() {
+    let hub = Hub::start(&[], &[]);
+    let city = hub.token("city-admin", "330100", &[]);
+    let send = offer("a=sendonly", "a=rtpmap:96 VP8/90000");
+    let publisher = post(&hub, "/whip/kinds", Some(&city), "application/sdp", &send).await;
+    assert_eq!(publisher.status, 201, "{}", publisher.body);
+    let recv = offer("a=recvonly", "a=rtpmap:96 VP8/90000");
+    let second_video = recv.replace("a=group:BUNDLE 0", "a=group:BUNDLE 0 1")
+        + &recv[recv.find("m=video").expect("m-line")..].replace("a=mid:0", "a=mid:1");
+    let twice = post(
+        &hub,
+        "/whep/kinds",
+        Some(&city),
+        "application/sdp",
+        &second_video,
+    )
+    .await;
+    expect_error(&twice, 400, "bad_sdp");
+    assert!(twice.body.contains("2 video"), "{}", twice.body);
+    let audio_only = recv
+        .replace(
+            "m=video 9 UDP/TLS/RTP/SAVPF 96",
+            "m=audio 9 UDP/TLS/RTP/SAVPF 111",
+        )
+        .replace("a=rtpmap:96 VP8/90000", "a=rtpmap:111 opus/48000/2");
+    let listener = post(
+        &hub,
+        "/whep/kinds",
+        Some(&city),
+        "application/sdp",
+        &audio_only,
+    )
+    .await;
+    assert_eq!(listener.status, 201, "{}", listener.body);
+    let location = listener.header("location").expect("Location").to_owned();
+    let layer = post(
+        &hub,
+        &format!("{location}/layer"),
+        Some(&city),
+        "application/json",
+        r#"{"rid":"q"}"#,
+    )
+    .await;
+    expect_error(&layer, 409, "no_video");
+}

@@ -69,9 +69,11 @@ impl From<SfuError> for ApiError {
             SfuError::NotYours => (StatusCode::FORBIDDEN, "not_your_session"),
             SfuError::NoSuchRoom => (StatusCode::NOT_FOUND, "no_such_room"),
             SfuError::NoSuchPublisher => (StatusCode::NOT_FOUND, "no_such_publisher"),
+            SfuError::Full("rooms") => (StatusCode::SERVICE_UNAVAILABLE, "room_limit"),
             SfuError::Full(_) => (StatusCode::SERVICE_UNAVAILABLE, "peer_limit"),
             SfuError::Busy | SfuError::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             SfuError::IceSessionChanged => (StatusCode::PRECONDITION_FAILED, "ice_session_changed"),
+            SfuError::NoVideo => (StatusCode::CONFLICT, "no_video"),
         };
         ApiError::new(status, code, err.to_string())
     }

@@ -319,7 +319,7 @@ impl Worker {
             return Err(SfuError::NoSuchSession);
         };
         let Some(video) = session.tx_video else {
-            return Err(SfuError::NoSuchSession);
+            return Err(SfuError::NoVideo);
         };
         let room = session.room.clone();
         let pref = match choice {
