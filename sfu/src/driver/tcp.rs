@@ -131,6 +131,10 @@ fn connection(
     let Ok(writer_stream) = stream.try_clone() else {
         return;
     };
+    // Names this connection to the workers: its detach must not drop the writer of a newer
+    // connection from the same address.
+    static CONNECTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let conn = CONNECTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(TCP_WRITE_QUEUE);
     let writer_metrics = metrics.clone();
     let spawned = std::thread::Builder::new()
@@ -207,13 +211,14 @@ fn connection(
         if attached != Some(route.worker) {
             let attach = WorkerMsg::TcpAttach {
                 remote,
+                conn,
                 writer: tx.clone(),
             };
             if worker.send(attach).is_err() {
                 break;
             }
             if let Some(old) = attached.and_then(|w| workers.get(w)) {
-                let _ = old.send(WorkerMsg::TcpDetach { remote });
+                let _ = old.send(WorkerMsg::TcpDetach { remote, conn });
             }
             attached = Some(route.worker);
         }
@@ -234,7 +239,7 @@ fn connection(
     let _ = reader.shutdown(std::net::Shutdown::Both);
     // The worker's copy of the writer's sender is the last one; dropping it ends the writer.
     if let Some(worker) = attached.and_then(|w| workers.get(w)) {
-        let _ = worker.send(WorkerMsg::TcpDetach { remote });
+        let _ = worker.send(WorkerMsg::TcpDetach { remote, conn });
     }
 }
 

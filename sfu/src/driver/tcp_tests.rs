@@ -18,7 +18,7 @@ fn a_stalled_tcp_writer_queue_is_bounded() {
     let remote: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
     let local: SocketAddr = "127.0.0.1:3478".parse().expect("addr");
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(TCP_WRITE_QUEUE);
-    let writers = std::collections::HashMap::from([(remote, tx)]);
+    let writers = std::collections::HashMap::from([(remote, (0, tx))]);
     for _ in 0..TCP_WRITE_QUEUE + 10 {
         super::super::worker::send_tcp(&metrics, &writers, transmit(local, remote, b"x"));
     }
@@ -31,6 +31,22 @@ fn a_stalled_tcp_writer_queue_is_bounded() {
     super::super::worker::send_tcp(&metrics, &writers, transmit(local, remote, b"x"));
     assert_eq!(metrics.send_errors.get(), 2);
     assert_eq!(metrics.send_dropped.get(), 10);
+}
+
+/// A client reconnecting over ICE-TCP from the same address: the old connection's detach,
+/// arriving after the new one attached, leaves the new writer in place.
+#[test]
+fn a_late_detach_leaves_a_newer_connection_from_the_same_address() {
+    let remote: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
+    let mut writers = std::collections::HashMap::new();
+    let (old, _old_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(1);
+    let (new, _new_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(1);
+    writers.insert(remote, (1, old));
+    writers.insert(remote, (2, new));
+    super::super::worker::tcp_detach(&mut writers, remote, 1);
+    assert_eq!(writers.get(&remote).map(|(conn, _)| *conn), Some(2));
+    super::super::worker::tcp_detach(&mut writers, remote, 2);
+    assert!(writers.is_empty());
 }
 
 /// Reads until the server closes `stream`; how long that took (`None`: still open after

@@ -52,15 +52,19 @@ pub(crate) enum WorkerMsg {
     /// UDP datagrams from one receive call (handed back through `Shared::recycler`).
     Batch(Batch),
     Datagram(Datagram),
-    /// An ICE-TCP connection from `remote`: frames to send there go to `writer`.
+    /// An ICE-TCP connection from `remote` (numbered `conn` on this node): frames to send
+    /// there go to `writer`.
     TcpAttach {
         remote: SocketAddr,
+        conn: u64,
         writer: SyncSender<Vec<u8>>,
     },
-    /// The ICE-TCP connection from `remote` ended (or moved to another worker): drop its
-    /// writer, which ends the writer thread and closes the socket.
+    /// The ICE-TCP connection `conn` from `remote` ended (or moved to another worker): drop
+    /// its writer, which ends the writer thread and closes the socket. A newer connection
+    /// from the same address (a client reconnecting from the same port) keeps its own.
     TcpDetach {
         remote: SocketAddr,
+        conn: u64,
     },
     Command(Command),
     /// This session's last address went to another session (`demux::AddrTable::take_orphan`).
@@ -132,7 +136,7 @@ pub(crate) struct Worker {
     /// datagram and per forwarded packet).
     pub(crate) sessions: crate::core::IdMap<u64, Session>,
     pub(crate) rooms: HashMap<Arc<str>, RoomSlot>,
-    tcp_writers: HashMap<SocketAddr, SyncSender<Vec<u8>>>,
+    tcp_writers: HashMap<SocketAddr, (u64, SyncSender<Vec<u8>>)>,
     /// Sessions whose `Rtc` got input and must be drained.
     pub(crate) dirty: Vec<u64>,
     /// Events drained from sessions, processed once the session is no longer borrowed.
@@ -257,11 +261,15 @@ impl Worker {
                     self.flush();
                 }
             }
-            WorkerMsg::TcpAttach { remote, writer } => {
-                self.tcp_writers.insert(remote, writer);
+            WorkerMsg::TcpAttach {
+                remote,
+                conn,
+                writer,
+            } => {
+                self.tcp_writers.insert(remote, (conn, writer));
             }
-            WorkerMsg::TcpDetach { remote } => {
-                self.tcp_writers.remove(&remote);
+            WorkerMsg::TcpDetach { remote, conn } => {
+                tcp_detach(&mut self.tcp_writers, remote, conn);
             }
             WorkerMsg::Command(cmd) => self.handle_command(cmd),
             WorkerMsg::Orphaned(id) => {
@@ -507,16 +515,28 @@ impl Worker {
     }
 }
 
+/// Drops connection `conn`'s writer for `remote`, unless a newer connection from that address
+/// has replaced it.
+pub(super) fn tcp_detach(
+    writers: &mut HashMap<SocketAddr, (u64, SyncSender<Vec<u8>>)>,
+    remote: SocketAddr,
+    conn: u64,
+) {
+    if writers.get(&remote).is_some_and(|(c, _)| *c == conn) {
+        writers.remove(&remote);
+    }
+}
+
 /// Sends one ICE-TCP transmit through its connection's writer (RFC 4571 framing is added
 /// there). The writer's queue is bounded ([`TCP_WRITE_QUEUE`](super::tcp::TCP_WRITE_QUEUE)):
 /// when a stalled connection has filled it the datagram is dropped and counted in
 /// `send_dropped`, like a full UDP send buffer; the worker never waits for one viewer.
 pub(super) fn send_tcp(
     metrics: &SfuMetrics,
-    tcp: &HashMap<SocketAddr, SyncSender<Vec<u8>>>,
+    tcp: &HashMap<SocketAddr, (u64, SyncSender<Vec<u8>>)>,
     t: str0m::net::Transmit,
 ) {
-    let Some(writer) = tcp.get(&t.destination) else {
+    let Some((_, writer)) = tcp.get(&t.destination) else {
         metrics.send_errors.inc();
         return;
     };
