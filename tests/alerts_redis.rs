@@ -567,3 +567,25 @@ async fn an_unreadable_log_entry_is_skipped_not_a_dead_end() {
     let missing = get(&b, "/alerts/2.xml").await;
     assert!(missing.status >= 500, "{} {}", missing.status, missing.body);
 }
+
+/// More unreadable entries in a row than one page of the log (500): an instance rebuilding
+/// its live ring pages on past them by the numbers it examined (it used to take the empty
+/// page for the end of the log and lose every alert after it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_of_unreadable_entries_is_not_the_end_of_the_log() {
+    let redis = Redis::start();
+    let a = start(&redis);
+    let token = token();
+    let (status, body) = publish(&a, &token, &alert("p-1", "330100", "第一条")).await;
+    assert_eq!((status, body["seq"].as_u64()), (201, Some(1)), "{body}");
+    for seq in 2..=601 {
+        let added = redis.command(&format!("XADD {{hubcast}}:alerts:log {seq}-0 rec {{x"));
+        assert!(added.contains(&format!("{seq}-0")), "{added}");
+    }
+    let (status, body) = publish(&a, &token, &alert("p-602", "330100", "最后一条")).await;
+    assert_eq!((status, body["seq"].as_u64()), (201, Some(602)), "{body}");
+    let b = start(&redis);
+    let mut replay = Ws::connect(b.addr, "region=330000&since=0").await;
+    assert_eq!(replay.next().await, Seen::Alert(1, "p-1".into()));
+    assert_eq!(replay.next().await, Seen::Alert(602, "p-602".into()));
+}

@@ -40,9 +40,13 @@ pub(super) fn rebuild(
     let now = Instant::now();
     let now_unix = crate::clock::unix_now();
     loop {
-        let page = store.since(after, MAX_PAGE)?;
-        let Some(tail) = page.last() else { break };
-        after = tail.seq;
+        // Paged by what was examined, not by the last readable alert: a page of entries this
+        // build cannot read is not the end of the log.
+        let (page, examined) = store.since_examined(after, MAX_PAGE)?;
+        if examined <= after {
+            break;
+        }
+        after = examined;
         for stored in &page {
             let received = u64::try_from(stored.received_unix).unwrap_or(0);
             let age = Duration::from_secs(now_unix.saturating_sub(received));
@@ -200,8 +204,10 @@ async fn fill_gap(
     let limit = usize::try_from(first.saturating_sub(after))
         .unwrap_or(MAX_PAGE)
         .clamp(1, MAX_PAGE);
-    match tokio::task::spawn_blocking(move || reader.since(after, limit)).await {
-        Ok(Ok(missing)) => {
+    let examined;
+    match tokio::task::spawn_blocking(move || reader.since_examined(after, limit)).await {
+        Ok(Ok((missing, upto))) => {
+            examined = upto;
             tracing::warn!(
                 after,
                 count = missing.len(),
@@ -225,14 +231,17 @@ async fn fill_gap(
             return skipped;
         }
     }
+    // Still missing and looked at: unreadable. Beyond what the read examined (a page full
+    // of unreadable entries), the next fill looks on.
     match pending.keys().next() {
-        Some(&next) if next > after.saturating_add(1) => {
+        Some(&next) if next > after.saturating_add(1) && examined > after => {
+            let to = (next - 1).min(examined);
             tracing::error!(
                 from = after + 1,
-                to = next - 1,
+                to,
                 "alerts unreadable in the store are skipped by live delivery"
             );
-            next - 1
+            to
         }
         _ => skipped,
     }

@@ -134,6 +134,20 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// first: the hub's ring after a restart, a subscriber's replay beyond retention.
     fn since(&self, after: u64, limit: usize) -> Result<Vec<StoredAlert>, StoreError>;
 
+    /// [`since`](Self::since), and the highest number it looked at: a log whose entries are
+    /// not all readable (a shared log another version wrote to) may return fewer alerts than
+    /// it passed, even none, with more after them. Paging goes on from that number, and only
+    /// numbers up to it are known to be unreadable.
+    fn since_examined(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<(Vec<StoredAlert>, u64), StoreError> {
+        let page = self.since(after, limit)?;
+        let examined = page.last().map_or(after, |alert| alert.seq);
+        Ok((page, examined))
+    }
+
     /// The highest sequence number stored, 0 if none.
     fn last_seq(&self) -> Result<u64, StoreError>;
 

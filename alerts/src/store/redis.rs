@@ -472,6 +472,22 @@ impl Store for RedisStore {
             .collect())
     }
 
+    fn since_examined(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<(Vec<StoredAlert>, u64), StoreError> {
+        check_limit(limit)?;
+        let slots = self.entries_after(after, limit)?;
+        let examined = slots.last().map_or(after, |slot| slot.seq);
+        let page = slots
+            .into_iter()
+            .filter_map(Slot::readable)
+            .map(|e| e.alert)
+            .collect();
+        Ok((page, examined))
+    }
+
     fn last_seq(&self) -> Result<u64, StoreError> {
         let reply: Value = self.with_conn(|c| {
             Ok(redis::cmd("XREVRANGE")
