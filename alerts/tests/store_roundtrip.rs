@@ -463,3 +463,24 @@ fn numbered_records_copy_into_an_index_in_one_batch_and_search_there() {
         Some("raw body")
     );
 }
+
+/// An accepted alert whose normalized XML is over the 256 KiB parse limit for untrusted
+/// bodies (normalizing escapes `&` as `&amp;`) reads back from the store: the Redis archive
+/// index and the SQLite reindex parse stored XML, and used to leave such alerts out.
+#[test]
+fn a_stored_alert_larger_than_the_body_parse_limit_reads_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir);
+    let description = "&".repeat(100_000);
+    let big = alert(&Spec {
+        description: &description,
+        ..Spec::default()
+    });
+    let stored = append(&store, &big);
+    assert!(
+        stored.alert.xml.len() > cap::DEFAULT_MAX_SIZE,
+        "{} bytes",
+        stored.alert.xml.len()
+    );
+    assert_eq!(stored.alert.alert().expect("reads back"), big);
+}

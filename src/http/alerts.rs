@@ -46,7 +46,9 @@ use serde_json::json;
 use tiers::{Action, Denied, Principal, RegionCode, RegionTree, authorize};
 use tokio::time::{Instant, timeout_at};
 
-use super::alerts_error::{AlertError, alerts_state, not_public, read_store, store_error};
+use super::alerts_error::{
+    AlertError, alerts_state, not_public, not_public_at, read_store, store_error,
+};
 use super::{ApiError, AppState, Authenticated};
 
 /// The alert store and the publishing limits, as the HTTP layer holds them.
@@ -191,6 +193,21 @@ fn read_alert(bytes: &[u8], format: Format, limit: usize) -> Result<Alert, Alert
         .map_err(|errors| AlertError::invalid(&errors))?;
     if let Err(refused) = alerts::hub::MsgType::try_from(alert.msg_type) {
         return Err(not_public(refused.to_string()));
+    }
+    // Everything published here goes to the public, unauthenticated: live streams, Atom,
+    // archive, `/alerts/{id}.xml`.
+    if alert.scope != cap::Scope::Public {
+        return Err(not_public_at(
+            "alert/scope",
+            format!(
+                "scope {} is for a limited audience; this hub publishes to the public (scope Public)",
+                alert.scope.as_str()
+            ),
+        ));
+    }
+    if alert.status == cap::Status::Draft {
+        let reason = "a Draft is a template, not actionable (CAP 1.2 status); publish it as Actual, Exercise, System or Test";
+        return Err(not_public_at("alert/status", reason.to_owned()));
     }
     Ok(alert)
 }

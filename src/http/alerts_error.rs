@@ -150,7 +150,13 @@ pub(super) fn store_error(err: &StoreError) -> AlertError {
 }
 
 pub(super) fn not_public(reason: String) -> AlertError {
-    let path = "alert/msgType".to_owned();
+    not_public_at("alert/msgType", reason)
+}
+
+/// 422 `invalid_cap`: the field at `path` makes the message one this public hub does not
+/// disseminate.
+pub(super) fn not_public_at(path: &str, reason: String) -> AlertError {
+    let path = path.to_owned();
     AlertError::invalid(&[CapError::Invalid { path, reason }])
 }
 

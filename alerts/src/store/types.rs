@@ -73,9 +73,15 @@ pub struct StoredAlert {
 }
 
 impl StoredAlert {
-    /// The CAP model, read back from [`StoredAlert::xml`].
+    /// The CAP model, read back from [`StoredAlert::xml`]. Stored XML was bounded when it was
+    /// written (`max_document_bytes`, 4× the body limit: normalizing escapes characters), so
+    /// it is read whole: the 256 KiB default meant for untrusted bodies would leave a large
+    /// accepted alert out of the Redis archive index.
     pub fn alert(&self) -> Result<Alert, CapError> {
-        Alert::from_xml(self.xml.as_bytes())
+        crate::cap::read_xml(
+            self.xml.as_bytes(),
+            self.xml.len().max(crate::cap::DEFAULT_MAX_SIZE),
+        )
     }
 
     /// The canonical delivery frame, built once per alert and shared by every subscriber:
