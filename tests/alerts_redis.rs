@@ -589,3 +589,38 @@ async fn a_page_of_unreadable_entries_is_not_the_end_of_the_log() {
     assert_eq!(replay.next().await, Seen::Alert(1, "p-1".into()));
     assert_eq!(replay.next().await, Seen::Alert(602, "p-602".into()));
 }
+
+/// Redis hung (stopped, so connections are taken and nothing answers): one archive query
+/// pays the read timeout catching the index up, the others read the index as it is meanwhile
+/// (they used to queue behind it, each paying the timeouts in turn).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archive_queries_do_not_queue_behind_a_hung_redis() {
+    let redis = Redis::start();
+    let hub = start(&redis);
+    let token = token();
+    let (status, _) = publish(&hub, &token, &alert("h-1", "330100", "挂起前")).await;
+    assert_eq!(status, 201);
+    assert_eq!(identifiers(&archive(&hub, "").await), ["h-1"]);
+    redis.freeze(true);
+    let started = std::time::Instant::now();
+    let first = tokio::spawn({
+        let addr = hub.addr;
+        async move {
+            let page = common::get(addr, "/api/v1/alerts", &[]).await;
+            (page, started.elapsed())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..3 {
+        let page = archive(&hub, "").await;
+        assert_eq!(identifiers(&page), ["h-1"], "the index as it is");
+    }
+    let others = started.elapsed();
+    let (first, catching_up) = first.await.expect("task");
+    redis.freeze(false);
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert!(
+        others < catching_up,
+        "the others ({others:?}) were not served before the catching-up query ({catching_up:?})"
+    );
+}

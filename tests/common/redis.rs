@@ -123,6 +123,19 @@ impl Redis {
         }
     }
 
+    /// Freezes it (SIGSTOP) or thaws it (SIGCONT): while frozen, the kernel still accepts
+    /// connections and takes requests, and nothing answers (a hung server, a black hole).
+    #[allow(dead_code)]
+    pub fn freeze(&self, frozen: bool) {
+        let Some(child) = &self.child else { return };
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill {signal}");
+    }
+
     /// Starts it again on the same port and directory.
     pub fn restart(&mut self) {
         self.kill();

@@ -59,6 +59,13 @@ impl Durability {
     }
 }
 
+/// Longest a query waits for another query's catch-up of the index before it reads the index
+/// as it is: a healthy catch-up takes milliseconds.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(1);
+/// After a catch-up failed for a passing reason, queries read the index as it is for this
+/// long without trying again (each try would wait out the connection timeouts).
+const CATCH_UP_PAUSE: Duration = Duration::from_secs(2);
+
 /// The Redis [`Store`].
 pub struct RedisStore {
     client: Client,
@@ -68,6 +75,9 @@ pub struct RedisStore {
     /// Held while the mirror catches up, so two queries do not copy the same entries; holds
     /// the last log number examined (past unreadable entries the mirror does not have).
     catching_up: Mutex<u64>,
+    /// When a query's catch-up last failed for a passing reason (Redis unreachable):
+    /// queries within [`CATCH_UP_PAUSE`] of it serve the index as it is without trying.
+    catch_up_failed: Mutex<Option<std::time::Instant>>,
     config: StoreConfig,
     script: redis::Script,
 }
@@ -98,6 +108,7 @@ impl RedisStore {
             pool: Mutex::new(Vec::new()),
             mirror: SqliteStore::open_with(mirror_path, config.clone())?,
             catching_up: Mutex::new(0),
+            catch_up_failed: Mutex::new(None),
             config,
             script: redis::Script::new(APPEND_SCRIPT),
         };
@@ -185,6 +196,43 @@ impl RedisStore {
             .catching_up
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        self.catch_up_from(&mut examined)
+    }
+
+    /// [`catch_up`](Self::catch_up) for a query: waits at most [`CATCH_UP_WAIT`] for another
+    /// query's catch-up, and not at all within [`CATCH_UP_PAUSE`] of a failed one. With Redis
+    /// unreachable a catch-up takes its connection timeouts (seconds); one query pays them,
+    /// the others serve the index as it is meanwhile instead of queueing behind it.
+    fn catch_up_for_query(&self) -> Result<(), StoreError> {
+        let failed = self.catch_up_failed.lock().map_or(None, |at| *at);
+        if failed.is_some_and(|at| at.elapsed() < CATCH_UP_PAUSE) {
+            return Ok(());
+        }
+        let deadline = std::time::Instant::now() + CATCH_UP_WAIT;
+        let mut examined = loop {
+            match self.catching_up.try_lock() {
+                Ok(guard) => break guard,
+                Err(std::sync::TryLockError::Poisoned(poisoned)) => break poisoned.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    if std::time::Instant::now() >= deadline {
+                        return Ok(());
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        };
+        let caught_up = self.catch_up_from(&mut examined);
+        if let Ok(mut at) = self.catch_up_failed.lock() {
+            *at = match &caught_up {
+                Err(err) if err.is_transient() => Some(std::time::Instant::now()),
+                _ => None,
+            };
+        }
+        caught_up
+    }
+
+    /// Catches the index up from the last number examined (held by the caller's lock).
+    fn catch_up_from(&self, examined: &mut u64) -> Result<(), StoreError> {
         let mut after = self.mirror.last_seq()?.max(*examined);
         loop {
             let batch = self.entries_after(after, MAX_PAGE)?;
@@ -504,7 +552,7 @@ impl Store for RedisStore {
     /// Runs on the local index after catching it up; with Redis unreachable, on the index as
     /// it is (the archive stays readable, possibly a few alerts behind).
     fn query(&self, query: &ArchiveQuery) -> Result<Page, StoreError> {
-        if let Err(err) = self.catch_up()
+        if let Err(err) = self.catch_up_for_query()
             && !err.is_transient()
         {
             return Err(err);
