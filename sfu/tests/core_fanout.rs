@@ -7,7 +7,7 @@ mod core_util;
 use std::sync::Arc;
 use std::time::Duration;
 
-use core_util::{Harness, VideoPub, assert_continuous};
+use core_util::{AudioPub, Harness, VideoPub, assert_continuous};
 use sfu::core::{Kind, RoomEvent, Source, SourceLayer};
 
 const PUB: u64 = 1;
@@ -198,4 +198,59 @@ fn an_encoder_restart_rebases_at_its_keyframe() {
     let got = h.forwards_to(100, 1);
     assert!(got.len() >= 9);
     assert_continuous(&got);
+}
+
+/// Audio from an encoder that restarted (SSRC A → B): a late packet of A long after the
+/// restart (here after 200 of B's, beyond the reorder window) is a straggler to drop while
+/// B is sending, not a restart back to A. (It used to take the mapping back, retiring B:
+/// every B packet after it was dropped as the retired SSRC's, for good.)
+#[test]
+fn a_late_packet_of_a_replaced_audio_ssrc_does_not_silence_the_new_one() {
+    let mut h = Harness::new();
+    let mut audio = AudioPub::new(1, 20);
+    audio.publish(&mut h);
+    h.room
+        .subscribe(100, 2, Source::Track(20), Kind::Audio, h.now);
+    let send = |h: &mut Harness, audio: &mut AudioPub, ssrc: u32| {
+        h.advance(Duration::from_millis(20));
+        let mut pkt = audio.packet(30, h.now);
+        pkt.ssrc = ssrc;
+        h.send(&pkt);
+    };
+    for _ in 0..10 {
+        send(&mut h, &mut audio, 20);
+    }
+    let straggler_seq = audio.seq;
+    audio.seq = 30_000;
+    for _ in 0..200 {
+        send(&mut h, &mut audio, 21);
+    }
+    let before = h.forwards_to(100, 2).len();
+    // The straggler: the old SSRC and numbering, arriving now.
+    let (seq, ts) = (audio.seq, audio.ts);
+    audio.seq = straggler_seq;
+    send(&mut h, &mut audio, 20);
+    (audio.seq, audio.ts) = (seq, ts);
+    for _ in 0..50 {
+        send(&mut h, &mut audio, 21);
+    }
+    let seqs_continue = |h: &Harness| {
+        let got = h.forwards_to(100, 2);
+        got.windows(2).all(|w| w[1].seq == w[0].seq + 1)
+    };
+    let got = h.forwards_to(100, 2);
+    assert_eq!(
+        got.len(),
+        before + 50,
+        "every packet of the live SSRC after the straggler"
+    );
+    assert!(seqs_continue(&h));
+    // The new SSRC falls silent for longer than RETIRED_HOLD and the old one comes back:
+    // that is a restart, followed.
+    h.advance(Duration::from_secs(2));
+    for _ in 0..10 {
+        send(&mut h, &mut audio, 20);
+    }
+    assert_eq!(h.forwards_to(100, 2).len(), before + 60);
+    assert!(seqs_continue(&h));
 }

@@ -80,7 +80,7 @@ impl Room {
                 continue;
             };
             let is_current = s.current == Some(src);
-            if is_current && s.rewriter.is_retired(pkt.ssrc) {
+            if is_current && s.rewriter.is_retired(pkt.ssrc, pkt.arrival) {
                 s.counters.dropped += 1;
                 stats.dropped.too_old += 1;
                 continue;

@@ -58,7 +58,17 @@ struct Mapping {
     /// The SSRC this mapping replaced on the same layer (encoder restart), whose stragglers
     /// must not be taken for yet another restart.
     retired: Option<u32>,
+    /// Arrival of this mapping's newest packet: while it is recent, the retired SSRC's
+    /// packets are stragglers (see [`RETIRED_HOLD`]).
+    heard: Instant,
 }
+
+/// How long after the current SSRC's newest packet a packet of the SSRC it replaced is still
+/// a straggler to drop, not the encoder coming back. Counted in time, not in the new SSRC's
+/// packets: a late duplicate of the old SSRC long after the restart must not take the
+/// mapping back from a source that is still sending (the viewer would then drop every packet
+/// of the live one as the retired one's).
+pub const RETIRED_HOLD: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy)]
 struct Last {
@@ -103,11 +113,12 @@ impl Rewriter {
         self.map.is_some_and(|m| m.ssrc != ssrc)
     }
 
-    /// Whether `ssrc` is the one the current mapping replaced, within a reorder window of the
-    /// restart: a late packet of the old encoder, to drop.
-    pub fn is_retired(&self, ssrc: u32) -> bool {
+    /// Whether a packet of `ssrc` arriving `at` is a late one of the encoder the current
+    /// mapping replaced, to drop: its SSRC is the retired one and the current SSRC sent
+    /// within [`RETIRED_HOLD`]. After that silence, the old SSRC is a restart like any other.
+    pub fn is_retired(&self, ssrc: u32, at: Instant) -> bool {
         self.map.is_some_and(|m| {
-            m.retired == Some(ssrc) && m.max_in.wrapping_sub(m.base_in) < REORDER_WINDOW
+            m.retired == Some(ssrc) && at.saturating_duration_since(m.heard) < RETIRED_HOLD
         })
     }
 
@@ -167,6 +178,7 @@ impl Rewriter {
             base_in: pkt.seq,
             max_in: pkt.seq,
             window: 1,
+            heard: pkt.arrival,
         });
         self.rewrite(pkt, true)
     }
@@ -187,6 +199,7 @@ impl Rewriter {
             };
             m.window |= 1;
             m.max_in = pkt.seq;
+            m.heard = m.heard.max(pkt.arrival);
             Ok(self.rewrite(pkt, true))
         } else {
             let back = m.max_in.wrapping_sub(pkt.seq);
