@@ -298,3 +298,48 @@ fn the_wanted_bitrate_follows_the_preference_not_the_estimate() {
     assert_eq!(wanted(&h).last(), Some(&0), "nothing to receive");
     assert_eq!(h.room.peer_stats(SUB).and_then(|s| s.wanted_bps), Some(0));
 }
+
+/// A switch waits for a keyframe whose first packet comes before the rest of its frame: one
+/// that arrives after its frame's other packets (repaired by a retransmission, reordered)
+/// starts nothing, since the waiting subscriber dropped those packets already. (A switch
+/// there sent one keyframe fragment and then delta frames, a gap no NACK could repair.)
+#[test]
+fn a_keyframe_start_arriving_after_its_frame_is_no_switch_point() {
+    let (mut h, mut p) = setup();
+    p.stream(&mut h, 60, &ALL);
+    assert_eq!(last_layer(&h), Some(2));
+    p.answer_pli = false;
+    h.room.set_preferred_layer(SUB, 1, LayerPref::Mid, h.now);
+    h.drain();
+    h.advance(std::time::Duration::from_millis(33));
+    let key = p.frame(1, true, h.now);
+    assert!(key[0].keyframe && key.len() > 1);
+    for pkt in &key[1..] {
+        h.send(pkt);
+    }
+    let delta = p.frame(1, false, h.now);
+    for pkt in &delta {
+        h.send(pkt);
+    }
+    h.send(&key[0]);
+    h.drain();
+    assert_eq!(last_layer(&h), Some(2), "still on the top layer");
+    assert!(
+        matches!(
+            h.room.subscription_state(SUB, 1),
+            Some((_, Some(SourceLayer { layer: 1, .. })))
+        ),
+        "still waiting for a keyframe of the middle layer"
+    );
+    // The next whole keyframe switches, and the stream is continuous across it.
+    p.key_next[1] = true;
+    p.stream(&mut h, 5, &ALL);
+    assert_eq!(last_layer(&h), Some(1));
+    let all = h.forwards_to(SUB, 1);
+    assert_continuous(&all);
+    for w in all.windows(2) {
+        if w[0].source != w[1].source {
+            assert!(w[1].keyframe, "switched on a delta frame");
+        }
+    }
+}

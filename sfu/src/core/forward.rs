@@ -60,10 +60,13 @@ impl Room {
         if let Some(level) = pkt.audio_level {
             track.audio.add(level);
         }
-        if pkt.keyframe {
+        // A keyframe's first packet arriving after later packets (a repair, reordering) starts
+        // nothing: subscribers waiting to switch dropped the rest of its frame already.
+        let keyframe = layer.note_seq(pkt.ssrc, pkt.seq) && pkt.keyframe;
+        if keyframe {
             layer.throttle.on_keyframe();
         }
-        let switch_point = pkt.keyframe || kind == Kind::Audio;
+        let switch_point = keyframe || kind == Kind::Audio;
         let src = SourceLayer {
             track: pkt.track,
             layer: pkt.layer,

@@ -40,8 +40,11 @@ impl RateMeter {
             Some(start) => {
                 let expired = Self::expired(start, now);
                 if expired >= BUCKETS {
+                    // Resumed after a second or more of silence: measured from now, like a
+                    // new layer (over a whole second, its first 100 ms would read ~10× low).
                     self.buckets = [0; BUCKETS];
                     self.head_start = Some(now);
+                    self.first = Some(now);
                 } else if expired > 0 {
                     for _ in 0..expired {
                         self.head = (self.head + 1) % BUCKETS;
@@ -217,6 +220,13 @@ mod tests {
         assert_eq!(m.bps(t0 + Duration::from_secs(5)), 0);
         m.add(t0 + Duration::from_secs(10), 10);
         assert!(m.bps(t0 + Duration::from_secs(10)) > 0);
+        // Resumed at the old rate: measured from the resume, not diluted over a second.
+        let resumed = t0 + Duration::from_secs(20);
+        for i in 0..20u64 {
+            m.add(resumed + Duration::from_millis(10 * i), 1000);
+        }
+        let bps = m.bps(resumed + Duration::from_millis(200));
+        assert!((700_000..=900_000).contains(&bps), "{bps}");
     }
 
     #[test]

@@ -99,22 +99,10 @@ impl Room {
         let mut states: Vec<LayerState> = layers
             .iter()
             .take(MAX_LAYERS)
-            .map(|l| LayerState {
-                rid: l.rid,
-                meter: Default::default(),
-                last_packet: None,
-                throttle: Default::default(),
-                subs: Vec::new(),
-            })
+            .map(|l| LayerState::new(l.rid))
             .collect();
         if states.is_empty() {
-            states.push(LayerState {
-                rid: None,
-                meter: Default::default(),
-                last_packet: None,
-                throttle: Default::default(),
-                subs: Vec::new(),
-            });
+            states.push(LayerState::new(None));
         }
         self.table.tracks.insert(
             track,

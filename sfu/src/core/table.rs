@@ -82,6 +82,37 @@ pub struct LayerState {
     pub throttle: KeyframeThrottle,
     /// Slots of the subscriptions whose current or pending source it is.
     pub subs: Vec<u32>,
+    /// The newest sequence number seen on it, with its SSRC: a keyframe's first packet that
+    /// comes after later ones (repaired, reordered) is no switch point, its frame's other
+    /// packets having been dropped for the waiting subscribers already.
+    pub newest: Option<(u32, u64)>,
+}
+
+impl LayerState {
+    /// A layer with nothing seen yet.
+    pub fn new(rid: Option<Rid>) -> LayerState {
+        LayerState {
+            rid,
+            meter: Default::default(),
+            last_packet: None,
+            throttle: Default::default(),
+            subs: Vec::new(),
+            newest: None,
+        }
+    }
+
+    /// Records a packet of `ssrc` numbered `seq`: whether it is the newest seen (a new SSRC
+    /// starts afresh).
+    pub fn note_seq(&mut self, ssrc: u32, seq: u64) -> bool {
+        let fresh = match self.newest {
+            Some((s, newest)) if s == ssrc => (seq.wrapping_sub(newest) as i64) > 0,
+            _ => true,
+        };
+        if fresh {
+            self.newest = Some((ssrc, seq));
+        }
+        fresh
+    }
 }
 
 /// A published track.

@@ -57,14 +57,25 @@ impl RoomSlot {
     }
 }
 
-/// Quality rank of a rid by the usual names (`q`/`h`/`f`, `l`/`m`/`h`, `0`/`1`/`2`).
-fn rid_rank(rid: &str) -> u8 {
+/// Quality rank of a rid by the usual names (`q`/`h`/`f`, `l`/`m`/`h`, `0`/`1`/`2`). `h` is
+/// the middle of `q`/`h`/`f` (half) but the top of `l`/`m`/`h` (high): with `l` or `m` among
+/// the track's rids (`l_m_scheme`), it ranks highest.
+fn rid_rank(rid: &str, l_m_scheme: bool) -> u8 {
     match rid {
+        "h" if l_m_scheme => 2,
         "q" | "l" | "low" | "0" => 0,
         "h" | "m" | "mid" | "1" => 1,
         "f" | "high" | "2" => 2,
         _ => 3,
     }
+}
+
+/// Orders a track's rids from the lowest quality to the highest (stable for unknown names).
+fn sort_rids(rids: &mut [Rid]) {
+    let l_m_scheme = rids
+        .iter()
+        .any(|r| matches!(&**r, "l" | "m" | "low" | "mid"));
+    rids.sort_by_key(|r| rid_rank(r, l_m_scheme));
 }
 
 fn core_codec(codec: str0m::format::Codec) -> Option<core::Codec> {
@@ -115,7 +126,7 @@ impl Worker {
                     .map(|s| if s.recv.is_empty() { &s.send } else { &s.recv })
                     .map(|layers| layers.iter().map(|l| l.rid).collect())
                     .unwrap_or_default();
-                rids.sort_by_key(|r| rid_rank(r));
+                sort_rids(&mut rids);
                 session.tracks.insert(added.mid, (track, added.kind));
                 session.layers.insert(track, rids);
             }
@@ -393,5 +404,25 @@ impl Worker {
             forwarded_packets: stats.forwarded_packets,
             stats,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sorted(names: &[&str]) -> Vec<String> {
+        let mut rids: Vec<Rid> = names.iter().map(|n| Rid::from(*n)).collect();
+        sort_rids(&mut rids);
+        rids.iter().map(|r| r.to_string()).collect()
+    }
+
+    #[test]
+    fn rids_are_ordered_low_to_high_in_either_naming() {
+        assert_eq!(sorted(&["f", "h", "q"]), ["q", "h", "f"]);
+        // High first, as some clients offer it: `h` is the top of l/m/h.
+        assert_eq!(sorted(&["h", "m", "l"]), ["l", "m", "h"]);
+        assert_eq!(sorted(&["2", "0", "1"]), ["0", "1", "2"]);
+        assert_eq!(sorted(&["high", "low", "mid"]), ["low", "mid", "high"]);
     }
 }
