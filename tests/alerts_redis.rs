@@ -624,3 +624,33 @@ async fn archive_queries_do_not_queue_behind_a_hung_redis() {
         "the others ({others:?}) were not served before the catching-up query ({catching_up:?})"
     );
 }
+
+/// After Redis restarts, the pooled connections are all stale: the first request to find
+/// one stale drops them all and goes on with a fresh connection, so publishing answers 201
+/// (created) at once instead of 503 until every stale connection has failed once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_redis_is_used_again_at_once() {
+    let mut redis = Redis::start();
+    let hub = start(&redis);
+    let token = token();
+    // Several publishes at once leave several connections in the pool.
+    let before: Vec<String> = (0..6)
+        .map(|i| alert(&format!("r-{i}"), "330100", "重启前"))
+        .collect();
+    let answers =
+        futures_util::future::join_all(before.iter().map(|xml| publish(&hub, &token, xml))).await;
+    for (status, body) in answers {
+        assert_eq!(status, 201, "{body}");
+    }
+    redis.restart();
+    for i in 0..3 {
+        let (status, body) = publish(
+            &hub,
+            &token,
+            &alert(&format!("r-after-{i}"), "330100", "重启后"),
+        )
+        .await;
+        assert_eq!(status, 201, "publish {i} after the restart: {body}");
+        assert_eq!(body["created"], true, "{body}");
+    }
+}

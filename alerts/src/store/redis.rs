@@ -307,6 +307,7 @@ impl RedisStore {
                         return Err(StoreError::Redis(err));
                     }
                     retried = true;
+                    self.drop_pool();
                 }
                 Err(err) => {
                     self.give_back(conn);
@@ -314,6 +315,15 @@ impl RedisStore {
                 }
             }
         }
+    }
+
+    /// Forgets every pooled connection: one failed at the connection level, so Redis likely
+    /// restarted and the others are as stale; the retry then gets a fresh one.
+    fn drop_pool(&self) {
+        self.pool
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 
     fn take(&self) -> Result<Connection, StoreError> {
@@ -450,16 +460,22 @@ impl Store for RedisStore {
                 // the entry. Only if it did not run is it run again.
                 Err(err) if err.is_unrecoverable_error() && !retried => {
                     retried = true;
+                    self.drop_pool();
                     if let Some(found) = self.by_identifier(&record.sender, &record.identifier)? {
                         // Ours, or (rarely) another region's that bound the sender meanwhile.
                         let owner = self.sender_owner(&record.sender)?;
                         senders::check(&record.sender, owner, publisher.region, publisher.rule)?;
-                        return existing_record(
+                        // Written by this very request (its answer was lost): created here.
+                        let ours = found.publisher == record.publisher
+                            && found.received_unix == record.received_unix;
+                        let mut appended = existing_record(
                             &record.sender,
                             &record.identifier,
                             &record.xml,
                             found,
-                        );
+                        )?;
+                        appended.created = ours;
+                        return Ok(appended);
                     }
                 }
                 Err(err) => return Err(err.into()),
