@@ -639,3 +639,29 @@ fn a_read_past_the_query_timeout_is_stopped_and_the_reader_recovers() {
         assert_eq!(store.last_seq().expect("readers still work"), 300);
     }
 }
+
+/// A listing carries what a listing shows, not the documents: `xml` empty, `json` with only
+/// `sent` (as written) and the first headline; the whole alert stays one `get` away.
+#[test]
+fn a_listing_loads_no_whole_documents() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir);
+    load(&store);
+    let page = store
+        .query(&ArchiveQuery {
+            limit: 500,
+            ..ArchiveQuery::default()
+        })
+        .expect("query");
+    assert_eq!(page.items.len(), FIXTURE.len());
+    for item in &page.items {
+        assert!(item.xml.is_empty(), "{}", item.xml);
+        let json: serde_json::Value = serde_json::from_str(&item.json).expect("json");
+        let whole = store.get(item.seq).expect("get").expect("stored");
+        let full: serde_json::Value = serde_json::from_str(&whole.json).expect("json");
+        assert_eq!(json["sent"], full["sent"]);
+        assert_eq!(json["info"][0]["headline"], full["info"][0]["headline"]);
+        assert_eq!(json.as_object().map(|o| o.len()), Some(2), "{json}");
+        assert_eq!(item.identifier, whole.identifier);
+    }
+}

@@ -29,7 +29,7 @@ use rusqlite::Connection;
 use rusqlite::types::Value;
 use tiers::RegionTree;
 
-use super::sqlite::{COLUMNS, check_limit, select, to_sql_seq};
+use super::sqlite::{LISTING_COLUMNS, check_limit, select, to_sql_seq};
 use super::types::{MAX_QUERY_CHARS, MAX_QUERY_TERMS};
 use super::{ArchiveQuery, Cursor, Page, StoreError};
 use crate::hub::{KindSet, Severity};
@@ -152,7 +152,7 @@ pub(super) fn plan(query: &ArchiveQuery, tree: &RegionTree) -> Result<Plan, Stor
         false => conds.join("\n AND "),
     };
     let sql = format!(
-        "SELECT {COLUMNS} FROM {from_clause}\n WHERE {filter}\n ORDER BY {key} DESC LIMIT {}",
+        "SELECT {LISTING_COLUMNS} FROM {from_clause}\n WHERE {filter}\n ORDER BY {key} DESC LIMIT {}",
         query.limit + 1
     );
     Ok(Plan {

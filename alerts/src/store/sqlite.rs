@@ -301,6 +301,17 @@ pub(super) const COLUMNS: &str = "a.seq, a.sender, a.identifier, a.sent_unix, a.
     a.kind, a.severity, a.msg_type, a.status, a.regions, a.inherited_regions, a.refs, \
     a.publisher, a.received_unix, a.xml, a.json, a.inherited_targets";
 
+/// [`COLUMNS`] for an archive listing: the same row without the documents. `xml` is empty and
+/// `json` keeps only what a listing shows (`sent` as written and the first info's
+/// `headline`), so a page of up to 500 alerts never loads 500 whole documents (each up to
+/// `max_document_bytes`).
+pub(super) const LISTING_COLUMNS: &str = "a.seq, a.sender, a.identifier, a.sent_unix, \
+    a.expires_unix, a.kind, a.severity, a.msg_type, a.status, a.regions, a.inherited_regions, \
+    a.refs, a.publisher, a.received_unix, '' AS xml, \
+    json_object('sent', json_extract(a.json, '$.sent'), 'info', \
+    json_array(json_object('headline', json_extract(a.json, '$.info[0].headline')))) AS json, \
+    a.inherited_targets";
+
 /// Runs a `SELECT {COLUMNS} …` and converts every row.
 pub(super) fn select(
     conn: &Connection,

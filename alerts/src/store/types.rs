@@ -235,7 +235,9 @@ impl Default for ArchiveQuery {
 /// One page of archive results.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page {
-    /// Matching alerts, newest (highest sequence number) first.
+    /// Matching alerts, newest (highest sequence number) first, as a listing needs them: every
+    /// field but the documents. `xml` is empty and `json` holds only `sent` and
+    /// `info[0].headline` (a page never loads whole documents; fetch one by its id for that).
     pub items: Vec<StoredAlert>,
     /// Pass this as [`ArchiveQuery::cursor`] for the next page; `None` on the last page.
     pub next_cursor: Option<Cursor>,
