@@ -629,3 +629,28 @@ async fn one_section_of_each_kind_and_layers_only_for_video() {
     .await;
     expect_error(&layer, 409, "no_video");
 }
+
+/// A viewer of one publisher whose offer cannot take the video codec that publisher sends
+/// gets 406 naming it, not a session that never shows video; an offer that can is 201.
+#[tokio::test]
+async fn a_viewer_that_cannot_decode_its_publisher_is_told() {
+    let hub = Hub::start(&[], &[]);
+    let city = hub.token("city-admin", "330100", &[]);
+    let send = offer("a=sendonly", "a=rtpmap:96 VP8/90000");
+    let publisher = post(&hub, "/whip/codecs", Some(&city), "application/sdp", &send).await;
+    assert_eq!(publisher.status, 201, "{}", publisher.body);
+    let location = publisher.header("location").expect("Location").to_owned();
+    let id = location.rsplit('/').next().expect("session id").to_owned();
+    let path = format!("/whep/codecs/{id}");
+    let h264_only = offer(
+        "a=recvonly",
+        "a=rtpmap:102 H264/90000\r\na=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
+    )
+    .replace("SAVPF 96", "SAVPF 102");
+    let refused = post(&hub, &path, Some(&city), "application/sdp", &h264_only).await;
+    expect_error(&refused, 406, "no_common_codec");
+    assert!(refused.body.contains("Vp8"), "{}", refused.body);
+    let vp8 = offer("a=recvonly", "a=rtpmap:96 VP8/90000");
+    let viewer = post(&hub, &path, Some(&city), "application/sdp", &vp8).await;
+    assert_eq!(viewer.status, 201, "{}", viewer.body);
+}

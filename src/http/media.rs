@@ -64,7 +64,9 @@ impl From<SfuError> for ApiError {
     fn from(err: SfuError) -> Self {
         let (status, code) = match &err {
             SfuError::BadOffer(_) => (StatusCode::BAD_REQUEST, "bad_sdp"),
-            SfuError::NoCommonCodec => (StatusCode::NOT_ACCEPTABLE, "no_common_codec"),
+            SfuError::NoCommonCodec | SfuError::CodecMismatch(_) => {
+                (StatusCode::NOT_ACCEPTABLE, "no_common_codec")
+            }
             SfuError::NoSuchSession => (StatusCode::NOT_FOUND, "no_such_session"),
             SfuError::NotYours => (StatusCode::FORBIDDEN, "not_your_session"),
             SfuError::NoSuchRoom => (StatusCode::NOT_FOUND, "no_such_room"),

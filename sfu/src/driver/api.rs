@@ -276,6 +276,9 @@ pub enum SfuError {
     /// A `PATCH`'s `If-Match` names another ICE session than the current one (412).
     #[error("the ICE session changed (If-Match does not name the current entity tag)")]
     IceSessionChanged,
+    /// A viewer's offer cannot take the video codec its publisher sends (406).
+    #[error("no common codec: {0}")]
+    CodecMismatch(String),
     /// A layer choice for a viewer session that receives no video (409).
     #[error("this session receives no video: there is no layer to choose")]
     NoVideo,

@@ -171,7 +171,22 @@ impl Worker {
             self.shared.tcp_addr,
             now,
         )?;
-        let pts = Session::negotiated_pts(&rtc);
+        let pts = Session::negotiated_pts(&rtc, &answer);
+        // A viewer of one publisher that cannot decode what it sends would get no video at
+        // all: 406 naming both, not a silent session.
+        if let SessionKind::Play(super::api::PlaySource::Publisher(publisher)) = &req.kind
+            && let Some(sends) = self
+                .sessions
+                .get(publisher)
+                .and_then(Session::sent_video_codec)
+        {
+            let takes_video = pts[1..].iter().any(Option::is_some);
+            if takes_video && pts[sends as usize].is_none() {
+                return Err(SfuError::CodecMismatch(format!(
+                    "the publisher sends {sends:?}; this offer's video takes none of it"
+                )));
+            }
+        }
         let room: Arc<str> = match self.rooms.get_key_value(req.room.as_str()) {
             Some((key, _)) => key.clone(),
             None => {

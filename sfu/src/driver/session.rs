@@ -333,14 +333,49 @@ impl Session {
 
     /// Payload types negotiated with this peer, indexed by `core::Codec as usize` (looked
     /// up once after the answer, so forwarding does an array read instead of a scan).
-    pub fn negotiated_pts(rtc: &Rtc) -> [Option<Pt>; 4] {
+    /// The payload type of each forwarded codec that this peer accepted: configured here
+    /// and listed by its offer in a media section of the codec's kind (the sections named by
+    /// `answer`'s `a=mid:` lines). A viewer is sent no codec it did not offer.
+    pub fn negotiated_pts(rtc: &Rtc, answer: &str) -> [Option<Pt>; 4] {
         use crate::core::Codec as C;
+        let accepted: Vec<(MediaKind, Vec<Pt>)> = answer
+            .lines()
+            .filter_map(|l| l.trim_end().strip_prefix("a=mid:"))
+            .filter_map(|mid| rtc.media(Mid::from(mid)))
+            .map(|m| (m.kind(), m.remote_pts().to_vec()))
+            .collect();
         // Declaration order of `core::Codec`, so `codec as usize` indexes this array.
         [C::Opus, C::Vp8, C::Vp9, C::H264].map(|codec| {
+            let kind = match codec.kind() {
+                crate::core::Kind::Audio => MediaKind::Audio,
+                crate::core::Kind::Video => MediaKind::Video,
+            };
             let codec = super::room::str0m_codec(codec);
             rtc.codec_config()
-                .find(|p| p.spec().codec == codec)
+                .iter()
+                .filter(|p| p.spec().codec == codec)
                 .map(|p| p.pt())
+                .find(|pt| {
+                    accepted
+                        .iter()
+                        .any(|(k, pts)| *k == kind && pts.contains(pt))
+                })
+        })
+    }
+
+    /// The video codec this publisher sends: the one its media arrives in, else the first
+    /// it was accepted for in the SFU's order (what a browser sends).
+    pub fn sent_video_codec(&self) -> Option<crate::core::Codec> {
+        use crate::core::Codec as C;
+        let arriving = self
+            .rx
+            .values()
+            .map(|s| s.codec)
+            .find(|c| c.kind() == crate::core::Kind::Video);
+        arriving.or_else(|| {
+            [C::Vp8, C::Vp9, C::H264]
+                .into_iter()
+                .find(|c| self.pts[*c as usize].is_some())
         })
     }
 
