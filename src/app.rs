@@ -60,7 +60,10 @@ pub async fn start(settings: &Settings, shutdown: Shutdown) -> anyhow::Result<Hu
     let alerts = open_alert_store(settings, &metrics).await?;
     let (tls, self_signed_cert) = match &settings.tls {
         TlsMode::Off => (None, None),
-        TlsMode::Files(config) => (Some(config.clone()), None),
+        TlsMode::Files(config, files) => {
+            tokio::spawn(files.clone().watch(shutdown.token().clone()));
+            (Some(config.clone()), None)
+        }
         TlsMode::SelfSigned => {
             let (config, cert) = crate::tls::self_signed(&settings.data_dir)
                 .context("generating the self-signed certificate")?;

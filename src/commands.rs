@@ -40,7 +40,7 @@ pub fn check_config(settings: &Settings) -> anyhow::Result<String> {
     out.push_str(&toml::to_string_pretty(&config).context("rendering the config")?);
     let tls = match &settings.tls {
         TlsMode::Off => "off (plain HTTP)".to_owned(),
-        TlsMode::Files(_) => "on (certificate files, loaded and checked)".to_owned(),
+        TlsMode::Files(..) => "on (certificate files, loaded and checked)".to_owned(),
         TlsMode::SelfSigned => format!(
             "on (self-signed, {})",
             settings.data_dir.join("tls/self-signed-cert.pem").display()

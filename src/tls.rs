@@ -7,16 +7,20 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use crate::cert_reload::CertFiles;
 use crate::config::ConfigError;
 
 /// Names the generated development certificate is valid for.
 const SELF_SIGNED_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 
 /// The certificates of PEM file `path` (at least one), errors naming `setting`.
-fn load_certs(path: &Path, setting: &str) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+pub(crate) fn load_certs(
+    path: &Path,
+    setting: &str,
+) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
         .map_err(|err| ConfigError::new(setting, format!("cannot read {}: {err}", path.display())))?
         .collect::<Result<_, _>>()
@@ -30,21 +34,16 @@ fn load_certs(path: &Path, setting: &str) -> Result<Vec<CertificateDer<'static>>
     Ok(certs)
 }
 
-/// Loads a PEM certificate chain and key, checking they belong together.
-pub fn load_pem_files(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, ConfigError> {
-    let certs = load_certs(cert, "tls.cert")?;
-    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|err| {
-        ConfigError::new(
-            "tls.key",
-            format!("cannot load a private key from {}: {err}", key.display()),
-        )
-    })?;
-    server_config(certs, key_der).map_err(|err| {
-        ConfigError::new(
-            "tls.key",
-            format!("{} does not fit {}: {err}", key.display(), cert.display()),
-        )
-    })
+/// Loads a PEM certificate chain and key, checking they belong together: the listener's
+/// config, serving them through the returned [`CertFiles`] (which reloads them when renewed).
+pub fn load_pem_files(
+    cert: &Path,
+    key: &Path,
+) -> Result<(Arc<ServerConfig>, Arc<CertFiles>), ConfigError> {
+    let files = CertFiles::open(cert, key)?;
+    let config = server_config(files.clone())
+        .map_err(|err| ConfigError::new("tls.cert", format!("TLS setup: {err}")))?;
+    Ok((config, files))
 }
 
 /// Returns the self-signed development certificate in `<data_dir>/tls/`, generating it first
@@ -69,19 +68,17 @@ pub fn self_signed(data_dir: &Path) -> anyhow::Result<(Arc<ServerConfig>, std::p
         std::fs::write(&cert_path, generated.cert.pem())?;
         tracing::info!(cert = %cert_path.display(), "generated a self-signed development certificate");
     }
-    let config = load_pem_files(&cert_path, &key_path).map_err(|err| anyhow::anyhow!("{err}"))?;
+    let (config, _) =
+        load_pem_files(&cert_path, &key_path).map_err(|err| anyhow::anyhow!("{err}"))?;
     Ok((config, cert_path))
 }
 
-fn server_config(
-    certs: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
-) -> Result<Arc<ServerConfig>, rustls::Error> {
+fn server_config(files: Arc<CertFiles>) -> Result<Arc<ServerConfig>, rustls::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_no_client_auth()
-        .with_single_cert(certs, key)?;
+        .with_cert_resolver(files);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

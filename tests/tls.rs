@@ -117,6 +117,13 @@ async fn self_signed_serves_tls13() {
     assert_eq!(again.status, 200);
 }
 
+/// A hub serving the operator's PEM files `cert` and `key`.
+fn start_with_files(cert: &std::path::Path, key: &std::path::Path) -> Hub {
+    let path = |p: &std::path::Path| p.to_str().expect("path").to_owned();
+    let (cert, key) = (path(cert), path(key));
+    Hub::start(&["--tls-cert", &cert, "--tls-key", &key], &[])
+}
+
 #[tokio::test]
 async fn operator_pem_files() {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -125,18 +132,95 @@ async fn operator_pem_files() {
     let key = tmp.path().join("key.pem");
     std::fs::write(&cert, generated.cert.pem()).expect("write");
     std::fs::write(&key, generated.signing_key.serialize_pem()).expect("write");
-    let hub = Hub::start(
-        &[
-            "--tls-cert",
-            cert.to_str().expect("path"),
-            "--tls-key",
-            key.to_str().expect("path"),
-        ],
-        &[],
-    );
+    let hub = start_with_files(&cert, &key);
     let (response, version) = https_get(&hub, &cert, "/healthz").await;
     assert_eq!(response.status, 200);
     assert_eq!(version, rustls::ProtocolVersion::TLSv1_3);
+}
+
+/// The certificate of a client's handshake (its end entity, DER).
+async fn served_cert(hub: &Hub, trusted: &std::path::Path) -> Vec<u8> {
+    let tls = tls_connect(hub, trusted).await;
+    let chain = tls.get_ref().1.peer_certificates().expect("a certificate");
+    chain[0].as_ref().to_vec()
+}
+
+/// A renewed certificate on disk is served to new connections after `SIGHUP` (and within a
+/// minute without it), with no restart; a broken renewal (a key that does not fit) is
+/// refused and the last good certificate stays.
+#[tokio::test]
+async fn a_renewed_certificate_is_served_after_sighup() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let cert = tmp.path().join("cert.pem");
+    let key = tmp.path().join("key.pem");
+    let first = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("cert");
+    std::fs::write(&cert, first.cert.pem()).expect("write");
+    std::fs::write(&key, first.signing_key.serialize_pem()).expect("write");
+    let hub = start_with_files(&cert, &key);
+    let first_path = tmp.path().join("first.pem");
+    std::fs::write(&first_path, first.cert.pem()).expect("write");
+    assert_eq!(
+        served_cert(&hub, &first_path).await,
+        first.cert.der().to_vec()
+    );
+
+    let hangup = || {
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", &hub.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    };
+    // A broken renewal: the new certificate with the old key. Refused; the first stays.
+    let second = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("cert");
+    std::fs::write(&cert, second.cert.pem()).expect("write");
+    hangup();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        served_cert(&hub, &first_path).await,
+        first.cert.der().to_vec()
+    );
+    // The key arrives: served from the next handshake on.
+    std::fs::write(&key, second.signing_key.serialize_pem()).expect("write");
+    hangup();
+    let second_path = tmp.path().join("second.pem");
+    std::fs::write(&second_path, second.cert.pem()).expect("write");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let served = served_cert_or_none(&hub, &second_path).await;
+        if served.as_deref() == Some(second.cert.der().as_ref()) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the renewed certificate is served"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        https_get(&hub, &second_path, "/healthz").await.0.status,
+        200
+    );
+}
+
+/// [`served_cert`], or `None` when the handshake fails (the client trusts another one).
+async fn served_cert_or_none(hub: &Hub, trusted: &std::path::Path) -> Option<Vec<u8>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(trusted).expect("cert file") {
+        roots.add(cert.expect("cert")).expect("add root");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(hub.addr).await.ok()?;
+    let name = ServerName::try_from("localhost").expect("name");
+    let tls = connector.connect(name, tcp).await.ok()?;
+    let chain = tls.get_ref().1.peer_certificates()?;
+    Some(chain[0].as_ref().to_vec())
 }
 
 /// A client that completes the TLS handshake and then says nothing is closed after the header

@@ -16,8 +16,12 @@ use super::{AlertsConfig, Config, ConfigError, HttpConfig, parse_duration_secs};
 pub enum TlsMode {
     /// Plain HTTP (the default on loopback).
     Off,
-    /// TLS with operator-provided PEM files, already loaded and checked.
-    Files(Arc<rustls::ServerConfig>),
+    /// TLS with operator-provided PEM files, already loaded and checked; reloaded when
+    /// renewed (`cert_reload`).
+    Files(
+        Arc<rustls::ServerConfig>,
+        Arc<crate::cert_reload::CertFiles>,
+    ),
     /// TLS with a development certificate generated into the data dir.
     SelfSigned,
 }
@@ -110,7 +114,10 @@ impl Settings {
             .map_err(|msg| ConfigError::new("auth.default_ttl", msg))?;
         let (regions, regions_source) = load_regions(config.regions.file.as_ref())?;
         let tls = match (&config.tls.cert, &config.tls.key) {
-            (Some(cert), Some(key)) => TlsMode::Files(crate::tls::load_pem_files(cert, key)?),
+            (Some(cert), Some(key)) => {
+                let (config, files) = crate::tls::load_pem_files(cert, key)?;
+                TlsMode::Files(config, files)
+            }
             (Some(_), None) => {
                 return Err(ConfigError::new(
                     "tls.key",
