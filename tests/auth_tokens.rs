@@ -57,7 +57,7 @@ async fn minted_token_is_accepted() {
     let first = subject(&body);
     let tag = first.strip_prefix("county-operator@330106#").unwrap_or("");
     assert!(
-        tag.len() == 8 && tag.bytes().all(|b| b.is_ascii_hexdigit()),
+        tag.len() == 16 && tag.bytes().all(|b| b.is_ascii_hexdigit()),
         "{first}"
     );
     let other = hub.token("county-operator", "330106", &[]);

@@ -64,6 +64,9 @@ use crate::config::AlertsConfig;
 
 /// Deliveries handed out per `Pop` command.
 pub const BATCH: usize = 64;
+/// Places a subscriber's delivery buffer keeps between pops (a steady subscriber takes one
+/// delivery per broadcast).
+const KEEP_PLACES: usize = 4;
 /// Capacity of the command channel.
 const COMMANDS: usize = 1024;
 
@@ -355,9 +358,12 @@ impl Subscription {
         }
     }
 
-    /// Hands a drained `Batch::items` back for the next pop (keeps its capacity).
+    /// Hands a drained `Batch::items` back for the next pop: it keeps a steady subscriber's
+    /// few places, but not a replay's burst of up to `BATCH` for the rest of a connection
+    /// that may last weeks.
     pub fn recycle(&mut self, mut items: Vec<Delivery>) {
         items.clear();
+        items.shrink_to(KEEP_PLACES);
         self.buf = items;
     }
 }
