@@ -120,8 +120,18 @@ impl Watch {
                     return Event::default().event(name).json_data(&notice.event).ok();
                 }
                 Ok(_) => {}
-                // Behind: what was missed is gone; the room as it is now replaces it.
-                Err(RecvError::Lagged(_)) => return self.refresh().await,
+                // Behind: what was missed is gone; the room as it is now replaces it, and so
+                // it does what is still buffered (older than the snapshot: replayed after it,
+                // it would turn the wall's view back, or end the stream with an earlier
+                // meeting's `RoomClosed`).
+                Err(RecvError::Lagged(_)) => {
+                    while !matches!(
+                        self.notices.try_recv(),
+                        Err(tokio::sync::broadcast::error::TryRecvError::Empty
+                            | tokio::sync::broadcast::error::TryRecvError::Closed)
+                    ) {}
+                    return self.refresh().await;
+                }
                 Err(RecvError::Closed) => return None,
             }
         }
