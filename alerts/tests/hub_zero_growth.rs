@@ -126,3 +126,29 @@ fn buffers_do_not_grow_after_warmup() {
     // 200 province-wide alerts alone reach over 5 000 subscribers each.
     assert!(delivered > 500_000, "{delivered} deliveries");
 }
+
+/// A burst queued for a subscriber that read nothing meanwhile (an incident's flood) does not
+/// leave its queue that large once it is drained: a connection that lasts weeks keeps a few
+/// places, not the burst's.
+#[test]
+fn a_drained_burst_leaves_no_large_queue_behind() {
+    let tree = RegionTree::zhejiang();
+    let mut hub = Hub::new(&tree, HubConfig::default());
+    let now = Instant::now();
+    let sub = hub
+        .subscribe(Filter::all(tree.root()), None, now)
+        .expect("subscribe");
+    let frame = Bytes::from(vec![b'x'; 300]);
+    for seq in 1..=200 {
+        let a = alert(seq, tree.root(), AlertKind::Food, Severity::Severe, &frame);
+        hub.publish(a, now).expect("publish");
+    }
+    assert!(hub.capacities().queues_max >= 200, "the burst queued");
+    let mut delivered = 0;
+    while hub.pop(sub).is_some() {
+        delivered += 1;
+    }
+    assert_eq!(delivered, 200);
+    let left = hub.capacities().queues_max;
+    assert!(left <= 8, "{left} places kept after the burst");
+}

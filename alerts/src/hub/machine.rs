@@ -13,6 +13,9 @@ use super::retain::{Compiled, Entry, LiveSet, Ring, Target};
 use super::subs::{Mode, Sub, Subs};
 use super::types::{Delivery, DisconnectReason, Filter, HubError, HubEvent, PublishedAlert, SubId};
 
+/// Places a subscriber's live queue keeps once emptied (more were needed only in a burst).
+const QUEUE_KEPT: usize = 8;
+
 /// The sans-IO alert fan-out hub. See the [module docs](super) for the driving loop and the
 /// queue and replay design.
 #[derive(Debug)]
@@ -260,6 +263,12 @@ impl Hub {
         let s = self.subs.get_mut(sub)?;
         let Mode::Replay { cursor, reset } = &mut s.mode else {
             let q = s.queue.pop_front()?;
+            // A burst that queued many (an incident's flood) leaves no large queue behind for
+            // the rest of a connection that may last weeks; a steady subscriber's small
+            // queue is kept, so this does not allocate per delivery.
+            if s.queue.is_empty() && s.queue.capacity() > QUEUE_KEPT {
+                s.queue.shrink_to(QUEUE_KEPT);
+            }
             self.stats.deliveries += 1;
             return Some(Delivery::Alert {
                 seq: q.seq,
