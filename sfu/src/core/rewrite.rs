@@ -58,12 +58,9 @@ struct Mapping {
     /// The SSRC this mapping replaced on the same layer (encoder restart), whose stragglers
     /// must not be taken for yet another restart.
     retired: Option<u32>,
-    /// Arrival of this mapping's newest packet: while it is recent, the retired SSRC's
-    /// packets are stragglers (see [`RETIRED_HOLD`]).
-    heard: Instant,
 }
 
-/// How long after the current SSRC's newest packet a packet of the SSRC it replaced is still
+/// How long after the current SSRC's newest frame a packet of the SSRC it replaced is still
 /// a straggler to drop, not the encoder coming back. Counted in time, not in the new SSRC's
 /// packets: a late duplicate of the old SSRC long after the restart must not take the
 /// mapping back from a source that is still sending (the viewer would then drop every packet
@@ -94,7 +91,7 @@ fn wrap_pic(v: u16, wide: bool) -> u16 {
 }
 
 /// Whether `a` is after `b` in wrapping order.
-fn after(a: u64, b: u64) -> bool {
+pub(crate) fn after(a: u64, b: u64) -> bool {
     (a.wrapping_sub(b) as i64) > 0
 }
 
@@ -114,12 +111,15 @@ impl Rewriter {
     }
 
     /// Whether a packet of `ssrc` arriving `at` is a late one of the encoder the current
-    /// mapping replaced, to drop: its SSRC is the retired one and the current SSRC sent
-    /// within [`RETIRED_HOLD`]. After that silence, the old SSRC is a restart like any other.
+    /// mapping replaced, to drop: its SSRC is the retired one and the current SSRC sent a
+    /// frame within [`RETIRED_HOLD`] (`last` is the newest frame forwarded, and a mapping
+    /// starts by forwarding one). After that silence, the old SSRC is a restart like any
+    /// other.
     pub fn is_retired(&self, ssrc: u32, at: Instant) -> bool {
-        self.map.is_some_and(|m| {
-            m.retired == Some(ssrc) && at.saturating_duration_since(m.heard) < RETIRED_HOLD
-        })
+        let recent = self
+            .last
+            .is_some_and(|l| at.saturating_duration_since(l.arrival) < RETIRED_HOLD);
+        recent && self.map.is_some_and(|m| m.retired == Some(ssrc))
     }
 
     /// Whether the current mapping forwards this exact (track, layer, ssrc).
@@ -178,7 +178,6 @@ impl Rewriter {
             base_in: pkt.seq,
             max_in: pkt.seq,
             window: 1,
-            heard: pkt.arrival,
         });
         self.rewrite(pkt, true)
     }
@@ -199,7 +198,6 @@ impl Rewriter {
             };
             m.window |= 1;
             m.max_in = pkt.seq;
-            m.heard = m.heard.max(pkt.arrival);
             Ok(self.rewrite(pkt, true))
         } else {
             let back = m.max_in.wrapping_sub(pkt.seq);

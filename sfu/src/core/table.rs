@@ -105,7 +105,7 @@ impl LayerState {
     /// starts afresh).
     pub fn note_seq(&mut self, ssrc: u32, seq: u64) -> bool {
         let fresh = match self.newest {
-            Some((s, newest)) if s == ssrc => (seq.wrapping_sub(newest) as i64) > 0,
+            Some((s, newest)) if s == ssrc => super::rewrite::after(seq, newest),
             _ => true,
         };
         if fresh {
