@@ -79,15 +79,6 @@ impl CertFiles {
         }))
     }
 
-    /// The certificate chain served now (its end-entity certificate first).
-    pub fn chain(&self) -> Vec<rustls_pki_types::CertificateDer<'static>> {
-        self.current
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .cert
-            .clone()
-    }
-
     /// Loads the files again if they changed since last read (`force`: whatever their
     /// times say). Returns whether a new pair is served now.
     pub fn reload(&self, force: bool) -> bool {

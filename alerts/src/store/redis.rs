@@ -527,13 +527,7 @@ impl Store for RedisStore {
     }
 
     fn since(&self, after: u64, limit: usize) -> Result<Vec<StoredAlert>, StoreError> {
-        check_limit(limit)?;
-        Ok(self
-            .entries_after(after, limit)?
-            .into_iter()
-            .filter_map(Slot::readable)
-            .map(|e| e.alert)
-            .collect())
+        Ok(self.since_examined(after, limit)?.0)
     }
 
     fn since_examined(
