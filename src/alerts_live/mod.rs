@@ -82,9 +82,15 @@ enum Command {
     Refill(SubId),
     Live {
         filter: Filter,
-        reply: oneshot::Sender<(u64, Vec<PublishedAlert>)>,
+        unless: Option<LiveVersion>,
+        reply: oneshot::Sender<(LiveVersion, Option<Vec<PublishedAlert>>)>,
     },
 }
+
+/// A version of the live alerts matching a filter: the hub's last sequence number and their
+/// count. The same pair is the same set (between two publishes, alerts only leave it, by
+/// expiry).
+pub type LiveVersion = (u64, usize);
 
 /// What one [`Subscription::pop`] took.
 #[derive(Debug, Default)]
@@ -254,12 +260,21 @@ impl LiveHub {
         })
     }
 
-    /// Current alerts matching `filter` (the Atom feed), with the hub's last sequence number
-    /// then: the same number and count mean the same set (between two publishes, alerts only
-    /// leave it, by expiry).
-    pub async fn live_alerts(&self, filter: Filter) -> Option<(u64, Vec<PublishedAlert>)> {
+    /// The version of the alerts matching `filter` now (the Atom feed), and the alerts
+    /// themselves unless that version is `unless` (the caller has them already: nothing is
+    /// copied then).
+    pub async fn live_alerts(
+        &self,
+        filter: Filter,
+        unless: Option<LiveVersion>,
+    ) -> Option<(LiveVersion, Option<Vec<PublishedAlert>>)> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Command::Live { filter, reply }).await.ok()?;
+        let command = Command::Live {
+            filter,
+            unless,
+            reply,
+        };
+        self.tx.send(command).await.ok()?;
         rx.await.ok()
     }
 }

@@ -145,8 +145,15 @@ pub(super) async fn run(
                     fill(&mut hub, mailbox, sub, live_after, &mut ages);
                 }
             }
-            Command::Live { filter, reply } => {
-                let _ = reply.send((hub.last_seq(), hub.live_alerts(filter).cloned().collect()));
+            Command::Live {
+                filter,
+                unless,
+                reply,
+            } => {
+                let version = (hub.last_seq(), hub.live_alerts(filter).count());
+                let alerts =
+                    (unless != Some(version)).then(|| hub.live_alerts(filter).cloned().collect());
+                let _ = reply.send((version, alerts));
             }
         }
         drain_events(&mut hub, &mut slots, &times, &metrics).await;

@@ -25,6 +25,7 @@ use serde_json::Value;
 use super::alerts_error::{AlertError, alerts_state, public_place, public_work_in};
 use super::alerts_live::parse_live;
 use super::{ApiError, AppState};
+use crate::alerts_live::LiveVersion;
 
 /// `GET /feeds/alerts.atom`.
 pub async fn atom(
@@ -45,14 +46,17 @@ pub async fn atom(
         return Err(ApiError::busy("too many feed requests at once; retry in a second").into());
     };
     let place = public_place(subsystem)?;
-    let Some((version, mut alerts)) = subsystem.live.live_alerts(query.filter).await else {
+    let rendered = lane.get(&query.filter).map(|(version, _)| *version);
+    let Some((version, alerts)) = subsystem.live.live_alerts(query.filter, rendered).await else {
         let why = "live delivery is stopped";
         return Err(ApiError::busy(why).into());
     };
-    let key = (version, alerts.len());
-    let body = match lane.get(&query.filter) {
-        Some((rendered, body)) if *rendered == key => body.clone(),
-        _ => {
+    let cached = lane.get(&query.filter).map(|(_, body)| body.clone());
+    let body = match (alerts, cached) {
+        // Unchanged since the last render: the hub task copied nothing.
+        (None, Some(body)) => body,
+        (alerts, _) => {
+            let mut alerts = alerts.unwrap_or_default();
             alerts.reverse();
             // Up to `retain_count` entries to parse and render: off the runtime threads, and
             // counted with the other public reads.
@@ -62,7 +66,7 @@ pub async fn atom(
             if lane.len() >= FEEDS_KEPT {
                 lane.clear();
             }
-            lane.insert(query.filter, (key, body.clone()));
+            lane.insert(query.filter, (version, body.clone()));
             body
         }
     };
@@ -81,7 +85,7 @@ const FEEDS_KEPT: usize = 256;
 /// Rendered feeds by filter, with the live set they show (the hub's last sequence number
 /// and the entry count: the same pair is the same set); its lock is the feeds' one lane.
 pub type FeedCache = tokio::sync::Mutex<
-    std::collections::HashMap<alerts::hub::Filter, ((u64, usize), axum::body::Bytes)>,
+    std::collections::HashMap<alerts::hub::Filter, (LiveVersion, axum::body::Bytes)>,
 >;
 
 /// The feed document for `alerts` (newest first).
