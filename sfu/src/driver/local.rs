@@ -98,57 +98,52 @@ mod tests {
         }
     }
 
+    /// Where `local` says a datagram over `proto` from `source` was sent.
+    fn sent_to(local: &LocalAddrs, proto: Protocol, source: &str) -> SocketAddr {
+        local.destination(proto, addr(source))
+    }
+
     #[test]
     fn without_public_ips_the_bound_address_is_the_destination() {
-        let local = LocalAddrs::new(
-            &config(&[]),
-            addr("127.0.0.1:7882"),
-            Some(addr("127.0.0.1:7881")),
-        );
-        let peer = addr("127.0.0.1:50000");
-        assert_eq!(
-            local.destination(Protocol::Udp, peer),
-            addr("127.0.0.1:7882")
-        );
-        assert_eq!(
-            local.destination(Protocol::Tcp, peer),
-            addr("127.0.0.1:7881")
-        );
+        let udp = addr("127.0.0.1:7882");
+        let tcp = addr("127.0.0.1:7881");
+        let local = LocalAddrs::new(&config(&[]), udp, Some(tcp));
+        assert_eq!(sent_to(&local, Protocol::Udp, "127.0.0.1:50000"), udp);
+        assert_eq!(sent_to(&local, Protocol::Tcp, "127.0.0.1:50000"), tcp);
     }
 
     #[test]
     fn an_all_interfaces_bind_reports_the_advertised_address_of_the_peers_family() {
+        let public = ["203.0.113.10", "2001:db8::10", "198.51.100.7"];
         let local = LocalAddrs::new(
-            &config(&["203.0.113.10", "2001:db8::10", "198.51.100.7"]),
+            &config(&public),
             addr("0.0.0.0:7882"),
             Some(addr("[::]:7881")),
         );
-        assert_eq!(
-            local.destination(Protocol::Udp, addr("192.0.2.1:40000")),
-            addr("203.0.113.10:7882")
-        );
-        assert_eq!(
-            local.destination(Protocol::Udp, addr("[2001:db8::99]:40000")),
-            addr("[2001:db8::10]:7882")
-        );
-        // An IPv4 peer on a dual-stack listener.
-        assert_eq!(
-            local.destination(Protocol::Tcp, addr("[::ffff:192.0.2.1]:40000")),
-            addr("203.0.113.10:7881")
-        );
+        let cases = [
+            (Protocol::Udp, "192.0.2.1:40000", "203.0.113.10:7882"),
+            (Protocol::Udp, "[2001:db8::99]:40000", "[2001:db8::10]:7882"),
+            // An IPv4 peer on a dual-stack listener.
+            (
+                Protocol::Tcp,
+                "[::ffff:192.0.2.1]:40000",
+                "203.0.113.10:7881",
+            ),
+        ];
+        for (proto, source, want) in cases {
+            assert_eq!(sent_to(&local, proto, source), addr(want), "{source}");
+        }
     }
 
     #[test]
     fn a_family_nothing_is_advertised_in_falls_back_to_the_first_address() {
         let local = LocalAddrs::new(&config(&["203.0.113.10"]), addr("0.0.0.0:7882"), None);
+        let first = addr("203.0.113.10:7882");
         assert_eq!(
-            local.destination(Protocol::Udp, addr("[2001:db8::99]:40000")),
-            addr("203.0.113.10:7882")
+            sent_to(&local, Protocol::Udp, "[2001:db8::99]:40000"),
+            first
         );
         // No TCP listener: a TCP datagram cannot arrive, but the answer is still defined.
-        assert_eq!(
-            local.destination(Protocol::Tcp, addr("192.0.2.1:1")),
-            addr("203.0.113.10:7882")
-        );
+        assert_eq!(sent_to(&local, Protocol::Tcp, "192.0.2.1:1"), first);
     }
 }
