@@ -328,20 +328,23 @@ mod tests {
         assert_eq!(registry.get("a"), Some(region(330_200)));
     }
 
+    /// Hangzhou convenes room "a" and its create fails; `alive` says whether the SFU has the
+    /// room by then.
+    fn convene_and_fail(registry: &RoomRegistry, t0: Instant, alive: impl Fn(&str) -> bool) {
+        match registry.convene("a", region(330_100), t0, |_| false, |_| Ok(())) {
+            Ok(Convened::New(pending)) => pending.failed(alive),
+            other => panic!("a new room: {other:?}"),
+        }
+    }
+
     #[test]
     fn an_old_guard_does_not_end_a_later_convenes_mark() {
         let registry = RoomRegistry::with_capacity(4);
         let t0 = Instant::now();
         let none_alive = |_: &str| false;
         let allow = |_| Ok(());
-        let first = registry
-            .convene("a", region(330_100), t0, none_alive, allow)
-            .expect("convened");
         // Its create failed: forgotten with its mark; another region convenes the name.
-        match first {
-            Convened::New(pending) => pending.failed(none_alive),
-            Convened::Existing(_) => panic!("a new room"),
-        }
+        convene_and_fail(&registry, t0, none_alive);
         let second = registry
             .convene("a", region(330_200), t0, none_alive, allow)
             .expect("convened again");
@@ -356,15 +359,9 @@ mod tests {
         let t0 = Instant::now();
         let none_alive = |_: &str| false;
         let allow = |_| Ok(());
-        let first = registry
-            .convene("a", region(330_100), t0, none_alive, allow)
-            .expect("convened");
         // Its create failed, but another publisher's session created the room meanwhile:
         // the entry stays, no longer pending.
-        match first {
-            Convened::New(pending) => pending.failed(|_: &str| true),
-            Convened::Existing(_) => panic!("a new room"),
-        }
+        convene_and_fail(&registry, t0, |_: &str| true);
         assert_eq!(registry.get("a"), Some(region(330_100)));
         // Once the SFU no longer has it, the name is convened afresh (a pending mark left
         // behind would hand out the old region for ever).
