@@ -29,6 +29,13 @@ if ! python3 -c "import aiortc" 2>/dev/null; then
   echo "test.sh: installing aiortc"
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore aiortc
 fi
+# schemathesis (PyPI) checks the hub against its OpenAPI document (tests/openapi_conformance.rs);
+# pinned: the test's seeds fix what it generates for this release.
+schemathesis_version=4.32.5
+if [ "$(python3 -c 'import schemathesis; print(schemathesis.__version__)' 2>/dev/null)" != "$schemathesis_version" ]; then
+  echo "test.sh: installing schemathesis $schemathesis_version"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "schemathesis==$schemathesis_version"
+fi
 
 # The README's run command, on a free port with a throwaway data dir: /healthz must answer.
 echo "test.sh: quick-start check (cargo run --release -- serve)"

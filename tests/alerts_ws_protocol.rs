@@ -258,7 +258,7 @@ async fn refusals(hub: &Hub, path: Path) {
     // A plain GET: 400 with the one error shape.
     let response = common::get(hub.addr, "/ws/alerts?region=330100", &[]).await;
     assert_eq!(response.status, 400, "{}", response.body);
-    assert_eq!(response.json()["error"], "bad_handshake");
+    assert_eq!(response.json()["error"], "not_a_websocket");
     // A valid handshake with a bad query: 400 naming the parameter, before any upgrade.
     let (mut stream, head) =
         handshake(hub, path, "region=999999", "Sec-WebSocket-Version: 13\r\n").await;

@@ -13,15 +13,22 @@ use testkit::rtc_client::{ClientOptions, PublishOptions, WhepViewer, WhipPublish
 
 const WAIT: Duration = Duration::from_secs(20);
 
-#[tokio::test]
-async fn webrtc_rs_publisher_and_viewer() {
-    testkit::isolated!();
+/// A hub and a city admin's token, with a webrtc-rs simulcast publisher (q/h/f) in `room`.
+async fn simulcast_room(room: &str) -> (Hub, String, WhipPublisher) {
     let hub = Hub::start(&[], &[]);
     let token = hub.token("city-admin", "330100", &[]);
     let opts = ClientOptions::with_token(&token);
-    let publisher = WhipPublisher::connect(&hub.url, "rs", &opts, PublishOptions::simulcast())
+    let publisher = WhipPublisher::connect(&hub.url, room, &opts, PublishOptions::simulcast())
         .await
         .expect("webrtc-rs publishes via WHIP");
+    (hub, token, publisher)
+}
+
+#[tokio::test]
+async fn webrtc_rs_publisher_and_viewer() {
+    testkit::isolated!();
+    let (hub, token, publisher) = simulcast_room("rs").await;
+    let opts = ClientOptions::with_token(&token);
     let viewer = WhepViewer::connect(&hub.url, "rs", Some(publisher.session_id()), &opts)
         .await
         .expect("webrtc-rs plays via WHEP");
@@ -196,6 +203,32 @@ impl SingleLayer {
         self.viewer.close().await.ok();
         self.publisher.close().await.ok();
     }
+}
+
+/// A wall asks for thumbnails right after the answer, before its viewer has connected: its
+/// video starts at the low layer and never shows another (no keyframe of a higher one first).
+#[tokio::test]
+async fn a_layer_asked_before_connecting_is_the_one_video_starts_at() {
+    testkit::isolated!();
+    let (hub, token, publisher) = simulcast_room("thumbs").await;
+    let thumbnail = ClientOptions {
+        layer: Some("q".to_owned()),
+        ..ClientOptions::with_token(&token)
+    };
+    let viewer = WhepViewer::connect(&hub.url, "thumbs", Some(publisher.session_id()), &thumbnail)
+        .await
+        .expect("a viewer asking for q before it connects");
+    let stats = viewer
+        .wait_for("video", WAIT, |s| s.video.frames > 60)
+        .await
+        .expect("media flows");
+    assert_eq!(
+        stats.video.sizes_seen,
+        vec![(320, 180)],
+        "only the low layer, from the first keyframe: {stats:?}"
+    );
+    viewer.close().await.ok();
+    publisher.close().await.ok();
 }
 
 /// A stream four times a viewer's starting estimate (1.5 Mbit/s): the SFU tells the viewer's

@@ -45,7 +45,7 @@ impl IntoResponse for Refused {
 
 fn bad(message: &str) -> Refused {
     Refused(Box::new(
-        ApiError::bad_request("bad_handshake", message.to_owned()).into_response(),
+        ApiError::bad_request("not_a_websocket", message.to_owned()).into_response(),
     ))
 }
 

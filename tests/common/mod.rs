@@ -355,3 +355,53 @@ fn dechunk(mut rest: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+/// A minimal but complete WebRTC offer (BUNDLE, ICE, DTLS fingerprint, rtcp-mux).
+pub fn sdp_offer(direction: &str, codec_line: &str) -> String {
+    [
+        "v=0",
+        "o=- 4611731400430051336 2 IN IP4 127.0.0.1",
+        "s=-",
+        "t=0 0",
+        "a=group:BUNDLE 0",
+        "a=msid-semantic: WMS",
+        "m=video 9 UDP/TLS/RTP/SAVPF 96",
+        "c=IN IP4 0.0.0.0",
+        "a=rtcp:9 IN IP4 0.0.0.0",
+        "a=ice-ufrag:abcd",
+        "a=ice-pwd:0123456789abcdef0123456789",
+        "a=fingerprint:sha-256 7B:8B:F0:65:5F:78:E2:51:3B:AC:6F:F3:3F:46:1B:35:DC:B8:5F:64:1A:24:C2:43:F0:A1:58:D0:A1:2C:19:08",
+        "a=setup:actpass",
+        "a=mid:0",
+        direction,
+        "a=rtcp-mux",
+        "a=rtcp-rsize",
+        codec_line,
+        "",
+    ]
+    .join("\r\n")
+}
+
+/// `method path` with a body of `content_type`, and the bearer `token` if any.
+pub async fn call(
+    hub: &Hub,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    content_type: &str,
+    body: &str,
+) -> Response {
+    let stream = tokio::net::TcpStream::connect(hub.addr)
+        .await
+        .expect("connect");
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let len = body.len().to_string();
+    let mut headers = vec![
+        ("Content-Type", content_type),
+        ("Content-Length", len.as_str()),
+    ];
+    if let Some(auth) = &auth {
+        headers.push(("Authorization", auth.as_str()));
+    }
+    request_with_body(stream, method, path, &headers, body.as_bytes()).await
+}

@@ -161,6 +161,21 @@ impl Room {
         kind: Kind,
         now: Instant,
     ) {
+        self.subscribe_at(sub, out_track, source, kind, LayerPref::Auto, now);
+    }
+
+    /// [`Room::subscribe`] with the layer preference a new subscription starts at (one the
+    /// subscriber asked for before its stream existed), so its first layer is that one and
+    /// no keyframe is asked of another first. An existing subscription keeps its own.
+    pub fn subscribe_at(
+        &mut self,
+        sub: PeerId,
+        out_track: OutTrackId,
+        source: Source,
+        kind: Kind,
+        pref: LayerPref,
+        now: Instant,
+    ) {
         self.touch(now);
         if let Some(&slot) = self.table.sub_index.get(&(sub, out_track)) {
             if let Some(s) = self.table.sub_mut(slot) {
@@ -173,7 +188,7 @@ impl Room {
                 out_track,
                 source,
                 kind,
-                pref: LayerPref::Auto,
+                pref,
                 current: None,
                 pending: None,
                 pending_since: None,

@@ -279,7 +279,8 @@ pub enum SfuError {
     /// A viewer's offer cannot take the video codec its publisher sends (406).
     #[error("no common codec: {0}")]
     CodecMismatch(String),
-    /// A layer choice for a viewer session that receives no video (409).
+    /// A layer choice for a viewer session that receives no video: its offer negotiated
+    /// none (409). One not yet connected keeps its choice for when its video starts.
     #[error("this session receives no video: there is no layer to choose")]
     NoVideo,
 }

@@ -232,6 +232,7 @@ impl Worker {
             trickled: 0,
             tx_audio: None,
             tx_video: None,
+            layer_wanted: None,
         };
         self.sessions.insert(id, session);
         if let Some(slot) = self.rooms.get_mut(&room) {

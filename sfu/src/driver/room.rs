@@ -171,10 +171,16 @@ impl Worker {
                         None => return,
                     },
                 };
+                let asked = match self.sessions.get_mut(&id) {
+                    Some(s) if kind == core::Kind::Video => s.layer_wanted.take(),
+                    _ => None,
+                };
                 let Some(slot) = self.rooms.get_mut(&self.sessions[&id].room) else {
                     return;
                 };
-                slot.core.subscribe(id, out_track, source, kind, now);
+                let pref = asked.unwrap_or(core::LayerPref::Auto);
+                slot.core
+                    .subscribe_at(id, out_track, source, kind, pref, now);
             }
         }
         let room = self.sessions[&id].room.clone();
@@ -326,19 +332,24 @@ impl Worker {
     /// The layer viewer session `id` asks for (access already checked: it exists in the
     /// named room and plays).
     pub(crate) fn set_layer(&mut self, id: u64, choice: LayerChoice) -> Result<(), SfuError> {
-        let Some(session) = self.sessions.get(&id) else {
+        let Some(session) = self.sessions.get_mut(&id) else {
             return Err(SfuError::NoSuchSession);
         };
-        let Some(video) = session.tx_video else {
-            return Err(SfuError::NoVideo);
-        };
-        let room = session.room.clone();
         let pref = match choice {
             LayerChoice::Low => core::LayerPref::Low,
             LayerChoice::Mid => core::LayerPref::Mid,
             LayerChoice::High => core::LayerPref::High,
             LayerChoice::Auto => core::LayerPref::Auto,
         };
+        let Some(video) = session.tx_video else {
+            // Not connected yet: kept until its video stream starts (then subscribed at it).
+            if session.takes_video() {
+                session.layer_wanted = Some(pref);
+                return Ok(());
+            }
+            return Err(SfuError::NoVideo);
+        };
+        let room = session.room.clone();
         if let Some(slot) = self.rooms.get_mut(&room) {
             slot.core
                 .set_preferred_layer(id, u64::from(*video.ssrc), pref, Instant::now());

@@ -103,6 +103,9 @@ pub(crate) struct Session {
     /// Viewer: outgoing audio and video streams.
     pub tx_audio: Option<TxStream>,
     pub tx_video: Option<TxStream>,
+    /// Viewer: the layer asked for before its video stream started (a wall page asks for
+    /// thumbnails right after the answer); applied when it does.
+    pub layer_wanted: Option<crate::core::LayerPref>,
 }
 
 impl std::fmt::Debug for Session {
@@ -361,6 +364,11 @@ impl Session {
                         .any(|(k, pts)| *k == kind && pts.contains(pt))
                 })
         })
+    }
+
+    /// Whether this peer negotiated a video codec (a viewer: it can be sent video).
+    pub fn takes_video(&self) -> bool {
+        self.pts[1..].iter().any(Option::is_some)
     }
 
     /// The video codec this publisher sends: the one its media arrives in, else the first

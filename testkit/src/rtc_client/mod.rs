@@ -52,6 +52,9 @@ pub struct ClientOptions {
     pub media_via: Option<SocketAddr>,
     /// Bound on ICE + DTLS after the answer is applied.
     pub connect_timeout: Duration,
+    /// WHEP: the simulcast layer asked for right after the answer, before connecting (as a
+    /// wall page asks for thumbnails).
+    pub layer: Option<String>,
 }
 
 impl ClientOptions {
@@ -71,6 +74,7 @@ impl Default for ClientOptions {
             token: None,
             media_via: None,
             connect_timeout: Duration::from_secs(15),
+            layer: None,
         }
     }
 }
@@ -214,6 +218,9 @@ impl Session {
             None => whip.answer.clone(),
         };
         let connected = async {
+            if let Some(rid) = &opts.layer {
+                signal.set_layer(&whip.location, rid).await?;
+            }
             pc.set_remote_description(RTCSessionDescription::answer(answer)?)
                 .await?;
             wait_connected(&mut state, opts.connect_timeout).await
