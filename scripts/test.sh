@@ -24,6 +24,22 @@ if ((${#missing[@]})); then
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# promtool (lints `/metrics`: tests/metrics_promtool.rs) from Debian's prometheus package,
+# unpacked under the cache instead of installed, so no Prometheus server is set up or started.
+if ! command -v promtool >/dev/null 2>&1; then
+  tools="$HOME/.cache/hubcast-tools"
+  if [ ! -x "$tools/usr/bin/promtool" ]; then
+    echo "test.sh: unpacking promtool from Debian's prometheus package"
+    mkdir -p "$tools"
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    (cd "$tools" && { apt-get download -qq prometheus 2>/dev/null \
+      || { $sudo apt-get update -qq && apt-get download -qq prometheus; }; } \
+      && dpkg-deb -x prometheus_*.deb . && rm -f prometheus_*.deb)
+  fi
+  export PATH="$tools/usr/bin:$PATH"
+fi
+
 # aiortc (PyPI), an independent WebRTC stack for the interop test; wheels bundle FFmpeg.
 if ! python3 -c "import aiortc" 2>/dev/null; then
   echo "test.sh: installing aiortc"

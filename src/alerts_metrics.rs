@@ -15,7 +15,7 @@ use prometheus::{
 pub struct LiveMetrics {
     /// `hubcast_alert_subscribers{transport}`.
     pub subscribers: IntGaugeVec,
-    /// `hubcast_alerts_published_total{kind}`: alerts fanned out (after the store's commit).
+    /// `hubcast_alert_published_total{kind}`: alerts fanned out (after the store's commit).
     pub published: IntCounterVec,
     /// `hubcast_alert_deliveries_total`: alerts handed to connections (live and replayed).
     pub deliveries: IntCounter,
@@ -45,7 +45,7 @@ impl LiveMetrics {
         )?;
         let published = IntCounterVec::new(
             Opts::new(
-                "hubcast_alerts_published_total",
+                "hubcast_alert_published_total",
                 "Alerts fanned out to live subscribers, by kind.",
             ),
             &["kind"],

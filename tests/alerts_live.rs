@@ -70,7 +70,7 @@ async fn websocket_and_sse_filter_by_region_subtree_kind_and_severity() {
         2.0
     );
     assert_eq!(
-        metric(&hub, "hubcast_alerts_published_total{kind=\"food\"}").await,
+        metric(&hub, "hubcast_alert_published_total{kind=\"food\"}").await,
         3.0
     );
     let delivered = metric(&hub, "hubcast_alert_deliveries_total").await;
