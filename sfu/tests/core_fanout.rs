@@ -254,3 +254,25 @@ fn a_late_packet_of_a_replaced_audio_ssrc_does_not_silence_the_new_one() {
     assert_eq!(h.forwards_to(100, 2).len(), before + 60);
     assert!(seqs_continue(&h));
 }
+
+/// A subscription that ends and starts again on the same out track (the peer still has that
+/// stream) continues its numbering and timestamps: numbers going back would be dropped by the
+/// receiver as duplicates.
+#[test]
+fn subscribing_again_on_an_out_track_continues_its_stream() {
+    let (mut h, mut p) = room_with_subs(2);
+    p.stream(&mut h, 30, &[0]);
+    h.room.unsubscribe(100, 1, h.now);
+    p.stream(&mut h, 30, &[0]);
+    let before = h.forwards_to(100, 1).len();
+    assert_eq!(before, 30, "nothing forwarded while unsubscribed");
+    h.room
+        .subscribe(100, 1, Source::Track(TRACK), Kind::Video, h.now);
+    p.stream(&mut h, 30, &[0]);
+    let again = h.forwards_to(100, 1);
+    assert!(again.len() > before + 20, "{} forwards", again.len());
+    assert_continuous(&again);
+    // The other subscriber's stream was never interrupted.
+    assert_eq!(h.forwards_to(101, 1).len(), 90);
+    assert!(h.room.is_consistent());
+}

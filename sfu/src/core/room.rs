@@ -152,7 +152,8 @@ impl Room {
     }
 
     /// Create or change the subscription `(sub, out_track)`. Changing the source of an existing
-    /// subscription keeps its outgoing stream continuous (same out track, seq, timestamps).
+    /// subscription keeps its outgoing stream continuous (same out track, seq, timestamps), and
+    /// so does subscribing again on an out track whose subscription ended.
     pub fn subscribe(
         &mut self,
         sub: PeerId,
@@ -183,6 +184,11 @@ impl Room {
                 s.kind = kind;
             }
         } else {
+            // The out track's earlier subscription, if any, numbered a stream the peer still
+            // has: continue it.
+            let rewriter = (self.table.peers.get_mut(&sub))
+                .and_then(|p| p.unpark(out_track))
+                .unwrap_or_else(|| Rewriter::new(initial_seq(sub, out_track)));
             let slot = self.table.insert_sub(Subscription {
                 sub,
                 out_track,
@@ -193,7 +199,7 @@ impl Room {
                 pending: None,
                 pending_since: None,
                 rebase: false,
-                rewriter: Rewriter::new(initial_seq(sub, out_track)),
+                rewriter,
                 last_downgrade: None,
                 over_budget_since: None,
                 counters: SubCounters::default(),
@@ -214,6 +220,7 @@ impl Room {
         {
             p.subs.retain(|&x| x != slot);
             p.retired.add_sub(&s.counters);
+            p.park(out_track, s.rewriter);
         }
         self.reallocate(sub, now);
     }

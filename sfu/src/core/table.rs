@@ -67,6 +67,32 @@ pub struct PeerState {
     pub wanted: Option<u64>,
     /// Counters of its removed tracks and subscriptions.
     pub retired: PeerStats,
+    /// The rewriters of its ended subscriptions, newest last (at most [`PARKED_REWRITERS`]):
+    /// a later subscription on the same out track continues that stream's numbering instead
+    /// of starting it again (the peer still has the stream, and numbers going back would be
+    /// taken for duplicates).
+    pub parked: Vec<(OutTrackId, super::rewrite::Rewriter)>,
+}
+
+/// Ended subscriptions' rewriters a peer keeps (a viewer has an audio and a video out track;
+/// beyond this the oldest is forgotten and its out track would start from its first number).
+pub const PARKED_REWRITERS: usize = 8;
+
+impl PeerState {
+    /// Keeps the rewriter of `out_track`'s ended subscription.
+    pub fn park(&mut self, out_track: OutTrackId, rewriter: super::rewrite::Rewriter) {
+        self.parked.retain(|(t, _)| *t != out_track);
+        if self.parked.len() >= PARKED_REWRITERS {
+            self.parked.remove(0);
+        }
+        self.parked.push((out_track, rewriter));
+    }
+
+    /// The rewriter `out_track`'s last subscription ended with, if kept.
+    pub fn unpark(&mut self, out_track: OutTrackId) -> Option<super::rewrite::Rewriter> {
+        let at = self.parked.iter().position(|(t, _)| *t == out_track)?;
+        Some(self.parked.remove(at).1)
+    }
 }
 
 /// One simulcast layer of a published track.
@@ -316,4 +342,25 @@ pub fn initial_seq(sub: PeerId, out_track: OutTrackId) -> u64 {
     h.write_u64(sub);
     h.write_u64(out_track);
     0x100 + h.finish() % 0x7000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{PARKED_REWRITERS, PeerState};
+    use crate::core::rewrite::Rewriter;
+
+    #[test]
+    fn a_peer_keeps_one_parked_rewriter_per_out_track_and_a_bounded_few() {
+        let mut peer = PeerState::default();
+        peer.park(7, Rewriter::new(1));
+        peer.park(7, Rewriter::new(2));
+        assert_eq!(peer.parked.len(), 1, "one per out track, the newest");
+        for track in 0..PARKED_REWRITERS as u64 {
+            peer.park(100 + track, Rewriter::new(3));
+        }
+        assert_eq!(peer.parked.len(), PARKED_REWRITERS);
+        assert!(peer.unpark(7).is_none(), "the oldest went first");
+        assert!(peer.unpark(100).is_some());
+        assert!(peer.unpark(100).is_none(), "taken once");
+    }
 }
