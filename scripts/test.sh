@@ -45,6 +45,11 @@ if ! python3 -c "import aiortc" 2>/dev/null; then
   echo "test.sh: installing aiortc"
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore aiortc
 fi
+# PyJWT (PyPI) mints tokens as an identity provider would (tests/auth_tokens.rs).
+if [ "$(python3 -c 'import jwt, cryptography; print(jwt.__version__)' 2>/dev/null)" != "2.10.1" ]; then
+  echo "test.sh: installing PyJWT"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "pyjwt[crypto]==2.10.1"
+fi
 # schemathesis (PyPI) checks the hub against its OpenAPI document (tests/openapi_conformance.rs);
 # pinned: the test's seeds fix what it generates for this release.
 schemathesis_version=4.32.5

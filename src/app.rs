@@ -55,7 +55,11 @@ pub async fn start(settings: &Settings, shutdown: Shutdown) -> anyhow::Result<Hu
     settings.prepare_data_dir()?;
     let key = crate::keys::load_or_generate(settings).context("loading the signing key")?;
     let verifier = TokenVerifier::new(&key, settings.leeway_secs, settings.regions.clone())
-        .context("building the token verifier")?;
+        .context("building the token verifier")?
+        .expecting(
+            settings.token_issuer.clone(),
+            settings.token_audience.clone(),
+        );
     let metrics = Metrics::new().context("registering metrics")?;
     let alerts = open_alert_store(settings, &metrics).await?;
     let (tls, self_signed_cert) = match &settings.tls {

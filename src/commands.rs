@@ -104,7 +104,12 @@ pub fn mint_token(
         .map_err(|err| ConfigError::new("region", err.to_string()))?;
     settings.prepare_data_dir()?;
     let key = crate::keys::load_or_generate(settings).context("loading the signing key")?;
-    let issuer = TokenIssuer::new(&key).context("building the token issuer")?;
+    let issuer = TokenIssuer::new(&key)
+        .context("building the token issuer")?
+        .naming(
+            settings.token_issuer.clone(),
+            settings.token_audience.clone(),
+        );
     issuer
         .mint(&principal, crate::clock::unix_now(), ttl_secs)
         .context("minting the token")

@@ -1,5 +1,7 @@
-//! Tokens minted by `hubcast token` are accepted by `/api/v1/whoami`; expired, wrongly signed,
-//! `alg: none`, alg-confused and malformed tokens get 401 with a JSON body; nothing panics.
+//! Tokens minted by `hubcast token` are accepted by `/api/v1/whoami`, and so are an identity
+//! provider's (minted by PyJWT, with its issuer, audience and extra claims); expired, wrongly
+//! signed, `alg: none`, alg-confused and malformed tokens, and tokens for another issuer or
+//! audience, get 401 with a JSON body; nothing panics.
 
 mod common;
 
@@ -204,4 +206,97 @@ async fn eddsa_tokens_work_end_to_end() {
         "unsupported_algorithm",
         "HS256 on EdDSA hub",
     );
+}
+
+/// PyJWT (an implementation that shares nothing with the hub's), minting as an identity
+/// provider would: hubcast's claims plus `jti`, `azp`, `scope`, `iss`, `aud`, `nbf` and a
+/// `kid` header.
+fn idp_token(alg: &str, key: &std::path::Path, claims: &serde_json::Value) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/jwt/idp_mint.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(alg)
+        .arg(key)
+        .arg(claims.to_string())
+        .output()
+        .expect("python3 (scripts/test.sh installs PyJWT)");
+    assert!(
+        out.status.success(),
+        "PyJWT: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A change to an identity provider's claims.
+type Edit = dyn Fn(&mut serde_json::Value);
+
+/// Tokens of the organisation's own identity provider: with `auth.issuer` and
+/// `auth.audience` set, PyJWT tokens carrying them (HS256 with the hub's secret, EdDSA with
+/// its Ed25519 key) are accepted whatever else they carry; another issuer or audience, a
+/// future `nbf`, or no `aud` are 401 `invalid_claims` / `token_not_yet_valid`; and
+/// `hubcast token` writes `iss` and `aud` so its tokens still pass.
+#[tokio::test]
+async fn tokens_of_an_identity_provider_are_accepted() {
+    const ISS: &str = "https://idp.scjg.zj.gov.cn/realms/hub";
+    for (alg, key_file) in [("HS256", "jwt-hs256.key"), ("EdDSA", "jwt-ed25519.key.pem")] {
+        let env = [
+            ("HUBCAST_AUTH__ALGORITHM", alg),
+            ("HUBCAST_AUTH__ISSUER", ISS),
+            ("HUBCAST_AUTH__AUDIENCE", "hubcast"),
+        ];
+        let hub = Hub::start(&[], &env);
+        let key = hub.data_dir.join(key_file);
+        let idp = |edit: &Edit| {
+            let mut claims = serde_json::json!({
+                "sub": "zhang.wei", "role": "city-admin", "region": "330100",
+                "exp": 300, "iat": 0, "nbf": 0, "iss": ISS, "aud": ["account", "hubcast"],
+                "jti": "b2f6a3", "azp": "wall-console", "scope": "openid profile",
+                "preferred_username": "张伟",
+            });
+            edit(&mut claims);
+            idp_token(alg, &key, &claims)
+        };
+        let accepted = whoami(&hub, &idp(&|_| {})).await;
+        assert_eq!(accepted.status, 200, "{alg}: {}", accepted.body);
+        assert_eq!(accepted.json()["subject"], "zhang.wei", "{}", accepted.body);
+        let refused: [(&str, &Edit, &str); 4] = [
+            (
+                "another issuer",
+                &|c| c["iss"] = "https://evil.example".into(),
+                "invalid_claims",
+            ),
+            (
+                "another audience",
+                &|c| c["aud"] = "wiki".into(),
+                "invalid_claims",
+            ),
+            (
+                "no audience",
+                &|c| {
+                    c.as_object_mut().map(|o| o.remove("aud"));
+                },
+                "invalid_claims",
+            ),
+            (
+                "not yet valid",
+                &|c| c["nbf"] = 600.into(),
+                "token_not_yet_valid",
+            ),
+        ];
+        for (what, edit, code) in refused {
+            assert_401(
+                &whoami(&hub, &idp(edit)).await,
+                code,
+                &format!("{alg}: {what}"),
+            );
+        }
+        let ours = common::mint_token(&hub.data_dir, "wall", "330000", &[], &env);
+        let response = whoami(&hub, &ours).await;
+        assert_eq!(
+            response.status, 200,
+            "{alg}: hubcast token: {}",
+            response.body
+        );
+    }
 }

@@ -162,6 +162,13 @@ pub struct AuthConfig {
     pub leeway_secs: u64,
     /// Default lifetime of tokens minted by `hubcast token`. Default 8 h, one working day.
     pub default_ttl: String,
+    /// The `iss` every accepted token must carry (an identity provider's tokens; `hubcast
+    /// token` writes it). Unset: `iss` is not checked.
+    pub issuer: Option<String>,
+    /// The audience this hub is: every accepted token's `aud` must name it (`hubcast token`
+    /// writes it). Unset: a token that names any audience is refused (RFC 7519 § 4.1.3: it
+    /// was meant for another service).
+    pub audience: Option<String>,
 }
 
 impl Default for AuthConfig {
@@ -171,6 +178,8 @@ impl Default for AuthConfig {
             secret: None,
             leeway_secs: 60,
             default_ttl: "8h".to_owned(),
+            issuer: None,
+            audience: None,
         }
     }
 }

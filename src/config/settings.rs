@@ -47,6 +47,10 @@ pub struct Settings {
     pub secret: Option<Vec<u8>>,
     /// Clock skew tolerance for tokens.
     pub leeway_secs: u64,
+    /// The `iss` tokens carry and must carry, if set (`auth.issuer`).
+    pub token_issuer: Option<String>,
+    /// The audience tokens name and must name, if set (`auth.audience`).
+    pub token_audience: Option<String>,
     /// Default token lifetime for `hubcast token`.
     pub default_ttl_secs: u64,
     /// The region tree in force.
@@ -110,6 +114,8 @@ impl Settings {
                 "must be between 0 and 3600 (clock skew tolerated on token times)",
             ));
         }
+        let token_issuer = registered_claim("auth.issuer", config.auth.issuer.as_deref())?;
+        let token_audience = registered_claim("auth.audience", config.auth.audience.as_deref())?;
         let default_ttl_secs = parse_duration_secs(&config.auth.default_ttl)
             .map_err(|msg| ConfigError::new("auth.default_ttl", msg))?;
         let (regions, regions_source) = load_regions(config.regions.file.as_ref())?;
@@ -148,6 +154,8 @@ impl Settings {
             algorithm,
             secret,
             leeway_secs: config.auth.leeway_secs,
+            token_issuer,
+            token_audience,
             default_ttl_secs,
             regions,
             regions_source,
@@ -496,6 +504,21 @@ fn validate_redis_url(url: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// `auth.issuer` / `auth.audience`: unset, or a non-empty string of at most 256 bytes
+/// without control characters (compared byte for byte with the token's claim).
+fn registered_claim(key: &str, value: Option<&str>) -> Result<Option<String>, ConfigError> {
+    match value {
+        None => Ok(None),
+        Some(v) if !v.is_empty() && v.len() <= 256 && !v.chars().any(char::is_control) => {
+            Ok(Some(v.to_owned()))
+        }
+        Some(_) => Err(ConfigError::new(
+            key,
+            "must be 1-256 characters without control characters (or left unset)",
+        )),
+    }
+}
+
 fn decode_secret(text: &str) -> Result<Vec<u8>, ConfigError> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(text.trim())
@@ -629,6 +652,14 @@ mod tests {
                 Box::new(|c| c.http.health_push_secs = 86_401),
             ),
             ("auth.leeway_secs", Box::new(|c| c.auth.leeway_secs = 3601)),
+            (
+                "auth.issuer",
+                Box::new(|c| c.auth.issuer = Some(String::new())),
+            ),
+            (
+                "auth.audience",
+                Box::new(|c| c.auth.audience = Some("hub\ncast".into())),
+            ),
             (
                 "alerts.max_body_bytes",
                 Box::new(|c| c.alerts.max_body_bytes = 10),

@@ -44,6 +44,20 @@ fn hs_sign(claims: &Value) -> String {
     .expect("encodes")
 }
 
+/// Signs a payload given as JSON text (e.g. with a repeated key, which `Value` cannot hold).
+fn hs_sign_raw(payload: &str) -> String {
+    let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","typ":"JWT"}"#);
+    let body = URL_SAFE_NO_PAD.encode(payload);
+    let signed = format!("{header}.{body}");
+    let signature = jsonwebtoken::crypto::sign(
+        signed.as_bytes(),
+        &EncodingKey::from_secret(&SECRET),
+        jsonwebtoken::Algorithm::HS256,
+    )
+    .expect("signs");
+    format!("{signed}.{signature}")
+}
+
 fn claims(role: &str, region: &str) -> Value {
     json!({"sub": "s", "role": role, "region": region, "exp": NOW + 60, "iat": NOW})
 }
@@ -213,9 +227,10 @@ fn claims_are_parsed_strictly() {
     invalid(base.clone(), |v| v["exp"] = json!("soon"));
     invalid(base.clone(), |v| v["iat"] = json!(-1));
     invalid(base.clone(), |v| v["exp"] = json!(NOW)); // exp == iat
-    invalid(base.clone(), |v| v["admin"] = json!(true)); // unknown claim
     invalid(base.clone(), |v| v["meeting"] = json!(""));
-    for field in ["sub", "role", "region", "exp", "iat"] {
+    invalid(base.clone(), |v| v["nbf"] = json!("now"));
+    invalid(base.clone(), |v| v["aud"] = json!(7));
+    for field in ["sub", "role", "region", "exp"] {
         let mut v = base.clone();
         v.as_object_mut().expect("object").remove(field);
         let got = verifier.verify(&hs_sign(&v), NOW);
@@ -314,4 +329,154 @@ fn duplicate_keys_and_non_object_json_are_refused() {
     assert!(matches!(got, Err(TokenError::Malformed(_))), "{got:?}");
     let got = verifier.verify(&sign_raw(r#"{"alg":"HS256"}"#, "{\"sub\":"), NOW);
     assert!(matches!(got, Err(TokenError::Malformed(_))), "{got:?}");
+}
+
+/// What an identity provider's token carries beyond hubcast's claims (`jti`, `typ`, `azp`,
+/// `scope`, its own private claims) is ignored, as RFC 7519 § 4 asks; `iat` may be absent; a
+/// repeated claim is still refused.
+#[test]
+fn other_claims_are_ignored_and_iat_is_optional() {
+    let (_, verifier) = hs_pair();
+    let mut idp = claims("city-admin", "330100");
+    for (claim, value) in [
+        ("jti", json!("6f1c")),
+        ("typ", json!("Bearer")),
+        ("azp", json!("wall-console")),
+        ("scope", json!("openid profile")),
+        ("admin", json!(true)),
+        ("realm_access", json!({"roles": ["offline_access"]})),
+    ] {
+        idp[claim] = value;
+    }
+    assert!(verifier.verify(&hs_sign(&idp), NOW).is_ok(), "{idp}");
+    idp.as_object_mut().expect("object").remove("iat");
+    assert!(
+        verifier.verify(&hs_sign(&idp), NOW).is_ok(),
+        "no iat: {idp}"
+    );
+    let twice =
+        r#"{"sub":"s","role":"wall","region":"330100","exp":1700000060,"role":"province-admin"}"#;
+    let token = hs_sign_raw(twice);
+    assert!(
+        matches!(
+            verifier.verify(&token, NOW),
+            Err(TokenError::InvalidClaims(_))
+        ),
+        "a repeated claim"
+    );
+}
+
+/// `nbf` (RFC 7519 § 4.1.5) is honoured with the leeway, like `iat`.
+#[test]
+fn not_before_is_honoured() {
+    let (_, verifier) = hs_pair();
+    let mut early = claims("wall", "330100");
+    early["nbf"] = json!(NOW + 31);
+    assert_eq!(
+        verifier.verify(&hs_sign(&early), NOW),
+        Err(TokenError::NotYetValid)
+    );
+    early["nbf"] = json!(NOW + 30); // within the 30 s leeway
+    assert!(verifier.verify(&hs_sign(&early), NOW).is_ok());
+}
+
+/// `iss` and `aud` (RFC 7519 § 4.1.1, 4.1.3) against `auth.issuer` / `auth.audience`; and a
+/// token the hub mints with them configured passes its own verifier.
+#[test]
+fn issuer_and_audience_are_checked_when_configured() {
+    let key = SigningKey::generate_hs256(SECRET);
+    let plain = TokenVerifier::new(&key, 30, RegionTree::zhejiang()).expect("verifier");
+    let strict = plain.clone().expecting(
+        Some("https://idp.zj.gov.cn/realms/scjg".into()),
+        Some("hubcast".into()),
+    );
+    let with = |iss: Option<Value>, aud: Option<Value>| {
+        let mut v = claims("wall", "330100");
+        if let Some(iss) = iss {
+            v["iss"] = iss;
+        }
+        if let Some(aud) = aud {
+            v["aud"] = aud;
+        }
+        hs_sign(&v)
+    };
+    let idp = json!("https://idp.zj.gov.cn/realms/scjg");
+    let ok = [
+        with(Some(idp.clone()), Some(json!("hubcast"))),
+        with(Some(idp.clone()), Some(json!(["account", "hubcast"]))),
+    ];
+    for token in &ok {
+        assert!(strict.verify(token, NOW).is_ok());
+    }
+    let refused = [
+        with(None, Some(json!("hubcast"))), // no iss
+        with(Some(json!("https://evil.example")), Some(json!("hubcast"))), // another issuer
+        with(Some(idp.clone()), None),      // no aud
+        with(Some(idp.clone()), Some(json!("account"))), // for another service
+        with(Some(idp.clone()), Some(json!(["account", "wiki"]))),
+    ];
+    for token in &refused {
+        assert!(
+            matches!(strict.verify(token, NOW), Err(TokenError::InvalidClaims(_))),
+            "{token}"
+        );
+    }
+    // Without an audience configured, a token meant for some service is not taken for ours.
+    assert!(matches!(
+        plain.verify(&with(None, Some(json!("account"))), NOW),
+        Err(TokenError::InvalidClaims(_))
+    ));
+    assert!(
+        plain.verify(&with(Some(idp), None), NOW).is_ok(),
+        "iss unchecked"
+    );
+    let issuer = TokenIssuer::new(&key).expect("issuer").naming(
+        Some("https://idp.zj.gov.cn/realms/scjg".into()),
+        Some("hubcast".into()),
+    );
+    let token = issuer.mint(&city_admin(), NOW, 60).expect("mints");
+    assert_eq!(strict.verify(&token, NOW), Ok(city_admin()));
+}
+
+/// The generated Ed25519 private key is PKCS#8 v1 (RFC 5208, the secret only: what OpenSSL
+/// 3.0 and Python's cryptography read, so an identity provider or an operator's script can
+/// sign with it); a v2 key (RFC 5958, public key inside), as earlier builds wrote, still loads.
+#[test]
+fn eddsa_private_keys_are_pkcs8_v1_and_v2_still_loads() {
+    let key = SigningKey::generate_eddsa([4; 32]).expect("key");
+    let SigningKey::EdDsa {
+        private_pem,
+        public_pem,
+    } = &key
+    else {
+        panic!("EdDSA")
+    };
+    let body: String = private_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .expect("base64");
+    // SEQUENCE { INTEGER 0, AlgorithmIdentifier { id-Ed25519 }, OCTET STRING { secret } }
+    assert_eq!(der.len(), 48, "no public key appended: {der:02x?}");
+    assert_eq!(&der[..5], &[0x30, 0x2e, 0x02, 0x01, 0x00], "version 0 (v1)");
+    let issuer = TokenIssuer::new(&key).expect("issuer");
+    let token = issuer.mint(&city_admin(), NOW, 60).expect("mints");
+    let verifier = TokenVerifier::new(&key, 0, RegionTree::zhejiang()).expect("verifier");
+    assert!(verifier.verify(&token, NOW).is_ok());
+
+    use ed25519_dalek::pkcs8::EncodePrivateKey as _;
+    let v2 = ed25519_dalek::SigningKey::from_bytes(&[4; 32])
+        .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+        .expect("v2 PEM");
+    let old = SigningKey::EdDsa {
+        private_pem: v2.to_string(),
+        public_pem: public_pem.clone(),
+    };
+    let token = TokenIssuer::new(&old)
+        .expect("a v2 key loads")
+        .mint(&city_admin(), NOW, 60)
+        .expect("mints");
+    assert!(verifier.verify(&token, NOW).is_ok());
 }

@@ -11,10 +11,9 @@ use crate::principal::Principal;
 use crate::region::RegionCode;
 use crate::role::Role;
 
-/// The JWT payload. Parsed strictly: every field but `meeting` is required and no other field
-/// is accepted.
+/// The JWT payload `hubcast token` writes (a verifier reads tokens of other issuers too:
+/// `verify.rs`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Claims {
     /// The principal's subject.
     pub sub: String,
@@ -29,12 +28,20 @@ pub struct Claims {
     /// The meeting the token is limited to, if any.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub meeting: Option<String>,
+    /// The issuer (`auth.issuer`), when configured.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub iss: Option<String>,
+    /// The audience (`auth.audience`), when configured.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub aud: Option<String>,
 }
 
 /// Signs tokens for principals with one key.
 pub struct TokenIssuer {
     algorithm: Algorithm,
     key: EncodingKey,
+    issuer: Option<String>,
+    audience: Option<String>,
 }
 
 impl TokenIssuer {
@@ -54,7 +61,17 @@ impl TokenIssuer {
         Ok(TokenIssuer {
             algorithm: key.algorithm(),
             key: encoding,
+            issuer: None,
+            audience: None,
         })
+    }
+
+    /// Writes `iss` and `aud` into every token, each when given, so the hub's verifier with
+    /// the same `auth.issuer` / `auth.audience` accepts them.
+    pub fn naming(mut self, issuer: Option<String>, audience: Option<String>) -> Self {
+        self.issuer = issuer;
+        self.audience = audience;
+        self
     }
 
     /// The algorithm tokens are signed with.
@@ -90,6 +107,8 @@ impl TokenIssuer {
             exp,
             iat: now_unix,
             meeting: principal.meeting.clone(),
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
         };
         jsonwebtoken::encode(&Header::new(self.algorithm.to_jwt()), &claims, &self.key)
             .map_err(|e| TokenError::Key(format!("signing failed: {e}")))
@@ -162,11 +181,23 @@ mod tests {
             exp: 20,
             iat: 10,
             meeting: None,
+            iss: None,
+            aud: None,
         };
         let json = serde_json::to_string(&claims).expect("serializes");
         assert_eq!(
             json,
             r#"{"sub":"a","role":"wall","region":"330100","exp":20,"iat":10}"#
+        );
+        let named = Claims {
+            iss: Some("https://idp".into()),
+            aud: Some("hubcast".into()),
+            ..claims
+        };
+        let json = serde_json::to_string(&named).expect("serializes");
+        assert!(
+            json.ends_with(r#""iat":10,"iss":"https://idp","aud":"hubcast"}"#),
+            "{json}"
         );
     }
 }

@@ -42,7 +42,10 @@ impl SigningKey {
     /// An Ed25519 key pair from a 32-byte seed the caller drew from a CSPRNG.
     pub fn generate_eddsa(seed: [u8; 32]) -> Result<SigningKey, TokenError> {
         let key = ed25519_dalek::SigningKey::from_bytes(&seed);
-        let private_pem = key
+        // PKCS#8 v1 (RFC 5208; no public key inside): what OpenSSL 3.0, Python's
+        // cryptography and Go read. The v2 form (RFC 5958, public key appended) that
+        // ed25519-dalek writes by default is refused by both of the first two.
+        let private_pem = v1(&key)
             .to_pkcs8_pem(LineEnding::LF)
             .map_err(|e| TokenError::Key(format!("cannot encode Ed25519 private key: {e}")))?;
         let public_pem = key
@@ -82,7 +85,15 @@ pub(super) fn ed25519_public(public_pem: &str) -> Result<[u8; 32], TokenError> {
         .map_err(|e| TokenError::Key(format!("invalid Ed25519 public key PEM: {e}")))
 }
 
-/// Parses a PKCS#8 PEM Ed25519 private key, checks it matches `public_pem`, and returns its
+/// The PKCS#8 v1 form of `key`: the secret only.
+fn v1(key: &ed25519_dalek::SigningKey) -> ed25519_dalek::pkcs8::KeypairBytes {
+    ed25519_dalek::pkcs8::KeypairBytes {
+        secret_key: key.to_bytes(),
+        public_key: None,
+    }
+}
+
+/// Parses a PKCS#8 PEM Ed25519 private key (v1, or v2 as earlier builds wrote it), checks it matches `public_pem`, and returns its
 /// PKCS#8 DER encoding.
 pub(super) fn ed25519_private_der(
     private_pem: &str,
@@ -95,7 +106,7 @@ pub(super) fn ed25519_private_der(
             "Ed25519 private and public keys do not match".into(),
         ));
     }
-    let der = key
+    let der = v1(&key)
         .to_pkcs8_der()
         .map_err(|e| TokenError::Key(format!("cannot encode Ed25519 private key: {e}")))?;
     Ok(der.as_bytes().to_vec())

@@ -84,8 +84,8 @@ pub enum TokenError {
     /// `exp` has passed (beyond the leeway).
     #[error("token expired")]
     Expired,
-    /// `iat` is in the future (beyond the leeway).
-    #[error("token not yet valid: issued in the future")]
+    /// `nbf` or `iat` is in the future (beyond the leeway).
+    #[error("token not yet valid (nbf or iat in the future)")]
     NotYetValid,
     /// Signed correctly, but the claims are wrong: missing or mistyped fields, unknown role,
     /// unknown region, a role/region level mismatch, a bad ttl when minting.

@@ -5,10 +5,14 @@
 //! 2. header `alg`: `none` or anything but the configured algorithm → `UnsupportedAlgorithm`,
 //!    before any key is used (no algorithm confusion); a `crit` header → `Malformed`;
 //! 3. payload and signature base64url → `Malformed`; signature → `BadSignature`;
-//! 4. payload JSON object → `Malformed`; strict [`Claims`] → `InvalidClaims`;
-//! 5. times against the caller's `now_unix` with leeway → `Expired` / `NotYetValid`
-//!    (jsonwebtoken's own clock-reading validation is not used at all);
-//! 6. the principal rebuilt against the tree → `InvalidClaims`.
+//! 4. payload JSON object → `Malformed`; the claims hubcast reads, each of its type →
+//!    `InvalidClaims` (other claims are ignored, as RFC 7519 § 4 asks, so tokens of an
+//!    identity provider that adds `jti`, `typ`, `azp`… are accepted);
+//! 5. `iss` and `aud` against the configured issuer and audience (RFC 7519 § 4.1.1/4.1.3: a
+//!    token naming an audience must name ours) → `InvalidClaims`;
+//! 6. times against the caller's `now_unix` with leeway: `exp` → `Expired`, `nbf` and `iat`
+//!    → `NotYetValid` (jsonwebtoken's own clock-reading validation is not used at all);
+//! 7. the principal rebuilt against the tree → `InvalidClaims`.
 
 use std::fmt;
 
@@ -17,9 +21,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::DecodingKey;
 
 use super::key::{SigningKey, check_hs256, ed25519_public};
-use super::{Algorithm, Claims, TokenError};
+use super::{Algorithm, TokenError};
 use crate::principal::Principal;
+use crate::region::RegionCode;
 use crate::region::{RegionTree, clip};
+use crate::role::Role;
 
 /// Largest token accepted, in bytes. Ours are ~250 bytes; 8 KiB bounds the work an
 /// unauthenticated caller can cause.
@@ -32,6 +38,47 @@ pub struct TokenVerifier {
     key: DecodingKey,
     leeway_secs: u64,
     tree: RegionTree,
+    /// The `iss` a token must carry, when set.
+    issuer: Option<String>,
+    /// The audience this hub is: a token with `aud` must name it; when set, `aud` is required.
+    audience: Option<String>,
+}
+
+/// The claims a token is read for. Registered claims hubcast does not use (`jti`, …) and
+/// private ones of other systems are ignored (RFC 7519 § 4); a repeated claim is an error.
+#[derive(serde::Deserialize)]
+struct Payload {
+    sub: String,
+    role: Role,
+    region: RegionCode,
+    exp: u64,
+    #[serde(default)]
+    iat: Option<u64>,
+    #[serde(default)]
+    nbf: Option<u64>,
+    #[serde(default)]
+    iss: Option<String>,
+    #[serde(default)]
+    aud: Option<Audience>,
+    #[serde(default)]
+    meeting: Option<String>,
+}
+
+/// `aud`: one string or an array of them (RFC 7519 § 4.1.3).
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audience {
+    fn names(&self, audience: &str) -> bool {
+        match self {
+            Audience::One(one) => one == audience,
+            Audience::Many(many) => many.iter().any(|a| a == audience),
+        }
+    }
 }
 
 impl TokenVerifier {
@@ -52,7 +99,18 @@ impl TokenVerifier {
             key: decoding,
             leeway_secs,
             tree,
+            issuer: None,
+            audience: None,
         })
+    }
+
+    /// Requires `iss` to be `issuer` and `aud` to name `audience`, each when given (an
+    /// identity provider's tokens: `auth.issuer`, `auth.audience`). Without an audience, a
+    /// token that names one is refused: it was meant for another service.
+    pub fn expecting(mut self, issuer: Option<String>, audience: Option<String>) -> Self {
+        self.issuer = issuer;
+        self.audience = audience;
+        self
     }
 
     /// The one algorithm accepted.
@@ -129,21 +187,23 @@ impl TokenVerifier {
         if !is_json_object(&payload_bytes) {
             return Err(malformed("payload is not a JSON object"));
         }
-        let claims: Claims = serde_json::from_slice(&payload_bytes).map_err(|e| {
+        let claims: Payload = serde_json::from_slice(&payload_bytes).map_err(|e| {
             if e.is_data() {
                 TokenError::InvalidClaims(e.to_string())
             } else {
                 malformed("payload is not valid JSON")
             }
         })?;
+        self.check_issuer_and_audience(&claims)?;
 
         if now_unix >= claims.exp.saturating_add(self.leeway_secs) {
             return Err(TokenError::Expired);
         }
-        if claims.iat > now_unix.saturating_add(self.leeway_secs) {
+        let from = claims.iat.into_iter().chain(claims.nbf).max();
+        if from.is_some_and(|from| from > now_unix.saturating_add(self.leeway_secs)) {
             return Err(TokenError::NotYetValid);
         }
-        if claims.exp <= claims.iat {
+        if claims.iat.is_some_and(|iat| claims.exp <= iat) {
             return Err(TokenError::InvalidClaims(
                 "exp must be later than iat".into(),
             ));
@@ -158,6 +218,31 @@ impl TokenVerifier {
         )
         .map(|principal| (principal, until))
         .map_err(|e| TokenError::InvalidClaims(e.to_string()))
+    }
+}
+
+impl TokenVerifier {
+    fn check_issuer_and_audience(&self, claims: &Payload) -> Result<(), TokenError> {
+        let invalid = |why: String| Err(TokenError::InvalidClaims(why));
+        if let Some(issuer) = &self.issuer
+            && claims.iss.as_deref() != Some(issuer)
+        {
+            let got = claims
+                .iss
+                .as_deref()
+                .map_or("none".to_owned(), |i| format!("{:?}", clip(i)));
+            return invalid(format!("iss is {got}; this hub accepts {issuer:?}"));
+        }
+        match (&claims.aud, &self.audience) {
+            (None, None) => Ok(()),
+            (Some(aud), Some(ours)) if aud.names(ours) => Ok(()),
+            (None, Some(ours)) => invalid(format!("aud is missing; this hub is {ours:?}")),
+            (Some(_), Some(ours)) => invalid(format!("aud does not name this hub ({ours:?})")),
+            (Some(_), None) => invalid(
+                "aud names another service (set auth.audience to accept tokens for this hub)"
+                    .into(),
+            ),
+        }
     }
 }
 
@@ -181,6 +266,8 @@ impl fmt::Debug for TokenVerifier {
         f.debug_struct("TokenVerifier")
             .field("algorithm", &self.algorithm)
             .field("leeway_secs", &self.leeway_secs)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
             .field("root", &self.tree.root())
             .finish_non_exhaustive()
     }
