@@ -267,7 +267,13 @@ impl Mailbox {
         inbox.items.drain(..done);
         inbox.written = skip;
         match inbox.items.is_empty() {
-            true => Some(std::mem::take(&mut inbox.more)),
+            true => {
+                // After a burst (a replay fills up to the hub's limit): back to the steady
+                // size, not a burst's places kept for a weeks-long connection. A no-op, and no
+                // allocation, once it is that size.
+                inbox.items.shrink_to(super::KEEP_PLACES);
+                Some(std::mem::take(&mut inbox.more))
+            }
             false => None,
         }
     }
@@ -431,6 +437,12 @@ mod tests {
             .expect("reader");
         assert!(got == expected, "byte-exact, whole frames in order");
         assert!(settled > 0 && unsettled > 0, "{settled} / {unsettled}");
+        // The burst filled the inbox to 64 places; emptied, it is back to the steady size.
+        let capacity = mailbox.lock().items.capacity();
+        assert!(
+            capacity <= super::super::KEEP_PLACES,
+            "{capacity} places kept"
+        );
 
         // A reset, or a close, is for the awaiting path.
         let mut reset: VecDeque<Delivery> = [Delivery::Reset {

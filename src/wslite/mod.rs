@@ -233,9 +233,13 @@ pub async fn write_all_shared(
     }
 }
 
-/// Writes every slice to `io`: one attempt without a timer (the usual case: the socket has
-/// room), then the rest within `limit` (`TimedOut` beyond). Shared by every writer of shared
-/// bytes (the WebSocket here, the side-path SSE stream).
+/// Writes every slice to `io` and flushes it: one attempt without a timer (the usual case:
+/// the socket has room), then the rest within `limit` (`TimedOut` beyond). Shared by every
+/// writer of shared bytes (the WebSocket here, the side-path SSE stream).
+///
+/// The flush matters over TLS: tokio-rustls takes the bytes into its session and answers
+/// "written" while the encrypted records still wait in its buffer for a socket that had no
+/// room; unflushed, they would leave only with the next write (the next ping, 30 s later).
 pub async fn write_all_vectored<S: AsyncWrite + Unpin>(
     io: &mut S,
     mut slices: &mut [IoSlice<'_>],
@@ -249,8 +253,10 @@ pub async fn write_all_vectored<S: AsyncWrite + Unpin>(
         }
         IoSlice::advance_slices(&mut slices, n);
     }
-    if slices.is_empty() {
-        return Ok(());
+    if slices.is_empty()
+        && let Some(result) = io.flush().now_or_never()
+    {
+        return result;
     }
     let rest = async {
         while !slices.is_empty() {
@@ -260,10 +266,38 @@ pub async fn write_all_vectored<S: AsyncWrite + Unpin>(
             }
             IoSlice::advance_slices(&mut slices, n);
         }
-        Ok(())
+        io.flush().await
     };
     match tokio::time::timeout(limit, rest).await {
         Ok(result) => result,
         Err(_) => Err(io::ErrorKind::TimedOut.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::IoSlice;
+    use std::time::Duration;
+
+    use tokio::io::AsyncReadExt as _;
+
+    /// A writer that buffers what it is given, as tokio-rustls does with TLS records, must
+    /// hand it on before the write counts as done: the subscriber has the alert now, not at
+    /// the next write.
+    #[tokio::test]
+    async fn what_a_buffering_writer_holds_is_flushed() {
+        let (near, mut far) = tokio::io::duplex(64 * 1024);
+        let mut buffered = tokio::io::BufWriter::new(near);
+        let (head, payload) = ([0x81u8, 5], b"alert");
+        let mut slices = [IoSlice::new(&head), IoSlice::new(payload)];
+        super::write_all_vectored(&mut buffered, &mut slices, Duration::from_secs(1))
+            .await
+            .expect("written");
+        let mut got = [0u8; 7];
+        tokio::time::timeout(Duration::from_secs(1), far.read_exact(&mut got))
+            .await
+            .expect("arrives without another write")
+            .expect("read");
+        assert_eq!(&got, b"\x81\x05alert");
     }
 }
