@@ -85,19 +85,49 @@ async fn publish(
     matching
 }
 
+/// A hub on a fixed loopback address (so a restarted one is found again) with its data dir,
+/// a province admin's token, and Chromium on a page of the hub's origin.
+struct Setup {
+    addr: std::net::SocketAddr,
+    data: tempfile::TempDir,
+    hub: std::process::Child,
+    token: String,
+    browser: Browser,
+}
+
+impl Setup {
+    async fn start(env: &[(&str, &str)]) -> Setup {
+        let port = testkit::free_tcp_port().expect("a free port");
+        let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+        let data = tempfile::tempdir().expect("tmp");
+        let hub = no_loss_util::spawn_hub(data.path(), addr, env);
+        let token = common::mint_token(data.path(), "province-admin", "330000", &[], &[]);
+        let browser = Browser::launch().await.expect("chromium");
+        browser
+            .goto(&format!("http://{addr}/healthz"))
+            .await
+            .expect("a page of the hub's origin");
+        Setup {
+            addr,
+            data,
+            hub,
+            token,
+            browser,
+        }
+    }
+
+    async fn end(mut self) {
+        self.browser.close().await.ok();
+        self.hub.kill().ok();
+        self.hub.wait().ok();
+    }
+}
+
 #[tokio::test]
 async fn a_browser_resumes_after_a_hub_crash_with_nothing_lost_or_repeated() {
     testkit::isolated!();
-    let port = testkit::free_tcp_port().expect("a free port");
-    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
-    let data = tempfile::tempdir().expect("tmp");
-    let mut hub = no_loss_util::spawn_hub(data.path(), addr, &[]);
-    let token = common::mint_token(data.path(), "province-admin", "330000", &[], &[]);
-    let browser = Browser::launch().await.expect("chromium");
-    browser
-        .goto(&format!("http://{addr}/healthz"))
-        .await
-        .expect("a page of the hub's origin");
+    let mut setup = Setup::start(&[]).await;
+    let (addr, token, browser) = (setup.addr, setup.token.clone(), &setup.browser);
     browser.execute(SUBSCRIBE, vec![]).await.expect("subscribe");
     browser
         .wait_for(
@@ -118,9 +148,9 @@ async fn a_browser_resumes_after_a_hub_crash_with_nothing_lost_or_repeated() {
 
     // Crash and restart; publish while the browser is still waiting to reconnect
     // (EventSource after `retry: 3000`, the page's WebSocket after 0.5 s), then more.
-    hub.kill().expect("SIGKILL");
-    hub.wait().expect("reaped");
-    let mut hub = no_loss_util::spawn_hub(data.path(), addr, &[]);
+    setup.hub.kill().expect("SIGKILL");
+    setup.hub.wait().expect("reaped");
+    setup.hub = no_loss_util::spawn_hub(setup.data.path(), addr, &[]);
     expected.extend(publish(addr, &token, 16..24).await);
     tokio::time::sleep(Duration::from_secs(4)).await;
     expected.extend(publish(addr, &token, 24..32).await);
@@ -140,7 +170,60 @@ async fn a_browser_resumes_after_a_hub_crash_with_nothing_lost_or_repeated() {
         .await
         .expect("opens");
     assert_eq!(opens, serde_json::json!([2, 2]), "each reconnected once");
-    browser.close().await.ok();
-    hub.kill().ok();
-    hub.wait().ok();
+    setup.end().await;
+}
+
+/// A wall display refused while the hub is full (503 `busy`) is not lost: Chromium's
+/// `EventSource` gets the `refused` event, waits the stream's `retry:`, and reconnects by
+/// itself once there is room, then receives alerts. (A plain 503 would end it for good.)
+#[tokio::test]
+async fn a_refused_event_source_comes_back_when_there_is_room() {
+    testkit::isolated!();
+    let setup = Setup::start(&[("HUBCAST_ALERTS__MAX_SUBSCRIBERS", "1")]).await;
+    let (addr, token, browser) = (setup.addr, setup.token.clone(), &setup.browser);
+    let open = r#"
+        window.got = { first: 0, refused: 0, secondOpens: 0, alerts: [] };
+        window.first = new EventSource('/sse/alerts?region=330106');
+        first.onopen = () => { got.first += 1; };
+        return true;
+    "#;
+    browser.execute(open, vec![]).await.expect("first");
+    browser
+        .wait_for("got.first === 1", Duration::from_secs(10))
+        .await
+        .expect("the first display takes the one place");
+    let second = r#"
+        const es = new EventSource('/sse/alerts?region=330106&kind=food');
+        es.onopen = () => { got.secondOpens += 1; };
+        es.addEventListener('refused', () => { got.refused += 1; });
+        es.onmessage = (e) => { got.alerts.push(JSON.parse(e.data).alert.identifier); };
+        return true;
+    "#;
+    browser.execute(second, vec![]).await.expect("second");
+    browser
+        .wait_for("got.refused >= 1", Duration::from_secs(10))
+        .await
+        .expect("the second is told it was refused");
+    browser
+        .execute("first.close(); return true;", vec![])
+        .await
+        .expect("close the first");
+    // The second comes back after its retry (5–10 s) plus the first's slot being freed.
+    browser
+        .wait_for("got.secondOpens > got.refused", Duration::from_secs(25))
+        .await
+        .unwrap_or_else(|e| panic!("the refused EventSource reconnected by itself: {e}"));
+    let connected = browser.eval("JSON.stringify(got)").await.expect("got");
+    let ids: Vec<serde_json::Value> = (publish(addr, &token, 0..4).await.iter())
+        .map(|pair| pair[1].clone())
+        .collect();
+    let want = serde_json::Value::Array(ids).to_string();
+    browser
+        .wait_for(
+            &format!("JSON.stringify(got.alerts) === '{want}'"),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("alerts reach it: {e}; before publishing: {connected}"));
+    setup.end().await;
 }

@@ -131,3 +131,74 @@ async fn both_sse_servers_send_keep_alive_comments() {
         );
     }
 }
+
+/// A refusal that passes (here 503 `busy`: one subscriber place, taken) is, for a client that
+/// asked for an event stream, a 200 stream with `retry:` 5–10 s and `event: refused` carrying
+/// the JSON error, then the end: an `EventSource` reconnects after it, where a 503 would stop
+/// it for good. Other clients get the 503; a bad request stays a 400 for everyone. On both
+/// servers.
+#[tokio::test]
+async fn event_stream_clients_are_told_to_come_back() {
+    let hub = Hub::start(&[], &[("HUBCAST_ALERTS__MAX_SUBSCRIBERS", "1")]);
+    let mut holder = TcpStream::connect(hub.addr).await.expect("connect");
+    holder
+        .write_all(b"GET /sse/alerts?region=330106 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("request");
+    read_until(&mut holder, &mut Vec::new(), "retry: 3000").await;
+
+    for kept_alive in [false, true] {
+        let ask = |query: &str, accept: bool| {
+            let accept = if accept {
+                "Accept: text/event-stream\r\n"
+            } else {
+                ""
+            };
+            format!(
+                "GET /sse/alerts?{query} HTTP/1.1\r\nHost: x\r\n{accept}Connection: close\r\n\r\n"
+            )
+        };
+        for (request, status, body) in [
+            (
+                ask("region=330106", true),
+                "200",
+                "event: refused\ndata: {\"error\":\"busy\"",
+            ),
+            (ask("region=330106", false), "503", "\"busy\""),
+            (ask("region=1", true), "400", "\"bad_parameter\""),
+        ] {
+            let mut stream = TcpStream::connect(hub.addr).await.expect("connect");
+            if kept_alive {
+                stream
+                    .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                    .await
+                    .expect("healthz");
+                read_until(&mut stream, &mut Vec::new(), "\"ok\"").await;
+            }
+            stream.write_all(request.as_bytes()).await.expect("request");
+            let mut answer = Vec::new();
+            tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+                .await
+                .expect("answered and closed")
+                .expect("read");
+            let text = String::from_utf8_lossy(&answer);
+            let text = text.rsplit("HTTP/1.1 ").next().unwrap_or_default();
+            assert!(text.starts_with(status), "kept_alive={kept_alive}: {text}");
+            assert!(text.contains(body), "kept_alive={kept_alive}: {text}");
+            if status == "200" {
+                let retry: u64 = text
+                    .split("retry: ")
+                    .nth(1)
+                    .and_then(|rest| rest.split('\n').next())
+                    .and_then(|ms| ms.parse().ok())
+                    .unwrap_or_else(|| panic!("a retry field: {text}"));
+                assert!((5_000..10_000).contains(&retry), "{retry} ms");
+                assert!(
+                    text.to_ascii_lowercase()
+                        .contains("content-type: text/event-stream"),
+                    "{text}"
+                );
+            }
+        }
+    }
+}

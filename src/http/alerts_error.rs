@@ -56,6 +56,22 @@ impl IntoResponse for AlertError {
 }
 
 impl AlertError {
+    /// The HTTP status this error answers with.
+    pub(super) fn status(&self) -> StatusCode {
+        self.api.status
+    }
+
+    /// The JSON body this error answers with.
+    pub(super) fn body(&self) -> Value {
+        let mut body = json!({ "error": self.api.code, "message": self.api.message });
+        if let Some((key, value)) = &self.extra {
+            body[*key] = value.clone();
+        }
+        body
+    }
+}
+
+impl AlertError {
     /// A reader error: syntax-level (400 `bad_cap`) or schema-level (422 `invalid_cap`).
     pub(super) fn cap(err: &CapError) -> Self {
         let syntax = matches!(

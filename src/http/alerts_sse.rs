@@ -23,7 +23,7 @@ use alerts::hub::Delivery;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tokio::time::{Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
@@ -41,11 +41,59 @@ pub(super) const RETRY: &str = "retry: 3000\n\n";
 /// A keep-alive comment.
 const KEEP_ALIVE: &str = ":\n\n";
 
+/// What a refused event-stream client is told to wait before reconnecting (`retry:`, ms),
+/// before the jitter that spreads the reconnects of displays refused together.
+const REFUSED_RETRY_MS: u64 = 5_000;
+
+/// The answer to a refused `/sse/alerts` request (both servers).
+///
+/// An `EventSource` that gets anything but a 200 event stream fails for good (WHATWG HTML,
+/// server-sent events: "fail the connection"; it never reconnects), so a wall display turned
+/// away while its hub is full, or while its office's shared address is at its limit, would
+/// stay dark until someone reloads it. So a client that asked for an event stream (`Accept:
+/// text/event-stream`, as `EventSource` sends) and is refused for a passing reason (429,
+/// 503) gets a 200 stream that says so and ends: `retry:` 5–10 s, then `event: refused`
+/// with the JSON error. The browser reconnects after the wait with its `Last-Event-ID`, and
+/// misses nothing. A bad request (400) and every other client get the status itself.
+pub(super) fn refused(err: AlertError, accept: Option<&HeaderValue>) -> Response {
+    let wants_stream = (accept.and_then(|v| v.to_str().ok()))
+        .is_some_and(|v| v.to_ascii_lowercase().contains("text/event-stream"));
+    let passing = matches!(
+        err.status(),
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+    );
+    if !(wants_stream && passing) {
+        return err.into_response();
+    }
+    let wait = REFUSED_RETRY_MS + rand::random_range(0..REFUSED_RETRY_MS);
+    let text = format!("retry: {wait}\nevent: refused\ndata: {}\n\n", err.body());
+    let mut response = (StatusCode::OK, text).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
 /// `GET /sse/alerts`.
 pub async fn sse_alerts(
     State(state): State<AppState>,
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Response {
+    match open(state, peer, &headers, query).await {
+        Ok(response) => response,
+        Err(err) => refused(err, headers.get(header::ACCEPT)),
+    }
+}
+
+async fn open(
+    state: AppState,
+    peer: std::net::SocketAddr,
+    headers: &HeaderMap,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, AlertError> {
     let mut query = parse_live(query, &state)?;

@@ -18,7 +18,6 @@ use std::time::Duration;
 
 use axum::extract::Query;
 use axum::http::Uri;
-use axum::response::IntoResponse as _;
 use std::io::IoSlice;
 
 use alerts::hub::Delivery;
@@ -74,14 +73,16 @@ async fn request(
 ) -> Option<(TcpStream, Subscription)> {
     let read = raw::read_head(&mut stream, deadline, RAW_HEADER).await?;
     let started = std::time::Instant::now();
-    let parsed = raw::parse(&read, &["last-event-id"]);
+    let parsed = raw::parse(&read, &["last-event-id", "accept"]);
     drop(read);
+    let mut accept = None;
     let opened = match parsed {
         Ok(head) => {
             let last_event_id = head
                 .headers
                 .get("last-event-id")
                 .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_owned());
+            accept = head.headers.get(axum::http::header::ACCEPT).cloned();
             open(state, &head.uri, last_event_id.as_deref(), peer).await
         }
         Err(err) => Err(err),
@@ -92,7 +93,7 @@ async fn request(
             Some((stream.into_inner(), sub))
         }
         Err(err) => {
-            let refused = err.into_response();
+            let refused = super::alerts_sse::refused(err, accept.as_ref());
             raw::refuse(&mut stream, state, ROUTE, started, refused, RAW_HEADER).await;
             None
         }
