@@ -1,6 +1,6 @@
 //! The alert WebSocket's own RFC 6455 handling, spoken byte by byte over raw TCP against the
 //! real binary: the handshake answer (and refusals as JSON errors), a client ping answered with
-//! its payload, a client close echoed, protocol errors closed with 1002 / 1009, and alert
+//! its payload, a client close echoed, protocol errors closed with 1002 / 1007 / 1009, and alert
 //! frames as plain unmasked text frames; server pings, and the idle timeout for a client that
 //! never answers them.
 
@@ -139,9 +139,9 @@ async fn the_alert_websocket_speaks_rfc_6455() {
     }
     // Both paths delivered; the side path's idle subscriber got its alert from the hub task.
     assert!(common::metric(&hub, "hubcast_alert_direct_writes_total").await >= 1.0);
-    // Both paths count their upgrades in the HTTP metrics (4 handshakes each).
+    // Both paths count their upgrades in the HTTP metrics (5 handshakes each).
     let upgrades = r#"hubcast_http_requests_total{method="GET",route="/ws/alerts",status="101"}"#;
-    assert_eq!(common::metric(&hub, upgrades).await, 8.0);
+    assert_eq!(common::metric(&hub, upgrades).await, 10.0);
 }
 
 async fn speaks_rfc_6455(hub: &Hub, path: Path) {
@@ -185,20 +185,22 @@ async fn speaks_rfc_6455(hub: &Hub, path: Path) {
     let eof = tokio::time::timeout(Duration::from_secs(5), ws.read_to_end(&mut rest)).await;
     assert!(matches!(eof, Ok(Ok(0))), "connection ends after the close");
 
-    // Protocol errors: an unmasked client frame is 1002, an oversized message 1009.
-    let (mut ws, _) = handshake(hub, path, "region=330100", "Sec-WebSocket-Version: 13\r\n").await;
-    ws.write_all(&client_frame(0x1, b"hello", false))
-        .await
-        .expect("unmasked");
-    let (opcode, payload) = server_frame(&mut ws).await;
-    assert_eq!((opcode, &payload[..2]), (0x8, &1002u16.to_be_bytes()[..]));
-    let (mut ws, _) = handshake(hub, path, "region=330100", "Sec-WebSocket-Version: 13\r\n").await;
+    // Protocol errors: an unmasked client frame is 1002, an oversized message 1009, text that
+    // is not UTF-8 1007 (RFC 6455 § 8.1).
     let mut big = vec![0x81, 0x80 | 127];
     big.extend_from_slice(&(1u64 << 20).to_be_bytes());
     big.extend_from_slice(&[0, 0, 0, 0]);
-    ws.write_all(&big).await.expect("oversized header");
-    let (opcode, payload) = server_frame(&mut ws).await;
-    assert_eq!((opcode, &payload[..2]), (0x8, &1009u16.to_be_bytes()[..]));
+    for (bytes, code) in [
+        (client_frame(0x1, b"hello", false), 1002u16),
+        (big, 1009),
+        (client_frame(0x1, b"caf\xc3", true), 1007),
+    ] {
+        let (mut ws, _) =
+            handshake(hub, path, "region=330100", "Sec-WebSocket-Version: 13\r\n").await;
+        ws.write_all(&bytes).await.expect("a bad frame");
+        let (opcode, payload) = server_frame(&mut ws).await;
+        assert_eq!((opcode, &payload[..2]), (0x8, &code.to_be_bytes()[..]));
+    }
 
     // A ping sent right behind the handshake, before the answer, is answered too.
     let ping = client_frame(0x9, b"early", true);

@@ -2,7 +2,10 @@
 //! encoded frame is the same bytes for every subscriber and the payload is never copied: it is
 //! written as `[header, shared payload]` with one `writev`), and a sans-IO decoder of client
 //! frames that keeps no payload but control frames' (≤ 125 bytes): a client's data is
-//! counted and skipped, pings are answered, a close is echoed.
+//! counted and skipped (text checked as UTF-8 on the way), pings are answered, a close is
+//! echoed.
+
+use super::utf8::Utf8Stream;
 
 /// Opcode of a text frame.
 pub const TEXT: u8 = 0x1;
@@ -108,13 +111,18 @@ pub enum FrameError {
     /// A data message over the configured limit.
     #[error("message of {0} bytes is over the limit")]
     TooLarge(u64),
+    /// A text message, or a close reason, that is not UTF-8 (RFC 6455 § 8.1, § 5.5.1).
+    #[error("text that is not UTF-8")]
+    InvalidUtf8,
 }
 
 impl FrameError {
-    /// The close code to answer with: 1009 for size, 1002 (protocol error) for the rest.
+    /// The close code to answer with: 1009 for size, 1007 for text that is not UTF-8, 1002
+    /// (protocol error) for the rest.
     pub fn close_code(self) -> u16 {
         match self {
             FrameError::TooLarge(_) => 1009,
+            FrameError::InvalidUtf8 => 1007,
             _ => 1002,
         }
     }
@@ -127,6 +135,7 @@ enum State {
     /// Inside a payload: `left` bytes to go; control payloads are kept.
     Payload {
         opcode: u8,
+        fin: bool,
         left: u64,
         mask: [u8; 4],
         at: usize,
@@ -134,7 +143,7 @@ enum State {
 }
 
 /// Decodes client frames fed in arbitrary pieces. Holds ≤ 14 header bytes and one control
-/// payload; data payloads are skipped.
+/// payload; data payloads are skipped, text checked as UTF-8 on the way ([`Utf8Stream`]).
 #[derive(Debug)]
 pub struct Decoder {
     state: State,
@@ -142,6 +151,9 @@ pub struct Decoder {
     /// Bytes of the data message in progress, `None` outside a fragmented message.
     message: Option<u64>,
     max_message: u64,
+    /// The data message in progress is text: its bytes are checked as UTF-8.
+    text: bool,
+    utf8: Utf8Stream,
 }
 
 impl Decoder {
@@ -155,6 +167,8 @@ impl Decoder {
             control: Vec::new(),
             message: None,
             max_message,
+            text: false,
+            utf8: Utf8Stream::default(),
         }
     }
 
@@ -180,6 +194,7 @@ impl Decoder {
                 }
                 State::Payload {
                     opcode,
+                    fin,
                     left,
                     mask,
                     at,
@@ -191,17 +206,29 @@ impl Decoder {
                         for (i, b) in input[..n].iter().enumerate() {
                             self.control.push(b ^ mask[(*at + i) % 4]);
                         }
+                    } else if self.text {
+                        // Unmasked a stack buffer at a time: nothing kept, nothing allocated.
+                        let mut plain = [0u8; 64];
+                        for (k, piece) in input[..n].chunks(plain.len()).enumerate() {
+                            let from = *at + k * plain.len();
+                            for (i, b) in piece.iter().enumerate() {
+                                plain[i] = b ^ mask[(from + i) % 4];
+                            }
+                            if !self.utf8.feed(&plain[..piece.len()]) {
+                                return Err(FrameError::InvalidUtf8);
+                            }
+                        }
                     }
                     *at += n;
                     *left -= n as u64;
                     input = &input[n..];
                     if *left == 0 {
-                        let opcode = *opcode;
+                        let (opcode, fin) = (*opcode, *fin);
                         self.state = State::Header {
                             buf: [0; 14],
                             have: 0,
                         };
-                        event(self.finish(opcode));
+                        event(self.finish(opcode, fin)?);
                     }
                 }
             }
@@ -249,6 +276,10 @@ impl Decoder {
                     return Err(FrameError::TooLarge(total));
                 }
                 self.message = (!fin).then_some(total);
+                if opcode != 0x0 {
+                    self.text = opcode == TEXT;
+                    self.utf8 = Utf8Stream::default();
+                }
             }
             other => return Err(FrameError::Opcode(other)),
         }
@@ -257,10 +288,11 @@ impl Decoder {
                 buf: [0; 14],
                 have: 0,
             };
-            return Ok(Some(self.finish(opcode)));
+            return self.finish(opcode, fin).map(Some);
         }
         self.state = State::Payload {
             opcode,
+            fin,
             left: len,
             mask,
             at: 0,
@@ -268,17 +300,31 @@ impl Decoder {
         Ok(None)
     }
 
-    fn finish(&mut self, opcode: u8) -> ClientEvent {
-        match opcode {
+    /// A frame's payload is complete: its event, or the error a text message ending inside a
+    /// character, or a close reason that is not UTF-8, is.
+    fn finish(&mut self, opcode: u8, fin: bool) -> Result<ClientEvent, FrameError> {
+        Ok(match opcode {
             PING => ClientEvent::Ping(std::mem::take(&mut self.control)),
             PONG => ClientEvent::Pong,
             CLOSE => {
+                let reason = self.control.get(2..).unwrap_or_default();
+                if std::str::from_utf8(reason).is_err() {
+                    return Err(FrameError::InvalidUtf8);
+                }
                 let code = (self.control.len() >= 2)
                     .then(|| u16::from_be_bytes([self.control[0], self.control[1]]));
                 ClientEvent::Close(code)
             }
-            _ => ClientEvent::Data,
-        }
+            _ => {
+                if fin && self.text {
+                    self.text = false;
+                    if !self.utf8.complete() {
+                        return Err(FrameError::InvalidUtf8);
+                    }
+                }
+                ClientEvent::Data
+            }
+        })
     }
 }
 
@@ -399,6 +445,36 @@ mod tests {
         for (bytes, err, code) in cases {
             assert_eq!(decode_in_pieces(&bytes, 3), Err(err));
             assert_eq!(err.close_code(), code);
+        }
+        // Text that is not UTF-8 (RFC 6455 § 8.1), in one frame, cut at a message's end, or
+        // across fragments; and a close reason (§ 5.5.1): 1007. Binary may hold anything.
+        let mut cut_across = client(false, TEXT, "预".as_bytes().get(..2).unwrap_or_default());
+        cut_across.extend(client(true, 0x0, b"x"));
+        let mut bad_reason = 1000u16.to_be_bytes().to_vec();
+        bad_reason.extend_from_slice(b"\xff");
+        for bytes in [
+            client(true, TEXT, b"ok \xff"),
+            client(true, TEXT, "预".as_bytes().get(..2).unwrap_or_default()),
+            cut_across,
+            client(true, CLOSE, &bad_reason),
+        ] {
+            assert_eq!(decode_in_pieces(&bytes, 3), Err(FrameError::InvalidUtf8));
+        }
+        assert_eq!(FrameError::InvalidUtf8.close_code(), 1007);
+        let mut split_char = client(false, TEXT, "预".as_bytes().get(..1).unwrap_or_default());
+        split_char.extend(client(true, PING, b"between"));
+        split_char.extend(client(
+            true,
+            0x0,
+            "预".as_bytes().get(1..).unwrap_or_default(),
+        ));
+        split_char.extend(client(true, 0x2, b"\xff\xfe"));
+        for piece in [1, 2, 5, split_char.len()] {
+            assert_eq!(
+                decode_in_pieces(&split_char, piece).map(|e| e.len()),
+                Ok(4),
+                "a character split across fragments, a ping between: {piece}"
+            );
         }
         let mut two_starts = client(false, TEXT, b"a");
         two_starts.extend(client(true, TEXT, b"b"));

@@ -15,6 +15,7 @@
 
 pub mod frame;
 pub mod handshake;
+pub mod utf8;
 
 use std::io::{self, IoSlice};
 use std::sync::Arc;
