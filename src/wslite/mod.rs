@@ -42,6 +42,11 @@ pub struct Conn {
     decoder: Decoder,
 }
 
+/// Longest a closing connection waits for the client to close its side too.
+const LINGER: Duration = Duration::from_secs(1);
+/// Most a closing connection reads (and drops) while it waits.
+const LINGER_BYTES: usize = 64 * 1024;
+
 /// The connection under the upgrade.
 #[derive(Debug)]
 enum Io {
@@ -146,8 +151,12 @@ impl Conn {
         self.write_all(&mut slices, limit).await
     }
 
-    /// Sends a close frame (`code`, `reason`), waiting at most one second: the connection ends
-    /// right after either way.
+    /// Sends a close frame (`code`, `reason`), waiting at most one second, and ends the
+    /// connection: our side is shut, then what the client still sends (its own close frame,
+    /// the rest of a message refused as too large) is read and dropped until it closes too,
+    /// for at most [`LINGER`] and [`LINGER_BYTES`]. Closing a socket with bytes unread sends a
+    /// reset, which can destroy the close frame on its way: the client would see 1006, not the
+    /// code (RFC 6455 § 7.1.1: the server closes first, cleanly).
     pub async fn close(&mut self, code: u16, reason: &str) {
         let _ = self
             .send_raw(&frame::close(code, reason), Duration::from_secs(1))
@@ -160,6 +169,16 @@ impl Conn {
                 let _ = socket2::SockRef::from(&**stream).shutdown(std::net::Shutdown::Write);
             }
         }
+        let linger = async {
+            let (mut sink, mut left) = ([0u8; 1024], LINGER_BYTES);
+            while left > 0 {
+                match self.read(&mut sink).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => left = left.saturating_sub(n),
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LINGER, linger).await;
     }
 
     async fn write_pairs<B: AsRef<[u8]>>(
