@@ -202,3 +202,17 @@ async fn event_stream_clients_are_told_to_come_back() {
         }
     }
 }
+
+/// A request head with bare LF line ends (which hyper and httparse accept) is answered on the
+/// side path too: it used to wait for a CRLF blank line until the head deadline.
+#[tokio::test]
+async fn a_head_with_bare_lf_line_ends_is_served() {
+    let hub = Hub::start(&[], &[]);
+    let mut stream = TcpStream::connect(hub.addr).await.expect("connect");
+    stream
+        .write_all(b"GET /sse/alerts?region=330106 HTTP/1.1\nHost: x\n\n")
+        .await
+        .expect("request");
+    let text = read_until(&mut stream, &mut Vec::new(), "retry: 3000").await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+}

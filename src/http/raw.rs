@@ -58,6 +58,21 @@ pub async fn read_head<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
+/// Where the request head in `buf` ends (just past its blank line), looking at line ends
+/// from `from` on: CRLF or a bare LF, as httparse (and hyper) read them.
+fn head_end(buf: &[u8], from: usize) -> Option<usize> {
+    let start = from.saturating_sub(2);
+    (start..buf.len()).find_map(|i| {
+        let blank = buf[i] == b'\n'
+            && match i.checked_sub(1).map(|j| buf[j]) {
+                Some(b'\n') => true,
+                Some(b'\r') => i >= 2 && buf[i - 2] == b'\n',
+                _ => false,
+            };
+        blank.then_some(i + 1)
+    })
+}
+
 /// 431 `head_too_large`: over [`MAX_HEAD`] bytes or `MAX_HEADERS` headers.
 fn too_large() -> AlertError {
     AlertError::from(super::ApiError::new(
@@ -79,6 +94,7 @@ enum Unread {
 async fn read_until_blank_line<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Vec<u8>, Unread> {
     let mut head = Vec::with_capacity(512);
     loop {
+        let scanned = head.len();
         let n = stream
             .read_buf(&mut head)
             .await
@@ -86,10 +102,9 @@ async fn read_until_blank_line<S: AsyncRead + Unpin>(stream: &mut S) -> Result<V
         if n == 0 {
             return Err(Unread::Closed);
         }
-        let end = head
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .map(|at| at + 4);
+        // Only the new bytes (and the two before them) are searched: a head sent a byte at
+        // a time costs its length, not its length squared.
+        let end = head_end(&head, scanned);
         match end {
             Some(end) if end <= MAX_HEAD => return Ok(head),
             Some(_) => return Err(Unread::TooLarge),
@@ -229,6 +244,25 @@ pub async fn write_response<S: AsyncWrite + Unpin>(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_head_ends_at_its_blank_line_with_crlf_or_bare_lf() {
+        let crlf = b"GET / HTTP/1.1\r\nHost: x\r\n\r\nrest";
+        let lf = b"GET / HTTP/1.1\nHost: x\n\nrest";
+        let mixed = b"GET / HTTP/1.1\nHost: x\n\r\nrest";
+        for (bytes, end) in [
+            (&crlf[..], crlf.len() - 4),
+            (lf, lf.len() - 4),
+            (mixed, mixed.len() - 4),
+        ] {
+            assert_eq!(super::head_end(bytes, 0), Some(end));
+            // Fed a byte at a time, found when its last byte arrives.
+            let found = (1..=bytes.len()).find_map(|n| super::head_end(&bytes[..n], n - 1));
+            assert_eq!(found, Some(end));
+        }
+        assert_eq!(super::head_end(b"GET / HTTP/1.1\r\nHost: x\r\n", 0), None);
+        assert_eq!(super::head_end(b"\r\r\n", 0), None);
+    }
+
     use super::*;
 
     #[test]
