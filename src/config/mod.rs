@@ -287,8 +287,9 @@ pub struct AlertsConfig {
     /// Seconds without any frame from a WebSocket client (pongs count) before it is closed.
     /// Default 90: three missed pings. At least twice `ping_secs`.
     pub idle_timeout_secs: u64,
-    /// Seconds a write to one subscriber may block before it is dropped. Default 10: a
-    /// client that does not read for that long is gone; it resumes with `since`.
+    /// Seconds a write to one subscriber may go without progress before it is dropped.
+    /// Default 10: a client that reads nothing for that long is gone (it resumes with
+    /// `since`); a slow one that keeps reading is not cut off.
     pub write_timeout_secs: u64,
     /// New live connections (`/ws/alerts`, `/sse/alerts`) per second per source IP (an IPv6 address by its /64), sustained;
     /// beyond, 429 `rate_limited` naming the wait. Default 20: a bureau's whole office behind one NAT

@@ -229,33 +229,32 @@ pub async fn write_all_shared(
     limit: Duration,
 ) -> io::Result<()> {
     IoSlice::advance_slices(&mut slices, 0);
-    let rest = async {
-        while !slices.is_empty() {
-            match stream.try_write_vectored(slices) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => IoSlice::advance_slices(&mut slices, n),
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    stream.writable().await?;
-                }
-                Err(err) => return Err(err),
+    // Set at the first wait, cleared by progress: no timer while the socket has room.
+    let mut deadline = None;
+    while !slices.is_empty() {
+        match stream.try_write_vectored(slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                IoSlice::advance_slices(&mut slices, n);
+                deadline = None;
             }
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                let at = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + limit);
+                tokio::time::timeout_at(at, stream.writable())
+                    .await
+                    .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+            }
+            Err(err) => return Err(err),
         }
-        Ok(())
-    };
-    // The first attempt needs no timer (the usual case: the socket has room).
-    let mut rest = std::pin::pin!(rest);
-    if let Some(result) = rest.as_mut().now_or_never() {
-        return result;
     }
-    match tokio::time::timeout(limit, rest).await {
-        Ok(result) => result,
-        Err(_) => Err(io::ErrorKind::TimedOut.into()),
-    }
+    Ok(())
 }
 
-/// Writes every slice to `io` and flushes it: one attempt without a timer (the usual case:
-/// the socket has room), then the rest within `limit` (`TimedOut` beyond). Shared by every
-/// writer of shared bytes (the WebSocket here, the side-path SSE stream).
+/// Writes every slice to `io` and flushes it, failing with `TimedOut` once `limit` passes
+/// without progress: a slow but moving reader (a replay over a thin link) is not cut off, a
+/// stalled one is. Each write is first tried without a timer (the usual case: the socket has
+/// room). Shared by every writer of shared bytes (the WebSocket here, the side-path SSE
+/// stream).
 ///
 /// The flush matters over TLS: tokio-rustls takes the bytes into its session and answers
 /// "written" while the encrypted records still wait in its buffer for a socket that had no
@@ -265,32 +264,33 @@ pub async fn write_all_vectored<S: AsyncWrite + Unpin>(
     mut slices: &mut [IoSlice<'_>],
     limit: Duration,
 ) -> io::Result<()> {
+    let timed_out = |_| io::Error::from(io::ErrorKind::TimedOut);
+    let mut deadline = None;
     // Zero-length slices (an empty payload) are skipped by `advance_slices`.
-    if let Some(result) = io.write_vectored(slices).now_or_never() {
-        let n = result?;
-        if n == 0 && slices.iter().any(|s| !s.is_empty()) {
+    while slices.iter().any(|s| !s.is_empty()) {
+        let n = match io.write_vectored(slices).now_or_never() {
+            Some(result) => result?,
+            None => {
+                let at = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + limit);
+                tokio::time::timeout_at(at, io.write_vectored(slices))
+                    .await
+                    .map_err(timed_out)??
+            }
+        };
+        if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
         IoSlice::advance_slices(&mut slices, n);
+        deadline = None;
     }
-    if slices.is_empty()
-        && let Some(result) = io.flush().now_or_never()
-    {
-        return result;
-    }
-    let rest = async {
-        while !slices.is_empty() {
-            let n = io.write_vectored(slices).await?;
-            if n == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
-            IoSlice::advance_slices(&mut slices, n);
+    match io.flush().now_or_never() {
+        Some(result) => result,
+        None => {
+            let at = deadline.unwrap_or_else(|| tokio::time::Instant::now() + limit);
+            tokio::time::timeout_at(at, io.flush())
+                .await
+                .map_err(timed_out)?
         }
-        io.flush().await
-    };
-    match tokio::time::timeout(limit, rest).await {
-        Ok(result) => result,
-        Err(_) => Err(io::ErrorKind::TimedOut.into()),
     }
 }
 
@@ -319,5 +319,60 @@ mod tests {
             .expect("arrives without another write")
             .expect("read");
         assert_eq!(&got, b"\x81\x05alert");
+    }
+
+    /// A reader that takes ≤ 64 KiB every 100 ms gets 512 KiB in ≥ 0.8 s: the 300 ms limit is on
+    /// progress, not on the whole write, on both writers. One that stops reading is cut off.
+    #[tokio::test]
+    async fn the_limit_is_on_progress_not_on_the_whole_write() {
+        let limit = Duration::from_millis(300);
+        let payload = vec![7u8; 1 << 19];
+        let slow_reader = |mut read: Box<dyn tokio::io::AsyncRead + Unpin + Send>| {
+            tokio::spawn(async move {
+                let (mut got, mut buf) = (0usize, vec![0u8; 64 * 1024]);
+                while got < 1 << 19 {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    match read.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => got += n,
+                    }
+                }
+                got
+            })
+        };
+        // A buffering writer (hyper's upgraded stream) over an in-memory pipe.
+        let (near, far) = tokio::io::duplex(64 * 1024);
+        let reader = slow_reader(Box::new(far));
+        let mut near = near;
+        let mut slices = [IoSlice::new(&payload)];
+        super::write_all_vectored(&mut near, &mut slices, limit)
+            .await
+            .expect("a slow but moving reader is written to");
+        assert_eq!(reader.await.expect("reader"), 1 << 19);
+        // A shared TCP socket with a small send buffer.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let client = tokio::net::TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        socket2::SockRef::from(&server)
+            .set_send_buffer_size(16 * 1024)
+            .expect("sndbuf");
+        socket2::SockRef::from(&client)
+            .set_recv_buffer_size(16 * 1024)
+            .expect("rcvbuf");
+        let reader = slow_reader(Box::new(client));
+        let mut slices = [IoSlice::new(&payload)];
+        super::write_all_shared(&server, &mut slices, limit)
+            .await
+            .expect("a slow but moving reader is written to");
+        assert_eq!(reader.await.expect("reader"), 1 << 19);
+        // Nobody reading: cut off after the limit.
+        let (mut stalled, _far) = tokio::io::duplex(1024);
+        let mut slices = [IoSlice::new(&payload)];
+        let err = super::write_all_vectored(&mut stalled, &mut slices, limit).await;
+        assert_eq!(err.map_err(|e| e.kind()), Err(std::io::ErrorKind::TimedOut));
     }
 }
