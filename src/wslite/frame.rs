@@ -114,6 +114,9 @@ pub enum FrameError {
     /// A text message, or a close reason, that is not UTF-8 (RFC 6455 § 8.1, § 5.5.1).
     #[error("text that is not UTF-8")]
     InvalidUtf8,
+    /// A 64-bit payload length with its most significant bit set (RFC 6455 § 5.2).
+    #[error("payload length over 2^63")]
+    Length,
 }
 
 impl FrameError {
@@ -154,6 +157,8 @@ pub struct Decoder {
     /// The data message in progress is text: its bytes are checked as UTF-8.
     text: bool,
     utf8: Utf8Stream,
+    /// The client's close frame came: what follows is ignored.
+    closed: bool,
 }
 
 impl Decoder {
@@ -169,6 +174,7 @@ impl Decoder {
             max_message,
             text: false,
             utf8: Utf8Stream::default(),
+            closed: false,
         }
     }
 
@@ -178,7 +184,8 @@ impl Decoder {
         mut input: &[u8],
         mut event: impl FnMut(ClientEvent),
     ) -> Result<(), FrameError> {
-        while !input.is_empty() {
+        // After the client's close frame nothing it sends counts (RFC 6455 § 5.5.1).
+        while !input.is_empty() && !self.closed {
             match &mut self.state {
                 State::Header { buf, have } => {
                     let take = (header_len(&buf[..*have]) - *have).min(input.len());
@@ -188,6 +195,7 @@ impl Decoder {
                     if *have == header_len(&buf[..*have]) {
                         let parsed = self.start_frame()?;
                         if let Some(done) = parsed {
+                            self.closed = matches!(done, ClientEvent::Close(_));
                             event(done);
                         }
                     }
@@ -228,7 +236,9 @@ impl Decoder {
                             buf: [0; 14],
                             have: 0,
                         };
-                        event(self.finish(opcode, fin)?);
+                        let done = self.finish(opcode, fin)?;
+                        self.closed = matches!(done, ClientEvent::Close(_));
+                        event(done);
                     }
                 }
             }
@@ -254,6 +264,9 @@ impl Decoder {
             127 => u64::from_be_bytes([h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9]]),
             n => u64::from(n),
         };
+        if len >> 63 != 0 {
+            return Err(FrameError::Length);
+        }
         let mut mask = [0u8; 4];
         mask.copy_from_slice(&h[*have - 4..*have]);
         match opcode {
@@ -476,6 +489,19 @@ mod tests {
                 "a character split across fragments, a ping between: {piece}"
             );
         }
+        let mut huge = client(true, TEXT, b"");
+        huge[1] = 0x80 | 127;
+        huge.splice(2..2, (1u64 << 63).to_be_bytes());
+        assert_eq!(decode_in_pieces(&huge, 4), Err(FrameError::Length));
+        assert_eq!(FrameError::Length.close_code(), 1002);
+        // After a close frame, nothing the client sends counts, garbage included.
+        let mut closing = client(true, CLOSE, &1000u16.to_be_bytes());
+        closing.extend_from_slice(b"\xff\xff garbage");
+        closing.extend(client(true, PING, b"late"));
+        assert_eq!(
+            decode_in_pieces(&closing, 5),
+            Ok(vec![ClientEvent::Close(Some(1000))])
+        );
         let mut two_starts = client(false, TEXT, b"a");
         two_starts.extend(client(true, TEXT, b"b"));
         assert_eq!(
