@@ -1,7 +1,10 @@
 //! A peer that stops reading is cut off: an SSE subscriber whose receive window stays shut
 //! (small `SO_RCVBUF`, never read) is disconnected once the hub's writes to it have made no
 //! progress for `http.write_stall_secs`, and its subscriber slot is freed; a subscriber that
-//! reads through the same alerts stays connected.
+//! reads through the same alerts stays connected. The stalled stream is a kept-alive
+//! connection's second request, so hyper's server (under the stall guard) serves it; a
+//! first request is served beside hyper, where `alerts.write_timeout_secs` ends it (set out of
+//! the way here; `wslite`'s unit tests check that limit).
 
 mod alerts_live_util;
 mod alerts_util;
@@ -12,7 +15,7 @@ use std::time::{Duration, Instant};
 use alerts_live_util::{Sse, publish_sized, small_window};
 use common::Hub;
 use common::metric;
-use tokio::io::AsyncWriteExt as _;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 const SSE_GAUGE: &str = "hubcast_alert_subscribers{transport=\"sse\"}";
 
@@ -22,6 +25,7 @@ async fn a_reader_that_stops_is_cut_off_after_the_stall_limit() {
         &[],
         &[
             ("HUBCAST_HTTP__WRITE_STALL_SECS", "2"),
+            ("HUBCAST_ALERTS__WRITE_TIMEOUT_SECS", "600"),
             // Large enough that the hub's own slow-consumer rule is not what ends it.
             ("HUBCAST_ALERTS__QUEUE_CAPACITY", "100000"),
             ("HUBCAST_ALERTS__MAX_BODY_BYTES", "1048576"),
@@ -31,6 +35,17 @@ async fn a_reader_that_stops_is_cut_off_after_the_stall_limit() {
 
     // The stalled one: subscribes, then never reads again.
     let mut stalled = small_window(hub.addr, 4096).await;
+    stalled
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("a first request");
+    let mut answer = [0u8; 1024];
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains("\"ok\"") {
+        let n = stalled.read(&mut answer).await.expect("healthz answer");
+        assert!(n > 0, "closed early");
+        seen.extend_from_slice(&answer[..n]);
+    }
     let head = "GET /sse/alerts?region=330100 HTTP/1.1\r\nHost: x\r\n\r\n";
     stalled.write_all(head.as_bytes()).await.expect("request");
     // The healthy one reads everything, concurrently.
