@@ -35,6 +35,26 @@ impl Drop for Held {
     }
 }
 
+/// A place in a gauge (an open WebSocket session, say), given back on drop: also when its
+/// task panics or is cancelled at shutdown, where a hand-made `dec` at the end would be skipped
+/// and the gauge would count a session for good.
+#[derive(Debug)]
+pub struct Counted(prometheus::IntGauge);
+
+impl Counted {
+    /// Counts one in `gauge` until dropped.
+    pub fn new(gauge: prometheus::IntGauge) -> Counted {
+        gauge.inc();
+        Counted(gauge)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -64,5 +84,22 @@ mod tests {
         assert_eq!((cap.available_permits(), gauge.get()), (0, 1));
         drop(moved);
         assert_eq!((cap.available_permits(), gauge.get()), (1, 0));
+    }
+
+    #[tokio::test]
+    async fn a_counted_session_is_uncounted_even_when_its_task_is_aborted() {
+        let gauge = prometheus::IntGauge::new("counted_test", "test").expect("gauge");
+        let counted = gauge.clone();
+        let task = tokio::spawn(async move {
+            let _counted = Counted::new(counted);
+            std::future::pending::<()>().await;
+        });
+        tokio::task::yield_now().await;
+        while gauge.get() == 0 {
+            tokio::task::yield_now().await;
+        }
+        task.abort();
+        assert!(task.await.is_err_and(|e| e.is_cancelled()));
+        assert_eq!(gauge.get(), 0);
     }
 }

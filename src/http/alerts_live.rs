@@ -224,8 +224,8 @@ pub(super) async fn session(state: AppState, mut conn: Conn, mut sub: Subscripti
     tokio::pin!(cancelled);
     let mut heard = Instant::now();
     let mut input = [0u8; 256];
-    let gauge = state.metrics().websockets.with_label_values(&["alerts"]);
-    gauge.inc();
+    let _counted =
+        crate::held::Counted::new(state.metrics().websockets.with_label_values(&["alerts"]));
     // Plain TCP: the hub task may write deliveries itself while this task is idle, and when
     // woken this task first writes without waiting (`Subscription::write_out`). The awaiting
     // steps below are boxed: their futures (slice tables, timers) exist only while they run,
@@ -277,7 +277,6 @@ pub(super) async fn session(state: AppState, mut conn: Conn, mut sub: Subscripti
             }
         }
     }
-    gauge.dec();
 }
 
 /// Handles what the client sent: pings answered, a close echoed; false when the connection

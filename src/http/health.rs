@@ -97,8 +97,8 @@ pub async fn ws_health(
 }
 
 async fn health_session(state: AppState, mut socket: WebSocket) {
-    let gauge = state.metrics().websockets.with_label_values(&["health"]);
-    gauge.inc();
+    let _counted =
+        crate::held::Counted::new(state.metrics().websockets.with_label_values(&["health"]));
     let mut tick = tokio::time::interval(Duration::from_secs(state.http().health_push_secs));
     let token = state.shutdown().token().clone();
     loop {
@@ -127,7 +127,6 @@ async fn health_session(state: AppState, mut socket: WebSocket) {
             }
         }
     }
-    gauge.dec();
 }
 
 /// Query of `/debug/delay`.
