@@ -2,7 +2,10 @@
 //!
 //! SIGINT or SIGTERM cancels [`Shutdown::token`]; the listener stops accepting, every connection
 //! and long-lived task (`select!`ing on the token) winds down, and the server waits up to the
-//! grace period for them before the process exits 0.
+//! grace period for them before the process exits 0. A second SIGINT or SIGTERM during that
+//! wait ends the process at once, with status 1 (an operator's second Ctrl-C). SIGHUP
+//! (`systemctl reload`) never ends the process: it reloads TLS certificate files when they are
+//! configured (`cert_reload`), and is logged otherwise.
 
 use std::time::Duration;
 
@@ -55,14 +58,32 @@ impl Shutdown {
         }
     }
 
-    /// Triggers this handle when the process receives SIGINT or SIGTERM.
+    /// Triggers this handle when the process receives SIGINT or SIGTERM, exits at a second
+    /// one, and takes SIGHUP (whose default action would end the process).
     pub fn listen_for_signals(&self) {
         let this = self.clone();
         tokio::spawn(async move {
             let reason = wait_for_signal().await;
             tracing::info!(signal = reason, "shutdown requested");
             this.trigger();
+            let again = wait_for_signal().await;
+            tracing::warn!(
+                signal = again,
+                "second signal: exiting without waiting for the grace period"
+            );
+            std::process::exit(1);
         });
+        #[cfg(unix)]
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(mut hangups) => {
+                tokio::spawn(async move {
+                    while hangups.recv().await.is_some() {
+                        tracing::info!("SIGHUP: certificate files, if configured, are checked now");
+                    }
+                });
+            }
+            Err(err) => tracing::warn!(error = %err, "cannot handle SIGHUP"),
+        }
     }
 }
 

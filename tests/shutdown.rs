@@ -109,3 +109,61 @@ async fn grace_period_bounds_a_stuck_request() {
     );
     stuck.abort();
 }
+
+/// `systemctl reload` sends SIGHUP: without certificate files to reload it must not end the
+/// hub (its default action would, and systemd would not restart a hub that exited on it).
+#[tokio::test]
+async fn sighup_never_ends_the_hub() {
+    let mut hub = Hub::start(&[], &[]);
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &hub.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        hub.child.try_wait().expect("try_wait").is_none(),
+        "still running"
+    );
+    assert_eq!(get(hub.addr, "/healthz", &[]).await.status, 200);
+}
+
+/// A second SIGTERM (or Ctrl-C) during the drain ends the process at once, with status 1.
+#[tokio::test]
+async fn a_second_signal_exits_at_once() {
+    let mut hub = Hub::start(
+        &[],
+        &[
+            ("HUBCAST_HTTP__DEBUG_ROUTES", "true"),
+            ("HUBCAST_HTTP__GRACE_PERIOD_SECS", "60"),
+        ],
+    );
+    let addr = hub.addr;
+    let stuck = tokio::spawn(async move {
+        let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            common::request(stream, "GET", "/debug/delay?ms=60000", &[]),
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    hub.terminate();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        hub.child.try_wait().expect("try_wait").is_none(),
+        "draining"
+    );
+    let again = Instant::now();
+    hub.terminate();
+    let (status, _) = hub
+        .wait_exit(Duration::from_secs(5))
+        .expect("exits at the second signal");
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        again.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        again.elapsed()
+    );
+    stuck.abort();
+}
