@@ -79,7 +79,7 @@ pub async fn start(settings: &Settings, shutdown: Shutdown) -> anyhow::Result<Hu
             sfu::driver::StartError::Tcp { .. } => "sfu.tcp_listen",
             _ => "sfu.udp_listen",
         };
-        anyhow::Error::from(ConfigError::new(setting, err.to_string()))
+        cannot_start(setting, err)
     })?;
     let state = AppState::new(
         metrics.clone(),
@@ -93,7 +93,7 @@ pub async fn start(settings: &Settings, shutdown: Shutdown) -> anyhow::Result<Hu
     let app = router(state.clone());
     let raw_state = state.clone();
     let listener = crate::server::bind(settings.listen, settings.http.backlog).map_err(|err| {
-        ConfigError::new(
+        cannot_start(
             "listen",
             format!("cannot listen on {}: {err}", settings.listen),
         )
@@ -207,12 +207,20 @@ async fn open_sqlite(
     .await
     .context("opening the alert store")?;
     let store = opened.map_err(|err| {
-        ConfigError::new(
+        cannot_start(
             "data_dir",
             format!("cannot open the alert store {}: {err}", path.display()),
         )
     })?;
     Ok(Arc::new(store))
+}
+
+/// A start that failed for a reason that may pass (a port still held, an address not yet up
+/// at boot, Redis not yet started, a store not yet mounted): exit status 1, which the systemd
+/// unit restarts, where an invalid setting is 2 (`RestartPreventExitStatus=2`). The message
+/// still names the setting.
+fn cannot_start(setting: &str, why: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("cannot start: {setting}: {why}")
 }
 
 /// The shared log on `alerts.redis_url`, with its local archive index in
@@ -231,11 +239,21 @@ async fn open_redis(
     .await
     .context("opening the alert store")?;
     let store = opened.map_err(|err| {
-        let setting = match err {
-            alerts::store::StoreError::Redis(_) => "alerts.redis_url",
-            _ => "data_dir",
-        };
-        ConfigError::new(setting, format!("cannot open the Redis alert store: {err}"))
+        let message = format!("cannot open the Redis alert store: {err}");
+        match &err {
+            // Refused, reset, timed out: Redis not up yet (a hub booting before it), so the
+            // service manager should try again.
+            alerts::store::StoreError::Redis(e)
+                if e.is_io_error() || e.is_connection_refusal() || e.is_timeout() =>
+            {
+                cannot_start("alerts.redis_url", message)
+            }
+            // A wrong password or a Redis that refuses the commands: fix the setting.
+            alerts::store::StoreError::Redis(_) => {
+                ConfigError::new("alerts.redis_url", message).into()
+            }
+            _ => cannot_start("data_dir", message),
+        }
     })?;
     let store = Arc::new(store);
     let probe = store.clone();

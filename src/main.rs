@@ -1,5 +1,6 @@
 //! The `hubcast` binary: parses the command line and dispatches. Exit codes: 0 success,
-//! 1 runtime failure, 2 invalid configuration or usage (one line naming the setting).
+//! 1 runtime failure (a start that may succeed later: `cannot start: SETTING: …`), 2 invalid
+//! configuration or usage (one line naming the setting).
 
 use std::process::ExitCode;
 

@@ -1,4 +1,5 @@
-//! Configuration errors exit 2 with one line naming the setting; `check-config` shows the
+//! Configuration errors exit 2 with one line naming the setting (a start failure that may pass,
+//! such as a port in use, exits 1); `check-config` shows the
 //! effective values (secrets redacted) with flag > env > file > default; `regions` prints the
 //! tree.
 
@@ -317,4 +318,39 @@ fn the_shipped_example_config_is_valid_and_every_value_takes_effect() {
         }
     }
     assert!(checked > 40, "only {checked} settings checked");
+}
+
+/// A start that fails for a reason that may pass (here: the port is still held, as by a hub
+/// that has not finished stopping) exits 1, which the systemd unit restarts; an invalid value
+/// is 2, which it does not (`RestartPreventExitStatus=2`). Both name the setting.
+#[test]
+fn a_port_in_use_is_a_start_error_not_an_invalid_setting() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = held.local_addr().expect("addr").to_string();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("d");
+    let data = data.to_str().expect("path");
+    let env = [
+        ("HUBCAST_SFU__UDP_LISTEN", "127.0.0.1:0"),
+        ("HUBCAST_SFU__TCP_LISTEN", "127.0.0.1:0"),
+    ];
+    let (status, _out, err) = run(&["serve", "--data-dir", data, "--listen", &addr], &env);
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("hubcast: cannot start: listen: ")),
+        "{err}"
+    );
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+    let udp_addr = udp.local_addr().expect("addr").to_string();
+    let env = [
+        ("HUBCAST_SFU__UDP_LISTEN", udp_addr.as_str()),
+        ("HUBCAST_SFU__TCP_LISTEN", "127.0.0.1:0"),
+    ];
+    let (status, _out, err) = run(
+        &["serve", "--data-dir", data, "--listen", "127.0.0.1:0"],
+        &env,
+    );
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot start: sfu.udp_listen: "), "{err}");
 }

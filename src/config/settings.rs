@@ -184,7 +184,9 @@ impl Settings {
                 format!("{} exists and is not a directory", dir.display()),
             ));
         }
-        let probe = dir.join(".write-probe");
+        // A name of this process's own: two processes probing one data dir (a `serve` and a
+        // script minting tokens) must not remove each other's probe.
+        let probe = dir.join(format!(".write-probe-{}", std::process::id()));
         std::fs::write(&probe, b"ok").map_err(|e| fail("cannot write into", e))?;
         std::fs::remove_file(&probe).map_err(|e| fail("cannot write into", e))?;
         Ok(())
