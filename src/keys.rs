@@ -30,9 +30,9 @@ pub fn load_or_generate(settings: &Settings) -> anyhow::Result<SigningKey> {
             let text = read_or_create(&path, || {
                 let mut secret = [0u8; 32];
                 rand::rng().fill_bytes(&mut secret);
-                base64::engine::general_purpose::STANDARD
+                Ok(base64::engine::general_purpose::STANDARD
                     .encode(secret)
-                    .into_bytes()
+                    .into_bytes())
             })?;
             let secret = base64::engine::general_purpose::STANDARD
                 .decode(text.trim())
@@ -47,53 +47,77 @@ pub fn load_or_generate(settings: &Settings) -> anyhow::Result<SigningKey> {
         Algorithm::EdDsa => {
             let private_path = dir.join(ED25519_FILE);
             let public_path = dir.join(ED25519_PUB_FILE);
-            if !private_path.exists() {
+            let private_pem = read_or_create(&private_path, || {
                 let mut seed = [0u8; 32];
                 rand::rng().fill_bytes(&mut seed);
-                let key = SigningKey::generate_eddsa(seed)?;
-                if let SigningKey::EdDsa {
-                    private_pem,
-                    public_pem,
-                } = &key
-                {
-                    write_private(&private_path, private_pem.as_bytes())?;
-                    std::fs::write(&public_path, public_pem)?;
+                match SigningKey::generate_eddsa(seed)? {
+                    SigningKey::EdDsa { private_pem, .. } => Ok(private_pem.into_bytes()),
+                    SigningKey::Hs256 { .. } => anyhow::bail!("not an Ed25519 key"),
                 }
-                tracing::info!(path = %private_path.display(), "generated an Ed25519 signing key");
-            }
-            let private_pem = std::fs::read_to_string(&private_path)
+            })?;
+            let key = SigningKey::eddsa_from_private_pem(&private_pem)
                 .with_context(|| format!("reading {}", private_path.display()))?;
-            let public_pem = std::fs::read_to_string(&public_path)
-                .with_context(|| format!("reading {}", public_path.display()))?;
-            Ok(SigningKey::EdDsa {
-                private_pem,
-                public_pem,
-            })
+            // The public half, for verifiers elsewhere: written once, checked after.
+            if let SigningKey::EdDsa { public_pem, .. } = &key {
+                let on_disk = read_or_create(&public_path, || Ok(public_pem.clone().into_bytes()))?;
+                anyhow::ensure!(
+                    on_disk.trim() == public_pem.trim(),
+                    "{} does not match {}: remove it, it is rewritten from the private key",
+                    public_path.display(),
+                    private_path.display()
+                );
+            }
+            Ok(key)
         }
     }
 }
 
-/// Reads `path`, or creates it with `make()` (mode 0600) if it does not exist. Two processes
-/// racing to create it both end up reading the one that won.
-fn read_or_create(path: &Path, make: impl FnOnce() -> Vec<u8>) -> anyhow::Result<String> {
+/// Reads `path`, or creates it with `make()` (mode 0600) if it does not exist. The file
+/// appears whole or not at all (written aside, then linked into place, which fails if another
+/// process got there first): racing processes all read the one that won, and a crash mid-write
+/// leaves no half-written key behind.
+fn read_or_create(
+    path: &Path,
+    make: impl FnOnce() -> anyhow::Result<Vec<u8>>,
+) -> anyhow::Result<String> {
     if !path.exists() {
-        match write_private(path, &make()) {
-            Ok(()) => tracing::info!(
-                path = %path.display(),
-                "generated a signing key (mode 0600); mint tokens with `hubcast token --data-dir …`"
-            ),
-            Err(err)
-                if err
-                    .downcast_ref::<std::io::Error>()
-                    .is_some_and(|e| e.kind() == std::io::ErrorKind::AlreadyExists) => {}
-            Err(err) => return Err(err),
+        match create_whole(path, &make()?) {
+            Ok(()) => {
+                let note = "generated a key file (mode 0600); `hubcast token --data-dir …` uses it";
+                tracing::info!(path = %path.display(), "{note}");
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(err) => {
+                return Err(err).with_context(|| format!("creating {}", path.display()));
+            }
         }
     }
     std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
 }
 
+/// Creates `path` holding `bytes`, mode 0600, durably and atomically; `AlreadyExists` if it
+/// exists.
+fn create_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("key");
+    let aside = path.with_file_name(format!(
+        ".{name}.{}-{:016x}",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    write_private(&aside, bytes)?;
+    let linked = std::fs::hard_link(&aside, path);
+    let _ = std::fs::remove_file(&aside);
+    linked?;
+    if let Some(dir) = path.parent()
+        && let Ok(dir) = std::fs::File::open(dir)
+    {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
 /// Creates `path` exclusively with mode 0600 and writes `bytes` (durably).
-pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -101,7 +125,7 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options.open(path).map_err(anyhow::Error::from)?;
+    let mut file = options.open(path)?;
     file.write_all(bytes)?;
     file.sync_all()?;
     Ok(())
@@ -147,6 +171,66 @@ mod tests {
             }
             std::fs::remove_dir_all(&dir).ok();
         }
+    }
+
+    /// Processes (here threads) that start on a fresh data dir at once all end up with the
+    /// one key that was created, whole, for either algorithm; no stray files are left.
+    #[test]
+    fn racing_creators_share_one_whole_key() {
+        for algorithm in ["HS256", "EdDSA"] {
+            let dir = std::env::temp_dir().join(format!(
+                "hubcast-keys-race-{algorithm}-{}",
+                std::process::id()
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).expect("dir");
+            let s = settings(&dir, algorithm);
+            let keys: Vec<Vec<u8>> = std::thread::scope(|scope| {
+                let racers: Vec<_> = (0..8)
+                    .map(|_| scope.spawn(|| load_or_generate(&s).map(|k| fingerprint(&k))))
+                    .collect();
+                racers
+                    .into_iter()
+                    .map(|r| r.join().expect("thread").expect("a key"))
+                    .collect()
+            });
+            assert!(
+                keys.windows(2).all(|w| w[0] == w[1]),
+                "{algorithm}: one key"
+            );
+            let names: Vec<String> = std::fs::read_dir(&dir)
+                .expect("dir")
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .collect();
+            assert!(
+                names.iter().all(|n| !n.starts_with('.')),
+                "{algorithm}: nothing left aside: {names:?}"
+            );
+            std::fs::remove_dir_all(&dir).ok();
+        }
+    }
+
+    /// An Ed25519 public file that does not match the private key is an error naming it, and
+    /// a missing one is written again from the private key.
+    #[test]
+    fn the_public_file_follows_the_private_key() {
+        let dir = std::env::temp_dir().join(format!("hubcast-keys-pub-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let s = settings(&dir, "EdDSA");
+        let first = fingerprint(&load_or_generate(&s).expect("gen"));
+        std::fs::remove_file(dir.join(ED25519_PUB_FILE)).expect("rm");
+        assert_eq!(
+            fingerprint(&load_or_generate(&s).expect("rewritten")),
+            first
+        );
+        std::fs::write(dir.join(ED25519_PUB_FILE), "-----BEGIN PUBLIC KEY-----\n").expect("w");
+        let err = load_or_generate(&s).err().map(|e| format!("{e:#}"));
+        assert!(
+            err.as_deref().is_some_and(|e| e.contains(ED25519_PUB_FILE)),
+            "{err:?}"
+        );
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     fn fingerprint(key: &SigningKey) -> Vec<u8> {

@@ -48,12 +48,21 @@ impl SigningKey {
         let private_pem = v1(&key)
             .to_pkcs8_pem(LineEnding::LF)
             .map_err(|e| TokenError::Key(format!("cannot encode Ed25519 private key: {e}")))?;
+        Self::eddsa_from_private_pem(&private_pem)
+    }
+
+    /// The Ed25519 key whose private half is `private_pem` (PKCS#8 v1 or v2), its public PEM
+    /// derived from it: the public file is then a copy for others, never a second source of
+    /// truth that a crash between two writes could leave missing or mismatched.
+    pub fn eddsa_from_private_pem(private_pem: &str) -> Result<SigningKey, TokenError> {
+        let key = ed25519_dalek::SigningKey::from_pkcs8_pem(private_pem.trim())
+            .map_err(|e| TokenError::Key(format!("invalid Ed25519 private key PEM: {e}")))?;
         let public_pem = key
             .verifying_key()
             .to_public_key_pem(LineEnding::LF)
             .map_err(|e| TokenError::Key(format!("cannot encode Ed25519 public key: {e}")))?;
         Ok(SigningKey::EdDsa {
-            private_pem: private_pem.to_string(),
+            private_pem: private_pem.to_owned(),
             public_pem,
         })
     }
