@@ -165,7 +165,18 @@ pub async fn publish(
         .await
         .map_err(|_| anyhow!("no answer from {server} within {} s", TIMEOUT.as_secs()))??;
     if (200..300).contains(&answer.status) {
-        return Ok(answer.body);
+        // A hub's answer, not whatever else answers 2xx (a proxy's login page, a captive
+        // portal): only `{"id","seq",…}` means the alert was stored.
+        let json: serde_json::Value = serde_json::from_str(&answer.body).unwrap_or_default();
+        if json["id"].is_string() && json["seq"].is_u64() {
+            return Ok(answer.body);
+        }
+        return Err(anyhow!(
+            "{server} answered {} but not as a hubcast hub does (no {{\"id\",\"seq\"}} JSON), \
+             so the alert may not be stored: {}",
+            answer.status,
+            answer.body.chars().take(500).collect::<String>()
+        ));
     }
     let json: serde_json::Value = serde_json::from_str(&answer.body).unwrap_or_default();
     match (json["error"].as_str(), json["message"].as_str()) {
@@ -241,7 +252,16 @@ async fn post<S: AsyncRead + AsyncWrite + Unpin>(
         .context("sending the alert")?;
     stream.flush().await.context("sending the alert")?;
     let mut raw = Vec::new();
-    let read = (&mut stream).take(MAX_RESPONSE).read_to_end(&mut raw).await;
+    let read = (&mut stream)
+        .take(MAX_RESPONSE + 1)
+        .read_to_end(&mut raw)
+        .await;
+    if raw.len() as u64 > MAX_RESPONSE {
+        return Err(anyhow!(
+            "the answer is over {} MiB: not a hub's",
+            MAX_RESPONSE >> 20
+        ));
+    }
     // A TLS peer that closes without close_notify still sent a whole answer.
     if let Err(err) = read
         && (err.kind() != std::io::ErrorKind::UnexpectedEof || raw.is_empty())
@@ -251,7 +271,11 @@ async fn post<S: AsyncRead + AsyncWrite + Unpin>(
     parse_answer(&raw)
 }
 
-fn parse_answer(raw: &[u8]) -> anyhow::Result<Answer> {
+fn parse_answer(mut raw: &[u8]) -> anyhow::Result<Answer> {
+    // Interim answers (`100 Continue`, `103 Early Hints`) come before the final one.
+    while let Some(rest) = interim(raw) {
+        raw = rest;
+    }
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut response = httparse::Response::new(&mut headers);
     let split = match response.parse(raw) {
@@ -292,6 +316,22 @@ fn parse_answer(raw: &[u8]) -> anyhow::Result<Answer> {
         status,
         body: String::from_utf8_lossy(&body).into_owned(),
     })
+}
+
+/// What follows an interim (1xx, not 101) answer at the start of `raw`, if it starts with one.
+fn interim(raw: &[u8]) -> Option<&[u8]> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut response = httparse::Response::new(&mut headers);
+    match response.parse(raw) {
+        Ok(httparse::Status::Complete(split))
+            if response
+                .code
+                .is_some_and(|c| (100..200).contains(&c) && c != 101) =>
+        {
+            raw.get(split..)
+        }
+        _ => None,
+    }
 }
 
 /// The payload of a chunked body, up to its last (zero-size) chunk; a body that ends before
@@ -383,6 +423,8 @@ mod tests {
         let cut = b"HTTP/1.1 201 Created\r\nContent-Length: 20\r\n\r\n{\"id\":\"1\"";
         let err = parse_answer(cut).expect_err("cut short");
         assert!(err.to_string().contains("cut short"), "{err}");
+        let continued = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\n\r\n{}";
+        assert_eq!(parse_answer(continued).expect("parses").status, 201);
         let cut = b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n";
         let err = parse_answer(cut).expect_err("no last chunk");
         assert!(err.to_string().contains("cut short"), "{err}");

@@ -733,3 +733,49 @@ async fn a_sender_speaks_for_one_region() {
     let r = send(&city, under_sender(hz, "hz-1", "330106")).await;
     assert_eq!(r.status, 200, "the owner's re-post: {}", r.body);
 }
+
+/// Something else answering 2xx at the hub's address (a proxy's login page, a captive
+/// portal) is not taken for a stored alert: the CLI says so and exits 1; a `100 Continue`
+/// before the hub's answer is skipped.
+#[test]
+fn the_cli_believes_only_a_hubs_answer() {
+    use std::io::{Read as _, Write as _};
+    let answers = [
+        (
+            "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 26\r\n\r\nPlease log in to the proxy",
+            1,
+            "not as a hubcast hub does",
+        ),
+        (
+            "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 36\r\n\r\n{\"id\":\"7\",\"seq\":7,\"created\":true}\n\n\n",
+            0,
+            "\"seq\":7",
+        ),
+    ];
+    for (answer, code, said) in answers {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().expect("accept");
+            // The whole request first (closing on unread bytes would reset the connection).
+            let (mut request, mut chunk) = (Vec::new(), [0u8; 4096]);
+            while !request.ends_with(b"</alert>\n") && !request.ends_with(b"</alert>") {
+                match stream.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&chunk[..n]),
+                }
+            }
+            stream.write_all(answer.as_bytes()).expect("answer");
+        });
+        let file = data_path("food_warning_330100.xml");
+        let (status, out, err) = run(
+            &[
+                "alert", "publish", &file, "--server", &url, "--token", "a.b.c",
+            ],
+            &[],
+        );
+        server.join().expect("server");
+        assert_eq!(status.code(), Some(code), "{out}{err}");
+        assert!(format!("{out}{err}").contains(said), "{out}{err}");
+    }
+}
