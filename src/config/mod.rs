@@ -279,7 +279,10 @@ pub struct AlertsConfig {
     /// (国庆, 春节) still catches up by `since` instead of the archive.
     pub retain_age_secs: u64,
     /// Most live subscribers (WebSocket + SSE) at once; beyond, 503 before the upgrade.
-    /// Default 20000: what one process holds on the reference machine.
+    /// Default 0: `http.max_connections` less a twentieth of it, at most 1000 (18050 with the
+    /// default 19000, what one process holds on the reference machine), leaving connections
+    /// for publishers, the API, media signalling and health checks. A value set must be below
+    /// `http.max_connections`.
     pub max_subscribers: usize,
     /// Seconds between WebSocket pings (SSE: keep-alive comments). Default 30: below common
     /// proxy and NAT idle timeouts (60 s).
@@ -299,7 +302,7 @@ pub struct AlertsConfig {
     pub connect_burst_per_ip: u32,
     /// Live connections (`/ws/alerts`, `/sse/alerts`, `/ws/health`) one source IP (an IPv6
     /// address by its /64) may hold open at once; beyond, 429 `too_many_connections`. Default
-    /// 1000: a provincial office behind one NAT address, 5 % of `max_subscribers`' default,
+    /// 1000: a provincial office behind one NAT address, about 5 % of `max_subscribers`' default,
     /// so one address cannot take every subscriber slot by connecting slowly.
     pub max_connections_per_ip: u32,
     /// Where the alert log lives: `sqlite` (default: `<data_dir>/alerts.sqlite3`, one node) or
@@ -382,7 +385,7 @@ impl Default for AlertsConfig {
             queue_capacity: 256,
             retain_count: 10_000,
             retain_age_secs: 7 * 24 * 3600,
-            max_subscribers: 20_000,
+            max_subscribers: 0,
             ping_secs: 30,
             idle_timeout_secs: 90,
             write_timeout_secs: 10,

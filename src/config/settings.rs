@@ -142,8 +142,9 @@ impl Settings {
         let sfu = sfu_settings(&config.sfu)?;
         validate_alerts(&config.alerts)?;
         validate_senders(&config.alerts, &regions)?;
+        let alerts = with_subscriber_cap(&config.alerts, config.http.max_connections)?;
         Ok(Settings {
-            alerts: config.alerts.clone(),
+            alerts,
             sfu,
             listen,
             data_dir: config.data_dir.clone(),
@@ -377,6 +378,31 @@ fn validate_http(http: &HttpConfig) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// `alerts` with its subscriber cap in force: as set, or (0, the default) the connection cap
+/// less a twentieth of it, at most 1000 (19000 → 18050), for publishers, the API, media
+/// signalling and health checks. Every subscriber holds a connection, so a cap at or above
+/// the connection cap would never be reached: the listener would stop accepting first, and
+/// publishers and `/healthz` would queue behind the subscribers instead of the last
+/// subscribers getting a clean 503.
+fn with_subscriber_cap(
+    alerts: &AlertsConfig,
+    max_connections: usize,
+) -> Result<AlertsConfig, ConfigError> {
+    let mut alerts = alerts.clone();
+    if alerts.max_subscribers == 0 {
+        alerts.max_subscribers = max_connections - (max_connections / 20).clamp(1, 1000);
+    } else if alerts.max_subscribers >= max_connections {
+        return Err(ConfigError::new(
+            "alerts.max_subscribers",
+            format!(
+                "{} must be below http.max_connections ({max_connections}): every subscriber holds a connection, and publishers, the API and health checks need some too",
+                alerts.max_subscribers
+            ),
+        ));
+    }
+    Ok(alerts)
+}
+
 fn validate_alerts(alerts: &AlertsConfig) -> Result<(), ConfigError> {
     if !(1024..=16 * 1024 * 1024).contains(&alerts.max_body_bytes) {
         let message = "must be between 1024 and 16777216 (16 MiB)";
@@ -384,7 +410,7 @@ fn validate_alerts(alerts: &AlertsConfig) -> Result<(), ConfigError> {
     }
     let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
     within("alerts.store_readers", count(alerts.store_readers), 64)?;
-    let ranges: [(&str, u64, u64); 12] = [
+    let ranges: [(&str, u64, u64); 11] = [
         (
             "alerts.connect_rate_per_ip",
             u64::from(alerts.connect_rate_per_ip),
@@ -418,11 +444,6 @@ fn validate_alerts(alerts: &AlertsConfig) -> Result<(), ConfigError> {
             4096,
         ),
         ("alerts.query_timeout_ms", alerts.query_timeout_ms, 600_000),
-        (
-            "alerts.max_subscribers",
-            count(alerts.max_subscribers),
-            1 << 24,
-        ),
         ("alerts.ping_secs", alerts.ping_secs, 3600),
         ("alerts.idle_timeout_secs", alerts.idle_timeout_secs, 86_400),
         ("alerts.write_timeout_secs", alerts.write_timeout_secs, 3600),
@@ -574,6 +595,14 @@ mod tests {
         );
         assert!(!settings.tls_enabled());
         assert_eq!(settings.default_ttl_secs, 8 * 3600);
+        // The subscriber cap follows the connection cap, with room left for everything else.
+        assert_eq!(settings.alerts.max_subscribers, 18_050);
+        let small = with(|c| c.http.max_connections = 40).expect("small");
+        assert_eq!(small.alerts.max_subscribers, 38);
+        let tiny = with(|c| c.http.max_connections = 3).expect("tiny");
+        assert_eq!(tiny.alerts.max_subscribers, 2);
+        let set = with(|c| c.alerts.max_subscribers = 500).expect("set");
+        assert_eq!(set.alerts.max_subscribers, 500);
     }
 
     #[test]
@@ -730,7 +759,7 @@ mod tests {
             ),
             (
                 "alerts.max_subscribers",
-                Box::new(|c| c.alerts.max_subscribers = 0),
+                Box::new(|c| c.alerts.max_subscribers = c.http.max_connections),
             ),
             (
                 "alerts.redis_url",
