@@ -354,3 +354,44 @@ fn a_port_in_use_is_a_start_error_not_an_invalid_setting() {
     assert_eq!(status.code(), Some(1), "{err}");
     assert!(err.contains("cannot start: sfu.udp_listen: "), "{err}");
 }
+
+/// `--log-level` is what the operator asked for: `RUST_LOG` in the environment does not
+/// silence it, and text logs to a pipe or journal carry no colour codes.
+#[test]
+fn the_log_level_flag_wins_and_piped_logs_are_plain() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("d");
+    let data = data.to_str().expect("path");
+    let mut child = std::process::Command::new(common::binary())
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data,
+            "--log-level",
+            "debug",
+        ])
+        .env("RUST_LOG", "error")
+        .env("HUBCAST_SFU__UDP_LISTEN", "127.0.0.1:0")
+        .env("HUBCAST_SFU__TCP_LISTEN", "127.0.0.1:0")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let lines = common::stdout_lines(&mut child);
+    lines
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("listening");
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().expect("exit");
+    let err = String::from_utf8_lossy(&out.stderr);
+    // RUST_LOG=error would have hidden every INFO line.
+    assert!(
+        err.contains(" INFO "),
+        "the flag's level despite RUST_LOG=error: {err}"
+    );
+    assert!(!err.contains('\u{1b}'), "no escape codes: {err}");
+}

@@ -65,7 +65,8 @@ impl Default for Config {
 pub struct LogConfig {
     /// `text` (human readable, default) or `json` (one object per line, for log shippers).
     pub format: String,
-    /// A `tracing` filter such as `info` or `hubcast=debug,tower=warn`; `RUST_LOG` overrides it.
+    /// A `tracing` filter such as `info` or `hubcast=debug,tower=warn` (the `RUST_LOG`
+    /// syntax; `RUST_LOG` itself is not read: set this, or `HUBCAST_LOG__LEVEL`).
     pub level: String,
 }
 
