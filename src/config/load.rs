@@ -73,7 +73,7 @@ pub fn load(
         })?;
         figment = figment.merge(Toml::file_exact(path));
     }
-    let known = setting_names();
+    let known = settings_by_kind();
     let mut warnings = Vec::new();
     let mut env_pairs = Vec::new();
     for (key, value) in env {
@@ -85,19 +85,25 @@ pub fn load(
             continue;
         }
         let name = rest.to_ascii_lowercase().replace("__", ".");
-        if known.contains(&name) {
-            env_pairs.push((name, value.clone()));
+        if let Some(&textual) = known.get(&name) {
+            env_pairs.push((key.clone(), name, textual, value.clone()));
         } else {
             warnings.push(format!(
                 "ignoring environment variable {key}: it names no setting"
             ));
         }
     }
-    for (key, value) in env_pairs {
-        let parsed: figment::value::Value = value
-            .parse()
-            .unwrap_or_else(|_| figment::value::Value::from(value.clone()));
-        figment = figment.merge(Serialized::default(&key, parsed));
+    for (var, key, textual, value) in env_pairs {
+        // A text setting takes the variable as it is (a token or prefix of digits stays a
+        // string); the others read it as a TOML value (`30`, `true`, `["10.0.0.5"]`).
+        let parsed: figment::value::Value = if textual {
+            figment::value::Value::from(value)
+        } else {
+            value
+                .parse()
+                .unwrap_or_else(|_| figment::value::Value::from(value.clone()))
+        };
+        figment = figment.merge(EnvSetting { var, key, parsed });
     }
     for (key, value) in &flags.values {
         figment = figment.merge(Serialized::default(key, value.clone()));
@@ -108,14 +114,36 @@ pub fn load(
     Ok(Loaded { config, warnings })
 }
 
-/// Dotted names of every setting (`listen`, `tls.cert`, …), from the defaults' shape.
-fn setting_names() -> Vec<String> {
-    fn walk(prefix: &str, value: &serde_json::Value, out: &mut Vec<String>) {
+/// One `HUBCAST_*` variable as a configuration source, named in errors by the variable (not
+/// by a line of this file).
+struct EnvSetting {
+    var: String,
+    key: String,
+    parsed: figment::value::Value,
+}
+
+impl figment::Provider for EnvSetting {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::named(format!("environment variable {}", self.var))
+    }
+
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        Serialized::default(&self.key, &self.parsed).data()
+    }
+}
+
+/// Dotted names of every setting (`listen`, `tls.cert`, …), from the defaults' shape, each
+/// with whether it is text (a string, or unset by default: every optional setting is a string
+/// or a path).
+fn settings_by_kind() -> BTreeMap<String, bool> {
+    fn walk(prefix: &str, value: &serde_json::Value, out: &mut BTreeMap<String, bool>) {
         match value {
             // A map setting empty by default (`alerts.senders`) is a setting in its own
             // right, set whole: `HUBCAST_ALERTS__SENDERS='{"scjg.zj.gov.cn"=330000}'`.
             serde_json::Value::Object(map) if map.is_empty() && !prefix.is_empty() => {
-                out.push(prefix.to_owned());
+                out.insert(prefix.to_owned(), false);
             }
             serde_json::Value::Object(map) => {
                 for (key, child) in map {
@@ -127,10 +155,15 @@ fn setting_names() -> Vec<String> {
                     walk(&name, child, out);
                 }
             }
-            _ => out.push(prefix.to_owned()),
+            serde_json::Value::String(_) | serde_json::Value::Null => {
+                out.insert(prefix.to_owned(), true);
+            }
+            _ => {
+                out.insert(prefix.to_owned(), false);
+            }
         }
     }
-    let mut out = Vec::new();
+    let mut out = BTreeMap::new();
     if let Ok(value) = serde_json::to_value(Config::default()) {
         walk("", &value, &mut out);
     }
@@ -184,6 +217,38 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect()
+    }
+
+    /// A text setting takes its variable as written, digits or `true` included; a number
+    /// setting that gets text is an error naming the variable, not a line of this file.
+    #[test]
+    fn environment_variables_keep_their_text_and_are_named_in_errors() {
+        let vars = env(&[
+            ("HUBCAST_HTTP__METRICS_TOKEN", "12345678901234567890"),
+            ("HUBCAST_AUTH__AUDIENCE", "true"),
+            ("HUBCAST_ALERTS__REDIS_PREFIX", "2024"),
+            ("HUBCAST_HTTP__GRACE_PERIOD_SECS", "7"),
+            ("HUBCAST_SFU__PUBLIC_IPS", "[\"10.0.0.5\"]"),
+        ]);
+        let config = load(None, &vars, &FlagOverrides::default())
+            .expect("valid")
+            .config;
+        assert_eq!(
+            config.http.metrics_token.as_deref(),
+            Some("12345678901234567890")
+        );
+        assert_eq!(config.auth.audience.as_deref(), Some("true"));
+        assert_eq!(config.alerts.redis_prefix, "2024");
+        assert_eq!(config.http.grace_period_secs, 7);
+        assert_eq!(config.sfu.public_ips, vec!["10.0.0.5".to_owned()]);
+        let bad = env(&[("HUBCAST_HTTP__GRACE_PERIOD_SECS", "soon")]);
+        let err = load(None, &bad, &FlagOverrides::default()).expect_err("not a number");
+        assert_eq!(err.setting, "http.grace_period_secs");
+        assert!(
+            err.message
+                .contains("environment variable HUBCAST_HTTP__GRACE_PERIOD_SECS"),
+            "{err}"
+        );
     }
 
     #[test]
