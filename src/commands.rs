@@ -69,6 +69,9 @@ fn level_counts(tree: &RegionTree) -> (usize, usize, usize) {
         })
 }
 
+/// Longest lifetime `hubcast token` mints (400 days: a wall display's token renewed yearly).
+const MAX_TTL_SECS: u64 = 400 * 24 * 3600;
+
 /// `hubcast token`: a JWT for the principal described by the flags.
 pub fn mint_token(
     settings: &Settings,
@@ -92,6 +95,13 @@ pub fn mint_token(
         Some(text) => parse_duration_secs(text).map_err(|msg| ConfigError::new("ttl", msg))?,
         None => settings.default_ttl_secs,
     };
+    if ttl_secs > MAX_TTL_SECS {
+        return Err(ConfigError::new(
+            "ttl",
+            "at most 400 days: a token is revoked only by changing the key, so it must expire",
+        )
+        .into());
+    }
     // Media sessions answer to their creator's subject: a default shared by every token of
     // a role and region would let any of them end the others' sessions, so each gets its own.
     // 64 random bits: tokens minted daily for years never share one by chance (32 bits
@@ -100,10 +110,28 @@ pub fn mint_token(
         let tag: u64 = rand::random();
         format!("{role}@{region}#{tag:016x}")
     });
-    let principal = Principal::new(&settings.regions, subject, role, region, meeting)
-        .map_err(|err| ConfigError::new("region", err.to_string()))?;
+    let principal =
+        Principal::new(&settings.regions, subject, role, region, meeting).map_err(|err| {
+            let flag = match err {
+                tiers::PrincipalError::InvalidSubject(_) => "sub",
+                tiers::PrincipalError::InvalidMeeting(_) => "meeting",
+                _ => "region",
+            };
+            ConfigError::new(flag, err.to_string())
+        })?;
     settings.prepare_data_dir()?;
+    let had_key = crate::keys::key_exists(settings);
     let key = crate::keys::load_or_generate(settings).context("loading the signing key")?;
+    if !had_key {
+        // Said where the person minting sees it: a hub started on another data dir (or
+        // without the same --config) will refuse tokens signed with this new key.
+        eprintln!(
+            "hubcast: generated a new signing key in {}; only a hub started with --data-dir {} \
+             (and the same --config) accepts these tokens",
+            settings.data_dir.display(),
+            settings.data_dir.display()
+        );
+    }
     let issuer = TokenIssuer::new(&key)
         .context("building the token issuer")?
         .naming(

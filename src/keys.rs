@@ -16,6 +16,19 @@ const HS256_FILE: &str = "jwt-hs256.key";
 const ED25519_FILE: &str = "jwt-ed25519.key.pem";
 const ED25519_PUB_FILE: &str = "jwt-ed25519.pub.pem";
 
+/// Whether the signing key `load_or_generate` would use exists already (a secret in the
+/// configuration, or the data dir's key file).
+pub fn key_exists(settings: &Settings) -> bool {
+    settings.secret.is_some()
+        || settings
+            .data_dir
+            .join(match settings.algorithm {
+                Algorithm::Hs256 => HS256_FILE,
+                Algorithm::EdDsa => ED25519_FILE,
+            })
+            .exists()
+}
+
 /// Returns the signing key in force for `settings`, generating it when absent.
 pub fn load_or_generate(settings: &Settings) -> anyhow::Result<SigningKey> {
     if let Some(secret) = &settings.secret {

@@ -56,7 +56,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Token(args) => {
-            let (settings, _) = settings(&args.config)?;
+            let (settings, warnings) = settings(&args.config)?;
+            for warning in warnings {
+                eprintln!("hubcast: warning: {warning}");
+            }
             let token = hubcast::commands::mint_token(
                 &settings,
                 &args.role,
@@ -69,7 +72,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Regions(args) => {
-            let (settings, _) = settings(&args.config)?;
+            let (settings, warnings) = settings(&args.config)?;
+            for warning in warnings {
+                eprintln!("hubcast: warning: {warning}");
+            }
             print!(
                 "{}",
                 hubcast::commands::regions(&settings, args.code.as_deref())?

@@ -395,3 +395,43 @@ fn the_log_level_flag_wins_and_piped_logs_are_plain() {
     );
     assert!(!err.contains('\u{1b}'), "no escape codes: {err}");
 }
+
+/// `hubcast token` traps: each bad flag is named; a new key is announced on stderr (a hub on
+/// another data dir refuses its tokens); a mistyped variable is warned about, not ignored.
+#[test]
+fn token_names_its_flags_and_says_what_it_did() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("d");
+    let data = data.to_str().expect("path");
+    let base = [
+        "token",
+        "--data-dir",
+        data,
+        "--role",
+        "wall",
+        "--region",
+        "330100",
+    ];
+    for (extra, flag) in [
+        (&["--sub", ""][..], "sub"),
+        (&["--meeting", "a b/.."][..], "meeting"),
+        (&["--ttl", "999d"][..], "ttl"),
+    ] {
+        let args: Vec<&str> = base.iter().copied().chain(extra.iter().copied()).collect();
+        assert_config_error(&args, &[], flag);
+    }
+    let (status, out, err) = run(&base, &[("HUBCAST_AUTH_SECRET", "typo")]);
+    assert!(status.success(), "{err}");
+    assert_eq!(out.trim().split('.').count(), 3, "a token: {out}");
+    assert!(err.contains("generated a new signing key"), "{err}");
+    assert!(
+        err.contains("HUBCAST_AUTH_SECRET"),
+        "the typo is warned about: {err}"
+    );
+    let (status, _, err) = run(&base, &[]);
+    assert!(status.success(), "{err}");
+    assert!(
+        !err.contains("generated"),
+        "the key is reused silently: {err}"
+    );
+}

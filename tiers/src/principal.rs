@@ -32,7 +32,8 @@ pub enum PrincipalError {
     /// The subject is empty, longer than 128 characters, or holds a control character.
     #[error("invalid subject: {0}")]
     InvalidSubject(&'static str),
-    /// The meeting id is empty, longer than 128 characters, or holds a control character.
+    /// The meeting id is not a room name: 1–64 of `A-Z a-z 0-9 - _` (what `/whip/{room}`
+    /// accepts, so a token can only be bound to a meeting that can exist).
     #[error("invalid meeting id: {0}")]
     InvalidMeeting(&'static str),
     /// The region is not in the deployment's region tree.
@@ -55,7 +56,7 @@ pub enum PrincipalError {
 impl Principal {
     /// Builds a principal and checks it against `tree`: the region exists; province-admin
     /// sits at a province, city-admin at a city, county-operator at a county (wall and public
-    /// at any level); subject and meeting id are 1–128 characters without control characters.
+    /// at any level); the subject is 1–128 characters without control characters, the meeting id a room name.
     pub fn new(
         tree: &RegionTree,
         subject: impl Into<String>,
@@ -87,7 +88,7 @@ impl Principal {
     pub fn check_shape(&self) -> Result<(), PrincipalError> {
         check_id(&self.subject).map_err(PrincipalError::InvalidSubject)?;
         if let Some(meeting) = &self.meeting {
-            check_id(meeting).map_err(PrincipalError::InvalidMeeting)?;
+            check_room_name(meeting).map_err(PrincipalError::InvalidMeeting)?;
         }
         let level = self.region.level();
         match self.role.required_level() {
@@ -100,6 +101,14 @@ impl Principal {
             _ => Ok(()),
         }
     }
+}
+
+/// A room (meeting) name as the media endpoints take it.
+fn check_room_name(name: &str) -> Result<(), &'static str> {
+    let ok = (1..=64).contains(&name.len())
+        && (name.bytes()).all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    ok.then_some(())
+        .ok_or("must be 1-64 characters of A-Z, a-z, 0-9, '-' and '_' (a room name)")
 }
 
 fn check_id(id: &str) -> Result<(), &'static str> {
@@ -184,6 +193,14 @@ mod tests {
             make("a", Some("m\u{0}")),
             Err(PrincipalError::InvalidMeeting(_))
         ));
+        // A meeting is a room: a name no room can have is refused.
+        for bad in ["a b", "a/..", "会议", &"m".repeat(65)] {
+            assert!(
+                matches!(make("a", Some(bad)), Err(PrincipalError::InvalidMeeting(_))),
+                "{bad}"
+            );
+        }
+        assert!(make("a", Some(&"m".repeat(64))).is_ok());
     }
 
     #[test]
