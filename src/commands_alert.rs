@@ -59,21 +59,31 @@ fn content_type(file: &Path, body: &[u8]) -> Result<&'static str, ConfigError> {
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase);
     match ext.as_deref() {
-        Some("xml") => return Ok("application/cap+xml"),
+        Some("xml" | "cap") => return Ok("application/cap+xml"),
         Some("json") => return Ok("application/json"),
         _ => {}
     }
+    // A byte-order mark (Windows editors write one) is not the document's first character.
+    let body = body.strip_prefix(b"\xef\xbb\xbf").unwrap_or(body);
     match body.iter().find(|b| !b.is_ascii_whitespace()) {
         Some(b'<') => Ok("application/cap+xml"),
         Some(b'{') => Ok("application/json"),
         _ => Err(ConfigError::new(
             "FILE",
             format!(
-                "{}: neither .xml nor .json, nor does it look like either",
+                "{}: neither .xml, .cap nor .json, nor does it look like XML or JSON",
                 file.display()
             ),
         )),
     }
+}
+
+/// Whether `host` (a URL's, brackets removed) is this machine.
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A parsed `http[s]://host[:port][/base]` URL.
@@ -149,10 +159,24 @@ pub async fn publish(
     })?;
     let content_type = content_type(file, &body)?;
     let url = ServerUrl::parse(server)?;
-    let tls = match url.tls {
-        true => Some(crate::tls::client_config(ca)?),
-        false => None,
+    let tls = match (url.tls, ca) {
+        (true, _) => Some(crate::tls::client_config(ca)?),
+        (false, Some(_)) => {
+            return Err(ConfigError::new(
+                "ca",
+                format!("{server} is not https://: a CA to trust applies only to TLS"),
+            )
+            .into());
+        }
+        (false, None) => None,
     };
+    if !url.tls && !is_loopback(&url.host) {
+        eprintln!(
+            "hubcast: warning: sending the token to {} over plain HTTP: anyone on the path \
+             can read and reuse it; use https://",
+            url.authority
+        );
+    }
     let path = format!("{}/api/v1/alerts", url.base);
     let request = Request {
         url: &url,
@@ -396,6 +420,10 @@ mod tests {
         assert_eq!(t("alert", "  \n<alert/>"), Some("application/cap+xml"));
         assert_eq!(t("alert", "{}"), Some("application/json"));
         assert_eq!(t("alert", "hello"), None);
+        assert_eq!(t("a.cap", "{"), Some("application/cap+xml"));
+        assert_eq!(t("alert", "\u{feff}<alert/>"), Some("application/cap+xml"));
+        assert!(is_loopback("127.0.0.1") && is_loopback("::1") && is_loopback("LOCALHOST"));
+        assert!(!is_loopback("hub.example") && !is_loopback("10.0.0.5"));
         assert_eq!(
             token(Some(" a.b.c\n".into()), None).ok().as_deref(),
             Some("a.b.c")

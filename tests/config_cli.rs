@@ -434,4 +434,8 @@ fn token_names_its_flags_and_says_what_it_did() {
         !err.contains("generated"),
         "the key is reused silently: {err}"
     );
+    // A directory given as the config file is named as such.
+    let (status, _, err) = run(&["check-config", "--config", data], &[]);
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("{data} is not a file")), "{err}");
 }

@@ -68,9 +68,13 @@ pub fn load(
 ) -> Result<Loaded, ConfigError> {
     let mut figment = Figment::from(Serialized::defaults(Config::default()));
     if let Some(path) = file {
-        std::fs::metadata(path).map_err(|err| {
+        let meta = std::fs::metadata(path).map_err(|err| {
             ConfigError::new("config", format!("cannot read {}: {err}", path.display()))
         })?;
+        if !meta.is_file() {
+            let why = format!("{} is not a file (a TOML file is expected)", path.display());
+            return Err(ConfigError::new("config", why));
+        }
         figment = figment.merge(Toml::file_exact(path));
     }
     let known = settings_by_kind();

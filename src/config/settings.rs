@@ -119,6 +119,12 @@ impl Settings {
         let default_ttl_secs = parse_duration_secs(&config.auth.default_ttl)
             .map_err(|msg| ConfigError::new("auth.default_ttl", msg))?;
         let (regions, regions_source) = load_regions(config.regions.file.as_ref())?;
+        if config.tls.self_signed && (config.tls.cert.is_some() || config.tls.key.is_some()) {
+            return Err(ConfigError::new(
+                "tls.self_signed",
+                "a self-signed certificate and certificate files exclude each other: set one",
+            ));
+        }
         let tls = match (&config.tls.cert, &config.tls.key) {
             (Some(cert), Some(key)) => {
                 let (config, files) = crate::tls::load_pem_files(cert, key)?;
@@ -683,6 +689,13 @@ mod tests {
                 Box::new(|c| c.http.health_push_secs = 86_401),
             ),
             ("auth.leeway_secs", Box::new(|c| c.auth.leeway_secs = 3601)),
+            (
+                "tls.self_signed",
+                Box::new(|c| {
+                    c.tls.self_signed = true;
+                    c.tls.cert = Some("/etc/hubcast/cert.pem".into());
+                }),
+            ),
             (
                 "auth.issuer",
                 Box::new(|c| c.auth.issuer = Some(String::new())),
