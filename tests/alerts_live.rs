@@ -504,6 +504,39 @@ async fn the_atom_feed_lists_live_alerts_with_cap_links() {
     assert_eq!(bad.status, 400);
 }
 
+/// The feed lists the newest live alerts up to `alerts.feed_entries` and links the archive,
+/// which has the rest.
+#[tokio::test]
+async fn the_atom_feed_lists_the_newest_up_to_its_limit() {
+    let hub = Hub::start(&[], &[("HUBCAST_ALERTS__FEED_ENTRIES", "2")]);
+    let token = hub.token("province-admin", "330000", &[]);
+    let mut seqs = Vec::new();
+    for n in 0..3 {
+        seqs.push(publish(&hub, &token, &format!("L{n}"), "food", "Severe", "330100").await);
+    }
+    let feed = alerts_util::get(&hub, "/feeds/alerts.atom?region=330100").await;
+    let hrefs: Vec<String> = atom_entries(&feed.body)
+        .into_iter()
+        .map(|e| e.href)
+        .collect();
+    assert_eq!(
+        hrefs,
+        vec![
+            format!("/alerts/{}.xml", seqs[2]),
+            format!("/alerts/{}.xml", seqs[1])
+        ],
+        "{}",
+        feed.body
+    );
+    assert!(
+        feed.body.contains(
+            r#"<link rel="related" type="application/json" href="/api/v1/alerts?region=330100"/>"#
+        ),
+        "{}",
+        feed.body
+    );
+}
+
 /// Feed requests take turns on one lane (so a burst holds one public-read place, not all
 /// of them) and share a rendering while the live set is unchanged: with one place in all, a
 /// burst is served in full (before, all but one of it were 503 `busy`).

@@ -264,6 +264,11 @@ pub struct AlertsConfig {
     /// a page takes milliseconds, so 32 waiting is already a flood, and each holds a blocking
     /// thread. Publishes are not counted here.
     pub max_concurrent_reads: usize,
+    /// Most entries the Atom feed lists: the newest live alerts of the filter (an alert
+    /// without `expires` stays live until updated, cancelled or 10,000 newer ones came).
+    /// Default 500: an aggregator's poll stays ~200 KiB; the feed links the archive for the
+    /// rest.
+    pub feed_entries: usize,
     /// Longest one store read may run before it is stopped (503 `query_timeout`), ms. Default
     /// 5000: a page takes milliseconds; only an archive query scanning every document of a
     /// large archive (a one- or two-character term and no other filter) comes near.
@@ -382,6 +387,7 @@ impl Default for AlertsConfig {
             max_body_bytes: 256 * 1024,
             store_readers: 2,
             max_concurrent_reads: 32,
+            feed_entries: 500,
             query_timeout_ms: 5000,
             queue_capacity: 256,
             retain_count: 10_000,

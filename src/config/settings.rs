@@ -416,7 +416,7 @@ fn validate_alerts(alerts: &AlertsConfig) -> Result<(), ConfigError> {
     }
     let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
     within("alerts.store_readers", count(alerts.store_readers), 64)?;
-    let ranges: [(&str, u64, u64); 11] = [
+    let ranges: [(&str, u64, u64); 12] = [
         (
             "alerts.connect_rate_per_ip",
             u64::from(alerts.connect_rate_per_ip),
@@ -449,6 +449,7 @@ fn validate_alerts(alerts: &AlertsConfig) -> Result<(), ConfigError> {
             count(alerts.max_concurrent_reads),
             4096,
         ),
+        ("alerts.feed_entries", count(alerts.feed_entries), 10_000),
         ("alerts.query_timeout_ms", alerts.query_timeout_ms, 600_000),
         ("alerts.ping_secs", alerts.ping_secs, 3600),
         ("alerts.idle_timeout_secs", alerts.idle_timeout_secs, 86_400),

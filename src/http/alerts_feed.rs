@@ -5,12 +5,14 @@
 //! Each entry: `id` `urn:hubcast:alert:<id>`, `title` the first info's headline (or the
 //! event), `updated` the CAP `sent` (already RFC 3339), `category term=<kind>`, and
 //! `link rel="alternate" type="application/cap+xml" href="/alerts/<id>.xml"`. Entries are
-//! newest first. Feed `updated` is the latest entry's (by instant, whatever the offsets), or the
-//! Unix epoch for an empty feed.
+//! newest first, at most `alerts.feed_entries` (500) of them; the feed's `related` link is the
+//! archive query for the same region, which has the rest. Feed `updated` is the latest
+//! entry's (by instant, whatever the offsets), or the Unix epoch for an empty feed.
 //!
 //! Feeds are rendered one at a time and kept per filter until the live set changes
-//! ([`FeedCache`]): aggregators polling the same feed cost one copy of the live set each, not a
-//! parse and render, and a flood of feed requests holds one public-read place, not all.
+//! ([`FeedCache`], at most 256 feeds and 32 MiB): aggregators polling the same feed cost one
+//! copy of the live set each, not a parse and render, and a flood of feed requests holds one
+//! public-read place, not all.
 
 use std::fmt::Write as _;
 
@@ -58,12 +60,16 @@ pub async fn atom(
         (alerts, _) => {
             let mut alerts = alerts.unwrap_or_default();
             alerts.reverse();
+            alerts.truncate(subsystem.config.feed_entries);
             // Up to `retain_count` entries to parse and render: off the runtime threads, and
             // counted with the other public reads.
             let region = query.filter.region.to_string();
             let body = public_work_in(place, move || Ok(render(&region, &alerts))).await?;
             let body = axum::body::Bytes::from(body);
-            if lane.len() >= FEEDS_KEPT {
+            // Bounded by count and by bytes: one filter per region × kinds × severity could
+            // otherwise keep hundreds of large feeds.
+            let kept: usize = lane.values().map(|(_, b)| b.len()).sum();
+            if lane.len() >= FEEDS_KEPT || kept + body.len() > FEED_BYTES_KEPT {
                 lane.clear();
             }
             lane.insert(query.filter, (version, body.clone()));
@@ -79,6 +85,8 @@ pub async fn atom(
 
 /// Longest a feed request waits for the one in progress.
 const FEED_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Bytes of rendered feeds kept (~150 of 500 entries); all are dropped when over.
+const FEED_BYTES_KEPT: usize = 32 << 20;
 /// Rendered feeds kept (filters: region × kinds × severity); all are dropped when full.
 const FEEDS_KEPT: usize = 256;
 
@@ -120,6 +128,12 @@ fn render(region: &str, alerts: &[PublishedAlert]) -> String {
     let _ = writeln!(
         out,
         "  <link rel=\"self\" href=\"/feeds/alerts.atom?region={}\"/>",
+        escape(region)
+    );
+    // The feed lists the newest live alerts (`alerts.feed_entries`); the archive has them all.
+    let _ = writeln!(
+        out,
+        "  <link rel=\"related\" type=\"application/json\" href=\"/api/v1/alerts?region={}\"/>",
         escape(region)
     );
     for (frame, alert) in &entries {
