@@ -19,6 +19,18 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 const SSE_GAUGE: &str = "hubcast_alert_subscribers{transport=\"sse\"}";
 
+/// Waits until the SSE subscribers are down to `n` (the stalled one cut off), or panics.
+async fn subscribers_fall_to(hub: &Hub, n: f64, within: Duration) {
+    let deadline = Instant::now() + within;
+    while metric(hub, SSE_GAUGE).await > n {
+        assert!(
+            Instant::now() < deadline,
+            "the stalled subscriber was not cut off within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_that_stops_is_cut_off_after_the_stall_limit() {
     let hub = Hub::start(
@@ -81,15 +93,39 @@ async fn a_reader_that_stops_is_cut_off_after_the_stall_limit() {
 
     // Within the stall limit (plus slack), the stalled connection is gone and its slot free;
     // the healthy one is still there.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while metric(&hub, SSE_GAUGE).await > 1.0 {
-        assert!(
-            Instant::now() < deadline,
-            "the stalled subscriber was not cut off"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    subscribers_fall_to(&hub, 1.0, Duration::from_secs(15)).await;
     assert_eq!(metric(&hub, SSE_GAUGE).await, 1.0, "the healthy one stays");
     drop(healthy);
+    drop(stalled);
+}
+
+/// A first-request SSE subscriber (served beside hyper) that stops reading is ended by
+/// `alerts.write_timeout_secs` once its socket takes nothing more, and the socket's send
+/// buffer is bounded (128 KiB) so that comes after a few hundred KiB, not after the kernel's
+/// autotuned 4 MiB: ~2.4 MB of alerts here, one that never reads is gone within seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_side_path_reader_that_stops_is_cut_off_after_the_write_timeout() {
+    let hub = Hub::start(
+        &[],
+        &[
+            ("HUBCAST_ALERTS__WRITE_TIMEOUT_SECS", "2"),
+            ("HUBCAST_ALERTS__QUEUE_CAPACITY", "100000"),
+            ("HUBCAST_ALERTS__MAX_BODY_BYTES", "1048576"),
+        ],
+    );
+    let token = hub.token("city-admin", "330100", &[]);
+    let mut stalled = small_window(hub.addr, 4096).await;
+    let head = "GET /sse/alerts?region=330100 HTTP/1.1\r\nHost: x\r\n\r\n";
+    stalled.write_all(head.as_bytes()).await.expect("request");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&hub, SSE_GAUGE).await < 1.0 {
+        assert!(Instant::now() < deadline, "registered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for i in 0..12 {
+        let id = format!("side-{i}");
+        publish_sized(&hub, &token, &id, "food", "Severe", "330100", 200_000).await;
+    }
+    subscribers_fall_to(&hub, 0.0, Duration::from_secs(12)).await;
     drop(stalled);
 }

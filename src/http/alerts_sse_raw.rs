@@ -90,7 +90,9 @@ async fn request(
     match opened {
         Ok(sub) => {
             raw::count(state, ROUTE, axum::http::StatusCode::OK, started);
-            Some((stream.into_inner(), sub))
+            let stream = stream.into_inner();
+            super::alerts_live::bound_send_buffer(&stream);
+            Some((stream, sub))
         }
         Err(err) => {
             let refused = super::alerts_sse::refused(err, accept.as_ref());

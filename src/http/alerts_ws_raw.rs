@@ -73,7 +73,9 @@ async fn handshake(
         return None;
     }
     // The session's writes have their own timeouts from here on.
-    let conn = Conn::tcp(stream.into_inner(), rest.into(), MAX_CLIENT_MESSAGE);
+    let stream = stream.into_inner();
+    super::alerts_live::bound_send_buffer(&stream);
+    let conn = Conn::tcp(stream, rest.into(), MAX_CLIENT_MESSAGE);
     Some((state, conn, sub))
 }
 
