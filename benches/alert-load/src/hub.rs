@@ -93,6 +93,8 @@ pub async fn start(
         )
         .env("HUBCAST_ALERTS__CONNECT_RATE_PER_IP", "1000000")
         .env("HUBCAST_ALERTS__CONNECT_BURST_PER_IP", "1000000")
+        // The clients come from a few source addresses, thousands of subscribers each.
+        .env("HUBCAST_ALERTS__MAX_CONNECTIONS_PER_IP", "1000000")
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
