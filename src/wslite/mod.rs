@@ -154,7 +154,7 @@ impl Conn {
     /// Sends a close frame (`code`, `reason`), waiting at most one second, and ends the
     /// connection: our side is shut, then what the client still sends (its own close frame,
     /// the rest of a message refused as too large) is read and dropped until it closes too,
-    /// for at most [`LINGER`] and [`LINGER_BYTES`]. Closing a socket with bytes unread sends a
+    /// for at most a second and 64 KiB. Closing a socket with bytes unread sends a
     /// reset, which can destroy the close frame on its way: the client would see 1006, not the
     /// code (RFC 6455 § 7.1.1: the server closes first, cleanly).
     pub async fn close(&mut self, code: u16, reason: &str) {
