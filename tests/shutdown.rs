@@ -77,13 +77,19 @@ async fn sigterm_drains_in_flight_work() {
     );
 }
 
-#[tokio::test]
-async fn grace_period_bounds_a_stuck_request() {
-    let mut hub = Hub::start(
+/// A hub with debug routes and `grace` seconds of grace, and a request to it that stays in
+/// flight for a minute (its task, to abort at the end).
+async fn hub_with_a_stuck_request(
+    grace: &str,
+) -> (
+    Hub,
+    tokio::task::JoinHandle<Result<common::Response, tokio::time::error::Elapsed>>,
+) {
+    let hub = Hub::start(
         &[],
         &[
             ("HUBCAST_HTTP__DEBUG_ROUTES", "true"),
-            ("HUBCAST_HTTP__GRACE_PERIOD_SECS", "1"),
+            ("HUBCAST_HTTP__GRACE_PERIOD_SECS", grace),
         ],
     );
     let addr = hub.addr;
@@ -96,6 +102,12 @@ async fn grace_period_bounds_a_stuck_request() {
         .await
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
+    (hub, stuck)
+}
+
+#[tokio::test]
+async fn grace_period_bounds_a_stuck_request() {
+    let (mut hub, stuck) = hub_with_a_stuck_request("1").await;
     let signalled = Instant::now();
     hub.terminate();
     let (status, _) = hub
@@ -131,23 +143,7 @@ async fn sighup_never_ends_the_hub() {
 /// A second SIGTERM (or Ctrl-C) during the drain ends the process at once, with status 1.
 #[tokio::test]
 async fn a_second_signal_exits_at_once() {
-    let mut hub = Hub::start(
-        &[],
-        &[
-            ("HUBCAST_HTTP__DEBUG_ROUTES", "true"),
-            ("HUBCAST_HTTP__GRACE_PERIOD_SECS", "60"),
-        ],
-    );
-    let addr = hub.addr;
-    let stuck = tokio::spawn(async move {
-        let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        tokio::time::timeout(
-            Duration::from_secs(20),
-            common::request(stream, "GET", "/debug/delay?ms=60000", &[]),
-        )
-        .await
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (mut hub, stuck) = hub_with_a_stuck_request("60").await;
     hub.terminate();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(

@@ -82,12 +82,7 @@ impl From<SfuError> for ApiError {
 }
 
 fn check_room_name(room: &str) -> Result<(), ApiError> {
-    let ok = !room.is_empty()
-        && room.len() <= 64
-        && room
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
+    if tiers::is_room_name(room) {
         Ok(())
     } else {
         Err(ApiError::bad_request(

@@ -27,6 +27,6 @@ pub mod role;
 
 pub use authz::{Action, Denied, authorize};
 pub use jwt::{Algorithm, Claims, SigningKey, TokenError, TokenIssuer, TokenVerifier};
-pub use principal::{Principal, PrincipalError};
+pub use principal::{Principal, PrincipalError, is_room_name};
 pub use region::{Level, Region, RegionCode, RegionError, RegionTree};
 pub use role::{Role, UnknownRole};

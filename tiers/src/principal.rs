@@ -103,11 +103,16 @@ impl Principal {
     }
 }
 
-/// A room (meeting) name as the media endpoints take it.
+/// Whether `name` is a room (meeting) name: 1–64 of `A-Z a-z 0-9 - _`, as the media
+/// endpoints take it and a token's meeting must be.
+pub fn is_room_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && (name.bytes()).all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 fn check_room_name(name: &str) -> Result<(), &'static str> {
-    let ok = (1..=64).contains(&name.len())
-        && (name.bytes()).all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    ok.then_some(())
+    is_room_name(name)
+        .then_some(())
         .ok_or("must be 1-64 characters of A-Z, a-z, 0-9, '-' and '_' (a room name)")
 }
 
