@@ -120,9 +120,9 @@ pub fn mint_token(
             ConfigError::new(flag, err.to_string())
         })?;
     settings.prepare_data_dir()?;
-    let had_key = crate::keys::key_exists(settings);
-    let key = crate::keys::load_or_generate(settings).context("loading the signing key")?;
-    if !had_key {
+    let (key, generated) =
+        crate::keys::load_or_generate_noting(settings).context("loading the signing key")?;
+    if generated {
         // Said where the person minting sees it: a hub started on another data dir (or
         // without the same --config) will refuse tokens signed with this new key.
         eprintln!(

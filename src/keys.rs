@@ -16,31 +16,25 @@ const HS256_FILE: &str = "jwt-hs256.key";
 const ED25519_FILE: &str = "jwt-ed25519.key.pem";
 const ED25519_PUB_FILE: &str = "jwt-ed25519.pub.pem";
 
-/// Whether the signing key `load_or_generate` would use exists already (a secret in the
-/// configuration, or the data dir's key file).
-pub fn key_exists(settings: &Settings) -> bool {
-    settings.secret.is_some()
-        || settings
-            .data_dir
-            .join(match settings.algorithm {
-                Algorithm::Hs256 => HS256_FILE,
-                Algorithm::EdDsa => ED25519_FILE,
-            })
-            .exists()
-}
-
 /// Returns the signing key in force for `settings`, generating it when absent.
 pub fn load_or_generate(settings: &Settings) -> anyhow::Result<SigningKey> {
+    load_or_generate_noting(settings).map(|(key, _)| key)
+}
+
+/// [`load_or_generate`], and whether this call generated the key (`hubcast token` says so:
+/// a hub on another data dir refuses tokens signed with it).
+pub fn load_or_generate_noting(settings: &Settings) -> anyhow::Result<(SigningKey, bool)> {
     if let Some(secret) = &settings.secret {
-        return Ok(SigningKey::Hs256 {
+        let key = SigningKey::Hs256 {
             secret: secret.clone(),
-        });
+        };
+        return Ok((key, false));
     }
     let dir = &settings.data_dir;
     match settings.algorithm {
         Algorithm::Hs256 => {
             let path = dir.join(HS256_FILE);
-            let text = read_or_create(&path, || {
+            let (text, generated) = read_or_create(&path, || {
                 let mut secret = [0u8; 32];
                 rand::rng().fill_bytes(&mut secret);
                 Ok(base64::engine::general_purpose::STANDARD
@@ -55,12 +49,12 @@ pub fn load_or_generate(settings: &Settings) -> anyhow::Result<SigningKey> {
                 "{} holds fewer than 32 bytes",
                 path.display()
             );
-            Ok(SigningKey::Hs256 { secret })
+            Ok((SigningKey::Hs256 { secret }, generated))
         }
         Algorithm::EdDsa => {
             let private_path = dir.join(ED25519_FILE);
             let public_path = dir.join(ED25519_PUB_FILE);
-            let private_pem = read_or_create(&private_path, || {
+            let (private_pem, generated) = read_or_create(&private_path, || {
                 let mut seed = [0u8; 32];
                 rand::rng().fill_bytes(&mut seed);
                 match SigningKey::generate_eddsa(seed)? {
@@ -72,7 +66,8 @@ pub fn load_or_generate(settings: &Settings) -> anyhow::Result<SigningKey> {
                 .with_context(|| format!("reading {}", private_path.display()))?;
             // The public half, for verifiers elsewhere: written once, checked after.
             if let SigningKey::EdDsa { public_pem, .. } = &key {
-                let on_disk = read_or_create(&public_path, || Ok(public_pem.clone().into_bytes()))?;
+                let (on_disk, _) =
+                    read_or_create(&public_path, || Ok(public_pem.clone().into_bytes()))?;
                 anyhow::ensure!(
                     on_disk.trim() == public_pem.trim(),
                     "{} does not match {}: remove it, it is rewritten from the private key",
@@ -80,24 +75,27 @@ pub fn load_or_generate(settings: &Settings) -> anyhow::Result<SigningKey> {
                     private_path.display()
                 );
             }
-            Ok(key)
+            Ok((key, generated))
         }
     }
 }
 
-/// Reads `path`, or creates it with `make()` (mode 0600) if it does not exist. The file
+/// Reads `path`, or creates it with `make()` (mode 0600) if it does not exist (then `true`
+/// with the text: this call created it). The file
 /// appears whole or not at all (written aside, then linked into place, which fails if another
 /// process got there first): racing processes all read the one that won, and a crash mid-write
 /// leaves no half-written key behind.
 fn read_or_create(
     path: &Path,
     make: impl FnOnce() -> anyhow::Result<Vec<u8>>,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<(String, bool)> {
+    let mut created = false;
     if !path.exists() {
         match create_whole(path, &make()?) {
             Ok(()) => {
                 let note = "generated a key file (mode 0600); `hubcast token --data-dir …` uses it";
                 tracing::info!(path = %path.display(), "{note}");
+                created = true;
             }
             Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(err) => {
@@ -105,7 +103,9 @@ fn read_or_create(
             }
         }
     }
-    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok((text, created))
 }
 
 /// Creates `path` holding `bytes`, mode 0600, durably and atomically; `AlreadyExists` if it

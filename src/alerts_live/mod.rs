@@ -65,8 +65,8 @@ use crate::config::AlertsConfig;
 /// Deliveries handed out per `Pop` command.
 pub const BATCH: usize = 64;
 /// Places a subscriber's delivery buffer keeps between pops (a steady subscriber takes one
-/// delivery per broadcast).
-const KEEP_PLACES: usize = 4;
+/// delivery per broadcast); its inbox and the hyper SSE path's event buffer shrink back to it.
+pub(crate) const KEEP_PLACES: usize = 4;
 /// Capacity of the command channel.
 const COMMANDS: usize = 1024;
 
@@ -83,6 +83,7 @@ enum Command {
     Live {
         filter: Filter,
         unless: Option<LiveVersion>,
+        newest: usize,
         reply: oneshot::Sender<(LiveVersion, Option<Vec<PublishedAlert>>)>,
     },
 }
@@ -260,18 +261,20 @@ impl LiveHub {
         })
     }
 
-    /// The version of the alerts matching `filter` now (the Atom feed), and the alerts
-    /// themselves unless that version is `unless` (the caller has them already: nothing is
-    /// copied then).
+    /// The version of the alerts matching `filter` now (the Atom feed), and the `newest` of
+    /// them, newest first, unless that version is `unless` (the caller has them already:
+    /// nothing is copied then). Only those are copied, on the hub task.
     pub async fn live_alerts(
         &self,
         filter: Filter,
         unless: Option<LiveVersion>,
+        newest: usize,
     ) -> Option<(LiveVersion, Option<Vec<PublishedAlert>>)> {
         let (reply, rx) = oneshot::channel();
         let command = Command::Live {
             filter,
             unless,
+            newest,
             reply,
         };
         self.tx.send(command).await.ok()?;

@@ -148,11 +148,15 @@ pub(super) async fn run(
             Command::Live {
                 filter,
                 unless,
+                newest,
                 reply,
             } => {
                 let version = (hub.last_seq(), hub.live_alerts(filter).count());
-                let alerts =
-                    (unless != Some(version)).then(|| hub.live_alerts(filter).cloned().collect());
+                // The feed's entries only: this task also fans out, it copies no more.
+                let alerts = (unless != Some(version)).then(|| {
+                    let newest_first = hub.live_alerts(filter).rev().take(newest);
+                    newest_first.cloned().collect()
+                });
                 let _ = reply.send((version, alerts));
             }
         }

@@ -49,7 +49,12 @@ pub async fn atom(
     };
     let place = public_place(subsystem)?;
     let rendered = lane.get(&query.filter).map(|(version, _)| *version);
-    let Some((version, alerts)) = subsystem.live.live_alerts(query.filter, rendered).await else {
+    let newest = subsystem.config.feed_entries;
+    let live = subsystem
+        .live
+        .live_alerts(query.filter, rendered, newest)
+        .await;
+    let Some((version, alerts)) = live else {
         let why = "live delivery is stopped";
         return Err(ApiError::busy(why).into());
     };
@@ -58,11 +63,9 @@ pub async fn atom(
         // Unchanged since the last render: the hub task copied nothing.
         (None, Some(body)) => body,
         (alerts, _) => {
-            let mut alerts = alerts.unwrap_or_default();
-            alerts.reverse();
-            alerts.truncate(subsystem.config.feed_entries);
-            // Up to `retain_count` entries to parse and render: off the runtime threads, and
-            // counted with the other public reads.
+            let alerts = alerts.unwrap_or_default();
+            // Up to `alerts.feed_entries` entries to parse and render: off the runtime
+            // threads, and counted with the other public reads.
             let region = query.filter.region.to_string();
             let body = public_work_in(place, move || Ok(render(&region, &alerts))).await?;
             let body = axum::body::Bytes::from(body);

@@ -33,9 +33,6 @@ use super::alerts_error::{AlertError, alerts_state};
 use super::alerts_live::{parse_live, parse_seq, reset_text, subscribe};
 use crate::alerts_live::Subscription;
 
-/// Events the hyper path keeps places for between wake-ups (as the hub's inbox does).
-const KEEP_EVENTS: usize = 4;
-
 /// The reconnection delay the stream advertises (`retry:`, milliseconds).
 pub(super) const RETRY: &str = "retry: 3000\n\n";
 /// A keep-alive comment.
@@ -162,7 +159,7 @@ async fn next(mut st: Stream) -> Option<(Result<Bytes, Infallible>, Stream)> {
             return Some((Ok(bytes), st));
         }
         // Emptied after a burst (a replay): the steady size again, for a weeks-long stream.
-        st.buffered.shrink_to(KEEP_EVENTS);
+        st.buffered.shrink_to(crate::alerts_live::KEEP_PLACES);
         if st.done {
             return None;
         }

@@ -244,6 +244,8 @@ pub async fn write_response<S: AsyncWrite + Unpin>(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn a_head_ends_at_its_blank_line_with_crlf_or_bare_lf() {
         let crlf = b"GET / HTTP/1.1\r\nHost: x\r\n\r\nrest";
@@ -254,16 +256,14 @@ mod tests {
             (lf, lf.len() - 4),
             (mixed, mixed.len() - 4),
         ] {
-            assert_eq!(super::head_end(bytes, 0), Some(end));
+            assert_eq!(head_end(bytes, 0), Some(end));
             // Fed a byte at a time, found when its last byte arrives.
-            let found = (1..=bytes.len()).find_map(|n| super::head_end(&bytes[..n], n - 1));
+            let found = (1..=bytes.len()).find_map(|n| head_end(&bytes[..n], n - 1));
             assert_eq!(found, Some(end));
         }
-        assert_eq!(super::head_end(b"GET / HTTP/1.1\r\nHost: x\r\n", 0), None);
-        assert_eq!(super::head_end(b"\r\r\n", 0), None);
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: x\r\n", 0), None);
+        assert_eq!(head_end(b"\r\r\n", 0), None);
     }
-
-    use super::*;
 
     #[test]
     fn only_first_requests_for_the_path_are_claimed() {

@@ -326,7 +326,10 @@ impl Hub {
 
     /// Current alerts (not expired, cancelled or superseded) about `filter`'s region subtree
     /// (both ways, by their own areas), kinds and severity, in sequence order: the Atom feed.
-    pub fn live_alerts(&self, filter: Filter) -> impl Iterator<Item = &PublishedAlert> + '_ {
+    pub fn live_alerts(
+        &self,
+        filter: Filter,
+    ) -> impl DoubleEndedIterator<Item = &PublishedAlert> + '_ {
         let region = self.regions.index(filter.region);
         self.live
             .iter()

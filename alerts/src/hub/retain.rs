@@ -276,7 +276,7 @@ impl LiveSet {
     }
 
     /// Live entries in sequence order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<Entry>> {
+    pub(crate) fn iter(&self) -> impl DoubleEndedIterator<Item = &Arc<Entry>> {
         self.by_seq.values()
     }
 

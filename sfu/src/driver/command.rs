@@ -179,13 +179,12 @@ impl Worker {
                 .sessions
                 .get(publisher)
                 .and_then(Session::sent_video_codec)
+            && Session::negotiates_video(&pts)
+            && pts[sends as usize].is_none()
         {
-            let takes_video = pts[1..].iter().any(Option::is_some);
-            if takes_video && pts[sends as usize].is_none() {
-                return Err(SfuError::CodecMismatch(format!(
-                    "the publisher sends {sends:?}; this offer's video takes none of it"
-                )));
-            }
+            return Err(SfuError::CodecMismatch(format!(
+                "the publisher sends {sends:?}; this offer's video takes none of it"
+            )));
         }
         let room: Arc<str> = match self.rooms.get_key_value(req.room.as_str()) {
             Some((key, _)) => key.clone(),

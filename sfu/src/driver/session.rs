@@ -368,7 +368,12 @@ impl Session {
 
     /// Whether this peer negotiated a video codec (a viewer: it can be sent video).
     pub fn takes_video(&self) -> bool {
-        self.pts[1..].iter().any(Option::is_some)
+        Self::negotiates_video(&self.pts)
+    }
+
+    /// Whether `pts` ([`Session::negotiated_pts`]) holds a video codec (every one after Opus).
+    pub fn negotiates_video(pts: &[Option<Pt>; 4]) -> bool {
+        pts[1..].iter().any(Option::is_some)
     }
 
     /// The video codec this publisher sends: the one its media arrives in, else the first
