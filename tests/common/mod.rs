@@ -68,9 +68,19 @@ impl Hub {
 
     /// Starts with a given data dir (kept by the caller).
     pub fn start_in(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Hub {
+        Self::start_listening("127.0.0.1:0", data_dir, args, env)
+    }
+
+    /// Starts with the HTTP listener on `listen` (`[::1]:0`) and a given data dir.
+    pub fn start_listening(
+        listen: &str,
+        data_dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Hub {
         let mut child = Command::new(binary())
             .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["--listen", listen, "--data-dir"])
             .arg(data_dir)
             .args(args)
             // Parallel hubs: media ports picked by the kernel unless a test says otherwise.
@@ -404,4 +414,23 @@ pub async fn call(
         headers.push(("Authorization", auth.as_str()));
     }
     request_with_body(stream, method, path, &headers, body.as_bytes()).await
+}
+
+/// Waits up to 20 s for a webrtc-rs viewer to decode video (> 30 frames) and receive audio
+/// (> 50 packets), then checks it lost no video packet and that no session of `hub` ended
+/// waiting for ICE (a connectivity check paired with the wrong candidate ends that way).
+pub async fn media_flows_cleanly(hub: &Hub, viewer: &testkit::rtc_client::WhepViewer) {
+    let stats = viewer
+        .wait_for("video and audio", Duration::from_secs(20), |s| {
+            s.video.frames > 30 && s.audio.packets > 50
+        })
+        .await
+        .expect("media flows to the viewer");
+    assert_eq!(stats.video.lost, 0, "{stats:?}");
+    let timeouts = metric(
+        hub,
+        r#"hubcast_sfu_sessions_ended_total{reason="connect_timeout"}"#,
+    )
+    .await;
+    assert_eq!(timeouts, 0.0, "no session waited for ICE in vain");
 }

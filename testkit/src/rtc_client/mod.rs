@@ -55,6 +55,8 @@ pub struct ClientOptions {
     /// WHEP: the simulcast layer asked for right after the answer, before connecting (as a
     /// wall page asks for thumbnails).
     pub layer: Option<String>,
+    /// Gather `::1` (UDP over IPv6) instead of `127.0.0.1`.
+    pub ipv6: bool,
 }
 
 impl ClientOptions {
@@ -75,17 +77,19 @@ impl Default for ClientOptions {
             media_via: None,
             connect_timeout: Duration::from_secs(15),
             layer: None,
+            ipv6: false,
         }
     }
 }
 
 /// A webrtc-rs API whose peers only use 127.0.0.1 (UDP host candidates, no STUN, no mDNS).
 pub fn loopback_api() -> Result<API> {
-    loopback_api_with(None)
+    loopback_api_with(None, false)
 }
 
-/// [`loopback_api`] whose peers also report incoming RTX repairs to `tap` (see [`rtx`]).
-pub fn loopback_api_with(tap: Option<rtx::RepairTap>) -> Result<API> {
+/// [`loopback_api`] whose peers also report incoming RTX repairs to `tap` (see [`rtx`]), and
+/// gather `::1` instead of `127.0.0.1` when `ipv6`.
+pub fn loopback_api_with(tap: Option<rtx::RepairTap>, ipv6: bool) -> Result<API> {
     let mut media = MediaEngine::default();
     media.register_default_codecs()?;
     let ext = |uri: &str| RTCRtpHeaderExtensionCapability {
@@ -116,7 +120,11 @@ pub fn loopback_api_with(tap: Option<rtx::RepairTap>) -> Result<API> {
     rtx::register_rtx(&mut media)?;
 
     let mut settings = SettingEngine::default();
-    settings.set_network_types(vec![NetworkType::Udp4]);
+    settings.set_network_types(vec![if ipv6 {
+        NetworkType::Udp6
+    } else {
+        NetworkType::Udp4
+    }]);
     settings.set_include_loopback_candidate(true);
     settings.set_interface_filter(Box::new(|name: &str| name == "lo"));
     settings.set_ip_filter(Box::new(|ip: std::net::IpAddr| ip.is_loopback()));
@@ -138,13 +146,13 @@ pub type Peer = (
 
 /// A new peer connection from [`loopback_api`] with no ICE servers, plus a watch of its state.
 pub async fn loopback_peer() -> Result<Peer> {
-    loopback_peer_with(None).await
+    loopback_peer_with(None, false).await
 }
 
-/// [`loopback_peer`] reporting incoming RTX repairs to `tap`.
-pub async fn loopback_peer_with(tap: Option<rtx::RepairTap>) -> Result<Peer> {
+/// [`loopback_peer`] reporting incoming RTX repairs to `tap`, on `::1` when `ipv6`.
+pub async fn loopback_peer_with(tap: Option<rtx::RepairTap>, ipv6: bool) -> Result<Peer> {
     let pc = Arc::new(
-        loopback_api_with(tap)?
+        loopback_api_with(tap, ipv6)?
             .new_peer_connection(RTCConfiguration::default())
             .await?,
     );

@@ -23,7 +23,7 @@ use webrtc::rtp_transceiver::rtp_sender::RTCRtpSender;
 use webrtc::track::track_local::TrackLocalWriter;
 use webrtc::track::track_local::track_local_static_rtp::TrackLocalStaticRTP;
 
-use super::{ClientOptions, Session, loopback_peer};
+use super::{ClientOptions, Session, loopback_peer_with};
 use crate::Result;
 use crate::synth::{OpusSource, Vp8Source};
 
@@ -261,7 +261,7 @@ impl WhipPublisher {
         client: &ClientOptions,
         opts: PublishOptions,
     ) -> Result<Self> {
-        let (pc, state) = loopback_peer().await?;
+        let (pc, state) = loopback_peer_with(None, client.ipv6).await?;
         let media = SyntheticMedia::add_to(&pc, opts).await?;
         let path = format!("/whip/{room}");
         let session = Session::establish(pc, state, base_url, &path, client).await?;

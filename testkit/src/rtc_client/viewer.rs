@@ -299,7 +299,7 @@ impl WhepViewer {
         client: &ClientOptions,
     ) -> Result<Self> {
         let counter = MediaCounter::default();
-        let (pc, state) = loopback_peer_with(Some(counter.repair_tap())).await?;
+        let (pc, state) = loopback_peer_with(Some(counter.repair_tap()), client.ipv6).await?;
         counter.attach(&pc, true).await?;
         let path = match publisher {
             Some(p) => format!("/whep/{room}/{p}"),

@@ -1,0 +1,97 @@
+//! IPv6 end to end (government networks are moving to it, and a bureau's site may reach the
+//! hub over either family): WHIP/WHEP over `[::1]` with media on `::1`, and the production
+//! shape of a dual-stack media port (`[::]` with one public IP per family) serving an IPv4
+//! publisher and an IPv6 viewer at once. webrtc-rs peers over real UDP inside a loopback-only
+//! namespace.
+
+mod common;
+
+use common::Hub;
+use testkit::rtc_client::{ClientOptions, PublishOptions, WhepViewer, WhipPublisher};
+
+/// Candidate lines (`a=candidate:…`) of an SDP answer.
+fn candidates(sdp: &str) -> Vec<&str> {
+    sdp.lines()
+        .filter(|l| l.starts_with("a=candidate:"))
+        .collect()
+}
+
+#[tokio::test]
+async fn whip_and_whep_work_over_ipv6_only() {
+    testkit::isolated!();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let hub = Hub::start_listening(
+        "[::1]:0",
+        &tmp.path().join("data"),
+        &[],
+        &[
+            ("HUBCAST_SFU__UDP_LISTEN", "[::1]:0"),
+            ("HUBCAST_SFU__TCP_LISTEN", "[::1]:0"),
+        ],
+    );
+    assert!(hub.url.starts_with("http://[::1]:"), "{}", hub.url);
+    let token = hub.token("city-admin", "330100", &[]);
+    let opts = ClientOptions {
+        ipv6: true,
+        ..ClientOptions::with_token(&token)
+    };
+    let publisher = WhipPublisher::connect(&hub.url, "six", &opts, PublishOptions::default())
+        .await
+        .expect("webrtc-rs publishes via WHIP over IPv6");
+    let answer = publisher.answer();
+    let lines = candidates(answer);
+    assert!(
+        !lines.is_empty() && lines.iter().all(|l| l.contains(" ::1 ")),
+        "the answer's candidates are on ::1: {answer}"
+    );
+    let viewer = WhepViewer::connect(&hub.url, "six", Some(publisher.session_id()), &opts)
+        .await
+        .expect("webrtc-rs plays via WHEP over IPv6");
+    common::media_flows_cleanly(&hub, &viewer).await;
+    viewer.close().await.expect("viewer closes");
+    publisher.close().await.expect("publisher closes");
+}
+
+#[tokio::test]
+async fn a_dual_stack_media_port_serves_both_families() {
+    testkit::isolated!();
+    let hub = Hub::start(
+        &[],
+        &[
+            ("HUBCAST_SFU__UDP_LISTEN", "[::]:0"),
+            ("HUBCAST_SFU__TCP_LISTEN", "[::]:0"),
+            ("HUBCAST_SFU__PUBLIC_IPS", r#"["127.0.0.1", "::1"]"#),
+        ],
+    );
+    let token = hub.token("city-admin", "330100", &[]);
+    let v4 = ClientOptions::with_token(&token);
+    let v6 = ClientOptions {
+        ipv6: true,
+        ..ClientOptions::with_token(&token)
+    };
+    let publisher = WhipPublisher::connect(&hub.url, "both", &v4, PublishOptions::default())
+        .await
+        .expect("an IPv4 publisher connects to the dual-stack port");
+    let answer = publisher.answer();
+    let lines = candidates(answer);
+    assert!(
+        lines.iter().any(|l| l.contains(" 127.0.0.1 "))
+            && lines.iter().any(|l| l.contains(" ::1 ")),
+        "the answer offers a candidate of each family: {answer}"
+    );
+    assert!(
+        !answer.contains(" :: ") && !answer.contains("::ffff:"),
+        "no wildcard or v4-mapped address is advertised: {answer}"
+    );
+    let viewer6 = WhepViewer::connect(&hub.url, "both", Some(publisher.session_id()), &v6)
+        .await
+        .expect("an IPv6 viewer connects to the same port");
+    let viewer4 = WhepViewer::connect(&hub.url, "both", Some(publisher.session_id()), &v4)
+        .await
+        .expect("an IPv4 viewer connects to the same port");
+    common::media_flows_cleanly(&hub, &viewer6).await;
+    common::media_flows_cleanly(&hub, &viewer4).await;
+    viewer6.close().await.expect("viewer closes");
+    viewer4.close().await.expect("viewer closes");
+    publisher.close().await.expect("publisher closes");
+}
