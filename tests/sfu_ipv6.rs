@@ -95,3 +95,48 @@ async fn a_dual_stack_media_port_serves_both_families() {
     viewer4.close().await.expect("viewer closes");
     publisher.close().await.expect("publisher closes");
 }
+
+/// A host set to `net.ipv6.bindv6only = 1` (some hardened images are) would make `[::]` an
+/// IPv6-only bind; the hub's wildcard binds take both families anyway, as the README says.
+#[tokio::test]
+async fn wildcard_binds_take_both_families_even_with_bindv6only() {
+    testkit::isolated!();
+    // Per network namespace: this changes only the test's own.
+    std::fs::write("/proc/sys/net/ipv6/bindv6only", "1").expect("set bindv6only");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let hub = Hub::start_listening(
+        "[::]:0",
+        &tmp.path().join("data"),
+        &[],
+        &[
+            ("HUBCAST_SFU__UDP_LISTEN", "[::]:0"),
+            ("HUBCAST_SFU__TCP_LISTEN", "[::]:0"),
+            ("HUBCAST_SFU__PUBLIC_IPS", r#"["127.0.0.1", "::1"]"#),
+        ],
+    );
+    let port = hub.addr.port();
+    let v4_url = format!("http://127.0.0.1:{port}");
+    let v6_url = format!("http://[::1]:{port}");
+    for addr in [
+        std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)),
+    ] {
+        let health = common::get(addr, "/healthz", &[]).await;
+        assert_eq!(health.status, 200, "{addr}: {}", health.body);
+    }
+    let token = hub.token("city-admin", "330100", &[]);
+    let v4 = ClientOptions::with_token(&token);
+    let v6 = ClientOptions {
+        ipv6: true,
+        ..ClientOptions::with_token(&token)
+    };
+    let publisher = WhipPublisher::connect(&v4_url, "wild", &v4, PublishOptions::default())
+        .await
+        .expect("an IPv4 publisher connects over IPv4 HTTP");
+    let viewer = WhepViewer::connect(&v6_url, "wild", Some(publisher.session_id()), &v6)
+        .await
+        .expect("an IPv6 viewer connects over IPv6 HTTP");
+    common::media_flows_cleanly(&hub, &viewer).await;
+    viewer.close().await.expect("viewer closes");
+    publisher.close().await.expect("publisher closes");
+}

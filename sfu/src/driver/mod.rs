@@ -46,7 +46,7 @@ pub use metrics::{DropReason, SessionEnd, SfuMetrics};
 pub use session::{keep_for_retransmission, rtc_config};
 pub use worker::MAX_REPOLLS;
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
@@ -114,7 +114,7 @@ impl Sfu {
         if let Some(addr) = config.unadvertised_bind() {
             return Err(StartError::NothingToAdvertise(addr));
         }
-        let socket = UdpSocket::bind(config.udp_listen).map_err(|source| StartError::Udp {
+        let socket = net::bind_udp(config.udp_listen).map_err(|source| StartError::Udp {
             addr: config.udp_listen,
             source,
         })?;
@@ -123,7 +123,7 @@ impl Sfu {
             .map_err(|e| StartError::Other(e.to_string()))?;
         let tcp = match config.tcp_listen {
             Some(addr) => {
-                Some(TcpListener::bind(addr).map_err(|source| StartError::Tcp { addr, source })?)
+                Some(net::bind_tcp(addr).map_err(|source| StartError::Tcp { addr, source })?)
             }
             None => None,
         };

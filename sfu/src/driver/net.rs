@@ -1,8 +1,11 @@
-//! Sending on the one UDP socket shared by every peer: workers send on it directly, with
-//! `sendmmsg` (its receiving thread is `ingress`; ICE-TCP is `tcp`).
+//! The media ports' sockets: binding them, and sending on the one UDP socket shared by every
+//! peer (workers send on it directly, with `sendmmsg`; its receiving thread is `ingress`;
+//! ICE-TCP is `tcp`).
 
 use std::io::IoSlice;
-use std::net::UdpSocket;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+
+use socket2::{Domain, Socket, Type};
 
 use nix::errno::Errno;
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, sendmmsg};
@@ -15,6 +18,34 @@ pub(crate) const MAX_DATAGRAM: usize = 2048;
 
 /// Most datagrams handed to the kernel in one `sendmmsg`.
 pub(crate) const SEND_BATCH: usize = 32;
+
+/// Binds the media UDP port. The IPv6 wildcard (`[::]`) takes both families whatever the
+/// host's `net.ipv6.bindv6only` says, so one port serves IPv4 and IPv6 peers.
+pub(crate) fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, None)?;
+    dual_stack(&socket, addr)?;
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+/// Binds and listens on the ICE-TCP port (`SO_REUSEADDR`, as `std` does; dual-stack like
+/// [`bind_udp`]).
+pub(crate) fn bind_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    dual_stack(&socket, addr)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+/// Clears `IPV6_V6ONLY` on a socket about to bind the IPv6 wildcard.
+fn dual_stack(socket: &Socket, addr: SocketAddr) -> std::io::Result<()> {
+    match addr {
+        SocketAddr::V6(v6) if v6.ip().is_unspecified() => socket.set_only_v6(false),
+        _ => Ok(()),
+    }
+}
 
 /// Sends UDP transmits with as few `sendmmsg` calls as possible, reusing its system-call
 /// headers: nothing is allocated per call or per datagram. One per worker thread (the headers
