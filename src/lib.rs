@@ -24,6 +24,7 @@ pub mod alerts_metrics;
 pub mod app;
 pub mod cert_reload;
 pub mod cli;
+pub mod client_ip;
 pub mod clock;
 pub mod commands;
 pub mod commands_alert;

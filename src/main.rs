@@ -116,6 +116,19 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
              subscribers); set http.metrics_token to require a bearer token"
         );
     }
+    if let Some(all) = settings
+        .http
+        .trusted_proxies
+        .iter()
+        .find(|b| b.is_everything())
+    {
+        tracing::warn!(
+            block = %all,
+            "http.trusted_proxies trusts every address: any client that reaches the hub \
+             directly can name itself someone else in its forwarding header and escape the \
+             per-address limits; list the proxies' own addresses unless only they can reach it"
+        );
+    }
     // One machine-readable line on stdout, for scripts and tests that bind port 0.
     println!("hubcast listening on {}", hub.url());
     let cut = hub.wait().await?;

@@ -116,6 +116,16 @@ pub struct HttpConfig {
     /// warns at start, since the metrics tell outsiders how many meetings, peers and
     /// subscribers are live. Env `HUBCAST_HTTP__METRICS_TOKEN`; redacted by `check-config`.
     pub metrics_token: Option<String>,
+    /// Reverse proxies (nginx, a load balancer, a WAF) whose forwarding header names the
+    /// client: addresses or CIDR blocks (`["10.0.0.0/8", "192.0.2.7"]`). The per-address
+    /// limits on live connections then count the client it names, not the proxy carrying
+    /// every subscriber. Default empty: no header is believed (a client could put anything
+    /// in one), the peer address is the client.
+    pub trusted_proxies: Vec<crate::client_ip::Cidr>,
+    /// The header those proxies name the client in: `x-forwarded-for` (default, nginx's
+    /// `$proxy_add_x_forwarded_for` and most load balancers), `forwarded` (RFC 7239) or
+    /// `x-real-ip`. It must be one the proxy sets or appends itself.
+    pub client_ip_header: crate::client_ip::ClientIpHeader,
 }
 
 impl Default for HttpConfig {
@@ -131,6 +141,8 @@ impl Default for HttpConfig {
             debug_routes: false,
             worker_threads: 0,
             metrics_token: None,
+            trusted_proxies: Vec::new(),
+            client_ip_header: crate::client_ip::ClientIpHeader::default(),
         }
     }
 }

@@ -93,14 +93,14 @@ pub(super) fn parse_seq(name: &str, value: &str) -> Result<u64, AlertError> {
     })
 }
 
-/// Admits one more long-lived connection from `peer` (`rate_limit`): 429 `rate_limited`
-/// naming the wait, or 429 `too_many_connections` when it holds its limit open already.
+/// Admits one more long-lived connection from client `ip` (`rate_limit`; behind a trusted
+/// proxy, the client it names: `AppState::client_ip`): 429 `rate_limited` naming the wait, or
+/// 429 `too_many_connections` when it holds its limit open already.
 pub(super) fn admit(
     limiter: &std::sync::Arc<crate::rate_limit::ConnectLimiter>,
-    peer: std::net::SocketAddr,
+    ip: std::net::IpAddr,
 ) -> Result<crate::rate_limit::Admitted, ApiError> {
     use crate::rate_limit::Refused;
-    let ip = peer.ip();
     limiter
         .admit(ip, std::time::Instant::now())
         .map_err(|refused| match refused {
@@ -125,12 +125,12 @@ pub(super) fn admit(
 /// 503 / 400.
 pub(super) async fn subscribe(
     state: &AppState,
-    peer: std::net::SocketAddr,
+    client: std::net::IpAddr,
     query: LiveQuery,
     transport: &'static str,
 ) -> Result<Subscription, AlertError> {
     let alerts = alerts_state(state)?;
-    let admitted = admit(&alerts.connect_limiter, peer)?;
+    let admitted = admit(&alerts.connect_limiter, client)?;
     let live = &alerts.live;
     let busy = |why: &str| -> AlertError { ApiError::busy(why).into() };
     let permit = live
@@ -193,7 +193,8 @@ pub async fn ws_alerts(
         Err(refused) => return Ok(refused.into_response()),
     };
     let query = parse_live(query, &state)?;
-    let sub = subscribe(&state, peer, query, "websocket").await?;
+    let client = state.client_ip(peer, request.headers());
+    let sub = subscribe(&state, client, query, "websocket").await?;
     let on_upgrade = hyper::upgrade::on(&mut request);
     let shutdown = state.shutdown().clone();
     tokio::spawn(shutdown.track(async move {

@@ -99,7 +99,7 @@ async fn open(
         query.since = Some(parse_seq("Last-Event-ID", text)?);
     }
     let every = Duration::from_secs(alerts_state(&state)?.config.ping_secs);
-    let sub = subscribe(&state, peer, query, "sse").await?;
+    let sub = subscribe(&state, state.client_ip(peer, headers), query, "sse").await?;
     // Keep-alive comments on a fixed period (not re-armed per event: no timer work per
     // delivery); a comment between busy events costs three bytes.
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);

@@ -83,7 +83,8 @@ async fn request(
                 .get("last-event-id")
                 .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_owned());
             accept = head.headers.get(axum::http::header::ACCEPT).cloned();
-            open(state, &head.uri, last_event_id.as_deref(), peer).await
+            let client = state.client_ip(peer, &head.headers);
+            open(state, &head.uri, last_event_id.as_deref(), client).await
         }
         Err(err) => Err(err),
     };
@@ -107,13 +108,13 @@ async fn open(
     state: &AppState,
     uri: &Uri,
     last_event_id: Option<&str>,
-    peer: SocketAddr,
+    client: std::net::IpAddr,
 ) -> Result<Subscription, AlertError> {
     let mut query = parse_live(Query::try_from_uri(uri), state)?;
     if let Some(text) = last_event_id {
         query.since = Some(parse_seq("Last-Event-ID", text)?);
     }
-    subscribe(state, peer, query, "sse").await
+    subscribe(state, client, query, "sse").await
 }
 
 /// Writes the stream until the subscriber leaves, is dropped, or the server shuts down.

@@ -98,13 +98,14 @@ async fn upgrade(
     } = head;
     let accepted =
         handshake::check(&Method::GET, version, &headers).map_err(IntoResponse::into_response)?;
+    let client = state.client_ip(peer, &headers);
     drop(headers);
     let query =
         parse_live(Query::try_from_uri(&uri), state).map_err(IntoResponse::into_response)?;
     drop(uri);
     // Registered before the 101 answer, as on the hyper path: nothing published after the
     // handshake is missed.
-    let sub = subscribe(state, peer, query, "websocket")
+    let sub = subscribe(state, client, query, "websocket")
         .await
         .map_err(IntoResponse::into_response)?;
     let response = accepted.response();

@@ -71,6 +71,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 pub async fn ws_health(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let upgrade = match upgrade {
@@ -78,7 +79,10 @@ pub async fn ws_health(
         Err(rejection) => return ApiError::from(rejection).into_response(),
     };
     let admitted = match state.alerts() {
-        Some(alerts) => match super::alerts_live::admit(&alerts.connect_limiter, peer) {
+        Some(alerts) => match super::alerts_live::admit(
+            &alerts.connect_limiter,
+            state.client_ip(peer, &headers),
+        ) {
             Ok(admitted) => Some(admitted),
             Err(refused) => return refused.into_response(),
         },

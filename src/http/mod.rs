@@ -58,6 +58,8 @@ struct Inner {
     verifier: TokenVerifier,
     regions: RegionTree,
     http: HttpConfig,
+    /// Who the client is behind `http.trusted_proxies`.
+    client_ip: crate::client_ip::ClientIp,
     shutdown: Shutdown,
     ready: AtomicBool,
     started: Instant,
@@ -82,6 +84,10 @@ impl AppState {
             scrape: observe::Scrape::default(),
             verifier,
             regions,
+            client_ip: crate::client_ip::ClientIp::new(
+                http.trusted_proxies.clone(),
+                http.client_ip_header,
+            ),
             http,
             shutdown,
             ready: AtomicBool::new(false),
@@ -146,6 +152,16 @@ impl AppState {
     /// HTTP settings.
     pub fn http(&self) -> &HttpConfig {
         &self.0.http
+    }
+
+    /// The client of a request from `peer` with `headers`: `peer`'s address, or the one its
+    /// forwarding header names when `peer` is a trusted proxy (`crate::client_ip`).
+    pub fn client_ip(
+        &self,
+        peer: std::net::SocketAddr,
+        headers: &axum::http::HeaderMap,
+    ) -> std::net::IpAddr {
+        self.0.client_ip.resolve(peer.ip(), headers)
     }
 
     /// Seconds since the state was built.

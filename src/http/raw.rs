@@ -138,7 +138,8 @@ pub fn parse(read: &[u8], wanted: &[&str]) -> Result<Head, AlertError> {
     };
     let mut headers = HeaderMap::with_capacity(wanted.len());
     for h in request.headers.iter() {
-        if !wanted.iter().any(|w| h.name.eq_ignore_ascii_case(w)) {
+        let mut names = wanted.iter().chain(crate::client_ip::HEADERS);
+        if !names.any(|w| h.name.eq_ignore_ascii_case(w)) {
             continue;
         }
         let name = HeaderName::from_bytes(h.name.as_bytes());
