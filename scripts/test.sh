@@ -24,20 +24,28 @@ if ((${#missing[@]})); then
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# promtool (lints `/metrics`: tests/metrics_promtool.rs) from Debian's prometheus package,
-# unpacked under the cache instead of installed, so no Prometheus server is set up or started.
+# Tools taken from Debian packages but unpacked under the cache instead of installed: the
+# packages would set up and start servers (Prometheus; nginx on port 80).
+tools="$HOME/.cache/hubcast-tools"
+# unpack PACKAGE FILE: unpacks Debian's PACKAGE under $tools unless $tools/FILE is there.
+unpack() {
+  [ -x "$tools/$2" ] && return 0
+  echo "test.sh: unpacking $2 from Debian's $1 package"
+  mkdir -p "$tools"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  (cd "$tools" && { apt-get download -qq "$1" 2>/dev/null \
+    || { $sudo apt-get update -qq && apt-get download -qq "$1"; }; } \
+    && dpkg-deb -x "$1"_*.deb . && rm -f "$1"_*.deb)
+}
+# promtool lints `/metrics` (tests/metrics_promtool.rs).
 if ! command -v promtool >/dev/null 2>&1; then
-  tools="$HOME/.cache/hubcast-tools"
-  if [ ! -x "$tools/usr/bin/promtool" ]; then
-    echo "test.sh: unpacking promtool from Debian's prometheus package"
-    mkdir -p "$tools"
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    (cd "$tools" && { apt-get download -qq prometheus 2>/dev/null \
-      || { $sudo apt-get update -qq && apt-get download -qq prometheus; }; } \
-      && dpkg-deb -x prometheus_*.deb . && rm -f prometheus_*.deb)
-  fi
+  unpack prometheus usr/bin/promtool
   export PATH="$tools/usr/bin:$PATH"
+fi
+# nginx runs the shipped reverse-proxy front (tests/deploy_nginx.rs finds it there).
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+  unpack nginx usr/sbin/nginx
 fi
 
 # aiortc (PyPI), an independent WebRTC stack for the interop test; wheels bundle FFmpeg.
@@ -91,7 +99,7 @@ echo "test.sh: quick-start check passed ($url)"
 # (two peers streaming three simulcast layers: once, at the end of the parallel run, its
 # receiver saw 9 audio packets and no video in 15 s).
 cargo test --workspace --doc --quiet
-media='binary(/^(sfu_(bandwidth|browser|ice_tcp|loss|aiortc|port_reuse|public_ips|ipv6|webrtc_rs)|rtc_loopback|alerts_slow_consumer|alerts_browser)$/)'
+media='binary(/^(sfu_(bandwidth|browser|ice_tcp|loss|aiortc|port_reuse|public_ips|ipv6|webrtc_rs)|rtc_loopback|alerts_slow_consumer|alerts_browser|deploy_nginx)$/)'
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --all-targets --no-fail-fast -E "not ($media)" "$@"
   cargo nextest run --workspace --all-targets --no-fail-fast -E "$media" -j 1 "$@"

@@ -115,6 +115,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             "GET /metrics is public on a non-loopback listener (live meetings, peers, \
              subscribers); set http.metrics_token to require a bearer token"
         );
+    } else if settings.http.metrics_token.is_none() && !settings.http.trusted_proxies.is_empty() {
+        tracing::warn!(
+            "GET /metrics answers whoever the reverse proxies in http.trusted_proxies let \
+             through; set http.metrics_token, or keep /metrics off the proxy \
+             (deploy/nginx/hubcast.conf allows only loopback)"
+        );
     }
     if let Some(all) = settings
         .http

@@ -4,39 +4,24 @@
 //! away; without it the header is ignored, so a client cannot dodge the cap by naming itself
 //! someone else.
 
+mod alerts_live_util;
+mod alerts_util;
 mod common;
 
+use alerts_live_util::{Ws, accepted_or_refused};
 use common::Hub;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
 /// Opens a WebSocket to `path` with `X-Forwarded-For: forwarded`; the socket, or the refusal's
 /// status and body.
-async fn ws_from(
-    hub: &Hub,
-    path: &str,
-    forwarded: &str,
-) -> Result<
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
-    (u16, String),
-> {
+async fn ws_from(hub: &Hub, path: &str, forwarded: &str) -> Result<Ws, (u16, String)> {
     let mut request = format!("ws://{}{path}", hub.addr)
         .into_client_request()
         .expect("request");
     request
         .headers_mut()
         .insert("x-forwarded-for", forwarded.parse().expect("header value"));
-    match tokio_tungstenite::connect_async(request).await {
-        Ok((ws, _)) => Ok(ws),
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-            let body = response
-                .body()
-                .as_ref()
-                .map(|b| String::from_utf8_lossy(b).into_owned())
-                .unwrap_or_default();
-            Err((response.status().as_u16(), body))
-        }
-        Err(other) => panic!("{path}: unexpected error {other}"),
-    }
+    accepted_or_refused(tokio_tungstenite::connect_async(request).await)
 }
 
 const LIVE: &str = "/ws/alerts?region=330106";

@@ -63,7 +63,14 @@ pub async fn room_events(
         Some((Ok::<_, Infallible>(event), watch))
     });
     let keep_alive = KeepAlive::new().interval(KEEP_ALIVE).text("");
-    Ok(Sse::new(stream).keep_alive(keep_alive).into_response())
+    let mut response = Sse::new(stream).keep_alive(keep_alive).into_response();
+    // nginx (and proxies that honour it) pass the events on as they come instead of filling
+    // a buffer first, as for `/sse/alerts`.
+    response.headers_mut().insert(
+        "x-accel-buffering",
+        axum::http::HeaderValue::from_static("no"),
+    );
+    Ok(response)
 }
 
 /// The room as an event (`event: room`; serializing a `RoomInfo` cannot fail).

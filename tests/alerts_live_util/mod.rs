@@ -86,7 +86,33 @@ pub fn parse_frame(text: &str) -> Seen {
 }
 
 /// A WebSocket subscriber.
+#[derive(Debug)]
 pub struct Ws(pub WebSocketStream<MaybeTlsStream<TcpStream>>);
+
+/// A client handshake's outcome: the subscriber, or the refusal's status and body (any other
+/// error panics).
+pub fn accepted_or_refused(
+    outcome: Result<
+        (
+            WebSocketStream<MaybeTlsStream<TcpStream>>,
+            tokio_tungstenite::tungstenite::handshake::client::Response,
+        ),
+        tokio_tungstenite::tungstenite::Error,
+    >,
+) -> Result<Ws, (u16, String)> {
+    match outcome {
+        Ok((ws, _)) => Ok(Ws(ws)),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            let body = response
+                .body()
+                .as_ref()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default();
+            Err((response.status().as_u16(), body))
+        }
+        Err(other) => panic!("unexpected WebSocket error: {other}"),
+    }
+}
 
 impl Ws {
     /// Connects to `/ws/alerts?{query}`.
