@@ -3,6 +3,10 @@
 //! [`CHECK_EVERY`] of its files changing, for new handshakes; connections already open keep
 //! theirs. A pair that does not load or whose key does not fit is refused (logged) and the
 //! certificate served so far stays: a half-copied renewal never takes the listener down.
+//! The periodic check also waits until neither file has changed for [`SETTLE`]: a chain
+//! copied in place is read once the copy is over, not cut at a certificate boundary (which
+//! would load, with its intermediates missing). `SIGHUP` is the operator saying the files
+//! are ready: it reloads at once.
 //! Without this, a hub running for months served the certificate it started with until it
 //! expired, and every new connection failed from then on.
 
@@ -19,6 +23,23 @@ use crate::config::ConfigError;
 
 /// How often the files' modification times are compared (a `SIGHUP` checks at once).
 pub const CHECK_EVERY: Duration = Duration::from_secs(60);
+
+/// How long both files must have stayed unchanged before the periodic check reads them (a
+/// copy in progress keeps moving their modification time).
+pub const SETTLE: Duration = Duration::from_secs(2);
+
+/// What one check did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reload {
+    /// The files are as last read: nothing to do.
+    Unchanged,
+    /// A new pair is served.
+    Loaded,
+    /// The files did not load or do not fit together; the previous pair stays.
+    Refused,
+    /// The files changed within [`SETTLE`] (or while being read): checked again after it.
+    Settling,
+}
 
 /// The certificate files and the pair loaded from them.
 #[derive(Debug)]
@@ -79,37 +100,49 @@ impl CertFiles {
         }))
     }
 
-    /// Loads the files again if they changed since last read (`force`: whatever their
-    /// times say). Returns whether a new pair is served now.
-    pub fn reload(&self, force: bool) -> bool {
-        let now = stamps(&self.cert, &self.key);
-        {
-            let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-            if !force && (now.is_none() || *seen == now) {
-                return false;
+    /// Loads the files again if they changed since last read and have stayed unchanged for
+    /// [`SETTLE`] before `now` (`force`: at once, whatever their times say).
+    pub fn reload(&self, force: bool, now: SystemTime) -> Reload {
+        let before = stamps(&self.cert, &self.key);
+        if !force {
+            let seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+            let Some((cert, key)) = before else {
+                return Reload::Unchanged;
+            };
+            if *seen == before {
+                return Reload::Unchanged;
             }
-            *seen = now;
+            let newest = cert.max(key);
+            if now.duration_since(newest).map_or(true, |age| age < SETTLE) {
+                return Reload::Settling;
+            }
         }
-        match load(&self.cert, &self.key) {
+        let loaded = load(&self.cert, &self.key);
+        if !force && stamps(&self.cert, &self.key) != before {
+            return Reload::Settling;
+        }
+        *self.seen.lock().unwrap_or_else(PoisonError::into_inner) = before;
+        match loaded {
             Ok(loaded) => {
                 *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(loaded);
                 tracing::info!(cert = %self.cert.display(), "TLS certificate reloaded");
-                true
+                Reload::Loaded
             }
             Err(err) => {
                 tracing::warn!(error = %err, "TLS certificate not reloaded; still serving the previous one");
-                false
+                Reload::Refused
             }
         }
     }
 
-    /// Reloads on `SIGHUP` and every [`CHECK_EVERY`] when the files changed, until
-    /// `shutdown`.
+    /// Reloads on `SIGHUP` and every [`CHECK_EVERY`] when the files changed (again after
+    /// [`SETTLE`] while they are still changing), until `shutdown`.
     pub async fn watch(self: Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
         let mut hangups =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         let mut tick = tokio::time::interval(CHECK_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut settling = false;
         loop {
             let hangup = async {
                 match hangups.as_mut() {
@@ -117,13 +150,99 @@ impl CertFiles {
                     None => std::future::pending().await,
                 }
             };
+            let again = async {
+                if settling {
+                    tokio::time::sleep(SETTLE).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            };
             let force = tokio::select! {
                 () = shutdown.cancelled() => return,
                 _ = tick.tick() => false,
+                () = again => false,
                 _ = hangup => true,
             };
             let files = self.clone();
-            let _ = tokio::task::spawn_blocking(move || files.reload(force)).await;
+            let done = tokio::task::spawn_blocking(move || files.reload(force, SystemTime::now()));
+            settling = matches!(done.await, Ok(Reload::Settling));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes a fresh self-signed pair for `name` into `dir`; returns its leaf's DER.
+    fn write_pair(dir: &Path, name: &str) -> Vec<u8> {
+        let generated =
+            rcgen::generate_simple_self_signed(vec![name.to_owned()]).expect("generate");
+        std::fs::write(dir.join("cert.pem"), generated.cert.pem()).expect("cert");
+        std::fs::write(dir.join("key.pem"), generated.signing_key.serialize_pem()).expect("key");
+        generated.cert.der().to_vec()
+    }
+
+    fn serving(files: &CertFiles) -> Vec<u8> {
+        let current = files.current.read().unwrap_or_else(PoisonError::into_inner);
+        current.end_entity_cert().expect("leaf").to_vec()
+    }
+
+    fn modified(dir: &Path) -> SystemTime {
+        let m = |f: &str| std::fs::metadata(dir.join(f)).and_then(|m| m.modified());
+        m("cert.pem")
+            .expect("mtime")
+            .max(m("key.pem").expect("mtime"))
+    }
+
+    #[test]
+    fn the_periodic_check_waits_for_the_files_to_settle() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let first = write_pair(dir.path(), "first.example");
+        let files = CertFiles::open(&dir.path().join("cert.pem"), &dir.path().join("key.pem"))
+            .expect("open");
+        assert_eq!(serving(&files), first);
+        let written = modified(dir.path());
+        assert_eq!(files.reload(false, written + SETTLE), Reload::Unchanged);
+
+        let second = write_pair(dir.path(), "second.example");
+        let written = modified(dir.path());
+        // Still being written, as far as the check can tell: not read yet.
+        assert_eq!(files.reload(false, written), Reload::Settling);
+        assert_eq!(files.reload(false, written + SETTLE / 2), Reload::Settling);
+        assert_eq!(serving(&files), first, "the old pair is served meanwhile");
+        // Settled: read, served, and then unchanged.
+        assert_eq!(files.reload(false, written + SETTLE), Reload::Loaded);
+        assert_eq!(serving(&files), second);
+        assert_eq!(
+            files.reload(false, written + 10 * SETTLE),
+            Reload::Unchanged
+        );
+    }
+
+    #[test]
+    fn sighup_reloads_at_once_and_a_broken_pair_is_refused_once() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let first = write_pair(dir.path(), "first.example");
+        let files = CertFiles::open(&dir.path().join("cert.pem"), &dir.path().join("key.pem"))
+            .expect("open");
+        let second = write_pair(dir.path(), "second.example");
+        let written = modified(dir.path());
+        assert_eq!(
+            files.reload(true, written),
+            Reload::Loaded,
+            "SIGHUP: no wait"
+        );
+        assert_eq!(serving(&files), second);
+
+        // Half a chain: the certificate file cut short. Refused once settled; not retried
+        // until the files change again.
+        let pem = std::fs::read_to_string(dir.path().join("cert.pem")).expect("read");
+        std::fs::write(dir.path().join("cert.pem"), &pem[..pem.len() / 2]).expect("cut");
+        let written = modified(dir.path());
+        assert_eq!(files.reload(false, written + SETTLE), Reload::Refused);
+        assert_eq!(serving(&files), second, "the previous pair stays");
+        assert_eq!(files.reload(false, written + 2 * SETTLE), Reload::Unchanged);
+        assert_ne!(first, second);
     }
 }
