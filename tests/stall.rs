@@ -3,8 +3,8 @@
 //! progress for `http.write_stall_secs`, and its subscriber slot is freed; a subscriber that
 //! reads through the same alerts stays connected. The stalled stream is a kept-alive
 //! connection's second request, so hyper's server (under the stall guard) serves it; a
-//! first request is served beside hyper, where `alerts.write_timeout_secs` ends it (set out of
-//! the way here; `wslite`'s unit tests check that limit).
+//! first request is served beside hyper, where `alerts.write_timeout_secs` ends it. On both
+//! paths the socket's send buffer is bounded, so a few MB of alerts are enough to block it.
 
 mod alerts_live_util;
 mod alerts_util;
@@ -31,6 +31,26 @@ async fn subscribers_fall_to(hub: &Hub, n: f64, within: Duration) {
     }
 }
 
+/// An SSE subscriber that never reads, subscribed by a kept-alive connection's second request
+/// (so hyper serves it) over a socket with a 4 KiB receive buffer.
+async fn kept_alive_sse(hub: &Hub) -> tokio::net::TcpStream {
+    let mut stalled = small_window(hub.addr, 4096).await;
+    stalled
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("a first request");
+    let mut answer = [0u8; 1024];
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains("\"ok\"") {
+        let n = stalled.read(&mut answer).await.expect("healthz answer");
+        assert!(n > 0, "closed early");
+        seen.extend_from_slice(&answer[..n]);
+    }
+    let head = "GET /sse/alerts?region=330100 HTTP/1.1\r\nHost: x\r\n\r\n";
+    stalled.write_all(head.as_bytes()).await.expect("request");
+    stalled
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_that_stops_is_cut_off_after_the_stall_limit() {
     let hub = Hub::start(
@@ -46,20 +66,7 @@ async fn a_reader_that_stops_is_cut_off_after_the_stall_limit() {
     let token = hub.token("city-admin", "330100", &[]);
 
     // The stalled one: subscribes, then never reads again.
-    let mut stalled = small_window(hub.addr, 4096).await;
-    stalled
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .expect("a first request");
-    let mut answer = [0u8; 1024];
-    let mut seen = Vec::new();
-    while !String::from_utf8_lossy(&seen).contains("\"ok\"") {
-        let n = stalled.read(&mut answer).await.expect("healthz answer");
-        assert!(n > 0, "closed early");
-        seen.extend_from_slice(&answer[..n]);
-    }
-    let head = "GET /sse/alerts?region=330100 HTTP/1.1\r\nHost: x\r\n\r\n";
-    stalled.write_all(head.as_bytes()).await.expect("request");
+    let stalled = kept_alive_sse(&hub).await;
     // The healthy one reads everything, concurrently.
     let mut healthy = Sse::connect(hub.addr, "region=330100", &[]).await;
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -124,6 +131,35 @@ async fn a_side_path_reader_that_stops_is_cut_off_after_the_write_timeout() {
     }
     for i in 0..12 {
         let id = format!("side-{i}");
+        publish_sized(&hub, &token, &id, "food", "Severe", "330100", 200_000).await;
+    }
+    subscribers_fall_to(&hub, 0.0, Duration::from_secs(12)).await;
+    drop(stalled);
+}
+
+/// The same through hyper (a kept-alive connection's second request, as a proxy's pooled
+/// upstream connection sends it): the send buffer is bounded there too, so ~2.4 MB of alerts
+/// fill it and the stall limit ends the reader within seconds. With the kernel's autotuned
+/// buffer (up to 4 MiB) the writes never blocked and it stayed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hyper_path_reader_that_stops_is_cut_off_after_a_bounded_buffer() {
+    let hub = Hub::start(
+        &[],
+        &[
+            ("HUBCAST_HTTP__WRITE_STALL_SECS", "2"),
+            ("HUBCAST_ALERTS__QUEUE_CAPACITY", "100000"),
+            ("HUBCAST_ALERTS__MAX_BODY_BYTES", "1048576"),
+        ],
+    );
+    let token = hub.token("city-admin", "330100", &[]);
+    let stalled = kept_alive_sse(&hub).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&hub, SSE_GAUGE).await < 1.0 {
+        assert!(Instant::now() < deadline, "registered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for i in 0..12 {
+        let id = format!("hyper-{i}");
         publish_sized(&hub, &token, &id, "food", "Severe", "330100", 200_000).await;
     }
     subscribers_fall_to(&hub, 0.0, Duration::from_secs(12)).await;

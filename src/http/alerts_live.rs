@@ -206,20 +206,6 @@ pub async fn ws_alerts(
     Ok(accepted.response())
 }
 
-/// The kernel send buffer of a subscriber's socket (Linux doubles it): a few dozen typical
-/// alerts, or a replay's burst, in flight. Left to autotuning it grows to 4 MiB, which a
-/// reader that stopped fills at a few KiB/s for a quarter of an hour before a write blocks and
-/// `alerts.write_timeout_secs` can end it, and which is kernel memory per stalled subscriber.
-const SUBSCRIBER_SEND_BUFFER: usize = 128 * 1024;
-
-/// Bounds `stream`'s send buffer to [`SUBSCRIBER_SEND_BUFFER`] (a failure only leaves the
-/// kernel's default).
-pub(super) fn bound_send_buffer(stream: &tokio::net::TcpStream) {
-    if let Err(err) = socket2::SockRef::from(stream).set_send_buffer_size(SUBSCRIBER_SEND_BUFFER) {
-        tracing::debug!(error = %err, "cannot bound a subscriber's send buffer");
-    }
-}
-
 /// Largest message a subscriber may send (it has nothing to say but pings and close).
 pub(super) const MAX_CLIENT_MESSAGE: u64 = 4096;
 

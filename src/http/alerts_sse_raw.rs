@@ -92,7 +92,6 @@ async fn request(
         Ok(sub) => {
             raw::count(state, ROUTE, axum::http::StatusCode::OK, started);
             let stream = stream.into_inner();
-            super::alerts_live::bound_send_buffer(&stream);
             Some((stream, sub))
         }
         Err(err) => {

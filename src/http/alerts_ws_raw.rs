@@ -74,7 +74,6 @@ async fn handshake(
     }
     // The session's writes have their own timeouts from here on.
     let stream = stream.into_inner();
-    super::alerts_live::bound_send_buffer(&stream);
     let conn = Conn::tcp(stream, rest.into(), MAX_CLIENT_MESSAGE);
     Some((state, conn, sub))
 }
