@@ -790,3 +790,64 @@ async fn a_room_events_stream_ends_when_its_token_expires() {
     assert!(events.ended().await, "then the stream ends");
     publisher.close().await.ok();
 }
+
+/// Waits up to [`WAIT`] for a hub log line containing every one of `parts`.
+async fn logged(hub: &Hub, parts: &[&str]) -> String {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        if let Some(line) = hub.log_lines(parts).pop() {
+            return line;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no log line with {parts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Each media session leaves three INFO lines an operator can follow when a site drops out
+/// of a meeting: opened (who, from where), connected (how long ICE and DTLS took), ended
+/// (why, after how long).
+#[tokio::test]
+async fn sessions_are_logged_when_opened_connected_and_ended() {
+    testkit::isolated!();
+    let (hub, token, publisher) = simulcast_room("logged").await;
+    let session = format!("session={}", publisher.session_id());
+    let opts = ClientOptions::with_token(&token);
+    let viewer = WhepViewer::connect(&hub.url, "logged", Some(publisher.session_id()), &opts)
+        .await
+        .expect("webrtc-rs plays via WHEP");
+    let viewer_session = format!("session={}", testkit::whip::session_id(viewer.location()));
+    let opened = logged(&hub, &["media session opened", &session]).await;
+    for part in [
+        "INFO",
+        "room=logged",
+        "endpoint=whip",
+        "who=city-admin@330100",
+        "client=127.0.0.1",
+    ] {
+        assert!(opened.contains(part), "{part} in {opened}");
+    }
+    let connected = logged(&hub, &["media session connected", &session]).await;
+    assert!(connected.contains("after_ms="), "{connected}");
+    logged(
+        &hub,
+        &["media session opened", &viewer_session, "endpoint=whep"],
+    )
+    .await;
+
+    viewer.close().await.expect("viewer closes");
+    publisher.close().await.expect("publisher closes");
+    for id in [&session, &viewer_session] {
+        let ended = logged(&hub, &["media session ended", id.as_str()]).await;
+        for part in [
+            "reason=deleted",
+            "connected=true",
+            "secs=",
+            "who=city-admin@330100",
+        ] {
+            assert!(ended.contains(part), "{part} in {ended}");
+        }
+    }
+}

@@ -6,9 +6,11 @@
 //! Every call needs `Authorization: Bearer`; permissions come from `tiers::authorize` against
 //! the room's region (the convening region: the creator's, or `?region=` within its subtree).
 
+use std::net::SocketAddr;
+
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Extension, State};
+use axum::extract::{ConnectInfo, Extension, State};
 
 use super::extract::{ApiPath, ApiQuery};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -138,7 +140,22 @@ fn sfu(state: &AppState) -> Result<&sfu::driver::Sfu, ApiError> {
     })
 }
 
-fn created(kind: &str, room: &str, created: SessionCreated) -> Response {
+/// The 201 answer of a new session (logged: who opened it from where).
+fn created(
+    kind: &str,
+    room: &str,
+    created: SessionCreated,
+    who: &Principal,
+    client: std::net::IpAddr,
+) -> Response {
+    tracing::info!(
+        session = %created.session,
+        room = %room,
+        endpoint = %kind,
+        who = %who.subject,
+        %client,
+        "media session opened"
+    );
     let location = format!("/{kind}/{room}/sessions/{}", created.session);
     let mut response = (StatusCode::CREATED, created.answer).into_response();
     let headers = response.headers_mut();
@@ -169,6 +186,7 @@ fn insert_etag(headers: &mut HeaderMap, ufrag: &str) {
 /// `POST /whip/{room}`: publish into a room, creating it when new.
 pub async fn whip(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiPath(room): ApiPath<String>,
     ApiQuery(query): ApiQuery<WhipQuery>,
     Authenticated(who): Authenticated,
@@ -221,7 +239,10 @@ pub async fn whip(
         })
         .await;
     match (created_session, pending) {
-        (Ok(created_session), _) => Ok(created("whip", &room, created_session)),
+        (Ok(created_session), _) => {
+            let client = state.client_ip(peer, &headers);
+            Ok(created("whip", &room, created_session, &who, client))
+        }
         (Err(err), Some(pending)) => {
             pending.failed(alive);
             Err(err.into())
@@ -233,17 +254,28 @@ pub async fn whip(
 /// `POST /whep/{room}`: watch the room's floor / loudest speaker.
 pub async fn whep_floor(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiPath(room): ApiPath<String>,
     auth: Authenticated,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    play(state, room, PlaySource::Floor, auth, &headers, &body).await
+    let client = state.client_ip(peer, &headers);
+    play(
+        state,
+        room,
+        PlaySource::Floor,
+        auth,
+        (&headers, client),
+        &body,
+    )
+    .await
 }
 
 /// `POST /whep/{room}/{publisher}`: watch one publisher.
 pub async fn whep_publisher(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiPath((room, publisher)): ApiPath<(String, String)>,
     auth: Authenticated,
     headers: HeaderMap,
@@ -252,23 +284,18 @@ pub async fn whep_publisher(
     let id: u64 = publisher
         .parse()
         .map_err(|_| ApiError::not_found("no such publisher in this room"))?;
-    play(
-        state,
-        room,
-        PlaySource::Publisher(id),
-        auth,
-        &headers,
-        &body,
-    )
-    .await
+    let client = state.client_ip(peer, &headers);
+    let request = (&headers, client);
+    play(state, room, PlaySource::Publisher(id), auth, request, &body).await
 }
 
+/// A WHEP play; with its headers, the client's address (for the log).
 async fn play(
     state: AppState,
     room: String,
     source: PlaySource,
     Authenticated(who): Authenticated,
-    headers: &HeaderMap,
+    (headers, client): (&HeaderMap, std::net::IpAddr),
     body: &Bytes,
 ) -> Result<Response, ApiError> {
     check_room_name(&room)?;
@@ -284,7 +311,7 @@ async fn play(
             offer,
         })
         .await?;
-    Ok(created("whep", &room, created_session))
+    Ok(created("whep", &room, created_session, &who, client))
 }
 
 /// 404 `no_such_room`.

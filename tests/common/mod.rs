@@ -53,10 +53,46 @@ pub struct Hub {
     pub url: String,
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
+    /// Its log lines so far (also passed on to the test's stderr as they come).
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     _tmp: Option<tempfile::TempDir>,
 }
 
+/// Log lines a hub keeps for [`Hub::log_lines`], at most (the newest are dropped beyond).
+const LOG_KEEP: usize = 20_000;
+
+/// Passes `child`'s stderr on line by line, keeping a copy of each.
+fn tee_stderr(child: &mut Child) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
+    let kept = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stderr = child.stderr.take().expect("stderr piped");
+    let into = kept.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("{line}");
+            let mut kept = into
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if kept.len() < LOG_KEEP {
+                kept.push(line);
+            }
+        }
+    });
+    kept
+}
+
 impl Hub {
+    /// The log lines the hub wrote so far that contain every one of `parts`.
+    pub fn log_lines(&self, parts: &[&str]) -> Vec<String> {
+        let kept = self
+            .log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        kept.iter()
+            .filter(|line| parts.iter().all(|p| line.contains(p)))
+            .cloned()
+            .collect()
+    }
+
     /// Starts `hubcast serve --listen 127.0.0.1:0` with a fresh data dir plus `args`/`env`.
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Hub {
         let tmp = tempfile::tempdir().expect("tmp");
@@ -89,9 +125,10 @@ impl Hub {
             .envs(env.iter().copied())
             .env_remove("RUST_LOG")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("spawn hubcast serve");
+        let log = tee_stderr(&mut child);
         let lines = stdout_lines(&mut child);
         let deadline = Instant::now() + Duration::from_secs(30);
         let url = loop {
@@ -112,6 +149,7 @@ impl Hub {
             url,
             addr,
             data_dir: data_dir.to_path_buf(),
+            log,
             _tmp: None,
         }
     }

@@ -343,7 +343,16 @@ impl Worker {
         self.shared.metrics.session_ended(why);
         let tracks = i64::try_from(session.announced.len()).unwrap_or(0);
         self.shared.metrics.tracks.sub(tracks);
-        tracing::debug!(session = id, room = %session.room, why = why.as_str(), "session removed");
+        // One line per session end, for an operator asked why a site dropped out.
+        tracing::info!(
+            session = id,
+            room = %session.room,
+            who = %session.label,
+            reason = %why.as_str(),
+            connected = session.connected,
+            secs = session.created.elapsed().as_secs(),
+            "media session ended"
+        );
         if session.kind == SessionKind::Publish {
             let event = RoomEvent::PublisherLeft { id: id.to_string() };
             notify(&self.shared.notices, &session.room, event);

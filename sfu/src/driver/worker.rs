@@ -458,7 +458,13 @@ impl Worker {
             Event::Connected => {
                 if let Some(session) = self.sessions.get_mut(&id) {
                     session.connected = true;
-                    tracing::debug!(session = id, room = %session.room, "connected");
+                    tracing::info!(
+                        session = id,
+                        room = %session.room,
+                        who = %session.label,
+                        after_ms = session.created.elapsed().as_millis(),
+                        "media session connected"
+                    );
                 }
             }
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
