@@ -30,6 +30,24 @@ pub enum Command {
     /// Public alerts: publish a CAP 1.2 file to a running hub.
     #[command(subcommand)]
     Alert(AlertCommand),
+    /// Copy the alert store to FILE (a new file) while the hub runs: consistent, fsynced and
+    /// checked; or, with --check, check a backup and say what it holds.
+    Backup(BackupArgs),
+}
+
+/// `hubcast backup`.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Where the copy goes (it must not exist), or with --check the backup to check.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Check FILE instead of writing it: SQLite's integrity check, a schema this build reads,
+    /// and how many alerts it holds.
+    #[arg(long)]
+    pub check: bool,
+    /// Configuration (the data dir and the alert backend).
+    #[command(flatten)]
+    pub config: ConfigArgs,
 }
 
 /// `hubcast alert …`.

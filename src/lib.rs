@@ -22,6 +22,7 @@
 pub mod alerts_live;
 pub mod alerts_metrics;
 pub mod app;
+pub mod backup;
 pub mod cert_reload;
 pub mod cli;
 pub mod client_ip;

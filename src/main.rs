@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use hubcast::cli::{AlertCommand, Cli, Command, ConfigArgs};
+use hubcast::cli::{AlertCommand, BackupArgs, Cli, Command, ConfigArgs};
 use hubcast::config::{ConfigError, Settings, load};
 
 fn main() -> ExitCode {
@@ -80,6 +80,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "{}",
                 hubcast::commands::regions(&settings, args.code.as_deref())?
             );
+            Ok(())
+        }
+        Command::Backup(BackupArgs {
+            file,
+            check,
+            config,
+        }) => {
+            let line = if check {
+                hubcast::backup::check(&file)?
+            } else {
+                let (settings, warnings) = settings(&config)?;
+                for warning in warnings {
+                    eprintln!("hubcast: warning: {warning}");
+                }
+                hubcast::backup::backup(&settings, &file)?
+            };
+            println!("{line}");
             Ok(())
         }
         Command::Alert(AlertCommand::Publish(args)) => {

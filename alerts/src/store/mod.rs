@@ -12,6 +12,7 @@
 //! - `append`: the publish transaction (idempotency, references, indexes).
 //! - `senders`: [`Publisher`] and [`SenderRule`]: which region owns a CAP sender.
 //! - `archive`: the archive query (region subtree, filters, full text, keyset pages).
+//! - `backup`: [`copy_to`] (a consistent copy of a live store) and [`verify`] (a copy's check).
 //! - `redis`, `redis_log`: [`RedisStore`] and [`LogTail`]; the stream's keys, append script
 //!   and entry format.
 //!
@@ -70,6 +71,7 @@
 
 mod append;
 mod archive;
+mod backup;
 mod redis;
 mod redis_log;
 mod redis_read;
@@ -78,6 +80,7 @@ mod senders;
 mod sqlite;
 mod types;
 
+pub use self::backup::{Snapshot, copy_to, verify};
 pub use self::redis::{Durability, RedisStore};
 pub use redis_read::LogTail;
 pub use schema::SCHEMA_VERSION;
@@ -260,6 +263,9 @@ pub enum StoreError {
     /// The shared log (Redis) failed, refused, or did not answer in time.
     #[error("shared alert log (Redis): {0}")]
     Redis(#[from] ::redis::RedisError),
+    /// A file offered as a store (a backup) is not one this build can read, or is damaged.
+    #[error("{0}")]
+    NotAStore(String),
 }
 
 impl StoreError {

@@ -1,0 +1,180 @@
+//! `hubcast backup` against the real binary: a copy taken while alerts are being published is a
+//! whole store (every alert up to its last number, nothing after), checked by `--check`, never
+//! written over an existing file, and a hub started on it serves exactly those alerts (the
+//! README's restore steps); `--check` refuses what is not a whole store; the Redis backend is
+//! refused with what to back up instead.
+
+mod alerts_live_util;
+mod alerts_util;
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use alerts_live_util::publish;
+use common::{Hub, run};
+
+/// `hubcast backup ARGS… --data-dir DIR`; (success, stdout, stderr).
+fn backup(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let dir = dir.display().to_string();
+    let mut all = vec!["backup"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--data-dir", &dir]);
+    let (status, out, err) = run(&all, env);
+    (status.success(), out, err)
+}
+
+/// "…, numbered up to N)" → N.
+fn last_number(line: &str) -> u64 {
+    line.rsplit("numbered up to ")
+        .next()
+        .and_then(|rest| rest.trim_end().trim_end_matches(')').parse().ok())
+        .unwrap_or_else(|| panic!("no last number in {line:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_taken_while_publishing_is_whole_and_restores() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    let hub = Hub::start_in(&data, &[], &[]);
+    let token = hub.token("province-admin", "330000", &[]);
+    for i in 0..3 {
+        publish(&hub, &token, &format!("B-{i}"), "food", "Severe", "330106").await;
+    }
+    // Publishing goes on while the copy is taken.
+    let publishing = {
+        let token = token.clone();
+        let addr = hub.addr;
+        tokio::spawn(async move {
+            for i in 3..40 {
+                let xml = alerts_util::cap_xml(&alerts_util::Fixture {
+                    identifier: &format!("B-{i}"),
+                    kind: "food",
+                    severity: "Severe",
+                    regions: &["330106"],
+                    sent: "2025-07-01T08:00:00+08:00",
+                    headline: "并发发布",
+                    description: "备份期间发布",
+                });
+                let len = xml.len().to_string();
+                let auth = format!("Bearer {token}");
+                let headers = [
+                    ("Authorization", auth.as_str()),
+                    ("Content-Type", "application/cap+xml"),
+                    ("Content-Length", len.as_str()),
+                ];
+                let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+                let answer = common::request_with_body(
+                    stream,
+                    "POST",
+                    "/api/v1/alerts",
+                    &headers,
+                    xml.as_bytes(),
+                )
+                .await;
+                assert_eq!(answer.status, 201, "{}", answer.body);
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let file = tmp.path().join("backup.sqlite3");
+    let target = file.display().to_string();
+    let (ok, out, err) = {
+        let data = data.clone();
+        let target = target.clone();
+        tokio::task::spawn_blocking(move || backup(&data, &[&target], &[]))
+            .await
+            .expect("backup ran")
+    };
+    assert!(ok, "backup: {out} {err}");
+    let last = last_number(&out);
+    assert!((3..=39).contains(&last), "{out}");
+    publishing.await.expect("publishing");
+
+    let (ok, checked, err) = backup(&data, &["--check", &target], &[]);
+    assert!(ok, "{checked} {err}");
+    assert!(
+        checked.contains("a whole alert store") && last_number(&checked) == last,
+        "{checked}"
+    );
+    let (ok, out, err) = backup(&data, &[&target], &[]);
+    assert!(!ok, "an existing backup is not written over: {out}");
+    assert!(err.contains("exists"), "{err}");
+
+    // Restore as the README says: stop the hub, put the copy in place of the store (its
+    // write-ahead log files go too), start it.
+    drop(hub);
+    for name in ["alerts.sqlite3", "alerts.sqlite3-wal", "alerts.sqlite3-shm"] {
+        let _ = std::fs::remove_file(data.join(name));
+    }
+    std::fs::copy(&file, data.join("alerts.sqlite3")).expect("restore the copy");
+    let hub = Hub::start_in(&data, &[], &[]);
+    let page = alerts_util::archive(&hub, "region=330106&limit=100").await;
+    let items = page["items"].as_array().expect("items");
+    assert_eq!(items.len() as u64, last, "{page}");
+    let newest = items[0]["seq"].as_u64().expect("seq");
+    assert_eq!(
+        newest, last,
+        "every alert up to the copy's last, nothing after"
+    );
+    let served = alerts_util::get(&hub, &format!("/alerts/{last}.xml")).await;
+    assert_eq!(served.status, 200);
+    let after = alerts_util::get(&hub, &format!("/alerts/{}.xml", last + 1)).await;
+    assert_eq!(after.status, 404, "nothing after the copy's last number");
+}
+
+#[tokio::test]
+async fn check_refuses_what_is_not_a_whole_store() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    let hub = Hub::start_in(&data, &[], &[]);
+    let token = hub.token("province-admin", "330000", &[]);
+    for i in 0..30 {
+        let id = format!("C-{i}");
+        alerts_live_util::publish_sized(&hub, &token, &id, "food", "Severe", "330106", 2000).await;
+    }
+    let good = tmp.path().join("good.sqlite3");
+    let (ok, out, err) = backup(&data, &[&good.display().to_string()], &[]);
+    assert!(ok, "{out} {err}");
+    assert_eq!(last_number(&out), 30, "{out}");
+
+    let text = tmp.path().join("notes.txt");
+    std::fs::write(&text, "备份说明\n").expect("write");
+    let bytes = std::fs::read(&good).expect("read");
+    let cut = tmp.path().join("cut.sqlite3");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).expect("write");
+    // An empty file is a valid SQLite database with no tables: none of ours.
+    let empty = tmp.path().join("empty.sqlite3");
+    std::fs::write(&empty, b"").expect("write");
+    let missing = tmp.path().join("missing.sqlite3");
+    let damaged: &[&str] = &["malformed", "integrity check"];
+    for (file, why) in [
+        (&text, &["not a database"][..]),
+        (&cut, damaged),
+        (&empty, &["not a hubcast alert store"][..]),
+        (&missing, &["does not exist"][..]),
+    ] {
+        let (ok, out, err) = backup(&data, &["--check", &file.display().to_string()], &[]);
+        assert!(!ok, "{} passed: {out}", file.display());
+        assert!(
+            why.iter().any(|w| err.contains(w)),
+            "{}: {err}",
+            file.display()
+        );
+    }
+    drop(hub);
+}
+
+#[test]
+fn the_redis_backend_is_refused_with_what_to_back_up() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let file = tmp.path().join("x.sqlite3");
+    let (ok, out, err) = backup(
+        tmp.path(),
+        &[&file.display().to_string()],
+        &[("HUBCAST_ALERTS__BACKEND", "redis")],
+    );
+    assert!(!ok, "{out}");
+    assert!(err.contains("back up Redis"), "{err}");
+    assert!(!file.exists(), "nothing written");
+}
