@@ -30,6 +30,7 @@ pub mod clock;
 pub mod commands;
 pub mod commands_alert;
 pub mod config;
+pub mod data_lock;
 pub mod held;
 pub mod http;
 pub mod keys;

@@ -439,3 +439,33 @@ fn token_names_its_flags_and_says_what_it_did() {
     assert_eq!(status.code(), Some(2), "{err}");
     assert!(err.contains(&format!("{data} is not a file")), "{err}");
 }
+
+/// A second `serve` on a data directory a running hub holds does not start (each would fan
+/// out only its own publishes); it exits 1 naming the directory and the holder, and starts
+/// once the first has stopped.
+#[test]
+fn a_second_hub_on_one_data_dir_does_not_start() {
+    let first = common::Hub::start(&[], &[]);
+    let data = first.data_dir.display().to_string();
+    let env = [
+        ("HUBCAST_SFU__UDP_LISTEN", "127.0.0.1:0"),
+        ("HUBCAST_SFU__TCP_LISTEN", "127.0.0.1:0"),
+    ];
+    let serve = ["serve", "--data-dir", &data, "--listen", "127.0.0.1:0"];
+    let (status, _out, err) = run(&serve, &env);
+    assert_eq!(status.code(), Some(1), "{err}");
+    let holder = format!("(pid {})", first.child.id());
+    assert!(
+        err.contains("cannot start: data_dir: ")
+            && err.contains("in use by another hubcast serve")
+            && err.contains(&holder),
+        "{err}"
+    );
+    let data_dir = first.data_dir.clone();
+    drop(first);
+    let second = common::Hub::start_in(&data_dir, &[], &[]);
+    assert!(
+        second.url.starts_with("http://"),
+        "the directory is free again"
+    );
+}
