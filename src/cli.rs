@@ -33,6 +33,24 @@ pub enum Command {
     /// Copy the alert store to FILE (a new file) while the hub runs: consistent, fsynced and
     /// checked; or, with --check, check a backup and say what it holds.
     Backup(BackupArgs),
+    /// Put a backup in place of the alert store of a stopped hub (the store it replaces is
+    /// kept beside it); numbers the replaced store gave out are not given out again.
+    Restore(RestoreArgs),
+}
+
+/// `hubcast restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The backup (from `hubcast backup`).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// The last number the replaced store gave out, when it is lost or unreadable (a
+    /// subscriber's last id, the archive's newest): the next alert is numbered above it.
+    #[arg(long, value_name = "N")]
+    pub floor: Option<u64>,
+    /// Configuration (the data dir and the alert backend).
+    #[command(flatten)]
+    pub config: ConfigArgs,
 }
 
 /// `hubcast backup`.

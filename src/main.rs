@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use hubcast::cli::{AlertCommand, BackupArgs, Cli, Command, ConfigArgs};
+use hubcast::cli::{AlertCommand, BackupArgs, Cli, Command, ConfigArgs, RestoreArgs};
 use hubcast::config::{ConfigError, Settings, load};
 
 fn main() -> ExitCode {
@@ -97,6 +97,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 hubcast::backup::backup(&settings, &file)?
             };
             println!("{line}");
+            Ok(())
+        }
+        Command::Restore(RestoreArgs {
+            file,
+            floor,
+            config,
+        }) => {
+            let (settings, warnings) = settings(&config)?;
+            for warning in warnings {
+                eprintln!("hubcast: warning: {warning}");
+            }
+            println!("{}", hubcast::backup::restore(&settings, &file, floor)?);
             Ok(())
         }
         Command::Alert(AlertCommand::Publish(args)) => {

@@ -1,8 +1,10 @@
-//! `hubcast backup` against the real binary: a copy taken while alerts are being published is a
-//! whole store (every alert up to its last number, nothing after), checked by `--check`, never
-//! written over an existing file, and a hub started on it serves exactly those alerts (the
-//! README's restore steps); `--check` refuses what is not a whole store; the Redis backend is
-//! refused with what to back up instead.
+//! `hubcast backup` and `restore` against the real binary: a copy taken while alerts are being
+//! published is a whole store (every alert up to its last number, nothing after), checked by
+//! `--check`, never written over an existing file; `restore` refuses a running hub, keeps the
+//! store it replaces, and a hub started on the copy serves exactly its alerts and numbers on
+//! above every number the replaced store gave out (subscribers holding a lost number get the
+//! new alerts); `--check` refuses what is not a whole store; the Redis backend is refused
+//! with what to back up instead.
 
 mod alerts_live_util;
 mod alerts_util;
@@ -11,7 +13,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use alerts_live_util::publish;
+use alerts_live_util::{Seen, Ws, publish};
 use common::{Hub, run};
 
 /// `hubcast backup ARGS… --data-dir DIR`; (success, stdout, stderr).
@@ -88,7 +90,7 @@ async fn a_backup_taken_while_publishing_is_whole_and_restores() {
     };
     assert!(ok, "backup: {out} {err}");
     let last = last_number(&out);
-    assert!((3..=39).contains(&last), "{out}");
+    assert!((3..=40).contains(&last), "{out}");
     publishing.await.expect("publishing");
 
     let (ok, checked, err) = backup(&data, &["--check", &target], &[]);
@@ -101,13 +103,22 @@ async fn a_backup_taken_while_publishing_is_whole_and_restores() {
     assert!(!ok, "an existing backup is not written over: {out}");
     assert!(err.contains("exists"), "{err}");
 
-    // Restore as the README says: stop the hub, put the copy in place of the store (its
-    // write-ahead log files go too), start it.
+    // Restore: not while the hub runs; then the copy takes the store's place, the replaced
+    // store is kept, and numbers it gave out after the copy are not given out again.
+    let (ok, out, err) = restore(&data, &target, &[]);
+    assert!(!ok, "restored under a running hub: {out}");
+    assert!(err.contains("stop the hub"), "{err}");
     drop(hub);
-    for name in ["alerts.sqlite3", "alerts.sqlite3-wal", "alerts.sqlite3-shm"] {
-        let _ = std::fs::remove_file(data.join(name));
-    }
-    std::fs::copy(&file, data.join("alerts.sqlite3")).expect("restore the copy");
+    let (ok, out, err) = restore(&data, &target, &[]);
+    assert!(ok, "{out} {err}");
+    assert!(out.contains("the next alert is numbered 41"), "{out}");
+    let kept = out
+        .rsplit("kept as ")
+        .next()
+        .map(|p| p.trim().to_owned())
+        .expect("names the kept store");
+    assert!(Path::new(&kept).is_file(), "{out}");
+
     let hub = Hub::start_in(&data, &[], &[]);
     let page = alerts_util::archive(&hub, "region=330106&limit=100").await;
     let items = page["items"].as_array().expect("items");
@@ -121,6 +132,24 @@ async fn a_backup_taken_while_publishing_is_whole_and_restores() {
     assert_eq!(served.status, 200);
     let after = alerts_util::get(&hub, &format!("/alerts/{}.xml", last + 1)).await;
     assert_eq!(after.status, 404, "nothing after the copy's last number");
+    // A subscriber that saw 40 (lost with the restore) is not ahead, and one from before the
+    // lost alerts goes on too: both get the next alert, numbered above every number given out.
+    let mut saw_40 = Ws::connect(hub.addr, "region=330106&since=40").await;
+    let mut saw_last = Ws::connect(hub.addr, &format!("region=330106&since={last}")).await;
+    let next = publish(&hub, &token, "B-next", "food", "Severe", "330106").await;
+    assert_eq!(next, 41);
+    assert_eq!(saw_40.next().await, Seen::Alert(41, "B-next".to_owned()));
+    assert_eq!(saw_last.next().await, Seen::Alert(41, "B-next".to_owned()));
+}
+
+/// `hubcast restore FILE ARGS… --data-dir DIR`; (success, stdout, stderr).
+fn restore(dir: &Path, file: &str, args: &[&str]) -> (bool, String, String) {
+    let dir = dir.display().to_string();
+    let mut all = vec!["restore", file];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--data-dir", &dir]);
+    let (status, out, err) = run(&all, &[]);
+    (status.success(), out, err)
 }
 
 #[tokio::test]

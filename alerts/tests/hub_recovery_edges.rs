@@ -154,3 +154,34 @@ fn replay_starts_with_ready_and_can_be_abandoned() {
     assert_eq!(hub.pop(live), None);
     assert_eq!(hub.stats().subscribers, 1);
 }
+
+/// After a restore the store numbers on above what it gave out before (`skip_to`): a client
+/// holding one of those numbers is not ahead (no reset, no replay of what it saw), and the
+/// next alert reaches it and a client from before the skipped numbers alike.
+#[test]
+fn numbers_skipped_by_a_restore_are_not_ahead() {
+    let tree = RegionTree::zhejiang();
+    let t0 = Instant::now();
+    let mut hub = Hub::new(&tree, HubConfig::default());
+    for seq in 1..=3 {
+        hub.publish(alert(seq, &[330_100], AlertKind::Food, Severity::Minor), t0)
+            .expect("publish");
+    }
+    // The restored store had given out 4 and 5 before the restore.
+    hub.skip_to(5);
+    hub.skip_to(4);
+    assert_eq!(hub.last_seq(), 5, "never moves back");
+    let all = Filter::all(code(330_000));
+    let saw_five = hub.subscribe(all, Some(5), t0).expect("subscribe");
+    let saw_three = hub.subscribe(all, Some(3), t0).expect("subscribe");
+    assert_eq!(hub.pop(saw_five), None, "not ahead: no reset");
+    assert_eq!(hub.pop(saw_three), None, "nothing between 3 and 5 exists");
+    hub.publish(alert(6, &[330_100], AlertKind::Food, Severity::Minor), t0)
+        .expect("6 follows the skipped numbers");
+    let six = Delivery::Alert {
+        seq: 6,
+        frame: Bytes::from("frame 6"),
+    };
+    assert_eq!(hub.pop(saw_five), Some(six.clone()));
+    assert_eq!(hub.pop(saw_three), Some(six));
+}

@@ -484,3 +484,38 @@ fn a_stored_alert_larger_than_the_body_parse_limit_reads_back() {
     );
     assert_eq!(stored.alert.alert().expect("reads back"), big);
 }
+
+/// A restore's numbering floor: the next alert is numbered above it (numbers the replaced
+/// store gave out are not given out again), `last_seq` reports it, a lower floor changes
+/// nothing, and it survives reopening.
+#[test]
+fn the_numbering_floor_puts_the_next_number_above_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir);
+    for i in 1..=3 {
+        let spec = Spec {
+            identifier: format!("FLOOR-{i}"),
+            ..Spec::default()
+        };
+        assert_eq!(append(&store, &alert(&spec)).seq, i);
+    }
+    store.raise_numbering_floor(7).expect("floor");
+    store.raise_numbering_floor(5).expect("a lower floor");
+    assert_eq!(store.last_seq().expect("last"), 7);
+    let path = store.path().to_path_buf();
+    drop(store);
+    assert_eq!(alerts::store::last_number(&path).expect("read aside"), 7);
+    let store = open(&dir);
+    let next = Spec {
+        identifier: "FLOOR-4".into(),
+        ..Spec::default()
+    };
+    assert_eq!(append(&store, &alert(&next)).seq, 8, "above the floor");
+    assert_eq!(store.last_seq().expect("last"), 8);
+    let after = store.since(3, 10).expect("since");
+    assert_eq!(
+        seqs(&after),
+        vec![8],
+        "nothing stored under the skipped numbers"
+    );
+}

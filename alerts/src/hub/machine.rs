@@ -371,6 +371,14 @@ impl Hub {
         self.last_seq
     }
 
+    /// Moves the last sequence number up to `seq` with no alert: the store numbered up to it
+    /// before it was restored from a backup, and those numbers will never come. A subscriber
+    /// holding one is then not ahead of this hub, and the next alert follows with no gap to
+    /// wait for.
+    pub fn skip_to(&mut self, seq: u64) {
+        self.last_seq = self.last_seq.max(seq);
+    }
+
     /// The config in effect (sanitized).
     pub fn config(&self) -> &HubConfig {
         &self.config

@@ -13,7 +13,7 @@
 //!    and is skipped for other message types; a resolved one reaching a region the publisher
 //!    may not publish to fails the append ([`StoreError::ReferenceOutOfReach`]), so what is
 //!    inherited is exactly what was authorized;
-//! 4. numbers the alert `MAX(seq) + 1` and inserts the row, its reach as target rows
+//! 4. numbers the alert `MAX(seq) + 1` (or above the numbering floor a restore set) and inserts the row, its reach as target rows
 //!    (region, kind, rank), its reference rows and its full-text row;
 //! 5. binds the sender to the publisher's region if it was free (or config says so);
 //! 6. commits (`synchronous=FULL`: the WAL is on disk when `commit` returns).
@@ -249,9 +249,8 @@ pub(super) fn append(
         return p.same_as(existing);
     }
     let targets = resolve(&tx, &p, publisher)?;
-    let next: i64 = tx.query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM alerts", [], |r| {
-        r.get(0)
-    })?;
+    let last: i64 = tx.query_row(super::schema::LAST_NUMBER, [], |r| r.get(0))?;
+    let next = last.saturating_add(1);
     let (alert, raw, search_text) = build(p, next.unsigned_abs(), &targets)?;
     insert(&tx, &alert, &alert.references, &raw, &search_text)?;
     senders::bind(&tx, &alert.sender, publisher.region, publisher.rule, next)?;

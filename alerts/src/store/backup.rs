@@ -57,6 +57,20 @@ pub fn copy_to(db: &Path, to: &Path) -> Result<Snapshot, StoreError> {
     verify(to)
 }
 
+/// The last number the store at `db` gave out (its highest alert's, or the numbering floor
+/// of a store restored before), read without changing it.
+pub fn last_number(db: &Path) -> Result<u64, StoreError> {
+    let conn = open_read_only(db)?;
+    let schema = check_schema(&conn, db)?;
+    let sql = if schema >= 6 {
+        super::schema::LAST_NUMBER
+    } else {
+        "SELECT COALESCE(MAX(seq), 0) FROM alerts"
+    };
+    let last: i64 = conn.query_row(sql, [], |r| r.get(0))?;
+    Ok(u64::try_from(last).unwrap_or(0))
+}
+
 /// Checks a store file without changing it: SQLite's integrity check passes, its schema is
 /// one this build reads, and it has the alerts table; returns what it holds.
 pub fn verify(path: &Path) -> Result<Snapshot, StoreError> {

@@ -21,7 +21,9 @@
 //!   `journal_mode=WAL` + `synchronous=FULL`: the WAL is fsynced at every commit, so an
 //!   acknowledged alert survives SIGKILL and power loss (`tests/store_durability.rs` kills a
 //!   writer at random moments). A failed append leaves nothing behind: one transaction.
-//! - **Sequence numbers are gap-free and monotonic** (1, 2, 3, …): the next number is
+//! - **Sequence numbers are gap-free and monotonic** (1, 2, 3, …; the one gap is a restore's:
+//!   a restored store numbers on above its numbering floor, the replaced store's last number,
+//!   `SqliteStore::raise_numbering_floor`): the next number is
 //!   `MAX(seq) + 1` read inside the `BEGIN IMMEDIATE` write transaction, so concurrent writers
 //!   (threads or processes) serialize, a rolled-back append consumes no number, and rows are
 //!   never deleted. The hub rejects a number not above its last, so nothing is fanned out twice.
@@ -80,7 +82,7 @@ mod senders;
 mod sqlite;
 mod types;
 
-pub use self::backup::{Snapshot, copy_to, verify};
+pub use self::backup::{Snapshot, copy_to, last_number, verify};
 pub use self::redis::{Durability, RedisStore};
 pub use redis_read::LogTail;
 pub use schema::SCHEMA_VERSION;
@@ -151,7 +153,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         Ok((page, examined))
     }
 
-    /// The highest sequence number stored, 0 if none.
+    /// The last sequence number given out, 0 if none: the highest stored, or the numbering
+    /// floor a restore set above it (SQLite).
     fn last_seq(&self) -> Result<u64, StoreError>;
 
     /// One page of the archive, newest first.

@@ -1,8 +1,9 @@
 //! The SQLite schema, its migrations, and the connection settings durability rests on.
 //!
-//! # Tables (version 5)
+//! # Tables (version 6)
 //! ```text
 //! alerts            seq INTEGER PRIMARY KEY        -- gap-free, assigned in append's transaction
+//!                                                  -- (above `numbering.floor` too: a restore)
 //!                   sender, identifier             -- UNIQUE: CAP's identity, idempotency key
 //!                   sent_unix, expires_unix        -- times; index on sent_unix (archive range)
 //!                   kind TEXT, severity INTEGER    -- hub vocabulary: 'food', rank 0..=4
@@ -18,6 +19,8 @@
 //! alert_references  (ref_seq, seq) PK              -- "what updated or cancelled #ref_seq"
 //! alerts_fts        fts5(body, tokenize=trigram)   -- rowid = seq; the searchable text
 //! senders           sender PK, region, since_seq   -- (version 2) who owns a CAP sender
+//! numbering         id = 1, floor                  -- (version 6) numbers given out before a
+//!                                                  -- restore: the next is above them
 //! reindex           seq PK                         -- (version 4) searchable text to rebuild
 //! ```
 //! `STRICT` tables: a wrong type is an error, not a silent conversion.
@@ -166,6 +169,14 @@ const MIGRATIONS: &[&str] = &[
             CAST(substr(tail, instr(tail, ':') + 1) AS INTEGER)
         FROM parts;
     DROP TABLE alert_regions;",
+    // 6: a numbering floor. A store restored from a backup has given out numbers above the
+    // backup's last (to alerts the restore lost, which subscribers may hold as their `since`);
+    // the restore records the replaced store's last number here, and the next alert is
+    // numbered above it as well as above every stored alert, so no number is given out twice.
+    "CREATE TABLE numbering (
+        id    INTEGER PRIMARY KEY CHECK (id = 1),
+        floor INTEGER NOT NULL
+    ) STRICT;",
 ];
 
 /// Alerts whose searchable text is rebuilt per transaction by [`reindex`].
@@ -211,6 +222,12 @@ pub(super) fn reindex(conn: &mut Connection) -> Result<usize, StoreError> {
         tx.commit()?;
     }
 }
+
+/// The last number given out: the highest stored alert's, or the numbering floor a restore
+/// set above it.
+pub(super) const LAST_NUMBER: &str = "SELECT MAX(
+        COALESCE((SELECT MAX(seq) FROM alerts), 0),
+        COALESCE((SELECT floor FROM numbering WHERE id = 1), 0))";
 
 /// Settings of every connection: wait up to `busy_timeout` for another writer's lock instead
 /// of failing at once; check foreign keys.

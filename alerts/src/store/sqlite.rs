@@ -169,6 +169,19 @@ impl SqliteStore {
         })
     }
 
+    /// Numbers the next alert above `floor` as well as above every stored one (a restore:
+    /// the store it replaced had given out numbers up to `floor`); a lower floor than the
+    /// one set changes nothing. Durable when it returns.
+    pub fn raise_numbering_floor(&self, floor: u64) -> Result<(), StoreError> {
+        let conn = lock(&self.writer);
+        conn.execute(
+            "INSERT INTO numbering (id, floor) VALUES (1, ?1)
+             ON CONFLICT (id) DO UPDATE SET floor = MAX(floor, excluded.floor)",
+            params![to_sql_seq(floor)],
+        )?;
+        Ok(())
+    }
+
     /// Copies alerts numbered elsewhere (the shared Redis log), each with its received body,
     /// into this file in one transaction; one whose number is already here is skipped. The
     /// local archive index of a Redis-backed hub is filled this way, in sequence order.
@@ -266,8 +279,7 @@ impl Store for SqliteStore {
 
     fn last_seq(&self) -> Result<u64, StoreError> {
         self.read(|conn| {
-            let last: i64 =
-                conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM alerts", [], |r| r.get(0))?;
+            let last: i64 = conn.query_row(super::schema::LAST_NUMBER, [], |r| r.get(0))?;
             Ok(u64::try_from(last).unwrap_or(0))
         })
     }

@@ -132,11 +132,13 @@ pub fn follow_up(original: &Alert, identifier: &str, msg_type: MsgType) -> Alert
     alert
 }
 
-/// SQL taking a file this build wrote back to schema version 4, before `alert_targets`:
+/// SQL taking a file this build wrote back to schema version 4, before `alert_targets` (and
+/// before version 6's `numbering`):
 /// `alert_regions` rebuilt from the `regions` and `inherited_regions` columns as version 4
 /// wrote it, `alert_targets` dropped. The caller sets `user_version` (and undoes more for an
 /// older version).
 pub const BACK_TO_VERSION_4: &str = "
+    DROP TABLE numbering;
     CREATE TABLE alert_regions (
         region INTEGER NOT NULL,
         seq    INTEGER NOT NULL REFERENCES alerts (seq),
