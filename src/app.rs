@@ -27,8 +27,6 @@ pub struct Hub {
     state: AppState,
     shutdown: Shutdown,
     task: JoinHandle<usize>,
-    /// This process's hold on the data directory, until the hub has stopped.
-    _lock: crate::data_lock::DataDirLock,
 }
 
 impl Hub {
@@ -55,8 +53,6 @@ impl Hub {
 /// Starts the hub described by `settings`, listening for `shutdown`.
 pub async fn start(settings: &Settings, shutdown: Shutdown) -> anyhow::Result<Hub> {
     settings.prepare_data_dir()?;
-    let lock = crate::data_lock::DataDirLock::acquire(&settings.data_dir)
-        .map_err(|err| cannot_start("data_dir", err))?;
     let key = crate::keys::load_or_generate(settings).context("loading the signing key")?;
     let verifier = TokenVerifier::new(&key, settings.leeway_secs, settings.regions.clone())
         .context("building the token verifier")?
@@ -129,7 +125,6 @@ pub async fn start(settings: &Settings, shutdown: Shutdown) -> anyhow::Result<Hu
         state,
         shutdown,
         task,
-        _lock: lock,
     })
 }
 

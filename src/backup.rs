@@ -51,12 +51,7 @@ pub fn backup(settings: &Settings, to: &Path) -> anyhow::Result<String> {
     partial.push(".partial");
     let partial = to.with_file_name(partial);
     // What a backup interrupted before left behind.
-    match std::fs::remove_file(&partial) {
-        Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
-            return Err(err).with_context(|| format!("removing {}", partial.display()));
-        }
-        _ => {}
-    }
+    remove_if_there(&partial)?;
     let snapshot = match alerts::store::copy_to(&db, &partial) {
         Ok(snapshot) => snapshot,
         Err(err) => {
@@ -64,8 +59,10 @@ pub fn backup(settings: &Settings, to: &Path) -> anyhow::Result<String> {
             return Err(err).with_context(|| format!("backing up {}", db.display()));
         }
     };
-    std::fs::rename(&partial, to)
-        .with_context(|| format!("renaming {} to {}", partial.display(), to.display()))?;
+    // A link, not a rename: it fails rather than replace a file that appeared meanwhile.
+    std::fs::hard_link(&partial, to)
+        .with_context(|| format!("linking {} as {}", partial.display(), to.display()))?;
+    remove_if_there(&partial)?;
     if let Some(dir) = to.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::File::open(dir)
             .and_then(|d| d.sync_all())
@@ -81,9 +78,16 @@ pub fn backup(settings: &Settings, to: &Path) -> anyhow::Result<String> {
 
 /// Puts the backup `from` in place of the store; `floor`: the last number the replaced store
 /// gave out when it is lost or unreadable (else read from it). Returns the line to print.
+///
+/// Order, so that a failure or a crash at any step leaves a whole store in place (the old
+/// one until the last step, then the new one with its floor): the old store is checkpointed
+/// (its file alone is then all of it) and its last number read; the new store is built
+/// beside it (`.partial`: copied through SQLite, so a backup's own write-ahead log counts,
+/// migrated, its floor raised, closed, fsynced); the old store's files are kept by hard links
+/// under a new name; its log files are removed; the new store is renamed over the old one.
 pub fn restore(settings: &Settings, from: &Path, floor: Option<u64>) -> anyhow::Result<String> {
     let db = store_path(settings)?;
-    if from.canonicalize().ok() == db.canonicalize().ok() && db.exists() {
+    if db.exists() && from.canonicalize().ok() == db.canonicalize().ok() {
         anyhow::bail!(
             "{} is the store itself; restore from a backup",
             from.display()
@@ -91,87 +95,124 @@ pub fn restore(settings: &Settings, from: &Path, floor: Option<u64>) -> anyhow::
     }
     let snapshot =
         alerts::store::verify(from).with_context(|| format!("checking {}", from.display()))?;
+    // A new host has no data directory yet.
+    settings.prepare_data_dir()?;
     let _lock = crate::data_lock::DataDirLock::acquire(&settings.data_dir)
         .context("stop the hub before restoring its store")?;
-    let replaced = if db.exists() {
-        let last = match alerts::store::last_number(&db) {
-            Ok(last) => last,
-            Err(err) if floor.is_some() => {
-                tracing::debug!(%err, "the replaced store is unreadable; --floor is used");
-                0
+    let (wal, shm) = (sidecar(&db, "-wal"), sidecar(&db, "-shm"));
+
+    // What the replaced store gave out.
+    let old_last = if db.exists() {
+        let read = alerts::store::checkpoint(&db).and_then(|()| alerts::store::last_number(&db));
+        match (read, floor) {
+            (Ok(last), _) => Some(last),
+            (Err(err), Some(_)) => {
+                tracing::warn!(error = %err, "the replaced store is unreadable; using --floor");
+                None
             }
-            Err(err) => {
+            (Err(err), None) => {
                 return Err(err).with_context(|| {
                     format!(
-                        "reading the last number of {} (unreadable: give --floor, the last                          number it gave out, e.g. a subscriber's last id)",
+                        "reading the last number {} gave out (if it is damaged, give --floor: \
+                         the last number it gave out, e.g. a subscriber's last id)",
                         db.display()
                     )
                 });
             }
-        };
-        Some((keep_aside(&db)?, last))
+        }
     } else {
         None
     };
-    let given_out = floor
-        .unwrap_or(0)
-        .max(replaced.as_ref().map_or(0, |(_, last)| *last));
-    let mut partial = db.as_os_str().to_owned();
-    partial.push(".partial");
-    let partial = PathBuf::from(partial);
-    std::fs::copy(from, &partial).with_context(|| format!("copying {}", from.display()))?;
+    let given_out = floor.unwrap_or(0).max(old_last.unwrap_or(0));
+
+    // The new store, whole, beside the old one.
+    let partial = sidecar(&db, ".partial");
+    for stale in [
+        sidecar(&partial, "-wal"),
+        sidecar(&partial, "-shm"),
+        partial.clone(),
+    ] {
+        remove_if_there(&stale)?;
+    }
+    alerts::store::copy_to(from, &partial)
+        .with_context(|| format!("copying {}", from.display()))?;
+    {
+        // Opening migrates an older backup's schema; closing checkpoints and removes the log.
+        let store = alerts::store::SqliteStore::open(&partial)
+            .with_context(|| format!("opening {}", partial.display()))?;
+        if given_out > snapshot.last_seq {
+            store.raise_numbering_floor(given_out)?;
+        }
+    }
     std::fs::File::open(&partial)
         .and_then(|f| f.sync_all())
         .with_context(|| format!("syncing {}", partial.display()))?;
+
+    // Keep the old store's files under a new name, then clear its log files away.
+    let kept = if db.exists() || wal.exists() {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let kept = sidecar(&db, &format!(".replaced-{stamp}-{}", std::process::id()));
+        for (file, suffix) in [(&db, ""), (&wal, "-wal")] {
+            if file.exists() {
+                let to = sidecar(&kept, suffix);
+                std::fs::hard_link(file, &to)
+                    .with_context(|| format!("keeping {} as {}", file.display(), to.display()))?;
+            }
+        }
+        Some(kept)
+    } else {
+        None
+    };
+    remove_if_there(&wal)?;
+    remove_if_there(&shm)?;
+
     std::fs::rename(&partial, &db).with_context(|| format!("renaming into {}", db.display()))?;
     std::fs::File::open(&settings.data_dir)
         .and_then(|d| d.sync_all())
         .with_context(|| format!("syncing {}", settings.data_dir.display()))?;
-    // Opening migrates an older backup's schema; the floor is then set in the restored store.
-    let store = alerts::store::SqliteStore::open(&db)
-        .with_context(|| format!("opening the restored {}", db.display()))?;
-    if given_out > snapshot.last_seq {
-        store.raise_numbering_floor(given_out)?;
-    }
-    drop(store);
+    crate::data_lock::give_to_dir_owner(&db, &settings.data_dir);
+
     let next = given_out.max(snapshot.last_seq) + 1;
-    let kept = match &replaced {
-        Some((kept, _)) => format!("; the store it replaced is kept as {}", kept.display()),
-        None => String::new(),
-    };
-    Ok(format!(
-        "restored {} from {} ({}); the next alert is numbered {next}{kept}",
+    let mut line = format!(
+        "restored {} from {} ({}); the next alert is numbered {next}",
         db.display(),
         from.display(),
         holds(&snapshot)
-    ))
+    );
+    if let Some(kept) = kept {
+        line.push_str(&format!(
+            "; the store it replaced is kept as {}",
+            kept.display()
+        ));
+    }
+    if old_last.is_none() && floor.is_none() {
+        eprintln!(
+            "hubcast: warning: no store was there to read its last number from: numbers above \
+             {} may be given out again to different alerts; give --floor N (the last number \
+             the lost store gave out) if it numbered more",
+            snapshot.last_seq
+        );
+    }
+    Ok(line)
 }
 
-/// Renames the store `db` and its write-ahead log aside (together they stay a whole
-/// database); returns the new name of the store.
-fn keep_aside(db: &Path) -> anyhow::Result<PathBuf> {
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let mut kept = db.as_os_str().to_owned();
-    kept.push(format!(".replaced-{stamp}"));
-    let kept = PathBuf::from(kept);
-    let with = |path: &Path, suffix: &str| {
-        let mut name = path.as_os_str().to_owned();
-        name.push(suffix);
-        PathBuf::from(name)
-    };
-    for suffix in ["-wal", ""] {
-        let from = with(db, suffix);
-        if from.exists() {
-            let to = with(&kept, suffix);
-            std::fs::rename(&from, &to)
-                .with_context(|| format!("keeping {} as {}", from.display(), to.display()))?;
+/// `path` with `suffix` appended to its file name.
+fn sidecar(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Removes `path` if it is there.
+fn remove_if_there(path: &Path) -> anyhow::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+            Err(err).with_context(|| format!("removing {}", path.display()))
         }
+        _ => Ok(()),
     }
-    // The shared-memory index is rebuilt from the log by whoever opens it next.
-    let _ = std::fs::remove_file(with(db, "-shm"));
-    Ok(kept)
 }
 
 /// Checks a backup (or any store file); returns the line to print.

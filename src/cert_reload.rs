@@ -112,8 +112,11 @@ impl CertFiles {
             if *seen == before {
                 return Reload::Unchanged;
             }
+            // A time ahead of the clock (a skewed file server, the clock stepped back) says
+            // nothing about a copy in progress: not waited for, or it would be until the clock
+            // caught up. The check after the read below still catches a file still moving.
             let newest = cert.max(key);
-            if now.duration_since(newest).map_or(true, |age| age < SETTLE) {
+            if now.duration_since(newest).is_ok_and(|age| age < SETTLE) {
                 return Reload::Settling;
             }
         }
@@ -218,6 +221,12 @@ mod tests {
             files.reload(false, written + 10 * SETTLE),
             Reload::Unchanged
         );
+
+        // Files dated ahead of the clock are read, not waited for until it catches up.
+        let third = write_pair(dir.path(), "third.example");
+        let written = modified(dir.path());
+        assert_eq!(files.reload(false, written - SETTLE * 30), Reload::Loaded);
+        assert_eq!(serving(&files), third);
     }
 
     #[test]

@@ -46,7 +46,7 @@ pub struct RestoreArgs {
     pub file: PathBuf,
     /// The last number the replaced store gave out, when it is lost or unreadable (a
     /// subscriber's last id, the archive's newest): the next alert is numbered above it.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(..=i64::MAX.unsigned_abs()))]
     pub floor: Option<u64>,
     /// Configuration (the data dir and the alert backend).
     #[command(flatten)]

@@ -151,13 +151,18 @@ impl ClientIp {
                 .unwrap_or(peer);
         }
         // Hops nearest first: the last line's last element is what the nearest proxy added.
+        // Each element is decoded alone: a client's bytes that are not text must not make the
+        // element its proxy appended after them unreadable.
         let mut nearest = peer;
         let elements = lines
             .iter()
             .rev()
-            .flat_map(|line| line.to_str().unwrap_or("\u{0}").rsplit(','))
+            .flat_map(|line| line.as_bytes().rsplit(|&b| b == b','))
             .take(MAX_HOPS);
         for element in elements {
+            let Ok(element) = std::str::from_utf8(element) else {
+                return nearest;
+            };
             let hop = match self.header {
                 ClientIpHeader::Forwarded => forwarded_for(element),
                 _ => Some(element),
@@ -283,6 +288,15 @@ mod tests {
         assert_eq!(rule.resolve(ip("10.0.0.2"), &ported), ip("198.51.100.1"));
         let six = headers("x-forwarded-for", &["2001:db8::7"]);
         assert_eq!(rule.resolve(ip("10.0.0.2"), &six), ip("2001:db8::7"));
+    }
+
+    #[test]
+    fn a_clients_bytes_do_not_hide_the_hop_its_proxy_appended() {
+        let rule = behind(&["10.0.0.0/8"], ClientIpHeader::XForwardedFor);
+        let mut map = HeaderMap::new();
+        let value = axum::http::HeaderValue::from_bytes(b"\xff\xfe, 198.51.100.1").expect("value");
+        map.append("x-forwarded-for", value);
+        assert_eq!(rule.resolve(ip("10.0.0.2"), &map), ip("198.51.100.1"));
     }
 
     #[test]

@@ -48,13 +48,24 @@ impl DataDirLock {
             path: path.display().to_string(),
             source,
         };
-        let mut file = OpenOptions::new()
+        let created = !path.exists();
+        let opened = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
-            .open(&path)
-            .map_err(io)?;
+            .open(&path);
+        let mut file = match opened {
+            Ok(file) => file,
+            // Made by another user (a restore run as root): a lock needs no write access.
+            Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => {
+                File::open(&path).map_err(io)?
+            }
+            Err(err) => return Err(io(err)),
+        };
+        if created {
+            give_to_dir_owner(&path, dir);
+        }
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
@@ -77,6 +88,21 @@ impl DataDirLock {
         let _ = file.seek(SeekFrom::Start(0));
         let _ = writeln!(file, "{}", std::process::id());
         Ok(DataDirLock { _file: file })
+    }
+}
+
+/// Gives `path` to the owner of `dir` when they differ (a command run as root in the data
+/// directory of a hub that runs as its own user: the hub must still write what it made). A
+/// failure (not root) is left as is: the file then belongs to whoever made it.
+pub fn give_to_dir_owner(path: &Path, dir: &Path) {
+    use std::os::unix::fs::MetadataExt as _;
+    let (Ok(file), Ok(owner)) = (std::fs::metadata(path), std::fs::metadata(dir)) else {
+        return;
+    };
+    if (file.uid(), file.gid()) != (owner.uid(), owner.gid())
+        && let Err(err) = std::os::unix::fs::chown(path, Some(owner.uid()), Some(owner.gid()))
+    {
+        tracing::debug!(error = %err, path = %path.display(), "cannot give to the data dir's owner");
     }
 }
 

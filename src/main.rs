@@ -45,7 +45,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 builder.worker_threads(settings.http.worker_threads);
             }
             let runtime = builder.build()?;
-            runtime.block_on(serve(settings))
+            // One hub per data directory, held until the runtime (and every blocking store
+            // task on it) has ended.
+            settings.prepare_data_dir()?;
+            let lock = hubcast::data_lock::DataDirLock::acquire(&settings.data_dir)
+                .map_err(|err| anyhow::anyhow!("cannot start: data_dir: {err}"))?;
+            let served = runtime.block_on(serve(settings));
+            drop(runtime);
+            drop(lock);
+            served
         }
         Command::CheckConfig(args) => {
             let (settings, warnings) = settings(&args)?;

@@ -207,3 +207,73 @@ fn the_redis_backend_is_refused_with_what_to_back_up() {
     assert!(err.contains("back up Redis"), "{err}");
     assert!(!file.exists(), "nothing written");
 }
+
+/// `restore` copies through SQLite, so a backup's own write-ahead log counts (the files of a
+/// hub that was killed: its last commits are still in the log); it works onto a host with no
+/// data directory yet; stray log files of a store that is gone are moved aside, never
+/// applied to the restored one; with no store to read the last number from it warns, and
+/// `--floor` puts the next number above the lost store's.
+#[tokio::test]
+async fn restore_takes_a_backups_own_log_and_never_a_stray_one() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let old = tmp.path().join("old");
+    let hub = Hub::start_in(&old, &[], &[]);
+    let token = hub.token("province-admin", "330000", &[]);
+    for i in 0..5 {
+        publish(&hub, &token, &format!("W-{i}"), "food", "Severe", "330106").await;
+    }
+    drop(hub); // SIGKILL: the commits stay in the log
+    let wal = old.join("alerts.sqlite3-wal");
+    assert!(
+        std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0),
+        "the killed hub's commits are in its log"
+    );
+    let copy = tmp.path().join("copy.sqlite3");
+    std::fs::copy(old.join("alerts.sqlite3"), &copy).expect("copy");
+    std::fs::copy(&wal, tmp.path().join("copy.sqlite3-wal")).expect("copy log");
+
+    // A new host: no data directory, except stray log files of a store that is gone.
+    let new = tmp.path().join("new");
+    std::fs::create_dir(&new).expect("dir");
+    std::fs::write(new.join("alerts.sqlite3-wal"), vec![0x5a; 8192]).expect("stray log");
+    std::fs::write(new.join("alerts.sqlite3-shm"), vec![0x5a; 32768]).expect("stray shm");
+    let source = copy.display().to_string();
+    let (ok, out, err) = restore(&new, &source, &[]);
+    assert!(ok, "{out} {err}");
+    assert!(out.contains("5 alerts, numbered up to 5"), "{out}");
+    assert!(
+        err.contains("no store was there to read its last number from"),
+        "{err}"
+    );
+    assert!(
+        !new.join("alerts.sqlite3-shm").exists(),
+        "stray files cleared"
+    );
+    assert!(
+        std::fs::read(new.join("alerts.sqlite3-wal")).map_or(true, |b| b != vec![0x5a; 8192]),
+        "the stray log is not beside the restored store"
+    );
+
+    // The lost store had numbered up to 100: restore again with --floor.
+    let (ok, out, err) = restore(&new, &source, &["--floor", "100"]);
+    assert!(ok, "{out} {err}");
+    assert!(out.contains("the next alert is numbered 101"), "{out}");
+    // The live set is rebuilt from the last stored alerts, not from below the floor (with a
+    // retention of 1 and the floor 95 numbers above them, nothing would be live).
+    let hub = Hub::start_in(&new, &[], &[("HUBCAST_ALERTS__RETAIN_COUNT", "1")]);
+    let page = alerts_util::archive(&hub, "region=330106&limit=100").await;
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(5), "{page}");
+    let feed = alerts_util::get(&hub, "/feeds/alerts.atom?region=330106").await;
+    assert!(
+        feed.body.contains("W-4"),
+        "the newest restored alert is live: {}",
+        feed.body
+    );
+    let next = publish(&hub, &token_for(&hub), "W-next", "food", "Severe", "330106").await;
+    assert_eq!(next, 101);
+}
+
+/// A province token for `hub` (its own data dir's key).
+fn token_for(hub: &Hub) -> String {
+    hub.token("province-admin", "330000", &[])
+}

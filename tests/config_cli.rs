@@ -445,8 +445,10 @@ fn token_names_its_flags_and_says_what_it_did() {
 /// once the first has stopped.
 #[test]
 fn a_second_hub_on_one_data_dir_does_not_start() {
-    let first = common::Hub::start(&[], &[]);
-    let data = first.data_dir.display().to_string();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data_dir = tmp.path().join("data");
+    let first = common::Hub::start_in(&data_dir, &[], &[]);
+    let data = data_dir.display().to_string();
     let env = [
         ("HUBCAST_SFU__UDP_LISTEN", "127.0.0.1:0"),
         ("HUBCAST_SFU__TCP_LISTEN", "127.0.0.1:0"),
@@ -461,7 +463,6 @@ fn a_second_hub_on_one_data_dir_does_not_start() {
             && err.contains(&holder),
         "{err}"
     );
-    let data_dir = first.data_dir.clone();
     drop(first);
     let second = common::Hub::start_in(&data_dir, &[], &[]);
     assert!(

@@ -35,7 +35,9 @@ pub(super) fn rebuild(
     retain: u64,
 ) -> Result<Hub, StoreError> {
     let last = store.last_seq()?;
-    let mut after = last.saturating_sub(retain);
+    // The retained window ends at the last stored alert: a restored store's numbering floor
+    // may lie far above it (`skip_to` below).
+    let mut after = store.last_stored_seq()?.saturating_sub(retain);
     let mut hub = Hub::resuming_after(tree, config, after);
     let now = Instant::now();
     let now_unix = crate::clock::unix_now();

@@ -116,8 +116,8 @@ async fn read_until_blank_line<S: AsyncRead + Unpin>(stream: &mut S) -> Result<V
 }
 
 /// Parses what [`read_head`] read (owned values: nothing borrowed from the buffer is kept),
-/// keeping only the headers named in `wanted` (lowercase): the table stays as small as the
-/// few headers a side path reads.
+/// keeping only the headers named in `wanted` (lowercase) and the forwarding headers
+/// `crate::client_ip` may read: the table stays as small as the few headers a side path reads.
 pub fn parse(read: &[u8], wanted: &[&str]) -> Result<Head, AlertError> {
     let mut table = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut table);
@@ -292,6 +292,13 @@ mod tests {
         assert_eq!(head.headers.len(), 1, "only what was asked for");
         assert_eq!(head.rest, b"\x81\x80");
         assert!(parse(b"GET /x HTTP/1.1\r\nBad Header\r\n\r\n", &[]).is_err());
+        let forwarded = b"GET /x HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 192.0.2.1\r\n\r\n";
+        let head = parse(forwarded, &[]).expect("parsed");
+        assert_eq!(
+            head.headers["x-forwarded-for"], "192.0.2.1",
+            "kept for client_ip"
+        );
+        assert_eq!(head.headers.len(), 1);
     }
 
     proptest::proptest! {
@@ -299,7 +306,7 @@ mod tests {
 
         /// The side paths face the internet without a login: arbitrary first bytes and heads
         /// never panic the claim test or the parser, and what parses keeps only the wanted
-        /// headers.
+        /// headers (and the forwarding ones).
         #[test]
         fn arbitrary_heads_never_panic(
             start in proptest::sample::select(vec![
@@ -316,7 +323,8 @@ mod tests {
             let _ = claims(&bytes, b"/ws/alerts");
             let _ = claims(&bytes, b"");
             if let Ok(head) = parse(&bytes, &["last-event-id"]) {
-                proptest::prop_assert!(head.headers.keys().all(|k| k == "last-event-id"));
+                proptest::prop_assert!(head.headers.keys().all(|k| k == "last-event-id"
+                    || crate::client_ip::HEADERS.contains(&k.as_str())));
                 proptest::prop_assert!(head.rest.len() <= bytes.len());
             }
         }

@@ -57,6 +57,26 @@ pub fn copy_to(db: &Path, to: &Path) -> Result<Snapshot, StoreError> {
     verify(to)
 }
 
+/// Moves everything in the write-ahead log of the store at `db` into the database file and
+/// empties the log (`wal_checkpoint(TRUNCATE)`), so the file alone is the whole store. Fails
+/// if another connection keeps the log busy.
+pub fn checkpoint(db: &Path) -> Result<(), StoreError> {
+    let conn = Connection::open_with_flags(
+        db,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY)?;
+    check_schema(&conn, db)?;
+    let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+    if busy != 0 {
+        return Err(StoreError::NotAStore(format!(
+            "{}: another connection keeps its write-ahead log busy",
+            db.display()
+        )));
+    }
+    Ok(())
+}
+
 /// The last number the store at `db` gave out (its highest alert's, or the numbering floor
 /// of a store restored before), read without changing it.
 pub fn last_number(db: &Path) -> Result<u64, StoreError> {

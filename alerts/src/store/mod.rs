@@ -82,7 +82,7 @@ mod senders;
 mod sqlite;
 mod types;
 
-pub use self::backup::{Snapshot, copy_to, last_number, verify};
+pub use self::backup::{Snapshot, checkpoint, copy_to, last_number, verify};
 pub use self::redis::{Durability, RedisStore};
 pub use redis_read::LogTail;
 pub use schema::SCHEMA_VERSION;
@@ -156,6 +156,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The last sequence number given out, 0 if none: the highest stored, or the numbering
     /// floor a restore set above it (SQLite).
     fn last_seq(&self) -> Result<u64, StoreError>;
+
+    /// The highest sequence number of a stored alert, 0 if none (below [`Store::last_seq`]
+    /// only in a store restored from a backup).
+    fn last_stored_seq(&self) -> Result<u64, StoreError> {
+        self.last_seq()
+    }
 
     /// One page of the archive, newest first.
     fn query(&self, query: &ArchiveQuery) -> Result<Page, StoreError>;

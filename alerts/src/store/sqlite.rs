@@ -277,6 +277,14 @@ impl Store for SqliteStore {
         self.read(|conn| select(conn, &sql, params![to_sql_seq(after), limit]))
     }
 
+    fn last_stored_seq(&self) -> Result<u64, StoreError> {
+        self.read(|conn| {
+            let last: i64 =
+                conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM alerts", [], |r| r.get(0))?;
+            Ok(u64::try_from(last).unwrap_or(0))
+        })
+    }
+
     fn last_seq(&self) -> Result<u64, StoreError> {
         self.read(|conn| {
             let last: i64 = conn.query_row(super::schema::LAST_NUMBER, [], |r| r.get(0))?;
