@@ -24,10 +24,24 @@ fn main() -> ExitCode {
     }
 }
 
-fn settings(args: &ConfigArgs) -> Result<(Settings, Vec<String>), ConfigError> {
+/// The merged configuration: file, `HUBCAST_*` environment, flags.
+fn loaded(args: &ConfigArgs) -> Result<hubcast::config::Loaded, ConfigError> {
     let env: Vec<(String, String)> = std::env::vars().collect();
     let path = hubcast::config::load::config_path(args.config.clone(), &env);
-    let loaded = load(path.as_deref(), &env, &args.overrides())?;
+    load(path.as_deref(), &env, &args.overrides())
+}
+
+fn settings(args: &ConfigArgs) -> Result<(Settings, Vec<String>), ConfigError> {
+    let loaded = loaded(args)?;
+    Ok((Settings::from_config(loaded.config)?, loaded.warnings))
+}
+
+/// [`settings`] for a command that serves nothing (`token`, `regions`, `backup`,
+/// `restore`): the TLS files are not read, so an operator's account that may not read the
+/// listener's private key can still run it (`serve` and `check-config` read them).
+fn settings_without_tls(args: &ConfigArgs) -> Result<(Settings, Vec<String>), ConfigError> {
+    let mut loaded = loaded(args)?;
+    loaded.config.tls = hubcast::config::TlsConfig::default();
     Ok((Settings::from_config(loaded.config)?, loaded.warnings))
 }
 
@@ -64,7 +78,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Token(args) => {
-            let (settings, warnings) = settings(&args.config)?;
+            let (settings, warnings) = settings_without_tls(&args.config)?;
             for warning in warnings {
                 eprintln!("hubcast: warning: {warning}");
             }
@@ -80,7 +94,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Regions(args) => {
-            let (settings, warnings) = settings(&args.config)?;
+            let (settings, warnings) = settings_without_tls(&args.config)?;
             for warning in warnings {
                 eprintln!("hubcast: warning: {warning}");
             }
@@ -98,7 +112,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let line = if check {
                 hubcast::backup::check(&file)?
             } else {
-                let (settings, warnings) = settings(&config)?;
+                let (settings, warnings) = settings_without_tls(&config)?;
                 for warning in warnings {
                     eprintln!("hubcast: warning: {warning}");
                 }
@@ -112,7 +126,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             floor,
             config,
         }) => {
-            let (settings, warnings) = settings(&config)?;
+            let (settings, warnings) = settings_without_tls(&config)?;
             for warning in warnings {
                 eprintln!("hubcast: warning: {warning}");
             }

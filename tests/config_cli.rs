@@ -470,3 +470,37 @@ fn a_second_hub_on_one_data_dir_does_not_start() {
         "the directory is free again"
     );
 }
+
+/// Commands that serve nothing do not read the listener's TLS files (an operator's account
+/// may not be allowed to read the private key); `check-config` still checks them.
+#[test]
+fn commands_that_serve_nothing_do_not_read_the_tls_files() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("d");
+    let data = data.to_str().expect("path");
+    let env = [
+        ("HUBCAST_TLS__CERT", "/nonexistent/fullchain.pem"),
+        ("HUBCAST_TLS__KEY", "/nonexistent/privkey.pem"),
+    ];
+    let token = [
+        "token",
+        "--role",
+        "city-admin",
+        "--region",
+        "330100",
+        "--data-dir",
+        data,
+    ];
+    let (status, out, err) = run(&token, &env);
+    assert!(status.success(), "{err}");
+    assert_eq!(out.trim().matches('.').count(), 2, "a JWT: {out}");
+    let (status, _out, err) = run(&["regions", "330100", "--data-dir", data], &env);
+    assert!(status.success(), "{err}");
+    let (status, _out, err) = run(&["check-config", "--data-dir", data], &env);
+    assert_eq!(
+        status.code(),
+        Some(2),
+        "check-config still reads them: {err}"
+    );
+    assert!(err.contains("tls.cert"), "{err}");
+}
