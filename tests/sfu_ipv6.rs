@@ -1,8 +1,8 @@
 //! IPv6 end to end (government networks are moving to it, and a bureau's site may reach the
 //! hub over either family): WHIP/WHEP over `[::1]` with media on `::1`, and the production
 //! shape of a dual-stack media port (`[::]` with one public IP per family) serving an IPv4
-//! publisher and an IPv6 viewer at once. webrtc-rs peers over real UDP inside a loopback-only
-//! namespace.
+//! publisher and an IPv6 viewer at once (webrtc-rs peers), and Chromium publishing and
+//! watching over IPv6. Real UDP inside the test's own network namespace.
 
 mod common;
 
@@ -139,4 +139,76 @@ async fn wildcard_binds_take_both_families_even_with_bindv6only() {
     common::media_flows_cleanly(&hub, &viewer).await;
     viewer.close().await.expect("viewer closes");
     publisher.close().await.expect("publisher closes");
+}
+
+/// Chromium itself over IPv6. Chromium gathers no `::1` candidate (its loopback allowance is
+/// IPv4 only), so the namespace gets a veth pair (both ends inside it) with a unique-local
+/// address, reachable only inside it: the test pages are loaded over `[::1]`, the hub's media port advertises
+/// `fd00:68::1`, and a Chromium publisher's and viewer's ICE pairs over IPv6, video decoded.
+#[tokio::test]
+async fn chromium_publishes_and_watches_over_ipv6() {
+    testkit::isolated!();
+    for args in [
+        &[
+            "link", "add", "hc6a", "type", "veth", "peer", "name", "hc6b",
+        ][..],
+        &["addr", "add", "fd00:68::1/64", "dev", "hc6a", "nodad"],
+        &["link", "set", "hc6a", "up"],
+        &["link", "set", "hc6b", "up"],
+    ] {
+        let status = std::process::Command::new("ip")
+            .args(args)
+            .status()
+            .expect("ip (apt package iproute2)");
+        assert!(status.success(), "ip {args:?}");
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let hub = Hub::start_listening(
+        "[::1]:0",
+        &tmp.path().join("data"),
+        &[],
+        &[
+            ("HUBCAST_SFU__UDP_LISTEN", "[::]:0"),
+            ("HUBCAST_SFU__TCP_LISTEN", "[::]:0"),
+            ("HUBCAST_SFU__PUBLIC_IPS", r#"["fd00:68::1"]"#),
+        ],
+    );
+    let token = hub.token("city-admin", "330100", &[]);
+    let publisher = testkit::browser::Browser::launch().await.expect("chromium");
+    publisher
+        .goto(&format!(
+            "{}/assets/test/publish.html?room=six&token={token}",
+            hub.url
+        ))
+        .await
+        .expect("publish page");
+    let state = publisher
+        .wait_for(
+            "(async () => { const s = await hubcastStats(); return s.candidate && s.candidate.address && s; })()",
+            std::time::Duration::from_secs(40),
+        )
+        .await
+        .expect("publisher connected");
+    assert_eq!(state["candidate"]["address"], "fd00:68::1", "{state}");
+    assert_eq!(state["candidate"]["protocol"], "udp", "{state}");
+
+    let client = testkit::whip::WhipClient::new(&hub.url, Some(&token)).expect("client");
+    let ids = client.publisher_ids("six").await.expect("room");
+    let viewer = testkit::browser::Browser::launch().await.expect("chromium");
+    viewer
+        .goto(&format!(
+            "{}/assets/test/view.html?room=six&publisher={}&token={token}&muted=1",
+            hub.url, ids[0]
+        ))
+        .await
+        .expect("view page");
+    viewer
+        .wait_for(
+            "hubcastStats().then(s => s.framesDecoded > 30 && s)",
+            std::time::Duration::from_secs(40),
+        )
+        .await
+        .expect("the viewer decodes over IPv6");
+    viewer.close().await.ok();
+    publisher.close().await.ok();
 }
