@@ -99,7 +99,7 @@ echo "test.sh: quick-start check passed ($url)"
 # (two peers streaming three simulcast layers: once, at the end of the parallel run, its
 # receiver saw 9 audio packets and no video in 15 s).
 cargo test --workspace --doc --quiet
-media='binary(/^(sfu_(bandwidth|browser|ice_tcp|loss|aiortc|port_reuse|public_ips|ipv6|webrtc_rs)|rtc_loopback|alerts_slow_consumer|alerts_browser|deploy_nginx)$/)'
+media='binary(/^(sfu_(bandwidth|browser|ice_tcp|loss|aiortc|port_reuse|public_ips|ipv6|webrtc_rs)|rtc_loopback|alerts_slow_consumer|alerts_browser|deploy_nginx|media_cors)$/)'
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --all-targets --no-fail-fast -E "not ($media)" "$@"
   cargo nextest run --workspace --all-targets --no-fail-fast -E "$media" -j 1 "$@"

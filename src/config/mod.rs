@@ -126,6 +126,12 @@ pub struct HttpConfig {
     /// `$proxy_add_x_forwarded_for` and most load balancers), `forwarded` (RFC 7239) or
     /// `x-real-ip`. It must be one the proxy sets or appends itself.
     pub client_ip_header: crate::client_ip::ClientIpHeader,
+    /// Other origins whose pages may call the media API (WHIP/WHEP and their sessions, room
+    /// info and room events) from a browser: `["https://portal.example.gov.cn"]`, or `["*"]`
+    /// for any. These calls carry a bearer token, never a cookie, so a listed origin gains
+    /// nothing a token does not already give. Default empty: same-origin pages only (the
+    /// public alert reads are open to every origin regardless).
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for HttpConfig {
@@ -143,6 +149,7 @@ impl Default for HttpConfig {
             metrics_token: None,
             trusted_proxies: Vec::new(),
             client_ip_header: crate::client_ip::ClientIpHeader::default(),
+            cors_origins: Vec::new(),
         }
     }
 }

@@ -366,6 +366,17 @@ fn validate_http(http: &HttpConfig) -> Result<(), ConfigError> {
             "must be between 0 (one per core) and 1024",
         ));
     }
+    for origin in &http.cors_origins {
+        if origin != "*" && !crate::http::cors::is_origin(origin) {
+            return Err(ConfigError::new(
+                "http.cors_origins",
+                format!(
+                    "{origin:?} is not an origin: scheme and host (and port), \
+                     e.g. \"https://portal.example.gov.cn\", no path or trailing slash; or \"*\""
+                ),
+            ));
+        }
+    }
     if let Some(token) = &http.metrics_token {
         let visible = token.bytes().all(|b| b.is_ascii_graphic());
         if !(16..=512).contains(&token.len()) || !visible {
@@ -728,6 +739,10 @@ mod tests {
             (
                 "http.metrics_token",
                 Box::new(|c| c.http.metrics_token = Some("short".to_owned())),
+            ),
+            (
+                "http.cors_origins",
+                Box::new(|c| c.http.cors_origins = vec!["https://portal.example/wall".into()]),
             ),
             (
                 "http.metrics_token",

@@ -19,7 +19,7 @@ pub mod alerts_sse_raw;
 pub mod alerts_ws_raw;
 mod api;
 mod auth;
-mod cors;
+pub mod cors;
 mod error;
 mod extract;
 mod health;
@@ -226,6 +226,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(observe::not_found)
         .method_not_allowed_fallback(observe::method_not_allowed)
         .layer(axum::middleware::from_fn(cors::public_reads))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            cors::media_origins,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             observe::track,
