@@ -99,18 +99,42 @@ pub fn restore(settings: &Settings, from: &Path, floor: Option<u64>) -> anyhow::
     settings.prepare_data_dir()?;
     let _lock = crate::data_lock::DataDirLock::acquire(&settings.data_dir)
         .context("stop the hub before restoring its store")?;
-    let (wal, shm) = (sidecar(&db, "-wal"), sidecar(&db, "-shm"));
+    let (wal, shm, journal) = (
+        sidecar(&db, "-wal"),
+        sidecar(&db, "-shm"),
+        sidecar(&db, "-journal"),
+    );
+    let dir_sync = || {
+        std::fs::File::open(&settings.data_dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("syncing {}", settings.data_dir.display()))
+    };
 
-    // What the replaced store gave out.
+    // What the replaced store gave out (read through its log). Readable, it is then
+    // checkpointed so that its file alone is all of it; a checkpoint another process keeps
+    // busy (a backup running, an `sqlite3` shell) is an error to retry, never a reason to
+    // take --floor over the number read.
     let old_last = if db.exists() {
-        let read = alerts::store::checkpoint(&db).and_then(|()| alerts::store::last_number(&db));
-        match (read, floor) {
-            (Ok(last), _) => Some(last),
-            (Err(err), Some(_)) => {
-                tracing::warn!(error = %err, "the replaced store is unreadable; using --floor");
+        match alerts::store::last_number(&db) {
+            Ok(last) => {
+                alerts::store::checkpoint(&db).with_context(|| {
+                    format!(
+                        "moving the log of {} into it (another process may be reading it: \
+                         retry when it is done)",
+                        db.display()
+                    )
+                })?;
+                Some(last)
+            }
+            Err(err) if floor.is_some() => {
+                eprintln!(
+                    "hubcast: warning: {} is unreadable ({err}); it is kept as it is, and the \
+                     next number follows --floor",
+                    db.display()
+                );
                 None
             }
-            (Err(err), None) => {
+            Err(err) => {
                 return Err(err).with_context(|| {
                     format!(
                         "reading the last number {} gave out (if it is damaged, give --floor: \
@@ -123,6 +147,9 @@ pub fn restore(settings: &Settings, from: &Path, floor: Option<u64>) -> anyhow::
     } else {
         None
     };
+    // The backup's own last number: its highest alert, or the floor of a store restored
+    // before it was taken.
+    let backup_last = alerts::store::last_number(from)?;
     let given_out = floor.unwrap_or(0).max(old_last.unwrap_or(0));
 
     // The new store, whole, beside the old one.
@@ -130,6 +157,7 @@ pub fn restore(settings: &Settings, from: &Path, floor: Option<u64>) -> anyhow::
     for stale in [
         sidecar(&partial, "-wal"),
         sidecar(&partial, "-shm"),
+        sidecar(&partial, "-journal"),
         partial.clone(),
     ] {
         remove_if_there(&stale)?;
@@ -137,24 +165,36 @@ pub fn restore(settings: &Settings, from: &Path, floor: Option<u64>) -> anyhow::
     alerts::store::copy_to(from, &partial)
         .with_context(|| format!("copying {}", from.display()))?;
     {
-        // Opening migrates an older backup's schema; closing checkpoints and removes the log.
+        // Opening migrates an older backup's schema.
         let store = alerts::store::SqliteStore::open(&partial)
             .with_context(|| format!("opening {}", partial.display()))?;
-        if given_out > snapshot.last_seq {
+        if given_out > backup_last {
             store.raise_numbering_floor(given_out)?;
         }
     }
+    // Everything into the file itself, checked: nothing of it may stay in a `-wal` that the
+    // rename below would leave behind.
+    alerts::store::checkpoint(&partial)
+        .with_context(|| format!("moving the log of {} into it", partial.display()))?;
+    if std::fs::metadata(sidecar(&partial, "-wal")).is_ok_and(|m| m.len() > 0) {
+        anyhow::bail!(
+            "{} still has a write-ahead log; nothing was replaced",
+            partial.display()
+        );
+    }
+    crate::data_lock::give_to_dir_owner(&partial, &settings.data_dir);
     std::fs::File::open(&partial)
         .and_then(|f| f.sync_all())
         .with_context(|| format!("syncing {}", partial.display()))?;
 
-    // Keep the old store's files under a new name, then clear its log files away.
-    let kept = if db.exists() || wal.exists() {
+    // Keep the old store's files under a new name, then clear its log files away: none may
+    // be beside the new store (SQLite would apply them to it).
+    let kept = if db.exists() || wal.exists() || journal.exists() {
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let kept = sidecar(&db, &format!(".replaced-{stamp}-{}", std::process::id()));
-        for (file, suffix) in [(&db, ""), (&wal, "-wal")] {
+        for (file, suffix) in [(&db, ""), (&wal, "-wal"), (&journal, "-journal")] {
             if file.exists() {
                 let to = sidecar(&kept, suffix);
                 std::fs::hard_link(file, &to)
@@ -165,16 +205,15 @@ pub fn restore(settings: &Settings, from: &Path, floor: Option<u64>) -> anyhow::
     } else {
         None
     };
-    remove_if_there(&wal)?;
-    remove_if_there(&shm)?;
+    for stale in [&wal, &shm, &journal] {
+        remove_if_there(stale)?;
+    }
+    dir_sync()?;
 
     std::fs::rename(&partial, &db).with_context(|| format!("renaming into {}", db.display()))?;
-    std::fs::File::open(&settings.data_dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("syncing {}", settings.data_dir.display()))?;
-    crate::data_lock::give_to_dir_owner(&db, &settings.data_dir);
+    dir_sync()?;
 
-    let next = given_out.max(snapshot.last_seq) + 1;
+    let next = given_out.max(backup_last) + 1;
     let mut line = format!(
         "restored {} from {} ({}); the next alert is numbered {next}",
         db.display(),
@@ -190,9 +229,8 @@ pub fn restore(settings: &Settings, from: &Path, floor: Option<u64>) -> anyhow::
     if old_last.is_none() && floor.is_none() {
         eprintln!(
             "hubcast: warning: no store was there to read its last number from: numbers above \
-             {} may be given out again to different alerts; give --floor N (the last number \
-             the lost store gave out) if it numbered more",
-            snapshot.last_seq
+             {backup_last} may be given out again to different alerts; give --floor N (the last \
+             number the lost store gave out) if it numbered more"
         );
     }
     Ok(line)

@@ -23,7 +23,9 @@ pub struct DataDirLock {
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     /// Another process holds it.
-    #[error("{dir} is in use by another hubcast serve{holder}; one hub per data directory")]
+    #[error(
+        "{dir} is in use by another hubcast (a serve, or a restore){holder}; one hub per data directory"
+    )]
     InUse {
         /// The data directory.
         dir: String,
@@ -116,7 +118,7 @@ mod tests {
         let first = DataDirLock::acquire(dir.path()).expect("first");
         let second = DataDirLock::acquire(dir.path()).expect_err("second");
         let said = second.to_string();
-        assert!(said.contains("in use by another hubcast serve"), "{said}");
+        assert!(said.contains("in use by another hubcast"), "{said}");
         assert!(
             said.contains(&format!("(pid {})", std::process::id())),
             "names the holder: {said}"

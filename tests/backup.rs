@@ -271,9 +271,65 @@ async fn restore_takes_a_backups_own_log_and_never_a_stray_one() {
     );
     let next = publish(&hub, &token_for(&hub), "W-next", "food", "Severe", "330106").await;
     assert_eq!(next, 101);
+
+    // A backup of that store carries its numbering: restored on yet another host, the next
+    // number follows 101, not its 6 alerts.
+    let again = tmp.path().join("again.sqlite3").display().to_string();
+    let (ok, out, err) = backup(&new, &[&again], &[]);
+    assert!(ok, "{out} {err}");
+    drop(hub);
+    let third = tmp.path().join("third");
+    let (ok, out, err) = restore(&third, &again, &[]);
+    assert!(ok, "{out} {err}");
+    assert!(out.contains("the next alert is numbered 102"), "{out}");
+    assert!(err.contains("numbers above 101"), "{err}");
 }
 
 /// A province token for `hub` (its own data dir's key).
 fn token_for(hub: &Hub) -> String {
     hub.token("province-admin", "330000", &[])
+}
+
+/// A readable replaced store's own last number always counts: while another process keeps
+/// its log busy (a backup reading it, an `sqlite3` shell), the restore stops with nothing
+/// replaced and says to retry, rather than number on from a lower `--floor`; once the reader
+/// is gone the restore numbers above the store's last.
+#[tokio::test]
+async fn a_busy_replaced_store_is_retried_not_overruled_by_floor() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    let hub = Hub::start_in(&data, &[], &[]);
+    let token = hub.token("province-admin", "330000", &[]);
+    for i in 0..10 {
+        publish(&hub, &token, &format!("R-{i}"), "food", "Severe", "330106").await;
+    }
+    let file = tmp.path().join("early.sqlite3");
+    let target = file.display().to_string();
+    let (ok, out, err) = backup(&data, &[&target], &[]);
+    assert!(ok, "{out} {err}");
+    drop(hub);
+
+    let reader = rusqlite::Connection::open_with_flags(
+        data.join("alerts.sqlite3"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("open");
+    reader.execute_batch("BEGIN").expect("begin");
+    let held: i64 = reader
+        .query_row("SELECT COUNT(*) FROM alerts", [], |r| r.get(0))
+        .expect("read");
+    assert_eq!(held, 10);
+    let (ok, out, err) = restore(&data, &target, &["--floor", "7"]);
+    assert!(!ok, "restored past a busy log: {out}");
+    assert!(err.contains("retry"), "{err}");
+    let kept = std::fs::read_dir(&data)
+        .expect("dir")
+        .filter_map(Result::ok)
+        .any(|e| e.file_name().to_string_lossy().contains(".replaced-"));
+    assert!(!kept, "nothing was replaced");
+    drop(reader);
+
+    let (ok, out, err) = restore(&data, &target, &["--floor", "7"]);
+    assert!(ok, "{out} {err}");
+    assert!(out.contains("the next alert is numbered 11"), "{out}");
 }

@@ -459,7 +459,7 @@ fn a_second_hub_on_one_data_dir_does_not_start() {
     let holder = format!("(pid {})", first.child.id());
     assert!(
         err.contains("cannot start: data_dir: ")
-            && err.contains("in use by another hubcast serve")
+            && err.contains("in use by another hubcast")
             && err.contains(&holder),
         "{err}"
     );
