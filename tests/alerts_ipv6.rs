@@ -12,10 +12,8 @@ use common::{Hub, run};
 
 #[tokio::test]
 async fn alerts_are_published_and_delivered_over_ipv6() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let hub = Hub::start_listening(
+    let hub = Hub::start_on(
         "[::1]:0",
-        &tmp.path().join("data"),
         &[],
         &[("HUBCAST_ALERTS__MAX_CONNECTIONS_PER_IP", "2")],
     );

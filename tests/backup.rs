@@ -269,7 +269,15 @@ async fn restore_takes_a_backups_own_log_and_never_a_stray_one() {
         "the newest restored alert is live: {}",
         feed.body
     );
-    let next = publish(&hub, &token_for(&hub), "W-next", "food", "Severe", "330106").await;
+    let next = publish(
+        &hub,
+        &hub.token("province-admin", "330000", &[]),
+        "W-next",
+        "food",
+        "Severe",
+        "330106",
+    )
+    .await;
     assert_eq!(next, 101);
 
     // A backup of that store carries its numbering: restored on yet another host, the next
@@ -283,11 +291,6 @@ async fn restore_takes_a_backups_own_log_and_never_a_stray_one() {
     assert!(ok, "{out} {err}");
     assert!(out.contains("the next alert is numbered 102"), "{out}");
     assert!(err.contains("numbers above 101"), "{err}");
-}
-
-/// A province token for `hub` (its own data dir's key).
-fn token_for(hub: &Hub) -> String {
-    hub.token("province-admin", "330000", &[])
 }
 
 /// A readable replaced store's own last number always counts: while another process keeps

@@ -16,9 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use alerts_live_util::{Seen, Sse, Ws, accepted_or_refused};
+use alerts_live_util::{Seen, Sse, Ws, accepted_or_refused, post_cap_on};
 use alerts_util::FOOD_XML;
-use common::{Hub, Response, request_with_body};
+use common::{Hub, Response};
 use testkit::rtc_client::{ClientOptions, PublishOptions, WhepViewer, WhipPublisher};
 
 /// A running nginx, killed on drop.
@@ -121,18 +121,12 @@ async fn ws_from(nginx: &Nginx, source: [u8; 4]) -> Result<Ws, (u16, String)> {
     accepted_or_refused(tokio_tungstenite::client_async(url, plain).await)
 }
 
-async fn post_alert(nginx: &Nginx, token: &str, body: &[u8]) -> Response {
-    let auth = format!("Bearer {token}");
-    let len = body.len().to_string();
-    let headers = [
-        ("Authorization", auth.as_str()),
-        ("Content-Type", "application/cap+xml"),
-        ("Content-Length", len.as_str()),
-    ];
+/// `POST /api/v1/alerts` of `xml` through `nginx`.
+async fn post_alert(nginx: &Nginx, token: &str, xml: &str) -> Response {
     let stream = tokio::net::TcpStream::connect(nginx.addr)
         .await
         .expect("connect");
-    request_with_body(stream, "POST", "/api/v1/alerts", &headers, body).await
+    post_cap_on(stream, token, xml).await
 }
 
 #[tokio::test]
@@ -153,7 +147,7 @@ async fn the_shipped_nginx_front_carries_alerts_limits_and_whip() {
     let mut sse = Sse::connect_on(sse_stream, "region=330106", &[]).await;
 
     let token = hub.token("city-admin", "330100", &[]);
-    let published = post_alert(&nginx, &token, FOOD_XML.as_bytes()).await;
+    let published = post_alert(&nginx, &token, FOOD_XML).await;
     assert_eq!(published.status, 201, "{}", published.body);
     let seq = published.json()["seq"].as_u64().expect("seq");
     for seen in [ws.next().await, sse.next().await] {
@@ -179,7 +173,7 @@ async fn the_shipped_nginx_front_carries_alerts_limits_and_whip() {
         .expect("another subscriber through the same nginx");
 
     // An oversize alert is refused by the hub (its JSON), not by nginx (an HTML page).
-    let huge = vec![b'x'; 300 * 1024];
+    let huge = "x".repeat(300 * 1024);
     let refused = post_alert(&nginx, &token, &huge).await;
     assert_eq!(refused.status, 413, "{}", refused.body);
     assert_eq!(refused.json()["error"], "too_large", "{}", refused.body);

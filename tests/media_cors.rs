@@ -18,12 +18,10 @@ async fn a_listed_origin_plays_a_meeting_and_another_is_kept_out() {
     let port = testkit::free_tcp_port().expect("port");
     let listed = format!("http://localhost:{port}");
     let origins = format!(r#"["{listed}"]"#);
-    let tmp = tempfile::tempdir().expect("tmp");
     // On both families, so the same hub answers http://localhost, http://127.0.0.1 and
     // http://[::1]: three origins.
-    let hub = Hub::start_listening(
+    let hub = Hub::start_on(
         &format!("[::]:{port}"),
-        &tmp.path().join("data"),
         &[],
         &[("HUBCAST_HTTP__CORS_ORIGINS", origins.as_str())],
     );

@@ -19,10 +19,8 @@ fn candidates(sdp: &str) -> Vec<&str> {
 #[tokio::test]
 async fn whip_and_whep_work_over_ipv6_only() {
     testkit::isolated!();
-    let tmp = tempfile::tempdir().expect("tmp");
-    let hub = Hub::start_listening(
+    let hub = Hub::start_on(
         "[::1]:0",
-        &tmp.path().join("data"),
         &[],
         &[
             ("HUBCAST_SFU__UDP_LISTEN", "[::1]:0"),
@@ -103,10 +101,8 @@ async fn wildcard_binds_take_both_families_even_with_bindv6only() {
     testkit::isolated!();
     // Per network namespace: this changes only the test's own.
     std::fs::write("/proc/sys/net/ipv6/bindv6only", "1").expect("set bindv6only");
-    let tmp = tempfile::tempdir().expect("tmp");
-    let hub = Hub::start_listening(
+    let hub = Hub::start_on(
         "[::]:0",
-        &tmp.path().join("data"),
         &[],
         &[
             ("HUBCAST_SFU__UDP_LISTEN", "[::]:0"),
@@ -162,10 +158,8 @@ async fn chromium_publishes_and_watches_over_ipv6() {
             .expect("ip (apt package iproute2)");
         assert!(status.success(), "ip {args:?}");
     }
-    let tmp = tempfile::tempdir().expect("tmp");
-    let hub = Hub::start_listening(
+    let hub = Hub::start_on(
         "[::1]:0",
-        &tmp.path().join("data"),
         &[],
         &[
             ("HUBCAST_SFU__UDP_LISTEN", "[::]:0"),

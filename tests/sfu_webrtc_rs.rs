@@ -791,21 +791,6 @@ async fn a_room_events_stream_ends_when_its_token_expires() {
     publisher.close().await.ok();
 }
 
-/// Waits up to [`WAIT`] for a hub log line containing every one of `parts`.
-async fn logged(hub: &Hub, parts: &[&str]) -> String {
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        if let Some(line) = hub.log_lines(parts).pop() {
-            return line;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no log line with {parts:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Each media session leaves three INFO lines an operator can follow when a site drops out
 /// of a meeting: opened (who, from where), connected (how long ICE and DTLS took), ended
 /// (why, after how long).
@@ -819,7 +804,9 @@ async fn sessions_are_logged_when_opened_connected_and_ended() {
         .await
         .expect("webrtc-rs plays via WHEP");
     let viewer_session = format!("session={}", testkit::whip::session_id(viewer.location()));
-    let opened = logged(&hub, &["media session opened", &session]).await;
+    let opened = hub
+        .wait_log(&["media session opened", &session], WAIT)
+        .await;
     for part in [
         "INFO",
         "room=logged",
@@ -829,18 +816,23 @@ async fn sessions_are_logged_when_opened_connected_and_ended() {
     ] {
         assert!(opened.contains(part), "{part} in {opened}");
     }
-    let connected = logged(&hub, &["media session connected", &session]).await;
+    let connected = hub
+        .wait_log(&["media session connected", &session], WAIT)
+        .await;
     assert!(connected.contains("after_ms="), "{connected}");
-    logged(
-        &hub,
-        &["media session opened", &viewer_session, "endpoint=whep"],
-    )
-    .await;
+    let opened_viewer = [
+        "media session opened",
+        viewer_session.as_str(),
+        "endpoint=whep",
+    ];
+    hub.wait_log(&opened_viewer, WAIT).await;
 
     viewer.close().await.expect("viewer closes");
     publisher.close().await.expect("publisher closes");
     for id in [&session, &viewer_session] {
-        let ended = logged(&hub, &["media session ended", id.as_str()]).await;
+        let ended = hub
+            .wait_log(&["media session ended", id.as_str()], WAIT)
+            .await;
         for part in [
             "reason=deleted",
             "connected=true",

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use alerts_live_util::{Sse, publish_sized, small_window};
 use common::Hub;
-use common::metric;
+use common::{metric, metric_reaches};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 const SSE_GAUGE: &str = "hubcast_alert_subscribers{transport=\"sse\"}";
@@ -69,11 +69,9 @@ async fn a_reader_that_stops_is_cut_off_after_the_stall_limit() {
     let stalled = kept_alive_sse(&hub).await;
     // The healthy one reads everything, concurrently.
     let mut healthy = Sse::connect(hub.addr, "region=330100", &[]).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while metric(&hub, SSE_GAUGE).await < 2.0 {
-        assert!(Instant::now() < deadline, "both subscribers registered");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let poll = Duration::from_millis(20);
+    let both = metric_reaches(&hub, SSE_GAUGE, 2.0, Duration::from_secs(10), poll).await;
+    assert!(both.is_some(), "both subscribers registered");
 
     // ~48 MB of events: far past the stalled socket's kernel buffers.
     let reader = tokio::spawn(async move {
@@ -120,20 +118,10 @@ async fn a_side_path_reader_that_stops_is_cut_off_after_the_write_timeout() {
             ("HUBCAST_ALERTS__MAX_BODY_BYTES", "1048576"),
         ],
     );
-    let token = hub.token("city-admin", "330100", &[]);
     let mut stalled = small_window(hub.addr, 4096).await;
     let head = "GET /sse/alerts?region=330100 HTTP/1.1\r\nHost: x\r\n\r\n";
     stalled.write_all(head.as_bytes()).await.expect("request");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while metric(&hub, SSE_GAUGE).await < 1.0 {
-        assert!(Instant::now() < deadline, "registered");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    for i in 0..12 {
-        let id = format!("side-{i}");
-        publish_sized(&hub, &token, &id, "food", "Severe", "330100", 200_000).await;
-    }
-    subscribers_fall_to(&hub, 0.0, Duration::from_secs(12)).await;
+    publish_past_a_bounded_buffer(&hub, "side").await;
     drop(stalled);
 }
 
@@ -151,17 +139,22 @@ async fn a_hyper_path_reader_that_stops_is_cut_off_after_a_bounded_buffer() {
             ("HUBCAST_ALERTS__MAX_BODY_BYTES", "1048576"),
         ],
     );
-    let token = hub.token("city-admin", "330100", &[]);
     let stalled = kept_alive_sse(&hub).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while metric(&hub, SSE_GAUGE).await < 1.0 {
-        assert!(Instant::now() < deadline, "registered");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    for i in 0..12 {
-        let id = format!("hyper-{i}");
-        publish_sized(&hub, &token, &id, "food", "Severe", "330100", 200_000).await;
-    }
-    subscribers_fall_to(&hub, 0.0, Duration::from_secs(12)).await;
+    publish_past_a_bounded_buffer(&hub, "hyper").await;
     drop(stalled);
+}
+
+/// Once the one stalled SSE subscriber is registered, publishes 12 alerts of 200 KB (~2.4 MB,
+/// past a bounded send buffer, well within the kernel's autotuned 4 MiB) and waits up to 12 s
+/// for it to be cut off.
+async fn publish_past_a_bounded_buffer(hub: &Hub, prefix: &str) {
+    let poll = Duration::from_millis(20);
+    let registered = metric_reaches(hub, SSE_GAUGE, 1.0, Duration::from_secs(10), poll).await;
+    assert!(registered.is_some(), "the stalled subscriber registered");
+    let token = hub.token("city-admin", "330100", &[]);
+    for i in 0..12 {
+        let id = format!("{prefix}-{i}");
+        publish_sized(hub, &token, &id, "food", "Severe", "330100", 200_000).await;
+    }
+    subscribers_fall_to(hub, 0.0, Duration::from_secs(12)).await;
 }

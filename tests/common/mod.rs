@@ -81,6 +81,18 @@ fn tee_stderr(child: &mut Child) -> std::sync::Arc<std::sync::Mutex<Vec<String>>
 }
 
 impl Hub {
+    /// The newest log line containing every one of `parts`, waited for up to `within`.
+    pub async fn wait_log(&self, parts: &[&str], within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(line) = self.log_lines(parts).pop() {
+                return line;
+            }
+            assert!(Instant::now() < deadline, "no log line with {parts:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// The log lines the hub wrote so far that contain every one of `parts`.
     pub fn log_lines(&self, parts: &[&str]) -> Vec<String> {
         let kept = self
@@ -95,9 +107,14 @@ impl Hub {
 
     /// Starts `hubcast serve --listen 127.0.0.1:0` with a fresh data dir plus `args`/`env`.
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Hub {
+        Self::start_on("127.0.0.1:0", args, env)
+    }
+
+    /// [`Hub::start`] with the HTTP listener on `listen` (`[::1]:0`, `[::]:PORT`).
+    pub fn start_on(listen: &str, args: &[&str], env: &[(&str, &str)]) -> Hub {
         let tmp = tempfile::tempdir().expect("tmp");
         let data_dir = tmp.path().join("data");
-        let mut hub = Self::start_in(&data_dir, args, env);
+        let mut hub = Self::start_listening(listen, &data_dir, args, env);
         hub._tmp = Some(tmp);
         hub
     }
