@@ -269,9 +269,10 @@ impl Mailbox {
         match inbox.items.is_empty() {
             true => {
                 // After a burst (a replay fills up to the hub's limit): back to the steady
-                // size, not a burst's places kept for a weeks-long connection. A no-op, and no
-                // allocation, once it is that size.
-                inbox.items.shrink_to(super::KEEP_PLACES);
+                // size, not a burst's places kept for a weeks-long connection.
+                if super::holds_a_burst(inbox.items.capacity()) {
+                    inbox.items.shrink_to(super::KEEP_PLACES);
+                }
                 Some(std::mem::take(&mut inbox.more))
             }
             false => None,

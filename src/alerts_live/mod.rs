@@ -67,6 +67,14 @@ pub const BATCH: usize = 64;
 /// Places a subscriber's delivery buffer keeps between pops (a steady subscriber takes one
 /// delivery per broadcast); its inbox and the hyper SSE path's event buffer shrink back to it.
 pub(crate) const KEEP_PLACES: usize = 4;
+
+/// Whether an emptied delivery buffer of `capacity` places holds a burst's worth (a replay's,
+/// up to [`BATCH`]) and goes back to [`KEEP_PLACES`]. Not after the few places a subscriber a
+/// little behind grows it by: shrinking those at every drain would reallocate on the next
+/// broadcast, on the hub task, per subscriber.
+pub(crate) fn holds_a_burst(capacity: usize) -> bool {
+    capacity > 4 * KEEP_PLACES
+}
 /// Capacity of the command channel.
 const COMMANDS: usize = 1024;
 
@@ -381,7 +389,9 @@ impl Subscription {
     /// that may last weeks.
     pub fn recycle(&mut self, mut items: Vec<Delivery>) {
         items.clear();
-        items.shrink_to(KEEP_PLACES);
+        if holds_a_burst(items.capacity()) {
+            items.shrink_to(KEEP_PLACES);
+        }
         self.buf = items;
     }
 }
@@ -424,5 +434,20 @@ impl Drop for Awaiting {
         if let Ok(Ok((sub, _))) = self.rx.try_recv() {
             unsubscribe(&self.tx, sub);
         }
+    }
+}
+
+#[cfg(test)]
+mod burst_tests {
+    use super::{BATCH, KEEP_PLACES, holds_a_burst};
+
+    #[test]
+    fn only_a_bursts_places_are_given_back() {
+        assert!(!holds_a_burst(KEEP_PLACES));
+        assert!(
+            !holds_a_burst(2 * KEEP_PLACES),
+            "a subscriber a little behind keeps them"
+        );
+        assert!(holds_a_burst(BATCH), "a replay's burst goes");
     }
 }

@@ -159,7 +159,9 @@ async fn next(mut st: Stream) -> Option<(Result<Bytes, Infallible>, Stream)> {
             return Some((Ok(bytes), st));
         }
         // Emptied after a burst (a replay): the steady size again, for a weeks-long stream.
-        st.buffered.shrink_to(crate::alerts_live::KEEP_PLACES);
+        if crate::alerts_live::holds_a_burst(st.buffered.capacity()) {
+            st.buffered.shrink_to(crate::alerts_live::KEEP_PLACES);
+        }
         if st.done {
             return None;
         }
