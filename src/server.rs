@@ -45,28 +45,22 @@ pub fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
     }
     socket.set_reuse_address(true)?;
     socket.set_tcp_nodelay(true)?;
+    // Accepted connections inherit it (and with it the end of autotuning), like nodelay.
+    socket.set_send_buffer_size(SEND_BUFFER)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
     TcpListener::from_std(socket.into())
 }
 
-/// The kernel send buffer of every accepted connection (Linux doubles it). For a live
-/// subscriber, served beside hyper or through it (TLS, a proxy's pooled connection): a few
-/// dozen typical alerts, or a replay's burst, in flight. Left to autotuning it grows to 4 MiB,
+/// The kernel send buffer of every accepted connection, set on the listener (Linux doubles
+/// it). For a live subscriber, served beside hyper or through it (TLS, a proxy's pooled
+/// connection): a few dozen typical alerts, or a replay's burst, in flight. Left to autotuning it grows to 4 MiB,
 /// which a reader that stopped fills at a few KiB/s for a quarter of an hour before a write
 /// blocks and the write timeout or stall guard can end it, and which is kernel memory per
 /// stalled subscriber. Everything else the hub sends is small (a feed of 500 entries is
 /// ~200 KB), and 256 KiB in flight still moves ~5 MB/s over a 50 ms path.
 const SEND_BUFFER: usize = 128 * 1024;
-
-/// Bounds `stream`'s send buffer to [`SEND_BUFFER`] (a failure only leaves the kernel's
-/// default).
-fn bound_send_buffer(stream: &TcpStream) {
-    if let Err(err) = socket2::SockRef::from(stream).set_send_buffer_size(SEND_BUFFER) {
-        tracing::debug!(error = %err, "cannot bound a connection's send buffer");
-    }
-}
 
 /// Everything a connection task needs, shared.
 #[derive(Clone)]
@@ -208,7 +202,6 @@ impl ConnContext {
         watcher: Watcher,
         permit: OwnedSemaphorePermit,
     ) {
-        bound_send_buffer(&stream);
         // A plain connection's first request is due this long after the accept, whoever
         // serves it (TLS restarts the clock after its own handshake timeout).
         let deadline = Instant::now() + self.header_timeout;
