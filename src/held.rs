@@ -15,23 +15,16 @@ use tokio::sync::OwnedSemaphorePermit;
 #[derive(Debug)]
 pub struct Held {
     _permit: OwnedSemaphorePermit,
-    gauge: prometheus::IntGauge,
+    _counted: Counted,
 }
 
 impl Held {
     /// Holds `permit` and counts the connection in `gauge` until dropped.
     pub fn new(permit: OwnedSemaphorePermit, gauge: prometheus::IntGauge) -> Held {
-        gauge.inc();
         Held {
             _permit: permit,
-            gauge,
+            _counted: Counted::new(gauge),
         }
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        self.gauge.dec();
     }
 }
 

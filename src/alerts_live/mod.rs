@@ -252,8 +252,8 @@ impl LiveHub {
         if since.is_some() {
             self.metrics.replays.inc();
         }
-        let gauge = self.metrics.subscribers.with_label_values(&[transport]);
-        gauge.inc();
+        let counted =
+            crate::held::Counted::new(self.metrics.subscribers.with_label_values(&[transport]));
         Ok(Subscription {
             tx: self.tx.clone(),
             sub,
@@ -264,7 +264,7 @@ impl LiveHub {
             direct_writes: self.direct_writes,
             filter,
             since,
-            gauge,
+            _counted: counted,
             _place: place,
         })
     }
@@ -301,7 +301,8 @@ pub struct Subscription {
     buf: Vec<Delivery>,
     /// `alerts.direct_writes` as resolved: whether [`Subscription::attach`] takes effect.
     direct_writes: bool,
-    gauge: prometheus::IntGauge,
+    /// Its place in the subscribers gauge.
+    _counted: crate::held::Counted,
     /// Its place under `alerts.max_subscribers`, and its source address's count of open
     /// connections: given back when it is dropped.
     _place: (OwnedSemaphorePermit, crate::rate_limit::Admitted),
@@ -398,7 +399,6 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.gauge.dec();
         // The socket closes with the connection, not when the hub task gets to the unsubscribe.
         self.mailbox.attach(None);
         unsubscribe(&self.tx, self.sub);
