@@ -142,13 +142,17 @@ fn parse_query(pairs: &[(String, String)], tree: &RegionTree) -> Result<ArchiveQ
 }
 
 pub(super) fn parse_region(value: &str, tree: &RegionTree) -> Result<RegionCode, AlertError> {
-    let code = RegionCode::parse(value).map_err(|e| AlertError::bad_parameter("region", e))?;
+    known_region(value, tree).map_err(|why| AlertError::bad_parameter("region", why))
+}
+
+/// A region code in `value` that this hub's tree has, or why not (not a GB/T 2260 code, or
+/// not in the tree): a code the hub does not know is a bad parameter, not a permission the
+/// caller lacks (the alert endpoints and WHIP's `?region=` alike).
+pub(super) fn known_region(value: &str, tree: &RegionTree) -> Result<RegionCode, String> {
+    let code = RegionCode::parse(value).map_err(|e| e.to_string())?;
     match tree.get(code) {
         Some(_) => Ok(code),
-        None => {
-            let why = format!("{code} is not in this hub's region tree");
-            Err(AlertError::bad_parameter("region", why))
-        }
+        None => Err(format!("{code} is not in this hub's region tree")),
     }
 }
 

@@ -204,17 +204,8 @@ pub async fn whip(
     // region; only one the SFU has forgotten is convened again. No round trip to a worker,
     // so a busy worker cannot make a live room look gone.
     let requested = match &query.region {
-        Some(text) => {
-            let code = RegionCode::parse(text)
-                .map_err(|e| ApiError::bad_request("bad_region", e.to_string()))?;
-            // As the alert endpoints say it: a code this hub does not know is a bad
-            // parameter, not a permission the caller lacks.
-            if tree.get(code).is_none() {
-                let why = format!("{code} is not in this hub's region tree");
-                return Err(ApiError::bad_request("bad_region", why));
-            }
-            code
-        }
+        Some(text) => super::alerts_archive::known_region(text, tree)
+            .map_err(|why| ApiError::bad_request("bad_region", why))?,
         None => who.region,
     };
     let alive = |r: &str| sfu.has_room(r);
