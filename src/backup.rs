@@ -59,10 +59,26 @@ pub fn backup(settings: &Settings, to: &Path) -> anyhow::Result<String> {
             return Err(err).with_context(|| format!("backing up {}", db.display()));
         }
     };
-    // A link, not a rename: it fails rather than replace a file that appeared meanwhile.
-    std::fs::hard_link(&partial, to)
-        .with_context(|| format!("linking {} as {}", partial.display(), to.display()))?;
-    remove_if_there(&partial)?;
+    // A link, not a rename: it fails rather than replace a file that appeared meanwhile. A
+    // file system without hard links (vfat, some network and USB mounts: common backup
+    // targets) is renamed into place, after the check above that `to` does not exist.
+    let placed = match std::fs::hard_link(&partial, to) {
+        Ok(()) => std::fs::remove_file(&partial),
+        Err(err)
+            if matches!(
+                err.kind(),
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::Unsupported
+            ) =>
+        {
+            std::fs::rename(&partial, to)
+        }
+        Err(err) => Err(err),
+    };
+    if let Err(err) = placed {
+        let _ = std::fs::remove_file(&partial);
+        return Err(err)
+            .with_context(|| format!("placing {} as {}", partial.display(), to.display()));
+    }
     if let Some(dir) = to.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::File::open(dir)
             .and_then(|d| d.sync_all())
@@ -154,14 +170,7 @@ pub fn restore(settings: &Settings, from: &Path, floor: Option<u64>) -> anyhow::
 
     // The new store, whole, beside the old one.
     let partial = sidecar(&db, ".partial");
-    for stale in [
-        sidecar(&partial, "-wal"),
-        sidecar(&partial, "-shm"),
-        sidecar(&partial, "-journal"),
-        partial.clone(),
-    ] {
-        remove_if_there(&stale)?;
-    }
+    alerts::store::remove_store_files(&partial)?;
     alerts::store::copy_to(from, &partial)
         .with_context(|| format!("copying {}", from.display()))?;
     {

@@ -117,7 +117,11 @@ fn create_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         std::process::id(),
         rand::random::<u64>()
     ));
-    write_private(&aside, bytes)?;
+    if let Err(err) = write_private(&aside, bytes) {
+        // A disk that filled up part way: no partial key left behind.
+        let _ = std::fs::remove_file(&aside);
+        return Err(err);
+    }
     let linked = std::fs::hard_link(&aside, path);
     let _ = std::fs::remove_file(&aside);
     linked?;

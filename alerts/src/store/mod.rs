@@ -83,7 +83,7 @@ mod sqlite;
 mod types;
 
 pub use self::backup::{Snapshot, checkpoint, copy_to, last_number, verify};
-pub use self::redis::{Durability, RedisStore};
+pub use self::redis::{Durability, RedisStore, remove_store_files};
 pub use redis_read::LogTail;
 pub use schema::SCHEMA_VERSION;
 pub use senders::{Publisher, SenderRule};

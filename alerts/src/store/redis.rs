@@ -126,7 +126,7 @@ impl RedisStore {
         if !same_log {
             let config = store.config.clone();
             drop(store.mirror);
-            remove_sqlite_files(mirror_path)?;
+            remove_store_files(mirror_path)?;
             store = RedisStore {
                 mirror: SqliteStore::open_with(mirror_path, config)?,
                 ..store
@@ -571,9 +571,9 @@ impl Store for RedisStore {
     }
 }
 
-/// Removes a SQLite database and its WAL and shared-memory files.
-fn remove_sqlite_files(path: &Path) -> Result<(), StoreError> {
-    for suffix in ["", "-wal", "-shm"] {
+/// Removes a SQLite database and its log and shared-memory files (each if present).
+pub fn remove_store_files(path: &Path) -> Result<(), StoreError> {
+    for suffix in ["", "-wal", "-shm", "-journal"] {
         let mut name = path.as_os_str().to_owned();
         name.push(suffix);
         match std::fs::remove_file(&name) {
