@@ -50,9 +50,9 @@ impl Hub {
     }
 }
 
-/// Starts the hub described by `settings`, listening for `shutdown`.
+/// Starts the hub described by `settings`, listening for `shutdown`, in a data directory the
+/// caller prepared (`Settings::prepare_data_dir`) and holds (`data_lock`), as `serve` does.
 pub async fn start(settings: &Settings, shutdown: Shutdown) -> anyhow::Result<Hub> {
-    settings.prepare_data_dir()?;
     let key = crate::keys::load_or_generate(settings).context("loading the signing key")?;
     let verifier = TokenVerifier::new(&key, settings.leeway_secs, settings.regions.clone())
         .context("building the token verifier")?
@@ -219,7 +219,7 @@ async fn open_sqlite(
 /// at boot, Redis not yet started, a store not yet mounted): exit status 1, which the systemd
 /// unit restarts, where an invalid setting is 2 (`RestartPreventExitStatus=2`). The message
 /// still names the setting.
-fn cannot_start(setting: &str, why: impl std::fmt::Display) -> anyhow::Error {
+pub fn cannot_start(setting: &str, why: impl std::fmt::Display) -> anyhow::Error {
     anyhow::anyhow!("cannot start: {setting}: {why}")
 }
 

@@ -31,24 +31,30 @@ fn loaded(args: &ConfigArgs) -> Result<hubcast::config::Loaded, ConfigError> {
     load(path.as_deref(), &env, &args.overrides())
 }
 
-fn settings(args: &ConfigArgs) -> Result<(Settings, Vec<String>), ConfigError> {
-    let loaded = loaded(args)?;
+/// The validated settings; the TLS files are read only `with_tls` (`serve`, `check-config`):
+/// a command that serves nothing (`token`, `regions`, `backup`, `restore`) runs under an
+/// operator's account that may not read the listener's private key.
+fn settings(args: &ConfigArgs, with_tls: bool) -> Result<(Settings, Vec<String>), ConfigError> {
+    let mut loaded = loaded(args)?;
+    if !with_tls {
+        loaded.config.tls = hubcast::config::TlsConfig::default();
+    }
     Ok((Settings::from_config(loaded.config)?, loaded.warnings))
 }
 
-/// [`settings`] for a command that serves nothing (`token`, `regions`, `backup`,
-/// `restore`): the TLS files are not read, so an operator's account that may not read the
-/// listener's private key can still run it (`serve` and `check-config` read them).
-fn settings_without_tls(args: &ConfigArgs) -> Result<(Settings, Vec<String>), ConfigError> {
-    let mut loaded = loaded(args)?;
-    loaded.config.tls = hubcast::config::TlsConfig::default();
-    Ok((Settings::from_config(loaded.config)?, loaded.warnings))
+/// [`settings`] for a one-shot command, its warnings printed on stderr.
+fn command_settings(args: &ConfigArgs, with_tls: bool) -> Result<Settings, ConfigError> {
+    let (settings, warnings) = settings(args, with_tls)?;
+    for warning in warnings {
+        eprintln!("hubcast: warning: {warning}");
+    }
+    Ok(settings)
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
-            let (settings, warnings) = settings(&args)?;
+            let (settings, warnings) = settings(&args, true)?;
             hubcast::telemetry::init(settings.log_json, &settings.log_level);
             for warning in warnings {
                 tracing::warn!("{warning}");
@@ -63,25 +69,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             // task on it) has ended.
             settings.prepare_data_dir()?;
             let lock = hubcast::data_lock::DataDirLock::acquire(&settings.data_dir)
-                .map_err(|err| anyhow::anyhow!("cannot start: data_dir: {err}"))?;
+                .map_err(|err| hubcast::app::cannot_start("data_dir", err))?;
             let served = runtime.block_on(serve(settings));
             drop(runtime);
             drop(lock);
             served
         }
         Command::CheckConfig(args) => {
-            let (settings, warnings) = settings(&args)?;
-            for warning in warnings {
-                eprintln!("hubcast: warning: {warning}");
-            }
+            let settings = command_settings(&args, true)?;
             print!("{}", hubcast::commands::check_config(&settings)?);
             Ok(())
         }
         Command::Token(args) => {
-            let (settings, warnings) = settings_without_tls(&args.config)?;
-            for warning in warnings {
-                eprintln!("hubcast: warning: {warning}");
-            }
+            let settings = command_settings(&args.config, false)?;
             let token = hubcast::commands::mint_token(
                 &settings,
                 &args.role,
@@ -94,10 +94,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Regions(args) => {
-            let (settings, warnings) = settings_without_tls(&args.config)?;
-            for warning in warnings {
-                eprintln!("hubcast: warning: {warning}");
-            }
+            let settings = command_settings(&args.config, false)?;
             print!(
                 "{}",
                 hubcast::commands::regions(&settings, args.code.as_deref())?
@@ -112,10 +109,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let line = if check {
                 hubcast::backup::check(&file)?
             } else {
-                let (settings, warnings) = settings_without_tls(&config)?;
-                for warning in warnings {
-                    eprintln!("hubcast: warning: {warning}");
-                }
+                let settings = command_settings(&config, false)?;
                 hubcast::backup::backup(&settings, &file)?
             };
             println!("{line}");
@@ -126,10 +120,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             floor,
             config,
         }) => {
-            let (settings, warnings) = settings_without_tls(&config)?;
-            for warning in warnings {
-                eprintln!("hubcast: warning: {warning}");
-            }
+            let settings = command_settings(&config, false)?;
             println!("{}", hubcast::backup::restore(&settings, &file, floor)?);
             Ok(())
         }
