@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use anyhow::Context as _;
 use tiers::{Principal, RegionCode, RegionTree, Role, TokenIssuer};
 
-use crate::config::{ConfigError, Settings, TlsMode, parse_duration_secs};
+use crate::config::{ConfigError, Settings, TlsMode};
 
 /// `url` with the password of its userinfo (`redis://user:PASSWORD@host`) replaced.
 fn redact_url_password(url: &str) -> String {
@@ -69,9 +69,6 @@ fn level_counts(tree: &RegionTree) -> (usize, usize, usize) {
         })
 }
 
-/// Longest lifetime `hubcast token` mints (400 days: a wall display's token renewed yearly).
-const MAX_TTL_SECS: u64 = 400 * 24 * 3600;
-
 /// `hubcast token`: a JWT for the principal described by the flags.
 pub fn mint_token(
     settings: &Settings,
@@ -92,16 +89,12 @@ pub fn mint_token(
     let region =
         RegionCode::parse(region).map_err(|err| ConfigError::new("region", err.to_string()))?;
     let ttl_secs = match ttl {
-        Some(text) => parse_duration_secs(text).map_err(|msg| ConfigError::new("ttl", msg))?,
+        Some(text) => {
+            crate::config::token_lifetime_secs(text).map_err(|msg| ConfigError::new("ttl", msg))?
+        }
+        // Checked against the same bound when the settings were read.
         None => settings.default_ttl_secs,
     };
-    if ttl_secs > MAX_TTL_SECS {
-        return Err(ConfigError::new(
-            "ttl",
-            "at most 400 days: a token is revoked only by changing the key, so it must expire",
-        )
-        .into());
-    }
     // Media sessions answer to their creator's subject: a default shared by every token of
     // a role and region would let any of them end the others' sessions, so each gets its own.
     // 64 random bits: tokens minted daily for years never share one by chance (32 bits

@@ -11,7 +11,7 @@ pub mod load;
 mod settings;
 
 pub use load::{ConfigError, FlagOverrides, Loaded, load};
-pub use settings::{Settings, TlsMode};
+pub use settings::{Settings, TlsMode, token_lifetime_secs};
 
 use std::path::PathBuf;
 

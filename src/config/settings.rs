@@ -116,7 +116,7 @@ impl Settings {
         }
         let token_issuer = registered_claim("auth.issuer", config.auth.issuer.as_deref())?;
         let token_audience = registered_claim("auth.audience", config.auth.audience.as_deref())?;
-        let default_ttl_secs = parse_duration_secs(&config.auth.default_ttl)
+        let default_ttl_secs = token_lifetime_secs(&config.auth.default_ttl)
             .map_err(|msg| ConfigError::new("auth.default_ttl", msg))?;
         let (regions, regions_source) = load_regions(config.regions.file.as_ref())?;
         if config.tls.self_signed && (config.tls.cert.is_some() || config.tls.key.is_some()) {
@@ -340,6 +340,22 @@ fn positive(name: &str, value: u64) -> Result<u64, ConfigError> {
     } else {
         Ok(value)
     }
+}
+
+/// Longest token lifetime (400 days: a wall display's token renewed yearly).
+const MAX_TTL_SECS: u64 = 400 * 24 * 3600;
+
+/// A token lifetime (`8h`, `30d`), at most [`MAX_TTL_SECS`]: `auth.default_ttl` and
+/// `hubcast token --ttl` alike.
+pub fn token_lifetime_secs(text: &str) -> Result<u64, String> {
+    let secs = parse_duration_secs(text)?;
+    if secs > MAX_TTL_SECS {
+        return Err(
+            "at most 400 days: a token is revoked only by changing the key, so it must expire"
+                .to_owned(),
+        );
+    }
+    Ok(secs)
 }
 
 fn validate_http(http: &HttpConfig) -> Result<(), ConfigError> {
@@ -843,6 +859,10 @@ mod tests {
             (
                 "auth.default_ttl",
                 Box::new(|c| c.auth.default_ttl = "forever".into()),
+            ),
+            (
+                "auth.default_ttl",
+                Box::new(|c| c.auth.default_ttl = "500d".into()),
             ),
             (
                 "regions.file",
