@@ -65,13 +65,19 @@ pub(super) fn refused(err: AlertError, accept: Option<&HeaderValue>) -> Response
     let wait = REFUSED_RETRY_MS + rand::random_range(0..REFUSED_RETRY_MS);
     let text = format!("retry: {wait}\nevent: refused\ndata: {}\n\n", err.body());
     let mut response = (StatusCode::OK, text).into_response();
-    let headers = response.headers_mut();
+    event_stream_headers(response.headers_mut());
+    response
+}
+
+/// The headers of an event stream: its type, not cached, and passed on by reverse proxies
+/// (nginx) as it comes rather than buffered.
+fn event_stream_headers(headers: &mut axum::http::HeaderMap) {
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/event-stream"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    response
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
 }
 
 /// `GET /sse/alerts`.
@@ -114,14 +120,7 @@ async fn open(
     };
     let mut response =
         Body::from_stream(futures_util::stream::unfold(stream, next)).into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    // Reverse proxies (nginx) must pass events through as they come.
-    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    event_stream_headers(response.headers_mut());
     Ok(response)
 }
 

@@ -251,16 +251,7 @@ pub async fn whep_floor(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let client = state.client_ip(peer, &headers);
-    play(
-        state,
-        room,
-        PlaySource::Floor,
-        auth,
-        (&headers, client),
-        &body,
-    )
-    .await
+    play(state, room, PlaySource::Floor, auth, peer, &headers, &body).await
 }
 
 /// `POST /whep/{room}/{publisher}`: watch one publisher.
@@ -275,18 +266,18 @@ pub async fn whep_publisher(
     let id: u64 = publisher
         .parse()
         .map_err(|_| ApiError::not_found("no such publisher in this room"))?;
-    let client = state.client_ip(peer, &headers);
-    let request = (&headers, client);
-    play(state, room, PlaySource::Publisher(id), auth, request, &body).await
+    let source = PlaySource::Publisher(id);
+    play(state, room, source, auth, peer, &headers, &body).await
 }
 
-/// A WHEP play; with its headers, the client's address (for the log).
+/// A WHEP play from `peer` (logged as its client behind trusted proxies).
 async fn play(
     state: AppState,
     room: String,
     source: PlaySource,
     Authenticated(who): Authenticated,
-    (headers, client): (&HeaderMap, std::net::IpAddr),
+    peer: SocketAddr,
+    headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<Response, ApiError> {
     check_room_name(&room)?;
@@ -302,6 +293,7 @@ async fn play(
             offer,
         })
         .await?;
+    let client = state.client_ip(peer, headers);
     Ok(created("whep", &room, created_session, &who, client))
 }
 

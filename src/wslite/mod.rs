@@ -285,12 +285,9 @@ pub async fn write_all_vectored<S: AsyncWrite + Unpin>(
     }
     match io.flush().now_or_never() {
         Some(result) => result,
-        None => {
-            let at = deadline.unwrap_or_else(|| tokio::time::Instant::now() + limit);
-            tokio::time::timeout_at(at, io.flush())
-                .await
-                .map_err(timed_out)?
-        }
+        None => tokio::time::timeout(limit, io.flush())
+            .await
+            .map_err(timed_out)?,
     }
 }
 
