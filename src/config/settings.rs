@@ -345,7 +345,7 @@ fn positive(name: &str, value: u64) -> Result<u64, ConfigError> {
 /// Longest token lifetime (400 days: a wall display's token renewed yearly).
 const MAX_TTL_SECS: u64 = 400 * 24 * 3600;
 
-/// A token lifetime (`8h`, `30d`), at most [`MAX_TTL_SECS`]: `auth.default_ttl` and
+/// A token lifetime (`8h`, `30d`), at most 400 days: `auth.default_ttl` and
 /// `hubcast token --ttl` alike.
 pub fn token_lifetime_secs(text: &str) -> Result<u64, String> {
     let secs = parse_duration_secs(text)?;
