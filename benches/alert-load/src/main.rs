@@ -8,12 +8,14 @@
 //! broadcasts: p50/p99, deliveries per second, server CPU per delivery (`/proc/<pid>/stat`),
 //! server RSS per idle connection (`VmRSS`). The ceiling is measured in the same run with the
 //! same clients: `alert-load ceiling-server` children writing one pre-encoded 300-byte frame
-//! to N raw sockets. With `--hubs K --redis` the subscribers are spread over K hubcast
+//! to N raw sockets (and with `--ws-ceiling` a third phase: the same servers answering the
+//! WebSocket upgrade and writing one pre-encoded text frame the alert's size to the same
+//! tokio-tungstenite clients). With `--hubs K --redis` the subscribers are spread over K hubcast
 //! processes sharing one Redis, and every one of them must get each alert published to the
 //! first. Prints a Markdown entry and adds it to BENCHMARKS.md.
 //!
-//! Layout: this file (flags, the run: ceiling phase, then hubcast phase), `ceiling` (the raw
-//! server child and its phase), `hub` (hubcast and Redis children, token, publish, its phase),
+//! Layout: this file (flags, the run: ceiling phases, then hubcast phase), `ceiling` (the
+//! ceiling server child and its phases), `hub` (hubcast and Redis children, token, publish, its phase),
 //! `measure` (one phase: connect, RSS, broadcasts, CPU), `worker` + `tally` (the client
 //! child and its accounting), `proto` (the line protocol), `procs` (child processes, pipes,
 //! `/proc` readings, the shared clock), `report` (statistics, Markdown, BENCHMARKS.md).
@@ -141,6 +143,14 @@ pub struct RunArgs {
     /// Do not measure the ceiling.
     #[arg(long)]
     pub skip_ceiling: bool,
+    /// Also measure the WebSocket ceiling: the ceiling servers answer the upgrade and write
+    /// one pre-encoded WebSocket text frame per broadcast, read by the same tokio-tungstenite
+    /// subscribers as hubcast's (what no server can beat with these clients on this machine).
+    #[arg(long, conflicts_with = "skip_ceiling")]
+    pub ws_ceiling: bool,
+    /// Text bytes of the WebSocket ceiling's frame [default: the size of the run's alert].
+    #[arg(long, default_value_t = 562)]
+    pub ws_frame_bytes: usize,
     /// Measure the ceiling only (no hubcast).
     #[arg(long, conflicts_with = "skip_ceiling")]
     pub ceiling_only: bool,
@@ -257,6 +267,9 @@ async fn run(args: &RunArgs, fleet: &mut Fleet) -> anyhow::Result<Run> {
         // Ceiling clients use other source addresses than the hub's, so no port of theirs is
         // still in TIME_WAIT when the hub phase connects.
         run.ceiling = Some(ceiling::phase(args, fleet).await?);
+    }
+    if args.ws_ceiling {
+        run.ceiling_ws = Some(ceiling::ws_phase(args, fleet).await?);
     }
     if args.ceiling_only {
         return Ok(run);

@@ -36,8 +36,12 @@ pub struct Layout {
 /// How a phase fires a broadcast.
 #[derive(Debug)]
 pub enum Trigger {
-    /// Ceiling servers: members `0..servers` of the phase's group get `b SEQ`.
-    Ceiling { servers: usize },
+    /// Ceiling servers: members `0..servers` of the phase's group get `b SEQ`; with a
+    /// `path`, the workers subscribe over WebSocket to it (the WebSocket ceiling).
+    Ceiling {
+        servers: usize,
+        path: Option<&'static str>,
+    },
     /// hubcast: one publish to this hub.
     Publish { addr: SocketAddr, token: String },
 }
@@ -132,8 +136,11 @@ pub async fn run(
             "--read-buffer".to_owned(),
             layout.read_buffer.to_string(),
         ];
-        if matches!(servers.trigger, Trigger::Publish { .. }) {
-            let path = hub::subscribe_path(layout.sse);
+        let path = match servers.trigger {
+            Trigger::Publish { .. } => Some(hub::subscribe_path(layout.sse)),
+            Trigger::Ceiling { path, .. } => path,
+        };
+        if let Some(path) = path {
             args.extend(["--path".to_owned(), path.to_owned()]);
         }
         for (addr, n) in servers.addrs.iter().zip(row) {
@@ -195,7 +202,7 @@ pub async fn run(
             ));
         }
         let (fired_seq, fired_ns, acked_ns) = match &servers.trigger {
-            Trigger::Ceiling { servers: n } => {
+            Trigger::Ceiling { servers: n, .. } => {
                 seq += 1;
                 let fired_ns = procs::mono_ns();
                 for i in 0..*n {

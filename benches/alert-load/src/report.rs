@@ -31,6 +31,9 @@ pub struct Run {
     /// The subscribers' path (WebSocket or SSE).
     pub path: &'static str,
     pub ceiling: Option<Phase>,
+    /// The WebSocket ceiling (`--ws-ceiling`).
+    pub ceiling_ws: Option<Phase>,
+    pub ws_frame_bytes: usize,
     pub hub: Option<Phase>,
 }
 
@@ -51,6 +54,8 @@ impl Run {
             hub_threads: 0,
             path: crate::hub::subscribe_path(args.sse),
             ceiling: None,
+            ceiling_ws: None,
+            ws_frame_bytes: args.ws_frame_bytes,
             hub: None,
         }
     }
@@ -77,12 +82,33 @@ impl Run {
              broadcast from one thread per ceiling server (as many servers as hubs)\n",
             self.path, self.frame_bytes
         );
-        let (h, c) = (self.hub.as_ref(), self.ceiling.as_ref());
-        let _ = writeln!(s, "| measure | hubcast | ceiling | goal |");
-        let _ = writeln!(s, "|---|---|---|---|");
+        let (h, c, w) = (
+            self.hub.as_ref(),
+            self.ceiling.as_ref(),
+            self.ceiling_ws.as_ref(),
+        );
+        if w.is_some() {
+            let _ = writeln!(
+                s,
+                "WebSocket ceiling: the same servers answer the upgrade, then write one \
+                 pre-encoded {} B WebSocket text frame per socket per broadcast, read by the \
+                 same tokio-tungstenite subscribers as hubcast's\n",
+                self.ws_frame_bytes
+            );
+            let _ = writeln!(
+                s,
+                "| measure | hubcast | ceiling | WebSocket ceiling | goal |\n|---|---|---|---|---|"
+            );
+        } else {
+            let _ = writeln!(
+                s,
+                "| measure | hubcast | ceiling | goal |\n|---|---|---|---|"
+            );
+        }
         let mut row = |name: &str, f: &dyn Fn(&Phase) -> String, goal: String| {
             let cell = |p: Option<&Phase>| p.map_or_else(|| "—".to_owned(), f);
-            let _ = writeln!(s, "| {name} | {} | {} | {goal} |", cell(h), cell(c));
+            let ws = w.map_or_else(String::new, |p| format!(" {} |", f(p)));
+            let _ = writeln!(s, "| {name} | {} | {} |{ws} {goal} |", cell(h), cell(c));
         };
         row(
             "subscribers connected (failed) · connect time",
@@ -103,7 +129,18 @@ impl Run {
             let met = h
                 .and_then(|p| pct(&lasts(p), 0.99))
                 .map(|v| v <= GOAL_P99_MS_AT_100K);
-            format!("p99 ≤ {GOAL_P99_MS_AT_100K} ms at 100k {}", verdict(met))
+            let ws = w
+                .and_then(|p| pct(&lasts(p), 0.99))
+                .map(|v| v <= GOAL_P99_MS_AT_100K);
+            let ws = if w.is_some() {
+                format!("; WebSocket ceiling {}", verdict(ws))
+            } else {
+                String::new()
+            };
+            format!(
+                "p99 ≤ {GOAL_P99_MS_AT_100K} ms at 100k {}{ws}",
+                verdict(met)
+            )
         } else {
             format!("(p99 ≤ {GOAL_P99_MS_AT_100K} ms at 100k)")
         };
@@ -146,6 +183,12 @@ impl Run {
                 )
             },
         );
+        let ratio_text = match (h.and_then(rate_p50), w.and_then(rate_p50)) {
+            (Some(a), Some(b)) if b > 0.0 => {
+                format!("{ratio_text}; {:.2} of the WebSocket ceiling's", a / b)
+            }
+            _ => ratio_text,
+        };
         row(
             "deliveries/s (N / p50 time to last)",
             &|p| rate_p50(p).map_or_else(|| "—".to_owned(), |r| format!("{r:.0}")),
