@@ -734,6 +734,154 @@ async fn a_sender_speaks_for_one_region() {
     assert_eq!(r.status, 200, "the owner's re-post: {}", r.body);
 }
 
+/// `body` (an alert of [`under_sender`]) turned into a `msg_type` referencing `identifier` of
+/// `sender` (sent on the first, or the second with a `'` after the identifier), sent on the
+/// second of July.
+fn referencing(body: &[u8], msg_type: &str, sender: &str, identifier: &str) -> Vec<u8> {
+    let (identifier, day) = match identifier.strip_suffix('\'') {
+        Some(updated) => (updated, "02"),
+        None => (identifier, "01"),
+    };
+    let mut text = String::from_utf8(body.to_vec()).expect("utf-8");
+    let scope = "<scope>Public</scope>";
+    let edits = [
+        (
+            "<msgType>Alert</msgType>".to_owned(),
+            format!("<msgType>{msg_type}</msgType>"),
+        ),
+        (
+            "<sent>2025-07-01T08:00:00+08:00</sent>".to_owned(),
+            "<sent>2025-07-02T08:00:00+08:00</sent>".to_owned(),
+        ),
+        (
+            scope.to_owned(),
+            format!(
+                "{scope}<references>{sender},{identifier},2025-07-{day}T08:00:00+08:00</references>"
+            ),
+        ),
+    ];
+    for (from, to) in edits {
+        assert!(text.contains(&from), "sample lacks {from}");
+        text = text.replacen(&from, &to, 1);
+    }
+    text.into_bytes()
+}
+
+/// Only the region an alert was issued for, or a tier above it, may update or cancel it,
+/// even where the alert is about a county alone; and an Alert that names earlier alerts in
+/// `references` supersedes none of them (CAP 1.2: only Update and Cancel act on references).
+#[tokio::test]
+async fn only_the_issuer_or_a_tier_above_supersedes_an_alert() {
+    let hub = Hub::start(&[], &[]);
+    let province = hub.token("province-admin", "330000", &[]);
+    let city = hub.token("city-admin", "330100", &[]);
+    let county = hub.token("county-operator", "330106", &[]);
+    let other_county = hub.token("county-operator", "330105", &[]);
+    let xml = Some("application/cap+xml");
+    let send = |token: &str, body: Vec<u8>| {
+        let token = token.to_owned();
+        let hub = &hub;
+        async move { post(hub, Some(&token), xml, &body).await }
+    };
+    let (hz, xihu) = ("scjg.hangzhou.gov.cn", "scjg.xihu.gov.cn");
+
+    // Numbers of the stored alerts by identifier (the feed names alerts by number).
+    let mut seqs = std::collections::HashMap::new();
+    let mut stored = |identifier: &str, r: &Response| {
+        assert_eq!(r.status, 201, "{identifier}: {}", r.body);
+        seqs.insert(
+            identifier.to_owned(),
+            r.json()["seq"].as_u64().expect("seq"),
+        );
+    };
+
+    // The city's alert about the Xihu district alone.
+    stored(
+        "hz-1",
+        &send(&city, under_sender(hz, "hz-1", "330106")).await,
+    );
+    for (what, msg_type) in [("update", "Update"), ("cancel", "Cancel")] {
+        let body = referencing(&under_sender(xihu, "xh-9", "330106"), msg_type, hz, "hz-1");
+        let r = send(&county, body).await;
+        assert_error(
+            &r,
+            403,
+            "not_the_issuer",
+            &format!("the county would {what} its city's alert"),
+        );
+        assert!(
+            r.json()["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("330100")),
+            "{}",
+            r.body
+        );
+    }
+    // A county's own alert: a peer county may not touch it; the county, its city and the
+    // province may.
+    stored(
+        "xh-1",
+        &send(&county, under_sender(xihu, "xh-1", "330106")).await,
+    );
+    let peer = referencing(
+        &under_sender("scjg.gongshu.gov.cn", "gs-1", "330105"),
+        "Update",
+        xihu,
+        "xh-1",
+    );
+    let r = send(&other_county, peer).await;
+    assert_eq!(r.status, 403, "a peer county: {}", r.body);
+    let update = referencing(
+        &under_sender(xihu, "xh-2", "330106"),
+        "Update",
+        xihu,
+        "xh-1",
+    );
+    stored("xh-2", &send(&county, update).await);
+    let cancel = referencing(&under_sender(hz, "hz-2", "330106"), "Cancel", xihu, "xh-2'");
+    stored("hz-2", &send(&city, cancel).await);
+    let cancel = referencing(
+        &under_sender(SENDER, "zj-1", "330106"),
+        "Cancel",
+        hz,
+        "hz-1",
+    );
+    stored("zj-1", &send(&province, cancel).await);
+
+    // An Alert naming an earlier alert leaves it live, and naming one the hub does not have
+    // is no error for an Alert.
+    stored(
+        "xh-3",
+        &send(&county, under_sender(xihu, "xh-3", "330106")).await,
+    );
+    let naming = referencing(&under_sender(xihu, "xh-4", "330106"), "Alert", xihu, "xh-3");
+    stored("xh-4", &send(&county, naming).await);
+    let naming = referencing(
+        &under_sender(xihu, "xh-5", "330106"),
+        "Alert",
+        xihu,
+        "xh-404",
+    );
+    stored("xh-5", &send(&county, naming).await);
+
+    let feed = get(&hub, "/feeds/alerts.atom?region=330106").await;
+    assert_eq!(feed.status, 200);
+    let listed = |identifier: &str| {
+        feed.body
+            .contains(&format!("urn:hubcast:alert:{}<", seqs[identifier]))
+    };
+    for live in ["xh-3", "xh-4", "xh-5"] {
+        assert!(listed(live), "{live} is live: {}", feed.body);
+    }
+    for gone in ["hz-1", "xh-1", "xh-2", "hz-2", "zj-1"] {
+        assert!(
+            !listed(gone),
+            "{gone} was superseded or is a Cancel: {}",
+            feed.body
+        );
+    }
+}
+
 /// Something else answering 2xx at the hub's address (a proxy's login page, a captive
 /// portal) is not taken for a stored alert: the CLI says so and exits 1; a `100 Continue`
 /// before the hub's answer is skipped.

@@ -139,6 +139,7 @@ pub(super) fn store_error(err: &StoreError) -> AlertError {
         StoreError::Conflict { .. } => status(StatusCode::CONFLICT, "conflict"),
         StoreError::SenderTaken { .. } => status(StatusCode::FORBIDDEN, "sender_not_yours"),
         StoreError::ReferenceOutOfReach { .. } => status(StatusCode::FORBIDDEN, "forbidden"),
+        StoreError::NotTheIssuer { .. } => status(StatusCode::FORBIDDEN, "not_the_issuer"),
         StoreError::UnknownReference { .. } => {
             status(StatusCode::UNPROCESSABLE_ENTITY, "unknown_reference")
         }

@@ -8,11 +8,14 @@
 //! 1. refuses a sender owned by another region (`senders`);
 //! 2. looks up (sender, identifier): same normalized XML → the existing record, `created:
 //!    false`; different → [`StoreError::Conflict`];
-//! 3. resolves each `references` triple to a stored alert (sender, identifier and `sent` must
-//!    all match); an unresolved one fails an Update or Cancel ([`StoreError::UnknownReference`])
-//!    and is skipped for other message types; a resolved one reaching a region the publisher
-//!    may not publish to fails the append ([`StoreError::ReferenceOutOfReach`]), so what is
-//!    inherited is exactly what was authorized;
+//! 3. for an Update or Cancel, resolves each `references` triple to a stored alert (sender,
+//!    identifier and `sent` must all match); an unresolved one fails the append
+//!    ([`StoreError::UnknownReference`]); so does one issued for a region the publisher may not
+//!    publish to ([`StoreError::NotTheIssuer`]: a county cannot supersede its city's alert
+//!    about that county) or reaching such a region ([`StoreError::ReferenceOutOfReach`]), so
+//!    what is inherited is exactly what was authorized. The references of an Alert, Ack or
+//!    Error are kept in its document but act on nothing (CAP 1.2: only an Update supersedes,
+//!    only a Cancel cancels);
 //! 4. numbers the alert `MAX(seq) + 1` (or above the numbering floor a restore set) and inserts the row, its reach as target rows
 //!    (region, kind, rank), its reference rows and its full-text row;
 //! 5. binds the sender to the publisher's region if it was free (or config says so);
@@ -217,6 +220,37 @@ pub(super) fn build(
     Ok((alert, p.raw, p.search_text))
 }
 
+/// Refuses `reference` if the alert it resolved to was issued (its publisher `label`,
+/// `role@region subject`) for a region `publisher` may not publish to. A record without a
+/// region in its label (an import) is not checked.
+fn check_issuer(
+    reference: &Reference,
+    label: &str,
+    publisher: &Publisher<'_>,
+) -> Result<(), StoreError> {
+    let (Some(may_reach), Some(issuer)) = (publisher.may_reach, label_region(label)) else {
+        return Ok(());
+    };
+    if may_reach(issuer) {
+        Ok(())
+    } else {
+        Err(StoreError::NotTheIssuer {
+            reference: reference.to_string(),
+            issuer,
+        })
+    }
+}
+
+/// The region of a publisher label `role@region subject` (as SQLite's schema 2 reads it).
+pub(super) fn label_region(label: &str) -> Option<RegionCode> {
+    let (_, rest) = label.split_once('@')?;
+    let code = rest.get(..6)?;
+    if rest.len() > 6 && !rest[6..].starts_with(' ') {
+        return None;
+    }
+    code.parse().ok()
+}
+
 /// Refuses `reference` if the alert it resolved to reaches (`regions`, own and inherited) a
 /// region `publisher` may not publish to ([`Publisher::may_reach`]).
 fn check_reach(
@@ -418,23 +452,24 @@ fn resolve(
     })
 }
 
-/// The stored alerts `p.references` name, each once, in document order, as `lookup` finds
-/// them by CAP identity (both backends): `sent` must match too; an unresolved one fails an
-/// Update or Cancel and is skipped otherwise; each must be in `publisher`'s reach.
+/// The stored alerts an Update's or Cancel's `p.references` name, each once, in document
+/// order, as `lookup` finds them by CAP identity (both backends): `sent` must match too; an
+/// unresolved one fails; each must have been issued for, and reach only, regions in
+/// `publisher`'s reach. Other message types act on nothing they reference: none.
 pub(super) fn resolve_with(
     p: &Prepared,
     publisher: &Publisher<'_>,
     mut lookup: impl FnMut(&Reference) -> Result<Option<StoredAlert>, StoreError>,
 ) -> Result<Vec<Target>, StoreError> {
     let mut targets: Vec<Target> = Vec::new();
+    if !p.must_resolve() {
+        return Ok(targets);
+    }
     for r in &p.references {
         let Some(a) = lookup(r)?.filter(|a| a.sent_unix == r.sent.unix_seconds()) else {
-            if p.must_resolve() {
-                return Err(StoreError::UnknownReference {
-                    reference: r.to_string(),
-                });
-            }
-            continue;
+            return Err(StoreError::UnknownReference {
+                reference: r.to_string(),
+            });
         };
         if targets.iter().any(|t| t.seq == a.seq) {
             continue;
@@ -443,6 +478,7 @@ pub(super) fn resolve_with(
         let mut regions = a.regions;
         regions.extend(a.inherited_regions);
         check_reach(r, &regions, publisher)?;
+        check_issuer(r, &a.publisher, publisher)?;
         targets.push(Target {
             seq: a.seq,
             kind: a.kind,
@@ -452,4 +488,26 @@ pub(super) fn resolve_with(
         });
     }
     Ok(targets)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_issuing_region_is_read_off_the_publisher_label() {
+        let code = |s: &str| RegionCode::parse(s).ok();
+        assert_eq!(label_region("city-admin@330100 alice"), code("330100"));
+        assert_eq!(label_region("county-operator@330106"), code("330106"));
+        for unlabelled in [
+            "",
+            "import",
+            "x@33010",
+            "x@3301000 y",
+            "x@abcdef",
+            "x@000000 y",
+        ] {
+            assert_eq!(label_region(unlabelled), None, "{unlabelled:?}");
+        }
+    }
 }

@@ -199,6 +199,18 @@ pub enum StoreError {
         /// The first region out of reach.
         region: RegionCode,
     },
+    /// An Update or Cancel references an alert issued for a region the publisher may not
+    /// publish to: only the issuing region, or a tier above it, may supersede or cancel it
+    /// (see [`Publisher::may_reach`]).
+    #[error(
+        "the referenced alert {reference} was issued for region {issuer}; only that region or a tier above it may update or cancel it"
+    )]
+    NotTheIssuer {
+        /// The `sender,identifier,sent` triple.
+        reference: String,
+        /// The region its publisher acted for.
+        issuer: RegionCode,
+    },
     /// An Update or Cancel references a message this store does not have.
     #[error("references names no known alert: {reference}")]
     UnknownReference {
