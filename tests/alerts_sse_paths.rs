@@ -87,6 +87,32 @@ async fn both_sse_servers_speak_the_same_protocol() {
         body.contains("\"bad_parameter\"") && body.contains("\"parameter\":\"region\""),
         "{body}"
     );
+
+    // Two Last-Event-IDs (a proxy adding its own) would make the resume point depend on
+    // their order: refused on both servers, like a repeated query parameter.
+    let twice = "GET /sse/alerts?region=330100 HTTP/1.1\r\nHost: x\r\n\
+                 Last-Event-ID: 5\r\nLast-Event-ID: 9\r\n\r\n";
+    let mut bad = TcpStream::connect(hub.addr).await.expect("connect");
+    bad.write_all(twice.as_bytes()).await.expect("request");
+    let mut body = String::new();
+    let answered =
+        tokio::time::timeout(Duration::from_secs(10), bad.read_to_string(&mut body)).await;
+    assert!(
+        answered.is_ok(),
+        "side path: a stream, not an answer: {body}"
+    );
+    assert!(body.starts_with("HTTP/1.1 400"), "side path: {body}");
+    assert!(body.contains("\"parameter\":\"Last-Event-ID\""), "{body}");
+    let mut kept = TcpStream::connect(hub.addr).await.expect("connect");
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("healthz");
+    let mut kept_seen = Vec::new();
+    read_until(&mut kept, &mut kept_seen, "\"ok\"").await;
+    kept.write_all(twice.as_bytes()).await.expect("request");
+    let text = read_until(&mut kept, &mut kept_seen, "Last-Event-ID\"").await;
+    let answer = &text[text.rfind("HTTP/1.1").unwrap_or(0)..];
+    assert!(answer.starts_with("HTTP/1.1 400"), "hyper: {answer}");
 }
 
 /// Keep-alive comments every `alerts.ping_secs` on both SSE servers, so proxies and NAT keep

@@ -9,6 +9,11 @@
 //! is subscribed anyway: the hub answers it with a reset and every retained alert
 //! (`Hub::subscribe`).
 //!
+//! A single log can be behind too, for a moment: the hand-offs of concurrent publishes may
+//! reach the hub task out of order, and a later number waits for the earlier one while its
+//! publisher has already answered with it. A `since` up to the highest number handed over is
+//! held the same way.
+//!
 //! Bounded: at most [`MAX_PARKED`] wait; beyond, a subscribe is not held (it gets the reset
 //! at once).
 
@@ -52,8 +57,8 @@ pub(super) struct Ahead {
 pub(super) type NotHeld = (Filter, Option<u64>, Reply);
 
 impl Ahead {
-    /// Holds a subscribe whose `since` is above `last_seq`, if `may_hold` (a shared log and a
-    /// valid filter) and there is room; otherwise hands it back.
+    /// Holds a subscribe whose `since` is above `last_seq`, if `may_hold` (a log that has it,
+    /// and a valid filter) and there is room; otherwise hands it back.
     pub(super) fn park(
         &mut self,
         filter: Filter,

@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use alerts::hub::{Hub, HubConfig, HubEvent, PublishedAlert, SubId};
@@ -66,14 +67,28 @@ pub(super) fn rebuild(
     Ok(hub)
 }
 
+/// The log the hub task follows.
+pub(super) struct Log {
+    /// Read for the alerts missing before a hand-off that came early.
+    pub store: Arc<dyn Store>,
+    /// Shared with other instances (Redis), which may be ahead of this one.
+    pub shared: bool,
+    /// The highest number handed over so far ([`LiveHub`](super::LiveHub)'s).
+    pub handed: Arc<AtomicU64>,
+}
+
 /// The hub task: commands in, events out, a 1 s timer for expiry and retention.
 pub(super) async fn run(
     mut hub: Hub,
     mut rx: mpsc::Receiver<Command>,
     metrics: LiveMetrics,
-    store: Arc<dyn Store>,
-    shared_log: bool,
+    log: Log,
 ) {
+    let Log {
+        store,
+        shared: shared_log,
+        handed,
+    } = log;
     let mut slots = Slots::default();
     let mut times: VecDeque<(u64, Instant)> = VecDeque::with_capacity(TIMES);
     let mut pending: BTreeMap<u64, Pending> = BTreeMap::new();
@@ -127,12 +142,15 @@ pub(super) async fn run(
                 since,
                 reply,
             } => {
-                // Held only when another instance may be ahead (a shared log), `since` is
-                // ahead of this one, and the filter is valid (an invalid one is answered
-                // now); a single log is never behind.
+                // Held only when `since` is ahead of this hub but the log has it (another
+                // instance may be ahead of this one on a shared log; on any log a number
+                // already handed over may still wait for an earlier one's hand-off), and
+                // the filter is valid (an invalid one is answered now).
                 let (last, now) = (hub.last_seq(), Instant::now());
                 let ahead_of_us = since.is_some_and(|s| s > last);
-                let may_hold = shared_log && ahead_of_us && hub.check_filter(&filter).is_ok();
+                let on_its_way = since.is_some_and(|s| s <= handed.load(Ordering::Acquire));
+                let may_hold =
+                    ahead_of_us && (shared_log || on_its_way) && hub.check_filter(&filter).is_ok();
                 if let Err((filter, since, reply)) =
                     ahead.park(filter, since, reply, last, may_hold, now)
                 {

@@ -1,6 +1,6 @@
 //! Tests of the hub task's publishing: out-of-order hand-offs go out in sequence order,
 //! numbers the store cannot read are not waited for, only live deliveries are timed; and a
-//! subscribe dropped while it waits for the hub task leaves no subscriber behind.
+//! subscribe dropped while it waits for the hub task leaves no subscriber behind; a `since` handed over out of order is held, not reset.
 
 use alerts::hub::{Delivery, Filter};
 use axum::body::Bytes;
@@ -120,4 +120,71 @@ fn a_subscribe_dropped_while_waiting_is_undone() {
     assert!(awaiting.rx.try_recv().is_ok());
     drop(awaiting);
     assert!(commands.try_recv().is_err(), "not undone once taken");
+}
+
+/// A `since` whose alert was handed over but waits for an earlier hand-off (concurrent
+/// publishes on one SQLite log; its publisher has already answered with the number) is held
+/// until the hub has it, not answered with a reset and every retained alert again.
+#[tokio::test]
+async fn a_since_handed_over_out_of_order_is_held_not_reset() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store: Arc<dyn Store> =
+        Arc::new(alerts::store::SqliteStore::open(tmp.path().join("alerts.db")).expect("store"));
+    let metrics = LiveMetrics::register(&prometheus::Registry::new()).expect("metrics");
+    let mut hub = Hub::new(&RegionTree::zhejiang(), HubConfig::default());
+    let mut pending = BTreeMap::new();
+    let mut times = VecDeque::new();
+    for seq in 1..=40 {
+        pending.insert(seq, (alert(seq), Instant::now()));
+    }
+    publish_ready(&mut hub, &mut pending, 0, &mut times, &metrics);
+    let handed = Arc::new(AtomicU64::new(40));
+    let (tx, rx) = mpsc::channel(16);
+    let log = Log {
+        store,
+        shared: false,
+        handed: handed.clone(),
+    };
+    let task = tokio::spawn(run(hub, rx, metrics, log));
+    let send = |command| {
+        let tx = tx.clone();
+        async move { tx.send(command).await.expect("task alive") }
+    };
+    // 42's publisher handed over first; 41's hand-off is late.
+    handed.fetch_max(42, Ordering::AcqRel);
+    send(Command::Publish(Box::new(alert(42)))).await;
+    let filter = Filter::all(RegionCode::from_u32(330_106).expect("code"));
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    send(Command::Subscribe {
+        filter,
+        since: Some(42),
+        reply,
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    handed.fetch_max(41, Ordering::AcqRel);
+    send(Command::Publish(Box::new(alert(41)))).await;
+    let (_, mailbox) = tokio::time::timeout(Duration::from_secs(3), answer)
+        .await
+        .expect("answered once the hub has 42")
+        .expect("reply")
+        .expect("subscribed");
+    handed.fetch_max(43, Ordering::AcqRel);
+    send(Command::Publish(Box::new(alert(43)))).await;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut got = Vec::new();
+    while got.is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        got = mailbox.take(Vec::new()).items;
+    }
+    let seqs: Vec<String> = got
+        .iter()
+        .map(|d| match d {
+            Delivery::Alert { seq, .. } => seq.to_string(),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(seqs, ["43"], "no reset, nothing it had");
+    drop(tx);
+    task.await.expect("task ends");
 }

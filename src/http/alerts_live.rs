@@ -329,13 +329,25 @@ async fn drain(
 ) -> bool {
     let batch = sub.pop().await;
     if let Some(reason) = batch.closed {
-        finish(conn, batch, write_timeout).await;
-        conn.close(reason.close_code(), reason.as_str()).await;
+        finish(
+            conn,
+            batch,
+            reason.close_code(),
+            reason.as_str(),
+            write_timeout,
+        )
+        .await;
         return false;
     }
     if batch.gone {
-        finish(conn, batch, write_timeout).await;
-        conn.close(close_code::AWAY, "server shutting down").await;
+        finish(
+            conn,
+            batch,
+            close_code::AWAY,
+            "server shutting down",
+            write_timeout,
+        )
+        .await;
         return false;
     }
     let mut items = batch.items;
@@ -377,21 +389,44 @@ async fn close(
     write_timeout: Duration,
 ) {
     let batch = sub.pop().await;
-    finish(conn, batch, write_timeout).await;
+    finish(conn, batch, code, reason, write_timeout).await;
+}
+
+/// Closes with `code` after the rest of a frame the hub task started (if any); drops the
+/// other deliveries (a closing subscriber recovers them with `since`).
+async fn finish(
+    conn: &mut Conn,
+    batch: crate::alerts_live::Batch,
+    code: u16,
+    reason: &str,
+    write_timeout: Duration,
+) {
+    let first = batch.items.first().and_then(ws_payload);
+    close_on_boundary(conn, first, batch.written, code, reason, write_timeout).await;
+}
+
+/// Writes the rest of a frame of which `written` bytes (header included) went out, then
+/// the close frame. If that rest cannot be written in time (the client is not reading), no
+/// close frame follows: written later, as soon as the client read again, it would land
+/// inside the unfinished frame and corrupt that alert. The connection just ends then; the
+/// client sees an abnormal closure and resumes with `since` from its last whole alert.
+pub(super) async fn close_on_boundary(
+    conn: &mut Conn,
+    first: Option<&[u8]>,
+    written: usize,
+    code: u16,
+    reason: &str,
+    write_timeout: Duration,
+) {
+    if written > 0 {
+        let limit = write_timeout.min(Duration::from_secs(1));
+        if conn.send_texts(first, written, limit).await.is_err() {
+            return;
+        }
+    }
     conn.close(code, reason).await;
 }
 
-/// Writes the rest of a frame the hub task started (if any); drops the other deliveries (a
-/// closing subscriber recovers them with `since`).
-async fn finish(conn: &mut Conn, batch: crate::alerts_live::Batch, write_timeout: Duration) {
-    if batch.written > 0 {
-        let first = batch.items.first().and_then(ws_payload);
-        let _ = conn
-            .send_texts(
-                first,
-                batch.written,
-                write_timeout.min(Duration::from_secs(1)),
-            )
-            .await;
-    }
-}
+#[cfg(test)]
+#[path = "alerts_live_tests.rs"]
+mod tests;

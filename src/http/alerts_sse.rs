@@ -93,6 +93,24 @@ pub async fn sse_alerts(
     }
 }
 
+/// The `Last-Event-ID` a reconnecting client resumes from: a sequence number, given at most
+/// once (two, say one added by a proxy, would make the resume point depend on header order:
+/// 400 like a repeated query parameter).
+pub(super) fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, AlertError> {
+    let mut values = headers.get_all("last-event-id").iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(AlertError::bad_parameter(
+            "Last-Event-ID",
+            "given more than once",
+        ));
+    }
+    let text = String::from_utf8_lossy(value.as_bytes());
+    parse_seq("Last-Event-ID", text.trim()).map(Some)
+}
+
 async fn open(
     state: AppState,
     peer: std::net::SocketAddr,
@@ -100,9 +118,8 @@ async fn open(
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, AlertError> {
     let mut query = parse_live(query, &state)?;
-    if let Some(value) = headers.get("last-event-id") {
-        let text = value.to_str().unwrap_or("(not ASCII)").trim();
-        query.since = Some(parse_seq("Last-Event-ID", text)?);
+    if let Some(since) = last_event_id(headers)? {
+        query.since = Some(since);
     }
     let every = Duration::from_secs(alerts_state(&state)?.config.ping_secs);
     let sub = subscribe(&state, state.client_ip(peer, headers), query, "sse").await?;

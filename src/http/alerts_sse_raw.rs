@@ -26,7 +26,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use super::AppState;
 use super::alerts_error::{AlertError, alerts_state};
-use super::alerts_live::{parse_live, parse_seq, subscribe};
+use super::alerts_live::{parse_live, subscribe};
 use super::cors::RAW_HEADER;
 use super::raw;
 use crate::alerts_live::{Direct, Subscription, Wire};
@@ -78,13 +78,12 @@ async fn request(
     let mut accept = None;
     let opened = match parsed {
         Ok(head) => {
-            let last_event_id = head
-                .headers
-                .get("last-event-id")
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_owned());
             accept = head.headers.get(axum::http::header::ACCEPT).cloned();
             let client = state.client_ip(peer, &head.headers);
-            open(state, &head.uri, last_event_id.as_deref(), client).await
+            match super::alerts_sse::last_event_id(&head.headers) {
+                Ok(since) => open(state, &head.uri, since, client).await,
+                Err(err) => Err(err),
+            }
         }
         Err(err) => Err(err),
     };
@@ -106,12 +105,12 @@ async fn request(
 async fn open(
     state: &AppState,
     uri: &Uri,
-    last_event_id: Option<&str>,
+    last_event_id: Option<u64>,
     client: std::net::IpAddr,
 ) -> Result<Subscription, AlertError> {
     let mut query = parse_live(Query::try_from_uri(uri), state)?;
-    if let Some(text) = last_event_id {
-        query.since = Some(parse_seq("Last-Event-ID", text)?);
+    if let Some(since) = last_event_id {
+        query.since = Some(since);
     }
     subscribe(state, client, query, "sse").await
 }
