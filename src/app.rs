@@ -133,8 +133,7 @@ pub async fn start(settings: &Settings, shutdown: Shutdown) -> anyhow::Result<Hu
 async fn open_alert_store(settings: &Settings, metrics: &Metrics) -> anyhow::Result<AlertsState> {
     let config = alerts::store::StoreConfig {
         tree: settings.regions.clone(),
-        // Normalizing (escaping, indentation) can grow a document: keep up to 4× the body.
-        max_document_bytes: 4 * settings.alerts.max_body_bytes,
+        max_document_bytes: alerts::store::DOCUMENT_GROWTH * settings.alerts.max_body_bytes,
         readers: settings.alerts.store_readers,
         query_timeout: std::time::Duration::from_millis(settings.alerts.query_timeout_ms),
         ..alerts::store::StoreConfig::default()

@@ -313,6 +313,17 @@ async fn bad_input_is_refused_precisely_and_nothing_is_stored() {
         Some(county.as_str()),
         Some(public.as_str()),
     );
+    let food_json = read_xml(FOOD_XML.as_bytes(), 1 << 20)
+        .expect("reads")
+        .to_json();
+    let json_twice = format!(
+        "{{\"identifier\": \"HZ-OTHER-1\",{}",
+        food_json.trim_start().strip_prefix('{').expect("an object")
+    );
+    let ideographic = format!(
+        "<references>scjg.hangzhou.gov.cn,A-1,2025-07-01T08:00:00+08:00\u{3000}\
+         scjg.hangzhou.gov.cn,A-2,2025-07-01T08:00:00+08:00</references>{INCIDENTS}"
+    );
     let cases: Vec<Case<'_>> = vec![
         (
             "malformed XML",
@@ -497,6 +508,36 @@ async fn bad_input_is_refused_precisely_and_nothing_is_stored() {
             Some("alert/info[0]/area[1]/geocode"),
         ),
         (
+            "a JSON key given twice (the parse would keep the last)",
+            c,
+            json,
+            json_twice.into_bytes(),
+            422,
+            "invalid_cap",
+            Some("alert/identifier"),
+        ),
+        (
+            "a region code this hub's tree does not have (下城区, merged in 2021)",
+            c,
+            xml,
+            food_with(&[("<value>330100<", "<value>330103<")]),
+            422,
+            "invalid_cap",
+            Some("alert/info[0]/area[0]/geocode[0]/value"),
+        ),
+        (
+            "references split by an ideographic space",
+            c,
+            xml,
+            food_with(&[
+                ("<msgType>Alert<", "<msgType>Update<"),
+                (INCIDENTS, &ideographic),
+            ]),
+            422,
+            "invalid_cap",
+            Some("alert/references"),
+        ),
+        (
             "public role publishes",
             p,
             xml,
@@ -634,6 +675,26 @@ async fn bad_input_is_refused_precisely_and_nothing_is_stored() {
     // And a good alert still goes through, numbered 1.
     let (status, id) = publish_xml(&hub, &city, FOOD_XML).await;
     assert_eq!((status, id.as_str()), (201, "1"));
+}
+
+/// A JSON body within `alerts.max_body_bytes` is stored however much normalizing grows it
+/// (every `&` becomes `&amp;` in the stored XML: 5×), not refused as too large.
+#[tokio::test]
+async fn a_json_body_within_the_limit_is_stored_however_normalizing_grows_it() {
+    let hub = Hub::start(&[], &[]);
+    let city = hub.token("city-admin", "330100", &[]);
+    let food = read_xml(FOOD_XML.as_bytes(), 1 << 20).expect("reads");
+    let mut value: serde_json::Value = serde_json::from_str(&food.to_json()).expect("json");
+    value["identifier"] = "HZ-AMP-1".into();
+    value["info"][0]["description"] = "&".repeat(230_000).into();
+    let body = value.to_string();
+    assert!(body.len() < 256 * 1024, "{} bytes", body.len());
+    let response = post(&hub, Some(&city), Some("application/json"), body.as_bytes()).await;
+    assert_eq!(response.status, 201, "{}", response.body);
+    let id = response.json()["id"].as_str().expect("id").to_owned();
+    let xml = get(&hub, &format!("/alerts/{id}.xml")).await;
+    assert_eq!(xml.status, 200);
+    assert!(xml.body.len() > 5 * 230_000, "{} bytes", xml.body.len());
 }
 
 #[tokio::test]

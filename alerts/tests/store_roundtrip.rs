@@ -331,6 +331,50 @@ fn spot_check_fields_are_searchable_also_in_alerts_stored_before() {
     assert_eq!(tables, 0, "the queue is empty once rebuilt");
 }
 
+/// An alert whose stored XML is larger than the publish limit (normalizing grew it, or
+/// `alerts.max_body_bytes` was raised) is reindexed too: the rebuild reads stored XML whole,
+/// not with the limit meant for untrusted bodies.
+#[test]
+fn a_large_stored_alert_is_reindexed_too() {
+    use alerts::store::ArchiveQuery;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("alerts.db");
+    let mut big = parse(SPOT);
+    big.identifier = "HZ-SPOT-LARGE".to_owned();
+    if let Some(info) = big.info.first_mut() {
+        info.description = Some("抽检结果说明。".repeat(20_000));
+    }
+    let spot = {
+        let store = SqliteStore::open(&path).expect("open");
+        append(&store, &big).alert
+    };
+    assert!(
+        spot.xml.len() > cap::DEFAULT_MAX_SIZE,
+        "{} bytes",
+        spot.xml.len()
+    );
+    {
+        let conn = rusqlite::Connection::open(&path).expect("raw open");
+        conn.execute_batch(BACK_TO_VERSION_4)
+            .expect("back to version 4");
+        conn.execute_batch(
+            "DROP TABLE reindex;
+             UPDATE alerts_fts SET body = '脱水蔬菜';
+             PRAGMA user_version = 3;",
+        )
+        .expect("downgrade");
+    }
+    let store = SqliteStore::open(&path).expect("reopen reindexes");
+    let page = store
+        .query(&ArchiveQuery {
+            q: Some("二氧化硫残留量".to_owned()),
+            ..ArchiveQuery::default()
+        })
+        .expect("search");
+    let found: Vec<u64> = page.items.iter().map(|a| a.seq).collect();
+    assert_eq!(found, [spot.seq]);
+}
+
 #[test]
 fn inputs_are_bounded_and_only_public_messages_are_stored() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -291,6 +291,9 @@ pub async fn publish(
     let bytes = read_body(body, &headers, limit, "alerts.max_body_bytes", deadline).await?;
     let alert = read_alert(&bytes, format, limit)?;
     let regions = alert.regions().map_err(|e| AlertError::cap(&e))?;
+    if let Some(err) = alert.unknown_region(|code| state.regions().get(code).is_some()) {
+        return Err(AlertError::cap(&err));
+    }
     check_publish(state.regions(), &who, &regions)?;
     let rule = sender_rule(&alerts.config, &alert.sender, &who)?;
 

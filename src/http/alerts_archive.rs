@@ -186,7 +186,10 @@ fn parse_time(name: &str, value: &str) -> Result<i64, AlertError> {
     })
 }
 
-/// RFC 3339 `date T time [.fraction] (Z | ±hh:mm)` as unix seconds; the fraction is dropped.
+/// RFC 3339 `date T time [.fraction] (Z | ±hh:mm)` as unix seconds, a non-zero fraction
+/// rounded up: alerts are stored to the second, and both bounds compare so (`from`
+/// inclusive: sent ≥ 09:00:00.5 means sent ≥ 09:00:01; `to` exclusive: sent < 09:00:00.5
+/// means sent < 09:00:01).
 fn rfc3339(value: &str) -> Option<i64> {
     if !value.is_ascii() || value.len() < 20 {
         return None;
@@ -194,11 +197,13 @@ fn rfc3339(value: &str) -> Option<i64> {
     let (date, rest) = value.split_at(10);
     let rest = rest.strip_prefix(['T', 't', ' '])?;
     let (time, mut zone) = rest.split_at_checked(8)?;
+    let mut part = 0;
     if let Some(fraction) = zone.strip_prefix('.') {
         let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
         if digits == 0 {
             return None;
         }
+        part = i64::from(fraction.bytes().take(digits).any(|b| b != b'0'));
         zone = &fraction[digits..];
     }
     let zone = match zone {
@@ -209,7 +214,9 @@ fn rfc3339(value: &str) -> Option<i64> {
         },
     };
     let text = format!("{date}T{time}{zone}");
-    text.parse::<CapDateTime>().ok().map(|t| t.unix_seconds())
+    text.parse::<CapDateTime>()
+        .ok()
+        .and_then(|t| t.unix_seconds().checked_add(part))
 }
 
 #[cfg(test)]
@@ -223,12 +230,25 @@ mod tests {
             "2024-05-17T09:00:00+08:00",
             "2024-05-17T09:00:00 08:00",
             "2024-05-17t01:00:00Z",
-            "2024-05-17 01:00:00.250z",
+            "2024-05-17 01:00:00.000z",
             "2024-05-17T01:00:00-00:00",
             "1715907600",
         ] {
             assert_eq!(parse_time("from", text).ok(), Some(t), "{text}");
         }
+        // A fraction rounds up: both bounds compare whole seconds.
+        assert_eq!(
+            parse_time("to", "2024-05-17T09:00:00.5+08:00").ok(),
+            Some(t + 1)
+        );
+        assert_eq!(
+            parse_time("from", "2024-05-17 01:00:00.250z").ok(),
+            Some(t + 1)
+        );
+        assert_eq!(
+            parse_time("from", "2024-05-17T08:59:59.999+08:00").ok(),
+            Some(t)
+        );
         for bad in [
             "",
             "2024-05-17",

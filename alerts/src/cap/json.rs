@@ -30,6 +30,11 @@ pub fn read_json(input: &[u8], max_size: usize) -> Result<Alert, CapError> {
         at: position_of(input, e.line(), e.column()),
         message: e.to_string(),
     })?;
+    // The parse keeps the last of two equal keys: refuse them as XML refuses a repeated
+    // element.
+    if let Some(path) = super::json_keys::first_repeated_key(input, "alert") {
+        return Err(CapError::Repeated { path });
+    }
     alert_from_value(&value)
 }
 

@@ -54,6 +54,7 @@ mod decode;
 pub mod enums;
 pub mod error;
 mod json;
+mod json_keys;
 pub mod model;
 mod params;
 pub mod semantics;

@@ -135,7 +135,8 @@ impl Reference {
 
     /// Parses a whitespace-separated list of triples; the error says which one is wrong.
     pub fn parse_list(s: &str) -> Result<Vec<Reference>, String> {
-        s.split_whitespace()
+        // XML's white space (space, tab, CR, LF) only: CAP consumers split on nothing else.
+        s.split_ascii_whitespace()
             .enumerate()
             .map(|(i, triple)| {
                 let bad = |why: String| format!("reference {i} `{}` {why}", super::clip(triple));
@@ -207,6 +208,30 @@ impl Alert {
             }
         }
         Ok(out)
+    }
+
+    /// The first GB2260 geocode (well formed, see [`Alert::regions`]) that `known` does not
+    /// know, as a 422-style error naming its place: a region code that is not (or no longer)
+    /// in the deployment's region tree is a mistake in the alert, not a permission matter.
+    pub fn unknown_region(&self, known: impl Fn(RegionCode) -> bool) -> Option<CapError> {
+        for (i, info) in self.info.iter().enumerate() {
+            for (a, area) in info.areas.iter().enumerate() {
+                for (k, geo) in area.geocodes.iter().enumerate() {
+                    if geo.value_name != GB2260 {
+                        continue;
+                    }
+                    match RegionCode::parse(&geo.value) {
+                        Ok(code) if !known(code) => {
+                            let path = format!("alert/info[{i}]/area[{a}]/geocode[{k}]/value");
+                            let why = format!("region {code} is not in this hub's region tree");
+                            return Some(CapError::invalid(path, why));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        None
     }
 
     /// `references` as triples (empty when absent).

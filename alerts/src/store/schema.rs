@@ -205,7 +205,9 @@ pub(super) fn reindex(conn: &mut Connection) -> Result<usize, StoreError> {
             return Ok(rebuilt);
         }
         for (seq, xml) in &batch {
-            match crate::cap::Alert::from_xml(xml.as_bytes()) {
+            // Stored XML was bounded when written (`StoredAlert::alert`): read it whole.
+            let limit = xml.len().max(crate::cap::DEFAULT_MAX_SIZE);
+            match crate::cap::read_xml(xml.as_bytes(), limit) {
                 Ok(alert) => {
                     let body = super::append::search_text(&alert);
                     tx.execute("DELETE FROM alerts_fts WHERE rowid = ?1", [seq])?;

@@ -16,6 +16,12 @@ use crate::cap::{Alert, DEFAULT_MAX_SIZE};
 use crate::convert::parse_msg_type;
 use crate::hub::{Inherited, Severity};
 
+/// How much larger than the body it came in a stored document may be. Normalizing grows a
+/// CAP document: every `&` in a JSON string becomes `&amp;` (5×), an empty JSON string in a
+/// list (`"",`, 3 bytes) an indented empty element (`  <code></code>` and a line end, 16
+/// bytes: 5.3×); 6× holds any alert whose body was within the publish limit.
+pub const DOCUMENT_GROWTH: usize = 6;
+
 /// Tunables of a [`SqliteStore`].
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
@@ -23,8 +29,8 @@ pub struct StoreConfig {
     /// Default: Zhejiang, the shipped tree.
     pub tree: RegionTree,
     /// Largest stored document (body as received, normalized XML, JSON), bytes. Default
-    /// 1 MiB: 4× the publish limit ([`DEFAULT_MAX_SIZE`]), since normalizing (escaping,
-    /// indentation) can grow a document; the bound protects the file, the publish limit the
+    /// 1.5 MiB: [`DOCUMENT_GROWTH`]× the publish limit ([`DEFAULT_MAX_SIZE`]), since
+    /// normalizing can grow a document; the bound protects the file, the publish limit the
     /// parser.
     pub max_document_bytes: usize,
     /// How long a statement waits for another connection's lock before failing. Default 5 s:
@@ -44,7 +50,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             tree: RegionTree::zhejiang(),
-            max_document_bytes: 4 * DEFAULT_MAX_SIZE,
+            max_document_bytes: DOCUMENT_GROWTH * DEFAULT_MAX_SIZE,
             busy_timeout: Duration::from_secs(5),
             readers: 2,
             query_timeout: Duration::from_secs(5),
