@@ -295,18 +295,8 @@ fn spot_check_fields_are_searchable_also_in_alerts_stored_before() {
         let store = SqliteStore::open(&path).expect("open");
         append(&store, &parse(SPOT)).alert
     };
-    {
-        // Back to version 3, with the text version 3 indexed for it.
-        let conn = rusqlite::Connection::open(&path).expect("raw open");
-        conn.execute_batch(BACK_TO_VERSION_4)
-            .expect("back to version 4");
-        conn.execute_batch(
-            "DROP TABLE reindex;
-             UPDATE alerts_fts SET body = '脱水蔬菜 杭州某食品有限公司';
-             PRAGMA user_version = 3;",
-        )
-        .expect("downgrade");
-    }
+    // Back to version 3, with the text version 3 indexed for it.
+    back_to_version_3(&path, "脱水蔬菜 杭州某食品有限公司");
     let store = SqliteStore::open(&path).expect("reopen reindexes");
     for q in [
         "二氧化硫残留量",
@@ -331,6 +321,18 @@ fn spot_check_fields_are_searchable_also_in_alerts_stored_before() {
     assert_eq!(tables, 0, "the queue is empty once rebuilt");
 }
 
+/// Turns the store file at `path` back into a version 3 file whose full-text rows all hold
+/// `indexed` (what version 3 indexed), so opening it queues every alert for a reindex.
+fn back_to_version_3(path: &std::path::Path, indexed: &str) {
+    let conn = rusqlite::Connection::open(path).expect("raw open");
+    conn.execute_batch(BACK_TO_VERSION_4)
+        .expect("back to version 4");
+    conn.execute("UPDATE alerts_fts SET body = ?1", [indexed])
+        .expect("version 3 text");
+    conn.execute_batch("DROP TABLE reindex; PRAGMA user_version = 3;")
+        .expect("downgrade");
+}
+
 /// An alert whose stored XML is larger than the publish limit (normalizing grew it, or
 /// `alerts.max_body_bytes` was raised) is reindexed too: the rebuild reads stored XML whole,
 /// not with the limit meant for untrusted bodies.
@@ -353,17 +355,7 @@ fn a_large_stored_alert_is_reindexed_too() {
         "{} bytes",
         spot.xml.len()
     );
-    {
-        let conn = rusqlite::Connection::open(&path).expect("raw open");
-        conn.execute_batch(BACK_TO_VERSION_4)
-            .expect("back to version 4");
-        conn.execute_batch(
-            "DROP TABLE reindex;
-             UPDATE alerts_fts SET body = '脱水蔬菜';
-             PRAGMA user_version = 3;",
-        )
-        .expect("downgrade");
-    }
+    back_to_version_3(&path, "脱水蔬菜");
     let store = SqliteStore::open(&path).expect("reopen reindexes");
     let page = store
         .query(&ArchiveQuery {
