@@ -98,6 +98,16 @@ impl Redis {
     }
 
     /// One command, inline syntax; the raw reply.
+    /// One command with binary-safe arguments (RESP), e.g. a field holding a newline.
+    pub fn command_args(&self, args: &[&str]) -> String {
+        let mut line = format!("*{}\r\n", args.len());
+        for arg in args {
+            line.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+        }
+        // `command` appends one more CRLF: an empty inline command Redis ignores.
+        self.command(line.trim_end_matches("\r\n"))
+    }
+
     pub fn command(&self, line: &str) -> String {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect redis");
         s.set_read_timeout(Some(Duration::from_secs(2)))

@@ -23,7 +23,7 @@
 
 use std::collections::BTreeSet;
 
-use rusqlite::{Connection, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
 use tiers::RegionCode;
 
 use super::senders::{self, Publisher};
@@ -409,6 +409,28 @@ pub(super) fn insert_numbered<'a>(
         // One statement, compiled once for the batch, for the record and its references.
         let mut held_here = tx.prepare_cached("SELECT 1 FROM alerts WHERE seq = ?1")?;
         if held_here.exists(params![to_sql_seq(a.seq)])? {
+            continue;
+        }
+        // The same CAP identity under another number: the log went back and lost it, and it
+        // was published again. The copy here stays (its number was given out); the new one
+        // is left out, as two rows may not share an identity.
+        let mut same_identity = tx.prepare_cached(
+            "SELECT seq FROM alerts WHERE sender = ?1 AND identifier = ?2 AND seq != ?3",
+        )?;
+        let earlier: Option<i64> = same_identity
+            .query_row(params![a.sender, a.identifier, to_sql_seq(a.seq)], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        if let Some(earlier) = earlier {
+            tracing::error!(
+                seq = a.seq,
+                earlier,
+                sender = %a.sender,
+                identifier = %a.identifier,
+                "alert left out of the archive index: it holds the same identity under an \
+                 earlier number (the shared log went back and the alert was published again)"
+            );
             continue;
         }
         // A record whose CAP document cannot be read is left out (logged), like an

@@ -298,12 +298,13 @@ impl StoreError {
                 err.is_unrecoverable_error()
                     || err.is_timeout()
                     || err.is_connection_refusal()
-                    // Loading its data, a failover, a replica, or refusing writes because its
-                    // last fsync failed: all pass; none is the request's fault.
+                    // Loading its data, a failover, a replica, refusing writes because its
+                    // last fsync failed, its memory is full or too few replicas are in reach:
+                    // all pass (or need an operator); none is the request's fault.
                     || matches!(
                         err.code(),
                         Some("LOADING" | "TRYAGAIN" | "MASTERDOWN" | "CLUSTERDOWN" | "READONLY"
-                            | "MISCONF" | "BUSY")
+                            | "MISCONF" | "BUSY" | "OOM" | "NOREPLICAS")
                     )
             }
             StoreError::Sqlite(err) => matches!(

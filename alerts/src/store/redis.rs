@@ -6,7 +6,10 @@
 //!
 //! # Guarantees
 //! - **Gap-free, shared numbering**: one script numbers and appends atomically in Redis
-//!   (`redis_log`), so every instance sees the same sequence.
+//!   (`redis_log`), so every instance sees the same sequence. **No number twice**: each
+//!   instance passes the highest number it has seen (its appends, its tail, its index, which
+//!   survives restarts) and the script numbers above it, so a log that went back (a lagging
+//!   replica took over, entries deleted) leaves a gap instead of giving a number out again.
 //! - **Acknowledged means durable** as far as Redis is configured to make it: with
 //!   `appendonly yes` + `appendfsync always` Redis fsyncs its AOF before answering the script,
 //!   so an acknowledged alert survives a Redis crash. [`RedisStore::durability`] reports the
@@ -23,7 +26,8 @@
 //! since `XREAD BLOCK` holds it.
 
 use std::path::Path;
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use redis::{Client, Connection, Value};
@@ -80,6 +84,13 @@ pub struct RedisStore {
     catch_up_failed: Mutex<Option<std::time::Instant>>,
     config: StoreConfig,
     script: redis::Script,
+    /// The highest number this instance has seen in the log (its appends, its tail, its
+    /// index): the append script numbers above it. A log that went back (a replica without
+    /// the newest entries took over, a Redis without fsync per write restarted, an entry
+    /// deleted by hand) then never gives a number out twice: a subscriber holding one as
+    /// its `since` would skip the new alert under it, and running instances, past that
+    /// number already, would never deliver it.
+    seen: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -111,9 +122,13 @@ impl RedisStore {
             catch_up_failed: Mutex::new(None),
             config,
             script: redis::Script::new(APPEND_SCRIPT),
+            seen: Arc::new(AtomicU64::new(0)),
         };
         let last = store.last_seq()?;
         let mirrored = store.mirror.last_seq()?;
+        // Numbers the index copied were given out, even if the log no longer has them (or
+        // is another log now): new alerts are numbered above them.
+        store.saw(last.max(mirrored));
         let same_log = match mirrored {
             0 => true,
             seq if seq > last => false,
@@ -187,7 +202,22 @@ impl RedisStore {
 
     /// A reader of the log from after `after`, on its own connection.
     pub fn tail(&self, after: u64) -> LogTail {
-        LogTail::new(self.client.clone(), self.keys.log.clone(), after)
+        LogTail::new(
+            self.client.clone(),
+            self.keys.log.clone(),
+            after,
+            self.seen.clone(),
+        )
+    }
+
+    /// Notes that the log held (or gave out) `seq`.
+    fn saw(&self, seq: u64) {
+        self.seen.fetch_max(seq, Ordering::AcqRel);
+    }
+
+    /// The number the next append is numbered above, at least (see `seen`).
+    pub fn numbering_floor(&self) -> u64 {
+        self.seen.load(Ordering::Acquire)
     }
 
     /// Copies the log's entries the local archive index lacks into it.
@@ -241,6 +271,7 @@ impl RedisStore {
             };
             // Past unreadable entries too: they are skipped, not waited for (nor read again).
             after = last.seq;
+            self.saw(after);
             let readable: Vec<Entry> = batch.into_iter().filter_map(Slot::readable).collect();
             if !readable.is_empty() {
                 self.mirror
@@ -437,6 +468,7 @@ impl Store for RedisStore {
         let rec = redis_log::encode(&record);
         let mut retried = false;
         let reply: Value = loop {
+            let floor = self.numbering_floor();
             let mut conn = self.take()?;
             let result = self
                 .script
@@ -449,6 +481,7 @@ impl Store for RedisStore {
                 .arg(&record.sender)
                 .arg(&owner)
                 .arg(rule)
+                .arg(floor)
                 .invoke(&mut conn);
             match result {
                 Ok(reply) => {
@@ -497,6 +530,7 @@ impl Store for RedisStore {
                 return existing_record(&record.sender, &record.identifier, &record.xml, existing);
             }
         };
+        self.saw(seq);
         record.seq = seq;
         record.id = public_id(seq);
         Ok(Appended {
@@ -538,6 +572,7 @@ impl Store for RedisStore {
         check_limit(limit)?;
         let slots = self.entries_after(after, limit)?;
         let examined = slots.last().map_or(after, |slot| slot.seq);
+        self.saw(examined);
         let page = slots
             .into_iter()
             .filter_map(Slot::readable)

@@ -18,8 +18,9 @@
 //! # The append script
 //! Atomic in Redis (a script runs alone): if another region owns the sender (and the rule is
 //! not `configured`) it returns `{2, owner}`; if the identity is known, `{0, seq}` (the
-//! caller compares content); else it numbers the alert one above the stream's last entry,
-//! `XADD`s it with that explicit id, records the identity and binds the sender to the
+//! caller compares content); else it numbers the alert one above the stream's last entry
+//! (and above the numbering floor the calling instance passes: the highest number it has
+//! seen, so a log that went back never gives a number out twice), `XADD`s it with that explicit id, records the identity and binds the sender to the
 //! publisher's region: `{1, seq}`. Numbering from the
 //! stream itself, not a separate counter, keeps the sequence gap-free even if a script
 //! failed half way (Redis does not roll scripts back): nothing but a successful `XADD`
@@ -37,7 +38,8 @@ use crate::convert::{msg_type_str, parse_msg_type};
 use crate::hub::Inherited;
 
 /// The append script (see the module docs). KEYS: log, ids, senders. ARGV: identity, record,
-/// raw, sender, publisher region, sender rule (`first` or `configured`).
+/// raw, sender, publisher region, sender rule (`first` or `configured`), numbering floor (the
+/// highest number the calling instance has seen: the new alert is numbered above it too).
 pub(super) const APPEND_SCRIPT: &str = r"
 local owner = redis.call('HGET', KEYS[3], ARGV[4])
 if owner and owner ~= ARGV[5] and ARGV[6] ~= 'configured' then
@@ -50,6 +52,8 @@ local seq = 1
 if #last > 0 then
   seq = tonumber(string.match(last[1][1], '^(%d+)-')) + 1
 end
+local floor = tonumber(ARGV[7]) or 0
+if seq <= floor then seq = floor + 1 end
 if seq > 9007199254740991 then
   return redis.error_reply('hubcast: the alert log is numbered up to 2^53-1; its last entry is ' .. last[1][1])
 end

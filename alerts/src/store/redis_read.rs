@@ -7,6 +7,8 @@
 //! same audience whichever way it was read, also while an older instance still writes
 //! records without targets during a rolling upgrade.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use redis::{Client, Connection, Value};
@@ -91,6 +93,8 @@ pub struct LogTail {
     log: String,
     conn: Option<Connection>,
     after: u64,
+    /// The store's highest number seen (`RedisStore::seen`), raised by what this tail reads.
+    seen: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for LogTail {
@@ -105,12 +109,13 @@ impl std::fmt::Debug for LogTail {
 
 impl LogTail {
     /// A tail of `log` from after `after`; it connects on the first [`LogTail::next`].
-    pub(super) fn new(client: Client, log: String, after: u64) -> Self {
+    pub(super) fn new(client: Client, log: String, after: u64, seen: Arc<AtomicU64>) -> Self {
         LogTail {
             client,
             log,
             conn: None,
             after,
+            seen,
         }
     }
 
@@ -163,6 +168,7 @@ impl LogTail {
         // Past unreadable entries too, or the next read would return them again at once.
         if let Some(last) = last {
             self.after = self.after.max(last);
+            self.seen.fetch_max(last, Ordering::AcqRel);
         }
         Ok(alerts)
     }
