@@ -435,6 +435,20 @@ async fn no_acknowledged_alert_is_lost_when_instances_die() {
     kill(&mut hub_a);
 }
 
+/// Publishing `xml` is refused with 503 `store_unavailable` and `Retry-After: 1`.
+async fn assert_unavailable(hub: &Hub, token: &str, xml: &str, what: &str) {
+    let response = post(
+        hub,
+        Some(token),
+        Some("application/cap+xml"),
+        xml.as_bytes(),
+    )
+    .await;
+    assert_eq!(response.status, 503, "{what}: {}", response.body);
+    assert_eq!(response.json()["error"], "store_unavailable", "{what}");
+    assert_eq!(response.header("retry-after"), Some("1"), "{what}");
+}
+
 /// Redis refusing writes for a reason that passes or needs an operator (too few replicas
 /// in reach, memory full) is 503 with `Retry-After`, like an outage: a publisher retries
 /// instead of taking a 500 for a bad request; once Redis accepts writes again it goes through.
@@ -447,16 +461,7 @@ async fn redis_refusing_writes_is_503() {
         let set = redis.command(&format!("CONFIG SET {setting} {value}"));
         assert!(set.contains("OK"), "{setting}: {set}");
         let xml = alert(&format!("r-{setting}"), "330100", "拒写");
-        let response = post(
-            &hub,
-            Some(&token),
-            Some("application/cap+xml"),
-            xml.as_bytes(),
-        )
-        .await;
-        assert_eq!(response.status, 503, "{setting}: {}", response.body);
-        assert_eq!(response.json()["error"], "store_unavailable");
-        assert_eq!(response.header("retry-after"), Some("1"));
+        assert_unavailable(&hub, &token, &xml, setting).await;
         assert!(
             redis
                 .command(&format!("CONFIG SET {setting} {undo}"))
@@ -481,16 +486,7 @@ async fn redis_outage_is_503_and_loses_nothing() {
 
     redis.kill();
     let xml = alert("o-2", "330100", "停电中");
-    let response = post(
-        &hub,
-        Some(&token),
-        Some("application/cap+xml"),
-        xml.as_bytes(),
-    )
-    .await;
-    assert_eq!(response.status, 503, "{}", response.body);
-    assert_eq!(response.json()["error"], "store_unavailable");
-    assert_eq!(response.header("retry-after"), Some("1"));
+    assert_unavailable(&hub, &token, &xml, "Redis down").await;
     // Reading the archive still works, from the local index.
     assert_eq!(identifiers(&archive(&hub, "").await), ["o-1"]);
     live.silent(Duration::from_millis(300)).await;
