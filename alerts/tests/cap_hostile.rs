@@ -217,6 +217,22 @@ fn foreign_namespace_elements_are_skipped_and_a_bom_is_accepted() {
         r.is_ok(),
         "deep foreign nesting is skipped iteratively: {r:?}"
     );
+    // Inside a leaf, a foreign element beside text would be cut out of it silently
+    // (`HZ-<x:a>OLD</x:a>1` read as `HZ-1`): refused, on either side of the text.
+    let identifier = "<identifier>HZ-FS-2024-0517-001</identifier>";
+    assert!(FOOD.contains(identifier));
+    for spliced in [
+        "<identifier>HZ-<x:a xmlns:x=\"urn:x\">OLD</x:a>1</identifier>",
+        "<identifier><x:a xmlns:x=\"urn:x\"/>HZ-1</identifier>",
+        "<identifier>HZ-1<x:a xmlns:x=\"urn:x\"/></identifier>",
+    ] {
+        let doc = FOOD.replacen(identifier, spliced, 1);
+        assert!(
+            matches!(xml(&doc), Err(CapError::Malformed { .. })),
+            "{spliced}: {:?}",
+            xml(&doc)
+        );
+    }
     // quick-xml caps namespace bindings in scope (128): many nested declarations are an error.
     let bindings = "<x:a xmlns:x=\"urn:x\">".repeat(200) + &"</x:a>".repeat(200);
     let doc = FOOD.replacen("<incidents>", &format!("{bindings}<incidents>"), 1);

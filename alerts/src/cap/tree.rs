@@ -26,6 +26,9 @@ pub(crate) struct Element {
     pub children: Vec<Element>,
     /// The first attribute found on the element, if any: CAP elements have none.
     pub attribute: Option<String>,
+    /// An element of another namespace was skipped inside it: text beside it is refused, or
+    /// `<identifier>HZ-<x:a>OLD</x:a>1</identifier>` would read as `HZ-1`.
+    pub foreign: bool,
 }
 
 /// One entry of a schema sequence.

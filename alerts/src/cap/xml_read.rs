@@ -108,6 +108,12 @@ pub(crate) fn read_tree(input: &[u8], max_size: usize) -> Result<Element, CapErr
                         return Err(CapError::NotCap { found });
                     }
                     Ns::Other(_) => {
+                        if let Some(top) = stack.last_mut() {
+                            if has_text(&top.text) {
+                                return Err(malformed(start, BESIDE_FOREIGN.to_owned()));
+                            }
+                            top.foreign = true;
+                        }
                         skip = usize::from(!empty);
                         continue;
                     }
@@ -229,10 +235,20 @@ fn resolve(ns: &ResolveResult<'_>) -> Ns {
     }
 }
 
+/// Refused: character data and an element of another namespace side by side in one element.
+const BESIDE_FOREIGN: &str =
+    "text beside an element of another namespace (a CAP element holds text or elements, not both)";
+
+/// Whether `s` holds more than XML white space.
+fn has_text(s: &str) -> bool {
+    !s.trim_matches([' ', '\t', '\r', '\n']).is_empty()
+}
+
 /// Appends character data to the open element (dropped inside skipped foreign elements).
 fn push_text(stack: &mut [Element], skip: usize, s: &str) -> Result<(), &'static str> {
     match stack.last_mut() {
         _ if skip > 0 => Ok(()),
+        Some(top) if top.foreign && has_text(s) => Err(BESIDE_FOREIGN),
         Some(top) => {
             top.text.push_str(s);
             Ok(())
