@@ -42,6 +42,7 @@
 
 mod ahead;
 pub mod frame;
+mod gap;
 mod mailbox;
 mod slots;
 mod tail;

@@ -17,6 +17,7 @@ use tiers::RegionTree;
 use tokio::sync::mpsc;
 
 use super::ahead::Ahead;
+use super::gap;
 use super::slots::{Slots, release, subscribe};
 use super::{BATCH, Command, Mailbox};
 use crate::alerts_metrics::LiveMetrics;
@@ -96,17 +97,29 @@ pub(super) async fn run(
     let mut skipped = 0;
     let mut ahead = Ahead::default();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    // A gap's store read runs beside this task (a hung store must not stall it); one at a
+    // time, its answer comes back here.
+    let (gap_done, mut gap_reads) = mpsc::channel::<gap::Read>(1);
+    let mut filling = false;
     loop {
         let command = tokio::select! {
             command = rx.recv() => match command {
                 Some(command) => command,
                 None => break,
             },
+            Some(read) = gap_reads.recv() => {
+                filling = false;
+                skipped = gap::apply(read, hub.last_seq(), &mut pending, skipped);
+                publish_ready(&mut hub, &mut pending, skipped, &mut times, &metrics);
+                release(&mut hub, &mut slots, &mut ahead);
+                drain_events(&mut hub, &mut slots, &times, &metrics).await;
+                continue;
+            }
             _ = tick.tick() => {
                 let stale = pending.values().next().is_some_and(|(_, at)| at.elapsed() > GAP_WAIT);
-                if stale {
-                    skipped = fill_gap(&hub, &store, &mut pending, skipped).await;
-                    publish_ready(&mut hub, &mut pending, skipped, &mut times, &metrics);
+                if stale && !filling {
+                    let after = hub.last_seq().max(skipped);
+                    filling = gap::start(after, &store, &pending, &gap_done);
                 }
                 hub.handle_timeout(Instant::now(), crate::clock::unix_now());
                 release(&mut hub, &mut slots, &mut ahead);
@@ -189,7 +202,7 @@ pub(super) async fn run(
 /// An alert waiting for its turn, and when it was handed over. An Update or Cancel carries
 /// the audience it inherits (`PublishedAlert::inherited`, resolved by the store), so nothing
 /// is read back for it here.
-type Pending = (PublishedAlert, Instant);
+pub(super) type Pending = (PublishedAlert, Instant);
 
 /// Publishes the pending alerts that follow the hub's last sequence number (or the last
 /// unreadable one, `skipped`) without a gap.
@@ -216,67 +229,6 @@ fn publish_ready(
             }
             Err(err) => tracing::warn!(%err, "alert not fanned out"),
         }
-    }
-}
-
-/// Reads the alerts missing before the first pending one from the store; returns the new
-/// `skipped` mark. Numbers the store cannot return although a later one is committed are
-/// unreadable there (the store numbers without gaps and commits in order; its readers skip an
-/// entry they cannot decode, logging it): they are skipped rather than waited for forever.
-async fn fill_gap(
-    hub: &Hub,
-    store: &Arc<dyn Store>,
-    pending: &mut BTreeMap<u64, Pending>,
-    skipped: u64,
-) -> u64 {
-    let Some(&first) = pending.keys().next() else {
-        return skipped;
-    };
-    let after = hub.last_seq().max(skipped);
-    let reader = store.clone();
-    let limit = usize::try_from(first.saturating_sub(after))
-        .unwrap_or(MAX_PAGE)
-        .clamp(1, MAX_PAGE);
-    let examined;
-    match tokio::task::spawn_blocking(move || reader.since_examined(after, limit)).await {
-        Ok(Ok((missing, upto))) => {
-            examined = upto;
-            tracing::warn!(
-                after,
-                count = missing.len(),
-                "live hand-off gap filled from the store"
-            );
-            for stored in missing {
-                (pending.entry(stored.seq)).or_insert_with(|| {
-                    (
-                        super::frame::for_live(stored.to_published()),
-                        Instant::now(),
-                    )
-                });
-            }
-        }
-        Ok(Err(err)) => {
-            tracing::warn!(%err, "cannot fill a live hand-off gap");
-            return skipped;
-        }
-        Err(err) => {
-            tracing::warn!(%err, "cannot fill a live hand-off gap");
-            return skipped;
-        }
-    }
-    // Still missing and looked at: unreadable. Beyond what the read examined (a page full
-    // of unreadable entries), the next fill looks on.
-    match pending.keys().next() {
-        Some(&next) if next > after.saturating_add(1) && examined > after => {
-            let to = (next - 1).min(examined);
-            tracing::error!(
-                from = after + 1,
-                to,
-                "alerts unreadable in the store are skipped by live delivery"
-            );
-            to
-        }
-        _ => skipped,
     }
 }
 

@@ -1,6 +1,7 @@
 //! Tests of the hub task's publishing: out-of-order hand-offs go out in sequence order,
-//! numbers the store cannot read are not waited for, only live deliveries are timed; and a
-//! subscribe dropped while it waits for the hub task leaves no subscriber behind; a `since` handed over out of order is held, not reset.
+//! numbers the store cannot read are not waited for, only live deliveries are timed; a
+//! subscribe dropped while it waits for the hub task leaves no subscriber behind; a `since`
+//! handed over out of order is held, not reset; a hanging gap read stalls nothing else.
 
 use alerts::hub::{Delivery, Filter};
 use axum::body::Bytes;
@@ -185,6 +186,99 @@ async fn a_since_handed_over_out_of_order_is_held_not_reset() {
         })
         .collect();
     assert_eq!(seqs, ["43"], "no reset, nothing it had");
+    drop(tx);
+    task.await.expect("task ends");
+}
+
+/// A store whose reads of the log hang (Redis unreachable: seconds of timeouts).
+#[derive(Debug)]
+struct Hanging(alerts::store::SqliteStore);
+
+impl Store for Hanging {
+    fn append(
+        &self,
+        alert: &alerts::cap::Alert,
+        raw: &str,
+        publisher: &alerts::store::Publisher<'_>,
+        now_unix: i64,
+    ) -> Result<alerts::store::Appended, StoreError> {
+        self.0.append(alert, raw, publisher, now_unix)
+    }
+
+    fn get(&self, seq: u64) -> Result<Option<alerts::store::StoredAlert>, StoreError> {
+        self.0.get(seq)
+    }
+
+    fn by_identifier(
+        &self,
+        sender: &str,
+        identifier: &str,
+    ) -> Result<Option<alerts::store::StoredAlert>, StoreError> {
+        self.0.by_identifier(sender, identifier)
+    }
+
+    fn since(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<alerts::store::StoredAlert>, StoreError> {
+        std::thread::sleep(Duration::from_secs(4));
+        self.0.since(after, limit)
+    }
+
+    fn last_seq(&self) -> Result<u64, StoreError> {
+        self.0.last_seq()
+    }
+
+    fn query(
+        &self,
+        query: &alerts::store::ArchiveQuery,
+    ) -> Result<alerts::store::Page, StoreError> {
+        self.0.query(query)
+    }
+}
+
+/// While the store read that fills a hand-off gap hangs, the hub task goes on: a subscribe
+/// is answered at once, not after the read.
+#[tokio::test]
+async fn a_hanging_gap_read_does_not_stall_the_hub_task() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let sqlite = alerts::store::SqliteStore::open(tmp.path().join("alerts.db")).expect("store");
+    let store: Arc<dyn Store> = Arc::new(Hanging(sqlite));
+    let metrics = LiveMetrics::register(&prometheus::Registry::new()).expect("metrics");
+    let hub = Hub::new(&RegionTree::zhejiang(), HubConfig::default());
+    let (tx, rx) = mpsc::channel(16);
+    let log = Log {
+        store,
+        shared: true,
+        handed: Arc::new(AtomicU64::new(0)),
+    };
+    let task = tokio::spawn(run(hub, rx, metrics, log));
+    // 2 is handed over; 1 never is, so after GAP_WAIT the task reads the store for it.
+    tx.send(Command::Publish(Box::new(alert(2))))
+        .await
+        .expect("task");
+    tokio::time::sleep(GAP_WAIT + Duration::from_millis(1500)).await;
+    let started = Instant::now();
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let filter = Filter::all(RegionCode::from_u32(330_106).expect("code"));
+    tx.send(Command::Subscribe {
+        filter,
+        since: None,
+        reply,
+    })
+    .await
+    .expect("task");
+    let answered = tokio::time::timeout(Duration::from_secs(10), answer)
+        .await
+        .expect("answered")
+        .expect("reply");
+    assert!(answered.is_ok(), "subscribed");
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(1),
+        "the subscribe waited {waited:?} for the store read"
+    );
     drop(tx);
     task.await.expect("task ends");
 }
