@@ -435,6 +435,53 @@ async fn no_acknowledged_alert_is_lost_when_instances_die() {
     kill(&mut hub_a);
 }
 
+/// A subscriber told to recover from the archive (`reset`) must not get a page that silently
+/// lacks alerts: with Redis gone before the index caught up, the archive link answers 503
+/// (retry), and once Redis is back it lists every missed alert.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_archive_index_behind_the_log_is_503_not_a_short_page() {
+    let mut redis = Redis::start();
+    let mut env = redis_env(&redis);
+    env.push(("HUBCAST_ALERTS__RETAIN_COUNT", "2".to_owned()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let hub = Hub::start(&[], &env);
+    let token = token();
+    for i in 1..=5 {
+        let (status, _) = publish(&hub, &token, &alert(&format!("b-{i}"), "330100", "补录")).await;
+        assert_eq!(status, 201);
+    }
+    let mut ws = Ws::connect(hub.addr, "region=330100&since=0").await;
+    let reset = ws.next_text().await;
+    let value: serde_json::Value = serde_json::from_str(&reset).expect("json");
+    assert_eq!(value["type"], "reset", "{reset}");
+    let link = value["archive"].as_str().expect("archive link").to_owned();
+
+    redis.kill();
+    let page = get(&hub, &link).await;
+    assert_eq!(
+        page.status, 503,
+        "a page lacking the missed alerts: {}",
+        page.body
+    );
+    assert_eq!(page.json()["error"], "store_unavailable", "{}", page.body);
+
+    redis.restart();
+    let mut listed = Vec::new();
+    for _ in 0..50 {
+        let page = get(&hub, &link).await;
+        if page.status == 200 {
+            listed = identifiers(&page.json());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        listed,
+        ["b-3", "b-2", "b-1"],
+        "every alert below the replayable ones"
+    );
+}
+
 /// Publishing `xml` is refused with 503 `store_unavailable` and `Retry-After: 1`.
 async fn assert_unavailable(hub: &Hub, token: &str, xml: &str, what: &str) {
     let response = post(

@@ -284,6 +284,18 @@ pub enum StoreError {
     /// The shared log (Redis) failed, refused, or did not answer in time.
     #[error("shared alert log (Redis): {0}")]
     Redis(#[from] ::redis::RedisError),
+    /// The archive index of a shared log lags what this instance has seen and cannot catch
+    /// up now (Redis unreachable, or another catch-up still running): its page would lack
+    /// alerts. Passing (HTTP 503).
+    #[error(
+        "the archive index holds the log up to {indexed} but alerts up to {needed} exist, and it cannot catch up now; retry shortly"
+    )]
+    IndexBehind {
+        /// The last log number the index has examined.
+        indexed: u64,
+        /// The last number the query needs.
+        needed: u64,
+    },
     /// A file offered as a store (a backup) is not one this build can read, or is damaged.
     #[error("{0}")]
     NotAStore(String),
@@ -307,6 +319,7 @@ impl StoreError {
                             | "MISCONF" | "BUSY" | "OOM" | "NOREPLICAS")
                     )
             }
+            StoreError::IndexBehind { .. } => true,
             StoreError::Sqlite(err) => matches!(
                 err.sqlite_error_code(),
                 Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)

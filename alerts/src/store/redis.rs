@@ -91,6 +91,8 @@ pub struct RedisStore {
     /// its `since` would skip the new alert under it, and running instances, past that
     /// number already, would never deliver it.
     seen: Arc<AtomicU64>,
+    /// The last log number the archive index has examined (its catch-ups).
+    indexed: AtomicU64,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -123,6 +125,7 @@ impl RedisStore {
             config,
             script: redis::Script::new(APPEND_SCRIPT),
             seen: Arc::new(AtomicU64::new(0)),
+            indexed: AtomicU64::new(0),
         };
         let last = store.last_seq()?;
         let mirrored = store.mirror.last_seq()?;
@@ -232,11 +235,12 @@ impl RedisStore {
     /// [`catch_up`](Self::catch_up) for a query: waits at most [`CATCH_UP_WAIT`] for another
     /// query's catch-up, and not at all within [`CATCH_UP_PAUSE`] of a failed one. With Redis
     /// unreachable a catch-up takes its connection timeouts (seconds); one query pays them,
-    /// the others serve the index as it is meanwhile instead of queueing behind it.
-    fn catch_up_for_query(&self) -> Result<(), StoreError> {
+    /// the others use the index as it is meanwhile instead of queueing behind it. True when
+    /// the index was caught up now.
+    fn catch_up_for_query(&self) -> Result<bool, StoreError> {
         let failed = self.catch_up_failed.lock().map_or(None, |at| *at);
         if failed.is_some_and(|at| at.elapsed() < CATCH_UP_PAUSE) {
-            return Ok(());
+            return Ok(false);
         }
         let deadline = std::time::Instant::now() + CATCH_UP_WAIT;
         let mut examined = loop {
@@ -245,7 +249,7 @@ impl RedisStore {
                 Err(std::sync::TryLockError::Poisoned(poisoned)) => break poisoned.into_inner(),
                 Err(std::sync::TryLockError::WouldBlock) => {
                     if std::time::Instant::now() >= deadline {
-                        return Ok(());
+                        return Ok(false);
                     }
                     std::thread::sleep(Duration::from_millis(5));
                 }
@@ -258,7 +262,28 @@ impl RedisStore {
                 _ => None,
             };
         }
-        caught_up
+        caught_up.map(|()| true)
+    }
+
+    /// Whether the index, not caught up now, still holds every entry `query` could return
+    /// up to the last number this instance has seen (for a page below a cursor, up to the
+    /// cursor): otherwise the page would silently lack alerts (a subscriber told to recover
+    /// from the archive after a `reset` would think it had them all), and it is refused as
+    /// [`StoreError::IndexBehind`] (503: retry).
+    fn index_covers(&self, query: &ArchiveQuery) -> Result<(), StoreError> {
+        let seen = self.numbering_floor();
+        let needed = query
+            .cursor
+            .map_or(seen, |cursor| cursor.seq().saturating_sub(1).min(seen));
+        let indexed = self
+            .indexed
+            .load(Ordering::Acquire)
+            .max(self.mirror.last_seq()?);
+        if indexed >= needed {
+            Ok(())
+        } else {
+            Err(StoreError::IndexBehind { indexed, needed })
+        }
     }
 
     /// Catches the index up from the last number examined (held by the caller's lock).
@@ -272,6 +297,7 @@ impl RedisStore {
             // Past unreadable entries too: they are skipped, not waited for (nor read again).
             after = last.seq;
             self.saw(after);
+            self.indexed.fetch_max(after, Ordering::AcqRel);
             let readable: Vec<Entry> = batch.into_iter().filter_map(Slot::readable).collect();
             if !readable.is_empty() {
                 self.mirror
@@ -597,10 +623,11 @@ impl Store for RedisStore {
     /// Runs on the local index after catching it up; with Redis unreachable, on the index as
     /// it is (the archive stays readable, possibly a few alerts behind).
     fn query(&self, query: &ArchiveQuery) -> Result<Page, StoreError> {
-        if let Err(err) = self.catch_up_for_query()
-            && !err.is_transient()
-        {
-            return Err(err);
+        match self.catch_up_for_query() {
+            Ok(true) => {}
+            Ok(false) => self.index_covers(query)?,
+            Err(err) if err.is_transient() => self.index_covers(query)?,
+            Err(err) => return Err(err),
         }
         self.mirror.query(query)
     }
