@@ -320,6 +320,11 @@ async fn bad_input_is_refused_precisely_and_nothing_is_stored() {
         "{{\"identifier\": \"HZ-OTHER-1\",{}",
         food_json.trim_start().strip_prefix('{').expect("an object")
     );
+    let long_key = format!(
+        "{{\"{}\":[{}0]}}",
+        "k".repeat(100 * 1024),
+        "0,".repeat(60_000)
+    );
     let ideographic = format!(
         "<references>scjg.hangzhou.gov.cn,A-1,2025-07-01T08:00:00+08:00\u{3000}\
          scjg.hangzhou.gov.cn,A-2,2025-07-01T08:00:00+08:00</references>{INCIDENTS}"
@@ -517,6 +522,15 @@ async fn bad_input_is_refused_precisely_and_nothing_is_stored() {
             Some("alert/identifier"),
         ),
         (
+            "a JSON key longer than any CAP name, over a long list",
+            c,
+            json,
+            long_key.into_bytes(),
+            422,
+            "invalid_cap",
+            Some("alert"),
+        ),
+        (
             "a region code this hub's tree does not have (下城区, merged in 2021)",
             c,
             xml,
@@ -678,23 +692,33 @@ async fn bad_input_is_refused_precisely_and_nothing_is_stored() {
 }
 
 /// A JSON body within `alerts.max_body_bytes` is stored however much normalizing grows it
-/// (every `&` becomes `&amp;` in the stored XML: 5×), not refused as too large.
+/// (every `&` becomes `&amp;` in the stored XML: 5×; a one-digit code an indented
+/// `<code>0</code>` line: 8.5×), not refused as too large.
 #[tokio::test]
 async fn a_json_body_within_the_limit_is_stored_however_normalizing_grows_it() {
     let hub = Hub::start(&[], &[]);
     let city = hub.token("city-admin", "330100", &[]);
     let food = read_xml(FOOD_XML.as_bytes(), 1 << 20).expect("reads");
     let mut value: serde_json::Value = serde_json::from_str(&food.to_json()).expect("json");
-    value["identifier"] = "HZ-AMP-1".into();
-    value["info"][0]["description"] = "&".repeat(230_000).into();
-    let body = value.to_string();
-    assert!(body.len() < 256 * 1024, "{} bytes", body.len());
-    let response = post(&hub, Some(&city), Some("application/json"), body.as_bytes()).await;
-    assert_eq!(response.status, 201, "{}", response.body);
-    let id = response.json()["id"].as_str().expect("id").to_owned();
-    let xml = get(&hub, &format!("/alerts/{id}.xml")).await;
-    assert_eq!(xml.status, 200);
-    assert!(xml.body.len() > 5 * 230_000, "{} bytes", xml.body.len());
+    let mut ampersands = value.clone();
+    ampersands["identifier"] = "HZ-AMP-1".into();
+    ampersands["info"][0]["description"] = "&".repeat(230_000).into();
+    value["identifier"] = "HZ-CODES-1".into();
+    value["code"] = vec![0; 125_000].into();
+    for (what, grown) in [("ampersands", ampersands), ("codes", value)] {
+        let body = grown.to_string();
+        assert!(body.len() < 256 * 1024, "{what}: {} bytes", body.len());
+        let response = post(&hub, Some(&city), Some("application/json"), body.as_bytes()).await;
+        assert_eq!(response.status, 201, "{what}: {}", response.body);
+        let id = response.json()["id"].as_str().expect("id").to_owned();
+        let xml = get(&hub, &format!("/alerts/{id}.xml")).await;
+        assert_eq!(xml.status, 200);
+        assert!(
+            xml.body.len() > 5 * body.len() / 2,
+            "{what}: {} bytes",
+            xml.body.len()
+        );
+    }
 }
 
 #[tokio::test]

@@ -266,6 +266,19 @@ async fn a_sender_bound_on_one_instance_is_bound_on_all() {
     );
 }
 
+/// Makes the log go back from 2 to 1 entries, as a Redis without fsync per write that
+/// crashed, or a lagging replica that took over, would: entry 2 (CAP identifier
+/// `identifier`), its identity and the stream's last id are gone.
+fn lose_the_second_entry(redis: &Redis, identifier: &str) {
+    let deleted = redis.command("XDEL {hubcast}:alerts:log 2-0");
+    assert!(deleted.contains(":1"), "{deleted}");
+    let set = redis.command("XSETID {hubcast}:alerts:log 1-0");
+    assert!(set.contains("OK"), "{set}");
+    let lost = format!("{SENDER}\n{identifier}");
+    let forgotten = redis.command_args(&["HDEL", "{hubcast}:alerts:ids", &lost]);
+    assert!(forgotten.contains(":1"), "{forgotten}");
+}
+
 /// A log that went back (here: its newest entry and its identity deleted and its last id set
 /// back, as when a Redis without fsync per write crashes or a lagging replica takes over)
 /// never gives a number out twice: the instance numbers new alerts above the highest it has
@@ -289,19 +302,7 @@ async fn a_log_that_went_back_never_gives_a_number_out_twice() {
     }
     // The archive index has both.
     assert_eq!(get(&a, "/api/v1/alerts").await.status, 200);
-    assert!(
-        redis
-            .command("XDEL {hubcast}:alerts:log 2-0")
-            .contains(":1")
-    );
-    assert!(
-        redis
-            .command("XSETID {hubcast}:alerts:log 1-0")
-            .contains("OK")
-    );
-    let lost = format!("{SENDER}\nw-2");
-    let deleted = redis.command_args(&["HDEL", "{hubcast}:alerts:ids", &lost]);
-    assert!(deleted.contains(":1"), "{deleted}");
+    lose_the_second_entry(&redis, "w-2");
 
     let (status, body) = publish(&a, &token, &alert("w-3", "330100", "回退后")).await;
     assert_eq!((status, body["seq"].as_u64()), (201, Some(3)), "{body}");
@@ -480,6 +481,72 @@ async fn an_archive_index_behind_the_log_is_503_not_a_short_page() {
         ["b-3", "b-2", "b-1"],
         "every alert below the replayable ones"
     );
+}
+
+/// After the log went back, an instance restarted on its data directory keeps the archive
+/// index's copy of the alerts the log lost (they were acknowledged and delivered; it is their
+/// only copy), and goes on numbering above them.
+#[tokio::test]
+async fn a_restart_after_the_log_went_back_keeps_the_lost_alerts_in_the_archive() {
+    let redis = Redis::start();
+    let env = redis_env(&redis);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    let token = token();
+    let mut a = Hub::start_in(&data, &[], &env);
+    for id in ["k-1", "k-2"] {
+        let (status, _) = publish(&a, &token, &alert(id, "330100", "回退前")).await;
+        assert_eq!(status, 201);
+    }
+    assert_eq!(identifiers(&archive(&a, "").await), ["k-2", "k-1"]);
+    lose_the_second_entry(&redis, "k-2");
+    a.terminate();
+    assert!(
+        a.wait_exit(Duration::from_secs(10)).is_some(),
+        "the hub stops"
+    );
+
+    let b = Hub::start_in(&data, &[], &env);
+    assert_eq!(identifiers(&archive(&b, "").await), ["k-2", "k-1"], "kept");
+    let (status, body) = publish(&b, &token, &alert("k-3", "330100", "回退后")).await;
+    assert_eq!((status, body["seq"].as_u64()), (201, Some(3)), "{body}");
+    assert_eq!(identifiers(&archive(&b, "").await), ["k-3", "k-2", "k-1"]);
+}
+
+/// An index that cannot take the entries it lacks (its file write-locked by another process
+/// past the busy timeout) is behind: 503, not a page without them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_that_cannot_take_new_entries_is_503() {
+    let redis = Redis::start();
+    let env = redis_env(&redis);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    let hub = Hub::start_in(&data, &[], &env);
+    let token = token();
+    for id in ["l-1", "l-2", "l-3"] {
+        let (status, _) = publish(&hub, &token, &alert(id, "330100", "锁住")).await;
+        assert_eq!(status, 201);
+    }
+    let index = data.join("alerts-redis-index.sqlite3");
+    let lock = rusqlite::Connection::open(&index).expect("index");
+    lock.execute_batch("BEGIN IMMEDIATE").expect("write lock");
+    let page = get(&hub, "/api/v1/alerts").await;
+    assert_eq!(page.status, 503, "a page without l-1..l-3: {}", page.body);
+    assert_eq!(page.json()["error"], "store_unavailable", "{}", page.body);
+    lock.execute_batch("ROLLBACK").expect("unlock");
+    drop(lock);
+    let mut listed = Vec::new();
+    for _ in 0..50 {
+        let page = get(&hub, "/api/v1/alerts").await;
+        if page.status == 200 {
+            listed = identifiers(&page.json());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(listed, ["l-3", "l-2", "l-1"]);
 }
 
 /// Publishing `xml` is refused with 503 `store_unavailable` and `Retry-After: 1`.

@@ -192,7 +192,10 @@ async fn a_since_handed_over_out_of_order_is_held_not_reset() {
 
 /// A store whose reads of the log hang (Redis unreachable: seconds of timeouts).
 #[derive(Debug)]
-struct Hanging(alerts::store::SqliteStore);
+struct Hanging(
+    alerts::store::SqliteStore,
+    Arc<std::sync::atomic::AtomicBool>,
+);
 
 impl Store for Hanging {
     fn append(
@@ -222,6 +225,7 @@ impl Store for Hanging {
         after: u64,
         limit: usize,
     ) -> Result<Vec<alerts::store::StoredAlert>, StoreError> {
+        self.1.store(true, Ordering::Release);
         std::thread::sleep(Duration::from_secs(4));
         self.0.since(after, limit)
     }
@@ -244,7 +248,8 @@ impl Store for Hanging {
 async fn a_hanging_gap_read_does_not_stall_the_hub_task() {
     let tmp = tempfile::tempdir().expect("tmp");
     let sqlite = alerts::store::SqliteStore::open(tmp.path().join("alerts.db")).expect("store");
-    let store: Arc<dyn Store> = Arc::new(Hanging(sqlite));
+    let entered = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let store: Arc<dyn Store> = Arc::new(Hanging(sqlite, entered.clone()));
     let metrics = LiveMetrics::register(&prometheus::Registry::new()).expect("metrics");
     let hub = Hub::new(&RegionTree::zhejiang(), HubConfig::default());
     let (tx, rx) = mpsc::channel(16);
@@ -258,7 +263,11 @@ async fn a_hanging_gap_read_does_not_stall_the_hub_task() {
     tx.send(Command::Publish(Box::new(alert(2))))
         .await
         .expect("task");
-    tokio::time::sleep(GAP_WAIT + Duration::from_millis(1500)).await;
+    let deadline = Instant::now() + GAP_WAIT + Duration::from_secs(10);
+    while !entered.load(Ordering::Acquire) {
+        assert!(Instant::now() < deadline, "the gap read never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let started = Instant::now();
     let (reply, answer) = tokio::sync::oneshot::channel();
     let filter = Filter::all(RegionCode::from_u32(330_106).expect("code"));

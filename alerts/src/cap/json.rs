@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use super::decode::decode_alert;
 use super::error::{CapError, Position};
+use super::json_keys::{MAX_DEPTH, MAX_KEY, Problem};
 use super::model::Alert;
 use super::tree::Element;
 
@@ -31,9 +32,18 @@ pub fn read_json(input: &[u8], max_size: usize) -> Result<Alert, CapError> {
         message: e.to_string(),
     })?;
     // The parse keeps the last of two equal keys: refuse them as XML refuses a repeated
-    // element.
-    if let Some(path) = super::json_keys::first_repeated_key(input, "alert") {
-        return Err(CapError::Repeated { path });
+    // element; and bound keys and nesting before paths are built from them.
+    match super::json_keys::check(input, "alert") {
+        None => {}
+        Some(Problem::Repeated(path)) => return Err(CapError::Repeated { path }),
+        Some(Problem::LongKey(path)) => {
+            let reason = format!("a key longer than {MAX_KEY} bytes: no CAP element is named so");
+            return Err(CapError::invalid(path, reason));
+        }
+        Some(Problem::TooDeep(path)) => {
+            let reason = format!("nested deeper than {MAX_DEPTH}: no CAP alert is");
+            return Err(CapError::invalid(path, reason));
+        }
     }
     alert_from_value(&value)
 }

@@ -70,6 +70,10 @@ const CATCH_UP_WAIT: Duration = Duration::from_secs(1);
 /// long without trying again (each try would wait out the connection timeouts).
 const CATCH_UP_PAUSE: Duration = Duration::from_secs(2);
 
+/// Numbers [`RedisStore::index_matches_log`] looks at, at most, for one both the log and the
+/// index hold (a log that went back has holes).
+const MATCH_PROBES: u32 = 64;
+
 /// The Redis [`Store`].
 pub struct RedisStore {
     client: Client,
@@ -127,21 +131,12 @@ impl RedisStore {
             seen: Arc::new(AtomicU64::new(0)),
             indexed: AtomicU64::new(0),
         };
-        let last = store.last_seq()?;
+        let last = store.last_stored_seq()?;
         let mirrored = store.mirror.last_seq()?;
         // Numbers the index copied were given out, even if the log no longer has them (or
         // is another log now): new alerts are numbered above them.
         store.saw(last.max(mirrored));
-        let same_log = match mirrored {
-            0 => true,
-            seq if seq > last => false,
-            seq => {
-                let theirs = store.get(seq)?;
-                let ours = store.mirror.get(seq)?;
-                theirs.map(|a| (a.sender, a.identifier)) == ours.map(|a| (a.sender, a.identifier))
-            }
-        };
-        if !same_log {
+        if !store.index_matches_log(last, mirrored)? {
             let config = store.config.clone();
             drop(store.mirror);
             remove_store_files(mirror_path)?;
@@ -153,6 +148,26 @@ impl RedisStore {
         store.catch_up()?;
         store.bind_logged_senders()?;
         Ok(store)
+    }
+
+    /// Whether the local index (last number `mirrored`) copied this log (last number `last`):
+    /// the highest number both hold (searched down through at most [`MATCH_PROBES`] numbers
+    /// either lacks) names the same CAP identity in both. An index ahead of the log, or one
+    /// with numbers the log lacks, is a log that went back (its alerts were acknowledged:
+    /// the index keeps their only copy); only a number both hold for different alerts shows
+    /// an index of another log, rebuilt then.
+    fn index_matches_log(&self, last: u64, mirrored: u64) -> Result<bool, StoreError> {
+        let mut seq = last.min(mirrored);
+        for _ in 0..MATCH_PROBES {
+            if seq == 0 {
+                break;
+            }
+            if let (Some(theirs), Some(ours)) = (self.get(seq)?, self.mirror.get(seq)?) {
+                return Ok((theirs.sender, theirs.identifier) == (ours.sender, ours.identifier));
+            }
+            seq -= 1;
+        }
+        Ok(true)
     }
 
     /// Binds each sender already in the log to the region of its first alert's publisher
@@ -297,12 +312,14 @@ impl RedisStore {
             // Past unreadable entries too: they are skipped, not waited for (nor read again).
             after = last.seq;
             self.saw(after);
-            self.indexed.fetch_max(after, Ordering::AcqRel);
             let readable: Vec<Entry> = batch.into_iter().filter_map(Slot::readable).collect();
             if !readable.is_empty() {
                 self.mirror
                     .insert_numbered(readable.iter().map(|e| (&e.alert, e.raw.as_str())))?;
             }
+            // Only once the batch is in the index: a query that finds the index behind relies
+            // on this number.
+            self.indexed.fetch_max(after, Ordering::AcqRel);
             *examined = after;
         }
     }
@@ -607,7 +624,13 @@ impl Store for RedisStore {
         Ok((page, examined))
     }
 
+    /// The log's last entry, or the numbering floor above it (numbers this instance saw
+    /// given out before the log went back), like a restored SQLite store's floor.
     fn last_seq(&self) -> Result<u64, StoreError> {
+        Ok(self.last_stored_seq()?.max(self.numbering_floor()))
+    }
+
+    fn last_stored_seq(&self) -> Result<u64, StoreError> {
         let reply: Value = self.with_conn(|c| {
             Ok(redis::cmd("XREVRANGE")
                 .arg(&self.keys.log)

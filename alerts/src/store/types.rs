@@ -74,7 +74,7 @@ pub struct StoredAlert {
 
 impl StoredAlert {
     /// The CAP model, read back from [`StoredAlert::xml`]. Stored XML was bounded when it was
-    /// written (`max_document_bytes`, 6× the body limit: normalizing escapes characters), so
+    /// written (`max_document_bytes`, 9× the body limit: normalizing grows documents), so
     /// it is read whole: the 256 KiB default meant for untrusted bodies would leave a large
     /// accepted alert out of the Redis archive index.
     pub fn alert(&self) -> Result<Alert, CapError> {
