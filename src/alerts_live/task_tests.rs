@@ -186,6 +186,32 @@ async fn a_since_handed_over_out_of_order_is_held_not_reset() {
         })
         .collect();
     assert_eq!(seqs, ["43"], "no reset, nothing it had");
+
+    // A number never handed over (a bogus value, a store restored from a backup) is not
+    // held on a single log: the reset comes at once, not after the hold's 8 s.
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let filter = Filter::all(RegionCode::from_u32(330_106).expect("code"));
+    send(Command::Subscribe {
+        filter,
+        since: Some(1000),
+        reply,
+    })
+    .await;
+    let (_, mailbox) = tokio::time::timeout(Duration::from_secs(1), answer)
+        .await
+        .expect("answered at once")
+        .expect("reply")
+        .expect("subscribed");
+    let mut first = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while first.is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        first = mailbox.take(Vec::new()).items;
+    }
+    assert!(
+        matches!(first.first(), Some(Delivery::Reset { .. })),
+        "{first:?}"
+    );
     drop(tx);
     task.await.expect("task ends");
 }
