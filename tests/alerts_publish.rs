@@ -735,6 +735,14 @@ async fn alert_urls_answer_404_in_json() {
         let response = get(&hub, path).await;
         assert_error(&response, 404, "not_found", path);
     }
+    // A well-formed number the hub has not given out is named as such.
+    let response = get(&hub, "/alerts/7.json").await;
+    assert_eq!(
+        response.json()["message"],
+        "no alert numbered 7",
+        "{}",
+        response.body
+    );
 }
 
 /// The fixture alert `identifier` for `region`, under `sender`.

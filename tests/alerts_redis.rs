@@ -509,6 +509,14 @@ async fn a_restart_after_the_log_went_back_keeps_the_lost_alerts_in_the_archive(
 
     let b = Hub::start_in(&data, &[], &env);
     assert_eq!(identifiers(&archive(&b, "").await), ["k-2", "k-1"], "kept");
+    // Its own URL (the Atom feed's link) answers from the index's copy too.
+    let lost = get(&b, "/alerts/2.xml").await;
+    assert_eq!(lost.status, 200, "{}", lost.body);
+    assert!(
+        lost.body.contains("<identifier>k-2</identifier>"),
+        "{}",
+        lost.body
+    );
     let (status, body) = publish(&b, &token, &alert("k-3", "330100", "回退后")).await;
     assert_eq!((status, body["seq"].as_u64()), (201, Some(3)), "{body}");
     assert_eq!(identifiers(&archive(&b, "").await), ["k-3", "k-2", "k-1"]);

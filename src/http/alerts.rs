@@ -354,7 +354,8 @@ pub async fn get_alert(
     };
     let seq = parse_id(id).ok_or_else(not_found)?;
     let stored = read_store(alerts_state(&state)?, move |store| store.get(seq)).await?;
-    let stored = stored.ok_or_else(not_found)?;
+    let stored = stored
+        .ok_or_else(|| AlertError::from(ApiError::not_found(format!("no alert numbered {seq}"))))?;
     let (content_type, text) = match format {
         Format::Xml => ("application/cap+xml; charset=utf-8", stored.xml),
         Format::Json => ("application/json", stored.json),

@@ -162,12 +162,21 @@ impl RedisStore {
             if seq == 0 {
                 break;
             }
-            if let (Some(theirs), Some(ours)) = (self.get(seq)?, self.mirror.get(seq)?) {
+            if let (Some(theirs), Some(ours)) = (self.log_get(seq)?, self.mirror.get(seq)?) {
                 return Ok((theirs.sender, theirs.identifier) == (ours.sender, ours.identifier));
             }
             seq -= 1;
         }
         Ok(true)
+    }
+
+    /// The entry numbered `seq` in the log itself, its targets completed.
+    fn log_get(&self, seq: u64) -> Result<Option<StoredAlert>, StoreError> {
+        let Some(mut entry) = self.raw_get(seq)? else {
+            return Ok(None);
+        };
+        self.complete_targets(&mut entry)?;
+        Ok(Some(entry.alert))
     }
 
     /// Binds each sender already in the log to the region of its first alert's publisher
@@ -584,12 +593,15 @@ impl Store for RedisStore {
         })
     }
 
+    /// The entry numbered `seq` in the log; a number the log lost after it went back (not
+    /// above the numbering floor) that the archive index kept is the index's copy: the
+    /// alert acknowledged and delivered under that number, listed by the archive too.
     fn get(&self, seq: u64) -> Result<Option<StoredAlert>, StoreError> {
-        let Some(mut entry) = self.raw_get(seq)? else {
-            return Ok(None);
-        };
-        self.complete_targets(&mut entry)?;
-        Ok(Some(entry.alert))
+        match self.log_get(seq)? {
+            Some(alert) => Ok(Some(alert)),
+            None if seq <= self.numbering_floor() => self.mirror.get(seq),
+            None => Ok(None),
+        }
     }
 
     fn by_identifier(
