@@ -827,15 +827,20 @@ async fn a_sender_speaks_for_one_region() {
     assert_eq!(r.status, 200, "the owner's re-post: {}", r.body);
 }
 
-/// `body` (an alert of [`under_sender`]) turned into a `msg_type` referencing `identifier` of
-/// `sender` (sent on the first, or the second with a `'` after the identifier), sent on the
-/// second of July.
-fn referencing(body: &[u8], msg_type: &str, sender: &str, identifier: &str) -> Vec<u8> {
-    let (identifier, day) = match identifier.strip_suffix('\'') {
+/// The alert [`under_sender`] gives for `sender`, `identifier` and `region`, turned into a
+/// `msg_type` referencing `target` (a sender and an identifier sent on the first, or the
+/// second with a `'` after the identifier), sent on the second of July.
+fn referencing(
+    (sender, identifier, region): (&str, &str, &str),
+    msg_type: &str,
+    (target_sender, target): (&str, &str),
+) -> Vec<u8> {
+    let body = under_sender(sender, identifier, region);
+    let (target, day) = match target.strip_suffix('\'') {
         Some(updated) => (updated, "02"),
-        None => (identifier, "01"),
+        None => (target, "01"),
     };
-    let mut text = String::from_utf8(body.to_vec()).expect("utf-8");
+    let mut text = String::from_utf8(body).expect("utf-8");
     let scope = "<scope>Public</scope>";
     let edits = [
         (
@@ -849,7 +854,7 @@ fn referencing(body: &[u8], msg_type: &str, sender: &str, identifier: &str) -> V
         (
             scope.to_owned(),
             format!(
-                "{scope}<references>{sender},{identifier},2025-07-{day}T08:00:00+08:00</references>"
+                "{scope}<references>{target_sender},{target},2025-07-{day}T08:00:00+08:00</references>"
             ),
         ),
     ];
@@ -894,7 +899,7 @@ async fn only_the_issuer_or_a_tier_above_supersedes_an_alert() {
         &send(&city, under_sender(hz, "hz-1", "330106")).await,
     );
     for (what, msg_type) in [("update", "Update"), ("cancel", "Cancel")] {
-        let body = referencing(&under_sender(xihu, "xh-9", "330106"), msg_type, hz, "hz-1");
+        let body = referencing((xihu, "xh-9", "330106"), msg_type, (hz, "hz-1"));
         let r = send(&county, body).await;
         assert_error(
             &r,
@@ -917,28 +922,17 @@ async fn only_the_issuer_or_a_tier_above_supersedes_an_alert() {
         &send(&county, under_sender(xihu, "xh-1", "330106")).await,
     );
     let peer = referencing(
-        &under_sender("scjg.gongshu.gov.cn", "gs-1", "330105"),
+        ("scjg.gongshu.gov.cn", "gs-1", "330105"),
         "Update",
-        xihu,
-        "xh-1",
+        (xihu, "xh-1"),
     );
     let r = send(&other_county, peer).await;
     assert_eq!(r.status, 403, "a peer county: {}", r.body);
-    let update = referencing(
-        &under_sender(xihu, "xh-2", "330106"),
-        "Update",
-        xihu,
-        "xh-1",
-    );
+    let update = referencing((xihu, "xh-2", "330106"), "Update", (xihu, "xh-1"));
     stored("xh-2", &send(&county, update).await);
-    let cancel = referencing(&under_sender(hz, "hz-2", "330106"), "Cancel", xihu, "xh-2'");
+    let cancel = referencing((hz, "hz-2", "330106"), "Cancel", (xihu, "xh-2'"));
     stored("hz-2", &send(&city, cancel).await);
-    let cancel = referencing(
-        &under_sender(SENDER, "zj-1", "330106"),
-        "Cancel",
-        hz,
-        "hz-1",
-    );
+    let cancel = referencing((SENDER, "zj-1", "330106"), "Cancel", (hz, "hz-1"));
     stored("zj-1", &send(&province, cancel).await);
 
     // An Alert naming an earlier alert leaves it live, and naming one the hub does not have
@@ -947,14 +941,9 @@ async fn only_the_issuer_or_a_tier_above_supersedes_an_alert() {
         "xh-3",
         &send(&county, under_sender(xihu, "xh-3", "330106")).await,
     );
-    let naming = referencing(&under_sender(xihu, "xh-4", "330106"), "Alert", xihu, "xh-3");
+    let naming = referencing((xihu, "xh-4", "330106"), "Alert", (xihu, "xh-3"));
     stored("xh-4", &send(&county, naming).await);
-    let naming = referencing(
-        &under_sender(xihu, "xh-5", "330106"),
-        "Alert",
-        xihu,
-        "xh-404",
-    );
+    let naming = referencing((xihu, "xh-5", "330106"), "Alert", (xihu, "xh-404"));
     stored("xh-5", &send(&county, naming).await);
 
     let feed = get(&hub, "/feeds/alerts.atom?region=330106").await;

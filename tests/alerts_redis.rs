@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use alerts_live_util::{Seen, Ws};
-use alerts_util::{Fixture, SENDER, archive, cancel_xml, cap_xml, enc, get, identifiers, post};
+use alerts_util::{Fixture, SENDER, archive, cancel_xml, cap_xml, enc, get, identifiers, post_cap};
 use common::Hub;
 use common::redis::Redis;
 use no_loss_util::{Hubs, Sub, check, post_until_acked, spawn_hub, sse_subscriber, ws_subscriber};
@@ -67,13 +67,7 @@ fn alert(identifier: &str, region: &str, headline: &str) -> String {
 }
 
 async fn publish(hub: &Hub, token: &str, xml: &str) -> (u16, serde_json::Value) {
-    let response = post(
-        hub,
-        Some(token),
-        Some("application/cap+xml"),
-        xml.as_bytes(),
-    )
-    .await;
+    let response = post_cap(hub, token, xml).await;
     let body = serde_json::from_str(&response.body).unwrap_or_default();
     (response.status, body)
 }
@@ -467,15 +461,7 @@ async fn an_archive_index_behind_the_log_is_503_not_a_short_page() {
     assert_eq!(page.json()["error"], "store_unavailable", "{}", page.body);
 
     redis.restart();
-    let mut listed = Vec::new();
-    for _ in 0..50 {
-        let page = get(&hub, &link).await;
-        if page.status == 200 {
-            listed = identifiers(&page.json());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let listed = listed_once_served(&hub, &link).await;
     assert_eq!(
         listed,
         ["b-3", "b-2", "b-1"],
@@ -545,27 +531,25 @@ async fn an_index_that_cannot_take_new_entries_is_503() {
     assert_eq!(page.json()["error"], "store_unavailable", "{}", page.body);
     lock.execute_batch("ROLLBACK").expect("unlock");
     drop(lock);
-    let mut listed = Vec::new();
+    let listed = listed_once_served(&hub, "/api/v1/alerts").await;
+    assert_eq!(listed, ["l-3", "l-2", "l-1"]);
+}
+
+/// The identifiers an archive page at `path` lists once it is served (200), within 10 s.
+async fn listed_once_served(hub: &Hub, path: &str) -> Vec<String> {
     for _ in 0..50 {
-        let page = get(&hub, "/api/v1/alerts").await;
+        let page = get(hub, path).await;
         if page.status == 200 {
-            listed = identifiers(&page.json());
-            break;
+            return identifiers(&page.json());
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(listed, ["l-3", "l-2", "l-1"]);
+    panic!("{path} was not served within 10 s");
 }
 
 /// Publishing `xml` is refused with 503 `store_unavailable` and `Retry-After: 1`.
 async fn assert_unavailable(hub: &Hub, token: &str, xml: &str, what: &str) {
-    let response = post(
-        hub,
-        Some(token),
-        Some("application/cap+xml"),
-        xml.as_bytes(),
-    )
-    .await;
+    let response = post_cap(hub, token, xml).await;
     assert_eq!(response.status, 503, "{what}: {}", response.body);
     assert_eq!(response.json()["error"], "store_unavailable", "{what}");
     assert_eq!(response.header("retry-after"), Some("1"), "{what}");

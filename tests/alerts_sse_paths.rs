@@ -33,6 +33,20 @@ async fn read_until(stream: &mut TcpStream, seen: &mut Vec<u8>, needle: &str) ->
     String::from_utf8_lossy(seen).into_owned()
 }
 
+/// A connection to `hub`; `kept_alive`: after one answered request (`/healthz`), so the
+/// next request is served by hyper rather than beside it.
+async fn connect(hub: &Hub, kept_alive: bool) -> TcpStream {
+    let mut stream = TcpStream::connect(hub.addr).await.expect("connect");
+    if kept_alive {
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("healthz");
+        read_until(&mut stream, &mut Vec::new(), "\"ok\"").await;
+    }
+    stream
+}
+
 #[tokio::test]
 async fn both_sse_servers_speak_the_same_protocol() {
     let hub = Hub::start(&[], &[]);
@@ -52,12 +66,8 @@ async fn both_sse_servers_speak_the_same_protocol() {
     assert!(text.contains("retry: 3000"), "{text}");
 
     // Later on a kept-alive connection: hyper's server, same events.
-    let mut kept = TcpStream::connect(hub.addr).await.expect("connect");
-    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .expect("healthz");
+    let mut kept = connect(&hub, true).await;
     let mut kept_seen = Vec::new();
-    read_until(&mut kept, &mut kept_seen, "\"ok\"").await;
     kept.write_all(b"GET /sse/alerts?region=330100&since=0 HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .expect("request");
@@ -103,12 +113,8 @@ async fn both_sse_servers_speak_the_same_protocol() {
     );
     assert!(body.starts_with("HTTP/1.1 400"), "side path: {body}");
     assert!(body.contains("\"parameter\":\"Last-Event-ID\""), "{body}");
-    let mut kept = TcpStream::connect(hub.addr).await.expect("connect");
-    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .expect("healthz");
+    let mut kept = connect(&hub, true).await;
     let mut kept_seen = Vec::new();
-    read_until(&mut kept, &mut kept_seen, "\"ok\"").await;
     kept.write_all(twice.as_bytes()).await.expect("request");
     let text = read_until(&mut kept, &mut kept_seen, "Last-Event-ID\"").await;
     let answer = &text[text.rfind("HTTP/1.1").unwrap_or(0)..];
@@ -122,16 +128,8 @@ async fn both_sse_servers_send_keep_alive_comments() {
     let hub = Hub::start(&[], &[("HUBCAST_ALERTS__PING_SECS", "1")]);
     // Raw (first request on its connection), then hyper's (after a kept-alive request).
     for kept_alive in [false, true] {
-        let mut stream = TcpStream::connect(hub.addr).await.expect("connect");
+        let mut stream = connect(&hub, kept_alive).await;
         let mut seen = Vec::new();
-        if kept_alive {
-            stream
-                .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-                .await
-                .expect("healthz");
-            read_until(&mut stream, &mut seen, "\"ok\"").await;
-            seen.clear();
-        }
         let requested = tokio::time::Instant::now();
         stream
             .write_all(b"GET /sse/alerts?region=330106 HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -193,14 +191,7 @@ async fn event_stream_clients_are_told_to_come_back() {
             (ask("region=330106", false), "503", "\"busy\""),
             (ask("region=1", true), "400", "\"bad_parameter\""),
         ] {
-            let mut stream = TcpStream::connect(hub.addr).await.expect("connect");
-            if kept_alive {
-                stream
-                    .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-                    .await
-                    .expect("healthz");
-                read_until(&mut stream, &mut Vec::new(), "\"ok\"").await;
-            }
+            let mut stream = connect(&hub, kept_alive).await;
             stream.write_all(request.as_bytes()).await.expect("request");
             let mut answer = Vec::new();
             tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))

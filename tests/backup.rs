@@ -34,15 +34,29 @@ fn last_number(line: &str) -> u64 {
         .unwrap_or_else(|| panic!("no last number in {line:?}"))
 }
 
+/// A hub on `data` holding `n` alerts `{prefix}-0`…, and a province admin's token for it.
+async fn hub_with(data: &Path, prefix: &str, n: usize) -> (Hub, String) {
+    let hub = Hub::start_in(data, &[], &[]);
+    let token = hub.token("province-admin", "330000", &[]);
+    for i in 0..n {
+        publish(
+            &hub,
+            &token,
+            &format!("{prefix}-{i}"),
+            "food",
+            "Severe",
+            "330106",
+        )
+        .await;
+    }
+    (hub, token)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_taken_while_publishing_is_whole_and_restores() {
     let tmp = tempfile::tempdir().expect("tmp");
     let data = tmp.path().join("data");
-    let hub = Hub::start_in(&data, &[], &[]);
-    let token = hub.token("province-admin", "330000", &[]);
-    for i in 0..3 {
-        publish(&hub, &token, &format!("B-{i}"), "food", "Severe", "330106").await;
-    }
+    let (hub, token) = hub_with(&data, "B", 3).await;
     // Publishing goes on while the copy is taken.
     let publishing = {
         let token = token.clone();
@@ -217,11 +231,7 @@ fn the_redis_backend_is_refused_with_what_to_back_up() {
 async fn restore_takes_a_backups_own_log_and_never_a_stray_one() {
     let tmp = tempfile::tempdir().expect("tmp");
     let old = tmp.path().join("old");
-    let hub = Hub::start_in(&old, &[], &[]);
-    let token = hub.token("province-admin", "330000", &[]);
-    for i in 0..5 {
-        publish(&hub, &token, &format!("W-{i}"), "food", "Severe", "330106").await;
-    }
+    let (hub, _) = hub_with(&old, "W", 5).await;
     drop(hub); // SIGKILL: the commits stay in the log
     let wal = old.join("alerts.sqlite3-wal");
     assert!(
@@ -301,11 +311,7 @@ async fn restore_takes_a_backups_own_log_and_never_a_stray_one() {
 async fn a_busy_replaced_store_is_retried_not_overruled_by_floor() {
     let tmp = tempfile::tempdir().expect("tmp");
     let data = tmp.path().join("data");
-    let hub = Hub::start_in(&data, &[], &[]);
-    let token = hub.token("province-admin", "330000", &[]);
-    for i in 0..10 {
-        publish(&hub, &token, &format!("R-{i}"), "food", "Severe", "330106").await;
-    }
+    let (hub, _) = hub_with(&data, "R", 10).await;
     let file = tmp.path().join("early.sqlite3");
     let target = file.display().to_string();
     let (ok, out, err) = backup(&data, &[&target], &[]);

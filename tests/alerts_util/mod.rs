@@ -35,15 +35,20 @@ pub async fn post(
     request_with_body(stream, "POST", "/api/v1/alerts", &headers, body).await
 }
 
-/// `POST` of CAP XML that must be accepted; returns (status, id).
-pub async fn publish_xml(hub: &Hub, token: &str, xml: &str) -> (u16, String) {
-    let response = post(
+/// `POST /api/v1/alerts` of CAP XML (`application/cap+xml`) with `token`.
+pub async fn post_cap(hub: &Hub, token: &str, xml: &str) -> Response {
+    post(
         hub,
         Some(token),
         Some("application/cap+xml"),
         xml.as_bytes(),
     )
-    .await;
+    .await
+}
+
+/// `POST` of CAP XML that must be accepted; returns (status, id).
+pub async fn publish_xml(hub: &Hub, token: &str, xml: &str) -> (u16, String) {
+    let response = post_cap(hub, token, xml).await;
     assert!(
         matches!(response.status, 200 | 201),
         "publish refused: {} {}",
