@@ -11,7 +11,7 @@
 //!
 //! A single log can be behind too, for a moment: the hand-offs of concurrent publishes may
 //! reach the hub task out of order, and a later number waits for the earlier one while its
-//! publisher has already answered with it. A `since` up to the highest number handed over is
+//! publisher has already answered with it. A `since` up to the newest number waiting so is
 //! held the same way.
 //!
 //! Bounded: at most [`MAX_PARKED`] wait; beyond, a subscribe is not held (it gets the reset

@@ -52,7 +52,7 @@ pub use mailbox::{Direct, Mailbox, Wire};
 pub use tail::Tail;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::task::Poll;
 
 use alerts::hub::{Delivery, DisconnectReason, Filter, HubConfig, HubError, PublishedAlert, SubId};
@@ -135,10 +135,6 @@ pub struct LiveHub {
     metrics: LiveMetrics,
     /// `alerts.direct_writes`, resolved for this runtime.
     direct_writes: bool,
-    /// The highest number handed to the hub task (raised before the hand-off is queued):
-    /// a subscriber's `since` up to it is already on its way, so it is held rather than
-    /// answered with a reset (the hand-offs of concurrent publishes may arrive out of order).
-    handed: Arc<AtomicU64>,
 }
 
 /// Why a subscription could not be made.
@@ -190,11 +186,9 @@ impl LiveHub {
         let task_metrics = metrics.clone();
         // Only a log shared with other instances can be ahead of this one for a moment.
         let shared_log = config.backend == crate::config::AlertsBackend::Redis;
-        let handed = Arc::new(AtomicU64::new(hub.last_seq()));
         let log = task::Log {
             store: store_for_task,
             shared: shared_log,
-            handed: handed.clone(),
         };
         tokio::spawn(task::run(hub, rx, task_metrics, log));
         Ok(LiveHub {
@@ -202,7 +196,6 @@ impl LiveHub {
             slots: Arc::new(Semaphore::new(config.max_subscribers)),
             metrics,
             direct_writes,
-            handed,
         })
     }
 
@@ -222,7 +215,6 @@ impl LiveHub {
     /// [`publish_blocking`](LiveHub::publish_blocking) without the warning: false if live
     /// delivery has stopped (the Redis log tail then ends).
     pub fn hand_off_blocking(&self, alert: PublishedAlert) -> bool {
-        self.handed.fetch_max(alert.seq, Ordering::AcqRel);
         self.tx
             .blocking_send(Command::Publish(Box::new(frame::for_live(alert))))
             .is_ok()

@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use alerts::hub::{Hub, HubConfig, HubEvent, PublishedAlert, SubId};
@@ -74,8 +73,6 @@ pub(super) struct Log {
     pub store: Arc<dyn Store>,
     /// Shared with other instances (Redis), which may be ahead of this one.
     pub shared: bool,
-    /// The highest number handed over so far ([`LiveHub`](super::LiveHub)'s).
-    pub handed: Arc<AtomicU64>,
 }
 
 /// The hub task: commands in, events out, a 1 s timer for expiry and retention.
@@ -88,7 +85,6 @@ pub(super) async fn run(
     let Log {
         store,
         shared: shared_log,
-        handed,
     } = log;
     let mut slots = Slots::default();
     let mut times: VecDeque<(u64, Instant)> = VecDeque::with_capacity(TIMES);
@@ -157,11 +153,14 @@ pub(super) async fn run(
             } => {
                 // Held only when `since` is ahead of this hub but the log has it (another
                 // instance may be ahead of this one on a shared log; on any log a number
-                // already handed over may still wait for an earlier one's hand-off), and
-                // the filter is valid (an invalid one is answered now).
+                // already handed over may wait in `pending` for an earlier one's hand-off:
+                // its publisher answered only after queueing it on this channel, so it is
+                // here before any subscribe that learned it from that answer), and the
+                // filter is valid (an invalid one is answered now).
                 let (last, now) = (hub.last_seq(), Instant::now());
                 let ahead_of_us = since.is_some_and(|s| s > last);
-                let on_its_way = since.is_some_and(|s| s <= handed.load(Ordering::Acquire));
+                let newest_pending = pending.last_key_value().map_or(0, |(&seq, _)| seq);
+                let on_its_way = since.is_some_and(|s| s <= newest_pending);
                 let may_hold =
                     ahead_of_us && (shared_log || on_its_way) && hub.check_filter(&filter).is_ok();
                 if let Err((filter, since, reply)) =

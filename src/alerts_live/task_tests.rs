@@ -139,12 +139,10 @@ async fn a_since_handed_over_out_of_order_is_held_not_reset() {
         pending.insert(seq, (alert(seq), Instant::now()));
     }
     publish_ready(&mut hub, &mut pending, 0, &mut times, &metrics);
-    let handed = Arc::new(AtomicU64::new(40));
     let (tx, rx) = mpsc::channel(16);
     let log = Log {
         store,
         shared: false,
-        handed: handed.clone(),
     };
     let task = tokio::spawn(run(hub, rx, metrics, log));
     let send = |command| {
@@ -152,7 +150,6 @@ async fn a_since_handed_over_out_of_order_is_held_not_reset() {
         async move { tx.send(command).await.expect("task alive") }
     };
     // 42's publisher handed over first; 41's hand-off is late.
-    handed.fetch_max(42, Ordering::AcqRel);
     send(Command::Publish(Box::new(alert(42)))).await;
     let filter = Filter::all(RegionCode::from_u32(330_106).expect("code"));
     let (reply, answer) = tokio::sync::oneshot::channel();
@@ -163,14 +160,12 @@ async fn a_since_handed_over_out_of_order_is_held_not_reset() {
     })
     .await;
     tokio::time::sleep(Duration::from_millis(50)).await;
-    handed.fetch_max(41, Ordering::AcqRel);
     send(Command::Publish(Box::new(alert(41)))).await;
     let (_, mailbox) = tokio::time::timeout(Duration::from_secs(3), answer)
         .await
         .expect("answered once the hub has 42")
         .expect("reply")
         .expect("subscribed");
-    handed.fetch_max(43, Ordering::AcqRel);
     send(Command::Publish(Box::new(alert(43)))).await;
     let deadline = Instant::now() + Duration::from_secs(3);
     let mut got = Vec::new();
@@ -251,7 +246,7 @@ impl Store for Hanging {
         after: u64,
         limit: usize,
     ) -> Result<Vec<alerts::store::StoredAlert>, StoreError> {
-        self.1.store(true, Ordering::Release);
+        self.1.store(true, std::sync::atomic::Ordering::Release);
         std::thread::sleep(Duration::from_secs(4));
         self.0.since(after, limit)
     }
@@ -282,7 +277,6 @@ async fn a_hanging_gap_read_does_not_stall_the_hub_task() {
     let log = Log {
         store,
         shared: true,
-        handed: Arc::new(AtomicU64::new(0)),
     };
     let task = tokio::spawn(run(hub, rx, metrics, log));
     // 2 is handed over; 1 never is, so after GAP_WAIT the task reads the store for it.
@@ -290,7 +284,7 @@ async fn a_hanging_gap_read_does_not_stall_the_hub_task() {
         .await
         .expect("task");
     let deadline = Instant::now() + GAP_WAIT + Duration::from_secs(10);
-    while !entered.load(Ordering::Acquire) {
+    while !entered.load(std::sync::atomic::Ordering::Acquire) {
         assert!(Instant::now() < deadline, "the gap read never started");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
