@@ -11,7 +11,9 @@ use super::config::{BufferCapacities, HubConfig, HubStats};
 use super::regions::{RegionIdx, RegionIndex};
 use super::retain::{Compiled, Entry, LiveSet, Ring, Target};
 use super::subs::{Mode, Sub, Subs};
-use super::types::{Delivery, DisconnectReason, Filter, HubError, HubEvent, PublishedAlert, SubId};
+use super::types::{
+    Delivery, DisconnectReason, Filter, HubError, HubEvent, MsgType, PublishedAlert, SubId,
+};
 
 /// Places a subscriber's live queue keeps once emptied (more were needed only in a burst).
 const QUEUE_KEPT: usize = 8;
@@ -75,13 +77,19 @@ impl Hub {
     /// An Update or Cancel reaches its own areas and the audience it carries
     /// ([`PublishedAlert::inherited`], resolved by the store); one that carries none reaches
     /// that of each referenced alert this hub still holds instead.
-    pub fn publish(&mut self, alert: PublishedAlert, now: Instant) -> Result<(), HubError> {
+    pub fn publish(&mut self, mut alert: PublishedAlert, now: Instant) -> Result<(), HubError> {
         if alert.seq <= self.last_seq {
             self.stats.rejected += 1;
             return Err(HubError::SeqNotIncreasing {
                 seq: alert.seq,
                 last: self.last_seq,
             });
+        }
+        // Only an Update supersedes and only a Cancel cancels (CAP 1.2): the references of any
+        // other message act on nothing here (records stored before the store stopped
+        // resolving them may still carry some).
+        if !matches!(alert.msg_type, MsgType::Update | MsgType::Cancel) {
+            alert.references.clear();
         }
         // The store's record carries the inherited audience; only an alert without it (built
         // in code, or read from a record whose originals could not be read) takes it from

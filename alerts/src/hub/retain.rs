@@ -222,14 +222,12 @@ impl LiveSet {
         }
     }
 
-    /// Applies a newly published entry: what an Update or Cancel references leaves the set
-    /// (an Alert's references act on nothing: records stored before the store stopped
-    /// resolving them may still carry some); Alerts and Updates join it, Cancels do not.
+    /// Applies a newly published entry: what it references leaves the set (only an Update
+    /// or Cancel references anything by then: `Hub::publish`); Alerts and Updates join it,
+    /// Cancels do not.
     pub(crate) fn apply(&mut self, entry: &Arc<Entry>) {
-        if matches!(entry.alert.msg_type, MsgType::Update | MsgType::Cancel) {
-            for &seq in &entry.alert.references {
-                self.remove(seq);
-            }
+        for &seq in &entry.alert.references {
+            self.remove(seq);
         }
         if entry.alert.msg_type == MsgType::Cancel {
             return;
