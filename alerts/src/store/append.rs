@@ -407,31 +407,31 @@ pub(super) fn insert_numbered<'a>(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     for (a, raw) in records {
         // One statement, compiled once for the batch, for the record and its references.
-        let mut held_here = tx.prepare_cached("SELECT 1 FROM alerts WHERE seq = ?1")?;
-        if held_here.exists(params![to_sql_seq(a.seq)])? {
-            continue;
-        }
-        // The same CAP identity under another number: the log went back and lost it, and it
-        // was published again. The copy here stays (its number was given out); the new one
-        // is left out, as two rows may not share an identity.
-        let mut same_identity = tx.prepare_cached(
-            "SELECT seq FROM alerts WHERE sender = ?1 AND identifier = ?2 AND seq != ?3",
+        // Held here already under its number, or (one statement, both unique keys) its CAP
+        // identity under another: the log went back and lost it, and it was published again.
+        // That copy stays (its number was given out); the new one is left out, as two rows
+        // may not share an identity.
+        let mut in_index = tx.prepare_cached(
+            "SELECT seq FROM alerts WHERE seq = ?1 OR (sender = ?2 AND identifier = ?3) LIMIT 1",
         )?;
-        let earlier: Option<i64> = same_identity
-            .query_row(params![a.sender, a.identifier, to_sql_seq(a.seq)], |r| {
-                r.get(0)
-            })
+        let seq = to_sql_seq(a.seq);
+        let found: Option<i64> = in_index
+            .query_row(params![seq, a.sender, a.identifier], |r| r.get(0))
             .optional()?;
-        if let Some(earlier) = earlier {
-            tracing::error!(
-                seq = a.seq,
-                earlier,
-                sender = %a.sender,
-                identifier = %a.identifier,
-                "alert left out of the archive index: it holds the same identity under an \
-                 earlier number (the shared log went back and the alert was published again)"
-            );
-            continue;
+        match found {
+            Some(here) if here == seq => continue,
+            Some(earlier) => {
+                tracing::error!(
+                    seq = a.seq,
+                    earlier,
+                    sender = %a.sender,
+                    identifier = %a.identifier,
+                    "alert left out of the archive index: it holds the same identity under an \
+                     earlier number (the shared log went back and the alert was published again)"
+                );
+                continue;
+            }
+            None => {}
         }
         // A record whose CAP document cannot be read is left out (logged), like an
         // undecodable log entry: it must not keep every later alert out of the archive.
@@ -445,6 +445,7 @@ pub(super) fn insert_numbered<'a>(
         // A reference to an alert this index does not hold (a log entry trimmed or deleted
         // before the index was built) is not indexed: its foreign key would refuse the
         // record, and with it every later one.
+        let mut held_here = tx.prepare_cached("SELECT 1 FROM alerts WHERE seq = ?1")?;
         let mut held = Vec::with_capacity(a.references.len());
         for &r in &a.references {
             if held_here.exists(params![to_sql_seq(r)])? {

@@ -80,9 +80,8 @@ pub struct RedisStore {
     keys: Keys,
     pool: Mutex<Vec<Connection>>,
     mirror: SqliteStore,
-    /// Held while the mirror catches up, so two queries do not copy the same entries; holds
-    /// the last log number examined (past unreadable entries the mirror does not have).
-    catching_up: Mutex<u64>,
+    /// Held while the mirror catches up, so two queries do not copy the same entries.
+    catching_up: Mutex<()>,
     /// When a query's catch-up last failed for a passing reason (Redis unreachable):
     /// queries within [`CATCH_UP_PAUSE`] of it serve the index as it is without trying.
     catch_up_failed: Mutex<Option<std::time::Instant>>,
@@ -95,7 +94,8 @@ pub struct RedisStore {
     /// its `since` would skip the new alert under it, and running instances, past that
     /// number already, would never deliver it.
     seen: Arc<AtomicU64>,
-    /// The last log number the archive index has examined (its catch-ups).
+    /// The last log number the archive index has examined: what it holds, and past
+    /// unreadable entries it does not have. Raised only once entries are in it.
     indexed: AtomicU64,
 }
 
@@ -124,7 +124,7 @@ impl RedisStore {
             keys: Keys::new(prefix),
             pool: Mutex::new(Vec::new()),
             mirror: SqliteStore::open_with(mirror_path, config.clone())?,
-            catching_up: Mutex::new(0),
+            catching_up: Mutex::new(()),
             catch_up_failed: Mutex::new(None),
             config,
             script: redis::Script::new(APPEND_SCRIPT),
@@ -243,17 +243,17 @@ impl RedisStore {
     }
 
     /// The number the next append is numbered above, at least (see `seen`).
-    pub fn numbering_floor(&self) -> u64 {
+    fn numbering_floor(&self) -> u64 {
         self.seen.load(Ordering::Acquire)
     }
 
     /// Copies the log's entries the local archive index lacks into it.
     fn catch_up(&self) -> Result<(), StoreError> {
-        let mut examined = self
+        let _catching_up = self
             .catching_up
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        self.catch_up_from(&mut examined)
+        self.catch_up_from()
     }
 
     /// [`catch_up`](Self::catch_up) for a query: waits at most [`CATCH_UP_WAIT`] for another
@@ -267,7 +267,7 @@ impl RedisStore {
             return Ok(false);
         }
         let deadline = std::time::Instant::now() + CATCH_UP_WAIT;
-        let mut examined = loop {
+        let _catching_up = loop {
             match self.catching_up.try_lock() {
                 Ok(guard) => break guard,
                 Err(std::sync::TryLockError::Poisoned(poisoned)) => break poisoned.into_inner(),
@@ -279,7 +279,7 @@ impl RedisStore {
                 }
             }
         };
-        let caught_up = self.catch_up_from(&mut examined);
+        let caught_up = self.catch_up_from();
         if let Ok(mut at) = self.catch_up_failed.lock() {
             *at = match &caught_up {
                 Err(err) if err.is_transient() => Some(std::time::Instant::now()),
@@ -299,10 +299,7 @@ impl RedisStore {
         let needed = query
             .cursor
             .map_or(seen, |cursor| cursor.seq().saturating_sub(1).min(seen));
-        let indexed = self
-            .indexed
-            .load(Ordering::Acquire)
-            .max(self.mirror.last_seq()?);
+        let indexed = self.indexed.load(Ordering::Acquire);
         if indexed >= needed {
             Ok(())
         } else {
@@ -310,9 +307,14 @@ impl RedisStore {
         }
     }
 
-    /// Catches the index up from the last number examined (held by the caller's lock).
-    fn catch_up_from(&self, examined: &mut u64) -> Result<(), StoreError> {
-        let mut after = self.mirror.last_seq()?.max(*examined);
+    /// Catches the index up from the last number examined (the caller holds
+    /// `catching_up`).
+    fn catch_up_from(&self) -> Result<(), StoreError> {
+        let mut after = self
+            .mirror
+            .last_seq()?
+            .max(self.indexed.load(Ordering::Acquire));
+        self.indexed.fetch_max(after, Ordering::AcqRel);
         loop {
             let batch = self.entries_after(after, MAX_PAGE)?;
             let Some(last) = batch.last() else {
@@ -329,7 +331,6 @@ impl RedisStore {
             // Only once the batch is in the index: a query that finds the index behind relies
             // on this number.
             self.indexed.fetch_max(after, Ordering::AcqRel);
-            *examined = after;
         }
     }
 
