@@ -63,7 +63,16 @@ pub fn backup(settings: &Settings, to: &Path) -> anyhow::Result<String> {
     // file system without hard links (vfat, some network and USB mounts: common backup
     // targets) is renamed into place, after the check above that `to` does not exist.
     let placed = match std::fs::hard_link(&partial, to) {
-        Ok(()) => std::fs::remove_file(&partial),
+        Ok(()) => {
+            // The whole backup is in place: a copy left aside is litter, not a failure.
+            if let Err(err) = std::fs::remove_file(&partial) {
+                eprintln!(
+                    "hubcast backup: warning: {} stays: {err}",
+                    partial.display()
+                );
+            }
+            Ok(())
+        }
         Err(err)
             if matches!(
                 err.kind(),
@@ -79,11 +88,8 @@ pub fn backup(settings: &Settings, to: &Path) -> anyhow::Result<String> {
         return Err(err)
             .with_context(|| format!("placing {} as {}", partial.display(), to.display()));
     }
-    if let Some(dir) = to.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .with_context(|| format!("syncing {}", dir.display()))?;
-    }
+    alerts::store::sync_dir_of(to)
+        .with_context(|| format!("syncing the folder of {}", to.display()))?;
     Ok(format!(
         "backed up {} to {} ({})",
         db.display(),
@@ -121,8 +127,7 @@ pub fn restore(settings: &Settings, from: &Path, floor: Option<u64>) -> anyhow::
         sidecar(&db, "-journal"),
     );
     let dir_sync = || {
-        std::fs::File::open(&settings.data_dir)
-            .and_then(|d| d.sync_all())
+        alerts::store::sync_dir_of(&db)
             .with_context(|| format!("syncing {}", settings.data_dir.display()))
     };
 

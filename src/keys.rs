@@ -125,11 +125,8 @@ fn create_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let linked = std::fs::hard_link(&aside, path);
     let _ = std::fs::remove_file(&aside);
     linked?;
-    if let Some(dir) = path.parent()
-        && let Ok(dir) = std::fs::File::open(dir)
-    {
-        let _ = dir.sync_all();
-    }
+    // Best effort: the key is whole in place either way.
+    let _ = alerts::store::sync_dir_of(path);
     Ok(())
 }
 

@@ -51,9 +51,7 @@ pub fn copy_to(db: &Path, to: &Path) -> Result<Snapshot, StoreError> {
     conn.execute("VACUUM INTO ?1", [target])?;
     drop(conn);
     std::fs::File::open(to)?.sync_all()?;
-    if let Some(dir) = to.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
+    super::sync_dir_of(to)?;
     verify(to)
 }
 

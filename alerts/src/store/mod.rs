@@ -87,7 +87,7 @@ pub use self::redis::{Durability, RedisStore, remove_store_files};
 pub use redis_read::LogTail;
 pub use schema::SCHEMA_VERSION;
 pub use senders::{Publisher, SenderRule};
-pub use sqlite::{DOCUMENT_GROWTH, SqliteStore, StoreConfig};
+pub use sqlite::{DOCUMENT_GROWTH, SqliteStore, StoreConfig, sync_dir_of};
 pub use types::{
     Appended, ArchiveQuery, Cursor, DEFAULT_PAGE, MAX_PAGE, MAX_QUERY_CHARS, MAX_QUERY_TERMS, Page,
     StoredAlert, parse_id, public_id,

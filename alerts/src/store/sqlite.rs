@@ -119,7 +119,7 @@ impl SqliteStore {
         }
         if created {
             // The new file's directory entry must be durable too.
-            std::fs::File::open(dir.unwrap_or(Path::new(".")))?.sync_all()?;
+            sync_dir_of(&path)?;
         }
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let epoch = Instant::now();
@@ -318,6 +318,13 @@ pub(super) fn check_limit(limit: usize) -> Result<(), StoreError> {
 
 /// Sequence numbers are SQLite integers; one above `i64::MAX` cannot exist, so clamp (a
 /// lookup then finds nothing, a `seq > after` finds nothing).
+/// Makes the directory entry of `path` durable: fsyncs the directory that holds it (the
+/// working directory for a bare file name).
+pub fn sync_dir_of(path: &Path) -> std::io::Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    std::fs::File::open(dir.unwrap_or(Path::new(".")))?.sync_all()
+}
+
 pub(super) fn to_sql_seq(seq: u64) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)
 }
