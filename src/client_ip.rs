@@ -20,7 +20,11 @@ use serde::{Deserialize, Serialize};
 
 /// Every header [`ClientIp::resolve`] may read (the request-head parsers beside hyper keep
 /// these besides their own).
-pub const HEADERS: &[&str] = &["x-forwarded-for", "forwarded", "x-real-ip"];
+pub const HEADERS: &[&str] = &[
+    ClientIpHeader::XForwardedFor.name(),
+    ClientIpHeader::Forwarded.name(),
+    ClientIpHeader::XRealIp.name(),
+];
 
 /// Hops read from one request's forwarding header, at most (a longer chain is cut on the
 /// client's side: the nearest hops are the ones that count).
@@ -111,6 +115,17 @@ pub enum ClientIpHeader {
     XRealIp,
 }
 
+impl ClientIpHeader {
+    /// The header's name, lower case.
+    pub const fn name(self) -> &'static str {
+        match self {
+            ClientIpHeader::XForwardedFor => "x-forwarded-for",
+            ClientIpHeader::Forwarded => "forwarded",
+            ClientIpHeader::XRealIp => "x-real-ip",
+        }
+    }
+}
+
 /// Where to look for the client behind trusted proxies (`http.trusted_proxies`,
 /// `http.client_ip_header`).
 #[derive(Debug, Clone, Default)]
@@ -135,12 +150,7 @@ impl ClientIp {
         if !self.trusts(peer) {
             return peer;
         }
-        let name = match self.header {
-            ClientIpHeader::XForwardedFor => "x-forwarded-for",
-            ClientIpHeader::Forwarded => "forwarded",
-            ClientIpHeader::XRealIp => "x-real-ip",
-        };
-        let lines = headers.get_all(name);
+        let lines = headers.get_all(self.header.name());
         if self.header == ClientIpHeader::XRealIp {
             // One address the proxy sets; the last line if a client sent one before it.
             return lines

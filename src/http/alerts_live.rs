@@ -328,26 +328,13 @@ async fn drain(
     write_timeout: Duration,
 ) -> bool {
     let batch = sub.pop().await;
-    if let Some(reason) = batch.closed {
-        finish(
-            conn,
-            batch,
-            reason.close_code(),
-            reason.as_str(),
-            write_timeout,
-        )
-        .await;
-        return false;
-    }
-    if batch.gone {
-        finish(
-            conn,
-            batch,
-            close_code::AWAY,
-            "server shutting down",
-            write_timeout,
-        )
-        .await;
+    let closing = match (batch.closed, batch.gone) {
+        (Some(reason), _) => Some((reason.close_code(), reason.as_str())),
+        (None, true) => Some((close_code::AWAY, "server shutting down")),
+        (None, false) => None,
+    };
+    if let Some((code, reason)) = closing {
+        finish(conn, batch, code, reason, write_timeout).await;
         return false;
     }
     let mut items = batch.items;

@@ -71,7 +71,7 @@ pub(super) fn refused(err: AlertError, accept: Option<&HeaderValue>) -> Response
 
 /// The headers of an event stream: its type, not cached, and passed on by reverse proxies
 /// (nginx) as it comes rather than buffered.
-fn event_stream_headers(headers: &mut axum::http::HeaderMap) {
+pub(super) fn event_stream_headers(headers: &mut axum::http::HeaderMap) {
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/event-stream"),

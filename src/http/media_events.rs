@@ -64,12 +64,9 @@ pub async fn room_events(
     });
     let keep_alive = KeepAlive::new().interval(KEEP_ALIVE).text("");
     let mut response = Sse::new(stream).keep_alive(keep_alive).into_response();
-    // nginx (and proxies that honour it) pass the events on as they come instead of filling
-    // a buffer first, as for `/sse/alerts`.
-    response.headers_mut().insert(
-        "x-accel-buffering",
-        axum::http::HeaderValue::from_static("no"),
-    );
+    // Not cached, and passed on by nginx (and proxies that honour it) as the events come
+    // instead of filling a buffer first, as for `/sse/alerts`.
+    super::alerts_sse::event_stream_headers(response.headers_mut());
     Ok(response)
 }
 

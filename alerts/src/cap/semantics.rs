@@ -191,20 +191,13 @@ impl Alert {
     /// Every GB2260 region code in the alert's areas, in order, without repeats.
     pub fn regions(&self) -> Result<Vec<RegionCode>, CapError> {
         let mut out: Vec<RegionCode> = Vec::new();
-        for (i, info) in self.info.iter().enumerate() {
-            for (a, area) in info.areas.iter().enumerate() {
-                for (k, geo) in area.geocodes.iter().enumerate() {
-                    if geo.value_name != GB2260 {
-                        continue;
-                    }
-                    let code = RegionCode::parse(&geo.value).map_err(|e| {
-                        let path = format!("alert/info[{i}]/area[{a}]/geocode[{k}]/value");
-                        CapError::invalid(path, format!("bad GB2260 region code: {e}"))
-                    })?;
-                    if !out.contains(&code) {
-                        out.push(code);
-                    }
-                }
+        for ((i, a, k), value) in self.gb2260_values() {
+            let code = RegionCode::parse(value).map_err(|e| {
+                let why = format!("bad GB2260 region code: {e}");
+                CapError::invalid(geocode_path(i, a, k), why)
+            })?;
+            if !out.contains(&code) {
+                out.push(code);
             }
         }
         Ok(out)
@@ -214,24 +207,22 @@ impl Alert {
     /// know, as a 422-style error naming its place: a region code that is not (or no longer)
     /// in the deployment's region tree is a mistake in the alert, not a permission matter.
     pub fn unknown_region(&self, known: impl Fn(RegionCode) -> bool) -> Option<CapError> {
-        for (i, info) in self.info.iter().enumerate() {
-            for (a, area) in info.areas.iter().enumerate() {
-                for (k, geo) in area.geocodes.iter().enumerate() {
-                    if geo.value_name != GB2260 {
-                        continue;
-                    }
-                    match RegionCode::parse(&geo.value) {
-                        Ok(code) if !known(code) => {
-                            let path = format!("alert/info[{i}]/area[{a}]/geocode[{k}]/value");
-                            let why = format!("region {code} is not in this hub's region tree");
-                            return Some(CapError::invalid(path, why));
-                        }
-                        _ => {}
-                    }
-                }
-            }
-        }
-        None
+        self.gb2260_values().find_map(|((i, a, k), value)| {
+            let code = RegionCode::parse(value).ok().filter(|&code| !known(code))?;
+            let why = format!("region {code} is not in this hub's region tree");
+            Some(CapError::invalid(geocode_path(i, a, k), why))
+        })
+    }
+
+    /// The values of the `GB2260` geocodes, with their (info, area, geocode) places.
+    fn gb2260_values(&self) -> impl Iterator<Item = ((usize, usize, usize), &str)> {
+        self.info.iter().enumerate().flat_map(|(i, info)| {
+            info.areas.iter().enumerate().flat_map(move |(a, area)| {
+                (area.geocodes.iter().enumerate())
+                    .filter(|(_, geo)| geo.value_name == GB2260)
+                    .map(move |(k, geo)| ((i, a, k), geo.value.as_str()))
+            })
+        })
     }
 
     /// `references` as triples (empty when absent).
@@ -342,4 +333,9 @@ pub(crate) fn check(alert: &Alert, errors: &mut Vec<CapError>) {
             (None, _) => {}
         }
     }
+}
+
+/// The path of geocode `k` of area `a` of info `i`'s value.
+fn geocode_path(i: usize, a: usize, k: usize) -> String {
+    format!("alert/info[{i}]/area[{a}]/geocode[{k}]/value")
 }

@@ -180,7 +180,7 @@ impl<'a> Groups<'a> {
                 format!("attribute `{attr}` not allowed: CAP elements have no attributes"),
             ));
         }
-        if !el.text.trim_matches([' ', '\t', '\r', '\n']).is_empty() {
+        if super::xml_read::has_text(&el.text) {
             return Err(CapError::invalid(
                 path,
                 "text content not allowed here: expected child elements",

@@ -240,7 +240,7 @@ const BESIDE_FOREIGN: &str =
     "text beside an element of another namespace (a CAP element holds text or elements, not both)";
 
 /// Whether `s` holds more than XML white space.
-fn has_text(s: &str) -> bool {
+pub(super) fn has_text(s: &str) -> bool {
     !s.trim_matches([' ', '\t', '\r', '\n']).is_empty()
 }
 
@@ -253,7 +253,7 @@ fn push_text(stack: &mut [Element], skip: usize, s: &str) -> Result<(), &'static
             top.text.push_str(s);
             Ok(())
         }
-        None if s.trim_matches([' ', '\t', '\r', '\n']).is_empty() => Ok(()),
+        None if !has_text(s) => Ok(()),
         None => Err("text outside the root element"),
     }
 }
