@@ -9,12 +9,13 @@
 //! is free. Writing is `serde` on the model's `Serialize`; [`Alert`]'s `Deserialize` is this
 //! reader, so `serde_json::from_str::<Alert>` validates too.
 
+use serde::de::DeserializeSeed as _;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 use super::decode::decode_alert;
 use super::error::{CapError, Position};
-use super::json_keys::{MAX_DEPTH, MAX_KEY, Problem};
+use super::json_keys::{MAX_DEPTH, MAX_KEY, Parse, Problem};
 use super::model::Alert;
 use super::tree::Element;
 
@@ -26,25 +27,27 @@ pub fn read_json(input: &[u8], max_size: usize) -> Result<Alert, CapError> {
             limit: max_size,
         });
     }
-    let value: Value = serde_json::from_slice(input).map_err(|e| CapError::Malformed {
+    // One pass builds the value and refuses what the plain parse would take silently (the
+    // last of two equal keys kept) or pay for (huge keys, deep nesting), as XML refuses a
+    // repeated element.
+    let mut found = None;
+    let mut de = serde_json::Deserializer::from_slice(input);
+    let parsed = Parse {
+        root: "alert",
+        found: &mut found,
+    }
+    .deserialize(&mut de)
+    .and_then(|value| de.end().map(|()| value));
+    let malformed = |e: serde_json::Error| CapError::Malformed {
         format: "JSON",
         at: position_of(input, e.line(), e.column()),
         message: e.to_string(),
-    })?;
-    // The parse keeps the last of two equal keys: refuse them as XML refuses a repeated
-    // element; and bound keys and nesting before paths are built from them.
-    match super::json_keys::check(input, "alert") {
-        None => {}
-        Some(Problem::Repeated(path)) => return Err(CapError::Repeated { path }),
-        Some(Problem::LongKey(path)) => {
-            let reason = format!("a key longer than {MAX_KEY} bytes: no CAP element is named so");
-            return Err(CapError::invalid(path, reason));
-        }
-        Some(Problem::TooDeep(path)) => {
-            let reason = format!("nested deeper than {MAX_DEPTH}: no CAP alert is");
-            return Err(CapError::invalid(path, reason));
-        }
-    }
+    };
+    let value = match (parsed, found) {
+        (_, Some(problem)) => return Err(shape_error(problem)),
+        (Err(e), None) => return Err(malformed(e)),
+        (Ok(value), None) => value,
+    };
     alert_from_value(&value)
 }
 
@@ -66,8 +69,32 @@ pub fn alert_from_value(value: &Value) -> Result<Alert, CapError> {
 
 impl<'de> Deserialize<'de> for Alert {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let value = Value::deserialize(deserializer)?;
+        let mut found = None;
+        let parsed = Parse {
+            root: "alert",
+            found: &mut found,
+        }
+        .deserialize(deserializer);
+        let value = match (parsed, found) {
+            (_, Some(problem)) => return Err(serde::de::Error::custom(shape_error(problem))),
+            (parsed, None) => parsed?,
+        };
         alert_from_value(&value).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The error of a document whose shape no CAP alert has.
+fn shape_error(problem: Problem) -> CapError {
+    match problem {
+        Problem::Repeated(path) => CapError::Repeated { path },
+        Problem::LongKey(path) => {
+            let reason = format!("a key longer than {MAX_KEY} bytes: no CAP element is named so");
+            CapError::invalid(path, reason)
+        }
+        Problem::TooDeep(path) => {
+            let reason = format!("nested deeper than {MAX_DEPTH}: no CAP alert is");
+            CapError::invalid(path, reason)
+        }
     }
 }
 
@@ -124,6 +151,22 @@ fn position_of(input: &[u8], line: usize, column: usize) -> Position {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `serde_json::from_str::<Alert>` refuses what `read_json` refuses: it is the same
+    /// parse, not the plain one that keeps the last of two equal keys.
+    #[test]
+    fn deserializing_an_alert_refuses_a_repeated_key() {
+        let twice = r#"{"identifier":"A","identifier":"B"}"#;
+        let err = serde_json::from_str::<Alert>(twice).expect_err("repeated");
+        assert!(err.to_string().contains("alert/identifier"), "{err}");
+        assert!(
+            matches!(
+                read_json(b"{\"identifier\":\"A\"} x", 1024),
+                Err(CapError::Malformed { .. })
+            ),
+            "trailing characters"
+        );
+    }
 
     #[test]
     fn syntax_errors_carry_a_position() {

@@ -1,19 +1,19 @@
-//! A JSON alert's shape checks before it is read: each object's keys at most once, keys no
-//! longer than any CAP name, nesting no deeper than CAP's.
+//! Parsing a JSON alert in one pass with its shape checks: each object's keys at most once,
+//! keys no longer than any CAP name, nesting no deeper than CAP's.
 //!
 //! `serde_json::Value` keeps the last of two equal keys and drops the first without a word,
 //! so `{"identifier":"A","identifier":"B"}` would be stored as B and a second `"info"` would
-//! replace the first. The XML reader refuses a repeated element (`repeated`); [`check`]
-//! lets the JSON reader do the same, naming the place in the same path style
-//! (`alert/info[0]/headline`). The walk keeps no path strings (a place is rendered only for
-//! an error), and the bounds on key length and depth keep the paths the reader builds
+//! replace the first. The XML reader refuses a repeated element (`repeated`); [`Parse`]
+//! builds the same `Value` while refusing that, naming the place in the same path style
+//! (`alert/info[0]/headline`). It keeps no path strings (a place is rendered only for an
+//! error), and the bounds on key length and depth keep the paths the reader builds
 //! afterwards short, whatever the body holds.
 
-use std::collections::BTreeSet;
 use std::fmt;
 
 use serde::Deserializer;
 use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
 
 /// Longest object key: CAP's and hubcast's names are at most 20 bytes
 /// (`rasffClassification`).
@@ -33,18 +33,24 @@ pub enum Problem {
     TooDeep(String),
 }
 
-/// The first problem in `input` (parsed as `root`); `None` when there is none, or when
-/// `input` is not JSON at all (the caller's own parse says why).
-pub fn check(input: &[u8], root: &str) -> Option<Problem> {
-    let mut found = None;
-    let mut de = serde_json::Deserializer::from_slice(input);
-    let walk = Walk {
-        at: Place::Root(root),
-        depth: 0,
-        found: &mut found,
-    };
-    let _ = walk.deserialize(&mut de);
-    found
+/// A parse of a JSON document named `root` (`alert`) that records the first [`Problem`]
+/// in `found` (the parse then fails with a placeholder error: the caller reports `found`).
+pub struct Parse<'a> {
+    pub root: &'a str,
+    pub found: &'a mut Option<Problem>,
+}
+
+impl<'de> DeserializeSeed<'de> for Parse<'_> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        let walk = Walk {
+            at: Place::Root(self.root),
+            depth: 0,
+            found: self.found,
+        };
+        walk.deserialize(deserializer)
+    }
 }
 
 /// Where a value sits: rendered only when something is wrong there.
@@ -73,99 +79,133 @@ struct Walk<'a, 'p> {
 }
 
 impl Walk<'_, '_> {
-    fn fail<E: serde::de::Error>(self, problem: Problem) -> Result<(), E> {
+    fn fail<E: serde::de::Error>(self, problem: Problem) -> Result<Value, E> {
         *self.found = Some(problem);
         Err(E::custom("alert shape"))
     }
 }
 
 impl<'de> DeserializeSeed<'de> for Walk<'_, '_> {
-    type Value = ();
+    type Value = Value;
 
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
         deserializer.deserialize_any(self)
     }
 }
 
 impl<'de> Visitor<'de> for Walk<'_, '_> {
-    type Value = ();
+    type Value = Value;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON value")
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
     }
 
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
     }
 
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
     }
 
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
     }
 
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
     }
 
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         if self.depth >= MAX_DEPTH {
             let place = self.at.to_string();
             return self.fail(Problem::TooDeep(place));
         }
-        let mut i = 0usize;
+        let mut items = Vec::new();
         loop {
             let walk = Walk {
-                at: Place::Index(&self.at, i),
+                at: Place::Index(&self.at, items.len()),
                 depth: self.depth + 1,
                 found: &mut *self.found,
             };
-            if seq.next_element_seed(walk)?.is_none() {
-                return Ok(());
+            match seq.next_element_seed(walk)? {
+                Some(item) => items.push(item),
+                None => return Ok(Value::Array(items)),
             }
-            i += 1;
         }
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         if self.depth >= MAX_DEPTH {
             let place = self.at.to_string();
             return self.fail(Problem::TooDeep(place));
         }
-        let mut keys = BTreeSet::new();
+        let mut object = Map::new();
         while let Some(key) = map.next_key::<String>()? {
             if key.len() > MAX_KEY {
                 let place = self.at.to_string();
                 return self.fail(Problem::LongKey(place));
             }
-            if keys.contains(&key) {
+            if object.contains_key(&key) {
                 let place = Place::Key(&self.at, &key).to_string();
                 return self.fail(Problem::Repeated(place));
             }
-            map.next_value_seed(Walk {
+            let value = map.next_value_seed(Walk {
                 at: Place::Key(&self.at, &key),
                 depth: self.depth + 1,
                 found: &mut *self.found,
             })?;
-            keys.insert(key);
+            object.insert(key, value);
         }
-        Ok(())
+        Ok(Value::Object(object))
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{MAX_DEPTH, Problem, check};
+    use serde::de::DeserializeSeed as _;
+
+    use super::{MAX_DEPTH, Parse, Problem};
+
+    /// The first problem in `input`; `None` when there is none, or when it is not JSON.
+    fn check(input: &[u8], root: &str) -> Option<Problem> {
+        let mut found = None;
+        let mut de = serde_json::Deserializer::from_slice(input);
+        let _ = Parse {
+            root,
+            found: &mut found,
+        }
+        .deserialize(&mut de);
+        found
+    }
+
+    #[test]
+    fn the_parse_is_the_plain_parse_when_nothing_is_wrong() {
+        let text = r#"{"identifier":"A","code":[0,1.5,-2,"x",true,null],"info":[{"area":{}}]}"#;
+        let mut found = None;
+        let mut de = serde_json::Deserializer::from_slice(text.as_bytes());
+        let parsed = Parse {
+            root: "alert",
+            found: &mut found,
+        }
+        .deserialize(&mut de)
+        .expect("parses");
+        let plain: serde_json::Value = serde_json::from_str(text).expect("plain");
+        assert_eq!(parsed, plain);
+        assert_eq!(found, None);
+    }
 
     #[test]
     fn the_first_repeated_key_is_named_by_its_path() {
