@@ -392,6 +392,16 @@ fn validate_http(http: &HttpConfig) -> Result<(), ConfigError> {
                 ),
             ));
         }
+        let form = crate::http::cors::browser_form(origin);
+        if origin != "*" && form != *origin {
+            return Err(ConfigError::new(
+                "http.cors_origins",
+                format!(
+                    "{origin:?} would never match: browsers send it as {form:?} (lower case, \
+                     no default port); write it so"
+                ),
+            ));
+        }
     }
     if let Some(token) = &http.metrics_token {
         let visible = token.bytes().all(|b| b.is_ascii_graphic());
@@ -759,6 +769,14 @@ mod tests {
             (
                 "http.cors_origins",
                 Box::new(|c| c.http.cors_origins = vec!["https://portal.example/wall".into()]),
+            ),
+            (
+                "http.cors_origins",
+                Box::new(|c| c.http.cors_origins = vec!["https://Portal.example".into()]),
+            ),
+            (
+                "http.cors_origins",
+                Box::new(|c| c.http.cors_origins = vec!["https://portal.example:443".into()]),
             ),
             (
                 "http.metrics_token",

@@ -53,6 +53,21 @@ pub fn is_origin(text: &str) -> bool {
     matches!(scheme, "http" | "https") && host_ok && port_ok
 }
 
+/// `origin` (an [`is_origin`]) as a browser serializes it in `Origin`: scheme and host in
+/// lower case, no default port (`HTTPS://Portal.Example:443` → `https://portal.example`).
+/// A listed origin is compared with the header byte for byte, so it must be written so.
+pub fn browser_form(origin: &str) -> String {
+    let lower = origin.to_ascii_lowercase();
+    for (scheme, port) in [("https://", ":443"), ("http://", ":80")] {
+        if lower.starts_with(scheme)
+            && let Some(bare) = lower.strip_suffix(port)
+        {
+            return bare.to_owned();
+        }
+    }
+    lower
+}
+
 /// What a listed origin's page may send and read on the media API.
 const MEDIA_PREFLIGHT: [(header::HeaderName, &str); 3] = [
     (
